@@ -1,0 +1,23 @@
+# core/engine is the pure decision core: it must not do I/O. This script fails the build
+# when a file under it includes a header that brings I/O, clocks or threads in.
+# Usage: cmake -DENGINE_DIR=<dir> -P check_engine_includes.cmake
+file(GLOB_RECURSE sources "${ENGINE_DIR}/*.h" "${ENGINE_DIR}/*.cc")
+set(forbidden
+  "uv\\.h" "curl/" "libmnl/" "libnftnl/" "linux/" "sys/" "netinet/" "arpa/" "net/"
+  "unistd\\.h" "fcntl\\.h" "poll\\.h" "expat\\.h" "jansson\\.h" "systemd/"
+  "openssl/" "toml\\+\\+/" "iostream" "fstream" "cstdio" "stdio\\.h" "thread" "filesystem"
+  "future" "mutex" "ctime" "time\\.h")
+set(bad "")
+foreach(src IN LISTS sources)
+  file(STRINGS "${src}" lines REGEX "^[ \t]*#[ \t]*include")
+  foreach(line IN LISTS lines)
+    foreach(pattern IN LISTS forbidden)
+      if(line MATCHES "#[ \t]*include[ \t]*[<\"]${pattern}")
+        string(APPEND bad "\n  ${src}: ${line}")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+if(bad)
+  message(FATAL_ERROR "core/engine must not include I/O headers (see STYLE.md C0):${bad}")
+endif()
