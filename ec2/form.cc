@@ -12,6 +12,16 @@ Params& Params::add(std::string key, std::string value) {
   return *this;
 }
 
+Params& Params::set(std::string_view key, std::string value) {
+  for (auto& [k, v] : items_) {
+    if (k == key) {
+      v = std::move(value);
+      return *this;
+    }
+  }
+  return add(std::string(key), std::move(value));
+}
+
 Params& Params::add_list(std::string_view key, const std::vector<std::string>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     add(std::string(key) + "." + std::to_string(i + 1), values[i]);

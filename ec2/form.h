@@ -27,6 +27,8 @@ class Params {
   explicit Params(std::string_view action);  // adds Action and Version
 
   Params& add(std::string key, std::string value);
+  // Replaces the value of `key`, or appends it when absent.
+  Params& set(std::string_view key, std::string value);
   // key.1, key.2, ... (EC2's list notation, e.g. InstanceId.1).
   Params& add_list(std::string_view key, const std::vector<std::string>& values);
   // Filter.N.Name / Filter.N.Value.M

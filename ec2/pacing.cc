@@ -33,6 +33,11 @@ bool TokenBucket::try_take(Millis now) {
   return true;
 }
 
+void TokenBucket::drain(Millis now) {
+  tokens_ = 0;
+  if (now > last_) last_ = now;
+}
+
 Millis TokenBucket::wait_time(Millis now) const {
   const double have = tokens(now);
   if (have >= 1.0) return Millis{0};

@@ -34,6 +34,8 @@ class TokenBucket {
   // Time from `now` until one token is available (0 when one is).
   [[nodiscard]] Millis wait_time(Millis now) const;
   [[nodiscard]] double tokens(Millis now) const;
+  // Empties the bucket (EC2 just throttled us: its bucket is empty, so ours should be).
+  void drain(Millis now);
 
  private:
   BucketSpec spec_;
