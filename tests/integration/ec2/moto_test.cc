@@ -16,8 +16,11 @@
 #include <cstdio>
 #include <thread>
 
+#include <curl/curl.h>
+
 #include "ec2/client.h"
 #include "tests/support/uv_test_util.h"
+#include "tests/unit/ec2/stub_server.h"
 
 extern char** environ;
 
@@ -197,6 +200,20 @@ class MotoTest : public ::testing::Test {
   }
 
   // Runs one call to completion on the loop.
+  std::unique_ptr<Client> make_client_at(const std::string& endpoint) {
+    ClientOptions o;
+    o.region = Moto::seed.region;
+    o.endpoint = endpoint;
+    o.attempt_timeout = 1000ms;
+    o.default_deadline = 15000ms;
+    o.backoff.base = 5ms;
+    o.backoff.throttle_base = 10ms;
+    o.backoff.cap = 50ms;
+    return std::make_unique<Client>(loop_, o,
+                                    std::make_shared<StaticCredentials>(Credentials{
+                                        Moto::seed.key_id, Moto::seed.secret, "", std::nullopt}));
+  }
+
   template <class Req>
   Ec2Result<typename Req::Ok> run(Req req, Priority prio = Priority::Read, Client* c = nullptr) {
     std::optional<Ec2Result<typename Req::Ok>> got;
@@ -459,6 +476,72 @@ TEST_F(MotoTest, BadIdsSurfaceEc2ErrorCodes) {
   auto d = run(di);
   ASSERT_FALSE(d.has_value());
   EXPECT_EQ(d.error().code, "InvalidInstanceID.NotFound");
+}
+
+size_t collect(char* d, size_t sz, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(d, sz * n);
+  return sz * n;
+}
+
+// Forwards one request to moto as it arrived (same Host and signature headers), blocking:
+// a test-only shortcut, moto answers in milliseconds.
+testing::StubReply forward(const testing::StubRequest& r) {
+  CURL* e = curl_easy_init();
+  std::string body;
+  curl_slist* h = nullptr;
+  for (const char* name : {"host", "content-type", "x-amz-date", "authorization",
+                           "x-amz-security-token", "user-agent"}) {
+    if (!r.header(name).empty())
+      h = curl_slist_append(h, (std::string(name) + ": " + r.header(name)).c_str());
+  }
+  h = curl_slist_append(h, "Expect:");
+  curl_easy_setopt(e, CURLOPT_URL, (Moto::endpoint + r.target).c_str());
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(r.body.size()));
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &collect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+  const CURLcode rc = curl_easy_perform(e);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(e);
+  if (rc != CURLE_OK) return testing::StubReply::status_body(502, "proxy: moto unreachable");
+  return testing::StubReply::status_body(static_cast<int>(status), body);
+}
+
+// Faults injected between the client and moto: the write still lands, exactly as asked.
+TEST_F(MotoTest, RetriesThroughFaultInjectingProxyThenApplies) {
+  const Seed& s = Moto::seed;
+  const std::string rtb = s.route_tables[1];
+  CreateRouteRequest cr;
+  cr.route_table_id = rtb;
+  cr.target = RouteTarget::eni(s.primary_enis[0]);
+  ASSERT_TRUE(run(cr, Priority::RouteWrite).has_value());
+
+  const std::string throttle =
+      "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit "
+      "exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>";
+  std::vector<testing::StubReply> faults = {
+      testing::StubReply::status_body(503, throttle), testing::StubReply::reset(),
+      testing::StubReply::stall(), testing::StubReply::status_body(500, "<html>oops</html>"),
+      testing::StubReply::truncate(std::string(300, ' ') + "<ReplaceRouteResponse/>")};
+  size_t n = 0;
+  testing::StubServer proxy(loop_, [&](const testing::StubRequest& r) {
+    return n < faults.size() ? faults[n++] : forward(r);
+  });
+  ASSERT_TRUE(proxy.ok());
+  auto via_proxy = make_client_at(proxy.url(""));
+  ReplaceRouteRequest rr;
+  rr.route_table_id = rtb;
+  rr.target = RouteTarget::eni(s.primary_enis[1]);
+  auto r = run(rr, Priority::RouteWrite, via_proxy.get());
+  ASSERT_TRUE(r.has_value()) << r.error().describe();
+  EXPECT_EQ(proxy.requests().size(), faults.size() + 1);
+  EXPECT_EQ(route_table(rtb).route("0.0.0.0/0")->network_interface_id, s.primary_enis[1]);
+  via_proxy.reset();
+  proxy.close();
 }
 
 }  // namespace
