@@ -295,6 +295,11 @@ void Client::on_reply(CallId id, HttpResponse resp) {
     Ec2Error e;
     e.kind = resp.curl_code == CURLE_OPERATION_TIMEDOUT ? ErrorKind::Timeout : ErrorKind::Transport;
     e.code = e.kind == ErrorKind::Timeout ? "Timeout" : "Transport";
+    if (resp.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
+        resp.curl_code == CURLE_SSL_CACERT_BADFILE) {
+      // A certificate that does not verify will not verify on the next attempt either.
+      e.code = "TlsVerification";
+    }
     e.message = op.action + ": " + resp.error;
     e.http_status = resp.status;
     err = std::move(e);

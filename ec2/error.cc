@@ -63,6 +63,7 @@ bool is_throttling_code(std::string_view code) {
 bool is_retryable(const Ec2Error& e) {
   switch (e.kind) {
     case ErrorKind::Transport:
+      return e.code != "TlsVerification";
     case ErrorKind::Timeout:
       return true;
     case ErrorKind::Credentials:
