@@ -165,16 +165,16 @@ Bucket DescribeBase::describe_bucket(bool has_ids) const {
   return Bucket::NonMutating;
 }
 
-void DescribeBase::add_common(Params& p) const {
+void DescribeBase::add_common(Params& p, bool has_ids) const {
   p.add_filters(filters);
-  if (max_results > 0) p.add("MaxResults", std::to_string(max_results));
+  if (max_results > 0 && !has_ids) p.add("MaxResults", std::to_string(max_results));
   if (!next_token.empty()) p.add("NextToken", next_token);
 }
 
 Params DescribeInstancesRequest::params() const {
   Params p(kAction);
   p.add_list("InstanceId", instance_ids);
-  add_common(p);
+  add_common(p, !instance_ids.empty());
   return p;
 }
 
@@ -222,7 +222,7 @@ Params DescribeInstanceStatusRequest::params() const {
   Params p(kAction);
   p.add_list("InstanceId", instance_ids);
   if (include_all_instances) p.add("IncludeAllInstances", "true");
-  add_common(p);
+  add_common(p, !instance_ids.empty());
   return p;
 }
 

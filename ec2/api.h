@@ -206,7 +206,9 @@ struct DescribeBase {
   int max_results = 0;  // 0: not sent
  protected:
   [[nodiscard]] Bucket describe_bucket(bool has_ids) const;
-  void add_common(Params& p) const;
+  // MaxResults is left out when `has_ids`: EC2 refuses DescribeInstances and
+  // DescribeInstanceStatus calls that combine it with instance ids.
+  void add_common(Params& p, bool has_ids = false) const;
 };
 
 struct DescribeInstancesRequest : DescribeBase {

@@ -54,6 +54,31 @@ Endpoint parse_endpoint(const std::string& endpoint, const std::string& region) 
 
 }  // namespace
 
+std::optional<std::string> validate(const ClientOptions& o) {
+  if (o.region.empty()) return "ec2 client: region is empty";
+  for (char c : o.region) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+      return "ec2 client: region '" + o.region + "' has characters other than a-z, 0-9 and '-'";
+    }
+  }
+  if (!o.endpoint.empty() && !o.endpoint.starts_with("http://") &&
+      !o.endpoint.starts_with("https://")) {
+    return "ec2 client: endpoint '" + o.endpoint + "' must start with http:// or https://";
+  }
+  if (o.connect_timeout.count() <= 0 || o.attempt_timeout.count() <= 0 ||
+      o.default_deadline.count() <= 0) {
+    return "ec2 client: connect_timeout, attempt_timeout and default_deadline must be positive";
+  }
+  if (o.backoff.max_attempts < 1) return "ec2 client: backoff.max_attempts must be at least 1";
+  if (o.max_in_flight < 1) return "ec2 client: max_in_flight must be at least 1";
+  for (Bucket b : {Bucket::Mutating, Bucket::NonMutating, Bucket::UnfilteredDescribe}) {
+    if (o.buckets.of(b).burst < 1 || o.buckets.of(b).refill_per_s <= 0) {
+      return "ec2 client: every token bucket needs burst >= 1 and refill > 0";
+    }
+  }
+  return std::nullopt;
+}
+
 Client::Client(uv::Loop& loop, ClientOptions opts, std::shared_ptr<const CredentialSource> creds)
     : loop_(loop),
       opts_(std::move(opts)),

@@ -53,6 +53,10 @@ struct ClientOptions {
   std::string user_agent = "hanat/" HANAT_VERSION;
 };
 
+// Why `o` cannot work ("region is empty", "endpoint must start with http:// or https://", ...),
+// or nullopt when it is usable. The daemon checks this when it loads its config.
+[[nodiscard]] std::optional<std::string> validate(const ClientOptions& o);
+
 struct CallOptions {
   Priority priority = Priority::Read;
   Millis deadline{0};  // 0: ClientOptions::default_deadline

@@ -401,5 +401,64 @@ TEST(ClientLifecycle, MissingCredentialsFailClearlyAtTheDeadline) {
   expect_clean_close(loop);
 }
 
+TEST(ClientOptionsCheck, NamesWhatIsWrong) {
+  ClientOptions o;
+  EXPECT_EQ(validate(o).value_or(""), "ec2 client: region is empty");
+  o.region = "eu-west-1";
+  EXPECT_FALSE(validate(o).has_value());
+  o.endpoint = "ftp://x";
+  EXPECT_NE(validate(o).value_or("").find("'ftp://x' must start with http://"), std::string::npos);
+  o.endpoint = "";
+  o.region = "eu west";
+  EXPECT_NE(validate(o).value_or("").find("region 'eu west'"), std::string::npos);
+  o.region = "eu-west-1";
+  o.buckets.mutating.refill_per_s = 0;
+  EXPECT_TRUE(validate(o).has_value());
+}
+
+TEST(ClientPacing, CallStuckBehindTheBucketFailsAtItsDeadline) {
+  uv::Loop loop;
+  {
+    StubServer srv(loop,
+                   [](const StubRequest&) { return StubReply::ok(ok_reply("ReplaceRoute")); });
+    ClientOptions o = options(srv);
+    o.buckets.mutating = {1, 0.1};  // one write, then one per 10 s
+    Client c(loop, o, creds());
+    std::optional<Ec2Result<SimpleOk>> first, second;
+    c.replace_route(replace("rtb-1", "eni-1"), {Priority::RouteWrite},
+                    [&](Ec2Result<SimpleOk> r) { first = std::move(r); });
+    c.replace_route(replace("rtb-2", "eni-1"), {Priority::RouteWrite, 200ms},
+                    [&](Ec2Result<SimpleOk> r) { second = std::move(r); });
+    ASSERT_TRUE(run_until(loop, [&] { return first && second; }));
+    EXPECT_TRUE(first->has_value());
+    ASSERT_FALSE(second->has_value());
+    EXPECT_EQ(second->error().code, "DeadlineExceeded");
+    EXPECT_NE(second->error().message.find("client-side pacing"), std::string::npos);
+    EXPECT_EQ(srv.requests().size(), 1u);
+  }
+  expect_clean_close(loop);
+}
+
+TEST(ClientFaults, ErrorOnALaterPageFailsTheWholeDescribe) {
+  uv::Loop loop;
+  {
+    StubServer srv(loop, [](const StubRequest& r) {
+      if (r.body.find("NextToken=") != std::string::npos) {
+        return StubReply::status_body(400, fixture("error_not_found.xml"));
+      }
+      return StubReply::ok(fixture("describe_route_tables.xml"));
+    });
+    Client c(loop, options(srv), creds());
+    std::optional<Ec2Result<DescribeRouteTablesOk>> got;
+    c.describe_route_tables({}, {},
+                            [&](Ec2Result<DescribeRouteTablesOk> r) { got = std::move(r); });
+    ASSERT_TRUE(run_until(loop, [&] { return got.has_value(); }));
+    ASSERT_FALSE(got->has_value());
+    EXPECT_EQ(got->error().code, "InvalidRouteTableID.NotFound");
+    EXPECT_EQ(srv.requests().size(), 2u);
+  }
+  expect_clean_close(loop);
+}
+
 }  // namespace
 }  // namespace hanat::ec2

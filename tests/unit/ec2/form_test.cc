@@ -78,3 +78,21 @@ TEST(Form, OtherWrites) {
 
 }  // namespace
 }  // namespace hanat::ec2
+
+namespace hanat::ec2 {
+namespace {
+
+TEST(Form, MaxResultsIsDroppedWithInstanceIds) {
+  DescribeInstancesRequest d;
+  d.max_results = 50;
+  EXPECT_NE(d.params().encode().find("MaxResults=50"), std::string::npos);
+  d.instance_ids = {"i-1"};
+  EXPECT_EQ(d.params().encode(), "Action=DescribeInstances&Version=2016-11-15&InstanceId.1=i-1");
+  DescribeInstanceStatusRequest s;
+  s.instance_ids = {"i-1"};
+  s.max_results = 50;
+  EXPECT_EQ(s.params().encode().find("MaxResults"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hanat::ec2
