@@ -3,6 +3,7 @@
 #include "ec2/http_client.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "tests/support/uv_test_util.h"
 #include "tests/unit/ec2/stub_server.h"
@@ -142,6 +143,45 @@ TEST(HttpClient, CancelAndDestroyWithRequestsInFlightLeaveNothingOpen) {
     EXPECT_EQ(called, 0);
   }
   expect_clean_close(loop);
+}
+
+TEST(HttpClient, ConnectTimeoutIsSeparateFromTheTotalTimeout) {
+  // A listener with a full accept queue: Linux drops further SYNs, so a connect hangs.
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(lfd, 0), 0);
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    int f = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    (void)connect(f, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    fillers.push_back(f);
+  }
+  uv::Loop loop;
+  {
+    HttpClientOptions o;
+    o.connect_timeout = 150ms;
+    o.total_timeout = 5000ms;
+    HttpClient http(loop, o);
+    std::optional<HttpResponse> got;
+    const auto start = std::chrono::steady_clock::now();
+    (void)http.send(
+        {"GET", "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/", {}, {}, 0ms},
+        [&](HttpResponse r) { got = std::move(r); });
+    ASSERT_TRUE(run_until(
+        loop, [&] { return got.has_value(); }, 4s));
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(got->curl_code, CURLE_OPERATION_TIMEDOUT) << got->error;
+    EXPECT_NE(got->error.find("onnect"), std::string::npos) << got->error;
+    EXPECT_LT(took, 1500ms);
+  }
+  expect_clean_close(loop);
+  for (int f : fillers) close(f);
+  close(lfd);
 }
 
 TEST(HttpClient, ManyConcurrentRequestsAllComplete) {
