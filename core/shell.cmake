@@ -14,3 +14,7 @@ target_link_libraries(hanatd PRIVATE core)
 
 add_executable(hanatctl hanatctl/main.cc)
 target_link_libraries(hanatctl PRIVATE hanat_options PkgConfig::JANSSON)
+
+include(GNUInstallDirs)
+install(TARGETS hanatd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS hanatctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 
@@ -74,6 +75,18 @@ std::error_code Daemon::start(std::string* why) {
     *why = "cannot install signal handlers: " + ec.message();
     return ec;
   }
+  // systemd's watchdog (WatchdogSec=): ping at half the interval from a loop timer, so a
+  // wedged loop stops the pings and systemd restarts the daemon.
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    auto period = std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000));
+    watchdog_ = std::make_unique<uv::Timer>(loop_);
+    if (std::error_code wec = watchdog_->start(period, period, [] { notify("WATCHDOG=1"); })) {
+      *why = "cannot start the watchdog timer: " + wec.message();
+      return wec;
+    }
+    log::info("systemd watchdog enabled, pinging every " + config::format_duration(period));
+  }
   log::notice("hanatd " HANAT_VERSION " started: config " + log::quote(config_path_) +
               ", status socket " + log::quote(sc.socket));
   notify("READY=1\nSTATUS=running, config generation 1\nMAINPID=" + std::to_string(getpid()));
@@ -122,6 +135,7 @@ void Daemon::stop(const char* reason) {
   sighup_.reset();
   sigterm_.reset();
   sigint_.reset();
+  watchdog_.reset();
   status_.reset();
 }
 

@@ -57,6 +57,7 @@ class Daemon {
   WallTime started_wall_;
   std::unique_ptr<status::StatusServer> status_;
   std::unique_ptr<uv::Signal> sighup_, sigterm_, sigint_;
+  std::unique_ptr<uv::Timer> watchdog_;
 };
 
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).

@@ -186,6 +186,25 @@ TEST_F(DaemonTest, NotifiesSystemdOfReadyReloadAndStop) {
   EXPECT_LT(ready, reloading);
   EXPECT_LT(reloading, ready2);
   EXPECT_LT(ready2, stopping);
+  EXPECT_EQ(m.find("WATCHDOG=1"), std::string::npos) << "watchdog pings without WATCHDOG_USEC";
+}
+
+TEST_F(DaemonTest, PingsTheSystemdWatchdogAtHalfTheInterval) {
+  NotifySocket ns(dir_.file("notify.sock"));
+  ASSERT_TRUE(ns.bound());
+  // WatchdogSec=200ms: systemd expects a ping at least every 200 ms; hanatd pings every
+  // 100 ms, so five pings arrive within a second or so.
+  auto d = start({"NOTIFY_SOCKET=" + dir_.file("notify.sock"), "WATCHDOG_USEC=200000"});
+  auto count = [&] {
+    size_t n = 0, pos = 0;
+    const std::string& m = ns.messages();
+    while ((pos = m.find("WATCHDOG=1", pos)) != std::string::npos) {
+      ++n;
+      ++pos;
+    }
+    return n;
+  };
+  EXPECT_TRUE(eventually([&] { return count() >= 5; }, std::chrono::seconds(5)));
 }
 
 TEST_F(DaemonTest, SecondDaemonOnTheSameSocketRefusesToStart) {
