@@ -33,3 +33,19 @@ gen host_and_odd_prefix_persistent \
   'oifname "eth1" ip saddr 198.18.1.64/26 masquerade fully-random,persistent' \
   'oifname "eth1" ip saddr 198.19.255.255 masquerade fully-random,persistent'
 gen persistent_long_ifname 'oifname "averyveryverylo" ip saddr 198.18.0.0/16 masquerade persistent'
+
+# What `nft -j list table ip hanat` prints for the table the namespace tests install, as
+# written by nft itself from the rule text. The tests drop "handle" and "metainfo" before
+# comparing (handles are assigned by the kernel).
+cat > "/tmp/$ns.nft" <<'NFT'
+table ip hanat {
+ chain postrouting {
+  type nat hook postrouting priority srcnat;
+  oifname "wan0" ip saddr 198.18.0.0/15 masquerade fully-random
+  oifname "wan0" ip saddr 198.19.1.0/24 masquerade fully-random
+ }
+}
+NFT
+ip netns exec "$ns" nft -f "/tmp/$ns.nft"
+ip netns exec "$ns" nft -j list table ip hanat > table_wan0.json
+rm -f "/tmp/$ns.nft"
