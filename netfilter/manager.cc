@@ -33,6 +33,9 @@ Status NatManager::commit_and_verify() {
 
 Status NatManager::fail_with(Error e) {
   ++counters_.failures;
+  // Start the next attempt on a fresh socket: after a timeout or dropped ACKs (ENOBUFS) the
+  // old one may still hold answers that belong to nothing.
+  netlink_.reset();
   set_health(Health{false, e.message});
   return core::Unexpected(std::move(e));
 }

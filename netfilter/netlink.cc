@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -112,6 +113,7 @@ Status Netlink::commit(const Batch& batch) {
   }
   // Numbers at or past the batch's end are ours from now on.
   if (batch.next_seq() > seq_) seq_ = batch.next_seq();
+  if (auto s = ensure_buffers(batch.bytes.size(), batch.objects.size()); !s) return s;
   if (mnl_socket_sendto(sock_.get(), batch.bytes.data(), batch.bytes.size()) < 0) {
     const int e = errno;
     return fail(errno_code(e), "batch (table " + batch.what(batch.objects.front().first) +
@@ -173,6 +175,36 @@ Status Netlink::commit(const Batch& batch) {
   }
   if (failures.size() > 3) msg += "; and " + std::to_string(failures.size() - 3) + " more";
   return fail(errno_code(first.err), std::move(msg));
+}
+
+Status Netlink::ensure_buffers(size_t batch_bytes, size_t acks) {
+  // The whole batch goes out in one datagram, and nfnetlink queues one ACK per message on
+  // our socket before sendmsg returns: both must fit, or the send fails with EMSGSIZE or
+  // ACKs are dropped (ENOBUFS) and the outcome is unknown. nftables sizes its buffers the
+  // same way. The *FORCE variants pass net.core.{w,r}mem_max and need CAP_NET_ADMIN, which
+  // hanatd has anyway; without it the plain call is capped by those sysctls.
+  const int fd = mnl_socket_get_fd(sock_.get());
+  auto grow = [fd](int force_opt, int opt, size_t want, size_t& have) -> int {
+    if (want <= have) return 0;
+    const int v = static_cast<int>(std::min<size_t>(want, 1U << 30));
+    if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) != 0 &&
+        setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) != 0) {
+      return errno;
+    }
+    have = want;
+    return 0;
+  };
+  // An ACK skb costs about 1 KiB of receive buffer (its truesize), whatever its length.
+  constexpr size_t kAckTruesize = 1024;
+  constexpr size_t kSlack = 64 * 1024;
+  if (const int e = grow(SO_SNDBUFFORCE, SO_SNDBUF, batch_bytes + kSlack, sndbuf_); e != 0) {
+    return fail(errno_code(e), "netlink netfilter socket: SO_SNDBUF: " + errno_text(e));
+  }
+  if (const int e = grow(SO_RCVBUFFORCE, SO_RCVBUF, acks * kAckTruesize + kSlack, rcvbuf_);
+      e != 0) {
+    return fail(errno_code(e), "netlink netfilter socket: SO_RCVBUF: " + errno_text(e));
+  }
+  return ok();
 }
 
 template <class OnMsg>

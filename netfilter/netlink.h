@@ -69,12 +69,15 @@ class Netlink {
   template <class OnMsg>
   int request(std::vector<uint8_t> msg, uint32_t seq, OnMsg on_msg);
   [[nodiscard]] core::Result<uint32_t, Error> read_generation();
+  [[nodiscard]] Status ensure_buffers(size_t batch_bytes, size_t acks);
 
   SocketPtr sock_;
   uint32_t portid_ = 0;
   uint32_t seq_ = 1;
   std::chrono::milliseconds timeout_;
   std::vector<uint8_t> rxbuf_;
+  size_t sndbuf_ = 0;  // what we last asked for; 0 = kernel default
+  size_t rcvbuf_ = 0;
 };
 
 // Whether an interface of that name exists in the calling thread's network namespace.

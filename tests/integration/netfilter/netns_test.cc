@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
+#include <libnftnl/rule.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
@@ -152,6 +153,29 @@ TEST_F(NetfilterNetns, CommitThenReadBackMatchesDesiredState) {
   EXPECT_THAT(v.error().message, HasSubstr("rule 1 in chain ip hanat postrouting"));
 }
 
+TEST_F(NetfilterNetns, ThousandRuleBatchCommitsAndVerifies) {
+  // More ACKs than a default-sized netlink receive buffer holds: every one must arrive.
+  NatSpec spec;
+  spec.egress_interface = "wan0";
+  for (int i = 0; i < 1024; ++i) {
+    spec.source_cidrs.push_back("198." + std::to_string(18 + i / 512) + "." +
+                                std::to_string((i / 2) % 256) + "." +
+                                std::to_string((i % 2) * 128) + "/25");
+  }
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl);
+  auto batch = build_batch(spec, nl->next_seq());
+  ASSERT_TRUE(batch);
+  auto c = nl->commit(*batch);
+  ASSERT_TRUE(c) << c.error().message;
+  auto v = nl->verify(spec);
+  EXPECT_TRUE(v) << v.error().message;
+  int rc = 0;
+  const std::string listing = nft("-a list chain ip hanat postrouting", &rc);
+  ASSERT_EQ(rc, 0);
+  EXPECT_THAT(listing, HasSubstr("ip saddr 198.19.255.128/25 masquerade"));
+}
+
 TEST_F(NetfilterNetns, ApplyTwiceLeavesOneTableEqualToExpectedJson) {
   uv::Loop loop;
   {
@@ -270,6 +294,64 @@ Batch owned_table_batch(const std::string& name, uint32_t seq) {
   b.bytes.assign(p, p + mnl_nlmsg_batch_size(mb));
   mnl_nlmsg_batch_stop(mb);
   return b;
+}
+
+// A batch of our own whose third object is bad: a rule for a chain that does not exist.
+Batch batch_with_bad_rule(uint32_t seq) {
+  Batch b;
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  mnl_nlmsg_batch* mb = mnl_nlmsg_batch_start(buf.data(), buf.size());
+  b.begin_seq = seq;
+  nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq++);
+  mnl_nlmsg_batch_next(mb);
+  for (int i = 0; i < 2; ++i) {
+    nftnl_table* t = nftnl_table_alloc();
+    nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, i == 0 ? "first" : "second");
+    nlmsghdr* nlh =
+        nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(mb)), NFT_MSG_NEWTABLE,
+                              NFPROTO_IPV4, NLM_F_CREATE | NLM_F_ACK, seq);
+    nftnl_table_nlmsg_build_payload(nlh, t);
+    nftnl_table_free(t);
+    b.objects.emplace_back(seq++, i == 0 ? "table ip first" : "table ip second");
+    mnl_nlmsg_batch_next(mb);
+  }
+  nftnl_rule* r = nftnl_rule_alloc();
+  nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, "second");
+  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, "nochain");
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(mb)), NFT_MSG_NEWRULE,
+                            NFPROTO_IPV4, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK, seq);
+  nftnl_rule_nlmsg_build_payload(nlh, r);
+  nftnl_rule_free(r);
+  b.objects.emplace_back(seq++, "rule 1 in chain ip second nochain");
+  mnl_nlmsg_batch_next(mb);
+  b.end_seq = seq;
+  nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq);
+  mnl_nlmsg_batch_next(mb);
+  const auto* p = static_cast<const uint8_t*>(mnl_nlmsg_batch_head(mb));
+  b.bytes.assign(p, p + mnl_nlmsg_batch_size(mb));
+  mnl_nlmsg_batch_stop(mb);
+  return b;
+}
+
+TEST_F(NetfilterNetns, EachKernelErrorIsMappedToItsObjectAndNothingIsApplied) {
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl);
+  auto c = nl->commit(batch_with_bad_rule(nl->next_seq()));
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, std::errc::no_such_file_or_directory);
+  EXPECT_THAT(c.error().message,
+              StartsWith("rule 1 in chain ip second nochain: No such file or directory"));
+  // All or nothing: the two good tables of the aborted batch do not exist.
+  EXPECT_EQ(nft("list tables"), "");
+  // The socket is still in step: the next commit gets its own ACKs.
+  auto batch = build_batch(wan_spec(), nl->next_seq());
+  ASSERT_TRUE(batch);
+  auto ok = nl->commit(*batch);
+  EXPECT_TRUE(ok) << ok.error().message;
+  EXPECT_TRUE(nl->verify(wan_spec()));
 }
 
 TEST_F(NetfilterNetns, KernelErrorNamesTheObjectAndMakesDataPlaneUnhealthy) {
