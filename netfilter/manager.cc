@@ -54,6 +54,14 @@ void NatManager::arm_timer() {
 
 Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   if (auto v = validate(nat); !v) return v;  // nothing changes for an invalid spec
+  if (nat_ && nat_->table != nat.table) {
+    // Renamed by a reload: hanat owns one table, so the old one goes (its own transaction;
+    // the new table follows immediately).
+    if (auto s = ensure_netlink(); !s) return fail_with(std::move(s).error());
+    auto removal = build_removal(nat_->table, netlink_->next_seq());
+    if (!removal) return fail_with(std::move(removal).error());
+    if (auto s = netlink_->commit(*removal); !s) return fail_with(std::move(s).error());
+  }
   nat_ = nat;
   sysctls_ = sysctl_entries(sysctls);
   arm_timer();

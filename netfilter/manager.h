@@ -56,7 +56,8 @@ class NatManager {
   // Makes `nat` and `sysctls` the desired state and applies them now; starts (or keeps) the
   // drift timer. An invalid spec changes nothing and returns the validation error. A missing
   // egress interface or a kernel error is returned too, but the spec stays desired, so the
-  // drift check keeps retrying (an ENI can appear later).
+  // drift check keeps retrying (an ENI can appear later). A new table name removes the
+  // table of the previous name.
   [[nodiscard]] Status apply(const NatSpec& nat, const SysctlSpec& sysctls);
 
   // One drift check now (the timer runs the same). Ok when everything matches or was

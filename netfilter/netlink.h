@@ -56,8 +56,9 @@ class Netlink {
   // writer committed in between, so the state is one consistent snapshot.
   [[nodiscard]] core::Result<TableState, Error> read_table(std::string_view name);
 
-  // read_table + compare against `spec`: ok, or an Error (ENOENT/EINVAL-ish code
-  // `errc::state_not_recoverable` for drift) whose message is the first difference.
+  // read_table + compare against `spec`. Drift comes back as an Error with code
+  // `errc::state_not_recoverable` and the first difference as message (see compare());
+  // any other code means the table could not be read at all.
   [[nodiscard]] Status verify(const NatSpec& spec);
 
  private:

@@ -238,6 +238,21 @@ TEST_F(NetfilterNetns, RemoveOfAbsentTableSucceedsAndDestroyLeavesRules) {
   EXPECT_EQ(nft("list tables"), "table ip hanat\n");
 }
 
+TEST_F(NetfilterNetns, RenamedTableReplacesTheOldOne) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    auto renamed = wan_spec();
+    renamed.table = "hanat_b";
+    auto a = m.apply(renamed, {});
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(nft("list tables"), "table ip hanat_b\n");
+    EXPECT_TRUE(m.check());
+  }
+  testing::expect_clean_close(loop);
+}
+
 TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
   uv::Loop loop;
   {
