@@ -312,6 +312,11 @@ std::string flags_text(uint16_t f) {
   return "[" + s + "]";
 }
 
+// libnftnl returns NULL for an attribute the message lacked; describe() takes any bytes.
+std::string str(const char* s) {
+  return s != nullptr ? s : "(none)";
+}
+
 std::string family_text(uint32_t f) {
   return f == NFPROTO_IPV4 ? "ip" : std::to_string(f);
 }
@@ -349,7 +354,7 @@ std::string describe(const Batch& batch) {
       }
       out += seq + (msg == NFT_MSG_NEWTABLE ? "newtable " : "deltable ") +
              family_text(nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY)) + " " +
-             nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME) + fl + "\n";
+             str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) + fl + "\n";
     } else if (msg == NFT_MSG_NEWCHAIN) {
       ChainPtr c(nftnl_chain_alloc(), nftnl_chain_free);
       if (!c || nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) {
@@ -357,9 +362,9 @@ std::string describe(const Batch& batch) {
         continue;
       }
       out += seq + "newchain " + family_text(nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_FAMILY)) +
-             " " + nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE) + " " +
-             nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME) + " type " +
-             nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TYPE) + " hook " +
+             " " + str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) + " " +
+             str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)) + " type " +
+             str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TYPE)) + " hook " +
              hook_text(nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_HOOKNUM)) + " prio " +
              std::to_string(nftnl_chain_get_s32(c.get(), NFTNL_CHAIN_PRIO)) + fl + "\n";
     } else if (msg == NFT_MSG_NEWRULE) {

@@ -301,7 +301,9 @@ core::Result<TableState, Error> Netlink::read_table(std::string_view name) {
                      const char* table = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE);
                      if (table == nullptr || name_str != table) return;
                      ChainState cs;
-                     cs.name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME);
+                     const char* chain_name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME);
+                     if (chain_name == nullptr) return;
+                     cs.name = chain_name;
                      if (nftnl_chain_is_set(c.get(), NFTNL_CHAIN_TYPE)) {
                        cs.type = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TYPE);
                      }

@@ -203,6 +203,23 @@ TEST(Batch, InvalidSpecIsAnErrorNotABatch) {
   EXPECT_FALSE(build_removal("", 1));
 }
 
+TEST(Batch, DescribeSurvivesGarbage) {
+  auto b = build_batch(spec("eth0", {"198.18.0.0/15"}, false, false), 1);
+  ASSERT_TRUE(b);
+  Batch cut = *b;
+  cut.bytes.resize(cut.bytes.size() - 7);  // the END message is now truncated
+  EXPECT_THAT(describe(cut), HasSubstr("trailing"));
+  Batch noise;
+  for (int i = 0; i < 512; ++i) noise.bytes.push_back(static_cast<uint8_t>(i * 37 + 11));
+  (void)describe(noise);  // must not crash; content is meaningless
+  // A NEWTABLE without a name attribute is described, not dereferenced.
+  Batch bare = *b;
+  auto* nlh = reinterpret_cast<nlmsghdr*>(bare.bytes.data());
+  nlh = reinterpret_cast<nlmsghdr*>(reinterpret_cast<uint8_t*>(nlh) + NLMSG_ALIGN(nlh->nlmsg_len));
+  nlh->nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(4));  // keep only nfgenmsg; drop attrs
+  EXPECT_THAT(describe(bare), HasSubstr("newtable ip (none)"));
+}
+
 TEST(Batch, ManyRulesSpanPagesWithoutSplittingMessages) {
   std::vector<std::string> cidrs;
   for (int i = 0; i < 256; ++i) {
