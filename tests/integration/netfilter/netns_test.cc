@@ -369,6 +369,26 @@ TEST_F(NetfilterNetns, EachKernelErrorIsMappedToItsObjectAndNothingIsApplied) {
   EXPECT_TRUE(nl->verify(wan_spec()));
 }
 
+TEST_F(NetfilterNetns, MissingAckIsBoundedByTheSocketTimeout) {
+  auto nl = Netlink::open(100ms);
+  ASSERT_TRUE(nl);
+  auto batch = build_batch(wan_spec(), nl->next_seq());
+  ASSERT_TRUE(batch);
+  // Pretend the END message (which nfnetlink never ACKs) were an object awaiting its ACK.
+  batch->objects.emplace_back(batch->end_seq, "the message that is never answered");
+  batch->end_seq += 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = nl->commit(*batch);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, std::errc::timed_out);
+  EXPECT_EQ(c.error().message,
+            "the message that is never answered: no ACK from the kernel within 100 ms "
+            "(1 outstanding)");
+  EXPECT_GE(took, 90ms);
+  EXPECT_LT(took, 2s);
+}
+
 TEST_F(NetfilterNetns, KernelErrorNamesTheObjectAndMakesDataPlaneUnhealthy) {
   uv::Loop loop;
   {
