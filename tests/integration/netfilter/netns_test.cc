@@ -94,6 +94,10 @@ HostState host_state() {
 
 class NetfilterNetns : public ::testing::Test {
  protected:
+  static void SetUpTestSuite() {
+    if (testing::netns_skip_reason().empty()) testing::remove_stale_netns();
+  }
+
   void SetUp() override {
     if (auto why = testing::netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     host_before_ = host_state();

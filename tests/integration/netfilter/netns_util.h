@@ -7,10 +7,12 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -53,6 +55,27 @@ inline std::string netns_skip_reason() {
   if (sh("command -v nft >/dev/null 2>&1") != 0) return "needs the nft CLI (package nftables)";
   if (sh("command -v ip >/dev/null 2>&1") != 0) return "needs the ip CLI (package iproute2)";
   return {};
+}
+
+// Deletes namespaces a crashed earlier run of these tests left behind: only names with this
+// module's prefix whose pid is no longer alive (others' namespaces are never touched).
+inline void remove_stale_netns() {
+  const std::string prefix = "hanat-nf-";
+  std::string list = capture("ip netns list 2>/dev/null");
+  size_t pos = 0;
+  while (pos < list.size()) {
+    size_t eol = list.find('\n', pos);
+    if (eol == std::string::npos) eol = list.size();
+    std::string line = list.substr(pos, eol - pos);
+    pos = eol + 1;
+    const std::string name = line.substr(0, line.find(' '));
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::string pid = rest.substr(0, rest.find('-'));
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+    sh("ip netns del " + name);
+  }
 }
 
 class Netns {
