@@ -57,8 +57,8 @@ using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 // rule's handle and position, which the kernel assigns.
 [[nodiscard]] std::vector<std::string> rule_expressions(const nftnl_rule* rule);
 
-// nftnl_rule_snprintf of a rule (the `nft --debug=netlink` block without trailing newline
-// handling), for golden tests and debug logs.
+// nftnl_rule_snprintf of a rule: "ip hanat postrouting\n" then one "  [ ... ]\n" line per
+// expression, the block `nft --debug=netlink` prints. For golden tests and debug logs.
 [[nodiscard]] std::string rule_debug_text(const nftnl_rule* rule);
 
 // Parses a batch back into a human-readable listing, one line per message (type, object,
