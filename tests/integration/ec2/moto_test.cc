@@ -293,16 +293,6 @@ TEST_F(MotoTest, DescribesSeededObjectsWithFilters) {
   ASSERT_EQ(addrs->addresses.size(), 1u);
 }
 
-TEST_F(MotoTest, DescribeInstancesFollowsNextToken) {
-  DescribeInstancesRequest di;
-  di.filters = {{"vpc-id", {Moto::seed.vpc}}};
-  di.max_results = 5;  // moto paginates DescribeInstances: 8 instances -> 2 pages
-  auto all = run(di);
-  ASSERT_TRUE(all.has_value()) << all.error().describe();
-  EXPECT_EQ(all->instances.size(), 8u);
-  EXPECT_TRUE(all->next_token.empty());
-}
-
 TEST_F(MotoTest, RouteCreateReplaceDelete) {
   const Seed& s = Moto::seed;
   const std::string rtb = s.route_tables[0];
@@ -540,6 +530,24 @@ TEST_F(MotoTest, RetriesThroughFaultInjectingProxyThenApplies) {
   ASSERT_TRUE(r.has_value()) << r.error().describe();
   EXPECT_EQ(proxy.requests().size(), faults.size() + 1);
   EXPECT_EQ(route_table(rtb).route("0.0.0.0/0")->network_interface_id, s.primary_enis[1]);
+  via_proxy.reset();
+  proxy.close();
+}
+
+// Pagination against moto, through the proxy so the pages can be counted.
+TEST_F(MotoTest, DescribeInstancesFollowsNextToken) {
+  testing::StubServer proxy(loop_, [](const testing::StubRequest& r) { return forward(r); });
+  auto via_proxy = make_client_at(proxy.url(""));
+  DescribeInstancesRequest di;
+  di.filters = {{"vpc-id", {Moto::seed.vpc}}};
+  di.max_results = 5;  // 7 reservations (8 instances) -> 2 pages
+  auto all = run(di, Priority::Read, via_proxy.get());
+  ASSERT_TRUE(all.has_value()) << all.error().describe();
+  EXPECT_EQ(all->instances.size(), 8u);
+  EXPECT_TRUE(all->next_token.empty());
+  ASSERT_EQ(proxy.requests().size(), 2u);
+  EXPECT_EQ(proxy.requests()[0].body.find("NextToken"), std::string::npos);
+  EXPECT_NE(proxy.requests()[1].body.find("&NextToken="), std::string::npos);
   via_proxy.reset();
   proxy.close();
 }

@@ -50,9 +50,11 @@ run = ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2, SubnetId=sub_a,
                         TagSpecifications=[{"ResourceType": "instance",
                                             "Tags": [{"Key": "hanat:group", "Value": "it"}]}])
 nats = [i["InstanceId"] for i in run["Instances"]]
-# Extra instances: one to stop/start/terminate, and enough for DescribeInstances pagination.
-extra = [i["InstanceId"] for i in ec2.run_instances(
-    ImageId=image, MinCount=6, MaxCount=6, SubnetId=sub_b, InstanceType="t3.micro")["Instances"]]
+# Extra instances, one reservation each: one to stop/start/terminate, and enough
+# reservations (moto pages DescribeInstances by reservation) for two pages of 5.
+extra = [ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=sub_b,
+                           InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+         for _ in range(6)]
 
 primary_enis = {}
 for r in ec2.describe_instances(InstanceIds=nats)["Reservations"]:
