@@ -3,6 +3,8 @@
 
 #include "ec2/imds.h"
 
+#include "ec2/client.h"
+
 #include <gtest/gtest.h>
 
 #include <ctime>
@@ -299,6 +301,37 @@ TEST(RoleCredentials, RefreshesBeforeExpirationAndKeepsValidOnesOnFailure) {
     EXPECT_EQ(role.current(std::chrono::system_clock::now())->access_key_id, "ASIASECOND");
     // Expired credentials are never handed out.
     EXPECT_FALSE(role.current(std::chrono::system_clock::now() + 7200s).has_value());
+  }
+  expect_clean_close(loop);
+}
+
+// The daemon's wiring: a Client signing with instance-role credentials from IMDS. The call is
+// queued before the credentials arrive and goes out once they do.
+TEST(RoleCredentials, ClientSignsWithRoleCredentialsOnceTheyArrive) {
+  uv::Loop loop;
+  {
+    FakeImds fake(loop);
+    StubServer ec2(loop, [](const StubRequest&) {
+      return StubReply::ok(
+          "<DescribeSubnetsResponse><requestId>r</requestId><subnetSet/></"
+          "DescribeSubnetsResponse>");
+    });
+    ImdsClient imds(loop, {fake.url(), 21600s, 1000ms, false});
+    auto role = std::make_shared<RoleCredentials>(loop, imds);
+    ClientOptions o;
+    o.region = "eu-west-1";
+    o.endpoint = ec2.url();
+    o.backoff.base = 5ms;
+    Client client(loop, o, role);
+    std::optional<Ec2Result<DescribeSubnetsOk>> got;
+    client.describe_subnets({}, {}, [&](Ec2Result<DescribeSubnetsOk> r) { got = std::move(r); });
+    role->start();
+    ASSERT_TRUE(run_until(loop, [&] { return got.has_value(); }));
+    ASSERT_TRUE(got->has_value()) << got->error().describe();
+    ASSERT_EQ(ec2.requests().size(), 1u);
+    EXPECT_EQ(ec2.requests()[0].header("x-amz-security-token"), "tokASIAFIRST");
+    EXPECT_NE(ec2.requests()[0].header("authorization").find("Credential=ASIAFIRST/"),
+              std::string::npos);
   }
   expect_clean_close(loop);
 }
