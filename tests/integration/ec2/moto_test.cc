@@ -88,6 +88,10 @@ class Moto : public ::testing::Environment {
 
   void TearDown() override {
     if (pid_ <= 0) return;
+    // moto's log is kept only when something failed.
+    if (::testing::UnitTest::GetInstance()->Passed()) {
+      std::remove(("/tmp/hanat_ec2_moto_" + std::to_string(getpid()) + ".log").c_str());
+    }
     kill(pid_, SIGTERM);
     for (int i = 0; i < 100; ++i) {
       if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
