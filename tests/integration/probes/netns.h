@@ -1,0 +1,100 @@
+#pragma once
+// Network namespaces for probe tests. Everything lives in namespaces this process creates
+// (names carry the pid, so tests running in parallel never collide), uses only
+// 198.18.0.0/15, and is deleted in the destructor even when the test fails. Sockets are
+// created inside a namespace by switching the calling thread with setns(2); a socket stays in
+// the namespace it was created in, so one loop on one thread can hold both sides.
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace hanat::testing {
+
+// Why namespace tests cannot run here, or empty.
+inline std::string netns_unavailable() {
+  if (geteuid() != 0) return "needs root (CAP_NET_ADMIN) to create network namespaces";
+  if (std::system("ip -V >/dev/null 2>&1") != 0) return "iproute2 'ip' is not installed";
+  return {};
+}
+
+// Runs a shell command; returns its exit status (0 = success).
+inline int sh(const std::string& cmd) {
+  return std::system((cmd + " >/dev/null 2>&1").c_str());
+}
+
+class Netns {
+ public:
+  explicit Netns(std::string name) : name_(std::move(name)) {
+    ok_ = sh("ip netns add " + name_) == 0 && sh("ip -n " + name_ + " link set lo up") == 0;
+  }
+  ~Netns() { (void)sh("ip netns del " + name_); }
+  Netns(const Netns&) = delete;
+  Netns& operator=(const Netns&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+  [[nodiscard]] const std::string& name() const { return name_; }
+  // Runs `cmd` (an `ip`, `sysctl`, `nft` ... command line) inside the namespace.
+  [[nodiscard]] bool run(const std::string& cmd) const {
+    return sh("ip netns exec " + name_ + " " + cmd) == 0;
+  }
+
+ private:
+  std::string name_;
+  bool ok_ = false;
+};
+
+// Moves the calling thread into a namespace until destroyed.
+class InNetns {
+ public:
+  explicit InNetns(const std::string& name) {
+    self_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int fd = open(("/var/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    ok_ = self_ >= 0 && fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
+    if (fd >= 0) close(fd);
+  }
+  ~InNetns() {
+    if (self_ >= 0) {
+      (void)setns(self_, CLONE_NEWNET);
+      close(self_);
+    }
+  }
+  InNetns(const InNetns&) = delete;
+  InNetns& operator=(const InNetns&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  int self_ = -1;
+  bool ok_ = false;
+};
+
+// Sets a link up or down from inside its namespace with one ioctl: instantaneous, so a test
+// can time "link cut" precisely from a loop callback (no fork/exec of `ip`).
+inline bool set_link(const std::string& ns, const std::string& ifname, bool up) {
+  InNetns in(ns);
+  if (!in.ok()) return false;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  bool ok = ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    if (up) {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    } else {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+    }
+    ok = ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace hanat::testing
