@@ -125,7 +125,13 @@ core::Result<std::unique_ptr<IcmpProber>, std::string> IcmpProber::open(uv::Loop
 }
 
 IcmpProber::IcmpProber(uv::Loop& loop, int fd, IcmpMode mode, std::uint16_t ident)
-    : fd_(fd), mode_(mode), ident_(ident), cookie_(random64()), poll_(loop, fd), timer_(loop) {}
+    : loop_(loop),
+      fd_(fd),
+      mode_(mode),
+      ident_(ident),
+      cookie_(random64()),
+      poll_(loop, fd),
+      timer_(loop) {}
 
 IcmpProber::~IcmpProber() {
   *alive_ = false;
@@ -183,6 +189,9 @@ void IcmpProber::arm() {
   // Round up: firing a millisecond late is harmless, firing early just re-arms.
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait);
   if (ms.count() < 0) ms = std::chrono::milliseconds(0);
+  // libuv measures timer timeouts from its cached loop time, which is stale when we were
+  // called after a long callback chain; refresh it so the deadline is not cut short.
+  uv_update_time(loop_.raw());
   (void)timer_.start(ms, std::chrono::milliseconds(0), [this] { on_deadline(); });
 }
 

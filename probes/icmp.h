@@ -70,6 +70,7 @@ class IcmpProber {
   void arm();
   void finish(std::uint16_t seq, Outcome o);
 
+  uv::Loop& loop_;
   int fd_;
   IcmpMode mode_;
   std::uint16_t ident_;

@@ -159,6 +159,7 @@ void EgressCheck::evaluate() {
   // Re-evaluate when a success ages out even if no probe completes (all targets silent).
   if (auto next = window_state_->next_change(now)) {
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+    uv_update_time(loop_.raw());
     (void)timer_.start(ms, std::chrono::milliseconds(0), [this] { evaluate(); });
   }
   if (v.state == last_) return;

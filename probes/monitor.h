@@ -73,10 +73,11 @@ class EgressCheck {
   [[nodiscard]] EgressWindow::Verdict verdict() const;
 
  private:
-  EgressCheck(uv::Loop& loop) : timer_(loop) {}
+  explicit EgressCheck(uv::Loop& loop) : loop_(loop), timer_(loop) {}
   void on_result(std::size_t target, const ProbeResult& r);
   void evaluate();
 
+  uv::Loop& loop_;
   EgressCallbacks cb_;
   int k_ = 1;
   std::chrono::nanoseconds window_{};

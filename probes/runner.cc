@@ -5,7 +5,8 @@ namespace hanat::probes {
 Runner::Runner(uv::Loop& loop, std::vector<Target> targets, std::chrono::milliseconds interval,
                std::chrono::milliseconds timeout, IcmpProber* icmp, TcpProber* tcp,
                OnResult on_result)
-    : targets_(std::move(targets)),
+    : loop_(loop),
+      targets_(std::move(targets)),
       timeout_(timeout),
       icmp_(icmp),
       tcp_(tcp),
@@ -43,6 +44,7 @@ void Runner::arm() {
   // up to 1 ms, so a timer may fire just before the due time; on_timer() then re-arms.
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
   if (ms.count() < 0) ms = std::chrono::milliseconds(0);
+  uv_update_time(loop_.raw());  // timeouts count from the cached loop time
   (void)timer_.start(ms, std::chrono::milliseconds(0), [this] { on_timer(); });
 }
 

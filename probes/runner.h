@@ -49,6 +49,7 @@ class Runner {
   void launch(Schedule::Launch l);
   void on_done(std::size_t slot, Time planned, Time sent, Outcome o);
 
+  uv::Loop& loop_;
   std::vector<Target> targets_;
   std::chrono::milliseconds timeout_;
   IcmpProber* icmp_;

@@ -77,6 +77,7 @@ void TcpProber::start(const sockaddr_in& target, std::chrono::milliseconds timeo
     // Immediate failures (no route) are reported by connect() itself.
     return fail_now(classify_errno(e.value()), "connect " + to_string(target) + ": " + e.message());
   }
+  uv_update_time(loop_.raw());  // the deadline counts from now, not from a stale loop time
   (void)a->timer.start(timeout, std::chrono::milliseconds(0), [this, id] {
     auto it = attempts_.find(id);
     std::string what = it != attempts_.end() && it->second->connected
