@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "probes/agent_line.h"
@@ -168,6 +169,20 @@ TEST_F(TcpLoopback, SilentAgentTimesOut) {
   EXPECT_EQ(o.failure, Failure::Timeout);
   EXPECT_EQ(o.detail, "no agent line before the deadline");
   EXPECT_GE(o.rtt, 80ms);
+}
+
+TEST_F(TcpLoopback, DeadlineCountsFromTheCallNotFromAStaleLoopTime) {
+  RawServer s(loop, "", /*hold=*/true);
+  loop.run(UV_RUN_NOWAIT);
+  // A long callback chain: the loop's cached time falls 100 ms behind the clock.
+  std::this_thread::sleep_for(100ms);
+  std::optional<Outcome> got;
+  TcpProber p(loop, {});
+  p.agent(loopback(s.port), 60ms, "", [&](Outcome o) { got = std::move(o); });
+  ASSERT_TRUE(run_until(
+      loop, [&] { return got.has_value(); }, 2s));
+  EXPECT_EQ(got->failure, Failure::Timeout);
+  EXPECT_GE(got->rtt, 60ms) << "the deadline was cut short by the stale loop time";
 }
 
 TEST_F(TcpLoopback, EndlessAgentLineIsCutOff) {
