@@ -16,6 +16,7 @@ struct TcpProber::Attempt {
   uv::Timer timer;
   sockaddr_in target{};
   Time sent{};
+  Time deadline{};
   bool read_line = false;
   bool connected = false;
   std::string expect_id;
@@ -77,15 +78,27 @@ void TcpProber::start(const sockaddr_in& target, std::chrono::milliseconds timeo
     // Immediate failures (no route) are reported by connect() itself.
     return fail_now(classify_errno(e.value()), "connect " + to_string(target) + ": " + e.message());
   }
-  uv_update_time(loop_.raw());  // the deadline counts from now, not from a stale loop time
-  (void)a->timer.start(timeout, std::chrono::milliseconds(0), [this, id] {
-    auto it = attempts_.find(id);
-    std::string what = it != attempts_.end() && it->second->connected
-                           ? "no agent line before the deadline"
-                           : "no answer to connect";
-    finish(id, failed(Failure::Timeout, what));
-  });
+  a->deadline = a->sent + timeout;
+  arm_deadline(*a, id);
   attempts_.emplace(id, std::move(a));
+}
+
+void TcpProber::arm_deadline(Attempt& a, std::uint64_t id) {
+  // libuv counts timeouts from its cached loop time, truncated to milliseconds: refresh it,
+  // round up, and re-arm if the timer still fires a fraction of a millisecond early.
+  uv_update_time(loop_.raw());
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(a.deadline - Clock::now());
+  if (left.count() < 1) left = std::chrono::milliseconds(1);
+  (void)a.timer.start(left, std::chrono::milliseconds(0), [this, id] {
+    auto it = attempts_.find(id);
+    if (it == attempts_.end()) return;
+    if (Clock::now() < it->second->deadline) {
+      arm_deadline(*it->second, id);
+      return;
+    }
+    finish(id, failed(Failure::Timeout, it->second->connected ? "no agent line before the deadline"
+                                                              : "no answer to connect"));
+  });
 }
 
 void TcpProber::finish(std::uint64_t id, Outcome o) {

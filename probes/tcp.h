@@ -48,6 +48,7 @@ class TcpProber {
   struct Attempt;
   void start(const sockaddr_in& target, std::chrono::milliseconds timeout, bool read_line,
              std::string expect_id, Done done);
+  void arm_deadline(Attempt& a, std::uint64_t id);
   void finish(std::uint64_t id, Outcome o);
   void on_connected(std::uint64_t id, std::error_code ec);
   void on_data(std::uint64_t id, std::error_code ec, std::string_view data);
