@@ -48,6 +48,31 @@ std::string check_hysteresis(const Log& log, const ProbeOptions& o) {
   return {};
 }
 
+// The results just before each DOWN, for failure messages.
+std::string describe_downs(const Log& log) {
+  std::string out;
+  for (const PeerTransition& t : log.transitions) {
+    if (t.to != Health::Down) continue;
+    out += "DOWN: " + t.reason + "\n";
+    std::vector<const ProbeResult*> before;
+    for (const auto& r : log.results) {
+      if (r.at <= t.at) before.push_back(&r);
+    }
+    std::size_t from = before.size() > 8 ? before.size() - 8 : 0;
+    for (std::size_t i = from; i < before.size(); ++i) {
+      const ProbeResult& r = *before[i];
+      auto ms = [&t](Time x) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(x - t.at).count());
+      };
+      out += std::string("  ") + to_string(r.kind) + " planned " + ms(r.planned) + " sent " +
+             ms(r.sent) + " done " + ms(r.at) + " ms: " + to_string(r.outcome.failure) + " " +
+             r.outcome.detail + "\n";
+    }
+  }
+  return out;
+}
+
 // The one long test: 10 s of a live peer at the fast profile (50 ms interval) with ICMP,
 // TCP and agent checks must produce no DOWN at all.
 TEST_F(NetnsTest, LivePeerStaysUpTenSecondsWithoutFalseDown) {
@@ -108,12 +133,18 @@ TEST_F(NetnsTest, FlappingLinkTransitionsOnlyAfterRiseOrFall) {
   // Short outages (30 ms, shorter than one interval) every 200 ms, then one long outage.
   int flaps = 0;
   bool down = false;
+  Time went_down{};
+  std::vector<std::chrono::nanoseconds> outages;  // as really applied (the loop may lag)
   uv::Timer flapper(loop_);
-  ASSERT_FALSE(flapper.start(20ms, 0ms, [] {}));
   std::function<void()> step = [&] {
     down = !down;
     ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, !down));
-    if (down) ++flaps;
+    if (down) {
+      ++flaps;
+      went_down = Clock::now();
+    } else {
+      outages.push_back(Clock::now() - went_down);
+    }
     if (flaps < 15 || down) {
       ASSERT_FALSE(flapper.start(down ? 30ms : 170ms, 0ms, step));
     }
@@ -125,14 +156,21 @@ TEST_F(NetnsTest, FlappingLinkTransitionsOnlyAfterRiseOrFall) {
   for (const auto& r : log_.results) failures += r.outcome.ok ? 0 : 1;
   EXPECT_GT(failures, 0u) << "the flaps must actually have cost probes";
   EXPECT_EQ(check_hysteresis(log_, o), "");
-  EXPECT_EQ(log_.downs(), 0u) << "30 ms outages cannot make 3 failures of both kinds";
+  // An outage shorter than one interval holds at most one probe of each kind, far below
+  // fall = 3. On a loaded machine the loop can stretch an outage; only those may cost a DOWN.
+  std::size_t long_outages = 0;
+  for (auto d : outages) long_outages += d >= o.interval ? 1 : 0;
+  EXPECT_LE(log_.downs(), long_outages) << "DOWN from outages shorter than one interval:\n"
+                                        << describe_downs(log_);
+  RecordProperty("long_outages", static_cast<int>(long_outages));
 
   ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, false));
   ASSERT_TRUE(wait_state(Health::Down, 2s));
   ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, true));
   ASSERT_TRUE(wait_state(Health::Up, 3s));
   EXPECT_EQ(check_hysteresis(log_, o), "");
-  EXPECT_EQ(log_.downs(), 1u);
+  EXPECT_GE(log_.downs(), 1u);
+  EXPECT_LE(log_.downs(), long_outages + 1);
 }
 
 TEST_F(NetnsTest, AgentSayingDownFlipsPeerAtOnce) {
