@@ -89,12 +89,17 @@ void Runner::on_done(std::size_t slot, Time planned, Time sent, Outcome o) {
                 .sent = sent,
                 .at = now};
   if (on_result_) on_result_(slot, r);
-  if (!*alive || !running_) return;
-  if (again) {
-    launch(*again);
-    if (!*alive || !running_) return;
-    arm();
+  if (!*alive) return;
+  if (!again) return;
+  if (!running_) {
+    // Stopped (possibly by on_result): the schedule marked the deferred launch in flight;
+    // release it so a later start() does not wait forever for a probe that was never sent.
+    (void)schedule_.complete(again->slot, now);
+    return;
   }
+  launch(*again);
+  if (!*alive || !running_) return;
+  arm();
 }
 
 }  // namespace hanat::probes

@@ -21,7 +21,12 @@ Schedule::SlotId Schedule::add() {
 void Schedule::start(Time start) {
   heap_ = {};
   for (SlotId s = 0; s < slots_.size(); ++s) {
-    slots_[s] = Slot{.next = start + spread_offset(s, slots_.size(), interval_)};
+    // A probe still in flight from before a restart keeps its flag, so due() defers the
+    // slot instead of overlapping it.
+    bool in_flight = slots_[s].in_flight;
+    slots_[s] = Slot{.next = start + spread_offset(s, slots_.size(), interval_),
+                     .in_flight = in_flight,
+                     .deferred = false};
     heap_.push({slots_[s].next, s});
   }
 }

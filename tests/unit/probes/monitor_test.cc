@@ -126,5 +126,54 @@ TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
   expect_clean_close(loop);
 }
 
+TEST(PeerMonitorLoop, StopInsideCallbackThenRestartKeepsProbing) {
+  uv::Loop loop;
+  {
+    // A silent agent: every probe runs to its 50 ms deadline, longer than the 20 ms interval,
+    // so launches are deferred while the previous probe is in flight.
+    uv::Tcp silent(loop);
+    std::vector<std::unique_ptr<uv::Tcp>> held;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_FALSE(silent.bind(reinterpret_cast<sockaddr*>(&a)));
+    ASSERT_FALSE(silent.listen(16, [&](std::error_code) {
+      auto c = std::make_unique<uv::Tcp>(loop);
+      if (!silent.accept(*c)) held.push_back(std::move(c));
+    }));
+    sockaddr_storage ss{};
+    ASSERT_FALSE(silent.sockname(ss));
+    auto port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+
+    ProbeOptions o;
+    o.interval = 20ms;
+    o.timeout = 50ms;
+    PeerMonitor* mon = nullptr;
+    int results = 0;
+    bool stop_on_next = true;
+    auto m = PeerMonitor::create(loop, {spec("i-s", {ProbeKind::Agent}, 1, port)}, o,
+                                 {[&](const ProbeResult& r) {
+                                    EXPECT_EQ(r.outcome.failure, Failure::Timeout);
+                                    ++results;
+                                    if (stop_on_next) {
+                                      stop_on_next = false;
+                                      mon->stop();
+                                    }
+                                  },
+                                  {}});
+    ASSERT_TRUE(m) << m.error();
+    mon = m->get();
+    ASSERT_FALSE(mon->start());
+    ASSERT_TRUE(run_until(
+        loop, [&] { return results == 1; }, 2s));
+    ASSERT_FALSE(mon->start());
+    EXPECT_TRUE(run_until(
+        loop, [&] { return results >= 4; }, 2s))
+        << "after a restart the target must be probed again";
+    m.value().reset();
+  }
+  expect_clean_close(loop);
+}
+
 }  // namespace
 }  // namespace hanat::probes

@@ -133,6 +133,18 @@ TEST(Schedule, StalledLoopSkipsMissedPeriodsInsteadOfBursting) {
   EXPECT_EQ(s.skipped(), 4u);
 }
 
+TEST(Schedule, RestartDoesNotOverlapAProbeStillInFlight) {
+  Schedule s(100ms);
+  auto a = s.add();
+  s.start(Time{});
+  ASSERT_EQ(s.due(Time{}).size(), 1u);
+  s.start(Time{} + 10ms);  // stop + start while the probe runs
+  EXPECT_TRUE(s.due(Time{} + 10ms).empty());
+  auto again = s.complete(a, Time{} + 30ms);
+  ASSERT_TRUE(again) << "deferred, then launched on completion";
+  EXPECT_EQ(again->planned, Time{} + 10ms);
+}
+
 TEST(Schedule, NextDeadlineIsEarliestIdleSlot) {
   Schedule s(100ms);
   for (int i = 0; i < 4; ++i) (void)s.add();
