@@ -1,0 +1,185 @@
+#pragma once
+// DOC: core/config reads hanat's TOML configuration into a plain Config struct. Parsing
+// validates every field completely and collects every error, each naming file, line,
+// column and key; unknown keys get a "did you mean" suggestion. A Config that parse()
+// returns is valid: the daemon swaps it in whole or not at all (a bad reload keeps the
+// old config running). Defaults follow DESIGN.md "Defaults and targets".
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/base/result.h"
+
+namespace hanat::config {
+
+using std::chrono::milliseconds;
+
+enum class Discovery : std::uint8_t { Tags, Explicit };
+enum class ProbeKind : std::uint8_t { Icmp, Tcp, Agent };
+enum class CredentialsSource : std::uint8_t { InstanceRole, Environment, Static };
+enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
+enum class LogLevel : std::uint8_t { Debug, Info, Notice, Warning, Error };
+
+struct Cidr {
+  std::uint32_t address = 0;  // host byte order
+  int prefix = 0;
+  std::string text;  // as written, normalised ("10.0.0.0/16")
+  friend bool operator==(const Cidr&, const Cidr&) = default;
+};
+
+// An "address:port" or bare address target of the egress self-check.
+struct EgressTarget {
+  std::string address;     // numeric IPv4
+  std::uint16_t port = 0;  // 0: ICMP echo, else TCP connect
+  friend bool operator==(const EgressTarget&, const EgressTarget&) = default;
+};
+
+struct GroupConfig {
+  std::string name;
+  Discovery discovery = Discovery::Tags;
+  std::vector<std::string> members;       // instance ids (explicit discovery)
+  std::vector<std::string> route_tables;  // rtb ids (explicit discovery)
+  std::vector<Cidr> destinations;         // managed destination CIDRs per table
+  friend bool operator==(const GroupConfig&, const GroupConfig&) = default;
+};
+
+struct ProbeConfig {
+  milliseconds interval{200};
+  milliseconds timeout{200};
+  int rise = 5;
+  int fall = 3;
+  std::vector<ProbeKind> kinds{ProbeKind::Icmp, ProbeKind::Agent};
+  std::uint16_t tcp_port = 22;  // for the "tcp" kind
+  friend bool operator==(const ProbeConfig&, const ProbeConfig&) = default;
+};
+
+struct AgentConfig {
+  std::string listen_address = "0.0.0.0";
+  std::uint16_t port = 4790;
+  friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
+};
+
+struct EgressConfig {
+  std::vector<EgressTarget> targets;  // empty: the egress self-check is off
+  std::string interface;              // empty: nat.egress_interface
+  int required = 1;                   // k of n targets that must answer
+  milliseconds interval{1000};
+  milliseconds timeout{1000};
+  friend bool operator==(const EgressConfig&, const EgressConfig&) = default;
+};
+
+struct NatConfig {
+  std::string table = "hanat";
+  std::string egress_interface = "eth0";
+  std::vector<Cidr> source_cidrs;  // empty: masquerade everything leaving egress_interface
+  bool fully_random = false;
+  bool persistent = false;
+  bool remove_on_exit = false;  // default: rules stay so traffic survives a restart
+  milliseconds drift_check_interval{5000};
+  std::optional<std::int64_t> conntrack_max;
+  std::optional<milliseconds> tcp_established_timeout;
+  std::optional<milliseconds> udp_timeout;
+  friend bool operator==(const NatConfig&, const NatConfig&) = default;
+};
+
+struct Ec2Config {
+  std::string region;    // empty: from instance metadata
+  std::string endpoint;  // empty: https://ec2.<region>.amazonaws.com
+  std::string metadata_endpoint = "http://169.254.169.254";
+  bool allow_imdsv1 = false;
+  CredentialsSource credentials = CredentialsSource::InstanceRole;
+  std::string access_key_id;      // static only
+  std::string secret_access_key;  // static only
+  std::string session_token;      // static only, optional
+  milliseconds connect_timeout{1000};
+  milliseconds request_timeout{3000};
+  milliseconds route_refresh_interval{15000};
+  friend bool operator==(const Ec2Config&, const Ec2Config&) = default;
+};
+
+struct FailoverConfig {
+  bool preempt = true;
+  milliseconds failback_delay{30000};
+  milliseconds hold_down{10000};
+  milliseconds hold_down_max{300000};
+  std::string fallback_target;  // nat-… (empty: none)
+  bool move_eip = false;
+  std::string floating_eni;  // eni-… (empty: none)
+  RecoveryAction recovery_action = RecoveryAction::None;
+  milliseconds recovery_after{60000};
+  milliseconds recovery_cooldown{600000};
+  milliseconds handover_timeout{10000};
+  friend bool operator==(const FailoverConfig&, const FailoverConfig&) = default;
+};
+
+struct StatusConfig {
+  std::string socket = "/run/hanat/hanatd.sock";
+  std::uint32_t mode = 0660;
+  std::string group;  // empty: the daemon's own group
+  int max_clients = 64;
+  std::size_t max_request_bytes = 64 * 1024;
+  milliseconds idle_timeout{10000};
+  friend bool operator==(const StatusConfig&, const StatusConfig&) = default;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::Info;
+  std::vector<std::string> debug;  // components with debug output on
+  friend bool operator==(const LogConfig&, const LogConfig&) = default;
+};
+
+struct MetricsConfig {
+  std::string textfile;  // empty: off
+  milliseconds interval{5000};
+  friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
+};
+
+struct Config {
+  GroupConfig group;
+  ProbeConfig probe;
+  AgentConfig agent;
+  EgressConfig egress;
+  NatConfig nat;
+  Ec2Config ec2;
+  FailoverConfig failover;
+  StatusConfig status;
+  LogConfig log;
+  MetricsConfig metrics;
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+struct Error {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string key;  // dotted, e.g. "probe.interval"; empty for syntax errors
+  std::string message;
+  // "file:line:column: key: message"
+  [[nodiscard]] std::string to_string() const;
+};
+
+using Errors = std::vector<Error>;
+
+// Parses and validates TOML text; `file` names it in errors.
+core::Result<Config, Errors> parse(std::string_view text, const std::string& file);
+// Reads and parses a file; an unreadable file is one error naming it.
+core::Result<Config, Errors> load(const std::string& path);
+
+// Helpers shared with other modules' input validation.
+std::optional<milliseconds> parse_duration(std::string_view s);
+std::optional<Cidr> parse_cidr(std::string_view s, std::string* why = nullptr);
+// True for "<prefix>-" followed by 8 or 17 lowercase hex digits, EC2's id shapes.
+bool is_ec2_id(std::string_view s, std::string_view prefix);
+std::string format_duration(milliseconds d);
+
+const char* to_string(ProbeKind k);
+const char* to_string(LogLevel l);
+const char* to_string(Discovery d);
+const char* to_string(CredentialsSource c);
+const char* to_string(RecoveryAction a);
+
+}  // namespace hanat::config

@@ -1,0 +1,164 @@
+#include "core/daemon/daemon.h"
+
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <ctime>
+
+#include "core/log/log.h"
+
+namespace hanat::daemon {
+
+void notify(const std::string& state) {
+  (void)sd_notify(0, state.c_str());
+}
+
+std::string iso8601(WallTime t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+
+std::string join_errors(const config::Errors& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    if (!out.empty()) out += '\n';
+    out += e.to_string();
+  }
+  return out;
+}
+
+std::string monotonic_usec() {
+  // systemd's notify-reload protocol pairs RELOADING=1 with the monotonic time at which
+  // the reload began; older managers ignore the field.
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::to_string(static_cast<long long>(ts.tv_sec) * 1000000LL + ts.tv_nsec / 1000);
+}
+
+}  // namespace
+
+Daemon::Daemon(uv::Loop& loop, std::string config_path, config::Config initial)
+    : loop_(loop),
+      config_path_(std::move(config_path)),
+      config_(std::make_shared<const config::Config>(std::move(initial))),
+      loaded_at_(std::chrono::system_clock::now()),
+      started_(loop.now()),
+      started_wall_(loaded_at_) {
+  log::configure(config_->log.level, config_->log.debug);
+}
+
+Daemon::~Daemon() = default;
+
+std::error_code Daemon::start(std::string* why) {
+  const auto& sc = config_->status;
+  status_ = std::make_unique<status::StatusServer>(
+      loop_, status::ServerOptions{sc.socket, sc.mode, sc.group, sc.max_clients,
+                                   sc.max_request_bytes, sc.idle_timeout, 1024 * 1024});
+  status_->on("status", [this](const json_t*) { return status_json(); });
+  if (std::error_code ec = status_->start(why)) return ec;
+
+  sighup_ = std::make_unique<uv::Signal>(loop_);
+  sigterm_ = std::make_unique<uv::Signal>(loop_);
+  sigint_ = std::make_unique<uv::Signal>(loop_);
+  std::error_code ec = sighup_->start(SIGHUP, [this](int) { reload(); });
+  if (!ec) ec = sigterm_->start(SIGTERM, [this](int) { stop("SIGTERM"); });
+  if (!ec) ec = sigint_->start(SIGINT, [this](int) { stop("SIGINT"); });
+  if (ec) {
+    *why = "cannot install signal handlers: " + ec.message();
+    return ec;
+  }
+  // systemd's watchdog (WatchdogSec=): ping at half the interval from a loop timer, so a
+  // wedged loop stops the pings and systemd restarts the daemon.
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    auto period = std::chrono::milliseconds(std::max<uint64_t>(1, watchdog_usec / 2000));
+    watchdog_ = std::make_unique<uv::Timer>(loop_);
+    if (std::error_code wec = watchdog_->start(period, period, [] { notify("WATCHDOG=1"); })) {
+      *why = "cannot start the watchdog timer: " + wec.message();
+      return wec;
+    }
+    log::info("systemd watchdog enabled, pinging every " + config::format_duration(period));
+  }
+  log::notice("hanatd " HANAT_VERSION " started: config " + log::quote(config_path_) +
+              ", status socket " + log::quote(sc.socket));
+  notify("READY=1\nSTATUS=running, config generation 1\nMAINPID=" + std::to_string(getpid()));
+  return {};
+}
+
+void Daemon::reload() {
+  notify("RELOADING=1\nMONOTONIC_USEC=" + monotonic_usec());
+  last_reload_.attempted = true;
+  last_reload_.at = std::chrono::system_clock::now();
+  auto loaded = config::load(config_path_);
+  if (!loaded) {
+    last_reload_.ok = false;
+    last_reload_.error = join_errors(loaded.error());
+    log::error("config " + log::quote(config_path_) + ": reload failed, keeping generation " +
+               std::to_string(generation_) + ":");
+    for (const auto& e : loaded.error()) log::error("  " + e.to_string());
+    notify("READY=1\nSTATUS=running, config generation " + std::to_string(generation_) +
+           " (last reload failed)");
+    return;
+  }
+  const config::Config& next = loaded.value();
+  if (next.status.socket != config_->status.socket || next.status.mode != config_->status.mode ||
+      next.status.group != config_->status.group) {
+    log::warning(
+        "config: status.socket, status.mode and status.group apply at restart only, "
+        "ignoring their change");
+  }
+  status_->set_limits(next.status.max_clients, next.status.max_request_bytes,
+                      next.status.idle_timeout);
+  log::configure(next.log.level, next.log.debug);
+  config_ = std::make_shared<const config::Config>(std::move(loaded).value());
+  ++generation_;
+  loaded_at_ = last_reload_.at;
+  last_reload_.ok = true;
+  last_reload_.error.clear();
+  log::notice("config " + log::quote(config_path_) + ": reloaded, generation " +
+              std::to_string(generation_));
+  notify("READY=1\nSTATUS=running, config generation " + std::to_string(generation_));
+}
+
+void Daemon::stop(const char* reason) {
+  log::notice(std::string("hanatd stopping (") + reason + ")");
+  notify("STOPPING=1");
+  // Closing every handle lets uv_run return: the loop has nothing left to wait for.
+  sighup_.reset();
+  sigterm_.reset();
+  sigint_.reset();
+  watchdog_.reset();
+  status_.reset();
+}
+
+status::Json Daemon::status_json() const {
+  using std::chrono::duration_cast;
+  auto uptime_ms = (loop_.now() - started_).count();
+  json_t* cfg =
+      json_pack("{s:s, s:I, s:s}", "path", config_path_.c_str(), "generation",
+                static_cast<json_int_t>(generation_), "loaded_at", iso8601(loaded_at_).c_str());
+  json_t* reload = json_object();
+  json_object_set_new(reload, "attempted", json_boolean(last_reload_.attempted));
+  json_object_set_new(reload, "ok", json_boolean(last_reload_.ok));
+  if (last_reload_.attempted) {
+    json_object_set_new(reload, "at", json_string(iso8601(last_reload_.at).c_str()));
+  }
+  if (!last_reload_.ok)
+    json_object_set_new(reload, "error", json_string(last_reload_.error.c_str()));
+  json_object_set_new(cfg, "last_reload", reload);
+  json_t* root = json_pack(
+      "{s:b, s:s, s:I, s:s, s:I, s:s, s:o}", "ok", 1, "version", HANAT_VERSION, "pid",
+      static_cast<json_int_t>(getpid()), "started_at", iso8601(started_wall_).c_str(), "uptime_ms",
+      static_cast<json_int_t>(uptime_ms), "group", config_->group.name.c_str(), "config", cfg);
+  return status::Json(root);
+}
+
+}  // namespace hanat::daemon

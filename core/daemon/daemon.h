@@ -1,0 +1,67 @@
+#pragma once
+// DOC: core/daemon is hanatd's shell: it owns the loop's long-lived handles (signals,
+// status socket), holds the current config and its generation, turns SIGHUP into a
+// validated reload and SIGTERM/SIGINT into a clean exit, and tells systemd about each
+// (sd_notify READY/RELOADING/STOPPING). Later modules (engine, EC2, probes, netfilter)
+// plug in here.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "core/config/config.h"
+#include "core/status/status_server.h"
+#include "core/uv/uv.h"
+
+namespace hanat::daemon {
+
+// Wall-clock time for status output; monotonic time (the loop's) for durations.
+using WallTime = std::chrono::system_clock::time_point;
+
+struct ReloadResult {
+  bool attempted = false;
+  bool ok = true;
+  WallTime at{};
+  std::string error;  // every config error, one per line
+};
+
+class Daemon {
+ public:
+  Daemon(uv::Loop& loop, std::string config_path, config::Config initial);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens the status socket and installs signal handlers; `why` explains a failure.
+  [[nodiscard]] std::error_code start(std::string* why);
+  // Re-reads the config file (what SIGHUP does).
+  void reload();
+  // Begins a clean shutdown: closes every handle so the loop run returns.
+  void stop(const char* reason);
+
+  [[nodiscard]] std::uint64_t generation() const { return generation_; }
+  [[nodiscard]] const config::Config& config() const { return *config_; }
+  [[nodiscard]] const ReloadResult& last_reload() const { return last_reload_; }
+  [[nodiscard]] status::Json status_json() const;
+
+ private:
+  uv::Loop& loop_;
+  std::string config_path_;
+  std::shared_ptr<const config::Config> config_;
+  std::uint64_t generation_ = 1;
+  WallTime loaded_at_;
+  ReloadResult last_reload_;
+  std::chrono::milliseconds started_;
+  WallTime started_wall_;
+  std::unique_ptr<status::StatusServer> status_;
+  std::unique_ptr<uv::Signal> sighup_, sigterm_, sigint_;
+  std::unique_ptr<uv::Timer> watchdog_;
+};
+
+// sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).
+void notify(const std::string& state);
+std::string iso8601(WallTime t);
+
+}  // namespace hanat::daemon

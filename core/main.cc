@@ -1,0 +1,105 @@
+// hanatd: the hanat daemon. See `hanatd --help`.
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/daemon/daemon.h"
+#include "core/log/log.h"
+#include "core/uv/uv.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/hanat/hanat.toml";
+
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "Usage: hanatd [--config FILE]          run the daemon\n"
+               "       hanatd --check-config [FILE]    validate FILE and exit\n"
+               "       hanatd --version | --help\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE   configuration file (default %s)\n"
+               "      --check-config  exit 0 if the file is valid, 2 with its errors if not\n"
+               "  -V, --version       print the version and exit\n"
+               "  -h, --help          print this help and exit\n"
+               "\n"
+               "Signals: SIGHUP reloads the configuration (an invalid file keeps the\n"
+               "running one), SIGTERM and SIGINT stop the daemon.\n"
+               "The configuration is documented in hanat.toml(5) and conf/hanat.toml.\n",
+               kDefaultConfig);
+}
+
+void print_errors(const hanat::config::Errors& errors) {
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = kDefaultConfig;
+  bool check_only = false;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    }
+    if (a == "-V" || a == "--version") {
+      std::printf("hanatd %s\n", HANAT_VERSION);
+      return 0;
+    }
+    if (a == "-c" || a == "--config") {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "hanatd: %s needs a file name\n", a.c_str());
+        return 2;
+      }
+      config_path = args[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      check_only = true;
+      if (i + 1 < args.size() && args[i + 1].rfind('-', 0) != 0) config_path = args[++i];
+    } else {
+      std::fprintf(stderr, "hanatd: unknown argument \"%s\"\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+
+  auto loaded = hanat::config::load(config_path);
+  if (!loaded) {
+    print_errors(loaded.error());
+    if (!check_only) std::fprintf(stderr, "hanatd: invalid configuration, not starting\n");
+    return 2;
+  }
+  if (check_only) {
+    std::printf("%s: ok\n", config_path.c_str());
+    return 0;
+  }
+
+  int rc = 0;
+  {
+    hanat::uv::Loop loop;
+    {
+      hanat::daemon::Daemon d(loop, config_path, std::move(loaded).value());
+      std::string why;
+      if (std::error_code ec = d.start(&why)) {
+        hanat::log::error("hanatd: cannot start: " + why);
+        rc = 1;
+        d.stop("start-up failed");
+      } else {
+        loop.run();
+      }
+    }
+    if (std::error_code ec = loop.close()) {
+      for (const auto& h : loop.open_handles())
+        hanat::log::error("hanatd: handle left open at exit: " + h);
+      return 1;
+    }
+  }
+  return rc;
+}

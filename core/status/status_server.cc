@@ -1,0 +1,270 @@
+#include "core/status/status_server.h"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/log/log.h"
+
+namespace hanat::status {
+
+struct StatusServer::Client {
+  explicit Client(uv::Loop& loop) : pipe(loop), idle(loop) {}
+  uv::Pipe pipe;
+  uv::Timer idle;
+  std::string buffer;
+  bool closing = false;  // a final reply is on its way; ignore further input
+};
+
+std::string dump(const json_t* j) {
+  char* s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+  if (s == nullptr) return "{\"ok\":false,\"error\":\"cannot serialise reply\"}";
+  std::string out(s);
+  free(s);
+  return out;
+}
+
+namespace {
+
+Json error_reply(const std::string& message) {
+  return Json(json_pack("{s:b, s:s}", "ok", 0, "error", message.c_str()));
+}
+
+// Checks what is at `path` before binding: nothing, a stale socket (removed), a live
+// daemon (refused), or something that is not a socket (refused).
+std::error_code prepare_path(const std::string& path, std::string* why) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    *why = "cannot stat " + log::quote(path) + ": " + std::strerror(errno);
+    return {errno, std::generic_category()};
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    *why = log::quote(path) + " exists and is not a socket";
+    return std::make_error_code(std::errc::file_exists);
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {errno, std::generic_category()};
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  // A local unix connect completes or fails at once; it never blocks the loop.
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  int err = errno;
+  ::close(fd);
+  if (rc == 0) {
+    *why = "another process is serving " + log::quote(path) + " (is hanatd already running?)";
+    return std::make_error_code(std::errc::address_in_use);
+  }
+  if (err == ECONNREFUSED) {
+    ::unlink(path.c_str());  // left behind by a daemon that died
+    return {};
+  }
+  *why = "cannot probe " + log::quote(path) + ": " + std::strerror(err);
+  return {err, std::generic_category()};
+}
+
+}  // namespace
+
+StatusServer::StatusServer(uv::Loop& loop, ServerOptions options)
+    : loop_(loop), opts_(std::move(options)), server_(loop), graveyard_(loop) {}
+
+StatusServer::~StatusServer() {
+  clients_.clear();
+  closing_.clear();
+  graveyard_.flush();
+  if (bound_) ::unlink(opts_.path.c_str());
+}
+
+std::error_code StatusServer::start(std::string* why) {
+  std::string ignored;
+  if (why == nullptr) why = &ignored;
+  if (std::error_code ec = prepare_path(opts_.path, why)) return ec;
+  if (std::error_code ec = server_.bind(opts_.path)) {
+    *why = "cannot bind " + log::quote(opts_.path) + ": " + ec.message();
+    return ec;
+  }
+  bound_ = true;
+  if (::chmod(opts_.path.c_str(), opts_.mode) != 0) {
+    *why = "cannot chmod " + log::quote(opts_.path) + ": " + std::strerror(errno);
+    return {errno, std::generic_category()};
+  }
+  if (!opts_.group.empty()) {
+    // getgrnam reads the local group database (/etc/group); no network lookup on the
+    // default NSS configuration of a NAT host.
+    struct group* g = ::getgrnam(opts_.group.c_str());
+    if (g == nullptr) {
+      *why = "status group " + log::quote(opts_.group) + " does not exist";
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+    if (::chown(opts_.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+      *why = "cannot give " + log::quote(opts_.path) + " to group " + log::quote(opts_.group) +
+             ": " + std::strerror(errno);
+      return {errno, std::generic_category()};
+    }
+  }
+  if (std::error_code ec = server_.listen(128, [this](std::error_code e) {
+        if (e) {
+          log::warning("status socket: accept failed: " + e.message() + ", ignoring");
+          return;
+        }
+        accept_one();
+      })) {
+    *why = "cannot listen on " + log::quote(opts_.path) + ": " + ec.message();
+    return ec;
+  }
+  return {};
+}
+
+void StatusServer::on(const std::string& cmd, Handler handler) {
+  handlers_[cmd] = std::move(handler);
+}
+
+void StatusServer::set_limits(int max_clients, std::size_t max_request_bytes,
+                              std::chrono::milliseconds idle_timeout) {
+  opts_.max_clients = max_clients;
+  opts_.max_request_bytes = max_request_bytes;
+  opts_.idle_timeout = idle_timeout;
+}
+
+void StatusServer::accept_one() {
+  auto client = std::make_unique<Client>(loop_);
+  if (server_.accept(client->pipe)) return;
+  Client& c = *client;
+  if (clients_.size() >= static_cast<std::size_t>(opts_.max_clients)) {
+    // Accept and answer rather than leave the connection in the backlog, so the client
+    // learns why; the connection is then closed and does not count.
+    ++rejected_;
+    log::debug("status", "client rejected: too many clients");
+    Json err =
+        error_reply("too many clients (max_clients = " + std::to_string(opts_.max_clients) + ")");
+    farewell(std::move(client), dump(err.get()));
+    return;
+  }
+  clients_.emplace(&c, std::move(client));
+  arm_idle(c);
+  (void)c.pipe.read_start([this, &c](std::error_code ec, std::string_view data) {
+    if (ec) {
+      drop(c, nullptr);  // EOF or reset: the client went away
+      return;
+    }
+    on_data(c, data);
+  });
+}
+
+void StatusServer::arm_idle(Client& c) {
+  (void)c.idle.start(opts_.idle_timeout, std::chrono::milliseconds(0), [this, &c] {
+    log::debug("status", "client idle for " + config::format_duration(opts_.idle_timeout) +
+                             ", disconnecting");
+    drop(c, nullptr);
+  });
+}
+
+void StatusServer::on_data(Client& c, std::string_view data) {
+  if (c.closing) return;
+  arm_idle(c);
+  c.buffer.append(data);
+  size_t start = 0;
+  for (;;) {
+    size_t nl = c.buffer.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(c.buffer.data() + start, nl - start);
+    if (line.size() > opts_.max_request_bytes) {
+      c.buffer.clear();
+      drop(c, "request too large");
+      return;
+    }
+    handle_line(c, line);
+    if (c.closing) return;
+    start = nl + 1;
+  }
+  c.buffer.erase(0, start);
+  if (c.buffer.size() > opts_.max_request_bytes) {
+    c.buffer.clear();
+    drop(c, "request too large");
+  }
+}
+
+void StatusServer::handle_line(Client& c, std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return;
+  json_error_t jerr;
+  Json req(json_loadb(line.data(), line.size(), JSON_REJECT_DUPLICATES, &jerr));
+  if (!req) {
+    reply(c,
+          error_reply("malformed JSON at column " + std::to_string(jerr.column) + ": " + jerr.text)
+              .get());
+    return;
+  }
+  const json_t* cmd = json_object_get(req.get(), "cmd");
+  if (!json_is_object(req.get()) || !json_is_string(cmd)) {
+    reply(c, error_reply("request must be a JSON object with a string \"cmd\"").get());
+    return;
+  }
+  std::string name = json_string_value(cmd);
+  auto it = handlers_.find(name);
+  if (it == handlers_.end()) {
+    std::string known;
+    for (const auto& [k, v] : handlers_) known += (known.empty() ? "" : ", ") + k;
+    reply(c, error_reply("unknown command " + log::quote(name) + " (known: " + known + ")").get());
+    return;
+  }
+  Json answer = it->second(req.get());
+  if (!answer) answer = error_reply("command " + log::quote(name) + " failed");
+  if (json_object_get(answer.get(), "ok") == nullptr)
+    json_object_set_new(answer.get(), "ok", json_true());
+  reply(c, answer.get());
+}
+
+void StatusServer::reply(Client& c, const json_t* obj) {
+  if (c.pipe.write_queue_size() > opts_.max_pending_reply_bytes) {
+    // The client sends requests but does not read replies: cut it off before its queue
+    // grows without bound.
+    log::debug("status", "client does not read its replies, disconnecting");
+    drop(c, nullptr);
+    return;
+  }
+  if (c.pipe.write(dump(obj) + "\n")) drop(c, nullptr);
+}
+
+void StatusServer::drop(Client& c, const char* why) {
+  auto it = clients_.find(&c);
+  if (it == clients_.end()) return;
+  std::unique_ptr<Client> owned = std::move(it->second);
+  clients_.erase(it);
+  owned->closing = true;
+  (void)owned->idle.stop();
+  (void)owned->pipe.read_stop();
+  // A client whose replies are still queued is not reading: no farewell for it.
+  if (why != nullptr && owned->pipe.write_queue_size() == 0) {
+    farewell(std::move(owned), dump(error_reply(why).get()));
+    return;
+  }
+  // We may be inside this client's own read callback: free it on the next iteration.
+  graveyard_.add(std::move(owned));
+}
+
+void StatusServer::farewell(std::unique_ptr<Client> c, const std::string& message) {
+  // Tell the client why, then close once the reply is written (or failed). Until then
+  // the client lives in closing_, so shutdown can still close it.
+  Client* raw = c.get();
+  raw->closing = true;
+  closing_.emplace(raw, std::move(c));
+  std::error_code ec = raw->pipe.write(message + "\n", [this, raw](std::error_code) {
+    auto it = closing_.find(raw);
+    if (it == closing_.end()) return;
+    graveyard_.add(std::move(it->second));
+    closing_.erase(it);
+  });
+  if (ec) {
+    graveyard_.add(std::move(closing_[raw]));
+    closing_.erase(raw);
+  }
+}
+
+}  // namespace hanat::status

@@ -1,0 +1,87 @@
+#pragma once
+// DOC: core/status serves the daemon's unix status socket: one JSON request per line in,
+// one JSON reply per line out (jansson). It protects the loop from its clients: a line
+// longer than max_request_bytes, a client idle for idle_timeout, a client that does not
+// read its replies (write queue over a bound) and clients beyond max_clients are cut
+// off, each with a JSON error where one can still be delivered, and none of it blocks
+// the loop or delays other clients.
+
+#include <jansson.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "core/uv/uv.h"
+
+namespace hanat::status {
+
+// Owning jansson reference.
+struct JsonDeleter {
+  void operator()(json_t* j) const { json_decref(j); }
+};
+using Json = std::unique_ptr<json_t, JsonDeleter>;
+
+struct ServerOptions {
+  std::string path;
+  std::uint32_t mode = 0660;
+  std::string group;  // empty: leave the socket's group alone
+  int max_clients = 64;
+  std::size_t max_request_bytes = 64 * 1024;
+  std::chrono::milliseconds idle_timeout{10000};
+  // Replies queued to a client that does not read; past this the client is dropped.
+  std::size_t max_pending_reply_bytes = 1024 * 1024;
+};
+
+class StatusServer {
+ public:
+  // A handler gets the parsed request object and returns the reply object; it must not
+  // block. An "ok" member is added when the handler did not set one.
+  using Handler = std::function<Json(const json_t* request)>;
+
+  StatusServer(uv::Loop& loop, ServerOptions options);
+  ~StatusServer();
+  StatusServer(const StatusServer&) = delete;
+  StatusServer& operator=(const StatusServer&) = delete;
+
+  // Binds and listens. Refuses to take over a socket that a live process answers on;
+  // removes a stale one. `why` gets a readable reason on failure.
+  [[nodiscard]] std::error_code start(std::string* why);
+  void on(const std::string& cmd, Handler handler);
+  // Applies new limits (reload); the socket path, mode and group apply on restart only.
+  void set_limits(int max_clients, std::size_t max_request_bytes,
+                  std::chrono::milliseconds idle_timeout);
+
+  [[nodiscard]] std::size_t clients() const { return clients_.size(); }
+  [[nodiscard]] std::uint64_t rejected() const { return rejected_; }
+  [[nodiscard]] const std::string& path() const { return opts_.path; }
+
+ private:
+  struct Client;
+  void accept_one();
+  void on_data(Client& c, std::string_view data);
+  void handle_line(Client& c, std::string_view line);
+  void reply(Client& c, const json_t* obj);
+  void drop(Client& c, const char* why);
+  void arm_idle(Client& c);
+  void farewell(std::unique_ptr<Client> c, const std::string& message);
+
+  uv::Loop& loop_;
+  ServerOptions opts_;
+  uv::PipeServer server_;
+  uv::DeferredDelete graveyard_;
+  std::map<Client*, std::unique_ptr<Client>> clients_;
+  std::map<Client*, std::unique_ptr<Client>> closing_;  // final reply in flight
+  std::map<std::string, Handler> handlers_;
+  std::uint64_t rejected_ = 0;
+  bool bound_ = false;
+};
+
+// Serialises compactly, one line, no trailing newline.
+std::string dump(const json_t* j);
+
+}  // namespace hanat::status

@@ -1,0 +1,385 @@
+#include "netfilter/batch.h"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/batch.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_nat.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <sys/uio.h>
+
+#include <array>
+#include <cstddef>
+#include <cstring>
+
+namespace hanat::netfilter {
+
+namespace {
+
+using TablePtr = std::unique_ptr<nftnl_table, void (*)(const nftnl_table*)>;
+using ChainPtr = std::unique_ptr<nftnl_chain, void (*)(const nftnl_chain*)>;
+using ExprPtr = std::unique_ptr<nftnl_expr, void (*)(const nftnl_expr*)>;
+using BatchPtr = std::unique_ptr<nftnl_batch, void (*)(nftnl_batch*)>;
+
+// nftables pages its batch the same way: a page that overflows by up to one maximal
+// message (64 KiB) is closed and a new one started, so no message is ever split and the
+// transaction is never flushed half-way (the whole batch goes out in one sendmsg).
+constexpr uint32_t kPageSize = 16 * 1024;
+constexpr uint32_t kPageOverrun = 64 * 1024;
+
+Error enomem(const std::string& what) {
+  return Error{std::make_error_code(std::errc::not_enough_memory), what + ": out of memory"};
+}
+
+std::string table_what(std::string_view table) {
+  return "table ip " + std::string(table);
+}
+
+ExprPtr make_expr(const char* name) {
+  return ExprPtr(nftnl_expr_alloc(name), nftnl_expr_free);
+}
+
+// Adds `oifname == name`: the meta key loads the full IFNAMSIZ buffer, so the compared data
+// is the name zero-padded to 16 bytes (an exact match, not a prefix).
+bool add_meta_oifname(nftnl_rule* r, const std::string& name) {
+  auto meta = make_expr("meta");
+  auto cmp = make_expr("cmp");
+  if (!meta || !cmp) return false;
+  nftnl_expr_set_u32(meta.get(), NFTNL_EXPR_META_KEY, NFT_META_OIFNAME);
+  nftnl_expr_set_u32(meta.get(), NFTNL_EXPR_META_DREG, NFT_REG_1);
+  std::array<char, IFNAMSIZ> data{};
+  std::memcpy(data.data(), name.data(), std::min(name.size(), data.size() - 1));
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(cmp.get(), NFTNL_EXPR_CMP_DATA, data.data(), data.size());
+  nftnl_rule_add_expr(r, meta.release());
+  nftnl_rule_add_expr(r, cmp.release());
+  return true;
+}
+
+// Adds `ip saddr <prefix>` the way nft 1.0 linearises it: a byte-aligned prefix loads only
+// its significant bytes and compares them; any other prefix loads the 4-byte address, masks
+// it with a bitwise expression and compares the masked value. Identical expressions mean
+// `nft list` prints our rules exactly as if nft had written them.
+bool add_saddr_prefix(nftnl_rule* r, const Ipv4Prefix& p) {
+  const uint32_t net_addr = htonl(p.addr);
+  std::array<uint8_t, 4> addr{};
+  std::memcpy(addr.data(), &net_addr, 4);
+  const bool aligned = p.len % 8 == 0;
+  const uint32_t load_len = aligned ? p.len / 8U : 4U;
+  auto payload = make_expr("payload");
+  auto cmp = make_expr("cmp");
+  if (!payload || !cmp) return false;
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_OFFSET, offsetof(iphdr, saddr));
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_LEN, load_len);
+  nftnl_rule_add_expr(r, payload.release());
+  if (!aligned) {
+    auto bitwise = make_expr("bitwise");
+    if (!bitwise) return false;
+    const uint32_t mask = htonl(~0U << (32U - p.len));
+    const uint32_t zero = 0;
+    nftnl_expr_set_u32(bitwise.get(), NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(bitwise.get(), NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(bitwise.get(), NFTNL_EXPR_BITWISE_LEN, 4);
+    nftnl_expr_set(bitwise.get(), NFTNL_EXPR_BITWISE_MASK, &mask, sizeof mask);
+    nftnl_expr_set(bitwise.get(), NFTNL_EXPR_BITWISE_XOR, &zero, sizeof zero);
+    nftnl_rule_add_expr(r, bitwise.release());
+  }
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(cmp.get(), NFTNL_EXPR_CMP_DATA, addr.data(), load_len);
+  nftnl_rule_add_expr(r, cmp.release());
+  return true;
+}
+
+// Adds `masquerade [fully-random] [persistent]`. The kernel dumps NFTA_MASQ_FLAGS only when
+// non-zero (nft_masq_dump), so flags are set only when non-zero: the read-back then prints
+// exactly what was built.
+bool add_masq(nftnl_rule* r, bool fully_random, bool persistent) {
+  auto masq = make_expr("masq");
+  if (!masq) return false;
+  uint32_t flags = 0;
+  if (fully_random) flags |= NF_NAT_RANGE_PROTO_RANDOM_FULLY;
+  if (persistent) flags |= NF_NAT_RANGE_PERSISTENT;
+  if (flags != 0) nftnl_expr_set_u32(masq.get(), NFTNL_EXPR_MASQ_FLAGS, flags);
+  nftnl_rule_add_expr(r, masq.release());
+  return true;
+}
+
+TablePtr make_table(std::string_view name) {
+  TablePtr t(nftnl_table_alloc(), nftnl_table_free);
+  if (!t) return t;
+  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, std::string(name).c_str());
+  return t;
+}
+
+// Builds messages into a paged nftnl_batch and records what each sequence number is.
+class Builder {
+ public:
+  explicit Builder(uint32_t first_seq)
+      : batch_(nftnl_batch_alloc(kPageSize, kPageOverrun), nftnl_batch_free), seq_(first_seq) {}
+
+  bool ok() const { return batch_ != nullptr; }
+
+  bool begin() {
+    out_.begin_seq = seq_;
+    nftnl_batch_begin(buffer(), seq_++);
+    return nftnl_batch_update(batch_.get()) >= 0;
+  }
+
+  template <class Obj, class BuildPayload>
+  bool add(uint16_t type, uint16_t flags, Obj* obj, BuildPayload build, std::string what) {
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer(), type, NFPROTO_IPV4,
+                                          static_cast<uint16_t>(flags | NLM_F_ACK), seq_);
+    build(nlh, obj);
+    out_.objects.emplace_back(seq_++, std::move(what));
+    return nftnl_batch_update(batch_.get()) >= 0;
+  }
+
+  bool end() {
+    out_.end_seq = seq_;
+    nftnl_batch_end(buffer(), seq_++);
+    return nftnl_batch_update(batch_.get()) >= 0;
+  }
+
+  Batch finish() {
+    const int n = nftnl_batch_iovec_len(batch_.get());
+    std::vector<iovec> iov(static_cast<size_t>(n));
+    nftnl_batch_iovec(batch_.get(), iov.data(), static_cast<uint32_t>(n));
+    for (const auto& v : iov) {
+      const auto* p = static_cast<const uint8_t*>(v.iov_base);
+      out_.bytes.insert(out_.bytes.end(), p, p + v.iov_len);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  char* buffer() { return static_cast<char*>(nftnl_batch_buffer(batch_.get())); }
+
+  BatchPtr batch_;
+  uint32_t seq_;
+  Batch out_;
+};
+
+bool add_table_create(Builder& b, std::string_view name) {
+  auto t = make_table(name);
+  return t && b.add(NFT_MSG_NEWTABLE, NLM_F_CREATE, t.get(), nftnl_table_nlmsg_build_payload,
+                    table_what(name));
+}
+
+bool add_table_delete(Builder& b, std::string_view name) {
+  auto t = make_table(name);
+  return t &&
+         b.add(NFT_MSG_DELTABLE, 0, t.get(), nftnl_table_nlmsg_build_payload, table_what(name));
+}
+
+// The source of each rule, in order: one per CIDR, or a single "any source" rule. The spec
+// must be valid.
+std::vector<std::optional<Ipv4Prefix>> rule_sources(const NatSpec& spec) {
+  std::vector<std::optional<Ipv4Prefix>> sources;
+  for (const auto& c : spec.source_cidrs) sources.emplace_back(parse_ipv4_prefix(c).value());
+  if (sources.empty()) sources.emplace_back(std::nullopt);
+  return sources;
+}
+
+std::string rule_what(const NatSpec& spec, size_t index, const std::optional<Ipv4Prefix>& src) {
+  return "rule " + std::to_string(index + 1) + " in chain ip " + spec.table + " " +
+         std::string(kChainName) + " (" + rule_text(spec, src) + ")";
+}
+
+}  // namespace
+
+std::string Batch::what(uint32_t seq) const {
+  for (const auto& [s, w] : objects) {
+    if (s == seq) return w;
+  }
+  return "batch";
+}
+
+core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec) {
+  if (auto v = validate(spec); !v) return core::Unexpected(v.error());
+  const auto sources = rule_sources(spec);
+  std::vector<RulePtr> rules;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const auto& src = sources[i];
+    RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+    const std::string what = rule_what(spec, i, src);
+    if (!r) return core::Unexpected(enomem(what));
+    nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(kChainName).c_str());
+    bool built = add_meta_oifname(r.get(), spec.egress_interface);
+    // 0.0.0.0/0 matches every packet: no saddr match at all is the same rule, cheaper.
+    if (built && src && src->len > 0) built = add_saddr_prefix(r.get(), *src);
+    if (built) built = add_masq(r.get(), spec.fully_random, spec.persistent);
+    if (!built) return core::Unexpected(enomem(what));
+    rules.push_back(std::move(r));
+  }
+  return rules;
+}
+
+core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) {
+  auto rules = desired_rules(spec);
+  if (!rules) return core::Unexpected(rules.error());
+  const std::string tw = table_what(spec.table);
+  Builder b(first_seq);
+  if (!b.ok()) return core::Unexpected(enomem("batch"));
+
+  ChainPtr chain(nftnl_chain_alloc(), nftnl_chain_free);
+  if (!chain) return core::Unexpected(enomem("chain"));
+  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, spec.table.c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(kChainName).c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TYPE, "nat");
+  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_HOOKNUM, NF_INET_POST_ROUTING);
+  nftnl_chain_set_s32(chain.get(), NFTNL_CHAIN_PRIO, kChainPriority);
+
+  bool built = b.begin() && add_table_create(b, spec.table) && add_table_delete(b, spec.table) &&
+               add_table_create(b, spec.table) &&
+               b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain.get(), nftnl_chain_nlmsg_build_payload,
+                     "chain ip " + spec.table + " " + std::string(kChainName));
+  const auto sources = rule_sources(spec);
+  for (size_t i = 0; built && i < rules->size(); ++i) {
+    // Named after the rule it installs, numbered in chain order, so a kernel error reads
+    // `rule 2 in chain ip hanat postrouting (oifname "eth0" ip saddr ... masquerade): ...`.
+    built = b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*rules)[i].get(),
+                  nftnl_rule_nlmsg_build_payload, rule_what(spec, i, sources[i]));
+  }
+  if (!built || !b.end()) return core::Unexpected(enomem("batch"));
+  return b.finish();
+}
+
+core::Result<Batch, Error> build_removal(std::string_view table, uint32_t first_seq) {
+  NatSpec probe;
+  probe.table = std::string(table);
+  probe.egress_interface = "lo";
+  if (auto v = validate(probe); !v) return core::Unexpected(v.error());
+  Builder b(first_seq);
+  if (!b.ok()) return core::Unexpected(enomem("batch"));
+  if (!(b.begin() && add_table_create(b, table) && add_table_delete(b, table) && b.end())) {
+    return core::Unexpected(enomem("batch"));
+  }
+  return b.finish();
+}
+
+std::vector<std::string> rule_expressions(const nftnl_rule* rule) {
+  std::vector<std::string> out;
+  nftnl_expr_iter* it = nftnl_expr_iter_create(rule);
+  if (it == nullptr) return out;
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    std::array<char, 512> buf{};
+    nftnl_expr_snprintf(buf.data(), buf.size(), e, NFTNL_OUTPUT_DEFAULT, 0);
+    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    out.push_back(std::string("[ ") + (name ? name : "?") + " " + buf.data() + "]");
+  }
+  nftnl_expr_iter_destroy(it);
+  return out;
+}
+
+std::string rule_debug_text(const nftnl_rule* rule) {
+  std::string buf(1024, '\0');
+  for (;;) {
+    const int n = nftnl_rule_snprintf(buf.data(), buf.size(), rule, NFTNL_OUTPUT_DEFAULT, 0);
+    if (n < 0) return {};
+    if (static_cast<size_t>(n) < buf.size()) {
+      buf.resize(static_cast<size_t>(n));
+      return buf;
+    }
+    buf.assign(static_cast<size_t>(n) + 1, '\0');
+  }
+}
+
+namespace {
+
+std::string flags_text(uint16_t f) {
+  std::string s;
+  auto add = [&s](const char* n) { s += s.empty() ? n : std::string(",") + n; };
+  if (f & NLM_F_CREATE) add("create");
+  if (f & NLM_F_APPEND) add("append");
+  if (f & NLM_F_EXCL) add("excl");
+  if (f & NLM_F_ACK) add("ack");
+  return "[" + s + "]";
+}
+
+// libnftnl returns NULL for an attribute the message lacked; describe() takes any bytes.
+std::string str(const char* s) {
+  return s != nullptr ? s : "(none)";
+}
+
+std::string family_text(uint32_t f) {
+  return f == NFPROTO_IPV4 ? "ip" : std::to_string(f);
+}
+
+std::string hook_text(uint32_t h) {
+  return h == NF_INET_POST_ROUTING ? "postrouting" : std::to_string(h);
+}
+
+}  // namespace
+
+std::string describe(const Batch& batch) {
+  std::string out;
+  const void* data = batch.bytes.data();
+  int len = static_cast<int>(batch.bytes.size());
+  for (auto* nlh = static_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, len);
+       nlh = mnl_nlmsg_next(nlh, &len)) {
+    const std::string seq = "seq " + std::to_string(nlh->nlmsg_seq) + " ";
+    const uint16_t type = nlh->nlmsg_type;
+    if (type == NFNL_MSG_BATCH_BEGIN || type == NFNL_MSG_BATCH_END) {
+      out += seq + (type == NFNL_MSG_BATCH_BEGIN ? "batch begin\n" : "batch end\n");
+      continue;
+    }
+    const int msg = type & 0xff;
+    const std::string fl = " " + flags_text(nlh->nlmsg_flags);
+    if ((type >> 8) != NFNL_SUBSYS_NFTABLES) {
+      out += seq + "subsystem " + std::to_string(type >> 8) + " message " + std::to_string(msg) +
+             fl + "\n";
+      continue;
+    }
+    if (msg == NFT_MSG_NEWTABLE || msg == NFT_MSG_DELTABLE) {
+      TablePtr t(nftnl_table_alloc(), nftnl_table_free);
+      if (!t || nftnl_table_nlmsg_parse(nlh, t.get()) < 0) {
+        out += seq + "unparsable table\n";
+        continue;
+      }
+      out += seq + (msg == NFT_MSG_NEWTABLE ? "newtable " : "deltable ") +
+             family_text(nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY)) + " " +
+             str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)) + fl + "\n";
+    } else if (msg == NFT_MSG_NEWCHAIN) {
+      ChainPtr c(nftnl_chain_alloc(), nftnl_chain_free);
+      if (!c || nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) {
+        out += seq + "unparsable chain\n";
+        continue;
+      }
+      out += seq + "newchain " + family_text(nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_FAMILY)) +
+             " " + str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) + " " +
+             str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)) + " type " +
+             str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TYPE)) + " hook " +
+             hook_text(nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_HOOKNUM)) + " prio " +
+             std::to_string(nftnl_chain_get_s32(c.get(), NFTNL_CHAIN_PRIO)) + fl + "\n";
+    } else if (msg == NFT_MSG_NEWRULE) {
+      RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+      if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) {
+        out += seq + "unparsable rule\n";
+        continue;
+      }
+      out += seq + "newrule" + fl + "\n" + rule_debug_text(r.get());
+    } else {
+      out += seq + "nftables message " + std::to_string(msg) + fl + "\n";
+    }
+  }
+  if (len != 0) out += "trailing " + std::to_string(len) + " bytes\n";
+  return out;
+}
+
+}  // namespace hanat::netfilter

@@ -1,0 +1,69 @@
+#pragma once
+// Pure batch building (STYLE C4): NatSpec -> the bytes of one nfnetlink transaction, built
+// with libnftnl into a paged nftnl_batch as nftables does, plus a table that maps every
+// message's sequence number back to the object it creates or deletes, so a kernel error can
+// name that object. No syscalls here.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "netfilter/spec.h"
+
+struct nftnl_rule;
+
+namespace hanat::netfilter {
+
+// The postrouting chain's fixed identity. `priority srcnat` is NF_IP_PRI_NAT_SRC (100).
+inline constexpr std::string_view kChainName = "postrouting";
+inline constexpr int32_t kChainPriority = 100;
+
+struct Batch {
+  std::vector<uint8_t> bytes;  // BEGIN, objects..., END; sent with one sendmsg
+  uint32_t begin_seq = 0;
+  uint32_t end_seq = 0;
+  // One entry per object message (everything between BEGIN and END), in order. Every one
+  // carries NLM_F_ACK, so the kernel answers each.
+  std::vector<std::pair<uint32_t, std::string>> objects;
+
+  // The object a sequence number belongs to, or "batch" for BEGIN/END/unknown.
+  [[nodiscard]] std::string what(uint32_t seq) const;
+  // The sequence number after this batch: where the next one may start.
+  [[nodiscard]] uint32_t next_seq() const { return end_seq + 1; }
+};
+
+using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
+
+// The desired rules of `spec` as libnftnl objects (validated first). One rule per source
+// CIDR, in the order given; a /0 CIDR means "any source" and gets no saddr match.
+[[nodiscard]] core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec);
+
+// Replace the table atomically: BEGIN, NEWTABLE (create if missing), DELTABLE, NEWTABLE,
+// NEWCHAIN, NEWRULE..., END. The first NEWTABLE makes the DELTABLE valid whether or not the
+// table exists (the `nft -f` idiom "table x; delete table x; table x {...}"), so applying
+// twice leaves exactly one copy, and an error anywhere aborts the whole transaction: the
+// kernel never shows a half-built table.
+[[nodiscard]] core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq);
+
+// Remove the table in one transaction: BEGIN, NEWTABLE, DELTABLE, END. Removing a table
+// that does not exist succeeds.
+[[nodiscard]] core::Result<Batch, Error> build_removal(std::string_view table, uint32_t first_seq);
+
+// Expressions of a rule, one "[ meta load oifname => reg 1 ]" string per expression, as
+// nftnl_rule_snprintf and `nft --debug=netlink` print them. Comparing these ignores the
+// rule's handle and position, which the kernel assigns.
+[[nodiscard]] std::vector<std::string> rule_expressions(const nftnl_rule* rule);
+
+// nftnl_rule_snprintf of a rule: "ip hanat postrouting\n" then one "  [ ... ]\n" line per
+// expression, the block `nft --debug=netlink` prints. For golden tests and debug logs.
+[[nodiscard]] std::string rule_debug_text(const nftnl_rule* rule);
+
+// Parses a batch back into a human-readable listing, one line per message (type, object,
+// flags, seq) with each rule's expressions below it. Used by the golden tests (build ->
+// parse round trip) and for debug output.
+[[nodiscard]] std::string describe(const Batch& batch);
+
+}  // namespace hanat::netfilter

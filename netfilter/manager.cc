@@ -1,0 +1,138 @@
+#include "netfilter/manager.h"
+
+#include <utility>
+
+#include "netfilter/batch.h"
+
+namespace hanat::netfilter {
+
+NatManager::NatManager(uv::Loop& loop, ManagerOptions options)
+    : options_(std::move(options)), timer_(loop), sysctl_(options_.sysctl_root) {}
+
+Status NatManager::ensure_netlink() {
+  if (netlink_) return ok();
+  auto nl = Netlink::open(options_.netlink_timeout);
+  if (!nl) return core::Unexpected(nl.error());
+  netlink_.emplace(std::move(nl).value());
+  return ok();
+}
+
+Status NatManager::commit_and_verify() {
+  if (auto s = check_interface(nat_->egress_interface); !s) return s;
+  if (auto s = ensure_netlink(); !s) return s;
+  auto batch = build_batch(*nat_, netlink_->next_seq());
+  if (!batch) return core::Unexpected(batch.error());
+  if (auto s = netlink_->commit(*batch); !s) return s;
+  // A commit that the kernel ACKed is not yet proof: read it back (the failure mode of other
+  // NAT setups is a rule that silently never got installed).
+  if (auto s = netlink_->verify(*nat_); !s) {
+    return fail(s.error().code, "after commit: " + s.error().message);
+  }
+  return ok();
+}
+
+Status NatManager::fail_with(Error e) {
+  ++counters_.failures;
+  // Start the next attempt on a fresh socket: after a timeout or dropped ACKs (ENOBUFS) the
+  // old one may still hold answers that belong to nothing.
+  netlink_.reset();
+  set_health(Health{false, e.message});
+  return core::Unexpected(std::move(e));
+}
+
+void NatManager::set_health(Health h) {
+  if (h == health_) return;
+  health_ = std::move(h);
+  if (on_health_) on_health_(health_);
+}
+
+void NatManager::arm_timer() {
+  if (timer_.active()) return;
+  // The callback only records its outcome in health_/counters_; nothing to propagate.
+  (void)timer_.start(options_.drift_interval, options_.drift_interval, [this] { (void)check(); });
+}
+
+Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
+  if (auto v = validate(nat); !v) return v;  // nothing changes for an invalid spec
+  if (nat_ && nat_->table != nat.table) {
+    // Renamed by a reload: hanat owns one table, so the old one goes (its own transaction;
+    // the new table follows immediately).
+    if (auto s = ensure_netlink(); !s) return fail_with(std::move(s).error());
+    auto removal = build_removal(nat_->table, netlink_->next_seq());
+    if (!removal) return fail_with(std::move(removal).error());
+    if (auto s = netlink_->commit(*removal); !s) return fail_with(std::move(s).error());
+  }
+  nat_ = nat;
+  sysctls_ = sysctl_entries(sysctls);
+  arm_timer();
+  if (auto s = commit_and_verify(); !s) return fail_with(std::move(s).error());
+  ++counters_.applies;
+  // After the table: the nat chain makes the kernel load conntrack for this namespace, and
+  // the net.netfilter.nf_conntrack_* entries exist only from then on.
+  auto changed = sysctl_.apply(sysctls_);
+  if (!changed) return fail_with(std::move(changed).error());
+  set_health(Health{true, {}});
+  return ok();
+}
+
+Status NatManager::check() {
+  if (!nat_)
+    return fail(std::make_error_code(std::errc::operation_not_permitted), "nothing applied");
+  ++counters_.checks;
+  if (auto s = check_interface(nat_->egress_interface); !s) {
+    return fail_with(std::move(s).error());
+  }
+  if (auto s = ensure_netlink(); !s) return fail_with(std::move(s).error());
+  auto v = netlink_->verify(*nat_);
+  if (!v) {
+    if (v.error().code != std::errc::state_not_recoverable) {
+      return fail_with(std::move(v).error());  // could not even read the table
+    }
+    const std::string drift = v.error().message;
+    if (auto s = commit_and_verify(); !s) {
+      Error e = std::move(s).error();
+      e.message = drift + "; repair failed: " + e.message;
+      return fail_with(std::move(e));
+    }
+    ++counters_.table_repairs;
+    last_repair_ = drift;
+  }
+  auto diff = sysctl_.check(sysctls_);
+  if (!diff) return fail_with(std::move(diff).error());
+  if (*diff) {
+    auto changed = sysctl_.apply(sysctls_);
+    if (!changed) {
+      Error e = std::move(changed).error();
+      e.message = **diff + "; repair failed: " + e.message;
+      return fail_with(std::move(e));
+    }
+    ++counters_.sysctl_repairs;
+    last_repair_ = **diff;
+  }
+  set_health(Health{true, {}});
+  return ok();
+}
+
+Status NatManager::remove() {
+  stop();
+  const std::string table = nat_ ? nat_->table : NatSpec{}.table;
+  nat_.reset();
+  set_health(Health{false, "removed"});
+  if (auto s = ensure_netlink(); !s) return s;
+  auto batch = build_removal(table, netlink_->next_seq());
+  if (!batch) return core::Unexpected(batch.error());
+  if (auto s = netlink_->commit(*batch); !s) return s;
+  auto state = netlink_->read_table(table);
+  if (!state) return core::Unexpected(state.error());
+  if (state->exists) {
+    return fail(std::make_error_code(std::errc::state_not_recoverable),
+                "table ip " + table + ": still present after removal");
+  }
+  return ok();
+}
+
+void NatManager::stop() {
+  (void)timer_.stop();
+}
+
+}  // namespace hanat::netfilter

@@ -1,0 +1,102 @@
+#pragma once
+// NatManager: keeps the NAT data plane of this host in the desired state, on the loop.
+//
+// apply() installs the table (one transaction), reads it back and compares, and applies the
+// sysctls. From then on a drift check runs every `drift_interval` (default 5 s): it reads the
+// table back, re-applies it if it is missing or altered (someone ran `nft flush ruleset`, a
+// package reloaded a firewall), rewrites sysctls that were reset (ip_forward flipped off), and
+// counts every repair. Whatever cannot be repaired makes the data plane unhealthy, with the
+// reason, so the agent check answers `down` and the engine hands the routes away
+// (DESIGN.md, failover semantics 6).
+//
+// Destroying the manager (hanatd exiting) leaves the rules in the kernel: traffic must not
+// stop because the daemon restarts. Only remove() deletes the table.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/uv/uv.h"
+#include "netfilter/netlink.h"
+#include "netfilter/spec.h"
+#include "netfilter/sysctl.h"
+
+namespace hanat::netfilter {
+
+struct Health {
+  bool ok = false;
+  std::string reason;  // why not ok; empty when ok
+
+  friend bool operator==(const Health&, const Health&) = default;
+};
+
+struct NatCounters {
+  uint64_t applies = 0;         // apply() calls that committed
+  uint64_t checks = 0;          // drift checks run
+  uint64_t table_repairs = 0;   // table re-applied because it was missing or altered
+  uint64_t sysctl_repairs = 0;  // sysctls rewritten because they had drifted
+  uint64_t failures = 0;        // applies or checks that left the data plane unhealthy
+};
+
+struct ManagerOptions {
+  std::chrono::milliseconds drift_interval{5000};
+  std::chrono::milliseconds netlink_timeout{1000};
+  std::string sysctl_root = "/proc/sys";
+};
+
+class NatManager {
+ public:
+  explicit NatManager(uv::Loop& loop, ManagerOptions options = {});
+  NatManager(const NatManager&) = delete;
+  NatManager& operator=(const NatManager&) = delete;
+  ~NatManager() = default;  // leaves the rules in place on purpose
+
+  // Makes `nat` and `sysctls` the desired state and applies them now; starts (or keeps) the
+  // drift timer. An invalid spec changes nothing and returns the validation error. A missing
+  // egress interface or a kernel error is returned too, but the spec stays desired, so the
+  // drift check keeps retrying (an ENI can appear later). A new table name removes the
+  // table of the previous name.
+  [[nodiscard]] Status apply(const NatSpec& nat, const SysctlSpec& sysctls);
+
+  // One drift check now (the timer runs the same). Ok when everything matches or was
+  // repaired; otherwise the error that left the data plane unhealthy.
+  [[nodiscard]] Status check();
+
+  // Stops the drift timer and deletes the table in one transaction. Sysctls are left as
+  // they are: turning forwarding off could cut traffic that is not ours.
+  [[nodiscard]] Status remove();
+
+  // Stops the drift timer; the rules stay.
+  void stop();
+
+  [[nodiscard]] const Health& health() const { return health_; }
+  [[nodiscard]] const NatCounters& counters() const { return counters_; }
+  // What the last repair fixed, e.g. "table ip hanat: missing" (for status and logs).
+  [[nodiscard]] const std::string& last_repair() const { return last_repair_; }
+  [[nodiscard]] const std::optional<NatSpec>& desired() const { return nat_; }
+
+  // Called whenever health changes (ok <-> unhealthy, or a different reason).
+  void on_health_change(std::function<void(const Health&)> cb) { on_health_ = std::move(cb); }
+
+ private:
+  Status ensure_netlink();
+  Status commit_and_verify();
+  Status fail_with(Error e);
+  void set_health(Health h);
+  void arm_timer();
+
+  ManagerOptions options_;
+  uv::Timer timer_;
+  Sysctl sysctl_;
+  std::optional<Netlink> netlink_;
+  std::optional<NatSpec> nat_;
+  std::vector<SysctlEntry> sysctls_;
+  Health health_{false, "not applied yet"};
+  NatCounters counters_;
+  std::string last_repair_;
+  std::function<void(const Health&)> on_health_;
+};
+
+}  // namespace hanat::netfilter

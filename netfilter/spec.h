@@ -1,0 +1,87 @@
+#pragma once
+// DOC: netfilter — hanat's data plane on the NAT host itself.
+//
+// hanat owns exactly one nftables table (`table ip hanat` by default) holding one base chain
+// (`type nat hook postrouting priority srcnat`) with masquerade rules, plus the forwarding and
+// conntrack sysctls a NAT needs. It never reads or writes any other table.
+//
+//   spec.h     NatSpec / SysctlSpec (plain values; the daemon maps `[nat]` onto them), Error
+//   batch.h    pure: NatSpec -> one atomic nfnetlink batch (libnftnl), and its description
+//   compare.h  pure: desired NatSpec vs the table read back from the kernel
+//   netlink.h  I/O: commit a batch (libmnl, ACK per message), dump the table back
+//   sysctl.h   I/O: /proc/sys writes, read back and verified
+//   manager.h  on the loop: apply, verify, drift check on a timer, repair, health
+//
+// Nothing here logs above debug (STYLE C5): every outcome is a value for the shell to log.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "core/base/result.h"
+
+namespace hanat::netfilter {
+
+// The desired masquerade state. One rule per source CIDR (or one rule for all sources when
+// the list is empty), all matching the egress interface by name.
+struct NatSpec {
+  std::string table = "hanat";
+  std::string egress_interface;
+  std::vector<std::string> source_cidrs;  // IPv4 "a.b.c.d/len"; empty = any source
+  bool fully_random = false;  // masquerade fully-random (NF_NAT_RANGE_PROTO_RANDOM_FULLY)
+  bool persistent = false;    // masquerade persistent (NF_NAT_RANGE_PERSISTENT)
+
+  friend bool operator==(const NatSpec&, const NatSpec&) = default;
+};
+
+// Forwarding and NAT-tuning sysctls. net.ipv4.ip_forward is always set to 1: a NAT that does
+// not forward is no NAT. The optional values are left alone when unset.
+struct SysctlSpec {
+  std::optional<uint64_t> conntrack_max;              // net.netfilter.nf_conntrack_max
+  std::optional<uint32_t> tcp_timeout_established_s;  // ..._tcp_timeout_established
+  std::optional<uint32_t> tcp_timeout_close_wait_s;   // ..._tcp_timeout_close_wait
+  std::optional<uint32_t> udp_timeout_s;              // ..._udp_timeout
+  std::optional<uint32_t> udp_timeout_stream_s;       // ..._udp_timeout_stream
+
+  friend bool operator==(const SysctlSpec&, const SysctlSpec&) = default;
+};
+
+// An expected failure. `message` names the object that failed (the table, chain, rule,
+// interface, CIDR or sysctl) so the shell can log it as is.
+struct Error {
+  std::error_code code;
+  std::string message;
+};
+
+using Status = core::Result<std::monostate, Error>;
+[[nodiscard]] inline Status ok() {
+  return std::monostate{};
+}
+[[nodiscard]] inline core::Unexpected<Error> fail(std::error_code code, std::string message) {
+  return core::Unexpected<Error>(Error{code, std::move(message)});
+}
+
+struct Ipv4Prefix {
+  uint32_t addr = 0;  // host byte order, host bits zero
+  uint8_t len = 0;
+
+  friend bool operator==(const Ipv4Prefix&, const Ipv4Prefix&) = default;
+};
+
+// Parses "a.b.c.d/len" (or a bare address, meaning /32). Host bits must be zero: a rule for
+// 198.18.0.1/15 is almost certainly a typo, and nft would silently mask it.
+[[nodiscard]] core::Result<Ipv4Prefix, std::string> parse_ipv4_prefix(std::string_view text);
+[[nodiscard]] std::string to_string(const Ipv4Prefix& p);
+
+// Checks a NatSpec without touching the system: names, lengths, CIDRs. Error messages name
+// the field and quote the value, e.g. `nat egress interface "": empty`.
+[[nodiscard]] Status validate(const NatSpec& spec);
+
+// `oifname "eth0" ip saddr 198.18.0.0/15 masquerade fully-random` — the rule as nft prints it.
+[[nodiscard]] std::string rule_text(const NatSpec& spec, const std::optional<Ipv4Prefix>& src);
+
+}  // namespace hanat::netfilter

@@ -1,0 +1,613 @@
+// The netfilter module against the real kernel, inside network namespaces this test creates.
+// Nothing is written to the host's own namespace: every netlink socket is opened and every
+// /proc/sys/net path resolved after EnterNetns, and TearDown checks that the host's ruleset
+// and ip_forward are as they were.
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/common.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "netfilter/batch.h"
+#include "netfilter/manager.h"
+#include "netfilter/netlink.h"
+#include "tests/integration/netfilter/netns_util.h"
+#include "tests/support/uv_test_util.h"
+
+namespace hanat::netfilter {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::capture;
+using testing::EnterNetns;
+using ::testing::HasSubstr;
+using testing::Netns;
+using testing::sh;
+using ::testing::StartsWith;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// `nft -j` output without the metainfo object and, if asked, without kernel-assigned
+// handles, re-serialised with sorted keys so equal content compares equal as text.
+std::string normalize_nft_json(const std::string& text, bool drop_handles) {
+  json_error_t err;
+  json_t* root = json_loads(text.c_str(), 0, &err);
+  if (root == nullptr) return "unparsable JSON: " + std::string(err.text) + ": " + text;
+  json_t* items = json_object_get(root, "nftables");
+  json_t* out = json_array();
+  size_t i;
+  json_t* item;
+  json_array_foreach(items, i, item) {
+    if (json_object_get(item, "metainfo") != nullptr) continue;
+    if (drop_handles) {
+      const char* key;
+      json_t* obj;
+      json_object_foreach(item, key, obj) {
+        json_object_del(obj, "handle");
+      }
+    }
+    json_array_append(out, item);
+  }
+  char* dumped = json_dumps(out, JSON_SORT_KEYS | JSON_INDENT(1));
+  std::string s = dumped ? dumped : "";
+  free(dumped);
+  json_decref(out);
+  json_decref(root);
+  return s;
+}
+
+NatSpec wan_spec() {
+  NatSpec s;
+  s.egress_interface = "wan0";
+  s.source_cidrs = {"198.18.0.0/15", "198.19.1.0/24"};
+  s.fully_random = true;
+  return s;
+}
+
+// Host state captured before any test runs, re-checked after each.
+struct HostState {
+  std::string ruleset;
+  std::string ip_forward;
+};
+HostState host_state() {
+  return {capture("nft list ruleset 2>&1"), read_file("/proc/sys/net/ipv4/ip_forward")};
+}
+
+class NetfilterNetns : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (testing::netns_skip_reason().empty()) testing::remove_stale_netns();
+  }
+
+  void SetUp() override {
+    if (auto why = testing::netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    host_before_ = host_state();
+    nat_ = std::make_unique<Netns>("nat");
+    ASSERT_TRUE(nat_->ok()) << "could not create namespace " << nat_->name();
+    // The egress interface lives only inside the test namespace, so its fixed name cannot
+    // collide with anything on the host or in other tests.
+    ASSERT_EQ(nat_->ip("link add wan0 type veth peer name wan0p"), 0);
+    ASSERT_EQ(nat_->ip("link set wan0 up"), 0);
+    enter_ = std::make_unique<EnterNetns>(*nat_);
+    ASSERT_TRUE(enter_->ok()) << "could not enter " << nat_->name();
+  }
+
+  void TearDown() override {
+    enter_.reset();  // back to the host namespace first
+    nat_.reset();
+    if (host_before_) {
+      const HostState after = host_state();
+      EXPECT_EQ(after.ruleset, host_before_->ruleset) << "the host's nftables ruleset changed";
+      EXPECT_EQ(after.ip_forward, host_before_->ip_forward) << "the host's ip_forward changed";
+    }
+  }
+
+  std::string nft(const std::string& args, int* rc = nullptr) {
+    return capture(nat_->exec("nft " + args + " 2>&1"), rc);
+  }
+  std::string ns_sysctl(const std::string& path) {
+    return capture(nat_->exec("cat /proc/sys/" + path));
+  }
+
+  std::optional<HostState> host_before_;
+  std::unique_ptr<Netns> nat_;
+  std::unique_ptr<EnterNetns> enter_;
+};
+
+TEST_F(NetfilterNetns, CommitThenReadBackMatchesDesiredState) {
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl) << nl.error().message;
+  auto missing = nl->read_table("hanat");
+  ASSERT_TRUE(missing) << missing.error().message;
+  EXPECT_FALSE(missing->exists);
+  auto batch = build_batch(wan_spec(), nl->next_seq());
+  ASSERT_TRUE(batch);
+  auto st = nl->commit(*batch);
+  ASSERT_TRUE(st) << st.error().message;
+  auto have = nl->read_table("hanat");
+  ASSERT_TRUE(have) << have.error().message;
+  auto want = desired_state(wan_spec());
+  ASSERT_TRUE(want);
+  EXPECT_EQ(compare(*want, *have), std::nullopt);
+  EXPECT_TRUE(nl->verify(wan_spec()));
+  // A different spec does not verify, and says why.
+  auto other = wan_spec();
+  other.persistent = true;
+  auto v = nl->verify(other);
+  ASSERT_FALSE(v);
+  EXPECT_THAT(v.error().message, HasSubstr("rule 1 in chain ip hanat postrouting"));
+}
+
+TEST_F(NetfilterNetns, ThousandRuleBatchCommitsAndVerifies) {
+  // More ACKs than a default-sized netlink receive buffer holds: every one must arrive.
+  NatSpec spec;
+  spec.egress_interface = "wan0";
+  for (int i = 0; i < 1024; ++i) {
+    spec.source_cidrs.push_back("198." + std::to_string(18 + i / 512) + "." +
+                                std::to_string((i / 2) % 256) + "." +
+                                std::to_string((i % 2) * 128) + "/25");
+  }
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl);
+  auto batch = build_batch(spec, nl->next_seq());
+  ASSERT_TRUE(batch);
+  auto c = nl->commit(*batch);
+  ASSERT_TRUE(c) << c.error().message;
+  auto v = nl->verify(spec);
+  EXPECT_TRUE(v) << v.error().message;
+  int rc = 0;
+  const std::string listing = nft("-a list chain ip hanat postrouting", &rc);
+  ASSERT_EQ(rc, 0);
+  EXPECT_THAT(listing, HasSubstr("ip saddr 198.19.255.128/25 masquerade"));
+}
+
+TEST_F(NetfilterNetns, ApplyTwiceLeavesOneTableEqualToExpectedJson) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    auto a = m.apply(wan_spec(), {});
+    ASSERT_TRUE(a) << a.error().message;
+    auto b = m.apply(wan_spec(), {});
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_TRUE(m.health().ok);
+    EXPECT_EQ(m.counters().applies, 2U);
+  }
+  testing::expect_clean_close(loop);
+  int rc = 0;
+  const std::string tables = nft("list tables", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(tables, "table ip hanat\n");
+  const std::string got = nft("-j list table ip hanat", &rc);
+  ASSERT_EQ(rc, 0) << got;
+  EXPECT_EQ(normalize_nft_json(got, true),
+            normalize_nft_json(read_file(HANAT_NFT_GOLDEN_DIR "/table_wan0.json"), true));
+  // And the forwarding the NAT needs is on, in this namespace.
+  EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "1\n");
+}
+
+TEST_F(NetfilterNetns, ForeignTableIsUntouchedByApplyAndRemove) {
+  const std::string foreign =
+      "table ip foreign { chain input { type filter hook input priority 0; policy accept; "
+      "ip saddr 198.18.7.7 counter drop; }; chain postrouting { type nat hook postrouting "
+      "priority srcnat; oifname \"wan0\" masquerade; }; }";
+  int rc = 0;
+  const std::string out = capture(nat_->exec("nft '" + foreign + "' 2>&1"), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const std::string before = nft("-j list table ip foreign");
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    EXPECT_TRUE(m.check());
+    EXPECT_EQ(m.counters().table_repairs, 0U) << "the foreign table must not count as drift";
+    EXPECT_EQ(nft("list tables"), "table ip foreign\ntable ip hanat\n");
+    auto r = m.remove();
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  testing::expect_clean_close(loop);
+  // Same handles and all: the foreign table was not recreated either.
+  EXPECT_EQ(normalize_nft_json(nft("-j list table ip foreign"), false),
+            normalize_nft_json(before, false));
+  EXPECT_EQ(nft("list tables"), "table ip foreign\n");
+}
+
+TEST_F(NetfilterNetns, RemoveOfAbsentTableSucceedsAndDestroyLeavesRules) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    EXPECT_TRUE(m.remove());  // nothing installed: still fine
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+  }  // the manager goes away like hanatd exiting: the rules must stay
+  testing::expect_clean_close(loop);
+  EXPECT_EQ(nft("list tables"), "table ip hanat\n");
+}
+
+TEST_F(NetfilterNetns, RenamedTableReplacesTheOldOne) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    auto renamed = wan_spec();
+    renamed.table = "hanat_b";
+    auto a = m.apply(renamed, {});
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(nft("list tables"), "table ip hanat_b\n");
+    EXPECT_TRUE(m.check());
+  }
+  testing::expect_clean_close(loop);
+}
+
+TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    auto spec = wan_spec();
+    spec.egress_interface = "nosuch0";
+    auto a = m.apply(spec, {});
+    ASSERT_FALSE(a);
+    EXPECT_EQ(a.error().message, "egress interface \"nosuch0\": no such interface");
+    EXPECT_FALSE(m.health().ok);
+    EXPECT_EQ(m.health().reason, "egress interface \"nosuch0\": no such interface");
+    EXPECT_EQ(nft("list tables"), "");
+    spec.egress_interface = "wan0:1";
+    auto bad = m.apply(spec, {});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().message, "nat egress interface \"wan0:1\": contains ':' (not allowed)");
+    // The interface appearing later is picked up by the next drift check.
+    spec.egress_interface = "late0";
+    EXPECT_FALSE(m.apply(spec, {}));
+    ASSERT_EQ(nat_->ip("link add late0 type veth peer name late0p"), 0);
+    auto c = m.check();
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_TRUE(m.health().ok);
+    EXPECT_THAT(nft("list table ip hanat"), HasSubstr("oifname \"late0\""));
+  }
+  testing::expect_clean_close(loop);
+}
+
+// A batch that creates `table ip <name>` with the owner flag: while the socket that
+// committed it stays open, nf_tables answers EPERM to everybody else for that table
+// (nft_table_lookup: table->nlpid != portid). A real kernel error hanat cannot fix.
+Batch owned_table_batch(const std::string& name, uint32_t seq) {
+  Batch b;
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  mnl_nlmsg_batch* mb = mnl_nlmsg_batch_start(buf.data(), buf.size());
+  b.begin_seq = seq;
+  nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq++);
+  mnl_nlmsg_batch_next(mb);
+  nftnl_table* t = nftnl_table_alloc();
+  nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+  nftnl_table_set_str(t, NFTNL_TABLE_NAME, name.c_str());
+  nftnl_table_set_u32(t, NFTNL_TABLE_FLAGS, NFT_TABLE_F_OWNER);
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(mb)), NFT_MSG_NEWTABLE,
+                            NFPROTO_IPV4, NLM_F_CREATE | NLM_F_ACK, seq);
+  nftnl_table_nlmsg_build_payload(nlh, t);
+  nftnl_table_free(t);
+  b.objects.emplace_back(seq++, "owned table ip " + name);
+  mnl_nlmsg_batch_next(mb);
+  b.end_seq = seq;
+  nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq);
+  mnl_nlmsg_batch_next(mb);
+  const auto* p = static_cast<const uint8_t*>(mnl_nlmsg_batch_head(mb));
+  b.bytes.assign(p, p + mnl_nlmsg_batch_size(mb));
+  mnl_nlmsg_batch_stop(mb);
+  return b;
+}
+
+// A batch of our own whose third object is bad: a rule for a chain that does not exist.
+Batch batch_with_bad_rule(uint32_t seq) {
+  Batch b;
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  mnl_nlmsg_batch* mb = mnl_nlmsg_batch_start(buf.data(), buf.size());
+  b.begin_seq = seq;
+  nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq++);
+  mnl_nlmsg_batch_next(mb);
+  for (int i = 0; i < 2; ++i) {
+    nftnl_table* t = nftnl_table_alloc();
+    nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, i == 0 ? "first" : "second");
+    nlmsghdr* nlh =
+        nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(mb)), NFT_MSG_NEWTABLE,
+                              NFPROTO_IPV4, NLM_F_CREATE | NLM_F_ACK, seq);
+    nftnl_table_nlmsg_build_payload(nlh, t);
+    nftnl_table_free(t);
+    b.objects.emplace_back(seq++, i == 0 ? "table ip first" : "table ip second");
+    mnl_nlmsg_batch_next(mb);
+  }
+  nftnl_rule* r = nftnl_rule_alloc();
+  nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+  nftnl_rule_set_str(r, NFTNL_RULE_TABLE, "second");
+  nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, "nochain");
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(mb)), NFT_MSG_NEWRULE,
+                            NFPROTO_IPV4, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK, seq);
+  nftnl_rule_nlmsg_build_payload(nlh, r);
+  nftnl_rule_free(r);
+  b.objects.emplace_back(seq++, "rule 1 in chain ip second nochain");
+  mnl_nlmsg_batch_next(mb);
+  b.end_seq = seq;
+  nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(mb)), seq);
+  mnl_nlmsg_batch_next(mb);
+  const auto* p = static_cast<const uint8_t*>(mnl_nlmsg_batch_head(mb));
+  b.bytes.assign(p, p + mnl_nlmsg_batch_size(mb));
+  mnl_nlmsg_batch_stop(mb);
+  return b;
+}
+
+TEST_F(NetfilterNetns, EachKernelErrorIsMappedToItsObjectAndNothingIsApplied) {
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl);
+  auto c = nl->commit(batch_with_bad_rule(nl->next_seq()));
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, std::errc::no_such_file_or_directory);
+  EXPECT_THAT(c.error().message,
+              StartsWith("rule 1 in chain ip second nochain: No such file or directory"));
+  // All or nothing: the two good tables of the aborted batch do not exist.
+  EXPECT_EQ(nft("list tables"), "");
+  // The socket is still in step: the next commit gets its own ACKs.
+  auto batch = build_batch(wan_spec(), nl->next_seq());
+  ASSERT_TRUE(batch);
+  auto ok = nl->commit(*batch);
+  EXPECT_TRUE(ok) << ok.error().message;
+  EXPECT_TRUE(nl->verify(wan_spec()));
+}
+
+TEST_F(NetfilterNetns, MissingAckIsBoundedByTheSocketTimeout) {
+  auto nl = Netlink::open(100ms);
+  ASSERT_TRUE(nl);
+  auto batch = build_batch(wan_spec(), nl->next_seq());
+  ASSERT_TRUE(batch);
+  // Pretend the END message (which nfnetlink never ACKs) were an object awaiting its ACK.
+  batch->objects.emplace_back(batch->end_seq, "the message that is never answered");
+  batch->end_seq += 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = nl->commit(*batch);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, std::errc::timed_out);
+  EXPECT_EQ(c.error().message,
+            "the message that is never answered: no ACK from the kernel within 100 ms "
+            "(1 outstanding)");
+  EXPECT_GE(took, 90ms);
+  EXPECT_LT(took, 2s);
+}
+
+TEST_F(NetfilterNetns, KernelErrorNamesTheObjectAndMakesDataPlaneUnhealthy) {
+  uv::Loop loop;
+  {
+    NatManager m(loop, ManagerOptions{.drift_interval = 100ms});
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    ASSERT_TRUE(m.health().ok);
+    std::vector<Health> seen;
+    m.on_health_change([&seen](const Health& h) { seen.push_back(h); });
+    // Someone else takes the table name, owning it.
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    auto owner = Netlink::open();
+    ASSERT_TRUE(owner);
+    auto own = owner->commit(owned_table_batch("hanat", owner->next_seq()));
+    ASSERT_TRUE(own) << own.error().message;
+
+    // A direct commit fails on the very first object, named.
+    auto nl = Netlink::open();
+    ASSERT_TRUE(nl);
+    auto batch = build_batch(wan_spec(), nl->next_seq());
+    ASSERT_TRUE(batch);
+    auto c = nl->commit(*batch);
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().code, std::errc::operation_not_permitted);
+    EXPECT_THAT(c.error().message, StartsWith("table ip hanat: Operation not permitted"));
+
+    // The drift check cannot repair it: unhealthy, with the reason.
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return !m.health().ok; }, 2s));
+    EXPECT_THAT(m.health().reason, HasSubstr("repair failed: table ip hanat: Operation not "
+                                             "permitted"));
+    EXPECT_GE(m.counters().failures, 1U);
+    // Once the owner lets go, the next drift check repairs it.
+    owner = core::Unexpected(Error{});
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.health().ok; }, 2s))
+        << m.health().reason;
+    EXPECT_EQ(m.counters().table_repairs, 1U);
+    ASSERT_GE(seen.size(), 2U);
+    EXPECT_FALSE(seen.front().ok);
+    EXPECT_TRUE(seen.back().ok);
+  }
+  testing::expect_clean_close(loop);
+}
+
+TEST_F(NetfilterNetns, DeletedTableIsRepairedWithinOneDriftInterval) {
+  uv::Loop loop;
+  {
+    const auto interval = 200ms;
+    NatManager m(loop, ManagerOptions{.drift_interval = interval});
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    // Let one clean check pass first.
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().checks >= 1; }, 2s));
+    EXPECT_EQ(m.counters().table_repairs, 0U);
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    const auto deleted = std::chrono::steady_clock::now();
+    // Within one interval (plus scheduling slack for a loaded CI machine).
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().table_repairs >= 1; }, interval + 300ms));
+    EXPECT_LE(std::chrono::steady_clock::now() - deleted, interval + 300ms);
+    EXPECT_EQ(m.last_repair(), "table ip hanat: missing");
+    EXPECT_TRUE(m.health().ok);
+    EXPECT_EQ(nft("list tables"), "table ip hanat\n");
+
+    // An altered table (rules flushed, a rule added by hand) is repaired as well.
+    ASSERT_EQ(sh(nat_->exec("nft flush chain ip hanat postrouting")), 0);
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().table_repairs >= 2; }, interval + 300ms));
+    EXPECT_EQ(m.last_repair(), "chain ip hanat postrouting: 0 rules, want 2");
+    ASSERT_EQ(sh(nat_->exec("nft add rule ip hanat postrouting counter accept")), 0);
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().table_repairs >= 3; }, interval + 300ms));
+    EXPECT_EQ(m.last_repair(), "chain ip hanat postrouting: 3 rules, want 2");
+    EXPECT_TRUE(m.check());
+    EXPECT_EQ(m.counters().table_repairs, 3U);
+    m.stop();
+  }
+  testing::expect_clean_close(loop);
+}
+
+TEST_F(NetfilterNetns, ForwardingFlippedOffIsRepairedWithinOneDriftInterval) {
+  uv::Loop loop;
+  {
+    const auto interval = 200ms;
+    NatManager m(loop, ManagerOptions{.drift_interval = interval});
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "1\n");
+    ASSERT_EQ(sh(nat_->exec("sh -c 'echo 0 > /proc/sys/net/ipv4/ip_forward'")), 0);
+    ASSERT_EQ(ns_sysctl("net/ipv4/ip_forward"), "0\n");
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().sysctl_repairs >= 1; }, interval + 300ms));
+    EXPECT_EQ(m.last_repair(), "sysctl net.ipv4.ip_forward is 0, want 1");
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "1\n");
+    EXPECT_TRUE(m.health().ok);
+  }
+  testing::expect_clean_close(loop);
+}
+
+TEST_F(NetfilterNetns, NatTuningSysctlsAppliedAndVerified) {
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    SysctlSpec s;
+    s.tcp_timeout_established_s = 350;  // NAT Gateway's idle timeout
+    s.udp_timeout_s = 45;
+    ASSERT_TRUE(m.apply(wan_spec(), s));
+    EXPECT_EQ(ns_sysctl("net/netfilter/nf_conntrack_tcp_timeout_established"), "350\n");
+    EXPECT_EQ(ns_sysctl("net/netfilter/nf_conntrack_udp_timeout"), "45\n");
+    // nf_conntrack_max may only be changed in the initial namespace: a value that already
+    // matches is fine, a different one is a named error.
+    const std::string cur = ns_sysctl("net/netfilter/nf_conntrack_max");
+    s.conntrack_max = std::stoull(cur);
+    EXPECT_TRUE(m.apply(wan_spec(), s));
+    s.conntrack_max = *s.conntrack_max + 1;
+    auto r = m.apply(wan_spec(), s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message, "sysctl net.netfilter.nf_conntrack_max: Permission denied");
+    EXPECT_FALSE(m.health().ok);
+    EXPECT_EQ(m.health().reason, r.error().message);
+  }
+  testing::expect_clean_close(loop);
+}
+
+// --- traffic ------------------------------------------------------------------------------
+
+// A UDP socket opened inside `ns` (it stays there after the thread leaves).
+int udp_socket_in(const Netns& ns) {
+  EnterNetns in(ns);
+  if (!in.ok()) return -1;
+  return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+sockaddr_in addr(const char* ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+
+// Sends one datagram from the private namespace (fresh socket, so a fresh conntrack entry)
+// and returns the source address it arrived with outside, or "" if it did not arrive.
+std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outside_port) {
+  const int fd = udp_socket_in(priv);
+  if (fd < 0) return "socket failed";
+  const sockaddr_in to = addr("198.19.1.2", outside_port);
+  const char msg[] = "hanat";
+  std::string seen;
+  // A first packet can be lost to ARP resolution on fresh veths: retry a few times.
+  for (int attempt = 0; attempt < 10 && seen.empty(); ++attempt) {
+    (void)::sendto(fd, msg, sizeof msg, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    pollfd p{outside_fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) == 1) {
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      char buf[64];
+      if (::recvfrom(outside_fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) >
+          0) {
+        char ip[INET_ADDRSTRLEN] = {};
+        inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+        seen = ip;
+      }
+    }
+  }
+  ::close(fd);
+  return seen;
+}
+
+TEST_F(NetfilterNetns, PrivateTrafficLeavesWithTheNatAddress) {
+  // priv (198.18.1.2) -- lan0 [nat] wan0 (198.19.1.1) -- (198.19.1.2) out
+  // `out` has no route back to 198.18.1.0/24: only masqueraded traffic can be answered.
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_TRUE(priv.ok() && out.ok());
+  ASSERT_EQ(nat_->ip("link del wan0"), 0);
+  ASSERT_EQ(nat_->ip("link add lan0 type veth peer name eth0 netns " + priv.name()), 0);
+  ASSERT_EQ(nat_->ip("link add wan0 type veth peer name eth0 netns " + out.name()), 0);
+  ASSERT_EQ(nat_->ip("addr add 198.18.1.1/24 dev lan0"), 0);
+  ASSERT_EQ(nat_->ip("addr add 198.19.1.1/24 dev wan0"), 0);
+  ASSERT_EQ(nat_->ip("link set lan0 up"), 0);
+  ASSERT_EQ(nat_->ip("link set wan0 up"), 0);
+  ASSERT_EQ(priv.ip("addr add 198.18.1.2/24 dev eth0"), 0);
+  ASSERT_EQ(priv.ip("link set eth0 up"), 0);
+  ASSERT_EQ(priv.ip("link set lo up"), 0);
+  ASSERT_EQ(priv.ip("route add default via 198.18.1.1"), 0);
+  ASSERT_EQ(out.ip("addr add 198.19.1.2/24 dev eth0"), 0);
+  ASSERT_EQ(out.ip("link set eth0 up"), 0);
+
+  const int rx = udp_socket_in(out);
+  ASSERT_GE(rx, 0);
+  const sockaddr_in bind_to = addr("198.19.1.2", 0);
+  ASSERT_EQ(::bind(rx, reinterpret_cast<const sockaddr*>(&bind_to), sizeof bind_to), 0);
+  sockaddr_in bound{};
+  socklen_t blen = sizeof bound;
+  ASSERT_EQ(::getsockname(rx, reinterpret_cast<sockaddr*>(&bound), &blen), 0);
+  const uint16_t port = ntohs(bound.sin_port);
+
+  // Control: forwarding on but no NAT — the packet arrives with its private source. This is
+  // what the test would see if the masquerade rule were missing.
+  ASSERT_TRUE(Sysctl().apply(sysctl_entries({})));
+  EXPECT_EQ(source_seen_outside(priv, rx, port), "198.18.1.2");
+
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.source_cidrs = {"198.18.1.0/24"};
+    auto a = m.apply(spec, {});
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(source_seen_outside(priv, rx, port), "198.19.1.1");
+  }
+  testing::expect_clean_close(loop);
+  ::close(rx);
+}
+
+}  // namespace
+}  // namespace hanat::netfilter

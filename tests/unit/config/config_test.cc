@@ -1,0 +1,296 @@
+#include "core/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace hanat::config {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+constexpr const char* kMinimal = "[group]\nname = \"g\"\n";
+
+// Parses `text`, expects exactly one error, returns it.
+Error one_error(const std::string& text) {
+  auto r = parse(text, "t.toml");
+  EXPECT_FALSE(r.has_value()) << "expected an error for:\n" << text;
+  if (r.has_value()) return {};
+  if (r.error().size() != 1) {
+    for (const auto& e : r.error()) ADD_FAILURE() << "expected one error, got: " << e.to_string();
+  }
+  return r.error().front();
+}
+
+Config ok(const std::string& text) {
+  auto r = parse(text, "t.toml");
+  if (!r.has_value()) {
+    for (const auto& e : r.error()) ADD_FAILURE() << e.to_string();
+    return {};
+  }
+  return r.value();
+}
+
+TEST(Config, DefaultsFollowTheDesign) {
+  Config c = ok(kMinimal);
+  EXPECT_EQ(c.group.name, "g");
+  EXPECT_EQ(c.group.discovery, Discovery::Tags);
+  ASSERT_EQ(c.group.destinations.size(), 1u);
+  EXPECT_EQ(c.group.destinations[0].text, "0.0.0.0/0");
+  EXPECT_EQ(c.probe.interval, milliseconds(200));
+  EXPECT_EQ(c.probe.timeout, milliseconds(200));
+  EXPECT_EQ(c.probe.fall, 3);
+  EXPECT_EQ(c.probe.rise, 5);
+  EXPECT_EQ(c.failover.failback_delay, milliseconds(30000));
+  EXPECT_TRUE(c.failover.preempt);
+  EXPECT_EQ(c.nat.table, "hanat");
+  EXPECT_FALSE(c.nat.remove_on_exit);
+  EXPECT_EQ(c.nat.drift_check_interval, milliseconds(5000));
+  EXPECT_EQ(c.status.socket, "/run/hanat/hanatd.sock");
+  EXPECT_EQ(c.status.mode, 0660u);
+  EXPECT_EQ(c.ec2.metadata_endpoint, "http://169.254.169.254");
+  EXPECT_FALSE(c.ec2.allow_imdsv1);
+  EXPECT_EQ(c.ec2.route_refresh_interval, milliseconds(15000));
+  EXPECT_EQ(c.log.level, LogLevel::Info);
+}
+
+TEST(Config, ExampleConfigValidatesAndMatchesDefaults) {
+  auto r = load(std::string(HANAT_SOURCE_DIR) + "/conf/hanat.toml");
+  ASSERT_TRUE(r.has_value()) << r.error().front().to_string();
+  Config defaults = ok("[group]\nname = \"egress-prod\"\n");
+  // The example documents the defaults: parsing it must give exactly them.
+  EXPECT_EQ(r.value(), defaults);
+}
+
+TEST(Config, ParsesEveryFieldKind) {
+  Config c = ok(R"(
+[group]
+name = "g"
+discovery = "explicit"
+members = ["i-0123456789abcdef0", "i-1234abcd"]
+route_tables = ["rtb-0123456789abcdef0"]
+destinations = ["0.0.0.0/0", "198.18.0.0/15"]
+[probe]
+interval = "50ms"
+timeout = "40ms"
+rise = 2
+fall = 3
+kinds = ["icmp", "tcp", "agent"]
+[agent]
+port = 0
+[egress]
+targets = ["198.18.5.1", "198.18.5.2:443"]
+required = 2
+[nat]
+egress_interface = "ens5"
+source_cidrs = ["10.0.0.0/16"]
+fully_random = true
+conntrack_max = 262144
+tcp_established_timeout = "350s"
+[ec2]
+region = "eu-west-1"
+endpoint = "http://127.0.0.1:5000"
+credentials = "static"
+access_key_id = "AKID"
+secret_access_key = "SECRET"
+[failover]
+preempt = false
+failback_delay = "1m30s"
+fallback_target = "nat-0123456789abcdef0"
+recovery_action = "stop-start"
+[status]
+mode = 0o600
+[log]
+level = "debug"
+debug = ["ec2"]
+)");
+  EXPECT_EQ(c.group.discovery, Discovery::Explicit);
+  EXPECT_EQ(c.group.members.size(), 2u);
+  EXPECT_EQ(c.group.destinations[1].prefix, 15);
+  EXPECT_EQ(c.probe.interval, milliseconds(50));
+  EXPECT_EQ(c.probe.kinds.size(), 3u);
+  EXPECT_EQ(c.agent.port, 0);
+  EXPECT_EQ(c.egress.targets[1], (EgressTarget{"198.18.5.2", 443}));
+  EXPECT_EQ(c.egress.targets[0].port, 0);
+  EXPECT_EQ(c.nat.source_cidrs[0].address, 0x0a000000u);
+  EXPECT_EQ(c.nat.conntrack_max, 262144);
+  EXPECT_EQ(c.nat.tcp_established_timeout, milliseconds(350000));
+  EXPECT_EQ(c.ec2.credentials, CredentialsSource::Static);
+  EXPECT_FALSE(c.failover.preempt);
+  EXPECT_EQ(c.failover.failback_delay, milliseconds(90000));
+  EXPECT_EQ(c.failover.recovery_action, RecoveryAction::StopStart);
+  EXPECT_EQ(c.status.mode, 0600u);
+  EXPECT_EQ(c.log.level, LogLevel::Debug);
+}
+
+TEST(ConfigErrors, SyntaxErrorNamesLineAndColumn) {
+  Error e = one_error("[group]\nname = \"g\"\n[probe\n");
+  EXPECT_EQ(e.file, "t.toml");
+  EXPECT_EQ(e.line, 3);
+  EXPECT_GT(e.column, 1);
+  EXPECT_THAT(e.to_string(), HasSubstr("t.toml:3:"));
+}
+
+TEST(ConfigErrors, UnknownKeySuggestsTheNearestOne) {
+  Error e = one_error(std::string(kMinimal) + "[probe]\nintervall = \"1s\"\n");
+  EXPECT_EQ(e.line, 4);
+  EXPECT_EQ(e.column, 1);
+  EXPECT_EQ(e.key, "probe.intervall");
+  EXPECT_THAT(e.message, HasSubstr("unknown key"));
+  EXPECT_THAT(e.message, HasSubstr("did you mean \"interval\""));
+}
+
+TEST(ConfigErrors, UnknownSectionSuggestsTheNearestOne) {
+  Error e = one_error(std::string(kMinimal) + "[failvoer]\npreempt = true\n");
+  EXPECT_EQ(e.line, 3);
+  EXPECT_THAT(e.message, HasSubstr("did you mean \"failover\""));
+}
+
+TEST(ConfigErrors, UnrelatedUnknownKeyGetsNoSuggestion) {
+  Error e = one_error(std::string(kMinimal) + "[probe]\nzzzzzzzzzz = 1\n");
+  EXPECT_THAT(e.message, ::testing::Not(HasSubstr("did you mean")));
+}
+
+TEST(ConfigErrors, WrongType) {
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\nrise = \"5\"\n").message,
+              HasSubstr("expected an integer"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[failover]\npreempt = 1\n").message,
+              HasSubstr("expected true or false"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[nat]\negress_interface = 3\n").message,
+              HasSubstr("expected a string"));
+  EXPECT_THAT(one_error("probe = 1\n[group]\nname = \"g\"\n").message,
+              HasSubstr("expected a table"));
+}
+
+TEST(ConfigErrors, IntegerOutOfRange) {
+  Error e = one_error(std::string(kMinimal) + "[probe]\nfall = 0\n");
+  EXPECT_EQ(e.key, "probe.fall");
+  EXPECT_EQ(e.line, 4);
+  EXPECT_EQ(e.column, 8);
+  EXPECT_THAT(e.message, HasSubstr("out of range [1, 100]"));
+}
+
+TEST(ConfigErrors, Durations) {
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\ninterval = 200\n").message,
+              HasSubstr("a bare number has no unit"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\ninterval = \"fast\"\n").message,
+              HasSubstr("is not a duration"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\ninterval = \"5ms\"\n").message,
+              HasSubstr("out of range [10ms, 1m]"));
+}
+
+TEST(ConfigErrors, CidrsAreValidated) {
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[nat]\nsource_cidrs = [\"10.0.0.1/16\"]\n").message,
+      HasSubstr("did you mean \"10.0.0.0/16\""));
+  Error e =
+      one_error(std::string(kMinimal) + "[nat]\nsource_cidrs = [\"10.0.0.0/8\", \"10.0.0/8\"]\n");
+  EXPECT_EQ(e.key, "nat.source_cidrs[1]");
+  EXPECT_THAT(e.message, HasSubstr("not an IPv4 address"));
+}
+
+TEST(ConfigErrors, Ec2IdsAreValidated) {
+  std::string base = "[group]\nname=\"g\"\ndiscovery=\"explicit\"\n";
+  EXPECT_THAT(one_error(base + "route_tables = [\"rtb-1234abcd\", \"rtb-XYZ\"]\n").message,
+              HasSubstr("\"rtb-XYZ\" is not a valid id"));
+  EXPECT_THAT(
+      one_error(base + "route_tables=[\"rtb-1234abcd\"]\nmembers = [\"eni-1234abcd\"]\n").message,
+      HasSubstr("expected i-"));
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[failover]\nfallback_target = \"igw-1234abcd\"\n").message,
+      HasSubstr("expected nat-"));
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[failover]\nfloating_eni = \"eni-1234abc\"\n").message,
+      HasSubstr("is not a valid id"));
+}
+
+TEST(ConfigErrors, EnumsListTheirValues) {
+  Error e = one_error(std::string(kMinimal) + "[failover]\nrecovery_action = \"rebot\"\n");
+  EXPECT_THAT(e.message, HasSubstr("\"none\", \"reboot\""));
+  EXPECT_THAT(e.message, HasSubstr("did you mean \"reboot\""));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\nkinds = [\"agent\", \"icpm\"]\n").message,
+              HasSubstr("did you mean \"icmp\""));
+}
+
+TEST(ConfigErrors, DuplicatesInLists) {
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\nkinds = [\"icmp\", \"icmp\"]\n").message,
+              HasSubstr("listed twice"));
+}
+
+TEST(ConfigErrors, CrossFieldRules) {
+  EXPECT_THAT(one_error("[probe]\nrise = 2\n").key, "group.name");
+  EXPECT_THAT(one_error("[group]\nname=\"g\"\ndiscovery=\"explicit\"\n").key, "group.route_tables");
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[probe]\ninterval=\"100ms\"\ntimeout=\"150ms\"\n").message,
+      HasSubstr("would overlap"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\ncredentials = \"static\"\n").message,
+              HasSubstr("needs access_key_id"));
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[failover]\nhold_down=\"1m\"\nhold_down_max=\"30s\"\n")
+          .key,
+      "failover.hold_down_max");
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[egress]\ntargets=[\"198.18.0.1\"]\nrequired=2\n").key,
+      "egress.required");
+}
+
+TEST(ConfigErrors, ValuesOfStringsAreChecked) {
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[nat]\negress_interface = \"a/b\"\n").message,
+              HasSubstr("not a valid interface name"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\nregion = \"moon\"\n").message,
+              HasSubstr("not an AWS region"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\nendpoint = \"ftp://x\"\n").message,
+              HasSubstr("not an http:// or https:// URL"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[status]\nsocket = \"rel/path\"\n").message,
+              HasSubstr("absolute path"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[status]\nmode = \"0999\"\n").message,
+              HasSubstr("octal mode"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[egress]\ntargets = [\"example.com\"]\n").message,
+              HasSubstr("numeric IPv4"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[log]\ndebug = [\"ec3\"]\n").message,
+              HasSubstr("did you mean \"ec2\""));
+}
+
+TEST(ConfigErrors, AllErrorsAreReportedInFileOrder) {
+  auto r = parse("[probe]\nfall = 0\nrise = 0\n[nat]\nbogus = 1\n", "t.toml");
+  ASSERT_FALSE(r.has_value());
+  ASSERT_EQ(r.error().size(), 4u);            // fall, rise, bogus, missing group.name
+  EXPECT_EQ(r.error()[0].key, "group.name");  // reported at 1:1
+  EXPECT_EQ(r.error()[1].key, "probe.fall");
+  EXPECT_EQ(r.error()[2].key, "probe.rise");
+  EXPECT_EQ(r.error()[3].key, "nat.bogus");
+}
+
+TEST(ConfigErrors, UnreadableFileIsOneErrorNamingIt) {
+  auto r = load("/nonexistent/hanat.toml");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_THAT(r.error().front().to_string(), HasSubstr("/nonexistent/hanat.toml"));
+  EXPECT_THAT(r.error().front().message, HasSubstr("cannot read"));
+}
+
+TEST(ConfigHelpers, Durations) {
+  EXPECT_EQ(parse_duration("200ms"), milliseconds(200));
+  EXPECT_EQ(parse_duration("1m30s"), milliseconds(90000));
+  EXPECT_EQ(parse_duration("2h"), milliseconds(7200000));
+  EXPECT_EQ(parse_duration("0s"), milliseconds(0));
+  EXPECT_EQ(parse_duration(""), std::nullopt);
+  EXPECT_EQ(parse_duration("5"), std::nullopt);
+  EXPECT_EQ(parse_duration("ms"), std::nullopt);
+  EXPECT_EQ(parse_duration("1.5s"), std::nullopt);
+  EXPECT_EQ(format_duration(milliseconds(90000)), "90s");
+  EXPECT_EQ(format_duration(milliseconds(60000)), "1m");
+  EXPECT_EQ(format_duration(milliseconds(250)), "250ms");
+}
+
+TEST(ConfigHelpers, Ec2Ids) {
+  EXPECT_TRUE(is_ec2_id("i-0123456789abcdef0", "i"));
+  EXPECT_TRUE(is_ec2_id("rtb-1234abcd", "rtb"));
+  EXPECT_FALSE(is_ec2_id("rtb-1234ABCD", "rtb"));
+  EXPECT_FALSE(is_ec2_id("rtb1234abcd", "rtb"));
+  EXPECT_FALSE(is_ec2_id("i-123", "i"));
+}
+
+}  // namespace
+}  // namespace hanat::config

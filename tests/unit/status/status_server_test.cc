@@ -1,0 +1,274 @@
+#include "core/status/status_server.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/uv_test_util.h"
+
+namespace hanat::status {
+namespace {
+
+using hanat::testing::expect_clean_close;
+using hanat::testing::run_until;
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+// A status client on a raw non-blocking socket, pumped from the test while the loop runs.
+class Client {
+ public:
+  explicit Client(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    ::fcntl(fd_, F_SETFL, O_NONBLOCK);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  [[nodiscard]] bool connected() const { return connected_; }
+  // Returns bytes accepted by the kernel (a client that never reads eventually blocks).
+  size_t send(const std::string& s) {
+    ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
+    return n < 0 ? 0 : static_cast<size_t>(n);
+  }
+  void pump() {
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n > 0) {
+        in_.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof_ = true;
+      return;
+    }
+  }
+  // Complete lines received so far.
+  std::vector<std::string> lines() {
+    pump();
+    std::vector<std::string> out;
+    size_t start = 0, nl;
+    while ((nl = in_.find('\n', start)) != std::string::npos) {
+      out.push_back(in_.substr(start, nl - start));
+      start = nl + 1;
+    }
+    return out;
+  }
+  bool eof() {
+    pump();
+    return eof_;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool eof_ = false;
+  std::string in_;
+};
+
+class StatusServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hanat-status-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    opts_.path = dir_ + "/hanatd.sock";
+    opts_.mode = 0600;
+    opts_.idle_timeout = std::chrono::seconds(5);
+  }
+  void TearDown() override {
+    server_.reset();
+    expect_clean_close(loop_);
+    ::unlink(opts_.path.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  void start() {
+    server_ = std::make_unique<StatusServer>(loop_, opts_);
+    server_->on("status", [this](const json_t*) {
+      ++status_calls_;
+      return Json(json_pack("{s:s}", "state", "running"));
+    });
+    server_->on("big", [](const json_t*) {
+      return Json(json_pack("{s:s}", "blob", std::string(64 * 1024, 'x').c_str()));
+    });
+    std::string why;
+    ASSERT_FALSE(server_->start(&why)) << why;
+  }
+  // Sends one request and waits for one reply line.
+  std::string roundtrip(Client& c, const std::string& req) {
+    size_t before = c.lines().size();
+    c.send(req + "\n");
+    bool got = run_until(loop_, [&] { return c.lines().size() > before; });
+    EXPECT_TRUE(got) << "no reply to " << req;
+    return got ? c.lines()[before] : "";
+  }
+
+  uv::Loop loop_;
+  std::string dir_;
+  ServerOptions opts_;
+  std::unique_ptr<StatusServer> server_;
+  int status_calls_ = 0;
+};
+
+TEST_F(StatusServerTest, AnswersStatusAndSetsSocketMode) {
+  start();
+  struct stat st {};
+  ASSERT_EQ(::stat(opts_.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  Client c(opts_.path);
+  ASSERT_TRUE(c.connected());
+  EXPECT_EQ(roundtrip(c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+  // Several requests on one connection, in order.
+  EXPECT_EQ(roundtrip(c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+  EXPECT_EQ(status_calls_, 2);
+}
+
+TEST_F(StatusServerTest, GarbageGetsAJsonErrorAndTheConnectionStaysUsable) {
+  start();
+  Client c(opts_.path);
+  EXPECT_THAT(roundtrip(c, "this is not json"), HasSubstr(R"("ok":false,"error":"malformed JSON)"));
+  EXPECT_THAT(roundtrip(c, R"([1,2,3])"), HasSubstr("must be a JSON object"));
+  EXPECT_THAT(roundtrip(c, R"({"command":"status"})"), HasSubstr(R"(string \"cmd\")"));
+  EXPECT_THAT(roundtrip(c, R"({"cmd":"reboot-everything"})"),
+              HasSubstr(R"(unknown command \"reboot-everything\" (known: big, status))"));
+  EXPECT_THAT(roundtrip(c, std::string("\x01\xff\xfe", 3)), HasSubstr("malformed JSON"));
+  EXPECT_EQ(roundtrip(c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
+TEST_F(StatusServerTest, OversizedRequestIsCutOffOthersStillServed) {
+  opts_.max_request_bytes = 1024;
+  start();
+  Client big(opts_.path), other(opts_.path);
+  // No newline, over the limit: the server must not buffer it without bound.
+  big.send(std::string(4096, 'a'));
+  EXPECT_TRUE(run_until(loop_, [&] { return big.eof(); }));
+  ASSERT_FALSE(big.lines().empty());
+  EXPECT_THAT(big.lines()[0], HasSubstr("request too large"));
+  EXPECT_EQ(roundtrip(other, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 1; }));
+}
+
+TEST_F(StatusServerTest, HundredConcurrentClientsAllAnswered) {
+  opts_.max_clients = 128;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());
+    clients.back()->send(R"({"cmd":"status"})"
+                         "\n");
+  }
+  EXPECT_TRUE(run_until(loop_, [&] {
+    for (auto& c : clients)
+      if (c->lines().empty()) return false;
+    return true;
+  }));
+  for (auto& c : clients) EXPECT_EQ(c->lines().at(0), R"({"state":"running","ok":true})");
+  EXPECT_EQ(server_->clients(), 100u);
+  EXPECT_EQ(status_calls_, 100);
+}
+
+TEST_F(StatusServerTest, ClientsBeyondTheLimitAreTurnedAway) {
+  opts_.max_clients = 3;
+  start();
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<Client>(opts_.path));
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 3; }));
+  Client extra(opts_.path);
+  EXPECT_TRUE(run_until(loop_, [&] { return extra.eof(); }));
+  ASSERT_FALSE(extra.lines().empty());
+  EXPECT_THAT(extra.lines()[0], HasSubstr("too many clients (max_clients = 3)"));
+  EXPECT_EQ(server_->rejected(), 1u);
+  // The held clients are still served.
+  EXPECT_EQ(roundtrip(*held[0], R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
+TEST_F(StatusServerTest, IdleClientIsDisconnected) {
+  opts_.idle_timeout = milliseconds(50);
+  start();
+  Client idle(opts_.path);
+  EXPECT_TRUE(run_until(
+      loop_, [&] { return idle.eof(); }, std::chrono::seconds(2)));
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 0; }));
+}
+
+TEST_F(StatusServerTest, ClientThatNeverReadsIsDroppedWhileOthersAreServed) {
+  opts_.max_pending_reply_bytes = 256 * 1024;
+  start();
+  Client hog(opts_.path), other(opts_.path);
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 2; }));
+  // Ask for 64 KiB replies and never read them. The socket buffers fill, the server's
+  // queue grows past its bound, and the server cuts the client off.
+  const std::string req = R"({"cmd":"big"})"
+                          "\n";
+  bool dropped = run_until(
+      loop_,
+      [&] {
+        hog.send(req);
+        return server_->clients() == 1;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(roundtrip(other, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
+TEST_F(StatusServerTest, RefusesToStealALiveSocketAndReplacesAStaleOne) {
+  start();
+  {
+    StatusServer second(loop_, opts_);
+    std::string why;
+    EXPECT_TRUE(second.start(&why));
+    EXPECT_THAT(why, HasSubstr("is hanatd already running?"));
+  }
+  // The first server still works: the second did not unlink its socket.
+  Client c(opts_.path);
+  EXPECT_EQ(roundtrip(c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+
+  // A stale socket file (nobody listening) is replaced.
+  server_.reset();
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, opts_.path.c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ::close(fd);  // leaves the file behind, like a daemon killed with SIGKILL
+  start();
+  Client d(opts_.path);
+  EXPECT_EQ(roundtrip(d, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
+TEST_F(StatusServerTest, RefusesAPathThatIsNotASocket) {
+  int fd = ::open(opts_.path.c_str(), O_CREAT | O_WRONLY, 0600);
+  ::close(fd);
+  StatusServer s(loop_, opts_);
+  std::string why;
+  EXPECT_TRUE(s.start(&why));
+  EXPECT_THAT(why, HasSubstr("exists and is not a socket"));
+}
+
+TEST_F(StatusServerTest, ShutdownWithConnectedClientsLeavesNoHandle) {
+  start();
+  Client a(opts_.path), b(opts_.path);
+  b.send("{\"cmd\":");  // a partial request in flight
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 2; }));
+  server_.reset();  // TearDown asserts that the loop closes clean
+  EXPECT_TRUE(run_until(loop_, [&] { return a.eof() && b.eof(); }));
+}
+
+}  // namespace
+}  // namespace hanat::status
