@@ -58,6 +58,7 @@ class NetnsTest : public ::testing::Test {
     if (std::string why = hanat::testing::netns_unavailable(); !why.empty()) {
       GTEST_SKIP() << why;
     }
+    hanat::testing::reap_stale_netns();
     std::string pid = std::to_string(getpid());
     a_ = std::make_unique<Netns>("hanat-pr-" + pid + "-a");
     b_ = std::make_unique<Netns>("hanat-pr-" + pid + "-b");

@@ -5,13 +5,16 @@
 // created inside a namespace by switching the calling thread with setns(2); a socket stays in
 // the namespace it was created in, so one loop on one thread can hold both sides.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -29,6 +32,27 @@ inline std::string netns_unavailable() {
 // Runs a shell command; returns its exit status (0 = success).
 inline int sh(const std::string& cmd) {
   return std::system((cmd + " >/dev/null 2>&1").c_str());
+}
+
+// Deletes namespaces named "hanat-pr-<pid>-..." whose process is gone (a test that crashed
+// before its destructors ran). Only our own prefix, only dead pids: parallel runs are safe.
+inline void reap_stale_netns() {
+  DIR* d = opendir("/var/run/netns");
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    const std::string prefix = "hanat-pr-";
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::size_t end = name.find('-', prefix.size());
+    if (end == std::string::npos || end == prefix.size()) continue;
+    std::string digits = name.substr(prefix.size(), end - prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    auto pid = static_cast<pid_t>(std::stol(digits));
+    if (kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(name);
+  }
+  closedir(d);
+  for (const auto& n : stale) (void)sh("ip netns del " + n);
 }
 
 class Netns {
