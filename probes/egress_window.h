@@ -2,7 +2,8 @@
 // The egress self-check's verdict, pure: healthy when at least k of the n targets answered
 // within the window (fall x interval, so a single lost probe never fails it, and a dead
 // uplink is noticed within the same bound as a dead peer). Until one window has passed since
-// start, a verdict that is not yet "healthy" stays Unknown: the first probes are still out.
+// start, a verdict that is not yet "healthy" stays Unknown (the first probes are still out),
+// unless the check was already healthy: from then on it is only ever Up or Down.
 
 #include <chrono>
 #include <cstddef>
@@ -35,6 +36,7 @@ class EgressWindow {
   std::size_t k_;
   std::chrono::nanoseconds window_;
   Time start_;
+  bool been_up_ = false;
 };
 
 }  // namespace hanat::probes

@@ -98,6 +98,7 @@ core::Result<std::unique_ptr<EgressCheck>, std::string> EgressCheck::create(
   c->cb_ = std::move(cb);
   c->k_ = spec.k;
   c->window_ = opts.interval * opts.fall;
+  c->timeout_ = opts.timeout;
   std::vector<Target> targets;
   bool need_icmp = false;
   for (std::size_t i = 0; i < spec.targets.size(); ++i) {
@@ -130,7 +131,10 @@ EgressCheck::~EgressCheck() = default;
 
 std::error_code EgressCheck::start() {
   window_state_ =
-      std::make_unique<EgressWindow>(runner_->targets().size(), k_, window_, Clock::now());
+      // The first window opens one timeout late: the last first probe may legitimately take
+      // that long to answer (e.g. ARP on a fresh interface), and must not count as lost.
+      std::make_unique<EgressWindow>(runner_->targets().size(), k_, window_,
+                                     Clock::now() + timeout_);
   last_ = engine::Health::Unknown;
   if (auto e = runner_->start(); e) return e;
   evaluate();

@@ -81,6 +81,7 @@ class EgressCheck {
   EgressCallbacks cb_;
   int k_ = 1;
   std::chrono::nanoseconds window_{};
+  std::chrono::milliseconds timeout_{};
   std::unique_ptr<IcmpProber> icmp_;
   std::unique_ptr<TcpProber> tcp_;
   std::unique_ptr<EgressWindow> window_state_;

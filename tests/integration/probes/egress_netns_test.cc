@@ -95,7 +95,11 @@ TEST_F(EgressTest, HealthyOnlyWhenProbesLeaveThroughTheEgressInterface) {
       << egress_->verdict().detail << " / " << egress2_->verdict().detail;
   EXPECT_EQ(egress_->verdict().answered, 3u);
   EXPECT_EQ(egress_->verdict().detail, "3 of 3 egress targets answered within 150 ms (need 2)");
-  EXPECT_EQ(bound_changes, std::vector<Health>{Health::Up});
+  // Normally just {Up}; a loop stalled past the first window on a loaded machine may add an
+  // initial Down, but never a Down after the check became healthy.
+  ASSERT_FALSE(bound_changes.empty());
+  EXPECT_EQ(bound_changes.back(), Health::Up);
+  EXPECT_LE(bound_changes.size(), 2u);
   EXPECT_EQ(unbound_changes, std::vector<Health>{Health::Down})
       << "the routing table's preferred path is a dead end";
 }

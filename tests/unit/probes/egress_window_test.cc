@@ -39,6 +39,15 @@ TEST(EgressWindow, SuccessesAgeOutAfterTheWindow) {
   EXPECT_EQ(w.next_change(t0 + 300ms), t0 + 400ms + 1ns) << "then the success ages out";
 }
 
+TEST(EgressWindow, OnceHealthyNeverUnknownAgain) {
+  Time t0{};
+  EgressWindow w(2, 1, 300ms, t0 + 100ms);  // start includes a grace of one timeout
+  w.record(0, true, t0 + 10ms);
+  EXPECT_EQ(w.evaluate(t0 + 20ms).state, Health::Up);
+  // The uplink dies: the success ages out while the first window is still open.
+  EXPECT_EQ(w.evaluate(t0 + 311ms).state, Health::Down);
+}
+
 TEST(EgressWindow, NextChangeIncludesEndOfFirstWindow) {
   Time t0{};
   EgressWindow w(2, 1, 300ms, t0);
