@@ -20,6 +20,8 @@
 
 namespace hanat::probes {
 
+// Callbacks run on the loop. They may call stop()/start(), but must not destroy the monitor
+// (use uv::DeferredDelete for that): the result callback is followed by the transition one.
 struct MonitorCallbacks {
   std::function<void(const ProbeResult&)> on_result;         // every probe
   std::function<void(const PeerTransition&)> on_transition;  // combined peer state changes
@@ -33,9 +35,13 @@ class PeerMonitor {
       uv::Loop& loop, std::vector<PeerSpec> peers, const ProbeOptions& opts, MonitorCallbacks cb,
       IcmpMode icmp_mode = IcmpMode::Auto);
 
+  // start() spreads the first probes over one interval from now. stop() sends no new probe;
+  // probes already in flight still report their result. start() may follow stop().
   [[nodiscard]] std::error_code start() { return runner_->start(); }
   void stop() { runner_->stop(); }
 
+  // Every peer's combined state, in PeerSpec order (for the status socket).
+  [[nodiscard]] const std::vector<PeerHealth>& peers() const { return health_; }
   // nullptr for an unknown id.
   [[nodiscard]] const PeerHealth* peer(std::string_view id) const;
   // The socket kind in use, or Auto when no peer uses ICMP.

@@ -120,6 +120,8 @@ TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
     for (const auto& t : transitions) EXPECT_EQ(t.to, Health::Up);
     EXPECT_EQ((*m)->peer("i-2")->state(), Health::Up);
     EXPECT_EQ((*m)->peer("i-9"), nullptr);
+    ASSERT_EQ((*m)->peers().size(), 4u);
+    EXPECT_EQ((*m)->peers()[3].id(), "i-3");
     m.value().reset();
     agents.clear();
   }
