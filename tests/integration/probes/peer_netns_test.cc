@@ -156,21 +156,24 @@ TEST_F(NetnsTest, FlappingLinkTransitionsOnlyAfterRiseOrFall) {
   for (const auto& r : log_.results) failures += r.outcome.ok ? 0 : 1;
   EXPECT_GT(failures, 0u) << "the flaps must actually have cost probes";
   EXPECT_EQ(check_hysteresis(log_, o), "");
-  // An outage shorter than one interval holds at most one probe of each kind, far below
-  // fall = 3. On a loaded machine the loop can stretch an outage; only those may cost a DOWN.
+  // A 30 ms outage holds at most one probe of each kind, below fall = 3; but the data plane
+  // can stay dead longer than the link is down (the kernel re-activates the veth qdisc from
+  // its linkwatch work item, which a loaded machine runs late), so a flap may really cost
+  // three probes. The hysteresis check above is the strict assertion; here, flapping must not
+  // turn into a transition per flap.
   std::size_t long_outages = 0;
   for (auto d : outages) long_outages += d >= o.interval ? 1 : 0;
-  EXPECT_LE(log_.downs(), long_outages) << "DOWN from outages shorter than one interval:\n"
-                                        << describe_downs(log_);
+  EXPECT_LE(log_.downs(), static_cast<std::size_t>(flaps) / 3) << describe_downs(log_);
   RecordProperty("long_outages", static_cast<int>(long_outages));
+  RecordProperty("flap_downs", static_cast<int>(log_.downs()));
+  std::size_t flap_downs = log_.downs();
 
   ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, false));
   ASSERT_TRUE(wait_state(Health::Down, 2s));
   ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, true));
   ASSERT_TRUE(wait_state(Health::Up, 3s));
   EXPECT_EQ(check_hysteresis(log_, o), "");
-  EXPECT_GE(log_.downs(), 1u);
-  EXPECT_LE(log_.downs(), long_outages + 1);
+  EXPECT_EQ(log_.downs(), flap_downs + 1) << "the long outage is one DOWN";
 }
 
 TEST_F(NetnsTest, AgentSayingDownFlipsPeerAtOnce) {
