@@ -113,7 +113,8 @@ def analyse(packets, summary=None):
       sent, received, lost, duplicates, reordered,
       max_gap_ms, gap_start_ns, gap_end_ns, source_before, source_after,
       sources: [{"source", "first_ns", "last_ns", "packets"}] in arrival order (one entry
-               per contiguous run of one source), switches: number of source changes.
+               per contiguous run of one source), switches: number of source changes,
+      switch_gaps: [{"from", "to", "start_ns", "end_ns", "gap_ms"}] one per change.
     """
     arrivals = sorted(packets, key=lambda p: p[2])
     seqs = set()
@@ -140,6 +141,12 @@ def analyse(packets, summary=None):
             res["sources"].append({"source": src, "first_ns": recv, "last_ns": recv,
                                    "packets": 1})
     res["switches"] = max(0, len(res["sources"]) - 1)
+    # The gap at each change of source: last arrival via the old NAT to the first via the
+    # new one (a planned switch can have no loss at all, so it need not be the max gap).
+    res["switch_gaps"] = [
+        {"from": a["source"], "to": b["source"], "start_ns": a["last_ns"],
+         "end_ns": b["first_ns"], "gap_ms": round((b["first_ns"] - a["last_ns"]) / 1e6, 3)}
+        for a, b in zip(res["sources"], res["sources"][1:])]
 
     best = None  # (gap_ns, start, end, before, after)
 
