@@ -280,6 +280,22 @@ class Lab:
         self._streams = 0
         self._down = False
 
+    @classmethod
+    def attach(cls, desc_path):
+        """A Lab object for a lab that is already up (e.g. `lab.py up`, from its lab.json).
+        It does not own the lab: down() leaves it running (use `lab.py down`); processes it
+        spawn()s are recorded in the lab's state file, so `lab.py down` stops them too."""
+        with open(desc_path) as f:
+            desc = json.load(f)
+        with open(desc["state"]) as f:
+            state = json.load(f)
+        self = cls.__new__(cls)
+        self.id, self.region, self.group = desc["id"], desc["region"], desc["group"]
+        self.desc, self.desc_path, self.dir, self.state = desc, desc_path, desc["dir"], state
+        self.keep_dir = False
+        self._procs, self._streams, self._down = {}, 0, True
+        return self
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def __enter__(self):
