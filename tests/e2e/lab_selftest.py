@@ -15,6 +15,7 @@ Exit status: 0 pass, 1 fail, 77 skipped (not root, tools missing). The last line
 """
 
 import argparse
+import glob
 import json
 import os
 import select
@@ -61,6 +62,43 @@ def start_sigint_child():
             "        time.sleep(0.1)\n" % HERE)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def start_sigterm_child():
+    """A child that builds a lab; the test SIGTERMs it in the middle of the set-up."""
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from hanatlab import Lab\n"
+            "Lab(nats=2, name='sigterm').up()\n"
+            "print('UP', flush=True)\n" % HERE)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def namespaces_with_prefix(prefix):
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
+
+
+def test_sigterm_during_setup(child):
+    prefix = f"sigterm{child.pid}"
+    pattern = os.path.join(labmod.STATE_ROOT, f"hanat-lab-{prefix}-*", "state.json")
+
+    def moto_started():
+        for path in glob.glob(pattern):
+            try:
+                st = json.load(open(path))
+            except ValueError:
+                return None  # being rewritten
+            if any(p.get("name") == "moto" for p in st["processes"]):
+                return st
+        return None
+    st = deadline_poll("the SIGTERM child to start moto", moto_started, 60, interval=0.01)
+    child.send_signal(signal.SIGTERM)
+    rc = child.wait(timeout=30)
+    err = child.stderr.read()
+    left = hanatlab.leftovers(st) + namespaces_with_prefix(prefix) + glob.glob(pattern)
+    check("SIGTERM in the middle of set-up: nothing left", not left and rc == 128 + 15,
+          f"rc={rc}; {', '.join(left)} {err.strip()[-200:] if rc != 143 else ''}")
 
 
 def test_failure_during_setup():
@@ -239,6 +277,20 @@ def test_failover_switch(lab):
     lab.set_link(1, "public", True)
     deadline_poll("nat1's public leg back", lambda: lab.ping(n1["ns"], "198.19.0.1"), 10)
     check("restored public leg", True)
+    # Silent cut: frames to and from nat1's private leg are dropped, links stay up.
+    b1 = lab.host("b1")["ns"]
+    lab.set_link(1, "private", False, mode="drop")
+    carrier = lab.exec(n1["ns"], ["cat", "/sys/class/net/priv/carrier"]).stdout.strip()
+    check("silent cut: nat1 unreachable from b1, nat2 still reachable, carrier up",
+          not lab.ping(b1, n1["private_address"]) and lab.ping(b1, n2["private_address"]) and
+          carrier == "1", f"carrier {carrier}")
+    lab.set_link(1, "public", False, mode="drop")
+    check("silent cut of the public leg too", not lab.ping(n1["ns"], "198.19.0.1"))
+    lab.set_link(1, "private", True, mode="drop")
+    lab.set_link(1, "public", True, mode="drop")
+    deadline_poll("nat1 reachable again", lambda: lab.ping(b1, n1["private_address"]) and
+                  lab.ping(n1["ns"], "198.19.0.1"), 10)
+    check("silent cuts restored", True)
 
 
 def test_configs(lab, hanatd):
@@ -266,32 +318,35 @@ def main():
     t0 = time.monotonic()
     root_before = root_ns_snapshot()
     child = start_sigint_child()
+    child2 = start_sigterm_child()
     failed = None
     state = None
     try:
         print("set-up failure:", flush=True)
         test_failure_during_setup()
+        test_sigterm_during_setup(child2)
+        print(f"main lab: (at {time.monotonic() - t0:.1f} s)", flush=True)
         with Lab(nats=2, masquerade=True, forwarding=True, name="self") as lab:
             state = lab.state
             print(f"lab {lab.id} up in {lab.desc['build_seconds']} s ({lab.desc_path})")
-            print("routing:", flush=True)
+            print(f"routing: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_routing(lab)
-            print("imds:", flush=True)
+            print(f"imds: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_imds(lab)
-            print("failover switch:", flush=True)
+            print(f"failover switch: (at {time.monotonic() - t0:.1f} s)", flush=True)
             try:
                 test_failover_switch(lab)
             except Exception:
                 print("--- fabric log ---\n" + open(lab.desc["fabric"]["log"]).read()[-3000:])
                 raise
-            print("configs:", flush=True)
+            print(f"configs: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_configs(lab, a.hanatd)
             gap = [d for n, ok, d in results if n.startswith("gap across")]
             gap = [g.split(",")[0] for g in gap]
-        print("teardown:", flush=True)
+        print(f"teardown: (at {time.monotonic() - t0:.1f} s)", flush=True)
         left = hanatlab.leftovers(state)
         check("nothing left after teardown", not left, ", ".join(left))
-        print("Ctrl-C:", flush=True)
+        print(f"Ctrl-C: (at {time.monotonic() - t0:.1f} s)", flush=True)
         line = ""
         end = time.monotonic() + 60
         while time.monotonic() < end and not line.startswith("READY"):
@@ -314,6 +369,12 @@ def main():
         failed = e
         traceback.print_exc()
     finally:
+        if child2.poll() is None:
+            child2.send_signal(signal.SIGTERM)
+            try:
+                child2.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child2.kill()
         if child.poll() is None:
             child.send_signal(signal.SIGINT)
             try:

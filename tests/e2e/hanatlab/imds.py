@@ -81,7 +81,16 @@ class State:
                 "vpc-ipv4-cidr-block": i["vpc_cidr"],
                 "vpc-ipv4-cidr-blocks": i["vpc_cidr"],
             }}}},
-            "iam": {"security-credentials": {i["role"]: json.dumps(creds, indent=2)}},
+            # The lab's public leg address: what the internet host sees (moto's EIPs are in
+            # 127.0.0.0/8 and are never used as addresses).
+            "public-ipv4": i.get("public_ipv4", ""),
+            "iam": {"info": json.dumps({
+                        "Code": "Success", "LastUpdated": creds["LastUpdated"],
+                        "InstanceProfileArn":
+                            f"arn:aws:iam::{i.get('account_id', '123456789012')}:"
+                            f"instance-profile/{i['role']}",
+                        "InstanceProfileId": "AIPALABLABLABLABLAB01"}, indent=2),
+                    "security-credentials": {i["role"]: json.dumps(creds, indent=2)}},
             "autoscaling": {"target-lifecycle-state":
                             str(ctl.get("target_lifecycle_state") or "InService")},
         }
@@ -119,9 +128,11 @@ def make_handler(state):
         def address_string(self):
             return self.client_address[0]
 
-        def reply(self, status, body="", ctype="text/plain", token_used=False):
+        def reply(self, status, body="", ctype="text/plain", token_used=False, extra=None):
             data = body.encode()
             self.send_response(status)
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -165,7 +176,7 @@ def make_handler(state):
                 for k in [k for k, v in state.tokens.items() if v < now]:
                     del state.tokens[k]
                 state.tokens[token] = now + int(ttl)
-            self.reply(200, token)
+            self.reply(200, token, extra={"X-aws-ec2-metadata-token-ttl-seconds": ttl})
 
         def do_GET(self):
             ctl = self.drill()

@@ -18,6 +18,7 @@ plays the VPC's "local" route: all VPC addresses are on-link, as they are in a V
 """
 
 import atexit
+import contextlib
 import json
 import os
 import random
@@ -59,12 +60,15 @@ def prerequisites(masquerade=True):
     for tool in ["ip"] + (["nft"] if masquerade else []):
         if shutil.which(tool) is None:
             probs.append(f"`{tool}` is not installed")
-    try:
-        import boto3  # noqa: F401
-        import moto.server  # noqa: F401
-    except ImportError as e:
-        probs.append(f"python3 cannot import boto3/moto_server ({e}); they ship with the "
-                     "machine image's python3")
+    import importlib.util
+    for mod in ("boto3", "moto.server"):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ImportError:
+            found = False
+        if not found:
+            probs.append(f"{sys.executable} has no module {mod} (boto3 and moto_server ship "
+                         "with the machine image's python3)")
     return probs
 
 
@@ -178,6 +182,29 @@ def _install_hooks():
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@contextlib.contextmanager
+def _signals_blocked():
+    """Defers SIGINT/SIGTERM (main thread only: Python runs handlers there) until the end
+    of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+_ids = {}
+
+
+def _unique_id(prefix):
+    """prefix + pid, and a counter for a second lab of the same name in one process."""
+    n = _ids[prefix] = _ids.get(prefix, 0) + 1
+    return f"{prefix}{os.getpid()}" + (f"n{n}" if n > 1 else "")
+
+
 class NsClient:
     """A boto3 client whose calls run with the calling thread inside the API namespace, so
     a test in the root namespace can talk to moto (sockets are made per call: moto closes
@@ -266,7 +293,7 @@ class Lab:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", prefix):
             raise ValueError(f"name={name!r}: 1-12 lowercase letters/digits, starting "
                              "with a letter")
-        self.id = f"{prefix}{os.getpid()}"
+        self.id = _unique_id(prefix)
         self.nats, self.hosts_per_zone, self.group, self.region = (nats, hosts_per_zone,
                                                                     group, region)
         self.forwarding, self.masquerade = forwarding, masquerade
@@ -328,18 +355,12 @@ class Lab:
         if self._down:
             return []
         # A second Ctrl-C must not cut the teardown short.
-        old = None
-        if threading.current_thread() is threading.main_thread():
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with _signals_blocked():
             probs = teardown_state(self.state, keep_dir=self.keep_dir)
             self._down = True
             with _active_lock:
                 if self in _active:
                     _active.remove(self)
-        finally:
-            if old is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return probs
 
     def detach(self):
@@ -359,17 +380,23 @@ class Lab:
 
     def _ns(self, role):
         name = f"{self.id}-{role}"
-        if not netns.netns_exists(name):
-            run(["ip", "netns", "add", name])
-            self.state["namespaces"].append(name)
-            self._save_state()
-            ip(name, "link", "set", "lo", "up")
+        if netns.netns_exists(name):
+            raise LabError(f"network namespace {name} already exists (a lab of a previous "
+                           "process with the same pid? `lab.py down --all` removes orphans)")
+        # Recorded before it exists, so a signal between the two cannot leak it.
+        self.state["namespaces"].append(name)
+        self._save_state()
+        run(["ip", "netns", "add", name])
+        ip(name, "link", "set", "lo", "up")
         return name
 
     def spawn(self, ns, argv, name, env=None):
         """Starts argv in namespace ns (its output goes to <dir>/<name>.log); the lab stops
         it (SIGTERM, then SIGKILL) on teardown. Returns the Popen."""
         log = os.path.join(self.dir, f"{name}.log")
+        # Signals are not blocked here: the child would inherit the mask and ignore
+        # SIGTERM. A Ctrl-C between Popen and the record below cannot leak the process
+        # either: teardown also ends every process left inside the lab's namespaces.
         p, rec = netns.spawn(ns, argv, log, env=env or child_env())
         rec["name"] = name
         self.state["processes"].append(rec)
@@ -524,6 +551,7 @@ class Lab:
                     "eni_id": nat["eni_id"], "subnet_id": nat["subnet_id"],
                     "subnet_cidr": nat["subnet_cidr"], "vpc_id": seeded["vpc_id"],
                     "vpc_cidr": VPC_CIDR, "local_ipv4": nat["private_address"],
+                    "public_ipv4": nat["public_address"],
                     "role": ROLE, "credentials": nat.pop("_role_credentials"),
                     "account_id": ACCOUNT,
                     "control": os.path.join(d, "imds-control.json"),
@@ -709,11 +737,48 @@ class Lab:
 
     # -- links ---------------------------------------------------------------------------
 
-    def set_link(self, nat, leg, up):
-        """Cuts (up=False) or restores a NAT's 'private', 'public' or 'mgmt' leg at the
-        switch side (the NAT sees its carrier go down, as when an ENI's link fails)."""
+    def set_link(self, nat, leg, up, mode="down"):
+        """Cuts (up=False) or restores a NAT's "private", "public" or "mgmt" leg at the
+        switch side. mode "down": the switch port goes down, so the NAT sees its carrier
+        drop (an ENI/link failure). mode "drop": the switch silently drops every frame to
+        and from that port while all links stay up (a hung or partitioned instance, the
+        failure a health check must detect by itself)."""
+        if leg not in ("private", "public", "mgmt"):
+            raise ValueError(f"leg {leg!r}: one of 'private', 'public', 'mgmt'")
         ns, port = self.nat(nat)["switch_ports"][leg]
-        ip(ns, "link", "set", port, "up" if up else "down")
+        if mode == "down":
+            ip(ns, "link", "set", port, "up" if up else "down")
+        elif mode == "drop":
+            cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
+            if up and port in cuts:
+                cuts.remove(port)
+            elif not up and port not in cuts:
+                cuts.append(port)
+            self._save_state()
+            # One transaction: create-if-missing, delete, re-create with the current cuts.
+            script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
+            if cuts:
+                ports = ", ".join(f'"{p}"' for p in sorted(cuts))
+                script += ("table bridge lab_cut {\n"
+                           " chain cut_fwd { type filter hook forward priority 0; "
+                           f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
+                           " chain cut_in { type filter hook input priority 0; "
+                           f"iifname {{ {ports} }} drop; }}\n"
+                           " chain cut_out { type filter hook output priority 0; "
+                           f"oifname {{ {ports} }} drop; }}\n}}\n")
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+        else:
+            raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
+
+    def start_hanatd(self, nat, binary, overrides=None, name=None, args=()):
+        """Writes NAT `nat`'s hanat.toml (with overrides) and starts `binary --config` in
+        that NAT's namespace; the lab stops it on teardown. Returns (Popen, config path);
+        the daemon's output is in <dir>/<name>.log (name default "hanatd-<nat>")."""
+        n = self.nat(nat)
+        path = self.write_config(nat, overrides)
+        p = self.spawn(n["ns"], [binary, "--config", path] + list(args),
+                       name or f"hanatd-{n['name']}")
+        return p, path
 
     # -- hanatd config -------------------------------------------------------------------
 
