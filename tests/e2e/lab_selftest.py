@@ -305,6 +305,16 @@ def test_configs(lab, hanatd):
                                 timeout=20)
             check(f"hanatd --check-config accepts {n['name']}'s hanat.toml", cp.returncode == 0,
                   (cp.stdout + cp.stderr).strip()[:300])
+    if hanatd:
+        # The daemon starts in its NAT namespace with the generated config (its status
+        # socket appears); teardown must stop it (checked with the other leftovers).
+        p, path = lab.start_hanatd(1, hanatd)
+        sock = os.path.join(lab.nat(1)["dir"], "hanatd.sock")
+        deadline_poll("hanatd's status socket", lambda: os.path.exists(sock) or
+                      p.poll() is not None, 10)
+        check("hanatd runs in nat1's namespace with the lab's config",
+              p.poll() is None and os.path.exists(sock),
+              open(os.path.join(lab.dir, "hanatd-nat1.log")).read()[-300:])
 
 
 def main():

@@ -8,7 +8,7 @@ the subnet's private hosts:
   missing route, state blackhole, a target listed in the control file's "blackhole" list
   (moto never produces blackholes), or a target that is no lab NAT -> no default route.
 Every change is logged as a JSON line with the wall-clock time in ms, e.g.
-  {"t_ms": 1763791234567.1, "host": "a1", "subnet": "subnet-..", "route_table": "rtb-..",
+  {"t_ms": 1763791234567.1, "ts": "2025-11-22T06:40:34.567Z", "host": "a1", "subnet": "subnet-..", "route_table": "rtb-..",
    "target": "eni-..", "nat": "nat2", "from": "198.18.101.11", "to": "198.18.102.12"}
 ("from"/"to" are next hops, null meaning no default route.) A status file (JSON) is
 rewritten after every poll: polls, last_poll_ms, last_error, routes {host: next hop}.
@@ -62,6 +62,12 @@ def decide(route_tables, subnets, targets, blackhole):
         else:
             out[subnet] = (hit[1], target, hit[0], rt["RouteTableId"])
     return out
+
+
+def stamp(t):
+    """{"t_ms": epoch ms, "ts": "2026-11-22T06:40:01.123Z"} for wall-clock time t (s)."""
+    return {"t_ms": round(t * 1000, 1),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"}
 
 
 def read_blackhole(path):
@@ -128,7 +134,7 @@ def main(argv=None):
         except Exception as e:  # keep the last applied routes while moto is unreachable
             tables = None
             if str(e) != last_error:
-                log.write(json.dumps({"t_ms": round(t0 * 1000, 1), "error": str(e)}) + "\n")
+                log.write(json.dumps(dict(stamp(t0), error=str(e))) + "\n")
             last_error = str(e)
         if tables is not None:
             wanted = decide(tables, list(hosts_by_subnet), targets, read_blackhole(fab["control"]))
@@ -137,9 +143,9 @@ def main(argv=None):
                     if applied.get(h["name"], "unset") == via:
                         continue
                     ok, err = apply_route(h["ns"], h["dev"], via)
-                    rec = {"t_ms": round(time.time() * 1000, 1), "host": h["name"],
-                           "subnet": subnet, "route_table": rtb, "target": target, "nat": nat,
-                           "from": applied.get(h["name"]), "to": via}
+                    rec = dict(stamp(time.time()), host=h["name"], subnet=subnet,
+                               route_table=rtb, target=target, nat=nat,
+                               **{"from": applied.get(h["name"]), "to": via})
                     if ok:
                         applied[h["name"]] = via
                     else:
