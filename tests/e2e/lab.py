@@ -38,7 +38,8 @@ def find_labs():
         st["_state_path"] = path
         desc = os.path.join(os.path.dirname(path), "lab.json")
         st["_desc_path"] = desc if os.path.exists(desc) else None
-        st["_creator_alive"] = netns.proc_starttime(st.get("creator_pid", 0)) is not None
+        st["_creator_alive"] = netns.alive({"pid": st.get("creator_pid", 0),
+                                            "start": st.get("creator_start")})
         labs.append(st)
     return labs
 

@@ -293,6 +293,19 @@ def test_failover_switch(lab):
     check("silent cuts restored", True)
 
 
+def test_aws_cli(lab):
+    """The AWS CLI (a keepalived notify script's tool) reaches moto from a NAT namespace."""
+    cp = subprocess.run(["ip", "netns", "exec", lab.nat(2)["ns"], "aws", "ec2",
+                         "describe-route-tables", "--route-table-ids",
+                         lab.route_table("b")["id"], "--output", "json"],
+                        capture_output=True, text=True, env=lab.aws_env(), timeout=60)
+    ok = cp.returncode == 0
+    target = json.loads(cp.stdout)["RouteTables"][0]["Routes"] if ok else cp.stderr[-300:]
+    check("aws CLI in nat2's namespace reads zone b's table from moto",
+          ok and any(r.get("NetworkInterfaceId") == lab.nat(2)["eni_id"] for r in target),
+          str(target)[:200])
+
+
 def test_configs(lab, hanatd):
     for n in lab.desc["nats"]:
         path = lab.write_config(n["name"], {"probe": {"interval": "50ms", "timeout": "50ms"}})
@@ -349,6 +362,8 @@ def main():
             except Exception:
                 print("--- fabric log ---\n" + open(lab.desc["fabric"]["log"]).read()[-3000:])
                 raise
+            print(f"aws cli: (at {time.monotonic() - t0:.1f} s)", flush=True)
+            test_aws_cli(lab)
             print(f"configs: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_configs(lab, a.hanatd)
             gap = [d for n, ok, d in results if n.startswith("gap across")]

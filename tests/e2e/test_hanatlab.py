@@ -82,6 +82,25 @@ class AnalyseTest(unittest.TestCase):
         self.assertEqual(r["switches"], 2)
         self.assertEqual(r["sources"][2]["packets"], 2)
 
+    def test_analyse_cli(self):
+        import contextlib
+        import io
+        import json
+        with tempfile.TemporaryDirectory() as d:
+            sink, summ = os.path.join(d, "sink"), os.path.join(d, "summary.json")
+            with open(sink, "w") as f:
+                for seq, sent, recv, src in stream([(0, A), (1, A), (5, B)]):
+                    f.write(f"3 {seq} {sent} {recv} {src} 4000\n")
+            with open(summ, "w") as f:
+                json.dump(summary(6), f)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = traffic.main(["analyse", "--sink-log", sink, "--stream", "3",
+                                   "--summary", summ])
+            r = json.loads(out.getvalue())
+        self.assertEqual(rc, 0)
+        self.assertEqual((r["lost"], r["max_gap_ms"], r["source_after"]), (3, 20.0, B))
+
     def test_read_sink_filters_stream_and_skips_torn_line(self):
         with tempfile.NamedTemporaryFile("w", delete=False) as f:
             f.write(f"7 0 100 200 {A} 4000\n8 0 100 200 {B} 4000\n7 1 105 205 {A} 4000\n7 2 1")

@@ -177,8 +177,9 @@ def _install_hooks():
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _on_sigterm)
-        # SIGINT keeps Python's default: KeyboardInterrupt unwinds the same way.
-        if signal.getsignal(signal.SIGINT) in (signal.SIG_DFL, signal.SIG_IGN):
+        # SIGINT keeps Python's default: KeyboardInterrupt unwinds the same way (an
+        # ignored SIGINT, e.g. in a background job, stays ignored).
+        if signal.getsignal(signal.SIGINT) == signal.SIG_DFL:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -300,7 +301,8 @@ class Lab:
         self.fabric_interval_ms, self.agent_port, self.keep_dir = (fabric_interval_ms,
                                                                     agent_port, keep_dir)
         self.state = {"id": self.id, "dir": None, "namespaces": [], "processes": [],
-                      "creator_pid": os.getpid(), "detached": False}
+                      "creator_pid": os.getpid(),
+                      "creator_start": netns.proc_starttime(os.getpid()), "detached": False}
         self.desc = None
         self.desc_path = None
         self._procs = {}
@@ -625,6 +627,21 @@ class Lab:
                          aws_secret_access_key=self.desc["credentials"]["secret_access_key"],
                          config=botocore.config.Config(retries={"max_attempts": 2}))
         return NsClient(c, self.desc["api"]["ns"])
+
+    def aws_env(self, base=None):
+        """Environment for the AWS CLI / any SDK talking to the lab's moto from a NAT or
+        the API namespace (e.g. a keepalived notify script): static keys, region and
+        AWS_ENDPOINT_URL (honoured by botocore >= 1.31, awscli v1 included)."""
+        env = dict(child_env() if base is None else base)
+        for k in [k for k in env if k.startswith("AWS_")]:
+            del env[k]
+        env.update(AWS_ACCESS_KEY_ID=self.desc["credentials"]["access_key_id"],
+                   AWS_SECRET_ACCESS_KEY=self.desc["credentials"]["secret_access_key"],
+                   AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
+                   AWS_ENDPOINT_URL=self.desc["api"]["endpoint"],
+                   AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/dev/null",
+                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        return env
 
     # -- IMDS ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Sender: python3 -m hanatlab.traffic send --dst A --port P --rate 200 --stream ID
         sends until SIGTERM/SIGINT (or --count packets), then writes a JSON summary.
 Whoami: python3 -m hanatlab.traffic whoami --dst A --port P  -> prints "ip port" as seen
         by the internet host.
+Analyse: python3 -m hanatlab.traffic analyse --sink-log F --stream ID [--summary F]
 """
 
 import argparse
@@ -189,7 +190,18 @@ def main(argv=None):
     w.add_argument("--dst", required=True)
     w.add_argument("--port", type=int, required=True)
     w.add_argument("--timeout", type=float, default=2.0)
+    an = sub.add_parser("analyse", help="print the analysis of one stream as JSON")
+    an.add_argument("--sink-log", required=True)
+    an.add_argument("--stream", type=int, required=True)
+    an.add_argument("--summary", help="the sender's summary JSON (edge outages need it)")
     a = ap.parse_args(argv)
+    if a.cmd == "analyse":
+        summary = None
+        if a.summary:
+            with open(a.summary) as f:
+                summary = json.load(f)
+        print(json.dumps(analyse(read_sink(a.sink_log, a.stream), summary), indent=2))
+        return 0
     if a.cmd == "send":
         if not (0 < a.rate <= 100000):
             ap.error(f"--rate {a.rate}: must be in (0, 100000] packets/s")
