@@ -53,7 +53,9 @@ def root_ns_snapshot():
 
 def start_sigint_child():
     """A child that builds a 1-NAT lab and waits; the test Ctrl-C's it once it is up."""
-    code = ("import sys, time; sys.path.insert(0, %r)\n"
+    # A background job inherits SIGINT ignored; an interactive Ctrl-C is what is tested.
+    code = ("import signal, sys, time; sys.path.insert(0, %r)\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from hanatlab import Lab\n"
             "with Lab(nats=1, name='sigint', masquerade=True) as lab:\n"
             "    print('READY', lab.desc['state'], flush=True)\n"
@@ -394,18 +396,22 @@ def main():
         failed = e
         traceback.print_exc()
     finally:
-        if child2.poll() is None:
-            child2.send_signal(signal.SIGTERM)
-            try:
-                child2.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child2.kill()
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # The children's labs must go even when this test failed half-way: SIGTERM (their
+        # own teardown), then SIGKILL and a teardown from their state files.
+        for ch, prefix in ((child2, "sigterm"), (child, "sigint")):
+            if ch.poll() is None:
+                ch.send_signal(signal.SIGTERM)
+                try:
+                    ch.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    ch.kill()
+                    ch.wait(timeout=10)
+            for path in glob.glob(os.path.join(labmod.STATE_ROOT,
+                                               f"hanat-lab-{prefix}{ch.pid}-*", "state.json")):
+                try:
+                    hanatlab.teardown_state(json.load(open(path)))
+                except (OSError, ValueError):
+                    pass
     took = time.monotonic() - t0
     n_ok = sum(1 for r in results if r[1])
     if failed:

@@ -716,12 +716,20 @@ class Lab:
         return m.group(1) if m else None
 
     def wait_route(self, host, via, timeout=5.0):
-        """Polls until host's default route is via `via` (None: no route); returns the
-        fabric event that made the change (or None if the route already was so)."""
+        """Polls until host's default route is via `via` (None: no route) and returns the
+        fabric's log entry for that change (None if the route already was so)."""
+        def events():
+            return [e for e in self.fabric_events() if e.get("host") == host]
+        before = len(events())
+        if self.default_route(host) == via:
+            return None
         deadline_poll(f"{host}'s default route via {via}",
                       lambda: self.default_route(host) == via, timeout)
-        evs = [e for e in self.fabric_events() if e.get("host") == host and e.get("to") == via]
-        return evs[-1] if evs else None
+        # The fabric logs right after `ip route` returns: the entry may trail the route.
+        return deadline_poll(
+            f"the fabric's log entry for {host} -> {via}",
+            lambda: next((e for e in reversed(events()[before:]) if e.get("to") == via), None),
+            2.0)
 
     # -- traffic -------------------------------------------------------------------------
 
