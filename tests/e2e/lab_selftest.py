@@ -223,7 +223,7 @@ def test_failover_switch(lab):
     ec2.replace_route(RouteTableId=rt_a["id"], DestinationCidrBlock="0.0.0.0/0",
                       NetworkInterfaceId=n2["eni_id"])
     t_done = time.time()
-    ev = lab.wait_route("a1", n2["private_address"], timeout=3)
+    ev = lab.wait_route("a1", n2["private_address"], timeout=3, since=t_call)
     lag = ev["t_ms"] - t_done * 1000 if ev else None
     check("fabric moved a1 to nat2 after ReplaceRoute", ev is not None and ev["nat"] == "nat2" and
           ev["target"] == n2["eni_id"] and ev["from"] == n1["private_address"], json.dumps(ev))
@@ -241,10 +241,11 @@ def test_failover_switch(lab):
     print(f"  gap at the switch: {sg['gap_ms']} ms")
     check("gap across the switch below 1000 ms", sg["gap_ms"] < 1000 and r["max_gap_ms"] < 1000,
           f"{sg['gap_ms']} ms at the switch, longest {r['max_gap_ms']} ms")
-    check("the switch happened when the fabric applied the route",
-          sg["start_ns"] / 1e6 <= ev["t_ms"] and sg["end_ns"] / 1e6 >= ev["t_ms"] - 100,
-          f"switch {sg['start_ns'] / 1e6 - ev['t_ms']:.0f}..{sg['end_ns'] / 1e6 - ev['t_ms']:.0f} "
-          "ms around the fabric's change")
+    # The fabric logs just before running `ip route replace` (a fork+exec, ~5-30 ms).
+    check("the switch happened after ReplaceRoute, when the fabric applied it",
+          sg["start_ns"] / 1e9 >= t_call and sg["end_ns"] / 1e6 <= ev["t_ms"] + 500,
+          f"last via nat1 {sg['start_ns'] / 1e6 - ev['t_ms']:+.0f} ms, first via nat2 "
+          f"{sg['end_ns'] / 1e6 - ev['t_ms']:+.0f} ms from the fabric's log entry")
     check("lost packets bounded by the gap", r["lost"] <= r["max_gap_ms"] / 5 + 2,
           f"{r['lost']} lost")
     src, _ = lab.whoami("a1")
@@ -330,6 +331,9 @@ def test_configs(lab, hanatd):
         check("hanatd runs in nat1's namespace with the lab's config",
               p.poll() is None and os.path.exists(sock),
               open(os.path.join(lab.dir, "hanatd-nat1.log")).read()[-300:])
+        st = lab.hanatd_status(1)
+        check("hanatd answers a status request on the lab's socket", isinstance(st, dict),
+              json.dumps(st)[:200])
 
 
 def main():

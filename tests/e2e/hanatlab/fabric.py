@@ -142,15 +142,19 @@ def main(argv=None):
                 for h in hosts_by_subnet[subnet]:
                     if applied.get(h["name"], "unset") == via:
                         continue
-                    ok, err = apply_route(h["ns"], h["dev"], via)
+                    # Logged (and flushed: line buffered) just before the route changes, so
+                    # whoever sees the new route also finds its log entry.
                     rec = dict(stamp(time.time()), host=h["name"], subnet=subnet,
                                route_table=rtb, target=target, nat=nat,
                                **{"from": applied.get(h["name"]), "to": via})
+                    log.write(json.dumps(rec) + "\n")
+                    ok, err = apply_route(h["ns"], h["dev"], via)
                     if ok:
                         applied[h["name"]] = via
                     else:
-                        rec["error"] = err
-                    log.write(json.dumps(rec) + "\n")
+                        # Retried at the next poll (and logged again).
+                        log.write(json.dumps(dict(stamp(time.time()), host=h["name"],
+                                                  error=err, to=via, failed=True)) + "\n")
         polls += 1
         st = {"polls": polls, "last_poll_ms": round(t0 * 1000, 1), "last_error": last_error,
               "routes": applied, "pid": os.getpid()}

@@ -715,21 +715,18 @@ class Lab:
         m = re.search(r"default via ([0-9.]+)", out)
         return m.group(1) if m else None
 
-    def wait_route(self, host, via, timeout=5.0):
-        """Polls until host's default route is via `via` (None: no route) and returns the
-        fabric's log entry for that change (None if the route already was so)."""
-        def events():
-            return [e for e in self.fabric_events() if e.get("host") == host]
-        before = len(events())
-        if self.default_route(host) == via:
-            return None
+    def wait_route(self, host, via, timeout=5.0, since=None):
+        """Polls until host's default route is via `via` (None: no route); returns the
+        latest fabric log entry that set it — only entries at or after `since` (a
+        time.time() value) when given — or None if there is none (the route was already
+        so). The fabric logs each change just before applying it."""
         deadline_poll(f"{host}'s default route via {via}",
                       lambda: self.default_route(host) == via, timeout)
-        # The fabric logs right after `ip route` returns: the entry may trail the route.
-        return deadline_poll(
-            f"the fabric's log entry for {host} -> {via}",
-            lambda: next((e for e in reversed(events()[before:]) if e.get("to") == via), None),
-            2.0)
+        for e in reversed(self.fabric_events()):
+            if (e.get("host") == host and e.get("to") == via and not e.get("failed") and
+                    (since is None or e["t_ms"] >= since * 1000)):
+                return e
+        return None
 
     # -- traffic -------------------------------------------------------------------------
 
@@ -804,6 +801,30 @@ class Lab:
         p = self.spawn(n["ns"], [binary, "--config", path] + list(args),
                        name or f"hanatd-{n['name']}")
         return p, path
+
+    def hanatd_request(self, nat, request, timeout=2.0):
+        """One JSON request line to NAT `nat`'s hanatd status socket (the one write_config
+        puts in <dir>/<nat>/hanatd.sock); returns the decoded reply line."""
+        import socket as socketmod
+        path = os.path.join(self.nat(nat)["dir"], "hanatd.sock")
+        with socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM) as c:
+            c.settimeout(timeout)
+            c.connect(path)
+            c.sendall((json.dumps(request) + "\n").encode())
+            data = b""
+            end = time.monotonic() + timeout
+            while not data.endswith(b"\n") and time.monotonic() < end and len(data) < 1 << 22:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise LabError(f"hanatd of {nat} answered {data[:200]!r} to {request}") from e
+
+    def hanatd_status(self, nat, timeout=2.0):
+        return self.hanatd_request(nat, {"cmd": "status"}, timeout)
 
     # -- hanatd config -------------------------------------------------------------------
 
