@@ -295,6 +295,17 @@ def test_failover_switch(lab):
                   lab.ping(n1["ns"], "198.19.0.1"), 10)
     check("silent cuts restored", True)
 
+    # reset(): back to the initial routes and links, for tests sharing one lab.
+    lab.set_link(2, "public", False, mode="drop")
+    lab.set_blackhole([n1["eni_id"]])
+    ec2.replace_route(RouteTableId=lab.route_table("b")["id"], DestinationCidrBlock="0.0.0.0/0",
+                      NetworkInterfaceId=n1["eni_id"])
+    lab.wait_route("b1", None, timeout=3)
+    lab.reset()
+    check("reset() restores routes and links",
+          lab.whoami("a1")[0] == n1["public_address"] and
+          lab.whoami("b1")[0] == n2["public_address"])
+
 
 def test_aws_cli(lab):
     """The AWS CLI (a keepalived notify script's tool) reaches moto from a NAT namespace."""

@@ -8,9 +8,12 @@ the subnet's private hosts:
   missing route, state blackhole, a target listed in the control file's "blackhole" list
   (moto never produces blackholes), or a target that is no lab NAT -> no default route.
 Every change is logged as a JSON line with the wall-clock time in ms, e.g.
-  {"t_ms": 1763791234567.1, "ts": "2025-11-22T06:40:34.567Z", "host": "a1", "subnet": "subnet-..", "route_table": "rtb-..",
+  {"t_ms": 1763791234567.1, "ts": "2025-11-22T06:40:34.567Z", "host": "a1",
+   "subnet": "subnet-..", "route_table": "rtb-..",
    "target": "eni-..", "nat": "nat2", "from": "198.18.101.11", "to": "198.18.102.12"}
-("from"/"to" are next hops, null meaning no default route.) A status file (JSON) is
+("from"/"to" are next hops, null meaning no default route; "from" is also null at the first
+application.) An entry is written just before the change is applied; a failed `ip` adds an
+entry with "failed": true and is retried at the next poll. A status file (JSON) is
 rewritten after every poll: polls, last_poll_ms, last_error, routes {host: next hop}.
 
 Usage (inside the API namespace, where moto is reachable):
@@ -66,8 +69,9 @@ def decide(route_tables, subnets, targets, blackhole):
 
 def stamp(t):
     """{"t_ms": epoch ms, "ts": "2026-11-22T06:40:01.123Z"} for wall-clock time t (s)."""
+    ms = int(t * 1000) % 1000
     return {"t_ms": round(t * 1000, 1),
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"}
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"}
 
 
 def read_blackhole(path):

@@ -802,6 +802,29 @@ class Lab:
                        name or f"hanatd-{n['name']}")
         return p, path
 
+    def reset(self, timeout=10.0):
+        """Back to the state after up(), for tests that share one lab: every private route
+        table's default route on its initial NAT ENI, no blackhole override, no IMDS notice,
+        every link restored, and the fabric's routes applied. (Processes a test spawned and
+        moto objects it created are its own business.)"""
+        ec2 = self.ec2()
+        for rt in self.desc["route_tables"]:
+            try:
+                ec2.replace_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
+                                  NetworkInterfaceId=rt["initial_target"])
+            except Exception as e:  # noqa: BLE001 - the route was deleted: re-create it
+                if "InvalidRoute.NotFound" not in str(e):
+                    raise
+                ec2.create_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
+                                 NetworkInterfaceId=rt["initial_target"])
+        self.set_blackhole([])
+        for n in self.desc["nats"]:
+            self.set_imds(n["name"])
+            for leg in ("private", "public", "mgmt"):
+                self.set_link(n["name"], leg, True, mode="down")
+                self.set_link(n["name"], leg, True, mode="drop")
+        deadline_poll("the fabric to apply the initial routes", self._fabric_settled, timeout)
+
     def hanatd_request(self, nat, request, timeout=2.0):
         """One JSON request line to NAT `nat`'s hanatd status socket (the one write_config
         puts in <dir>/<nat>/hanatd.sock); returns the decoded reply line."""

@@ -17,7 +17,8 @@ POLICY_USER = {"Version": "2012-10-17",
 # (HTTP 500, TypeError in access_control._check_principal) on a Service principal when the
 # lab's user assumes the role, so the lab trusts that user instead.
 TRUST = {"Version": "2012-10-17",
-         "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/hanat"},
+         "Statement": [{"Effect": "Allow",
+                        "Principal": {"AWS": "arn:aws:iam::123456789012:user/hanat"},
                         "Action": "sts:AssumeRole"}]}
 
 
