@@ -76,6 +76,34 @@ def start_sigterm_child():
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
+def start_cli_up():
+    """`lab.py up` (detached), run alongside; checked and torn down by test_cli."""
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "lab.py"), "up", "--nats", "1",
+                             "--name", "cli"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+
+
+def test_cli(up):
+    out, err = up.communicate(timeout=90)
+    lab_id = f"cli{up.pid}"
+    check("lab.py up builds and detaches a lab", up.returncode == 0 and
+          f"lab {lab_id} up" in out, (out + err)[-300:])
+    cli = [sys.executable, os.path.join(HERE, "lab.py")]
+    st = subprocess.run(cli + ["status", lab_id], capture_output=True, text=True, timeout=30)
+    check("lab.py status shows it detached and whole",
+          "detached; 6/6 namespaces, 4/4 processes alive" in st.stdout, st.stdout[:200])
+    cfg = subprocess.run(cli + ["config", lab_id, "nat1"], capture_output=True, text=True,
+                         timeout=30)
+    check("lab.py config writes nat1's hanat.toml", cfg.returncode == 0 and
+          os.path.exists(cfg.stdout.strip()), (cfg.stdout + cfg.stderr)[-200:])
+    state = json.load(open(glob.glob(os.path.join(
+        labmod.STATE_ROOT, f"hanat-lab-{lab_id}-*", "state.json"))[0]))
+    dn = subprocess.run(cli + ["down", lab_id], capture_output=True, text=True, timeout=60)
+    left = hanatlab.leftovers(state)
+    check("lab.py down removes it", dn.returncode == 0 and not left,
+          (dn.stdout + dn.stderr).strip() + "; " + ", ".join(left))
+
+
 def namespaces_with_prefix(prefix):
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
@@ -190,6 +218,12 @@ def test_imds(lab):
     lab.set_imds(1)
     st, _ = lab.imds_request(1, "/latest/meta-data/spot/instance-action")
     check("spot notice cleared", st == 404, str(st))
+    lab.set_imds(2, status=503)
+    st, _ = lab.imds_request(2, "/latest/meta-data/instance-id")
+    check("IMDS outage drill answers 503", st == 503, str(st))
+    lab.set_imds(2)
+    st, _ = lab.imds_request(2, "/latest/meta-data/instance-id")
+    check("IMDS back after the drill", st == 200, str(st))
     log = [json.loads(line) for line in open(n1["imds"]["log"])]
     check("IMDS logs requests (with/without token)",
           any(r.get("status") == 401 for r in log) and any(r.get("token") for r in log))
@@ -295,6 +329,20 @@ def test_failover_switch(lab):
                   lab.ping(n1["ns"], "198.19.0.1"), 10)
     check("silent cuts restored", True)
 
+    # EC2 API hangs: the fabric logs the error and keeps the routes; then recovers.
+    before = lab.default_route("a1")
+    lab.pause_api(True)
+    try:
+        st = deadline_poll("the fabric to report the hung API", lambda: (
+            lambda s: s if s and s.get("last_error") else None)(lab.fabric_status()), 10)
+        check("fabric reports a hung EC2 API and keeps the routes",
+              lab.default_route("a1") == before and before is not None, st["last_error"][:80])
+    finally:
+        lab.pause_api(False)
+    deadline_poll("the fabric to recover", lambda: (
+        lambda s: s and s["last_error"] is None)(lab.fabric_status()), 10)
+    check("fabric recovers when the API answers again", True)
+
     # reset(): back to the initial routes and links, for tests sharing one lab.
     lab.set_link(2, "public", False, mode="drop")
     lab.set_blackhole([n1["eni_id"]])
@@ -359,6 +407,7 @@ def main():
     root_before = root_ns_snapshot()
     child = start_sigint_child()
     child2 = start_sigterm_child()
+    cli_up = start_cli_up()
     failed = None
     state = None
     try:
@@ -388,6 +437,8 @@ def main():
         print(f"teardown: (at {time.monotonic() - t0:.1f} s)", flush=True)
         left = hanatlab.leftovers(state)
         check("nothing left after teardown", not left, ", ".join(left))
+        print(f"lab.py: (at {time.monotonic() - t0:.1f} s)", flush=True)
+        test_cli(cli_up)
         print(f"Ctrl-C: (at {time.monotonic() - t0:.1f} s)", flush=True)
         line = ""
         end = time.monotonic() + 60
@@ -413,7 +464,7 @@ def main():
     finally:
         # The children's labs must go even when this test failed half-way: SIGTERM (their
         # own teardown), then SIGKILL and a teardown from their state files.
-        for ch, prefix in ((child2, "sigterm"), (child, "sigint")):
+        for ch, prefix in ((child2, "sigterm"), (child, "sigint"), (cli_up, "cli")):
             if ch.poll() is None:
                 ch.send_signal(signal.SIGTERM)
                 try:

@@ -643,6 +643,15 @@ class Lab:
                    AWS_SHARED_CREDENTIALS_FILE="/dev/null")
         return env
 
+    def pause_api(self, paused=True):
+        """Freezes (SIGSTOP) or thaws (SIGCONT) moto_server: connections are still accepted
+        by the kernel but never answered — the "EC2 API hangs" drill. (Cutting a NAT's
+        "mgmt" leg with mode="drop" is the "EC2 API unreachable" drill.)"""
+        rec = next(r for r in self.state["processes"] if r.get("name") == "moto")
+        if not netns.alive(rec):
+            raise LabError("moto_server is not running")
+        os.killpg(rec["pid"], signal.SIGSTOP if paused else signal.SIGCONT)
+
     # -- IMDS ----------------------------------------------------------------------------
 
     def set_imds(self, nat, **control):
