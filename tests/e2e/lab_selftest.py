@@ -380,6 +380,12 @@ def test_configs(lab, hanatd):
                                 timeout=20)
             check(f"hanatd --check-config accepts {n['name']}'s hanat.toml", cp.returncode == 0,
                   (cp.stdout + cp.stderr).strip()[:300])
+            role = lab.write_config(n["name"], path=os.path.join(n["dir"], "role.toml"),
+                                    credentials="instance-role")
+            cp = subprocess.run([hanatd, "--check-config", role], capture_output=True,
+                                text=True, timeout=20)
+            check(f"hanatd --check-config accepts {n['name']}'s instance-role config",
+                  cp.returncode == 0, (cp.stdout + cp.stderr).strip()[:300])
     if hanatd:
         # The daemon starts in its NAT namespace with the generated config (its status
         # socket appears); teardown must stop it (checked with the other leftovers).
