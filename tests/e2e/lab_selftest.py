@@ -169,6 +169,12 @@ def test_imds(lab):
     check("IMDS refuses a forged token (401)", st == 401, str(st))
     st, _ = lab.imds_request(1, "/latest/api/token", token=False, method="PUT")
     check("IMDS token PUT without a TTL is 400", st == 400, str(st))
+    st, tok = lab.imds_request(1, "/latest/api/token", token=False, method="PUT",
+                               headers={"X-aws-ec2-metadata-token-ttl-seconds": "1"})
+    st2, _ = lab.imds_request(1, "/latest/meta-data/instance-id", token=tok)
+    deadline_poll("the 1 s token to expire", lambda: lab.imds_request(
+        1, "/latest/meta-data/instance-id", token=tok)[0] == 401, 5, interval=0.1)
+    check("IMDS token works, then expires after its TTL", st == 200 and st2 == 200)
     st, body = lab.imds_request(
         1, f"/latest/meta-data/network/interfaces/macs/{n1['mac']}/interface-id")
     check("IMDS serves the ENI of the NAT's MAC", st == 200 and body == n1["eni_id"], body)
