@@ -5,3 +5,9 @@
 // clock and logs nothing, so every policy can be tested scenario by scenario with a fake
 // clock. The build fails if a file here includes an I/O header
 // (cmake/check_engine_includes.cmake).
+
+#include "core/engine/allocation.h"
+#include "core/engine/health.h"
+#include "core/engine/machine.h"
+#include "core/engine/peer_health.h"
+#include "core/engine/types.h"
