@@ -256,7 +256,7 @@ void Machine::absorb_nat(const NatApplied& n) {
   }
   Epoch epoch = it->second.epoch;
   pending_.erase(it);
-  nat_op_.reset();
+  if (nat_op_ == n.op) nat_op_.reset();
   if (epoch != epoch_ || n.epoch != epoch) {
     ++stale_completions_;  // a newer ApplyNat is due (nat_wanted_ was set by the reload)
     return;
@@ -278,6 +278,7 @@ void Machine::absorb_config(const ConfigChanged& c) {
   // Re-apply NAT and re-read the routes under the new configuration. Writes in flight keep
   // their marker until their (now stale) completion arrives, so nothing is written twice.
   nat_wanted_ = true;
+  nat_op_.reset();  // one in flight completes as stale
   nat_retry_at_ = now_;
   next_describe_at_ = now_;
   refill_tokens();
@@ -619,7 +620,11 @@ void Machine::maybe_recover(std::vector<Action>& out) {
 }
 
 void Machine::strike(TableState& t, int writer) {
-  if (t.last_strike && now_ - *t.last_strike > cfg_->hold_down_max) t.strikes = 0;
+  // Strikes are forgotten after a quiet period. It must outlast one rival hold-down plus the
+  // Describes that reveal both sides' writes, or a partition would reset to the short
+  // hold-down every cycle instead of settling on hold_down_max.
+  const auto quiet = 2 * (cfg_->hold_down_max + cfg_->describe_interval);
+  if (t.last_strike && now_ - t.hold_until > quiet) t.strikes = 0;
   ++t.strikes;
   t.last_strike = now_;
   Millis hold = cfg_->hold_down_base;
