@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <ostream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -216,6 +216,10 @@ class Sim {
 
   Machine& machine(const std::string& id) { return node(id).m; }
   const std::vector<WriteLog>& writes() const { return writes_; }
+  int recoveries(const std::string& by) const {
+    auto it = recoveries_.find(by);
+    return it == recoveries_.end() ? 0 : it->second;
+  }
   Time now() const { return now_; }
   Target target(const std::string& table) const {
     for (const auto& t : tables_) {
@@ -229,9 +233,14 @@ class Sim {
     Time until = now_ + d;
     while (now_ < until) {
       now_ += dt;
-      for (auto& n : nodes_) step(*n, reach);
+      for (auto& n : nodes_) {
+        if (!n->dead) step(*n, reach);
+      }
     }
   }
+
+  // The member's host stops: its machine runs no more.
+  void kill(const std::string& id) { node(id).dead = true; }
 
   // Delivers an event to one member (drain, shutdown, self-health...).
   void send(const std::string& id, const Event& ev) { deliver(node(id), ev); }
@@ -244,6 +253,8 @@ class Sim {
     std::vector<WriteRoute> writes;  // issued, completing on the next step
     std::vector<ApplyNat> nats;
     std::vector<DescribeRoutes> describes;
+    std::vector<RecoverPeer> recovers;
+    bool dead = false;
   };
 
   Node& node(const std::string& id) {
@@ -261,6 +272,10 @@ class Sim {
         writes_.push_back({now_, n.cfg->self, w->table, w->target});
       }
       if (const auto* x = std::get_if<ApplyNat>(&a)) n.nats.push_back(*x);
+      if (const auto* r = std::get_if<RecoverPeer>(&a)) {
+        n.recovers.push_back(*r);
+        ++recoveries_[n.cfg->self];
+      }
       if (const auto* d = std::get_if<DescribeRoutes>(&a)) n.describes.push_back(*d);
     }
   }
@@ -275,6 +290,9 @@ class Sim {
       }
       deliver(n, Ec2Done{w.op, w.epoch, Ec2Outcome::Ok, "", now_});
     }
+    auto recovers = std::move(n.recovers);
+    n.recovers.clear();
+    for (const auto& r : recovers) deliver(n, Ec2Done{r.op, r.epoch, Ec2Outcome::Ok, "", now_});
     auto nats = std::move(n.nats);
     n.nats.clear();
     for (const auto& x : nats) deliver(n, NatApplied{x.op, x.epoch, true, "", now_});
@@ -291,8 +309,8 @@ class Sim {
     }
     for (const auto& peer : nodes_) {
       if (peer.get() == &n) continue;
-      deliver(n, ProbeResult{peer->cfg->self, ProbeKind::Icmp,
-                             reach(n.cfg->self, peer->cfg->self, now_), now_});
+      bool ok = !peer->dead && reach(n.cfg->self, peer->cfg->self, now_);
+      deliver(n, ProbeResult{peer->cfg->self, ProbeKind::Icmp, ok, now_});
     }
     if (auto dl = n.m.next_deadline(); dl && *dl <= now_) deliver(n, Tick{now_});
   }
@@ -301,6 +319,7 @@ class Sim {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<TableSpec> tables_;
   std::vector<WriteLog> writes_;
+  std::map<std::string, int> recoveries_;
 };
 
 }  // namespace hanat::engine::testing
@@ -309,6 +328,13 @@ namespace hanat::engine {
 inline void PrintTo(const Target& t, std::ostream* os) {
   *os << to_string(t.kind) << (t.id.empty() ? "" : ":") << t.id;
 }
+namespace testing {
+inline void PrintTo(const Sim::WriteLog& w, std::ostream* os) {
+  *os << "{" << w.by << " wrote " << w.table << " -> ";
+  PrintTo(w.target, os);
+  *os << " at +" << std::chrono::duration_cast<Millis>(w.at - kStart).count() << "ms}";
+}
+}  // namespace testing
 inline void PrintTo(const WriteRoute& w, std::ostream* os) {
   *os << "WriteRoute{op " << w.op << ", epoch " << w.epoch << ", "
       << (w.verb == RouteVerb::Create ? "create " : "replace ") << w.table << " " << w.destination
