@@ -100,9 +100,9 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
     // A hold-down assumes the member that rewrote our route is alive. Once it is seen going
     // down, that evidence is void: its tables are taken at once.
     for (auto& t : tables_) {
-      if (t.held_by == it->second) {
+      if (t.held_by == m.m.instance_id) {
         t.hold_until = {};
-        t.held_by = -1;
+        t.held_by.clear();
       }
     }
   } else {
@@ -121,7 +121,9 @@ void Machine::absorb_routes(const RoutesObserved& o) {
   observed_ = true;
   std::vector<TableState> next;
   next.reserve(o.tables.size());
+  std::unordered_map<std::string_view, bool> seen_ids;
   for (const ObservedTable& ot : o.tables) {
+    if (!seen_ids.emplace(ot.id, true).second) continue;  // listed twice: the first one counts
     TableState t;
     if (auto old = table_by_id_.find(ot.id); old != table_by_id_.end()) {
       t = std::move(tables_[old->second]);
@@ -158,7 +160,8 @@ void Machine::absorb_routes(const RoutesObserved& o) {
         if (!struck && serving() && holder(r.belief) == Holder::Self &&
             holder(seen) != Holder::Self && seen.kind != TargetKind::Missing &&
             seen.kind != TargetKind::Blackhole) {
-          strike(t, member_of(seen));
+          int writer = member_of(seen);
+          strike(t, writer >= 0 ? members_[static_cast<std::size_t>(writer)].m.instance_id : "");
           struck = true;
         }
         r.belief = std::move(seen);
@@ -194,6 +197,23 @@ void Machine::absorb_ec2(const Ec2Done& d) {
   PendingOp p = std::move(it->second);
   pending_.erase(it);
   dirty_ = true;
+  if (p.kind == OpKind::Eip) {
+    for (auto& e : eips_) {
+      if (e.op != d.op) continue;
+      e.op.reset();
+      if (p.epoch != epoch_ || d.epoch != p.epoch) {
+        ++stale_completions_;
+      } else if (d.outcome == Ec2Outcome::Ok) {
+        e.held = true;
+        e.attempts = 0;
+      } else {
+        ++e.attempts;
+        e.retry_at =
+            now_ + (d.outcome == Ec2Outcome::Fatal ? cfg_->retry_max : backoff(e.attempts));
+      }
+    }
+    return;
+  }
   if (p.kind != OpKind::Write) return;
   RouteState* r = nullptr;
   if (auto t = table_by_id_.find(p.table); t != table_by_id_.end()) {
@@ -307,7 +327,6 @@ void Machine::index_config() {
     if (members_[i].m.instance_id == cfg_->self) self_ = idx;
   }
   for (auto& t : tables_) {
-    if (t.held_by >= static_cast<int>(members_.size())) t.held_by = -1;
     std::vector<RouteState> routes;
     for (const std::string& dest : cfg_->destinations) {
       auto old = std::find_if(t.routes.begin(), t.routes.end(),
@@ -335,6 +354,17 @@ void Machine::index_config() {
       if (routes[i].op == op) p.route = i;
     }
   }
+  std::vector<EipState> eips;
+  for (const ZoneEip& z : cfg_->eips) {
+    EipState e;
+    auto old = std::find_if(eips_.begin(), eips_.end(), [&](const EipState& o) {
+      return o.eip.allocation_id == z.allocation_id && o.eip.zone == z.zone;
+    });
+    if (old != eips_.end()) e = std::move(*old);
+    e.eip = z;
+    eips.push_back(std::move(e));
+  }
+  eips_ = std::move(eips);
   tokens_ = std::min(tokens_, static_cast<double>(cfg_->write_burst));
   alloc_dirty_ = true;
 }
@@ -480,6 +510,7 @@ void Machine::reconcile(std::vector<Action>& out) {
       break;
   }
   if (state_ == State::ExitReady) return;
+  move_eips(out);
   if (now_ >= next_describe_at_) {
     OpId op = next_op();
     out.push_back(DescribeRoutes{op});
@@ -568,12 +599,7 @@ void Machine::want(TableState& t, std::size_t ri, const Target& target, std::vec
     consider(r.retry_at);
     return;
   }
-  if (tokens_ < 1.0) {
-    auto wait = std::chrono::duration<double>((1.0 - tokens_) / cfg_->write_refill_per_s);
-    consider(now_ + std::chrono::ceil<std::chrono::nanoseconds>(wait));
-    return;
-  }
-  tokens_ -= 1.0;
+  if (!take_token()) return;
   OpId op = next_op();
   RouteVerb verb = r.belief.kind == TargetKind::Missing ? RouteVerb::Create : RouteVerb::Replace;
   out.push_back(WriteRoute{op, epoch_, verb, t.id, r.destination, target});
@@ -581,6 +607,39 @@ void Machine::want(TableState& t, std::size_t ri, const Target& target, std::vec
   r.op = op;
   ++t.writes;
   ++writes_total_;
+}
+
+bool Machine::claiming(const RouteState& r) const {
+  if (holder(r.belief) == Holder::Self) return true;
+  if (!r.op) return false;
+  auto p = pending_.find(*r.op);
+  return p != pending_.end() && holder(p->second.target) == Holder::Self;
+}
+
+void Machine::move_eips(std::vector<Action>& out) {
+  for (EipState& e : eips_) {
+    // The anchor is the zone's first table by id; every member picks the same one, so one
+    // EIP never has two members claiming it unless they fight over the anchor route itself,
+    // which damping bounds.
+    const TableState* anchor = nullptr;
+    for (const auto& t : tables_) {
+      if (t.zone == e.eip.zone && (anchor == nullptr || t.id < anchor->id)) anchor = &t;
+    }
+    if (anchor == nullptr || anchor->routes.empty() || !claiming(anchor->routes.front())) {
+      e.held = false;  // whoever serves the zone now moves it (AllowReassociation)
+      continue;
+    }
+    if (e.held || e.op || !serving()) continue;
+    if (now_ < e.retry_at) {
+      consider(e.retry_at);
+      continue;
+    }
+    if (!take_token()) continue;
+    OpId op = next_op();
+    out.push_back(AssociateAddress{op, epoch_, e.eip.allocation_id, e.eip.zone});
+    pending_[op] = PendingOp{OpKind::Eip, epoch_, e.eip.allocation_id, 0, {}};
+    e.op = op;
+  }
 }
 
 void Machine::maybe_recover(std::vector<Action>& out) {
@@ -619,7 +678,7 @@ void Machine::maybe_recover(std::vector<Action>& out) {
   }
 }
 
-void Machine::strike(TableState& t, int writer) {
+void Machine::strike(TableState& t, const std::string& writer) {
   // Strikes are forgotten after a quiet period. It must outlast one rival hold-down plus the
   // Describes that reveal both sides' writes, or a partition would reset to the short
   // hold-down every cycle instead of settling on hold_down_max.
@@ -658,11 +717,7 @@ void Machine::recompute_allocation() {
 bool Machine::owns_any() const {
   for (const auto& t : tables_) {
     for (const auto& r : t.routes) {
-      if (holder(r.belief) == Holder::Self) return true;
-      if (r.op) {
-        auto p = pending_.find(*r.op);
-        if (p != pending_.end() && holder(p->second.target) == Holder::Self) return true;
-      }
+      if (claiming(r)) return true;
     }
   }
   return false;
@@ -743,6 +798,16 @@ void Machine::consider(Time t) {
   if (!next_deadline_ || t < *next_deadline_) next_deadline_ = t;
 }
 
+bool Machine::take_token() {
+  if (tokens_ < 1.0) {
+    auto wait = std::chrono::duration<double>((1.0 - tokens_) / cfg_->write_refill_per_s);
+    consider(now_ + std::chrono::ceil<std::chrono::nanoseconds>(wait));
+    return false;
+  }
+  tokens_ -= 1.0;
+  return true;
+}
+
 void Machine::refill_tokens() {
   double burst = static_cast<double>(cfg_->write_burst);
   double elapsed = std::chrono::duration<double>(now_ - tokens_at_).count();
@@ -788,6 +853,9 @@ Snapshot Machine::snapshot() const {
     ts.strikes = t.strikes;
     ts.writes = t.writes;
     s.tables.push_back(std::move(ts));
+  }
+  for (const auto& e : eips_) {
+    s.eips.push_back(EipSnapshot{e.eip.zone, e.eip.allocation_id, e.held, e.op});
   }
   s.pending_ops = pending_.size();
   s.stale_completions = stale_completions_;

@@ -15,6 +15,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -58,10 +59,17 @@ class Machine {
     Time hold_until{};
     int strikes = 0;
     std::optional<Time> last_strike;
-    int held_by = -1;  // member whose rewrite caused the hold-down
+    std::string held_by;  // member whose rewrite caused the hold-down
     std::uint64_t writes = 0;
   };
-  enum class OpKind : std::uint8_t { Write, Nat, Recover };
+  enum class OpKind : std::uint8_t { Write, Nat, Recover, Eip };
+  struct EipState {
+    ZoneEip eip;
+    bool held = false;
+    std::optional<OpId> op;
+    int attempts = 0;
+    Time retry_at{};
+  };
   struct PendingOp {
     OpKind kind = OpKind::Write;
     Epoch epoch = 0;
@@ -110,7 +118,9 @@ class Machine {
   void hand_over_or_rescue(TableState& t, std::vector<Action>& out);
   void want(TableState& t, std::size_t r, const Target& target, std::vector<Action>& out);
   void maybe_recover(std::vector<Action>& out);
-  void strike(TableState& t, int writer);
+  void move_eips(std::vector<Action>& out);
+  [[nodiscard]] bool claiming(const RouteState& r) const;
+  void strike(TableState& t, const std::string& writer);
   void recompute_allocation();
 
   // helpers
@@ -126,6 +136,7 @@ class Machine {
   [[nodiscard]] Millis backoff(int attempts) const;
   void consider(Time t);
   void refill_tokens();
+  bool take_token();  // false (and a deadline at the refill) when the bucket is empty
   OpId next_op() { return ++last_op_; }
 
   std::shared_ptr<const Config> cfg_;
@@ -140,6 +151,7 @@ class Machine {
   int self_ = -1;
   std::unordered_map<std::string, int> member_by_target_;  // instance id and ENI id -> index
   std::vector<TableState> tables_;
+  std::vector<EipState> eips_;
   std::unordered_map<std::string, std::size_t> table_by_id_;
   std::vector<std::size_t> order_;  // tables_ by priority desc, id asc
   bool alloc_dirty_ = true;

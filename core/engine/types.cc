@@ -58,6 +58,15 @@ std::vector<std::string> validate(const Config& cfg) {
     bad("fallback_nat_gateway \"" + cfg.fallback_nat_gateway +
         "\" is not a NAT Gateway id (nat-...)");
   }
+  std::set<std::string> eip_zones;
+  for (std::size_t i = 0; i < cfg.eips.size(); ++i) {
+    std::string where = "eips[" + std::to_string(i) + "]";
+    if (cfg.eips[i].zone.empty()) bad(where + ".zone is empty");
+    if (cfg.eips[i].allocation_id.empty()) bad(where + ".allocation_id is empty");
+    if (!eip_zones.insert(cfg.eips[i].zone).second) {
+      bad(where + ".zone \"" + cfg.eips[i].zone + "\" has a second EIP");
+    }
+  }
   return errors;
 }
 

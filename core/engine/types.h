@@ -48,6 +48,12 @@ struct Target {
 
 enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
 
+// An Elastic IP that gives a zone a stable egress address: it follows that zone's tables.
+struct ZoneEip {
+  std::string zone;
+  std::string allocation_id;  // eipalloc-...
+};
+
 // The engine's own configuration. The daemon maps the TOML file into it; validate() names
 // what is wrong before a Config reaches a Machine.
 struct Config {
@@ -77,6 +83,9 @@ struct Config {
   RecoveryAction recovery = RecoveryAction::None;
   Millis recovery_after{60'000};      // a peer must stay DOWN this long before recovery
   Millis recovery_cooldown{600'000};  // at most one recovery per peer per cool-down
+  // Optional EIP move. The member that holds (or is claiming) the zone's anchor table - the
+  // first of the zone's tables by id - associates the zone's EIP with itself.
+  std::vector<ZoneEip> eips;
 };
 
 // Empty when valid; otherwise one message per problem, naming the field.
@@ -201,6 +210,12 @@ struct WriteRoute {  // ReplaceRoute / CreateRoute; answer with Ec2Done
   std::string destination;
   Target target;
 };
+struct AssociateAddress {  // AssociateAddress(AllowReassociation) onto this host; Ec2Done
+  OpId op = 0;
+  Epoch epoch = 0;
+  std::string allocation_id;
+  std::string zone;
+};
 struct RecoverPeer {  // RebootInstances / StopInstances+StartInstances / TerminateInstances
   OpId op = 0;
   Epoch epoch = 0;
@@ -222,8 +237,8 @@ struct PeerChanged {  // one line per peer health transition
 struct ExitReady {  // the shell may exit now
   Reason reason = Reason::ShutdownRequested;
 };
-using Action =
-    std::variant<ApplyNat, DescribeRoutes, WriteRoute, RecoverPeer, Notify, PeerChanged, ExitReady>;
+using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer,
+                            Notify, PeerChanged, ExitReady>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 
@@ -253,6 +268,12 @@ struct TableSnapshot {
   int strikes = 0;
   std::uint64_t writes = 0;
 };
+struct EipSnapshot {
+  std::string zone;
+  std::string allocation_id;
+  bool held = false;  // associated with this host by our last successful call
+  std::optional<OpId> in_flight;
+};
 struct Snapshot {
   State state = State::Starting;
   Epoch epoch = 0;
@@ -261,6 +282,7 @@ struct Snapshot {
   bool drained = false;
   std::vector<MemberSnapshot> members;
   std::vector<TableSnapshot> tables;
+  std::vector<EipSnapshot> eips;
   std::size_t pending_ops = 0;
   std::uint64_t stale_completions = 0;
   std::uint64_t writes_total = 0;

@@ -40,6 +40,7 @@ class RandomRun {
     cfg_.handover_deadline = Millis{pick(1'000, 20'000)};
     cfg_.write_burst = 10'000;  // pacing is tested on its own; here it would mask takeovers
     cfg_.recovery = coin(0.3) ? RecoveryAction::Reboot : RecoveryAction::None;
+    if (coin(0.3)) cfg_.eips = {{"a", "eipalloc-a"}, {"b", "eipalloc-b"}};
     int tables = pick(1, 6);
     for (int i = 0; i < tables; ++i) {
       std::string id = "rtb-" + std::to_string(i);
@@ -169,6 +170,12 @@ class RandomRun {
     }
     if (r < 550) return send(describe());
     if (r < 750) {  // complete something in flight
+      if (!eips_.empty() && coin(0.2)) {
+        AssociateAddress e = eips_.front();
+        eips_.erase(eips_.begin());
+        Ec2Outcome outcome = coin(0.8) ? Ec2Outcome::Ok : Ec2Outcome::Throttled;
+        return send(Ec2Done{e.op, e.epoch, outcome, "", now});
+      }
       if (in_flight_.empty() && nat_.empty()) return {};
       if (!nat_.empty() && (in_flight_.empty() || coin(0.3))) {
         ApplyNat n = nat_.front();
@@ -304,6 +311,15 @@ class RandomRun {
       } else if (const auto* nt = std::get_if<Notify>(&a)) {
         note(std::string("  -> ") + to_string(nt->from) + " to " + to_string(nt->to) + ": " +
              to_string(nt->reason));
+      } else if (const auto* e = std::get_if<AssociateAddress>(&a)) {
+        if (!serving) return fail("EIP associated while not serving");
+        bool known = false;
+        for (const auto& z : cfg_.eips) known = known || z.allocation_id == e->allocation_id;
+        if (!known) return fail("unknown EIP " + e->allocation_id);
+        for (const auto& f : eips_) {
+          if (f.allocation_id == e->allocation_id) return fail("second association in flight");
+        }
+        eips_.push_back(*e);
       } else if (const auto* n = std::get_if<ApplyNat>(&a)) {
         nat_.push_back(*n);
       } else if (const auto* p = std::get_if<PeerChanged>(&a)) {
@@ -422,6 +438,7 @@ class RandomRun {
   std::unique_ptr<Harness> h_;
   std::map<OpId, WriteRoute> in_flight_;
   std::vector<ApplyNat> nat_;
+  std::vector<AssociateAddress> eips_;
   std::map<std::string, std::vector<Time>> member_takes_;
   std::map<std::string, std::vector<Time>> failures_;
   std::map<std::pair<std::string, std::string>, int> last_attempts_;
