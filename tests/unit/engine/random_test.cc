@@ -454,7 +454,7 @@ class RandomRun {
 
 TEST(RandomEvents, InvariantsHoldAfterEveryStep) {
   std::uint64_t first = 1;
-  int runs = 3000;
+  int runs = 2000;
   if (const char* env = std::getenv("HANAT_ENGINE_SEED")) {
     first = std::strtoull(env, nullptr, 10);
     runs = 1;
