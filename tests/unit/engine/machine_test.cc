@@ -586,6 +586,45 @@ TEST(FailoverMachine, ShutdownWithNothingToHandOverIsExitReadyAtOnce) {
   EXPECT_EQ(h.state(), State::ExitReady);
 }
 
+TEST(FailoverMachine, ShutdownDuringADrainLeavesAndDrainDuringShutdownIsIgnored) {
+  Harness h{base_config()};
+  h.start(kHomeTables);
+  h.send(Drain{true, h.now()});
+  EXPECT_EQ(h.state(), State::Draining);
+  h.send(Shutdown{h.now()});
+  EXPECT_EQ(h.state(), State::Leaving);
+  h.send(Drain{false, h.now()});
+  h.send(Drain{true, h.now()});
+  EXPECT_EQ(h.state(), State::Leaving);
+  EXPECT_EQ(h.in_flight().size(), 1u) << "the handover write is not repeated";
+  h.complete_writes();
+  EXPECT_EQ(h.state(), State::ExitReady);
+}
+
+TEST(FailoverMachine, UndrainWhileDrainingReturnsToService) {
+  Harness h{base_config()};
+  h.start(kHomeTables);
+  h.send(Drain{true, h.now()});
+  h.send(Drain{false, h.now()});
+  EXPECT_EQ(h.state(), State::Active) << "rtb-a is still ours until the handover lands";
+  h.complete_writes();  // the handover write lands after all
+  EXPECT_EQ(h.state(), State::Standby);
+  EXPECT_EQ(current(h, "rtb-a"), inst("i-b"));
+}
+
+TEST(FailoverMachine, SelfHealthFailureDuringADrainStillEndsDrained) {
+  Harness h{base_config()};
+  h.start(kHomeTables);
+  h.send(SelfHealth{false, "egress", h.now()});
+  EXPECT_EQ(h.state(), State::Failing);
+  h.send(Drain{true, h.now()});
+  EXPECT_EQ(h.state(), State::Draining);
+  h.complete_writes();
+  EXPECT_EQ(h.state(), State::Drained);
+  h.send(Drain{false, h.now()});
+  EXPECT_EQ(h.state(), State::Unhealthy) << "undrained, but its data plane is still down";
+}
+
 // ---- reload -------------------------------------------------------------------------------
 
 // Drives a fresh harness into `target`, leaving any handover writes in flight.
