@@ -119,6 +119,74 @@ void Machine::absorb_routes(const RoutesObserved& o) {
     describes_.erase(d);
   }
   observed_ = true;
+  // src[i] is the observation of tables_[i]. In steady state the Describe lists the same
+  // tables in the same order and nothing is rebuilt.
+  std::vector<const ObservedTable*> src;
+  src.reserve(o.tables.size());
+  bool same = o.tables.size() == tables_.size();
+  for (std::size_t i = 0; same && i < tables_.size(); ++i) same = o.tables[i].id == tables_[i].id;
+  if (same) {
+    for (const ObservedTable& ot : o.tables) src.push_back(&ot);
+  } else {
+    relayout(o, src);
+  }
+  bool reorder = !same;
+  for (std::size_t i = 0; i < tables_.size(); ++i) {
+    TableState& t = tables_[i];
+    const ObservedTable& ot = *src[i];
+    if (t.zone != ot.zone) {
+      t.zone = ot.zone;
+      alloc_dirty_ = true;
+    }
+    if (t.priority != ot.priority) {
+      t.priority = ot.priority;
+      reorder = true;
+    }
+    bool struck = false;
+    for (RouteState& r : t.routes) {
+      Target seen;  // Missing unless listed
+      for (const ObservedRoute& orr : ot.routes) {
+        if (orr.destination == r.destination) seen = orr.target;
+      }
+      bool fresh =
+          !r.op && !(r.last_write_done && *r.last_write_done + cfg_->observe_settle > sent);
+      if (!fresh || seen == r.belief) {
+        if (fresh && r.unsure) {
+          r.unsure = false;
+          r.retry_at = {};
+        }
+        continue;
+      }
+      if (r.unsure) {
+        r.unsure = false;
+        r.retry_at = {};
+      }
+      // Damping: a route this member holds, rewritten by someone else, means the writer is
+      // alive. Missing or blackhole routes were not written by a rival, so they do not count.
+      if (!struck && serving() && holder(r.belief) == Holder::Self &&
+          holder(seen) != Holder::Self && seen.kind != TargetKind::Missing &&
+          seen.kind != TargetKind::Blackhole) {
+        int writer = member_of(seen);
+        strike(t, writer >= 0 ? members_[static_cast<std::size_t>(writer)].m.instance_id : "");
+        struck = true;
+      }
+      r.belief = std::move(seen);
+    }
+  }
+  if (reorder) {
+    order_.resize(tables_.size());
+    for (std::size_t i = 0; i < tables_.size(); ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
+      if (tables_[a].priority != tables_[b].priority) {
+        return tables_[a].priority > tables_[b].priority;
+      }
+      return tables_[a].id < tables_[b].id;
+    });
+  }
+  dirty_ = true;
+}
+
+void Machine::relayout(const RoutesObserved& o, std::vector<const ObservedTable*>& src) {
   std::vector<TableState> next;
   next.reserve(o.tables.size());
   std::unordered_map<std::string_view, bool> seen_ids;
@@ -129,63 +197,28 @@ void Machine::absorb_routes(const RoutesObserved& o) {
       t = std::move(tables_[old->second]);
     } else {
       t.id = ot.id;
-    }
-    t.zone = ot.zone;
-    t.priority = ot.priority;
-    std::vector<RouteState> routes;
-    routes.reserve(cfg_->destinations.size());
-    bool struck = false;
-    for (const std::string& dest : cfg_->destinations) {
-      auto old = std::find_if(t.routes.begin(), t.routes.end(),
-                              [&](const RouteState& r) { return r.destination == dest; });
-      RouteState r;
-      if (old != t.routes.end()) {
-        r = std::move(*old);
-      } else {
+      t.zone = ot.zone;
+      t.priority = ot.priority;
+      for (const std::string& dest : cfg_->destinations) {
+        RouteState r;
         r.destination = dest;
+        t.routes.push_back(std::move(r));
       }
-      Target seen;  // Missing unless listed
-      for (const ObservedRoute& orr : ot.routes) {
-        if (orr.destination == dest) seen = orr.target;
-      }
-      bool fresh =
-          !r.op && !(r.last_write_done && *r.last_write_done + cfg_->observe_settle > sent);
-      if (fresh) {
-        if (r.unsure) {
-          r.unsure = false;
-          r.retry_at = {};
+      // A table that vanished from an earlier Describe may still have a write in flight:
+      // re-attach it, so that it is not written twice.
+      for (const auto& [op, p] : pending_) {
+        if (p.kind == OpKind::Write && p.table == t.id && p.route < t.routes.size()) {
+          t.routes[p.route].op = op;
         }
-        // Damping: a route this member holds, rewritten by someone else, means the writer is
-        // alive. Missing or blackhole routes were not written by a rival, so they do not count.
-        if (!struck && serving() && holder(r.belief) == Holder::Self &&
-            holder(seen) != Holder::Self && seen.kind != TargetKind::Missing &&
-            seen.kind != TargetKind::Blackhole) {
-          int writer = member_of(seen);
-          strike(t, writer >= 0 ? members_[static_cast<std::size_t>(writer)].m.instance_id : "");
-          struck = true;
-        }
-        r.belief = std::move(seen);
       }
-      routes.push_back(std::move(r));
     }
-    t.routes = std::move(routes);
     next.push_back(std::move(t));
+    src.push_back(&ot);
   }
   tables_ = std::move(next);
   table_by_id_.clear();
-  order_.resize(tables_.size());
-  for (std::size_t i = 0; i < tables_.size(); ++i) {
-    table_by_id_[tables_[i].id] = i;
-    order_[i] = i;
-  }
-  std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
-    if (tables_[a].priority != tables_[b].priority) {
-      return tables_[a].priority > tables_[b].priority;
-    }
-    return tables_[a].id < tables_[b].id;
-  });
+  for (std::size_t i = 0; i < tables_.size(); ++i) table_by_id_[tables_[i].id] = i;
   alloc_dirty_ = true;
-  dirty_ = true;
 }
 
 void Machine::absorb_ec2(const Ec2Done& d) {

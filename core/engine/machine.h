@@ -96,6 +96,7 @@ class Machine {
   void absorb(const Event& ev, std::vector<Action>& out);
   void absorb_probe(const ProbeResult& r, std::vector<Action>& out);
   void absorb_routes(const RoutesObserved& o);
+  void relayout(const RoutesObserved& o, std::vector<const ObservedTable*>& src);
   void absorb_ec2(const Ec2Done& d);
   void absorb_nat(const NatApplied& n);
   void absorb_config(const ConfigChanged& c);

@@ -393,6 +393,19 @@ TEST(FailoverMachine, InFlightWriteIsNotDuplicated) {
   EXPECT_EQ(table(h.snap(), "rtb-b").writes, 1u);
 }
 
+TEST(FailoverMachine, TableThatVanishesAndReturnsIsNotWrittenTwice) {
+  Harness h{base_config()};
+  h.start(kHomeTables);
+  h.probes("i-b", false, 3);
+  ASSERT_THAT(h.in_flight(), SizeIs(1));
+  h.take();
+  h.observe({{"rtb-a", "a", inst("i-a")}});  // rtb-b untagged for a moment
+  h.observe(kHomeTables);
+  EXPECT_THAT(only<WriteRoute>(h.take()), IsEmpty());
+  h.complete_writes();
+  EXPECT_EQ(current(h, "rtb-b"), inst("i-a"));
+}
+
 TEST(FailoverMachine, TokenBucketPacesALargeFailover) {
   Harness h{base_config()};  // 50 burst, 5/s
   std::vector<TableSpec> tables;

@@ -96,7 +96,7 @@ class RandomRun {
     }
   }
 
-  RoutesObserved describe() const {
+  RoutesObserved describe() {
     RoutesObserved o;
     o.at = h_->now();
     for (const auto& t : tables_) {
@@ -107,6 +107,9 @@ class RandomRun {
       }
       o.tables.push_back(ot);
     }
+    // Describe lists tables in any order, and a table can vanish (untagged, deleted).
+    if (coin(0.1)) std::shuffle(o.tables.begin(), o.tables.end(), rng_);
+    if (coin(0.05) && !o.tables.empty()) o.tables.pop_back();
     return o;
   }
 
