@@ -853,6 +853,7 @@ void Machine::refill_tokens() {
 Snapshot Machine::snapshot() const {
   Snapshot s;
   s.state = state_;
+  s.state_since = state_since_;
   s.epoch = epoch_;
   s.egress_ok = egress_ok_;
   s.nat_ok = nat_ok_;

@@ -276,6 +276,7 @@ struct EipSnapshot {
 };
 struct Snapshot {
   State state = State::Starting;
+  Time state_since{};
   Epoch epoch = 0;
   bool egress_ok = true;
   bool nat_ok = false;
