@@ -5,3 +5,24 @@
 // clock and logs nothing, so every policy can be tested scenario by scenario with a fake
 // clock. The build fails if a file here includes an I/O header
 // (cmake/check_engine_includes.cmake).
+//
+// Files:
+//   types.h        Config (+ validate()), the Event and Action variants, Snapshot
+//   machine.h      Machine: handle(Event) -> actions, next_deadline(), snapshot()
+//   allocation.h   allocate(): which healthy member serves which route table
+//   peer_health.h  PeerHealth: a peer's UP/DOWN from per-kind rise/fall and the agent verdict
+//   health.h       HealthTracker: rise/fall hysteresis of one signal
+//
+// Policy map (DESIGN "Failover semantics" -> where it lives in machine.cc):
+//   1 allocation -> recompute_allocation(); 2 claim, don't push -> claim() writes only self,
+//   hand_over_or_rescue() is the handover exception; 3 take over only from the dead ->
+//   holder() and claim(); 4 damping -> strike() and the hold-down check in claim();
+//   5 failback -> claim() (LiveMember / Fallback cases); 6 self-health -> on_serving()
+//   to Failing; 7 write economy -> want() and the token bucket; 8 optional actions ->
+//   move_eips(), maybe_recover().
+
+#include "core/engine/allocation.h"
+#include "core/engine/health.h"
+#include "core/engine/machine.h"
+#include "core/engine/peer_health.h"
+#include "core/engine/types.h"

@@ -1,0 +1,298 @@
+#pragma once
+// The engine's vocabulary: its configuration, the events it consumes, the actions it emits
+// and the snapshot it exposes. Plain data only; the behaviour lives in machine.h.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/engine/health.h"
+
+namespace hanat::engine {
+
+using Time = std::chrono::steady_clock::time_point;  // the type only: the core never calls now()
+using Millis = std::chrono::milliseconds;
+using OpId = std::uint64_t;
+using Epoch = std::uint64_t;
+
+enum class ProbeKind : std::uint8_t { Icmp, Tcp, Agent };
+inline constexpr int kProbeKinds = 3;
+
+// One NAT instance of the group, as configured or discovered by tag.
+struct Member {
+  std::string instance_id;
+  std::string eni_id;  // when set, routes point at this ENI instead of the instance
+  std::string zone;
+  std::int64_t launch_time = 0;  // EC2 LaunchTime in seconds; older ranks first in ties
+};
+
+// What a route points at, as read from DescribeRouteTables or as written by the engine.
+enum class TargetKind : std::uint8_t {
+  Missing,     // no route for the destination
+  Blackhole,   // the route exists but its target is gone (State=blackhole)
+  Instance,    // InstanceId
+  Eni,         // NetworkInterfaceId
+  NatGateway,  // NatGatewayId
+  Other,       // anything else (gateway, peering, unknown after a failed create)
+};
+
+struct Target {
+  TargetKind kind = TargetKind::Missing;
+  std::string id;
+  friend bool operator==(const Target&, const Target&) = default;
+};
+
+enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
+
+// An Elastic IP that gives a zone a stable egress address: it follows that zone's tables.
+struct ZoneEip {
+  std::string zone;
+  std::string allocation_id;  // eipalloc-...
+};
+
+// The engine's own configuration. The daemon maps the TOML file into it; validate() names
+// what is wrong before a Config reaches a Machine.
+struct Config {
+  std::string self;             // this host's instance id; must be one of `members`
+  std::vector<Member> members;  // the whole group, self included
+  std::vector<ProbeKind> probe_kinds{ProbeKind::Icmp};  // kinds the shell probes peers with
+  Thresholds peer_thresholds{.rise = 5, .fall = 3};
+  Millis failback_delay{30'000};
+  bool preempt = true;  // false: a home member never takes its tables back from a live peer
+  Millis hold_down_base{10'000};
+  Millis hold_down_max{300'000};
+  std::string fallback_nat_gateway;  // NAT Gateway id used when no member is healthy; may be empty
+  std::vector<std::string> destinations{"0.0.0.0/0"};  // managed destinations of every table
+  Millis describe_interval{15'000};  // periodic DescribeRouteTables (4 reads a minute)
+  // EC2 reads are eventually consistent: a Describe sent shortly after a write may still show
+  // the old target. Observations of a route sent less than this after our last write to it
+  // are ignored. (AWS EC2 API reference, "Eventual consistency".)
+  Millis observe_settle{2'000};
+  Millis handover_deadline{10'000};
+  Millis retry_base{200};
+  Millis retry_max{10'000};
+  Millis nat_retry{5'000};
+  // Client-side mirror of EC2's mutating-call bucket (50 burst, 5/s refill per account and
+  // region, AWS "Request throttling for the Amazon EC2 API").
+  int write_burst = 50;
+  double write_refill_per_s = 5.0;
+  RecoveryAction recovery = RecoveryAction::None;
+  Millis recovery_after{60'000};      // a peer must stay DOWN this long before recovery
+  Millis recovery_cooldown{600'000};  // at most one recovery per peer per cool-down
+  // Optional EIP move. The member that holds (or is claiming) the zone's anchor table - the
+  // first of the zone's tables by id - associates the zone's EIP with itself.
+  std::vector<ZoneEip> eips;
+};
+
+// Empty when valid; otherwise one message per problem, naming the field.
+std::vector<std::string> validate(const Config& cfg);
+
+// ---- events -------------------------------------------------------------------------------
+
+// One probe of a peer. `reports_down` is set by the agent check when the peer answered and
+// said its own data plane is down: that peer is DOWN at once.
+struct ProbeResult {
+  std::string peer;
+  ProbeKind kind = ProbeKind::Icmp;
+  bool ok = false;
+  Time at{};
+  bool reports_down = false;
+};
+
+struct ObservedRoute {
+  std::string destination;
+  Target target;
+};
+struct ObservedTable {
+  std::string id;
+  std::string zone;                   // home zone (tag hanat:zone, else the zone of its subnets)
+  int priority = 0;                   // higher is written first in a failover
+  std::vector<ObservedRoute> routes;  // managed destinations absent here are Missing
+};
+// The full list of managed route tables from one DescribeRouteTables. `op` is the id of the
+// engine's DescribeRoutes (0 when the shell described on its own); `at` is when the request
+// was sent, which is what freshness is judged by.
+struct RoutesObserved {
+  OpId op = 0;
+  std::vector<ObservedTable> tables;
+  Time at{};
+};
+
+enum class Ec2Outcome : std::uint8_t { Ok, Throttled, Retryable, Fatal };
+struct Ec2Done {
+  OpId op = 0;
+  Epoch epoch = 0;
+  Ec2Outcome outcome = Ec2Outcome::Ok;
+  std::string code;  // EC2 error code for Fatal (and informative otherwise)
+  Time at{};
+};
+struct NatApplied {
+  OpId op = 0;
+  Epoch epoch = 0;
+  bool ok = false;
+  std::string detail;
+  Time at{};
+};
+struct SelfHealth {  // egress check, forwarding, masquerade read-back
+  bool ok = true;
+  std::string detail;
+  Time at{};
+};
+struct Drain {
+  bool on = true;  // false: undrain
+  Time at{};
+};
+enum class TerminationKind : std::uint8_t { Spot, Asg };
+struct TerminationNotice {
+  TerminationKind kind = TerminationKind::Spot;
+  Time at{};
+};
+struct Shutdown {  // SIGTERM
+  Time at{};
+};
+struct ConfigChanged {
+  std::shared_ptr<const Config> cfg;
+  Time at{};
+};
+struct Tick {
+  Time now{};
+};
+using Event = std::variant<ProbeResult, RoutesObserved, Ec2Done, NatApplied, SelfHealth, Drain,
+                           TerminationNotice, Shutdown, ConfigChanged, Tick>;
+
+// ---- actions ------------------------------------------------------------------------------
+
+enum class State : std::uint8_t {
+  Starting,   // NAT not applied yet or no route table observed yet
+  Standby,    // healthy, owns no route
+  Active,     // healthy, owns (or is claiming) at least one route
+  Failing,    // own data plane failed: handing routes away, then Unhealthy
+  Unhealthy,  // own data plane failed, routes handed away
+  Draining,   // operator drain: handing routes away, then Drained
+  Drained,
+  Leaving,  // SIGTERM or termination notice: handing routes away, then ExitReady
+  ExitReady,
+};
+
+enum class Reason : std::uint8_t {
+  Started,
+  Ready,  // NAT applied and route tables observed
+  NatFailed,
+  SelfUnhealthy,
+  SelfHealthy,
+  Claimed,   // now owns at least one route
+  Released,  // owns no route any more
+  DrainRequested,
+  Undrained,
+  ShutdownRequested,
+  TerminationNotice,
+  HandoverComplete,
+  HandoverTimeout,
+};
+
+struct ApplyNat {  // install and verify the masquerade table; answer with NatApplied
+  OpId op = 0;
+  Epoch epoch = 0;
+};
+struct DescribeRoutes {  // answer with RoutesObserved{op}
+  OpId op = 0;
+};
+enum class RouteVerb : std::uint8_t { Replace, Create };
+struct WriteRoute {  // ReplaceRoute / CreateRoute; answer with Ec2Done
+  OpId op = 0;
+  Epoch epoch = 0;
+  RouteVerb verb = RouteVerb::Replace;
+  std::string table;
+  std::string destination;
+  Target target;
+};
+struct AssociateAddress {  // AssociateAddress(AllowReassociation) onto this host; Ec2Done
+  OpId op = 0;
+  Epoch epoch = 0;
+  std::string allocation_id;
+  std::string zone;
+};
+struct RecoverPeer {  // RebootInstances / StopInstances+StartInstances / TerminateInstances
+  OpId op = 0;
+  Epoch epoch = 0;
+  std::string peer;
+  RecoveryAction what = RecoveryAction::Reboot;
+};
+struct Notify {  // one line per own transition
+  State from = State::Starting;
+  State to = State::Starting;
+  Reason reason = Reason::Started;
+  std::string detail;
+};
+struct PeerChanged {  // one line per peer health transition
+  std::string peer;
+  Health from = Health::Unknown;
+  Health to = Health::Unknown;
+  std::string detail;
+};
+struct ExitReady {  // the shell may exit now
+  Reason reason = Reason::ShutdownRequested;
+};
+using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer,
+                            Notify, PeerChanged, ExitReady>;
+
+// ---- snapshot -----------------------------------------------------------------------------
+
+struct MemberSnapshot {
+  std::string instance_id;
+  std::string zone;
+  bool self = false;
+  Health health = Health::Unknown;
+  bool reports_down = false;
+  std::optional<Time> down_since;
+};
+struct RouteSnapshot {
+  std::string destination;
+  Target current;  // as last observed or written
+  std::optional<OpId> in_flight;
+  int attempts = 0;  // failed attempts since the last success
+  std::optional<Time> retry_at;
+  std::string last_error;
+};
+struct TableSnapshot {
+  std::string id;
+  std::string zone;
+  int priority = 0;
+  Target allocated;  // Missing when nobody
+  std::vector<RouteSnapshot> routes;
+  std::optional<Time> hold_until;
+  int strikes = 0;
+  std::uint64_t writes = 0;
+};
+struct EipSnapshot {
+  std::string zone;
+  std::string allocation_id;
+  bool held = false;  // associated with this host by our last successful call
+  std::optional<OpId> in_flight;
+};
+struct Snapshot {
+  State state = State::Starting;
+  Epoch epoch = 0;
+  bool egress_ok = true;
+  bool nat_ok = false;
+  bool drained = false;
+  std::vector<MemberSnapshot> members;
+  std::vector<TableSnapshot> tables;
+  std::vector<EipSnapshot> eips;
+  std::size_t pending_ops = 0;
+  std::uint64_t stale_completions = 0;
+  std::uint64_t writes_total = 0;
+  double write_tokens = 0;
+  std::optional<Time> handover_deadline;
+};
+
+const char* to_string(State s);
+const char* to_string(Reason r);
+const char* to_string(ProbeKind k);
+const char* to_string(TargetKind k);
+
+}  // namespace hanat::engine
