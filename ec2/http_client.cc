@@ -1,0 +1,191 @@
+#include "ec2/http_client.h"
+
+#include <algorithm>
+
+namespace hanat::ec2 {
+
+struct HttpClient::Request {
+  RequestId id = 0;
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy{nullptr, &curl_easy_cleanup};
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers{nullptr,
+                                                                      &curl_slist_free_all};
+  HttpRequestSpec spec;
+  std::string body;
+  size_t max_body = 0;
+  bool too_large = false;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  Completion done;
+};
+
+struct HttpClient::SocketWatch {
+  SocketWatch(uv::Loop& loop, curl_socket_t fd) : poll(loop, fd) {}
+  uv::Poll poll;
+};
+
+namespace {
+
+size_t on_write(char* data, size_t size, size_t n, void* userp) {
+  auto* body = static_cast<std::string*>(userp);
+  body->append(data, size * n);
+  return size * n;
+}
+
+// curl reports socket readiness in CURL_CSELECT_* terms.
+int to_curl_flags(int status, int events) {
+  if (status < 0) return CURL_CSELECT_ERR;  // pass poll errors on (CCF's lesson)
+  int flags = 0;
+  if ((events & UV_READABLE) != 0) flags |= CURL_CSELECT_IN;
+  if ((events & UV_WRITABLE) != 0) flags |= CURL_CSELECT_OUT;
+  return flags;
+}
+
+}  // namespace
+
+HttpClient::HttpClient(uv::Loop& loop, HttpClientOptions opts)
+    : loop_(loop),
+      opts_(std::move(opts)),
+      multi_(curl_multi_init(), &curl_multi_cleanup),
+      timer_(loop) {
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, &HttpClient::on_socket);
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, &HttpClient::on_timer);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERDATA, this);
+}
+
+HttpClient::~HttpClient() {
+  for (auto& [id, req] : requests_) curl_multi_remove_handle(multi_.get(), req->easy.get());
+  requests_.clear();
+  // curl_multi_cleanup closes cached connections; its CURL_POLL_REMOVE callbacks destroy
+  // their watches. Whatever remains is closed by the map's destructor.
+  multi_.reset();
+  sockets_.clear();
+}
+
+core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpec spec,
+                                                                  Completion done) {
+  auto req = std::make_unique<Request>();
+  req->id = next_id_++;
+  req->easy.reset(curl_easy_init());
+  if (!req->easy) return core::Unexpected(std::string("curl_easy_init failed"));
+  req->spec = std::move(spec);
+  req->done = std::move(done);
+  req->max_body = opts_.max_body_bytes;
+  CURL* e = req->easy.get();
+  const auto timeout = req->spec.timeout.count() > 0 ? req->spec.timeout : opts_.total_timeout;
+  curl_easy_setopt(e, CURLOPT_URL, req->spec.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, req.get());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::min(opts_.connect_timeout, timeout).count()));
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!opts_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.ca_file.c_str());
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->body);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opts_.max_body_bytes));
+  if (req->spec.method == "POST" || req->spec.method == "PUT") {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->spec.body.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(req->spec.body.size()));
+    if (req->spec.method == "PUT") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+  } else if (req->spec.method != "GET") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->spec.method.c_str());
+  }
+  curl_slist* list = nullptr;
+  // curl sends "Expect: 100-continue" for larger POST bodies and waits up to a second for
+  // the interim reply; AWS endpoints do not need it.
+  for (const char* h : {"Expect:"}) list = curl_slist_append(list, h);
+  for (const auto& h : req->spec.headers) list = curl_slist_append(list, h.c_str());
+  req->headers.reset(list);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+
+  const CURLMcode rc = curl_multi_add_handle(multi_.get(), e);
+  if (rc != CURLM_OK) return core::Unexpected(std::string(curl_multi_strerror(rc)));
+  const RequestId id = req->id;
+  requests_.emplace(id, std::move(req));
+  return id;
+}
+
+void HttpClient::cancel(RequestId id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  requests_.erase(it);
+}
+
+int HttpClient::on_socket(CURL* /*easy*/, curl_socket_t s, int what, void* userp,
+                          void* /*socketp*/) {
+  auto* self = static_cast<HttpClient*>(userp);
+  if (what == CURL_POLL_REMOVE) {
+    // Destroy at once: curl may close the fd right after this and its number be reused.
+    self->sockets_.erase(s);
+    return 0;
+  }
+  auto& watch = self->sockets_[s];
+  if (!watch) {
+    watch = std::make_unique<SocketWatch>(self->loop_, s);
+    if (watch->poll.init_error()) {
+      self->sockets_.erase(s);
+      return -1;  // curl fails the transfer that owns the socket
+    }
+  }
+  int events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
+  const std::error_code ec = watch->poll.start(
+      events, [self, s](int status, int ev) { self->socket_action(s, to_curl_flags(status, ev)); });
+  return ec ? -1 : 0;
+}
+
+int HttpClient::on_timer(CURLM* /*multi*/, long timeout_ms, void* userp) {
+  auto* self = static_cast<HttpClient*>(userp);
+  if (timeout_ms < 0) {
+    (void)self->timer_.stop();
+    return 0;
+  }
+  // 0 means "as soon as possible"; we never call curl from inside its own callback, so the
+  // loop runs it after 1 ms instead (curl's multi-uv example does the same).
+  const auto ms = std::chrono::milliseconds(std::max(1L, timeout_ms));
+  const std::error_code ec = self->timer_.start(
+      ms, std::chrono::milliseconds(0), [self] { self->socket_action(CURL_SOCKET_TIMEOUT, 0); });
+  return ec ? -1 : 0;
+}
+
+void HttpClient::socket_action(curl_socket_t s, int flags) {
+  int running = 0;
+  curl_multi_socket_action(multi_.get(), s, flags, &running);
+  drain_done();
+}
+
+void HttpClient::drain_done() {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL* easy = msg->easy_handle;
+    const CURLcode code = msg->data.result;
+    Request* raw = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &raw);
+    curl_multi_remove_handle(multi_.get(), easy);  // invalidates msg
+    if (raw == nullptr) continue;
+    auto it = requests_.find(raw->id);
+    if (it == requests_.end()) continue;
+    std::unique_ptr<Request> req = std::move(it->second);
+    requests_.erase(it);
+    HttpResponse resp;
+    resp.curl_code = code;
+    if (code != CURLE_OK) {
+      resp.error = req->errbuf[0] != '\0' ? std::string(req->errbuf) : curl_easy_strerror(code);
+    }
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp.status);
+    resp.body = std::move(req->body);
+    Completion done = std::move(req->done);
+    req.reset();  // the easy handle goes before the callback can start another request
+    if (done) done(std::move(resp));
+  }
+}
+
+}  // namespace hanat::ec2
