@@ -1,0 +1,50 @@
+#pragma once
+// The agent port: every hanatd listens on TCP and answers each connection with one agent
+// line (agent_line.h) describing its own health, then closes. The health comes from a
+// provider the daemon fills in (netfilter verification, egress self-check, drain state), read
+// afresh on every connection so a failed data plane is reported on the very next probe.
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+
+#include "core/uv/uv.h"
+#include "probes/types.h"
+
+namespace hanat::probes {
+
+class AgentServer {
+ public:
+  using Provider = std::function<AgentReply()>;
+  // At most this many connections are served at once; more are closed unanswered, which a
+  // peer sees as an error, so a connection flood cannot grow our memory.
+  static constexpr std::size_t kMaxConnections = 64;
+
+  AgentServer(uv::Loop& loop, Provider provider);
+  ~AgentServer();
+  AgentServer(const AgentServer&) = delete;
+  AgentServer& operator=(const AgentServer&) = delete;
+
+  // Binds and listens (port 0 picks a free port; see port()). The error names the address.
+  [[nodiscard]] std::error_code listen(const sockaddr_in& addr, std::string* error = nullptr);
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::uint64_t served() const { return served_; }
+  [[nodiscard]] std::size_t open_connections() const { return conns_.size(); }
+
+ private:
+  void on_connection(std::error_code ec);
+  uv::Loop& loop_;
+  Provider provider_;
+  uv::Tcp listener_;
+  std::uint16_t port_ = 0;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t served_ = 0;
+  std::unordered_map<std::uint64_t, std::unique_ptr<uv::Tcp>> conns_;
+};
+
+}  // namespace hanat::probes

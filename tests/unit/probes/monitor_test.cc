@@ -1,0 +1,181 @@
+// PeerMonitor on a real loop over 127.0.0.1 (TCP and agent kinds need no privilege), and
+// the validation of its inputs.
+#include "probes/monitor.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "probes/agent_line.h"
+#include "probes/agent_server.h"
+#include "tests/support/uv_test_util.h"
+
+namespace hanat::probes {
+namespace {
+
+using namespace std::chrono_literals;
+using hanat::testing::expect_clean_close;
+using hanat::testing::run_until;
+
+PeerSpec spec(std::string id, std::vector<ProbeKind> kinds, std::uint16_t tcp = 1,
+              std::uint16_t agent = 2, std::string address = "127.0.0.1") {
+  return PeerSpec{.id = std::move(id),
+                  .address = std::move(address),
+                  .kinds = std::move(kinds),
+                  .tcp_port = tcp,
+                  .agent_port = agent};
+}
+
+TEST(PeerMonitorCreate, RejectsBadInputNamingPeerAndField) {
+  uv::Loop loop;
+  auto err = [&](std::vector<PeerSpec> peers, ProbeOptions o = {}) {
+    auto r = PeerMonitor::create(loop, std::move(peers), o, {});
+    return r ? std::string("accepted") : r.error();
+  };
+  EXPECT_EQ(err({spec("", {ProbeKind::Tcp})}), "peer #1: empty id");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp}), spec("i-a", {ProbeKind::Tcp})}),
+            "peer 'i-a': listed twice");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp}, 1, 2, "nat-b.internal")}),
+            "peer 'i-a' address: 'nat-b.internal' is not a numeric IPv4 address");
+  EXPECT_EQ(err({spec("i-a", {})}), "peer 'i-a': no probe kinds");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp, ProbeKind::Tcp})}),
+            "peer 'i-a': probe kind 'tcp' twice");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp}, 0)}), "peer 'i-a': tcp probe without a tcp port");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Agent}, 1, 0)}),
+            "peer 'i-a': agent probe without an agent port");
+  ProbeOptions slow;
+  slow.interval = 0ms;
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp})}, slow),
+            "probes: probe interval 0 ms is outside 10..60000 ms");
+  ProbeOptions bad_if;
+  bad_if.interface = "this-name-is-too-long";
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp})}, bad_if),
+            "probes: interface: 'this-name-is-too-long' is not a valid interface name");
+  EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp})}), "accepted");
+  expect_clean_close(loop);
+}
+
+TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
+  uv::Loop loop;
+  {
+    std::vector<std::unique_ptr<AgentServer>> agents;
+    std::vector<PeerSpec> peers;
+    for (int i = 0; i < 4; ++i) {
+      std::string id = "i-" + std::to_string(i);
+      agents.push_back(std::make_unique<AgentServer>(loop, [id] {
+        return reply_for({.forwarding = true,
+                          .masquerade = true,
+                          .egress_ok = true,
+                          .draining = false,
+                          .egress_detail = {}},
+                         id);
+      }));
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_FALSE(agents.back()->listen(a));
+      peers.push_back(spec(id, {ProbeKind::Tcp, ProbeKind::Agent}, agents.back()->port(),
+                           agents.back()->port()));
+    }
+    std::map<std::pair<std::string, ProbeKind>, std::vector<const ProbeResult*>> by_target;
+    std::vector<ProbeResult> results;
+    results.reserve(1000);
+    std::vector<PeerTransition> transitions;
+    ProbeOptions o;
+    o.interval = 40ms;
+    o.timeout = 40ms;
+    o.rise = 2;
+    auto m = PeerMonitor::create(loop, peers, o,
+                                 {[&](const ProbeResult& r) { results.push_back(r); },
+                                  [&](const PeerTransition& t) { transitions.push_back(t); }});
+    ASSERT_TRUE(m) << m.error();
+    ASSERT_FALSE((*m)->start());
+    ASSERT_TRUE(run_until(
+        loop, [&] { return results.size() >= 8 * 8; }, 3s));
+    (*m)->stop();
+    for (const auto& r : results) {
+      EXPECT_TRUE(r.outcome.ok) << r.peer << " " << to_string(r.kind) << ": " << r.outcome.detail;
+      by_target[{r.peer, r.kind}].push_back(&r);
+    }
+    ASSERT_EQ(by_target.size(), 8u);
+    std::vector<Time> first_planned, first_sent;
+    for (auto& [target, rs] : by_target) {
+      first_planned.push_back(rs.front()->planned);
+      first_sent.push_back(rs.front()->sent);
+      for (std::size_t i = 1; i < rs.size(); ++i) {
+        EXPECT_GE(rs[i]->sent, rs[i - 1]->at) << "overlap on " << target.first;
+        EXPECT_EQ(rs[i]->planned - rs[i - 1]->planned, o.interval) << "anchored schedule";
+      }
+    }
+    std::sort(first_planned.begin(), first_planned.end());
+    std::sort(first_sent.begin(), first_sent.end());
+    // 8 targets over 40 ms: planned 5 ms apart, and really sent spread out, not in a burst.
+    for (std::size_t i = 1; i < first_planned.size(); ++i) {
+      EXPECT_EQ(first_planned[i] - first_planned[i - 1], 5ms);
+    }
+    EXPECT_GE(first_sent.back() - first_sent.front(), 30ms);
+    ASSERT_EQ(transitions.size(), 4u);
+    for (const auto& t : transitions) EXPECT_EQ(t.to, Health::Up);
+    EXPECT_EQ((*m)->peer("i-2")->state(), Health::Up);
+    EXPECT_EQ((*m)->peer("i-9"), nullptr);
+    ASSERT_EQ((*m)->peers().size(), 4u);
+    EXPECT_EQ((*m)->peers()[3].id(), "i-3");
+    m.value().reset();
+    agents.clear();
+  }
+  expect_clean_close(loop);
+}
+
+TEST(PeerMonitorLoop, StopInsideCallbackThenRestartKeepsProbing) {
+  uv::Loop loop;
+  {
+    // A silent agent: every probe runs to its 50 ms deadline, longer than the 20 ms interval,
+    // so launches are deferred while the previous probe is in flight.
+    uv::Tcp silent(loop);
+    std::vector<std::unique_ptr<uv::Tcp>> held;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_FALSE(silent.bind(reinterpret_cast<sockaddr*>(&a)));
+    ASSERT_FALSE(silent.listen(16, [&](std::error_code) {
+      auto c = std::make_unique<uv::Tcp>(loop);
+      if (!silent.accept(*c)) held.push_back(std::move(c));
+    }));
+    sockaddr_storage ss{};
+    ASSERT_FALSE(silent.sockname(ss));
+    auto port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+
+    ProbeOptions o;
+    o.interval = 20ms;
+    o.timeout = 50ms;
+    PeerMonitor* mon = nullptr;
+    int results = 0;
+    bool stop_on_next = true;
+    auto m = PeerMonitor::create(loop, {spec("i-s", {ProbeKind::Agent}, 1, port)}, o,
+                                 {[&](const ProbeResult& r) {
+                                    EXPECT_EQ(r.outcome.failure, Failure::Timeout);
+                                    ++results;
+                                    if (stop_on_next) {
+                                      stop_on_next = false;
+                                      mon->stop();
+                                    }
+                                  },
+                                  {}});
+    ASSERT_TRUE(m) << m.error();
+    mon = m->get();
+    ASSERT_FALSE(mon->start());
+    ASSERT_TRUE(run_until(
+        loop, [&] { return results == 1; }, 2s));
+    ASSERT_FALSE(mon->start());
+    EXPECT_TRUE(run_until(
+        loop, [&] { return results >= 4; }, 2s))
+        << "after a restart the target must be probed again";
+    m.value().reset();
+  }
+  expect_clean_close(loop);
+}
+
+}  // namespace
+}  // namespace hanat::probes
