@@ -1,0 +1,180 @@
+"""The fabric: plays the VPC router for the lab's private hosts.
+
+It polls DescribeRouteTables on moto (signed, with the lab's credentials) every
+`interval_ms` and, for each private subnet, takes the target of the 0.0.0.0/0 route of the
+table associated with the subnet (or of the VPC's main table when none is) and applies it to
+the subnet's private hosts:
+  ENI or instance of a lab NAT  -> `default via <that NAT's private address>`
+  missing route, state blackhole, a target listed in the control file's "blackhole" list
+  (moto never produces blackholes), or a target that is no lab NAT -> no default route.
+Every change is logged as a JSON line with the wall-clock time in ms, e.g.
+  {"t_ms": 1763791234567.1, "ts": "2025-11-22T06:40:34.567Z", "host": "a1",
+   "subnet": "subnet-..", "route_table": "rtb-..",
+   "target": "eni-..", "nat": "nat2", "from": "198.18.101.11", "to": "198.18.102.12"}
+("from"/"to" are next hops, null meaning no default route; "from" is also null at the first
+application.) An entry is written just before the change is applied; a failed `ip` adds an
+entry with "failed": true and is retried at the next poll. A status file (JSON) is
+rewritten after every poll: polls, last_poll_ms, last_error, routes {host: next hop}.
+
+Usage (inside the API namespace, where moto is reachable):
+  python3 -m hanatlab.fabric --desc LAB.json
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def decide(route_tables, subnets, targets, blackhole):
+    """Pure decision: for each subnet id in `subnets`, the (next_hop, target_id, nat, rtb)
+    implied by `route_tables` (DescribeRouteTables' RouteTables list). `targets` maps ENI
+    and instance ids to (nat name, address); `blackhole` is a set of ids to treat as
+    blackholes. next_hop None means: no default route."""
+    explicit = {}
+    main_table = None
+    for rt in route_tables:
+        for assoc in rt.get("Associations", []):
+            if assoc.get("Main"):
+                main_table = rt
+            elif assoc.get("SubnetId"):
+                explicit[assoc["SubnetId"]] = rt
+    out = {}
+    for subnet in subnets:
+        rt = explicit.get(subnet, main_table)
+        if rt is None:
+            out[subnet] = (None, None, None, None)
+            continue
+        route = next((r for r in rt.get("Routes", [])
+                      if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+        if route is None:
+            out[subnet] = (None, None, None, rt["RouteTableId"])
+            continue
+        target = (route.get("NetworkInterfaceId") or route.get("InstanceId") or
+                  route.get("NatGatewayId") or route.get("GatewayId") or None)
+        if route.get("State") == "blackhole" or target is None or target in blackhole:
+            out[subnet] = (None, target, None, rt["RouteTableId"])
+            continue
+        hit = targets.get(route.get("NetworkInterfaceId") or "") or \
+            targets.get(route.get("InstanceId") or "")
+        if hit is None:
+            out[subnet] = (None, target, None, rt["RouteTableId"])
+        else:
+            out[subnet] = (hit[1], target, hit[0], rt["RouteTableId"])
+    return out
+
+
+def stamp(t):
+    """{"t_ms": epoch ms, "ts": "2026-11-22T06:40:01.123Z"} for wall-clock time t (s)."""
+    ms = int(t * 1000) % 1000
+    return {"t_ms": round(t * 1000, 1),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"}
+
+
+def read_blackhole(path):
+    try:
+        with open(path) as f:
+            c = json.load(f)
+        return set(c.get("blackhole", [])) if isinstance(c, dict) else set()
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError):
+        return set()
+
+
+def apply_route(ns, dev, via):
+    if via is None:
+        cp = subprocess.run(["ip", "-n", ns, "route", "del", "default"], capture_output=True,
+                            text=True, timeout=10)
+        # "No such process": there was no default route, which is the wanted state.
+        return cp.returncode == 0 or "No such process" in cp.stderr, cp.stderr.strip()
+    cp = subprocess.run(["ip", "-n", ns, "route", "replace", "default", "via", via, "dev", dev,
+                         "onlink"], capture_output=True, text=True, timeout=10)
+    return cp.returncode == 0, cp.stderr.strip()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--desc", required=True)
+    a = ap.parse_args(argv)
+    with open(a.desc) as f:
+        desc = json.load(f)
+    import boto3  # imported here so `decide` stays importable without boto3
+    import botocore.config
+
+    ec2 = boto3.client(
+        "ec2", endpoint_url=desc["api"]["endpoint"], region_name=desc["region"],
+        aws_access_key_id=desc["credentials"]["access_key_id"],
+        aws_secret_access_key=desc["credentials"]["secret_access_key"],
+        config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=1,
+                                      read_timeout=2))
+    fab = desc["fabric"]
+    interval = fab["interval_ms"] / 1000.0
+    targets = {}
+    for n in desc["nats"]:
+        targets[n["eni_id"]] = (n["name"], n["private_address"])
+        targets[n["instance_id"]] = (n["name"], n["private_address"])
+    hosts_by_subnet = {}
+    for h in desc["hosts"]:
+        hosts_by_subnet.setdefault(h["subnet_id"], []).append(h)
+    applied = {}  # host name -> next hop currently applied ("unset" before the first poll)
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    log = open(fab["log"], "a", buffering=1)
+    polls = 0
+    last_error = None
+    next_poll = time.monotonic()
+    while not stop:
+        t0 = time.time()
+        try:
+            tables = ec2.describe_route_tables(
+                Filters=[{"Name": "vpc-id", "Values": [desc["vpc"]["id"]]}])["RouteTables"]
+            last_error = None
+        except Exception as e:  # keep the last applied routes while moto is unreachable
+            tables = None
+            if str(e) != last_error:
+                log.write(json.dumps(dict(stamp(t0), error=str(e))) + "\n")
+            last_error = str(e)
+        if tables is not None:
+            wanted = decide(tables, list(hosts_by_subnet), targets, read_blackhole(fab["control"]))
+            for subnet, (via, target, nat, rtb) in wanted.items():
+                for h in hosts_by_subnet[subnet]:
+                    if applied.get(h["name"], "unset") == via:
+                        continue
+                    # Logged (and flushed: line buffered) just before the route changes, so
+                    # whoever sees the new route also finds its log entry.
+                    rec = dict(stamp(time.time()), host=h["name"], subnet=subnet,
+                               route_table=rtb, target=target, nat=nat,
+                               **{"from": applied.get(h["name"]), "to": via})
+                    log.write(json.dumps(rec) + "\n")
+                    ok, err = apply_route(h["ns"], h["dev"], via)
+                    if ok:
+                        applied[h["name"]] = via
+                    else:
+                        # Retried at the next poll (and logged again).
+                        log.write(json.dumps(dict(stamp(time.time()), host=h["name"],
+                                                  error=err, to=via, failed=True)) + "\n")
+        polls += 1
+        st = {"polls": polls, "last_poll_ms": round(t0 * 1000, 1), "last_error": last_error,
+              "routes": applied, "pid": os.getpid()}
+        tmp = fab["status"] + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(st, f)
+        os.replace(tmp, fab["status"])
+        next_poll += interval
+        delay = next_poll - time.monotonic()
+        if delay < 0:
+            next_poll = time.monotonic()  # fell behind (slow moto): do not burst
+        else:
+            time.sleep(delay)  # pacing of the poll loop, not synchronisation
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,872 @@
+"""The e2e lab: network namespaces for NAT hosts, private hosts, an internet host and an
+EC2 API (moto_server), seeded so that EC2's view matches the lab's addresses, with a fake
+IMDS per NAT and a fabric that applies the route tables to the private hosts.
+
+Topology (every interface lives in a lab namespace; nothing is added to the root one):
+
+  private hosts a1.. (zone a), b1.. (zone b)      eth0 198.18.Z.(10+j)/16
+        |                                          (Z = zone index: a=1, b=2)
+  [sw] br0 — the VPC's private L2 segment
+        |
+  NAT k  priv 198.18.(100+Z).(10+k)/16   (= its ENI's private IP in moto, same MAC)
+         pub  198.19.0.(10+k)/24  --- [inet] br0 198.19.0.1 (internet host: UDP sink,
+         mgmt 198.19.254.(10+k)/24 --- [api] br0 198.19.254.1  TCP whoami, ping)
+         lo   169.254.169.254 (fake IMDS on :80)          moto_server on :<free port>, fabric
+
+The VPC is 198.18.0.0/16 and every private-segment address is configured as /16, which
+plays the VPC's "local" route: all VPC addresses are on-link, as they are in a VPC.
+"""
+
+import atexit
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from hanatlab import config as cfgmod
+from hanatlab import netns
+from hanatlab.netns import LabError, ip, run
+from hanatlab import traffic
+
+E2E_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATE_ROOT = os.environ.get("HANAT_LAB_ROOT", tempfile.gettempdir())
+VPC_CIDR = "198.18.0.0/16"
+INET_ADDR = "198.19.0.1"
+API_ADDR = "198.19.254.1"
+IMDS_ADDR = "169.254.169.254"
+ROLE = "hanat-nat"
+ACCOUNT = "123456789012"
+PRIVATE_ZONES = ("a", "b")
+
+
+class LabUnavailable(LabError):
+    """The machine cannot run the lab (not root, a tool missing): tests skip on this."""
+
+
+def prerequisites(masquerade=True):
+    """Problems that prevent the lab from running here, as a list of sentences."""
+    probs = []
+    if os.geteuid() != 0:
+        probs.append("not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+    for tool in ["ip"] + (["nft"] if masquerade else []):
+        if shutil.which(tool) is None:
+            probs.append(f"`{tool}` is not installed")
+    import importlib.util
+    for mod in ("boto3", "moto.server"):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ImportError:
+            found = False
+        if not found:
+            probs.append(f"{sys.executable} has no module {mod} (boto3 and moto_server ship "
+                         "with the machine image's python3)")
+    return probs
+
+
+def deadline_poll(what, fn, timeout, interval=0.02):
+    """Calls fn() until it returns a truthy value or `timeout` seconds pass (then raises
+    LabError naming `what`). Bounded in time and, through the interval, in count."""
+    end = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last_exc = e
+        if time.monotonic() >= end:
+            raise LabError(f"timed out after {timeout}s waiting for {what}" +
+                           (f" (last error: {last_exc})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def child_env():
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = E2E_DIR + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+# ---------------------------------------------------------------------------------------
+# Teardown from a state file, shared by Lab.down() and `lab.py down`.
+
+def teardown_state(state, keep_dir=False):
+    """Stops the lab's processes, removes its namespaces and (unless keep_dir) its
+    directory. Idempotent. Returns a list of problems (empty when all went)."""
+    problems = []
+    for rec in reversed(state.get("processes", [])):
+        try:
+            netns.stop_process(rec)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"stopping pid {rec.get('pid')}: {e}")
+    for ns in reversed(state.get("namespaces", [])):
+        if not netns.netns_exists(ns):
+            continue
+        # Anything still running in a namespace this lab created was started for the lab
+        # (e.g. a hanatd a test spawned by hand): end it by pid so the namespace can go.
+        for pid in netns.netns_pids(ns):
+            netns.stop_process({"pid": pid, "start": netns.proc_starttime(pid)}, 2.0)
+        cp = run(["ip", "netns", "del", ns], check=False)
+        if cp.returncode != 0 and netns.netns_exists(ns):
+            problems.append(f"ip netns del {ns}: {cp.stderr.strip()}")
+    d = state.get("dir")
+    if d and not keep_dir and os.path.isdir(d) and os.path.basename(d).startswith("hanat-lab-"):
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(d):
+            problems.append(f"cannot remove {d}")
+    return problems
+
+
+def leftovers(state):
+    """What of a torn-down lab is still there (namespaces, live processes, files)."""
+    left = []
+    for ns in state.get("namespaces", []):
+        if netns.netns_exists(ns):
+            left.append(f"namespace {ns}")
+    for rec in state.get("processes", []):
+        if netns.alive(rec):
+            left.append(f"process {rec['pid']} ({' '.join(rec['argv'][:3])})")
+    d = state.get("dir")
+    if d and os.path.exists(d):
+        left.append(f"directory {d}")
+    return left
+
+
+_active = []
+_active_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _cleanup_all():
+    with _active_lock:
+        labs = list(_active)
+    for lab in labs:
+        lab.down()
+
+
+def _on_sigterm(signum, frame):
+    # Unwind like Ctrl-C does, so `with Lab()` blocks and finally clauses run; atexit is
+    # the safety net for labs used without `with`.
+    raise SystemExit(128 + signum)
+
+
+def _install_hooks():
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_cleanup_all)
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        # SIGINT keeps Python's default: KeyboardInterrupt unwinds the same way (an
+        # ignored SIGINT, e.g. in a background job, stays ignored).
+        if signal.getsignal(signal.SIGINT) == signal.SIG_DFL:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """Defers SIGINT/SIGTERM (main thread only: Python runs handlers there) until the end
+    of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+_ids = {}
+
+
+def _unique_id(prefix):
+    """prefix + pid, and a counter for a second lab of the same name in one process."""
+    n = _ids[prefix] = _ids.get(prefix, 0) + 1
+    return f"{prefix}{os.getpid()}" + (f"n{n}" if n > 1 else "")
+
+
+class NsClient:
+    """A boto3 client whose calls run with the calling thread inside the API namespace, so
+    a test in the root namespace can talk to moto (sockets are made per call: moto closes
+    every connection)."""
+
+    def __init__(self, client, ns):
+        self._client = client
+        self._ns = ns
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a, **kw):
+            with netns.in_netns(self._ns):
+                return attr(*a, **kw)
+        return call
+
+
+class Stream:
+    """A UDP stream from a private host to the internet host; stop() returns the analysis
+    (see traffic.analyse)."""
+
+    def __init__(self, lab, host, stream_id, rate, proc, rec, summary):
+        self.lab, self.host, self.id, self.rate = lab, host, stream_id, rate
+        self.proc, self.rec, self.summary_path = proc, rec, summary
+        self.result = None
+
+    def packets(self):
+        return traffic.read_sink(self.lab.desc["internet"]["sink_log"], self.id)
+
+    def received(self):
+        return len(self.packets())
+
+    def wait_received(self, n, timeout=5.0):
+        return deadline_poll(f"{n} packets of stream {self.id} at the internet host",
+                             lambda: self.received() >= n, timeout)
+
+    def stop(self, drain_timeout=2.0):
+        if self.result is not None:
+            return self.result
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            netns.stop_process(self.rec)
+        summary = None
+        if os.path.exists(self.summary_path):
+            with open(self.summary_path) as f:
+                summary = json.load(f)
+        # Packets still in flight: wait until the sink has every packet sent before the
+        # last one that arrived, bounded by drain_timeout.
+        if summary:
+            end = time.monotonic() + drain_timeout
+            last = -1
+            while time.monotonic() < end:
+                n = self.received()
+                if n >= summary["sent"] or n == last:
+                    break
+                last = n
+                time.sleep(0.05)
+        self.result = traffic.analyse(self.packets(), summary)
+        self.result["summary"] = summary
+        return self.result
+
+
+class Lab:
+    """See the module docstring and tests/e2e/README.md."""
+
+    def __init__(self, nats=2, hosts_per_zone=1, name=None, group="lab", region="us-east-1",
+                 nat_zones=None, forwarding=False, masquerade=False, fabric_interval_ms=50,
+                 agent_port=4790, keep_dir=False):
+        if not 1 <= nats <= 3:
+            raise ValueError(f"nats={nats}: the lab has 1 to 3 NAT hosts")
+        if not 1 <= hosts_per_zone <= 8:
+            raise ValueError(f"hosts_per_zone={hosts_per_zone}: must be 1 to 8")
+        if not 10 <= fabric_interval_ms <= 5000:
+            raise ValueError(f"fabric_interval_ms={fabric_interval_ms}: must be 10 to 5000")
+        self.nat_zones = list(nat_zones or ["a", "b", "c"][:nats])
+        if len(self.nat_zones) != nats or any(z not in "abc" or len(z) != 1
+                                              for z in self.nat_zones):
+            raise ValueError(f"nat_zones={nat_zones!r}: need {nats} zone letters from a, b, c")
+        prefix = name or "hl"
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", prefix):
+            raise ValueError(f"name={name!r}: 1-12 lowercase letters/digits, starting "
+                             "with a letter")
+        self.id = _unique_id(prefix)
+        self.nats, self.hosts_per_zone, self.group, self.region = (nats, hosts_per_zone,
+                                                                    group, region)
+        self.forwarding, self.masquerade = forwarding, masquerade
+        self.fabric_interval_ms, self.agent_port, self.keep_dir = (fabric_interval_ms,
+                                                                    agent_port, keep_dir)
+        self.state = {"id": self.id, "dir": None, "namespaces": [], "processes": [],
+                      "creator_pid": os.getpid(),
+                      "creator_start": netns.proc_starttime(os.getpid()), "detached": False}
+        self.desc = None
+        self.desc_path = None
+        self._procs = {}
+        self._streams = 0
+        self._down = False
+
+    @classmethod
+    def attach(cls, desc_path):
+        """A Lab object for a lab that is already up (e.g. `lab.py up`, from its lab.json).
+        It does not own the lab: down() leaves it running (use `lab.py down`); processes it
+        spawn()s are recorded in the lab's state file, so `lab.py down` stops them too."""
+        with open(desc_path) as f:
+            desc = json.load(f)
+        with open(desc["state"]) as f:
+            state = json.load(f)
+        self = cls.__new__(cls)
+        self.id, self.region, self.group = desc["id"], desc["region"], desc["group"]
+        self.desc, self.desc_path, self.dir, self.state = desc, desc_path, desc["dir"], state
+        self.keep_dir = False
+        self._procs, self._streams, self._down = {}, 0, True
+        return self
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self):
+        self.up()
+        return self
+
+    def __exit__(self, *exc):
+        self.down()
+        return False
+
+    def up(self):
+        probs = prerequisites(self.masquerade)
+        if probs:
+            raise LabUnavailable("the e2e lab cannot run here: " + "; ".join(probs))
+        _install_hooks()
+        self.state["dir"] = tempfile.mkdtemp(prefix=f"hanat-lab-{self.id}-", dir=STATE_ROOT)
+        self.dir = self.state["dir"]
+        self._save_state()
+        with _active_lock:
+            _active.append(self)
+        try:
+            self._build()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self):
+        """Tears everything down (idempotent). Returns the list of problems."""
+        if self._down:
+            return []
+        # A second Ctrl-C must not cut the teardown short.
+        with _signals_blocked():
+            probs = teardown_state(self.state, keep_dir=self.keep_dir)
+            self._down = True
+            with _active_lock:
+                if self in _active:
+                    _active.remove(self)
+        return probs
+
+    def detach(self):
+        """Leaves the lab running after this process exits (`lab.py up`); `lab.py down`
+        removes it later from its state file."""
+        self.state["detached"] = True
+        self._save_state()
+        with _active_lock:
+            if self in _active:
+                _active.remove(self)
+
+    def leftovers(self):
+        return leftovers(self.state)
+
+    def _save_state(self):
+        write_json(os.path.join(self.dir, "state.json"), self.state)
+
+    def _ns(self, role):
+        name = f"{self.id}-{role}"
+        if netns.netns_exists(name):
+            raise LabError(f"network namespace {name} already exists (a lab of a previous "
+                           "process with the same pid? `lab.py down --all` removes orphans)")
+        # Recorded before it exists, so a signal between the two cannot leak it.
+        self.state["namespaces"].append(name)
+        self._save_state()
+        run(["ip", "netns", "add", name])
+        ip(name, "link", "set", "lo", "up")
+        return name
+
+    def spawn(self, ns, argv, name, env=None):
+        """Starts argv in namespace ns (its output goes to <dir>/<name>.log); the lab stops
+        it (SIGTERM, then SIGKILL) on teardown. Returns the Popen."""
+        log = os.path.join(self.dir, f"{name}.log")
+        # Signals are not blocked here: the child would inherit the mask and ignore
+        # SIGTERM. A Ctrl-C between Popen and the record below cannot leak the process
+        # either: teardown also ends every process left inside the lab's namespaces.
+        p, rec = netns.spawn(ns, argv, log, env=env or child_env())
+        rec["name"] = name
+        self.state["processes"].append(rec)
+        self._save_state()
+        self._procs[name] = (p, rec)
+        return p
+
+    def stop(self, name):
+        """Stops a process started with spawn() (by its name)."""
+        p, rec = self._procs[name]
+        netns.stop_process(rec)
+        p.poll()
+
+    def exec(self, ns, argv, timeout=20, check=True):
+        """Runs a short command in namespace ns and returns the CompletedProcess."""
+        return run(["ip", "netns", "exec", ns] + list(argv), check=check, timeout=timeout)
+
+    def python(self, ns, module, args, timeout=20, check=True):
+        """Runs `python3 -m hanatlab.<module> args` in namespace ns."""
+        cp = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m",
+                             f"hanatlab.{module}"] + list(args), capture_output=True,
+                            text=True, timeout=timeout, env=child_env(),
+                            stdin=subprocess.DEVNULL)
+        if check and cp.returncode != 0:
+            raise LabError(f"hanatlab.{module} {' '.join(args)} in {ns} failed: "
+                           f"{cp.stderr.strip()[-400:]}")
+        return cp
+
+    # -- building ------------------------------------------------------------------------
+
+    def _veth(self, ns_a, name_a, ns_b, name_b, master=None):
+        ip(ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b)
+        if master:
+            ip(ns_a, "link", "set", name_a, "master", master)
+        ip(ns_a, "link", "set", name_a, "up")
+
+    def _build(self):
+        t_start = time.monotonic()
+        sw, inet, api = self._ns("sw"), self._ns("inet"), self._ns("api")
+        for ns in (sw, inet, api):
+            ip(ns, "link", "add", "br0", "type", "bridge")
+            ip(ns, "link", "set", "br0", "up")
+        ip(inet, "addr", "add", f"{INET_ADDR}/24", "dev", "br0")
+        ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
+
+        zones_used = sorted(set(PRIVATE_ZONES) | set(self.nat_zones))
+        zone_index = {z: i + 1 for i, z in enumerate(["a", "b", "c"])}
+        nats = []
+        for k in range(1, self.nats + 1):
+            z = self.nat_zones[k - 1]
+            ns = self._ns(f"nat{k}")
+            nat = {"name": f"nat{k}", "index": k, "ns": ns, "zone_letter": z,
+                   "zone": self.region + z,
+                   "private_address": f"198.18.{100 + zone_index[z]}.{10 + k}",
+                   "public_address": f"198.19.0.{10 + k}",
+                   "mgmt_address": f"198.19.254.{10 + k}",
+                   "interfaces": {"private": "priv", "public": "pub", "mgmt": "mgmt"},
+                   "switch_ports": {"private": [sw, f"n{k}"], "public": [inet, f"n{k}"],
+                                    "mgmt": [api, f"n{k}"]}}
+            self._veth(sw, f"n{k}", ns, "priv", "br0")
+            self._veth(inet, f"n{k}", ns, "pub", "br0")
+            self._veth(api, f"n{k}", ns, "mgmt", "br0")
+            ip(ns, "addr", "add", f"{nat['private_address']}/16", "dev", "priv")
+            ip(ns, "addr", "add", f"{nat['public_address']}/24", "dev", "pub")
+            ip(ns, "addr", "add", f"{nat['mgmt_address']}/24", "dev", "mgmt")
+            ip(ns, "addr", "add", f"{IMDS_ADDR}/32", "dev", "lo")
+            for dev in ("pub", "mgmt"):
+                ip(ns, "link", "set", dev, "up")
+            ip(ns, "route", "add", "default", "via", INET_ADDR, "dev", "pub")
+            if self.forwarding:
+                self.exec(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            if self.masquerade:
+                # Stands in for hanatd's table in lab self-tests; hanatd owns table "hanat".
+                run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=(
+                    "table ip lab_masq {\n chain post {\n"
+                    "  type nat hook postrouting priority srcnat; policy accept;\n"
+                    "  oifname \"pub\" masquerade\n }\n}\n"))
+            nats.append(nat)
+
+        hosts = []
+        for z in PRIVATE_ZONES:
+            for j in range(1, self.hosts_per_zone + 1):
+                name = f"{z}{j}"
+                ns = self._ns(name)
+                addr = f"198.18.{zone_index[z]}.{10 + j}"
+                self._veth(sw, f"h{name}", ns, "eth0", "br0")
+                ip(ns, "addr", "add", f"{addr}/16", "dev", "eth0")
+                ip(ns, "link", "set", "eth0", "up")
+                hosts.append({"name": name, "ns": ns, "zone_letter": z,
+                              "zone": self.region + z, "address": addr, "dev": "eth0",
+                              "switch_port": [sw, f"h{name}"]})
+
+        # moto_server on a free port of the API namespace's address.
+        moto_log = os.path.join(self.dir, "moto.log")
+        self.spawn(api, [sys.executable, "-m", "moto.server", "-H", API_ADDR, "-p", "0"], "moto")
+
+        def moto_port():
+            with open(moto_log) as f:
+                m = re.search(r"Running on http://[0-9.]+:(\d+)", f.read())
+            if self._procs["moto"][0].poll() is not None:
+                raise LabError(f"moto_server exited; see {moto_log}")
+            return int(m.group(1)) if m else None
+        port = deadline_poll("moto_server to listen", moto_port, 30)
+        endpoint = f"http://{API_ADDR}:{port}"
+
+        inet_ready = os.path.join(self.dir, "inet-ready.json")
+        sink_log = os.path.join(self.dir, "udp-sink.log")
+        self.spawn(inet, [sys.executable, "-m", "hanatlab.inet", "--address", INET_ADDR,
+                          "--ready", inet_ready, "--sink-log", sink_log], "inet")
+
+        from hanatlab import seed
+        seeded = seed.seed(self, api, endpoint, nats, hosts, zones_used, zone_index)
+
+        for nat in nats:
+            # The NAT's private leg carries its ENI's MAC, as eth0 does on an instance.
+            ip(nat["ns"], "link", "set", "priv", "address", nat["mac"])
+            ip(nat["ns"], "link", "set", "priv", "up")
+
+        self.desc = {
+            "id": self.id, "dir": self.dir, "region": self.region, "group": self.group,
+            "account_id": ACCOUNT, "agent_port": self.agent_port,
+            "vpc": {"id": seeded["vpc_id"], "cidr": VPC_CIDR,
+                    "internet_gateway": seeded["internet_gateway"],
+                    "public_route_table": seeded["public_route_table"]},
+            "api": {"ns": api, "address": API_ADDR, "port": port, "endpoint": endpoint,
+                    "log": moto_log},
+            "credentials": seeded["credentials"],
+            "internet": {"ns": inet, "address": INET_ADDR, "sink_log": sink_log},
+            "switch": {"ns": sw},
+            "zones": seeded["zones"],
+            "route_tables": seeded["route_tables"],
+            "nats": nats, "hosts": hosts,
+            "fabric": {"log": os.path.join(self.dir, "fabric.log"),
+                       "status": os.path.join(self.dir, "fabric-status.json"),
+                       "control": os.path.join(self.dir, "fabric-control.json"),
+                       "interval_ms": self.fabric_interval_ms},
+            "namespaces": list(self.state["namespaces"]),
+            "state": os.path.join(self.dir, "state.json"),
+        }
+        self.desc_path = os.path.join(self.dir, "lab.json")
+        ports = deadline_poll("the internet host's services",
+                              lambda: os.path.exists(inet_ready) and json.load(open(inet_ready)),
+                              10)
+        self.desc["internet"].update(udp_port=ports["udp_port"], tcp_port=ports["tcp_port"])
+
+        for nat in nats:
+            d = os.path.join(self.dir, nat["name"])
+            os.makedirs(d, exist_ok=True)
+            nat["dir"] = d
+            info = {"address": IMDS_ADDR, "port": 80, "instance_id": nat["instance_id"],
+                    "availability_zone": nat["zone"], "region": self.region, "mac": nat["mac"],
+                    "eni_id": nat["eni_id"], "subnet_id": nat["subnet_id"],
+                    "subnet_cidr": nat["subnet_cidr"], "vpc_id": seeded["vpc_id"],
+                    "vpc_cidr": VPC_CIDR, "local_ipv4": nat["private_address"],
+                    "public_ipv4": nat["public_address"],
+                    "role": ROLE, "credentials": nat.pop("_role_credentials"),
+                    "account_id": ACCOUNT,
+                    "control": os.path.join(d, "imds-control.json"),
+                    "log": os.path.join(d, "imds.log")}
+            write_json(os.path.join(d, "imds-info.json"), info)
+            nat["imds"] = {"endpoint": f"http://{IMDS_ADDR}", "control": info["control"],
+                           "log": info["log"], "role": ROLE, "info": os.path.join(
+                               d, "imds-info.json"), "credentials": info["credentials"]}
+            self.spawn(nat["ns"], [sys.executable, "-m", "hanatlab.imds", "--info",
+                                   os.path.join(d, "imds-info.json")], f"imds-{nat['name']}")
+
+        write_json(self.desc_path, self.desc)
+        self.spawn(api, [sys.executable, "-m", "hanatlab.fabric", "--desc", self.desc_path],
+                   "fabric")
+        for nat in nats:
+            deadline_poll(f"the IMDS of {nat['name']}",
+                          lambda n=nat: self.imds_request(n["name"], "/latest/meta-data/"
+                                                          "instance-id")[0] == 200, 10)
+        deadline_poll("the fabric's first routes", lambda: self._fabric_settled(), 20)
+        self.desc["build_seconds"] = round(time.monotonic() - t_start, 2)
+        self.desc["namespaces"] = list(self.state["namespaces"])
+        write_json(self.desc_path, self.desc)
+
+    def _fabric_settled(self):
+        st = self.fabric_status()
+        if not st or st.get("polls", 0) < 1:
+            return False
+        want = {rt["id"]: rt["initial_nat"] for rt in self.desc["route_tables"]}
+        nat_addr = {n["name"]: n["private_address"] for n in self.desc["nats"]}
+        for h in self.desc["hosts"]:
+            if st["routes"].get(h["name"]) != nat_addr[want[h["route_table"]]]:
+                return False
+        return True
+
+    # -- accessors -----------------------------------------------------------------------
+
+    def nat(self, which):
+        """A NAT's description by index (1-based) or name ("nat1")."""
+        for n in self.desc["nats"]:
+            if which in (n["index"], n["name"]):
+                return n
+        raise KeyError(f"no NAT {which!r} in lab {self.id}")
+
+    def host(self, name):
+        for h in self.desc["hosts"]:
+            if h["name"] == name:
+                return h
+        raise KeyError(f"no private host {name!r} in lab {self.id}")
+
+    def route_table(self, zone_letter):
+        for rt in self.desc["route_tables"]:
+            if rt["zone_letter"] == zone_letter:
+                return rt
+        raise KeyError(f"no route table for zone {zone_letter!r}")
+
+    def nat_by_source(self, address):
+        """The NAT whose public address is `address` (what the internet host sees)."""
+        for n in self.desc["nats"]:
+            if n["public_address"] == address:
+                return n
+        return None
+
+    def ec2(self, service="ec2"):
+        """A boto3 client for moto, signed with the lab's credentials, usable from any
+        namespace (each call runs in the API namespace)."""
+        import boto3
+        import botocore.config
+        c = boto3.client(service, endpoint_url=self.desc["api"]["endpoint"],
+                         region_name=self.region,
+                         aws_access_key_id=self.desc["credentials"]["access_key_id"],
+                         aws_secret_access_key=self.desc["credentials"]["secret_access_key"],
+                         config=botocore.config.Config(retries={"max_attempts": 2}))
+        return NsClient(c, self.desc["api"]["ns"])
+
+    def aws_env(self, base=None):
+        """Environment for the AWS CLI / any SDK talking to the lab's moto from a NAT or
+        the API namespace (e.g. a keepalived notify script): static keys, region and
+        AWS_ENDPOINT_URL (honoured by botocore >= 1.31, awscli v1 included)."""
+        env = dict(child_env() if base is None else base)
+        for k in [k for k in env if k.startswith("AWS_")]:
+            del env[k]
+        env.update(AWS_ACCESS_KEY_ID=self.desc["credentials"]["access_key_id"],
+                   AWS_SECRET_ACCESS_KEY=self.desc["credentials"]["secret_access_key"],
+                   AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
+                   AWS_ENDPOINT_URL=self.desc["api"]["endpoint"],
+                   AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/dev/null",
+                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        return env
+
+    def pause_api(self, paused=True):
+        """Freezes (SIGSTOP) or thaws (SIGCONT) moto_server: connections are still accepted
+        by the kernel but never answered — the "EC2 API hangs" drill. (Cutting a NAT's
+        "mgmt" leg with mode="drop" is the "EC2 API unreachable" drill.)"""
+        rec = next(r for r in self.state["processes"] if r.get("name") == "moto")
+        if not netns.alive(rec):
+            raise LabError("moto_server is not running")
+        os.killpg(rec["pid"], signal.SIGSTOP if paused else signal.SIGCONT)
+
+    # -- IMDS ----------------------------------------------------------------------------
+
+    def set_imds(self, nat, **control):
+        """Rewrites NAT `nat`'s IMDS control file atomically. Keys: spot_instance_action
+        (dict or None), target_lifecycle_state (str), status (int), delay_ms (number).
+        Keys not given are reset to their defaults."""
+        allowed = {"spot_instance_action", "target_lifecycle_state", "status", "delay_ms"}
+        bad = set(control) - allowed
+        if bad:
+            raise ValueError(f"set_imds: unknown keys {sorted(bad)}; allowed {sorted(allowed)}")
+        write_json(self.nat(nat)["imds"]["control"], control)
+
+    def imds_request(self, nat, path, token=True, method="GET", headers=None):
+        """One request to NAT `nat`'s IMDS from inside that NAT's namespace. token=True gets
+        a fresh IMDSv2 token first; a string is used as the token; False sends none.
+        Returns (status, body)."""
+        n = self.nat(nat)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def do(req):
+            try:
+                with opener.open(req, timeout=3) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode(errors="replace")
+
+        base = f"http://{IMDS_ADDR}"
+        with netns.in_netns(n["ns"]):
+            hdrs = dict(headers or {})
+            if token is True:
+                st, tok = do(urllib.request.Request(
+                    base + "/latest/api/token", method="PUT",
+                    headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}))
+                if st != 200:
+                    return st, tok
+                hdrs["X-aws-ec2-metadata-token"] = tok
+            elif isinstance(token, str):
+                hdrs["X-aws-ec2-metadata-token"] = token
+            return do(urllib.request.Request(base + path, method=method, headers=hdrs))
+
+    # -- fabric --------------------------------------------------------------------------
+
+    def fabric_status(self):
+        try:
+            with open(self.desc["fabric"]["status"]) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def fabric_events(self):
+        out = []
+        try:
+            with open(self.desc["fabric"]["log"]) as f:
+                for line in f:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass  # a torn last line
+        except FileNotFoundError:
+            pass
+        return out
+
+    def set_blackhole(self, targets):
+        """Makes the fabric treat these ENI/instance ids as blackhole targets."""
+        write_json(self.desc["fabric"]["control"], {"blackhole": list(targets)})
+
+    def default_route(self, host):
+        """The next hop of a private host's default route (None: no default route)."""
+        out = ip(self.host(host)["ns"], "-4", "route", "show", "default").stdout
+        m = re.search(r"default via ([0-9.]+)", out)
+        return m.group(1) if m else None
+
+    def wait_route(self, host, via, timeout=5.0, since=None):
+        """Polls until host's default route is via `via` (None: no route); returns the
+        latest fabric log entry that set it — only entries at or after `since` (a
+        time.time() value) when given — or None if there is none (the route was already
+        so). The fabric logs each change just before applying it."""
+        deadline_poll(f"{host}'s default route via {via}",
+                      lambda: self.default_route(host) == via, timeout)
+        for e in reversed(self.fabric_events()):
+            if (e.get("host") == host and e.get("to") == via and not e.get("failed") and
+                    (since is None or e["t_ms"] >= since * 1000)):
+                return e
+        return None
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def start_stream(self, host, rate=200):
+        """Starts a UDP stream (rate packets/s, sequence numbers and send times) from a
+        private host to the internet host's sink. Returns a Stream; stop() analyses it."""
+        self._streams += 1
+        sid = random.randrange(1, 2**31)
+        summary = os.path.join(self.dir, f"stream-{sid}.json")
+        name = f"stream-{sid}"
+        p = self.spawn(self.host(host)["ns"], [
+            sys.executable, "-m", "hanatlab.traffic", "send", "--dst", INET_ADDR, "--port",
+            str(self.desc["internet"]["udp_port"]), "--rate", str(rate), "--stream", str(sid),
+            "--summary", summary], name)
+        return Stream(self, host, sid, rate, p, self._procs[name][1], summary)
+
+    def whoami(self, host, timeout=2.0):
+        """The (address, port) the internet host sees for a TCP connection from `host`."""
+        cp = self.python(self.host(host)["ns"], "traffic", [
+            "whoami", "--dst", INET_ADDR, "--port", str(self.desc["internet"]["tcp_port"]),
+            "--timeout", str(timeout)], timeout=timeout + 10)
+        a, p = cp.stdout.split()
+        return a, int(p)
+
+    def ping(self, ns, address, count=1, timeout=1):
+        """True when `count` echo requests from namespace ns to address are answered."""
+        cp = self.exec(ns, ["ping", "-n", "-q", "-c", str(count), "-W", str(timeout), address],
+                       check=False, timeout=count * timeout + 10)
+        return cp.returncode == 0
+
+    # -- links ---------------------------------------------------------------------------
+
+    def set_link(self, nat, leg, up, mode="down"):
+        """Cuts (up=False) or restores a NAT's "private", "public" or "mgmt" leg at the
+        switch side. mode "down": the switch port goes down, so the NAT sees its carrier
+        drop (an ENI/link failure). mode "drop": the switch silently drops every frame to
+        and from that port while all links stay up (a hung or partitioned instance, the
+        failure a health check must detect by itself)."""
+        if leg not in ("private", "public", "mgmt"):
+            raise ValueError(f"leg {leg!r}: one of 'private', 'public', 'mgmt'")
+        ns, port = self.nat(nat)["switch_ports"][leg]
+        if mode == "down":
+            ip(ns, "link", "set", port, "up" if up else "down")
+        elif mode == "drop":
+            cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
+            if up and port in cuts:
+                cuts.remove(port)
+            elif not up and port not in cuts:
+                cuts.append(port)
+            self._save_state()
+            # One transaction: create-if-missing, delete, re-create with the current cuts.
+            script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
+            if cuts:
+                ports = ", ".join(f'"{p}"' for p in sorted(cuts))
+                script += ("table bridge lab_cut {\n"
+                           " chain cut_fwd { type filter hook forward priority 0; "
+                           f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
+                           " chain cut_in { type filter hook input priority 0; "
+                           f"iifname {{ {ports} }} drop; }}\n"
+                           " chain cut_out { type filter hook output priority 0; "
+                           f"oifname {{ {ports} }} drop; }}\n}}\n")
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+        else:
+            raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
+
+    def start_hanatd(self, nat, binary, overrides=None, name=None, args=()):
+        """Writes NAT `nat`'s hanat.toml (with overrides) and starts `binary --config` in
+        that NAT's namespace; the lab stops it on teardown. Returns (Popen, config path);
+        the daemon's output is in <dir>/<name>.log (name default "hanatd-<nat>")."""
+        n = self.nat(nat)
+        path = self.write_config(nat, overrides)
+        p = self.spawn(n["ns"], [binary, "--config", path] + list(args),
+                       name or f"hanatd-{n['name']}")
+        return p, path
+
+    def reset(self, timeout=10.0):
+        """Back to the state after up(), for tests that share one lab: every private route
+        table's default route on its initial NAT ENI, no blackhole override, no IMDS notice,
+        every link restored, and the fabric's routes applied. (Processes a test spawned and
+        moto objects it created are its own business.)"""
+        ec2 = self.ec2()
+        for rt in self.desc["route_tables"]:
+            try:
+                ec2.replace_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
+                                  NetworkInterfaceId=rt["initial_target"])
+            except Exception as e:  # noqa: BLE001 - the route was deleted: re-create it
+                if "InvalidRoute.NotFound" not in str(e):
+                    raise
+                ec2.create_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
+                                 NetworkInterfaceId=rt["initial_target"])
+        self.set_blackhole([])
+        for n in self.desc["nats"]:
+            self.set_imds(n["name"])
+            for leg in ("private", "public", "mgmt"):
+                self.set_link(n["name"], leg, True, mode="down")
+                self.set_link(n["name"], leg, True, mode="drop")
+        deadline_poll("the fabric to apply the initial routes", self._fabric_settled, timeout)
+
+    def hanatd_request(self, nat, request, timeout=2.0):
+        """One JSON request line to NAT `nat`'s hanatd status socket (the one write_config
+        puts in <dir>/<nat>/hanatd.sock); returns the decoded reply line."""
+        import socket as socketmod
+        path = os.path.join(self.nat(nat)["dir"], "hanatd.sock")
+        with socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM) as c:
+            c.settimeout(timeout)
+            c.connect(path)
+            c.sendall((json.dumps(request) + "\n").encode())
+            data = b""
+            end = time.monotonic() + timeout
+            while not data.endswith(b"\n") and time.monotonic() < end and len(data) < 1 << 22:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise LabError(f"hanatd of {nat} answered {data[:200]!r} to {request}") from e
+
+    def hanatd_status(self, nat, timeout=2.0):
+        return self.hanatd_request(nat, {"cmd": "status"}, timeout)
+
+    # -- hanatd config -------------------------------------------------------------------
+
+    def write_config(self, nat, overrides=None, path=None):
+        """Writes hanat.toml for NAT `nat` (default <dir>/<nat>/hanat.toml, status socket
+        <dir>/<nat>/hanatd.sock) and returns its path."""
+        n = self.nat(nat)
+        path = path or os.path.join(n["dir"], "hanat.toml")
+        text = cfgmod.render(cfgmod.nat_sections(
+            self.desc, n, os.path.join(n["dir"], "hanatd.sock"), overrides))
+        with open(path, "w") as f:
+            f.write(text)
+        return path

@@ -1,0 +1,205 @@
+"""Unit tests of the lab's pure parts (no namespaces, no moto): stream analysis, the
+fabric's route decision, the hanat.toml writer. Run: python3 -m unittest -v test_hanatlab
+(from tests/e2e)."""
+
+import os
+import tempfile
+import tomllib
+import unittest
+
+from hanatlab import config, fabric, traffic
+
+MS = 1_000_000
+A, B = "198.19.0.11", "198.19.0.12"
+
+
+def stream(seqs_sources, period_ms=5, latency_ms=1, t0=1_000 * MS):
+    """Packets (seq, sent, recv, src) for the given (seq, src) pairs at period_ms."""
+    return [(s, t0 + s * period_ms * MS, t0 + (s * period_ms + latency_ms) * MS, src)
+            for s, src in seqs_sources]
+
+
+def summary(n, period_ms=5, t0=1_000 * MS):
+    return {"attempted": n, "sent": n, "first_send_ns": t0,
+            "last_send_ns": t0 + (n - 1) * period_ms * MS}
+
+
+class AnalyseTest(unittest.TestCase):
+    def test_failover_gap_and_sources(self):
+        # 0..99 via A, 100..139 lost, 140..199 via B.
+        pk = stream([(s, A) for s in range(100)] + [(s, B) for s in range(140, 200)])
+        r = traffic.analyse(pk, summary(200))
+        self.assertEqual(r["sent"], 200)
+        self.assertEqual(r["received"], 160)
+        self.assertEqual(r["lost"], 40)
+        self.assertAlmostEqual(r["max_gap_ms"], 41 * 5, places=3)
+        self.assertEqual((r["source_before"], r["source_after"]), (A, B))
+        self.assertEqual(r["switches"], 1)
+        self.assertEqual(r["switch_gaps"][0]["gap_ms"], 205.0)
+        self.assertEqual([s["source"] for s in r["sources"]], [A, B])
+        self.assertEqual(r["gap_end_ns"] - r["gap_start_ns"], 205 * MS)
+
+    def test_no_loss_gap_is_the_period(self):
+        r = traffic.analyse(stream([(s, A) for s in range(50)]), summary(50))
+        self.assertEqual(r["lost"], 0)
+        self.assertAlmostEqual(r["max_gap_ms"], 5.0)
+        self.assertEqual(r["switches"], 0)
+        self.assertEqual(r["switch_gaps"], [])
+
+    def test_outage_at_the_end_is_not_hidden(self):
+        # The stream stops arriving at seq 20 and never recovers before the sender stops.
+        r = traffic.analyse(stream([(s, A) for s in range(20)]), summary(100))
+        self.assertEqual(r["lost"], 80)
+        self.assertAlmostEqual(r["max_gap_ms"], (99 * 5) - (19 * 5 + 1))
+        self.assertEqual(r["source_before"], A)
+        self.assertIsNone(r["source_after"])
+
+    def test_outage_at_the_start_is_not_hidden(self):
+        r = traffic.analyse(stream([(s, B) for s in range(60, 100)]), summary(100))
+        self.assertAlmostEqual(r["max_gap_ms"], 60 * 5 + 1)
+        self.assertIsNone(r["source_before"])
+        self.assertEqual(r["source_after"], B)
+
+    def test_nothing_arrived(self):
+        r = traffic.analyse([], summary(10))
+        self.assertEqual(r["received"], 0)
+        self.assertEqual(r["lost"], 10)
+        self.assertAlmostEqual(r["max_gap_ms"], 45.0)
+
+    def test_duplicates_and_reordering(self):
+        pk = stream([(0, A), (1, A), (2, A)])
+        pk.append((1, pk[1][1], pk[2][2] + MS, A))  # late duplicate of 1
+        r = traffic.analyse(pk, summary(3))
+        self.assertEqual(r["duplicates"], 1)
+        self.assertEqual(r["reordered"], 1)
+        self.assertEqual(r["received"], 3)
+        self.assertEqual(r["lost"], 0)
+
+    def test_flapping_sources_are_runs(self):
+        pk = stream([(0, A), (1, B), (2, A), (3, A)])
+        r = traffic.analyse(pk, summary(4))
+        self.assertEqual([s["source"] for s in r["sources"]], [A, B, A])
+        self.assertEqual(r["switches"], 2)
+        self.assertEqual(r["sources"][2]["packets"], 2)
+
+    def test_analyse_cli(self):
+        import contextlib
+        import io
+        import json
+        with tempfile.TemporaryDirectory() as d:
+            sink, summ = os.path.join(d, "sink"), os.path.join(d, "summary.json")
+            with open(sink, "w") as f:
+                for seq, sent, recv, src in stream([(0, A), (1, A), (5, B)]):
+                    f.write(f"3 {seq} {sent} {recv} {src} 4000\n")
+            with open(summ, "w") as f:
+                json.dump(summary(6), f)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                rc = traffic.main(["analyse", "--sink-log", sink, "--stream", "3",
+                                   "--summary", summ])
+            r = json.loads(out.getvalue())
+        self.assertEqual(rc, 0)
+        self.assertEqual((r["lost"], r["max_gap_ms"], r["source_after"]), (3, 20.0, B))
+
+    def test_read_sink_filters_stream_and_skips_torn_line(self):
+        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write(f"7 0 100 200 {A} 4000\n8 0 100 200 {B} 4000\n7 1 105 205 {A} 4000\n7 2 1")
+        try:
+            self.assertEqual(traffic.read_sink(f.name, 7),
+                             [(0, 100, 200, A), (1, 105, 205, A)])
+        finally:
+            os.unlink(f.name)
+
+
+def rt(rid, routes, subnets=(), main=False):
+    assoc = [{"SubnetId": s} for s in subnets] + ([{"Main": True}] if main else [])
+    return {"RouteTableId": rid, "Routes": routes, "Associations": assoc}
+
+
+TARGETS = {"eni-1": ("nat1", "198.18.101.11"), "i-1": ("nat1", "198.18.101.11"),
+           "eni-2": ("nat2", "198.18.102.12"), "i-2": ("nat2", "198.18.102.12")}
+LOCAL = {"DestinationCidrBlock": "198.18.0.0/16", "GatewayId": "local", "State": "active"}
+
+
+def default(**target):
+    return dict({"DestinationCidrBlock": "0.0.0.0/0", "State": "active"}, **target)
+
+
+class DecideTest(unittest.TestCase):
+    def test_eni_and_instance_targets(self):
+        tables = [rt("rtb-a", [LOCAL, default(NetworkInterfaceId="eni-2")], ["sn-a"]),
+                  rt("rtb-b", [LOCAL, default(InstanceId="i-1")], ["sn-b"])]
+        d = fabric.decide(tables, ["sn-a", "sn-b"], TARGETS, set())
+        self.assertEqual(d["sn-a"], ("198.18.102.12", "eni-2", "nat2", "rtb-a"))
+        self.assertEqual(d["sn-b"], ("198.18.101.11", "i-1", "nat1", "rtb-b"))
+
+    def test_no_route_blackhole_override_unknown(self):
+        tables = [rt("rtb-a", [LOCAL], ["sn-a"]),
+                  rt("rtb-b", [LOCAL, default(NetworkInterfaceId="eni-1", State="blackhole")],
+                     ["sn-b"]),
+                  rt("rtb-c", [LOCAL, default(NetworkInterfaceId="eni-2")], ["sn-c"]),
+                  rt("rtb-d", [LOCAL, default(NatGatewayId="nat-0abc")], ["sn-d"])]
+        d = fabric.decide(tables, ["sn-a", "sn-b", "sn-c", "sn-d"], TARGETS, {"eni-2"})
+        self.assertEqual(d["sn-a"], (None, None, None, "rtb-a"))
+        self.assertEqual(d["sn-b"], (None, "eni-1", None, "rtb-b"))
+        self.assertEqual(d["sn-c"], (None, "eni-2", None, "rtb-c"))
+        self.assertEqual(d["sn-d"], (None, "nat-0abc", None, "rtb-d"))
+
+    def test_main_table_applies_to_unassociated_subnets(self):
+        tables = [rt("rtb-main", [LOCAL, default(NetworkInterfaceId="eni-1")], main=True),
+                  rt("rtb-a", [LOCAL, default(NetworkInterfaceId="eni-2")], ["sn-a"])]
+        d = fabric.decide(tables, ["sn-a", "sn-x"], TARGETS, set())
+        self.assertEqual(d["sn-a"][2], "nat2")
+        self.assertEqual(d["sn-x"], ("198.18.101.11", "eni-1", "nat1", "rtb-main"))
+
+    def test_no_table_at_all(self):
+        self.assertEqual(fabric.decide([], ["sn-a"], TARGETS, set())["sn-a"],
+                         (None, None, None, None))
+
+
+DESC = {
+    "group": "lab", "region": "us-east-1", "agent_port": 4790,
+    "vpc": {"cidr": "198.18.0.0/16"},
+    "api": {"endpoint": "http://198.19.254.1:5000"},
+    "credentials": {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s\"e\\cret"},
+    "internet": {"address": "198.19.0.1", "tcp_port": 4242},
+}
+NAT = {"private_address": "198.18.101.11", "interfaces": {"public": "pub"},
+       "imds": {"endpoint": "http://169.254.169.254"}}
+
+
+class ConfigTest(unittest.TestCase):
+    def test_render_parses_back(self):
+        text = config.render(config.nat_sections(DESC, NAT, "/tmp/x/hanatd.sock"))
+        c = tomllib.loads(text)
+        self.assertEqual(c["group"]["name"], "lab")
+        self.assertEqual(c["agent"]["listen_address"], "198.18.101.11")
+        self.assertEqual(c["nat"]["egress_interface"], "pub")
+        self.assertEqual(c["nat"]["source_cidrs"], ["198.18.0.0/16"])
+        self.assertEqual(c["ec2"]["endpoint"], "http://198.19.254.1:5000")
+        self.assertEqual(c["ec2"]["credentials"], "static")
+        self.assertEqual(c["ec2"]["secret_access_key"], "s\"e\\cret")
+        self.assertEqual(c["egress"]["targets"], ["198.19.0.1:4242"])
+        self.assertEqual(c["status"]["socket"], "/tmp/x/hanatd.sock")
+        self.assertIs(c["failover"]["preempt"], True)
+
+    def test_overrides_merge_and_remove(self):
+        text = config.render(config.nat_sections(
+            DESC, NAT, "/s", {"probe": {"interval": "50ms", "fall": None},
+                              "failover": {"move_eip": True}, "metrics": {"interval": "1s"}}))
+        c = tomllib.loads(text)
+        self.assertEqual(c["probe"]["interval"], "50ms")
+        self.assertNotIn("fall", c["probe"])
+        self.assertEqual(c["probe"]["rise"], 5)
+        self.assertIs(c["failover"]["move_eip"], True)
+        self.assertEqual(c["metrics"]["interval"], "1s")
+
+    def test_bad_override_is_named(self):
+        with self.assertRaisesRegex(ValueError, r"\[probe\] interval"):
+            config.render(config.nat_sections(DESC, NAT, "/s", {"probe": {"interval": 1.5}}))
+        with self.assertRaisesRegex(ValueError, r"override \[probe\]"):
+            config.nat_sections(DESC, NAT, "/s", {"probe": "fast"})
+
+
+if __name__ == "__main__":
+    unittest.main()
