@@ -10,9 +10,9 @@
 //   - Raw socket, socket(AF_INET, SOCK_RAW, IPPROTO_ICMP): needs CAP_NET_RAW; sees every
 //     ICMP packet of the namespace, so we filter (ICMP_FILTER) and match ourselves. It also
 //     sees destination-unreachable errors quoting our request, reported as Unreachable.
-// On a ping socket router-generated errors are not read (that needs IP_RECVERR, which makes
-// the kernel also set sk_err and fail the *next* unrelated sendto), so they surface as
-// timeouts. Local "no route" errors surface at sendto in both modes as Unreachable.
+// On a ping socket router-generated errors are not read (that needs IP_RECVERR, with which
+// net/ipv4/ping.c ping_err() also sets sk_err, failing the *next*, unrelated sendto), so they
+// surface as timeouts. Local "no route" errors surface at sendto in both modes as Unreachable.
 
 #include <netinet/in.h>
 

@@ -169,6 +169,12 @@ def test_imds(lab):
     check("IMDS refuses a forged token (401)", st == 401, str(st))
     st, _ = lab.imds_request(1, "/latest/api/token", token=False, method="PUT")
     check("IMDS token PUT without a TTL is 400", st == 400, str(st))
+    st, tok = lab.imds_request(1, "/latest/api/token", token=False, method="PUT",
+                               headers={"X-aws-ec2-metadata-token-ttl-seconds": "1"})
+    st2, _ = lab.imds_request(1, "/latest/meta-data/instance-id", token=tok)
+    deadline_poll("the 1 s token to expire", lambda: lab.imds_request(
+        1, "/latest/meta-data/instance-id", token=tok)[0] == 401, 5, interval=0.1)
+    check("IMDS token works, then expires after its TTL", st == 200 and st2 == 200)
     st, body = lab.imds_request(
         1, f"/latest/meta-data/network/interfaces/macs/{n1['mac']}/interface-id")
     check("IMDS serves the ENI of the NAT's MAC", st == 200 and body == n1["eni_id"], body)
@@ -380,6 +386,12 @@ def test_configs(lab, hanatd):
                                 timeout=20)
             check(f"hanatd --check-config accepts {n['name']}'s hanat.toml", cp.returncode == 0,
                   (cp.stdout + cp.stderr).strip()[:300])
+            role = lab.write_config(n["name"], path=os.path.join(n["dir"], "role.toml"),
+                                    credentials="instance-role")
+            cp = subprocess.run([hanatd, "--check-config", role], capture_output=True,
+                                text=True, timeout=20)
+            check(f"hanatd --check-config accepts {n['name']}'s instance-role config",
+                  cp.returncode == 0, (cp.stdout + cp.stderr).strip()[:300])
     if hanatd:
         # The daemon starts in its NAT namespace with the generated config (its status
         # socket appears); teardown must stop it (checked with the other leftovers).

@@ -194,6 +194,15 @@ class ConfigTest(unittest.TestCase):
         self.assertIs(c["failover"]["move_eip"], True)
         self.assertEqual(c["metrics"]["interval"], "1s")
 
+    def test_instance_role_credentials_have_no_keys(self):
+        c = tomllib.loads(config.render(config.nat_sections(DESC, NAT, "/s",
+                                                           credentials="instance-role")))
+        self.assertEqual(c["ec2"]["credentials"], "instance-role")
+        self.assertNotIn("access_key_id", c["ec2"])
+        self.assertNotIn("secret_access_key", c["ec2"])
+        with self.assertRaisesRegex(ValueError, "credentials='env'"):
+            config.nat_sections(DESC, NAT, "/s", credentials="env")
+
     def test_bad_override_is_named(self):
         with self.assertRaisesRegex(ValueError, r"\[probe\] interval"):
             config.render(config.nat_sections(DESC, NAT, "/s", {"probe": {"interval": 1.5}}))

@@ -31,9 +31,12 @@ def render(sections):
     return "\n".join(out) + "\n"
 
 
-def nat_sections(desc, nat, status_socket, overrides=None):
+def nat_sections(desc, nat, status_socket, overrides=None, credentials="static"):
     """The config of NAT `nat` (an entry of desc["nats"]). overrides: {section: {key: value}}
-    merged on top (value None removes a key)."""
+    merged on top (value None removes a key). credentials: "static" (the lab user's keys in
+    the file) or "instance-role" (role credentials from the NAT's fake IMDS)."""
+    if credentials not in ("static", "instance-role"):
+        raise ValueError(f"credentials={credentials!r}: \"static\" or \"instance-role\"")
     inet = desc["internet"]
     sections = {
         "group": {"name": desc["group"], "discovery": "tags", "destinations": ["0.0.0.0/0"]},
@@ -45,9 +48,11 @@ def nat_sections(desc, nat, status_socket, overrides=None):
         "nat": {"table": "hanat", "egress_interface": nat["interfaces"]["public"],
                 "source_cidrs": [desc["vpc"]["cidr"]]},
         "ec2": {"region": desc["region"], "endpoint": desc["api"]["endpoint"],
-                "metadata_endpoint": nat["imds"]["endpoint"], "credentials": "static",
-                "access_key_id": desc["credentials"]["access_key_id"],
-                "secret_access_key": desc["credentials"]["secret_access_key"],
+                "metadata_endpoint": nat["imds"]["endpoint"], "credentials": credentials,
+                "access_key_id": desc["credentials"]["access_key_id"]
+                if credentials == "static" else None,
+                "secret_access_key": desc["credentials"]["secret_access_key"]
+                if credentials == "static" else None,
                 "route_refresh_interval": "5s"},
         "failover": {"preempt": True, "failback_delay": "30s"},
         "status": {"socket": status_socket, "mode": "0600"},

@@ -101,6 +101,7 @@ def child_env():
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONPATH"] = E2E_DIR + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the source tree
     env.pop("AWS_PROFILE", None)
     return env
 
@@ -801,12 +802,13 @@ class Lab:
         else:
             raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
 
-    def start_hanatd(self, nat, binary, overrides=None, name=None, args=()):
+    def start_hanatd(self, nat, binary, overrides=None, name=None, args=(),
+                     credentials="static"):
         """Writes NAT `nat`'s hanat.toml (with overrides) and starts `binary --config` in
         that NAT's namespace; the lab stops it on teardown. Returns (Popen, config path);
         the daemon's output is in <dir>/<name>.log (name default "hanatd-<nat>")."""
         n = self.nat(nat)
-        path = self.write_config(nat, overrides)
+        path = self.write_config(nat, overrides, credentials=credentials)
         p = self.spawn(n["ns"], [binary, "--config", path] + list(args),
                        name or f"hanatd-{n['name']}")
         return p, path
@@ -860,13 +862,14 @@ class Lab:
 
     # -- hanatd config -------------------------------------------------------------------
 
-    def write_config(self, nat, overrides=None, path=None):
+    def write_config(self, nat, overrides=None, path=None, credentials="static"):
         """Writes hanat.toml for NAT `nat` (default <dir>/<nat>/hanat.toml, status socket
-        <dir>/<nat>/hanatd.sock) and returns its path."""
+        <dir>/<nat>/hanatd.sock) and returns its path. credentials: "static" (lab user's
+        keys) or "instance-role" (from the NAT's fake IMDS)."""
         n = self.nat(nat)
         path = path or os.path.join(n["dir"], "hanat.toml")
         text = cfgmod.render(cfgmod.nat_sections(
-            self.desc, n, os.path.join(n["dir"], "hanatd.sock"), overrides))
+            self.desc, n, os.path.join(n["dir"], "hanatd.sock"), overrides, credentials))
         with open(path, "w") as f:
             f.write(text)
         return path

@@ -89,7 +89,9 @@ TEST_F(EgressTest, HealthyOnlyWhenProbesLeaveThroughTheEgressInterface) {
   ASSERT_TRUE(run_until(
       loop_,
       [&] {
-        return egress_->verdict().state == Health::Up && egress2_->verdict().state == Health::Down;
+        // Wait for the notifications, not just the verdicts computed on demand.
+        return !bound_changes.empty() && bound_changes.back() == Health::Up &&
+               egress_->verdict().answered == 3 && !unbound_changes.empty();
       },
       2s))
       << egress_->verdict().detail << " / " << egress2_->verdict().detail;
