@@ -22,6 +22,7 @@ void usage(std::FILE* out) {
                "\n"
                "Options:\n"
                "  -c, --config FILE   configuration file (default %s)\n"
+               "      --no-handover   on SIGTERM, exit without moving this host's routes\n"
                "      --check-config  exit 0 if the file is valid, 2 with its errors if not\n"
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
@@ -41,6 +42,7 @@ void print_errors(const hanat::config::Errors& errors) {
 int main(int argc, char** argv) {
   std::string config_path = kDefaultConfig;
   bool check_only = false;
+  bool handover = true;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -60,6 +62,8 @@ int main(int argc, char** argv) {
       config_path = args[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       config_path = a.substr(9);
+    } else if (a == "--no-handover") {
+      handover = false;
     } else if (a == "--check-config") {
       check_only = true;
       if (i + 1 < args.size() && args[i + 1].rfind('-', 0) != 0) config_path = args[++i];
@@ -85,7 +89,7 @@ int main(int argc, char** argv) {
   {
     hanat::uv::Loop loop;
     {
-      hanat::daemon::Daemon d(loop, config_path, std::move(loaded).value());
+      hanat::daemon::Daemon d(loop, config_path, std::move(loaded).value(), handover);
       std::string why;
       if (std::error_code ec = d.start(&why)) {
         hanat::log::error("hanatd: cannot start: " + why);
