@@ -6,7 +6,8 @@ add_library(core STATIC
   log/log.cc
   status/status_server.cc
   daemon/daemon.cc
-  daemon/node.cc)
+  daemon/node.cc
+  daemon/plan.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine ec2 netfilter
   probes PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 

@@ -100,13 +100,14 @@ std::error_code Daemon::start(std::string* why) {
     log::info("systemd watchdog enabled, pinging every " + config::format_duration(period));
   }
   exit_timer_ = std::make_unique<uv::Timer>(loop_);
-  node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, Node::Hooks{[this] {
-                                   // Called from inside the node's own event handling:
-                                   // stop on the next loop turn, not under its feet.
-                                   (void)exit_timer_->start(std::chrono::milliseconds(0),
-                                                            std::chrono::milliseconds(0),
-                                                            [this] { stop("handover done"); });
-                                 }});
+  Node::Hooks hooks;
+  hooks.exit_ready = [this] {
+    // Called from inside the node's own event handling: stop on the next loop turn, not
+    // under its feet.
+    (void)exit_timer_->start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                             [this] { stop("handover done"); });
+  };
+  node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
   node_->start();
   log::notice("hanatd " HANAT_VERSION " started: config " + log::quote(config_path_) +
               ", status socket " + log::quote(sc.socket));

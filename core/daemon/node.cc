@@ -132,11 +132,12 @@ std::int64_t ms_ago(engine::Time t) {
 }  // namespace
 
 Node::Node(uv::Loop& loop, std::shared_ptr<const config::Config> cfg, bool handover_on_stop,
-           Hooks hooks)
+           Hooks hooks, bool plan_only)
     : loop_(loop),
       cfg_(std::move(cfg)),
       handover_on_stop_(handover_on_stop),
       hooks_(std::move(hooks)),
+      plan_only_(plan_only),
       phase_timer_(loop),
       engine_timer_(loop),
       notice_timer_(loop),
@@ -148,6 +149,7 @@ void Node::start() {
   imds_ = std::make_unique<ec2::ImdsClient>(
       loop_, ec2::ImdsOptions{cfg_->ec2.metadata_endpoint, std::chrono::seconds(21600),
                               milliseconds(1000), cfg_->ec2.allow_imdsv1});
+  if (plan_only_) return run_phase();
   nat_ = std::make_unique<netfilter::NatManager>(
       loop_,
       netfilter::ManagerOptions{cfg_->nat.drift_check_interval, milliseconds(1000), "/proc/sys"});
@@ -182,6 +184,11 @@ void Node::run_phase() {
 
 void Node::fail_phase(const std::string& what, const std::string& why) {
   phase_error_ = what + ": " + why;
+  if (plan_only_) {
+    phase_ = Phase::Stopped;
+    if (hooks_.plan_failed) hooks_.plan_failed(phase_error_);
+    return;
+  }
   // Start-up problems are usually transient (IMDS or the EC2 API not reachable yet, an
   // instance still pending): retry with a capped backoff rather than exit and flap.
   auto delay = milliseconds(std::min<std::int64_t>(30000, 500LL << std::min(phase_attempts_, 6)));
@@ -267,7 +274,8 @@ void Node::phase_client() {
                  " is plain http: requests are not encrypted (tests only)");
   }
   ec2_ = std::make_unique<ec2::Client>(loop_, o, creds_);
-  phase_ = Phase::SourceDestCheck;
+  // Plan mode writes nothing, not even the source/destination check.
+  phase_ = plan_only_ ? Phase::Discovery : Phase::SourceDestCheck;
   run_phase();
 }
 
@@ -359,6 +367,15 @@ void Node::phase_discovery() {
                     if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
                 }
                 d->table_zones[t.route_table_id] = zone;
+                engine::ObservedTable ot;
+                ot.id = t.route_table_id;
+                for (const auto& r : t.routes) {
+                  for (const auto& c : cfg_->group.destinations) {
+                    if (c.text == r.destination_cidr)
+                      ot.routes.push_back({r.destination_cidr, target_of(r)});
+                  }
+                }
+                d->observed.push_back(std::move(ot));
               }
               auto finish = [this, d, tables = rt->route_tables](
                                 const std::map<std::string, std::string>& subnet_zone) {
@@ -377,6 +394,13 @@ void Node::phase_discovery() {
                     log::warning(
                         "route table " + t.route_table_id +
                         " has no hanat:zone tag and no associated subnet: it has no home zone");
+                }
+                for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
+                if (plan_only_) {
+                  phase_ = Phase::Stopped;
+                  d->engine = engine_config(*d);
+                  if (hooks_.planned) hooks_.planned(*d, id_);
+                  return;
                 }
                 start_engine(std::move(*d));
               };

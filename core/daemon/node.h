@@ -45,9 +45,14 @@ class Node {
  public:
   struct Hooks {
     std::function<void()> exit_ready;  // the engine finished its handover: exit now
+    // Plan mode only: discovery finished (write nothing, start nothing), or failed.
+    std::function<void(const Discovered&, const Identity&)> planned;
+    std::function<void(const std::string&)> plan_failed;
   };
+  // plan_only: run identity and discovery once, report through hooks.planned or
+  // hooks.plan_failed, and never write (no src/dst change, no NAT, no route).
   Node(uv::Loop& loop, std::shared_ptr<const config::Config> cfg, bool handover_on_stop,
-       Hooks hooks);
+       Hooks hooks, bool plan_only = false);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -87,6 +92,7 @@ class Node {
   std::shared_ptr<const config::Config> cfg_;
   bool handover_on_stop_;
   Hooks hooks_;
+  bool plan_only_ = false;
   Phase phase_ = Phase::Identity;
   std::string phase_error_;
   int phase_attempts_ = 0;

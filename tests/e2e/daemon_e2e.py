@@ -106,6 +106,40 @@ def run(lab):
     eni = {1: lab.nat(1)["eni_id"], 2: lab.nat(2)["eni_id"]}
     rt_a, rt_b = lab.route_table("a")["id"], lab.route_table("b")["id"]
     before = routes(lab)
+
+    # --- plan: prints members, tables with current and allocated targets, and the writes
+    # this host would make now; writes nothing (EC2 routes and the ENI untouched).
+    def src_dst(n):
+        r = lab.ec2().describe_network_interfaces(NetworkInterfaceIds=[eni[n]])
+        return r["NetworkInterfaces"][0].get("SourceDestCheck")
+
+    cfg1 = lab.write_config(1, OVERRIDES)
+    lab.ec2().replace_route(RouteTableId=rt_a, DestinationCidrBlock="0.0.0.0/0",
+                            NetworkInterfaceId=eni[2])
+    moved = routes(lab)
+    sd_before = src_dst(1)
+    plan = subprocess.run(["ip", "netns", "exec", lab.nat(1)["ns"], HANATD, "plan", "--config",
+                           cfg1], capture_output=True, text=True, timeout=60)
+    print("      " + plan.stdout.replace("\n", "\n      "))
+    check("plan exits 0", plan.returncode == 0, plan.stderr[-400:])
+    check("plan names the group", f'hanatd plan: group "{lab.desc["group"]}"' in plan.stdout)
+    check("plan lists both members and marks this host",
+          lab.nat(1)["instance_id"] in plan.stdout and lab.nat(2)["instance_id"] in plan.stdout
+          and "(this host)" in plan.stdout, plan.stdout)
+    check("plan shows the claim of table a",
+          f"ReplaceRoute {rt_a} 0.0.0.0/0: {eni[2]} -> {eni[1]}" in plan.stdout, plan.stdout)
+    check("plan does not push table b (claim, don't push)", f"ReplaceRoute {rt_b}" not in plan.stdout)
+    check("plan wrote nothing: EC2 routes unchanged", routes(lab) == moved, routes(lab))
+    check("plan wrote nothing: source/dest check unchanged", src_dst(1) == sd_before)
+    lab.ec2().replace_route(RouteTableId=rt_a, DestinationCidrBlock="0.0.0.0/0",
+                            NetworkInterfaceId=eni[1])
+    bad = subprocess.run(["ip", "netns", "exec", lab.nat(1)["ns"], HANATD, "plan", "--config",
+                          lab.write_config(1, {"ec2": {"secret_access_key": "wrong"}},
+                                           path=os.path.join(lab.desc["dir"], "bad.toml"))],
+                         capture_output=True, text=True, timeout=60)
+    check("plan with a wrong secret exits 1 naming AuthFailure",
+          bad.returncode == 1 and "AuthFailure" in bad.stderr, (bad.returncode, bad.stderr[-300:]))
+
     p1, p2 = start(lab, 1), start(lab, 2)
 
     # --- start-up claims the right tables, and writes no route that is already right.
