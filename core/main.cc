@@ -65,7 +65,7 @@ int run_plan(const std::string& path, hanat::config::Config cfg) {
         in.tables = d.observed;
         in.destinations = d.engine.destinations;
         in.fallback = d.engine.fallback_nat_gateway;
-        std::printf("hanatd plan: group \"%s\" (%s), this host %s in %s\n", cfg.group.name.c_str(),
+        std::printf("hanatd plan: group \"%s\" (%s), this host %s in %s\n", group.c_str(),
                     path.c_str(), id.instance_id.c_str(), id.zone.c_str());
         std::printf("%s", hanat::daemon::make_plan(in).text.c_str());
         finish(0);
