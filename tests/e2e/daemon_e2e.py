@@ -61,6 +61,12 @@ def routes(lab):
     return out
 
 
+def ctl(lab, nat, *args):
+    sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
+    return subprocess.run([HANATCTL, "--socket", sock] + list(args), capture_output=True,
+                          text=True, timeout=10)
+
+
 def ctl_status_json(lab, nat):
     n = lab.nat(nat)
     sock = os.path.join(n["dir"], "hanatd.sock")
@@ -199,6 +205,24 @@ def run(lab):
         lab.set_link(1, leg, True, mode="drop")
     check("failback: table a returns to nat1 after the delay",
           poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30))
+
+    # --- hanatctl drain / undrain: nat1 hands table a to nat2, then takes it back.
+    poll("nat1 active after failback", lambda: active(lab, 1), 15)
+    text = ctl(lab, 1, "status").stdout
+    check("hanatctl status shows state, members and route tables",
+          "state:       active" in text and "members:" in text and "route tables:" in text
+          and rt_a in text, text)
+    d = ctl(lab, 1, "drain")
+    check("hanatctl drain answers", d.returncode == 0 and "draining" in d.stdout, d.stderr)
+    check("drain: table a moves to nat2",
+          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 15), routes(lab))
+    check("drain: nat1 reports drained",
+          poll("nat1 drained", lambda: node(lab, 1).get("state") == "drained", 10),
+          node(lab, 1).get("state"))
+    u = ctl(lab, 1, "undrain")
+    check("hanatctl undrain answers", u.returncode == 0, u.stderr)
+    check("undrain: table a returns to nat1",
+          poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
 
     # --- SIGTERM: nat2 hands table b to nat1 before it exits (make-before-break).
     poll("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
