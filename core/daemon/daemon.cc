@@ -109,6 +109,16 @@ std::error_code Daemon::start(std::string* why) {
   };
   node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
   node_->start();
+  // `systemctl status hanat` shows one line about what the daemon is doing; refresh it
+  // when it changes.
+  status_timer_ = std::make_unique<uv::Timer>(loop_);
+  (void)status_timer_->start(std::chrono::milliseconds(1000), std::chrono::milliseconds(1000),
+                             [this] {
+                               std::string s = node_ ? node_->summary() : "";
+                               if (s == last_summary_) return;
+                               last_summary_ = s;
+                               notify("STATUS=" + s);
+                             });
   log::notice("hanatd " HANAT_VERSION " started: config " + log::quote(config_path_) +
               ", status socket " + log::quote(sc.socket));
   notify("READY=1\nSTATUS=running, config generation 1\nMAINPID=" + std::to_string(getpid()));
@@ -170,6 +180,7 @@ void Daemon::stop(const char* reason) {
   sigterm_.reset();
   sigint_.reset();
   watchdog_.reset();
+  status_timer_.reset();
   node_.reset();
   exit_timer_.reset();
   status_.reset();

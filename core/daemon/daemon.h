@@ -64,6 +64,8 @@ class Daemon {
   std::unique_ptr<uv::Signal> sighup_, sigterm_, sigint_;
   std::unique_ptr<uv::Timer> watchdog_;
   std::unique_ptr<uv::Timer> exit_timer_;
+  std::unique_ptr<uv::Timer> status_timer_;  // systemd STATUS= line
+  std::string last_summary_;
   std::unique_ptr<Node> node_;
   bool handover_on_stop_ = true;
   bool stopping_ = false;

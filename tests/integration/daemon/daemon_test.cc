@@ -174,6 +174,11 @@ TEST_F(DaemonTest, NotifiesSystemdOfReadyReloadAndStop) {
   ASSERT_TRUE(ns.bound());
   auto d = start({"NOTIFY_SOCKET=" + dir_.file("notify.sock")});
   EXPECT_TRUE(eventually([&] { return ns.messages().find("READY=1") != std::string::npos; }));
+  // The one-line summary for `systemctl status`: here the node is still looking for its
+  // identity (no metadata service on this loopback port), and says why.
+  EXPECT_TRUE(eventually([&] {
+    return ns.messages().find("STATUS=starting: instance metadata") != std::string::npos;
+  })) << ns.messages();
   d->signal(SIGHUP);
   EXPECT_TRUE(eventually([&] { return generation() == 2; }));
   d->signal(SIGTERM);
