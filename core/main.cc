@@ -7,6 +7,7 @@
 
 #include "core/config/config.h"
 #include "core/daemon/daemon.h"
+#include "core/daemon/plan.h"
 #include "core/log/log.h"
 #include "core/uv/uv.h"
 
@@ -17,11 +18,14 @@ constexpr const char* kDefaultConfig = "/etc/hanat/hanat.toml";
 void usage(std::FILE* out) {
   std::fprintf(out,
                "Usage: hanatd [--config FILE]          run the daemon\n"
+               "       hanatd plan [--config FILE]     print what the daemon would do now,\n"
+               "                                       writing nothing\n"
                "       hanatd --check-config [FILE]    validate FILE and exit\n"
                "       hanatd --version | --help\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE   configuration file (default %s)\n"
+               "      --no-handover   on SIGTERM, exit without moving this host's routes\n"
                "      --check-config  exit 0 if the file is valid, 2 with its errors if not\n"
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
@@ -36,11 +40,57 @@ void print_errors(const hanat::config::Errors& errors) {
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
 }
 
+// `hanatd plan`: identity and discovery through the real EC2 client, then the allocation
+// and the writes a daemon would make now. Exit 0, or 1 with the EC2 error.
+int run_plan(const std::string& path, hanat::config::Config cfg) {
+  hanat::log::configure(hanat::config::LogLevel::Warning, {});
+  const std::string group = cfg.group.name;  // cfg moves into the node below
+  int rc = 1;
+  {
+    hanat::uv::Loop loop;
+    {
+      hanat::daemon::Node::Hooks hooks;
+      std::unique_ptr<hanat::daemon::Node> node;
+      hanat::uv::Timer done(loop);
+      auto finish = [&](int code) {
+        rc = code;
+        // Leave the node's callback before destroying it.
+        (void)done.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                         [&] { node.reset(); });
+      };
+      hooks.planned = [&](const hanat::daemon::Discovered& d, const hanat::daemon::Identity& id) {
+        hanat::daemon::PlanInput in;
+        in.self = id.instance_id;
+        in.members = d.engine.members;
+        in.tables = d.observed;
+        in.destinations = d.engine.destinations;
+        in.fallback = d.engine.fallback_nat_gateway;
+        std::printf("hanatd plan: group \"%s\" (%s), this host %s in %s\n", group.c_str(),
+                    path.c_str(), id.instance_id.c_str(), id.zone.c_str());
+        std::printf("%s", hanat::daemon::make_plan(in).text.c_str());
+        finish(0);
+      };
+      hooks.plan_failed = [&](const std::string& why) {
+        std::fprintf(stderr, "hanatd plan: %s\n", why.c_str());
+        finish(1);
+      };
+      node = std::make_unique<hanat::daemon::Node>(
+          loop, std::make_shared<const hanat::config::Config>(std::move(cfg)), false, hooks, true);
+      node->start();
+      loop.run();
+    }
+    if (loop.close()) return 1;
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path = kDefaultConfig;
   bool check_only = false;
+  bool handover = true;
+  bool plan = false;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -60,6 +110,10 @@ int main(int argc, char** argv) {
       config_path = args[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       config_path = a.substr(9);
+    } else if (a == "plan" && i == 0) {
+      plan = true;
+    } else if (a == "--no-handover") {
+      handover = false;
     } else if (a == "--check-config") {
       check_only = true;
       if (i + 1 < args.size() && args[i + 1].rfind('-', 0) != 0) config_path = args[++i];
@@ -80,12 +134,13 @@ int main(int argc, char** argv) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }
+  if (plan) return run_plan(config_path, std::move(loaded).value());
 
   int rc = 0;
   {
     hanat::uv::Loop loop;
     {
-      hanat::daemon::Daemon d(loop, config_path, std::move(loaded).value());
+      hanat::daemon::Daemon d(loop, config_path, std::move(loaded).value(), handover);
       std::string why;
       if (std::error_code ec = d.start(&why)) {
         hanat::log::error("hanatd: cannot start: " + why);

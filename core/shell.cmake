@@ -5,9 +5,11 @@ target_link_libraries(core_config PUBLIC hanat_options PRIVATE PkgConfig::TOMLPL
 add_library(core STATIC
   log/log.cc
   status/status_server.cc
-  daemon/daemon.cc)
-target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine
-  PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
+  daemon/daemon.cc
+  daemon/node.cc
+  daemon/plan.cc)
+target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine ec2 netfilter
+  probes PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 
 add_executable(hanatd main.cc)
 target_link_libraries(hanatd PRIVATE core)

@@ -45,13 +45,15 @@ std::string monotonic_usec() {
 
 }  // namespace
 
-Daemon::Daemon(uv::Loop& loop, std::string config_path, config::Config initial)
+Daemon::Daemon(uv::Loop& loop, std::string config_path, config::Config initial,
+               bool handover_on_stop)
     : loop_(loop),
       config_path_(std::move(config_path)),
       config_(std::make_shared<const config::Config>(std::move(initial))),
       loaded_at_(std::chrono::system_clock::now()),
       started_(loop.now()),
-      started_wall_(loaded_at_) {
+      started_wall_(loaded_at_),
+      handover_on_stop_(handover_on_stop) {
   log::configure(config_->log.level, config_->log.debug);
 }
 
@@ -63,14 +65,24 @@ std::error_code Daemon::start(std::string* why) {
       loop_, status::ServerOptions{sc.socket, sc.mode, sc.group, sc.max_clients,
                                    sc.max_request_bytes, sc.idle_timeout, 1024 * 1024});
   status_->on("status", [this](const json_t*) { return status_json(); });
+  status_->on("drain", [this](const json_t*) {
+    log::notice("drain requested over the status socket");
+    node_->drain(true);
+    return status::Json(json_pack("{s:s}", "result", "draining"));
+  });
+  status_->on("undrain", [this](const json_t*) {
+    log::notice("undrain requested over the status socket");
+    node_->drain(false);
+    return status::Json(json_pack("{s:s}", "result", "undrained"));
+  });
   if (std::error_code ec = status_->start(why)) return ec;
 
   sighup_ = std::make_unique<uv::Signal>(loop_);
   sigterm_ = std::make_unique<uv::Signal>(loop_);
   sigint_ = std::make_unique<uv::Signal>(loop_);
   std::error_code ec = sighup_->start(SIGHUP, [this](int) { reload(); });
-  if (!ec) ec = sigterm_->start(SIGTERM, [this](int) { stop("SIGTERM"); });
-  if (!ec) ec = sigint_->start(SIGINT, [this](int) { stop("SIGINT"); });
+  if (!ec) ec = sigterm_->start(SIGTERM, [this](int) { request_stop("SIGTERM"); });
+  if (!ec) ec = sigint_->start(SIGINT, [this](int) { request_stop("SIGINT"); });
   if (ec) {
     *why = "cannot install signal handlers: " + ec.message();
     return ec;
@@ -87,6 +99,26 @@ std::error_code Daemon::start(std::string* why) {
     }
     log::info("systemd watchdog enabled, pinging every " + config::format_duration(period));
   }
+  exit_timer_ = std::make_unique<uv::Timer>(loop_);
+  Node::Hooks hooks;
+  hooks.exit_ready = [this] {
+    // Called from inside the node's own event handling: stop on the next loop turn, not
+    // under its feet.
+    (void)exit_timer_->start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                             [this] { stop("handover done"); });
+  };
+  node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
+  node_->start();
+  // `systemctl status hanat` shows one line about what the daemon is doing; refresh it
+  // when it changes.
+  status_timer_ = std::make_unique<uv::Timer>(loop_);
+  (void)status_timer_->start(std::chrono::milliseconds(1000), std::chrono::milliseconds(1000),
+                             [this] {
+                               std::string s = node_ ? node_->summary() : "";
+                               if (s == last_summary_) return;
+                               last_summary_ = s;
+                               notify("STATUS=" + s);
+                             });
   log::notice("hanatd " HANAT_VERSION " started: config " + log::quote(config_path_) +
               ", status socket " + log::quote(sc.socket));
   notify("READY=1\nSTATUS=running, config generation 1\nMAINPID=" + std::to_string(getpid()));
@@ -119,6 +151,7 @@ void Daemon::reload() {
                       next.status.idle_timeout);
   log::configure(next.log.level, next.log.debug);
   config_ = std::make_shared<const config::Config>(std::move(loaded).value());
+  if (node_) node_->reconfigure(config_);
   ++generation_;
   loaded_at_ = last_reload_.at;
   last_reload_.ok = true;
@@ -128,14 +161,28 @@ void Daemon::reload() {
   notify("READY=1\nSTATUS=running, config generation " + std::to_string(generation_));
 }
 
-void Daemon::stop(const char* reason) {
+void Daemon::request_stop(const char* reason) {
+  if (stopping_) {
+    // A second signal while handing over: stop now.
+    return stop(reason);
+  }
+  stopping_ = true;
   log::notice(std::string("hanatd stopping (") + reason + ")");
   notify("STOPPING=1");
+  if (node_) return node_->shutdown();
+  stop(reason);
+}
+
+void Daemon::stop(const char* reason) {
+  log::info(std::string("hanatd: closing (") + reason + ")");
   // Closing every handle lets uv_run return: the loop has nothing left to wait for.
   sighup_.reset();
   sigterm_.reset();
   sigint_.reset();
   watchdog_.reset();
+  status_timer_.reset();
+  node_.reset();
+  exit_timer_.reset();
   status_.reset();
 }
 
@@ -158,6 +205,7 @@ status::Json Daemon::status_json() const {
       "{s:b, s:s, s:I, s:s, s:I, s:s, s:o}", "ok", 1, "version", HANAT_VERSION, "pid",
       static_cast<json_int_t>(getpid()), "started_at", iso8601(started_wall_).c_str(), "uptime_ms",
       static_cast<json_int_t>(uptime_ms), "group", config_->group.name.c_str(), "config", cfg);
+  if (node_) json_object_set_new(root, "node", node_->status().release());
   return status::Json(root);
 }
 

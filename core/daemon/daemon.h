@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "core/config/config.h"
+#include "core/daemon/node.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 
@@ -29,7 +30,8 @@ struct ReloadResult {
 
 class Daemon {
  public:
-  Daemon(uv::Loop& loop, std::string config_path, config::Config initial);
+  Daemon(uv::Loop& loop, std::string config_path, config::Config initial,
+         bool handover_on_stop = true);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -38,7 +40,10 @@ class Daemon {
   [[nodiscard]] std::error_code start(std::string* why);
   // Re-reads the config file (what SIGHUP does).
   void reload();
-  // Begins a clean shutdown: closes every handle so the loop run returns.
+  // SIGTERM/SIGINT: the node hands its routes over (unless --no-handover), then the daemon
+  // closes every handle so the loop run returns.
+  void request_stop(const char* reason);
+  // Closes every handle now.
   void stop(const char* reason);
 
   [[nodiscard]] std::uint64_t generation() const { return generation_; }
@@ -58,6 +63,12 @@ class Daemon {
   std::unique_ptr<status::StatusServer> status_;
   std::unique_ptr<uv::Signal> sighup_, sigterm_, sigint_;
   std::unique_ptr<uv::Timer> watchdog_;
+  std::unique_ptr<uv::Timer> exit_timer_;
+  std::unique_ptr<uv::Timer> status_timer_;  // systemd STATUS= line
+  std::string last_summary_;
+  std::unique_ptr<Node> node_;
+  bool handover_on_stop_ = true;
+  bool stopping_ = false;
 };
 
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).

@@ -65,8 +65,12 @@ class DaemonTest : public ::testing::Test {
     write_config("info");
   }
   void write_config(const std::string& level, const std::string& extra = "") {
+    // The daemon runs in the root namespace here: its metadata endpoint must never be the
+    // real 169.254.169.254, so it points at a closed loopback port (the node keeps retrying
+    // its identity phase, which these shell tests do not need).
     write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
-                          "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra);
+                          "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
+                          "[ec2]\nmetadata_endpoint = \"http://127.0.0.1:9\"\n");
   }
   std::unique_ptr<Process> start(std::vector<std::string> env = {}) {
     auto p =
@@ -170,6 +174,11 @@ TEST_F(DaemonTest, NotifiesSystemdOfReadyReloadAndStop) {
   ASSERT_TRUE(ns.bound());
   auto d = start({"NOTIFY_SOCKET=" + dir_.file("notify.sock")});
   EXPECT_TRUE(eventually([&] { return ns.messages().find("READY=1") != std::string::npos; }));
+  // The one-line summary for `systemctl status`: here the node is still looking for its
+  // identity (no metadata service on this loopback port), and says why.
+  EXPECT_TRUE(eventually([&] {
+    return ns.messages().find("STATUS=starting: instance metadata") != std::string::npos;
+  })) << ns.messages();
   d->signal(SIGHUP);
   EXPECT_TRUE(eventually([&] { return generation() == 2; }));
   d->signal(SIGTERM);

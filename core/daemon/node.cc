@@ -1,0 +1,921 @@
+#include "core/daemon/node.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "core/log/log.h"
+#include "probes/agent_line.h"
+
+namespace hanat::daemon {
+
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+engine::Time now() {
+  return Clock::now();
+}
+
+engine::ProbeKind to_engine(config::ProbeKind k) {
+  switch (k) {
+    case config::ProbeKind::Icmp:
+      return engine::ProbeKind::Icmp;
+    case config::ProbeKind::Tcp:
+      return engine::ProbeKind::Tcp;
+    case config::ProbeKind::Agent:
+      return engine::ProbeKind::Agent;
+  }
+  return engine::ProbeKind::Icmp;
+}
+
+probes::ProbeKind to_probes(config::ProbeKind k) {
+  switch (k) {
+    case config::ProbeKind::Icmp:
+      return probes::ProbeKind::Icmp;
+    case config::ProbeKind::Tcp:
+      return probes::ProbeKind::Tcp;
+    case config::ProbeKind::Agent:
+      return probes::ProbeKind::Agent;
+  }
+  return probes::ProbeKind::Icmp;
+}
+
+engine::ProbeKind to_engine(probes::ProbeKind k) {
+  switch (k) {
+    case probes::ProbeKind::Icmp:
+      return engine::ProbeKind::Icmp;
+    case probes::ProbeKind::Tcp:
+      return engine::ProbeKind::Tcp;
+    case probes::ProbeKind::Agent:
+      return engine::ProbeKind::Agent;
+  }
+  return engine::ProbeKind::Icmp;
+}
+
+engine::RecoveryAction to_engine(config::RecoveryAction a) {
+  switch (a) {
+    case config::RecoveryAction::None:
+      return engine::RecoveryAction::None;
+    case config::RecoveryAction::Reboot:
+      return engine::RecoveryAction::Reboot;
+    case config::RecoveryAction::StopStart:
+      return engine::RecoveryAction::StopStart;
+    case config::RecoveryAction::Terminate:
+      return engine::RecoveryAction::Terminate;
+  }
+  return engine::RecoveryAction::None;
+}
+
+std::string tag(const std::vector<ec2::Tag>& tags, std::string_view key) {
+  for (const auto& t : tags)
+    if (t.key == key) return t.value;
+  return "";
+}
+
+// EC2 LaunchTime "2026-11-22T05:00:00.000Z" -> seconds since the epoch (0 if unparsable).
+std::int64_t launch_seconds(const std::string& s) {
+  std::tm tm{};
+  if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+engine::Target target_of(const ec2::Route& r) {
+  // A route whose target is gone (instance terminated, ENI deleted) stays in the table with
+  // State=blackhole (EC2 API reference, Route): it carries no traffic.
+  if (r.state == "blackhole") return {engine::TargetKind::Blackhole, ""};
+  if (!r.network_interface_id.empty()) return {engine::TargetKind::Eni, r.network_interface_id};
+  if (!r.instance_id.empty()) return {engine::TargetKind::Instance, r.instance_id};
+  if (!r.nat_gateway_id.empty()) return {engine::TargetKind::NatGateway, r.nat_gateway_id};
+  return {engine::TargetKind::Other, r.gateway_id};
+}
+
+std::string target_text(const engine::Target& t) {
+  switch (t.kind) {
+    case engine::TargetKind::Missing:
+      return "missing";
+    case engine::TargetKind::Blackhole:
+      return "blackhole";
+    default:
+      return t.id.empty() ? engine::to_string(t.kind) : t.id;
+  }
+}
+
+engine::Ec2Done done_of(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err) {
+  engine::Ec2Done d;
+  d.op = op;
+  d.epoch = epoch;
+  d.at = now();
+  if (err == nullptr) return d;
+  d.code = err->code.empty() ? err->describe() : err->code;
+  if (ec2::is_throttling_code(err->code)) {
+    d.outcome = engine::Ec2Outcome::Throttled;
+  } else if (ec2::is_retryable(*err)) {
+    d.outcome = engine::Ec2Outcome::Retryable;
+  } else {
+    d.outcome = engine::Ec2Outcome::Fatal;
+  }
+  return d;
+}
+
+json_t* jstr(const std::string& s) {
+  return json_string(s.c_str());
+}
+
+std::int64_t ms_ago(engine::Time t) {
+  return std::chrono::duration_cast<milliseconds>(now() - t).count();
+}
+
+}  // namespace
+
+Node::Node(uv::Loop& loop, std::shared_ptr<const config::Config> cfg, bool handover_on_stop,
+           Hooks hooks, bool plan_only)
+    : loop_(loop),
+      cfg_(std::move(cfg)),
+      handover_on_stop_(handover_on_stop),
+      hooks_(std::move(hooks)),
+      plan_only_(plan_only),
+      phase_timer_(loop),
+      engine_timer_(loop),
+      notice_timer_(loop),
+      started_(Clock::now()) {}
+
+Node::~Node() = default;
+
+void Node::start() {
+  imds_ = std::make_unique<ec2::ImdsClient>(
+      loop_, ec2::ImdsOptions{cfg_->ec2.metadata_endpoint, std::chrono::seconds(21600),
+                              milliseconds(1000), cfg_->ec2.allow_imdsv1});
+  if (plan_only_) return run_phase();
+  nat_ = std::make_unique<netfilter::NatManager>(
+      loop_,
+      netfilter::ManagerOptions{cfg_->nat.drift_check_interval, milliseconds(1000), "/proc/sys"});
+  nat_->on_health_change([this](const netfilter::Health& h) {
+    nat_healthy_ = h.ok;
+    nat_reason_ = h.reason;
+    if (h.ok) {
+      log::notice("data plane: masquerade table and forwarding verified");
+    } else {
+      log::warning("data plane unhealthy: " + h.reason);
+    }
+    feed_self_health();
+  });
+  run_phase();
+}
+
+void Node::run_phase() {
+  switch (phase_) {
+    case Phase::Identity:
+      return phase_identity();
+    case Phase::Client:
+      return phase_client();
+    case Phase::SourceDestCheck:
+      return phase_source_dest_check();
+    case Phase::Discovery:
+      return phase_discovery();
+    case Phase::Running:
+    case Phase::Stopped:
+      return;
+  }
+}
+
+void Node::fail_phase(const std::string& what, const std::string& why) {
+  phase_error_ = what + ": " + why;
+  if (plan_only_) {
+    phase_ = Phase::Stopped;
+    if (hooks_.plan_failed) hooks_.plan_failed(phase_error_);
+    return;
+  }
+  // Start-up problems are usually transient (IMDS or the EC2 API not reachable yet, an
+  // instance still pending): retry with a capped backoff rather than exit and flap.
+  auto delay = milliseconds(std::min<std::int64_t>(30000, 500LL << std::min(phase_attempts_, 6)));
+  ++phase_attempts_;
+  log::warning(phase_error_ + ", retrying in " + config::format_duration(delay));
+  retry_phase(delay);
+}
+
+void Node::retry_phase(milliseconds in) {
+  (void)phase_timer_.start(in, milliseconds(0), [this] { run_phase(); });
+}
+
+void Node::phase_identity() {
+  // Five small IMDS reads, one after the other; each failure restarts the phase.
+  imds_->instance_id([this](core::Result<std::string, ec2::Ec2Error> r) {
+    if (!r) return fail_phase("instance metadata (instance-id)", r.error().describe());
+    id_.instance_id = r.value();
+    imds_->availability_zone([this](core::Result<std::string, ec2::Ec2Error> z) {
+      if (!z) return fail_phase("instance metadata (availability-zone)", z.error().describe());
+      id_.zone = z.value();
+      imds_->region([this](core::Result<std::string, ec2::Ec2Error> rg) {
+        if (!rg) return fail_phase("instance metadata (region)", rg.error().describe());
+        id_.region = cfg_->ec2.region.empty() ? rg.value() : cfg_->ec2.region;
+        imds_->mac([this](core::Result<std::string, ec2::Ec2Error> m) {
+          if (!m) return fail_phase("instance metadata (mac)", m.error().describe());
+          id_.mac = m.value();
+          imds_->interface(id_.mac, [this](core::Result<ec2::ImdsInterface, ec2::Ec2Error> i) {
+            if (!i) return fail_phase("instance metadata (interface)", i.error().describe());
+            id_.eni_id = i->interface_id;
+            id_.subnet_id = i->subnet_id;
+            id_.vpc_id = i->vpc_id;
+            id_.private_ip = i->private_ips.empty() ? "" : i->private_ips.front();
+            log::notice("identity: instance " + id_.instance_id + " in " + id_.zone + " (" +
+                        id_.region + "), ENI " + id_.eni_id + ", " + id_.private_ip);
+            phase_ = Phase::Client;
+            phase_attempts_ = 0;
+            run_phase();
+          });
+        });
+      });
+    });
+  });
+}
+
+void Node::phase_client() {
+  const auto& e = cfg_->ec2;
+  switch (e.credentials) {
+    case config::CredentialsSource::Static: {
+      ec2::Credentials c;
+      c.access_key_id = e.access_key_id;
+      c.secret_access_key = e.secret_access_key;
+      c.session_token = e.session_token;
+      creds_ = std::make_shared<ec2::StaticCredentials>(c);
+    } break;
+    case config::CredentialsSource::Environment: {
+      auto c = ec2::credentials_from_env();
+      if (!c) {
+        return fail_phase("credentials",
+                          "credentials = \"environment\" but AWS_ACCESS_KEY_ID / "
+                          "AWS_SECRET_ACCESS_KEY are not set");
+      }
+      creds_ = std::make_shared<ec2::StaticCredentials>(*c);
+      break;
+    }
+    case config::CredentialsSource::InstanceRole: {
+      auto role = std::make_shared<ec2::RoleCredentials>(loop_, *imds_);
+      role_ = role.get();
+      role->start([](const ec2::Ec2Error* err) {
+        if (err != nullptr) log::warning("instance role credentials: " + err->describe());
+      });
+      creds_ = role;
+      break;
+    }
+  }
+  ec2::ClientOptions o;
+  o.region = id_.region;
+  o.endpoint = e.endpoint;
+  o.connect_timeout = e.connect_timeout;
+  o.attempt_timeout = e.request_timeout;
+  if (auto why = ec2::validate(o)) return fail_phase("EC2 client", *why);
+  if (o.endpoint.rfind("http://", 0) == 0) {
+    log::warning("ec2.endpoint " + log::quote(o.endpoint) +
+                 " is plain http: requests are not encrypted (tests only)");
+  }
+  ec2_ = std::make_unique<ec2::Client>(loop_, o, creds_);
+  // Plan mode writes nothing, not even the source/destination check.
+  phase_ = plan_only_ ? Phase::Discovery : Phase::SourceDestCheck;
+  run_phase();
+}
+
+void Node::phase_source_dest_check() {
+  // A NAT forwards packets that are neither from nor to itself; EC2 drops those unless the
+  // source/destination check is off on the interface that forwards them (EC2 User Guide,
+  // "NAT instances": "Disable source/destination checks").
+  ec2::DescribeNetworkInterfacesRequest req;
+  req.network_interface_ids = {id_.eni_id};
+  ec2_->describe_network_interfaces(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        if (!r) return fail_phase("source/destination check", r.error().describe());
+        bool on = r->network_interfaces.empty() ||
+                  r->network_interfaces.front().source_dest_check.value_or(true);
+        if (!on) {
+          phase_ = Phase::Discovery;
+          phase_attempts_ = 0;
+          return run_phase();
+        }
+        ec2::ModifyNetworkInterfaceAttributeRequest m;
+        m.network_interface_id = id_.eni_id;
+        m.source_dest_check = false;
+        ec2_->modify_network_interface_attribute(
+            m, {ec2::Priority::Write, milliseconds(0)}, [this](ec2::Ec2Result<ec2::SimpleOk> w) {
+              if (!w)
+                return fail_phase("disabling the source/destination check", w.error().describe());
+              log::notice("source/destination check disabled on " + id_.eni_id);
+              // Loop back to verify it reads back off.
+              run_phase();
+            });
+      });
+}
+
+void Node::phase_discovery() {
+  const auto& g = cfg_->group;
+  ec2::DescribeInstancesRequest ir;
+  if (g.discovery == config::Discovery::Explicit) {
+    ir.instance_ids = g.members;
+    if (std::find(ir.instance_ids.begin(), ir.instance_ids.end(), id_.instance_id) ==
+        ir.instance_ids.end())
+      ir.instance_ids.push_back(id_.instance_id);
+  } else {
+    ir.filters.push_back({"tag:hanat:group", {g.name}});
+    ir.filters.push_back({"instance-state-name", {"pending", "running"}});
+  }
+  ec2_->describe_instances(
+      ir, {ec2::Priority::Read, milliseconds(0)},
+      [this](ec2::Ec2Result<ec2::DescribeInstancesOk> ri) {
+        if (!ri) return fail_phase("discovering members", ri.error().describe());
+        auto d = std::make_shared<Discovered>();
+        for (const auto& inst : ri->instances) {
+          engine::Member m;
+          m.instance_id = inst.instance_id;
+          m.zone = inst.availability_zone;
+          m.launch_time = launch_seconds(inst.launch_time);
+          std::string addr = inst.private_ip;
+          for (const auto& ni : inst.network_interfaces) {
+            if (ni.device_index == 0) {
+              m.eni_id = ni.network_interface_id;
+              if (!ni.private_ip.empty()) addr = ni.private_ip;
+            }
+          }
+          if (inst.instance_id == id_.instance_id && !id_.eni_id.empty()) m.eni_id = id_.eni_id;
+          d->addresses[m.instance_id] = addr;
+          d->engine.members.push_back(std::move(m));
+        }
+        if (d->addresses.count(id_.instance_id) == 0) {
+          return fail_phase("discovering members", "this instance (" + id_.instance_id +
+                                                       ") is not a member of group " +
+                                                       log::quote(cfg_->group.name) +
+                                                       " (tag hanat:group or group.members)");
+        }
+        ec2::DescribeRouteTablesRequest rr;
+        if (cfg_->group.discovery == config::Discovery::Explicit) {
+          rr.route_table_ids = cfg_->group.route_tables;
+        } else {
+          rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
+        }
+        ec2_->describe_route_tables(
+            rr, {ec2::Priority::Read, milliseconds(0)},
+            [this, d](ec2::Ec2Result<ec2::DescribeRouteTablesOk> rt) {
+              if (!rt) return fail_phase("discovering route tables", rt.error().describe());
+              std::vector<std::string> need_subnets;
+              for (const auto& t : rt->route_tables) {
+                std::string zone = tag(t.tags, "hanat:zone");
+                if (zone.empty()) {
+                  for (const auto& a : t.associations)
+                    if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
+                }
+                d->table_zones[t.route_table_id] = zone;
+                engine::ObservedTable ot;
+                ot.id = t.route_table_id;
+                for (const auto& r : t.routes) {
+                  for (const auto& c : cfg_->group.destinations) {
+                    if (c.text == r.destination_cidr)
+                      ot.routes.push_back({r.destination_cidr, target_of(r)});
+                  }
+                }
+                d->observed.push_back(std::move(ot));
+              }
+              auto finish = [this, d, tables = rt->route_tables](
+                                const std::map<std::string, std::string>& subnet_zone) {
+                for (const auto& t : tables) {
+                  std::string& zone = d->table_zones[t.route_table_id];
+                  if (zone.empty()) {
+                    for (const auto& a : t.associations) {
+                      auto it = subnet_zone.find(a.subnet_id);
+                      if (it != subnet_zone.end()) {
+                        zone = it->second;
+                        break;
+                      }
+                    }
+                  }
+                  if (zone.empty())
+                    log::warning(
+                        "route table " + t.route_table_id +
+                        " has no hanat:zone tag and no associated subnet: it has no home zone");
+                }
+                for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
+                if (plan_only_) {
+                  phase_ = Phase::Stopped;
+                  d->engine = engine_config(*d);
+                  if (hooks_.planned) hooks_.planned(*d, id_);
+                  return;
+                }
+                start_engine(std::move(*d));
+              };
+              if (need_subnets.empty()) return finish({});
+              ec2::DescribeSubnetsRequest sr;
+              sr.subnet_ids = need_subnets;
+              ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
+                                     [this, finish](ec2::Ec2Result<ec2::DescribeSubnetsOk> rs) {
+                                       if (!rs)
+                                         return fail_phase("discovering subnets",
+                                                           rs.error().describe());
+                                       std::map<std::string, std::string> zones;
+                                       for (const auto& s : rs->subnets)
+                                         zones[s.subnet_id] = s.availability_zone;
+                                       finish(zones);
+                                     });
+            });
+      });
+}
+
+engine::Config Node::engine_config(const Discovered& d) const {
+  engine::Config e;
+  e.self = id_.instance_id;
+  e.members = d.engine.members;
+  e.probe_kinds.clear();
+  for (auto k : cfg_->probe.kinds) e.probe_kinds.push_back(to_engine(k));
+  e.peer_thresholds = {.rise = cfg_->probe.rise, .fall = cfg_->probe.fall};
+  e.failback_delay = cfg_->failover.failback_delay;
+  e.preempt = cfg_->failover.preempt;
+  e.hold_down_base = cfg_->failover.hold_down;
+  e.hold_down_max = cfg_->failover.hold_down_max;
+  e.fallback_nat_gateway = cfg_->failover.fallback_target;
+  e.destinations.clear();
+  for (const auto& c : cfg_->group.destinations) e.destinations.push_back(c.text);
+  e.describe_interval = cfg_->ec2.route_refresh_interval;
+  e.handover_deadline = cfg_->failover.handover_timeout;
+  e.recovery = to_engine(cfg_->failover.recovery_action);
+  e.recovery_after = cfg_->failover.recovery_after;
+  e.recovery_cooldown = cfg_->failover.recovery_cooldown;
+  return e;
+}
+
+void Node::start_engine(Discovered d) {
+  discovered_ = std::move(d);
+  discovered_.engine = engine_config(discovered_);
+  auto problems = engine::validate(discovered_.engine);
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    return fail_phase("engine configuration", all);
+  }
+  log::notice("group " + log::quote(cfg_->group.name) + ": " +
+              std::to_string(discovered_.engine.members.size()) + " members, " +
+              std::to_string(discovered_.table_zones.size()) + " route tables");
+  phase_ = Phase::Running;
+  phase_error_.clear();
+  machine_ = std::make_unique<engine::Machine>(
+      std::make_shared<const engine::Config>(discovered_.engine), now());
+  start_probes();
+  start_notices();
+  post(engine::Tick{now()});
+  if (stopping_) post(engine::Shutdown{now()});
+}
+
+void Node::start_probes() {
+  std::vector<probes::PeerSpec> peers;
+  for (const auto& m : discovered_.engine.members) {
+    if (m.instance_id == id_.instance_id) continue;
+    probes::PeerSpec p;
+    p.id = m.instance_id;
+    p.address = discovered_.addresses[m.instance_id];
+    p.kinds.clear();
+    for (auto k : cfg_->probe.kinds) p.kinds.push_back(to_probes(k));
+    p.tcp_port = cfg_->probe.tcp_port;
+    p.agent_port = cfg_->agent.port;
+    peers.push_back(std::move(p));
+  }
+  probes::ProbeOptions po;
+  po.interval = cfg_->probe.interval;
+  po.timeout = cfg_->probe.timeout;
+  po.rise = cfg_->probe.rise;
+  po.fall = cfg_->probe.fall;
+  if (!peers.empty()) {
+    auto mon = probes::PeerMonitor::create(
+        loop_, peers, po,
+        {.on_result =
+             [this](const probes::ProbeResult& r) {
+               last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
+               engine::ProbeResult e;
+               e.peer = r.peer;
+               e.kind = to_engine(r.kind);
+               e.ok = r.outcome.ok;
+               e.at = r.at;
+               e.reports_down = r.outcome.failure == probes::Failure::AgentDown;
+               post(e);
+             },
+         .on_transition = {}});
+    if (!mon) {
+      log::error("probes: " + mon.error());
+    } else {
+      peers_ = std::move(mon).value();
+      (void)peers_->start();
+    }
+  }
+  if (!cfg_->egress.targets.empty()) {
+    probes::EgressSpec es;
+    for (const auto& t : cfg_->egress.targets) es.targets.push_back({t.address, t.port});
+    es.interface =
+        cfg_->egress.interface.empty() ? cfg_->nat.egress_interface : cfg_->egress.interface;
+    es.k = cfg_->egress.required;
+    probes::ProbeOptions eo = po;
+    eo.interval = cfg_->egress.interval;
+    eo.timeout = cfg_->egress.timeout;
+    auto eg = probes::EgressCheck::create(
+        loop_, es, eo,
+        {.on_result = {}, .on_change = [this](const probes::EgressWindow::Verdict& v) {
+           egress_health_ = v.state;
+           egress_detail_ = v.detail;
+           log::notice(std::string("egress self-check: ") + engine::to_string(v.state) + " (" +
+                       v.detail + ")");
+           feed_self_health();
+         }});
+    if (!eg) {
+      log::error("egress self-check: " + eg.error());
+    } else {
+      egress_ = std::move(eg).value();
+      (void)egress_->start();
+    }
+  }
+  agent_ = std::make_unique<probes::AgentServer>(loop_, [this] { return agent_reply(); });
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(cfg_->agent.port);
+  inet_pton(AF_INET, cfg_->agent.listen_address.c_str(), &a.sin_addr);
+  std::string err;
+  if (agent_->listen(a, &err)) log::error("agent check: " + err);
+}
+
+void Node::start_notices() {
+  // Spot interruption notices appear in IMDS about two minutes before the instance is
+  // stopped (EC2 User Guide, "Spot Instance interruption notices"); an Auto Scaling
+  // lifecycle state of Terminated means the instance is leaving the group. Poll every 5 s.
+  (void)notice_timer_.start(milliseconds(5000), milliseconds(5000), [this] {
+    if (notice_sent_) return;
+    imds_->spot_instance_action(
+        [this](core::Result<std::optional<ec2::SpotAction>, ec2::Ec2Error> r) {
+          if (notice_sent_ || !r || !r.value()) return;
+          notice_sent_ = true;
+          log::notice("spot interruption notice (" + r.value()->action + " at " + r.value()->time +
+                      "): handing routes over");
+          post(engine::TerminationNotice{engine::TerminationKind::Spot, now()});
+        });
+    imds_->target_lifecycle_state(
+        [this](core::Result<std::optional<std::string>, ec2::Ec2Error> r) {
+          if (notice_sent_ || !r || !r.value()) return;
+          const std::string& s = *r.value();
+          if (s.find("Terminated") == std::string::npos) return;
+          notice_sent_ = true;
+          log::notice("Auto Scaling lifecycle state " + log::quote(s) + ": handing routes over");
+          post(engine::TerminationNotice{engine::TerminationKind::Asg, now()});
+        });
+  });
+}
+
+void Node::feed_self_health() {
+  if (!machine_) return;
+  bool egress_ok = egress_health_ != engine::Health::Down;
+  engine::SelfHealth h;
+  h.ok = egress_ok;  // the NAT's own state arrives as NatApplied
+  h.detail = egress_ok ? "" : "egress self-check failed: " + egress_detail_;
+  h.at = now();
+  post(h);
+  if (!nat_healthy_ && nat_) {
+    engine::NatApplied n;
+    n.ok = false;
+    n.detail = nat_reason_;
+    n.at = now();
+    post(n);
+  }
+}
+
+probes::AgentReply Node::agent_reply() const {
+  probes::SelfHealth h;
+  h.masquerade = nat_healthy_;
+  h.forwarding = nat_healthy_ || nat_reason_.find("ip_forward") == std::string::npos;
+  h.egress_ok = egress_health_ != engine::Health::Down;
+  h.egress_detail = egress_detail_;
+  if (machine_) {
+    auto s = machine_->state();
+    h.draining = s == engine::State::Draining || s == engine::State::Drained ||
+                 s == engine::State::Leaving || s == engine::State::ExitReady ||
+                 s == engine::State::Failing || s == engine::State::Unhealthy;
+  }
+  return probes::reply_for(h, id_.instance_id);
+}
+
+void Node::post(engine::Event ev) {
+  queue_.push_back(std::move(ev));
+  pump();
+}
+
+void Node::pump() {
+  // Events raised while actions execute (a synchronous NAT apply) are queued, so handle()
+  // is never re-entered.
+  if (pumping_ || !machine_) return;
+  pumping_ = true;
+  while (!queue_.empty()) {
+    engine::Event ev = std::move(queue_.front());
+    queue_.pop_front();
+    for (const auto& a : machine_->handle(ev)) execute(a);
+  }
+  pumping_ = false;
+  arm_engine_timer();
+}
+
+void Node::arm_engine_timer() {
+  auto d = machine_ ? machine_->next_deadline() : std::nullopt;
+  if (!d) {
+    (void)engine_timer_.stop();
+    return;
+  }
+  auto in = std::chrono::ceil<milliseconds>(*d - now());
+  if (in < milliseconds(0)) in = milliseconds(0);
+  (void)engine_timer_.start(in, milliseconds(0), [this] { post(engine::Tick{now()}); });
+}
+
+void Node::execute(const engine::Action& a) {
+  std::visit(
+      [this](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, engine::ApplyNat>) {
+          netfilter::NatSpec spec;
+          spec.table = cfg_->nat.table;
+          spec.egress_interface = cfg_->nat.egress_interface;
+          for (const auto& c : cfg_->nat.source_cidrs) spec.source_cidrs.push_back(c.text);
+          spec.fully_random = cfg_->nat.fully_random;
+          spec.persistent = cfg_->nat.persistent;
+          netfilter::SysctlSpec sys;
+          if (cfg_->nat.conntrack_max)
+            sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);
+          if (cfg_->nat.tcp_established_timeout)
+            sys.tcp_timeout_established_s =
+                static_cast<uint32_t>(cfg_->nat.tcp_established_timeout->count() / 1000);
+          if (cfg_->nat.udp_timeout)
+            sys.udp_timeout_s = static_cast<uint32_t>(cfg_->nat.udp_timeout->count() / 1000);
+          auto st = nat_->apply(spec, sys);
+          nat_healthy_ = st.has_value();
+          nat_reason_ = st ? "" : st.error().message;
+          if (!st) log::error("data plane: " + st.error().message);
+          engine::NatApplied n{x.op, x.epoch, st.has_value(), nat_reason_, now()};
+          queue_.push_back(n);
+        } else if constexpr (std::is_same_v<T, engine::DescribeRoutes>) {
+          describe_routes(x.op);
+        } else if constexpr (std::is_same_v<T, engine::WriteRoute>) {
+          write_route(x);
+        } else if constexpr (std::is_same_v<T, engine::AssociateAddress>) {
+          ec2::AssociateAddressRequest r;
+          r.allocation_id = x.allocation_id;
+          r.network_interface_id = id_.eni_id;
+          r.allow_reassociation = true;
+          ec2_->associate_address(
+              r, {ec2::Priority::Write, milliseconds(0)},
+              [this, op = x.op, epoch = x.epoch](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
+                ++ec2_calls_[std::string("AssociateAddress ") + (res ? "ok" : "error")];
+                post(done_of(op, epoch, res ? nullptr : &res.error()));
+              });
+        } else if constexpr (std::is_same_v<T, engine::RecoverPeer>) {
+          auto cb = [this, op = x.op, epoch = x.epoch, what = x.what,
+                     peer = x.peer](ec2::Ec2Result<ec2::InstanceStateChangesOk> res) {
+            ++ec2_calls_[std::string("RecoverPeer ") + (res ? "ok" : "error")];
+            if (res) log::notice("peer " + peer + ": recovery action sent");
+            post(done_of(op, epoch, res ? nullptr : &res.error()));
+            (void)what;
+          };
+          log::notice("peer " + x.peer + ": stayed down, recovery action " +
+                      std::to_string(static_cast<int>(x.what)));
+          if (x.what == engine::RecoveryAction::Terminate) {
+            ec2::TerminateInstancesRequest r;
+            r.instance_ids = {x.peer};
+            ec2_->terminate_instances(r, {ec2::Priority::Write, milliseconds(0)}, cb);
+          } else if (x.what == engine::RecoveryAction::StopStart) {
+            ec2::StopInstancesRequest r;
+            r.instance_ids = {x.peer};
+            ec2_->stop_instances(r, {ec2::Priority::Write, milliseconds(0)}, cb);
+          } else {
+            ec2::RebootInstancesRequest r;
+            r.instance_ids = {x.peer};
+            ec2_->reboot_instances(r, {ec2::Priority::Write, milliseconds(0)},
+                                   [cb](ec2::Ec2Result<ec2::SimpleOk> res) {
+                                     if (res) return cb(ec2::InstanceStateChangesOk{});
+                                     cb(core::Unexpected(res.error()));
+                                   });
+          }
+        } else if constexpr (std::is_same_v<T, engine::Notify>) {
+          log::notice(std::string("state: ") + engine::to_string(x.from) + " -> " +
+                      engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
+                      (x.detail.empty() ? "" : ": " + x.detail) + ")");
+        } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
+          if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
+          log::notice("peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
+                      engine::to_string(x.to) + (x.detail.empty() ? "" : " (" + x.detail + ")"));
+        } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
+          log::notice(std::string("handover finished (") + engine::to_string(x.reason) +
+                      "), exiting");
+          phase_ = Phase::Stopped;
+          if (hooks_.exit_ready) hooks_.exit_ready();
+        }
+      },
+      a);
+}
+
+void Node::describe_routes(engine::OpId op) {
+  ec2::DescribeRouteTablesRequest rr;
+  if (cfg_->group.discovery == config::Discovery::Explicit) {
+    rr.route_table_ids = cfg_->group.route_tables;
+  } else {
+    rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
+  }
+  auto sent = now();
+  ec2_->describe_route_tables(
+      rr, {ec2::Priority::Read, milliseconds(0)},
+      [this, op, sent](ec2::Ec2Result<ec2::DescribeRouteTablesOk> r) {
+        ++ec2_calls_[std::string("DescribeRouteTables ") + (r ? "ok" : "error")];
+        if (!r) {
+          log::warning("describing route tables: " + r.error().describe() + ", retrying later");
+          // No observation: the engine asks again at its next describe interval.
+          return;
+        }
+        engine::RoutesObserved o;
+        o.op = op;
+        o.at = sent;
+        for (const auto& t : r->route_tables) {
+          engine::ObservedTable ot;
+          ot.id = t.route_table_id;
+          std::string zone = tag(t.tags, "hanat:zone");
+          if (zone.empty()) zone = discovered_.table_zones[t.route_table_id];
+          ot.zone = zone;
+          for (const auto& rt : t.routes) {
+            if (std::find(discovered_.engine.destinations.begin(),
+                          discovered_.engine.destinations.end(),
+                          rt.destination_cidr) == discovered_.engine.destinations.end())
+              continue;
+            ot.routes.push_back({rt.destination_cidr, target_of(rt)});
+          }
+          o.tables.push_back(std::move(ot));
+        }
+        post(std::move(o));
+      });
+}
+
+void Node::write_route(const engine::WriteRoute& w) {
+  ec2::RouteTarget target;
+  switch (w.target.kind) {
+    case engine::TargetKind::Instance:
+      target.kind = ec2::RouteTarget::Kind::Instance;
+      break;
+    case engine::TargetKind::NatGateway:
+      target.kind = ec2::RouteTarget::Kind::NatGateway;
+      break;
+    default:
+      target.kind = ec2::RouteTarget::Kind::NetworkInterface;
+      break;
+  }
+  target.id = w.target.id;
+  ++route_writes_;
+  log::notice("route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
+              (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
+  auto cb = [this, op = w.op, epoch = w.epoch, table = w.table,
+             verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
+    std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
+    ++ec2_calls_[action + (r ? " ok" : " error")];
+    if (!r) {
+      if (ec2::is_throttling_code(r.error().code)) ++throttles_;
+      log::warning("route " + table + ": " + action + " failed: " + r.error().describe());
+    }
+    post(done_of(op, epoch, r ? nullptr : &r.error()));
+  };
+  if (w.verb == engine::RouteVerb::Create) {
+    ec2::CreateRouteRequest r;
+    r.route_table_id = w.table;
+    r.destination_cidr = w.destination;
+    r.target = target;
+    ec2_->create_route(r, {ec2::Priority::RouteWrite, milliseconds(0)}, cb);
+  } else {
+    ec2::ReplaceRouteRequest r;
+    r.route_table_id = w.table;
+    r.destination_cidr = w.destination;
+    r.target = target;
+    ec2_->replace_route(r, {ec2::Priority::RouteWrite, milliseconds(0)}, cb);
+  }
+}
+
+void Node::shutdown() {
+  stopping_ = true;
+  if (!handover_on_stop_ || !machine_ || phase_ != Phase::Running) {
+    if (!handover_on_stop_) log::notice("--no-handover: exiting without moving routes");
+    phase_ = Phase::Stopped;
+    if (hooks_.exit_ready) hooks_.exit_ready();
+    return;
+  }
+  post(engine::Shutdown{now()});
+}
+
+void Node::drain(bool on) {
+  if (!machine_) return;
+  post(engine::Drain{on, now()});
+}
+
+void Node::reconfigure(std::shared_ptr<const config::Config> cfg) {
+  cfg_ = std::move(cfg);
+  if (!machine_) return;
+  auto e = std::make_shared<engine::Config>(engine_config(discovered_));
+  discovered_.engine = *e;
+  post(engine::ConfigChanged{e, now()});
+}
+
+std::string Node::summary() const {
+  if (!machine_) {
+    return std::string("starting") + (phase_error_.empty() ? "" : ": " + phase_error_);
+  }
+  auto s = machine_->snapshot();
+  int owned = 0;
+  for (const auto& t : s.tables)
+    for (const auto& r : t.routes)
+      if (r.current.id == id_.eni_id || r.current.id == id_.instance_id) ++owned;
+  return std::string(engine::to_string(s.state)) + ", " + std::to_string(owned) + " of " +
+         std::to_string(s.tables.size()) + " route tables";
+}
+
+status::Json Node::status() const {
+  json_t* root = json_object();
+  static const char* kPhases[] = {"identity",  "ec2-client", "source-dest-check",
+                                  "discovery", "running",    "stopped"};
+  json_object_set_new(root, "phase", json_string(kPhases[static_cast<int>(phase_)]));
+  if (!phase_error_.empty()) json_object_set_new(root, "phase_error", jstr(phase_error_));
+  json_t* self = json_object();
+  json_object_set_new(self, "instance_id", jstr(id_.instance_id));
+  json_object_set_new(self, "zone", jstr(id_.zone));
+  json_object_set_new(self, "region", jstr(id_.region));
+  json_object_set_new(self, "vpc_id", jstr(id_.vpc_id));
+  json_object_set_new(self, "eni_id", jstr(id_.eni_id));
+  json_object_set_new(self, "private_ip", jstr(id_.private_ip));
+  json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
+  if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
+  json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
+  if (!egress_detail_.empty()) json_object_set_new(self, "egress_detail", jstr(egress_detail_));
+  json_object_set_new(root, "self", self);
+
+  json_t* counters = json_object();
+  json_object_set_new(counters, "failovers", json_integer(static_cast<json_int_t>(failovers_)));
+  json_object_set_new(counters, "route_writes",
+                      json_integer(static_cast<json_int_t>(route_writes_)));
+  json_object_set_new(counters, "throttles", json_integer(static_cast<json_int_t>(throttles_)));
+  if (nat_) {
+    const auto& nc = nat_->counters();
+    json_object_set_new(counters, "nat_applies", json_integer(static_cast<json_int_t>(nc.applies)));
+    json_object_set_new(
+        counters, "drift_repairs",
+        json_integer(static_cast<json_int_t>(nc.table_repairs + nc.sysctl_repairs)));
+  }
+  json_t* calls = json_object();
+  for (const auto& [k, v] : ec2_calls_)
+    json_object_set_new(calls, k.c_str(), json_integer(static_cast<json_int_t>(v)));
+  json_object_set_new(counters, "ec2_calls", calls);
+  json_object_set_new(root, "counters", counters);
+
+  if (!machine_) return status::Json(root);
+  auto s = machine_->snapshot();
+  json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
+  json_object_set_new(root, "drained", json_boolean(s.drained));
+  json_t* members = json_array();
+  for (const auto& m : s.members) {
+    json_t* jm = json_object();
+    json_object_set_new(jm, "instance_id", jstr(m.instance_id));
+    json_object_set_new(jm, "zone", jstr(m.zone));
+    json_object_set_new(jm, "self", json_boolean(m.self));
+    json_object_set_new(
+        jm, "health",
+        json_string(m.self ? engine::to_string(s.state) : engine::to_string(m.health)));
+    auto ait = discovered_.addresses.find(m.instance_id);
+    if (ait != discovered_.addresses.end()) json_object_set_new(jm, "address", jstr(ait->second));
+    if (m.down_since) json_object_set_new(jm, "down_for_ms", json_integer(ms_ago(*m.down_since)));
+    json_t* rtt = json_object();
+    for (const auto& [k, v] : last_rtt_) {
+      if (k.rfind(m.instance_id + "/", 0) == 0)
+        json_object_set_new(rtt, k.substr(m.instance_id.size() + 1).c_str(),
+                            json_integer(static_cast<json_int_t>(v.count())));
+    }
+    json_object_set_new(jm, "last_rtt_us", rtt);
+    json_array_append_new(members, jm);
+  }
+  json_object_set_new(root, "members", members);
+  json_t* tables = json_array();
+  for (const auto& t : s.tables) {
+    json_t* jt = json_object();
+    json_object_set_new(jt, "id", jstr(t.id));
+    json_object_set_new(jt, "zone", jstr(t.zone));
+    json_object_set_new(jt, "allocated", jstr(target_text(t.allocated)));
+    json_object_set_new(jt, "writes", json_integer(static_cast<json_int_t>(t.writes)));
+    if (t.hold_until && *t.hold_until > now())
+      json_object_set_new(jt, "hold_down_ms", json_integer(-ms_ago(*t.hold_until)));
+    json_t* routes = json_array();
+    for (const auto& r : t.routes) {
+      json_t* jr = json_object();
+      json_object_set_new(jr, "destination", jstr(r.destination));
+      json_object_set_new(jr, "current", jstr(target_text(r.current)));
+      json_object_set_new(jr, "in_flight", json_boolean(r.in_flight.has_value()));
+      if (!r.last_error.empty()) json_object_set_new(jr, "last_error", jstr(r.last_error));
+      json_array_append_new(routes, jr);
+    }
+    json_object_set_new(jt, "routes", routes);
+    json_array_append_new(tables, jt);
+  }
+  json_object_set_new(root, "tables", tables);
+  return status::Json(root);
+}
+
+}  // namespace hanat::daemon

@@ -1,0 +1,131 @@
+#pragma once
+// DOC: core/daemon/node wires hanatd's modules to the failover engine. Start-up runs in
+// phases: identity from IMDS (instance, zone, region, VPC, primary ENI), the EC2 client
+// with its credentials, the source/destination check turned off on the forwarding ENI,
+// discovery of the group's members and route tables, then the engine runs. From then on
+// probe results, EC2 completions, netfilter health, egress verdicts, IMDS termination
+// notices and operator commands become engine events, and the engine's actions become
+// EC2 calls, NAT applies, log lines and the status the socket serves. The engine decides;
+// this file only translates and executes.
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/config.h"
+#include "core/engine/machine.h"
+#include "core/status/status_server.h"
+#include "core/uv/uv.h"
+#include "ec2/ec2.h"
+#include "netfilter/manager.h"
+#include "probes/agent_server.h"
+#include "probes/monitor.h"
+
+namespace hanat::daemon {
+
+// What discovery found: the engine's view of the group plus what the shell needs to probe
+// and describe it.
+struct Discovered {
+  engine::Config engine;                           // members and destinations filled in
+  std::map<std::string, std::string> addresses;    // instance id -> private IPv4 to probe
+  std::map<std::string, std::string> table_zones;  // rtb id -> home zone
+  std::vector<engine::ObservedTable> observed;     // the tables as first described
+};
+
+struct Identity {
+  std::string instance_id, region, zone, mac, eni_id, subnet_id, vpc_id, private_ip;
+};
+
+class Node {
+ public:
+  struct Hooks {
+    std::function<void()> exit_ready;  // the engine finished its handover: exit now
+    // Plan mode only: discovery finished (write nothing, start nothing), or failed.
+    std::function<void(const Discovered&, const Identity&)> planned;
+    std::function<void(const std::string&)> plan_failed;
+  };
+  // plan_only: run identity and discovery once, report through hooks.planned or
+  // hooks.plan_failed, and never write (no src/dst change, no NAT, no route).
+  Node(uv::Loop& loop, std::shared_ptr<const config::Config> cfg, bool handover_on_stop,
+       Hooks hooks, bool plan_only = false);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  void start();
+  // SIGTERM: hand this host's routes to a peer first (unless --no-handover), then exit.
+  void shutdown();
+  void drain(bool on);
+  void reconfigure(std::shared_ptr<const config::Config> cfg);
+  [[nodiscard]] status::Json status() const;
+  [[nodiscard]] std::string summary() const;  // one line for systemd's STATUS=
+
+ private:
+  enum class Phase { Identity, Client, SourceDestCheck, Discovery, Running, Stopped };
+  void fail_phase(const std::string& what, const std::string& why);
+  void retry_phase(std::chrono::milliseconds in);
+  void run_phase();
+  void phase_identity();
+  void phase_client();
+  void phase_source_dest_check();
+  void phase_discovery();
+  void start_engine(Discovered d);
+  void start_probes();
+  void start_notices();
+
+  void post(engine::Event ev);
+  void pump();
+  void execute(const engine::Action& a);
+  void arm_engine_timer();
+  void describe_routes(engine::OpId op);
+  void write_route(const engine::WriteRoute& w);
+  void feed_self_health();
+  engine::Config engine_config(const Discovered& d) const;
+  [[nodiscard]] probes::AgentReply agent_reply() const;
+
+  uv::Loop& loop_;
+  std::shared_ptr<const config::Config> cfg_;
+  bool handover_on_stop_;
+  Hooks hooks_;
+  bool plan_only_ = false;
+  Phase phase_ = Phase::Identity;
+  std::string phase_error_;
+  int phase_attempts_ = 0;
+  Identity id_;
+
+  std::unique_ptr<ec2::ImdsClient> imds_;
+  std::shared_ptr<ec2::CredentialSource> creds_;
+  ec2::RoleCredentials* role_ = nullptr;  // owned by creds_ when the role is used
+  std::unique_ptr<ec2::Client> ec2_;
+  std::unique_ptr<netfilter::NatManager> nat_;
+  std::unique_ptr<probes::PeerMonitor> peers_;
+  std::unique_ptr<probes::EgressCheck> egress_;
+  std::unique_ptr<probes::AgentServer> agent_;
+  std::unique_ptr<engine::Machine> machine_;
+  Discovered discovered_;
+
+  uv::Timer phase_timer_;
+  uv::Timer engine_timer_;
+  uv::Timer notice_timer_;
+  std::deque<engine::Event> queue_;
+  bool pumping_ = false;
+  bool stopping_ = false;
+  bool notice_sent_ = false;
+  bool nat_healthy_ = false;
+  std::string nat_reason_;
+  engine::Health egress_health_ = engine::Health::Unknown;
+  std::string egress_detail_;
+  std::map<std::string, std::chrono::microseconds> last_rtt_;  // "peer/kind" -> rtt
+  std::map<std::string, std::uint64_t> ec2_calls_;             // "Action outcome" -> count
+  std::uint64_t failovers_ = 0;
+  std::uint64_t route_writes_ = 0;
+  std::uint64_t throttles_ = 0;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace hanat::daemon

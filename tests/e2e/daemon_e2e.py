@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""hanatd end to end in the lab: two NAT hosts, each running hanatd in its own network
+namespace against moto (signatures checked) and its own fake IMDS, with private hosts whose
+routing follows the route tables. Each scenario asserts what an operator would see: the
+route tables in EC2, the private hosts' traffic, and `hanatctl status --json`.
+
+Exit 0 when every check passed, 1 on a failure, 77 when the lab cannot run (not root,
+tools missing). The last line says PASSED, FAILED or SKIPPED.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from hanatlab import Lab, LabUnavailable  # noqa: E402
+
+HANATD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../build/bin/hanatd")
+HANATCTL = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "../../build/bin/hanatctl")
+failures = []
+
+
+def check(what, cond, detail=""):
+    print(("ok:   " if cond else "FAIL: ") + what + ("" if cond else f" ({detail})"), flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def poll(what, fn, timeout):
+    """Polls fn() until it returns something truthy or the deadline passes."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - the daemon may not be up yet
+            last = e
+        time.sleep(0.05)
+    print(f"      timed out after {timeout}s waiting for {what}; last: {last!r}"[:600])
+    return None
+
+
+def node(lab, nat):
+    return lab.hanatd_status(nat).get("node", {})
+
+
+def routes(lab):
+    """rtb id -> ENI id of its default route, as EC2 (moto) has it now."""
+    out = {}
+    for t in lab.ec2().describe_route_tables(
+            Filters=[{"Name": "tag:hanat:group", "Values": [lab.desc["group"]]}])["RouteTables"]:
+        for r in t["Routes"]:
+            if r.get("DestinationCidrBlock") == "0.0.0.0/0":
+                out[t["RouteTableId"]] = r.get("NetworkInterfaceId") or r.get("InstanceId")
+    return out
+
+
+def ctl(lab, nat, *args):
+    sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
+    return subprocess.run([HANATCTL, "--socket", sock] + list(args), capture_output=True,
+                          text=True, timeout=10)
+
+
+def ctl_status_json(lab, nat):
+    n = lab.nat(nat)
+    sock = os.path.join(n["dir"], "hanatd.sock")
+    out = subprocess.run([HANATCTL, "--socket", sock, "status", "--json"], capture_output=True,
+                         text=True, timeout=10)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+OVERRIDES = {"probe": {"interval": "100ms", "timeout": "100ms", "rise": 3, "fall": 3},
+             "failover": {"failback_delay": "3s", "handover_timeout": "5s"},
+             "ec2": {"route_refresh_interval": "2s"}}
+
+
+def start(lab, nat, args=()):
+    p, _ = lab.start_hanatd(nat, HANATD, OVERRIDES, args=list(args))
+    return p
+
+
+def active(lab, nat):
+    n = node(lab, nat)
+    return n if n.get("state") == "active" else None
+
+
+def main():
+    try:
+        lab_cm = Lab(nats=2, hosts_per_zone=1, name="e2ed")
+        lab = lab_cm.__enter__()
+    except LabUnavailable as e:
+        print(f"SKIPPED: {e}")
+        return 77
+    try:
+        run(lab)
+    finally:
+        lab_cm.__exit__(None, None, None)
+    if failures:
+        print(f"FAILED: {len(failures)} check(s): " + "; ".join(failures))
+        return 1
+    print("PASSED: hanatd e2e scenarios")
+    return 0
+
+
+def run(lab):
+    eni = {1: lab.nat(1)["eni_id"], 2: lab.nat(2)["eni_id"]}
+    rt_a, rt_b = lab.route_table("a")["id"], lab.route_table("b")["id"]
+    before = routes(lab)
+
+    # --- plan: prints members, tables with current and allocated targets, and the writes
+    # this host would make now; writes nothing (EC2 routes and the ENI untouched).
+    def src_dst(n):
+        r = lab.ec2().describe_network_interfaces(NetworkInterfaceIds=[eni[n]])
+        return r["NetworkInterfaces"][0].get("SourceDestCheck")
+
+    cfg1 = lab.write_config(1, OVERRIDES)
+    lab.ec2().replace_route(RouteTableId=rt_a, DestinationCidrBlock="0.0.0.0/0",
+                            NetworkInterfaceId=eni[2])
+    moved = routes(lab)
+    sd_before = src_dst(1)
+    plan = subprocess.run(["ip", "netns", "exec", lab.nat(1)["ns"], HANATD, "plan", "--config",
+                           cfg1], capture_output=True, text=True, timeout=60)
+    print("      " + plan.stdout.replace("\n", "\n      "))
+    check("plan exits 0", plan.returncode == 0, plan.stderr[-400:])
+    check("plan names the group", f'hanatd plan: group "{lab.desc["group"]}"' in plan.stdout)
+    check("plan lists both members and marks this host",
+          lab.nat(1)["instance_id"] in plan.stdout and lab.nat(2)["instance_id"] in plan.stdout
+          and "(this host)" in plan.stdout, plan.stdout)
+    check("plan shows the claim of table a",
+          f"ReplaceRoute {rt_a} 0.0.0.0/0: {eni[2]} -> {eni[1]}" in plan.stdout, plan.stdout)
+    check("plan does not push table b (claim, don't push)", f"ReplaceRoute {rt_b}" not in plan.stdout)
+    check("plan wrote nothing: EC2 routes unchanged", routes(lab) == moved, routes(lab))
+    check("plan wrote nothing: source/dest check unchanged", src_dst(1) == sd_before)
+    lab.ec2().replace_route(RouteTableId=rt_a, DestinationCidrBlock="0.0.0.0/0",
+                            NetworkInterfaceId=eni[1])
+    bad = subprocess.run(["ip", "netns", "exec", lab.nat(1)["ns"], HANATD, "plan", "--config",
+                          lab.write_config(1, {"ec2": {"secret_access_key": "wrong"}},
+                                           path=os.path.join(lab.desc["dir"], "bad.toml"))],
+                         capture_output=True, text=True, timeout=60)
+    check("plan with a wrong secret exits 1 naming AuthFailure",
+          bad.returncode == 1 and "AuthFailure" in bad.stderr, (bad.returncode, bad.stderr[-300:]))
+
+    p1, p2 = start(lab, 1), start(lab, 2)
+
+    # --- start-up claims the right tables, and writes no route that is already right.
+    n1 = poll("nat1 active", lambda: active(lab, 1), 20)
+    n2 = poll("nat2 active", lambda: active(lab, 2), 20)
+    check("both members reach state active", bool(n1 and n2), f"{n1} {n2}")
+    check("nat1 sees nat2 rise to up",
+          poll("nat1 sees nat2 up", lambda: [m for m in node(lab, 1)["members"]
+                                              if not m["self"] and m["health"] == "up"], 15))
+    st = ctl_status_json(lab, 1)
+    check("hanatctl status --json shows the node", st is not None and "node" in st, st)
+    if st:
+        tables = {t["id"]: t for t in st["node"]["tables"]}
+        check("nat1 sees table a allocated to itself", tables[rt_a]["allocated"] == eni[1], tables)
+        check("nat1 sees table b allocated to nat2", tables[rt_b]["allocated"] == eni[2], tables)
+        peers = [m for m in st["node"]["members"] if not m["self"]]
+        check("nat1 sees nat2 up", peers and peers[0]["health"] == "up", peers)
+    check("start-up wrote no route (they were already right)",
+          node(lab, 1)["counters"]["route_writes"] == 0 and
+          node(lab, 2)["counters"]["route_writes"] == 0)
+    check("EC2 routes unchanged by start-up", routes(lab) == before, routes(lab))
+
+    # --- a crashed hanatd restarted (systemd's Restart=always) changes nothing that is
+    # already right: no route write, no src/dst-check write. (SIGTERM would be a planned
+    # handover, tested below.) The NAT kept forwarding and answering pings meanwhile, so
+    # nat2 must not have taken table a either.
+    p1.kill()
+    p1.wait(timeout=5)
+    p1 = start(lab, 1)
+    n1 = poll("nat1 active again", lambda: active(lab, 1), 20)
+    calls = (n1 or {}).get("counters", {}).get("ec2_calls", {})
+    check("restart: no mutating EC2 call",
+          n1 is not None and not any(k.split()[0] not in ("DescribeRouteTables",) for k in calls)
+          and n1["counters"]["route_writes"] == 0, calls)
+    check("restart: EC2 routes unchanged", routes(lab) == before, routes(lab))
+
+    # --- link cut: nat1 loses every leg; nat2 takes table a; traffic resumes via nat2.
+    stream = lab.start_stream("a1", rate=200)
+    stream.wait_received(100)
+    t0 = time.time()
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(1, leg, False, mode="drop")
+    ev = lab.wait_route("a1", lab.nat(2)["private_address"], timeout=10, since=t0)
+    check("link cut: the fabric moves a1 to nat2", ev is not None)
+    check("link cut: EC2 routes table a to nat2",
+          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 10))
+    time.sleep(0.5)  # let traffic flow after the switch before closing the stream
+    r = stream.stop()
+    check(f"link cut: outage {r['max_gap_ms']:.0f} ms < 3000 ms and traffic now leaves via nat2",
+          r["max_gap_ms"] < 3000 and r["source_after"] == lab.nat(2)["public_address"], r)
+    n2 = node(lab, 2)
+    peer = [m for m in n2["members"] if not m["self"]][0]
+    check("link cut: nat2 reports nat1 down", peer["health"] == "down", peer)
+
+    # --- failback: nat1's links return; after failback_delay it takes table a back.
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(1, leg, True, mode="drop")
+    check("failback: table a returns to nat1 after the delay",
+          poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30))
+
+    # --- hanatctl drain / undrain: nat1 hands table a to nat2, then takes it back.
+    poll("nat1 active after failback", lambda: active(lab, 1), 15)
+    text = ctl(lab, 1, "status").stdout
+    check("hanatctl status shows state, members and route tables",
+          "state:       active" in text and "members:" in text and "route tables:" in text
+          and rt_a in text, text)
+    d = ctl(lab, 1, "drain")
+    check("hanatctl drain answers", d.returncode == 0 and "draining" in d.stdout, d.stderr)
+    check("drain: table a moves to nat2",
+          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 15), routes(lab))
+    check("drain: nat1 reports drained",
+          poll("nat1 drained", lambda: node(lab, 1).get("state") == "drained", 10),
+          node(lab, 1).get("state"))
+    u = ctl(lab, 1, "undrain")
+    check("hanatctl undrain answers", u.returncode == 0, u.stderr)
+    check("undrain: table a returns to nat1",
+          poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
+
+    # --- SIGTERM: nat2 hands table b to nat1 before it exits (make-before-break).
+    poll("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
+                                        if not m["self"] and m["health"] == "up"], 15)
+    stream = lab.start_stream("b1", rate=200)
+    stream.wait_received(100)
+    p2.send_signal(signal.SIGTERM)
+    try:
+        code = p2.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    check("SIGTERM: hanatd exits 0 after the handover", code == 0, code)
+    check("SIGTERM: table b points at nat1 once nat2 has exited", routes(lab)[rt_b] == eni[1],
+          routes(lab))
+    ev = lab.wait_route("b1", lab.nat(1)["private_address"], timeout=10)
+    time.sleep(0.5)
+    r = stream.stop()
+    check(f"SIGTERM: outage {r['max_gap_ms']:.0f} ms < 1000 ms", r["max_gap_ms"] < 1000, r)
+
+    # --- spot notice on nat1 (nat2 back up first): nat1 hands its tables to nat2 and exits.
+    p2 = start(lab, 2)
+    poll("nat2 active", lambda: active(lab, 2), 20)
+    poll("nat1 sees nat2 up", lambda: [m for m in node(lab, 1)["members"]
+                                        if not m["self"] and m["health"] == "up"], 15)
+    lab.set_imds(1, spot_instance_action={"action": "terminate",
+                                          "time": "2026-11-22T08:00:00Z"})
+    check("spot notice: table a moves to nat2",
+          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 20), routes(lab))
+    check("spot notice: table b stays on nat2", routes(lab)[rt_b] == eni[2], routes(lab))
+    try:
+        code = p1.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    check("spot notice: hanatd on nat1 exits after the handover", code == 0, code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
