@@ -174,6 +174,8 @@ void Node::run_phase() {
       return phase_client();
     case Phase::SourceDestCheck:
       return phase_source_dest_check();
+    case Phase::FloatingEni:
+      return phase_floating_eni();
     case Phase::Discovery:
       return phase_discovery();
     case Phase::Running:
@@ -292,7 +294,7 @@ void Node::phase_source_dest_check() {
         bool on = r->network_interfaces.empty() ||
                   r->network_interfaces.front().source_dest_check.value_or(true);
         if (!on) {
-          phase_ = Phase::Discovery;
+          phase_ = Phase::FloatingEni;
           phase_attempts_ = 0;
           return run_phase();
         }
@@ -305,6 +307,65 @@ void Node::phase_source_dest_check() {
                 return fail_phase("disabling the source/destination check", w.error().describe());
               log::notice("source/destination check disabled on " + id_.eni_id);
               // Loop back to verify it reads back off.
+              run_phase();
+            });
+      });
+}
+
+void Node::phase_floating_eni() {
+  const std::string& eni = cfg_->failover.floating_eni;
+  if (eni.empty()) {
+    phase_ = Phase::Discovery;
+    return run_phase();
+  }
+  // A floating ENI carries addresses that must follow the active NAT. EC2 refuses to
+  // attach an ENI that another instance still holds (it must be detached first, which the
+  // previous owner's handover or its termination does), so wait for it, bounded by
+  // handover_timeout x 6, then carry on without it and say so.
+  if (!floating_since_) floating_since_ = Clock::now();
+  auto limit = cfg_->failover.handover_timeout * 6;
+  auto next = [this] {
+    phase_ = Phase::Discovery;
+    phase_attempts_ = 0;
+    run_phase();
+  };
+  ec2::DescribeNetworkInterfacesRequest req;
+  req.network_interface_ids = {eni};
+  ec2_->describe_network_interfaces(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this, eni, limit, next](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        if (!r) return fail_phase("floating ENI " + eni, r.error().describe());
+        if (r->network_interfaces.empty()) return fail_phase("floating ENI " + eni, "not found");
+        const auto& ni = r->network_interfaces.front();
+        if (ni.attached_instance_id == id_.instance_id) {
+          floating_eni_state_ = "attached";
+          log::notice("floating ENI " + eni + " is attached to this host");
+          return next();
+        }
+        if (!ni.attached_instance_id.empty()) {
+          auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - *floating_since_);
+          if (waited >= limit) {
+            floating_eni_state_ = "gave up: still attached to " + ni.attached_instance_id;
+            log::error("floating ENI " + eni + " is still attached to " + ni.attached_instance_id +
+                       " after " + config::format_duration(waited) + ", continuing without it");
+            return next();
+          }
+          floating_eni_state_ = "waiting for " + ni.attached_instance_id + " to release it";
+          log::info("floating ENI " + eni + " is attached to " + ni.attached_instance_id +
+                    ", waiting for it to be released");
+          return retry_phase(milliseconds(1000));
+        }
+        ec2::AttachNetworkInterfaceRequest a;
+        a.network_interface_id = eni;
+        a.instance_id = id_.instance_id;
+        a.device_index = 1;
+        ec2_->attach_network_interface(
+            a, {ec2::Priority::Write, milliseconds(0)},
+            [this, eni](ec2::Ec2Result<ec2::AttachNetworkInterfaceOk> w) {
+              ++ec2_calls_[std::string("AttachNetworkInterface ") + (w ? "ok" : "error")];
+              if (!w) return fail_phase("attaching floating ENI " + eni, w.error().describe());
+              log::notice("floating ENI " + eni + " attached (" + w->attachment_id + ")");
+              // Loop back: the next pass reads it back as attached to this host.
               run_phase();
             });
       });
@@ -832,8 +893,9 @@ std::string Node::summary() const {
 
 status::Json Node::status() const {
   json_t* root = json_object();
-  static const char* kPhases[] = {"identity",  "ec2-client", "source-dest-check",
-                                  "discovery", "running",    "stopped"};
+  static const char* kPhases[] = {"identity",     "ec2-client", "source-dest-check",
+                                  "floating-eni", "discovery",  "running",
+                                  "stopped"};
   json_object_set_new(root, "phase", json_string(kPhases[static_cast<int>(phase_)]));
   if (!phase_error_.empty()) json_object_set_new(root, "phase_error", jstr(phase_error_));
   json_t* self = json_object();
@@ -843,6 +905,10 @@ status::Json Node::status() const {
   json_object_set_new(self, "vpc_id", jstr(id_.vpc_id));
   json_object_set_new(self, "eni_id", jstr(id_.eni_id));
   json_object_set_new(self, "private_ip", jstr(id_.private_ip));
+  if (!cfg_->failover.floating_eni.empty()) {
+    json_object_set_new(self, "floating_eni", jstr(cfg_->failover.floating_eni));
+    json_object_set_new(self, "floating_eni_state", jstr(floating_eni_state_));
+  }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));

@@ -66,13 +66,14 @@ class Node {
   [[nodiscard]] std::string summary() const;  // one line for systemd's STATUS=
 
  private:
-  enum class Phase { Identity, Client, SourceDestCheck, Discovery, Running, Stopped };
+  enum class Phase { Identity, Client, SourceDestCheck, FloatingEni, Discovery, Running, Stopped };
   void fail_phase(const std::string& what, const std::string& why);
   void retry_phase(std::chrono::milliseconds in);
   void run_phase();
   void phase_identity();
   void phase_client();
   void phase_source_dest_check();
+  void phase_floating_eni();
   void phase_discovery();
   void start_engine(Discovered d);
   void start_probes();
@@ -95,6 +96,8 @@ class Node {
   bool plan_only_ = false;
   Phase phase_ = Phase::Identity;
   std::string phase_error_;
+  std::string floating_eni_state_;  // for status: attached / waiting for <owner> / gave up
+  std::optional<std::chrono::steady_clock::time_point> floating_since_;
   int phase_attempts_ = 0;
   Identity id_;
 

@@ -258,6 +258,32 @@ def run(lab):
         code = None
     check("spot notice: hanatd on nat1 exits after the handover", code == 0, code)
 
+    # --- floating ENI: held by nat2's instance; hanatd on nat1 waits until it is released,
+    # then attaches it. (moto would attach it twice: the waiting is hanatd's own.)
+    lab.set_imds(1)
+    ec2 = lab.ec2()
+    fl = ec2.create_network_interface(SubnetId=lab.nat(1)["subnet_id"])["NetworkInterface"]
+    fl_id = fl["NetworkInterfaceId"]
+    att = ec2.attach_network_interface(NetworkInterfaceId=fl_id, DeviceIndex=1,
+                                       InstanceId=lab.nat(2)["instance_id"])["AttachmentId"]
+    ov = json.loads(json.dumps(OVERRIDES))
+    ov["failover"]["floating_eni"] = fl_id
+    p1, _ = lab.start_hanatd(1, HANATD, ov, name="hanatd-nat1-eni")
+    waiting = poll("nat1 waiting for the floating ENI", lambda: "waiting for " + lab.nat(2)[
+        "instance_id"] in node(lab, 1).get("self", {}).get("floating_eni_state", ""), 20)
+    check("floating ENI: nat1 waits while nat2 holds it", bool(waiting),
+          node(lab, 1).get("self"))
+    ec2.detach_network_interface(AttachmentId=att)
+
+    def attached_to_nat1():
+        ni = ec2.describe_network_interfaces(NetworkInterfaceIds=[fl_id])["NetworkInterfaces"][0]
+        return ni.get("Attachment", {}).get("InstanceId") == lab.nat(1)["instance_id"]
+    check("floating ENI: attached to nat1 once released", poll("ENI on nat1", attached_to_nat1, 20))
+    check("floating ENI: status says attached",
+          poll("status attached", lambda: node(lab, 1).get("self", {}).get(
+              "floating_eni_state") == "attached", 10), node(lab, 1).get("self"))
+    check("floating ENI: nat1 then runs normally", poll("nat1 active", lambda: active(lab, 1), 20))
+
 
 if __name__ == "__main__":
     sys.exit(main())
