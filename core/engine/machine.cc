@@ -271,6 +271,10 @@ void Machine::absorb_ec2(const Ec2Done& d) {
       r->attempts = 0;
       r->last_write_done = now_;
       r->last_error.clear();
+      // Re-read soon after a write so that a concurrent writer is noticed within seconds,
+      // not a whole describe interval later. Not at once: EC2 reads are eventually
+      // consistent, and a Describe sent within observe_settle of the write is not believed.
+      next_describe_at_ = std::min(next_describe_at_, now_ + cfg_->observe_settle);
       return;
     case Ec2Outcome::Throttled:
       // The account's mutating bucket is empty: stop spending ours too, so retries of a large

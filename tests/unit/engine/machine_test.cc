@@ -380,6 +380,24 @@ TEST(FailoverMachine, NoWriteWhenTheObservedTargetAlreadyMatches) {
   EXPECT_EQ(h.snap().writes_total, 0u);
 }
 
+TEST(FailoverMachine, RereadsRoutesOneSettleTimeAfterASuccessfulWrite) {
+  Config c = base_config();
+  c.describe_interval = 15s;
+  c.observe_settle = 2s;
+  Harness h{c};
+  h.start(kHomeTables);
+  h.advance(15s);  // let the periodic Describe schedule settle
+  h.take();
+  h.probes("i-b", false, 3);  // takeover write
+  ASSERT_THAT(h.in_flight(), SizeIs(1));
+  h.take();
+  h.complete_writes();
+  h.advance(1900ms);
+  EXPECT_THAT(only<DescribeRoutes>(h.take()), IsEmpty()) << "re-read before the settle time";
+  h.advance(200ms);
+  EXPECT_THAT(only<DescribeRoutes>(h.take()), SizeIs(1)) << "no re-read after the write";
+}
+
 TEST(FailoverMachine, InFlightWriteIsNotDuplicated) {
   Harness h{base_config()};
   h.start(kHomeTables);
