@@ -117,8 +117,10 @@ class Reader {
     for (const Field& f : fields) known.push_back(f.name);
     for (const auto& [k, v] : *t) {
       std::string key = std::string(name) + "." + std::string(k.str());
+      // Named copy: clang before 16 cannot capture a structured binding in a lambda.
+      const std::string_view k_str = k.str();
       auto it = std::find_if(fields.begin(), fields.end(),
-                             [&](const Field& f) { return f.name == k.str(); });
+                             [&](const Field& f) { return f.name == k_str; });
       if (it == fields.end()) {
         error(k.source(), key, "unknown key" + suggestion(k.str(), known));
         continue;
