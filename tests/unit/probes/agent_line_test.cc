@@ -113,6 +113,24 @@ TEST(AgentLine, RejectsOverlongLine) {
   EXPECT_EQ(r.error(), "agent line: longer than 256 bytes");
 }
 
+// Regression (tests/fuzz/crashes/fuzz_agent_line/overlong_instance_id): an instance id long
+// enough to push the facts past kAgentLineMax produced an up line that did not parse.
+TEST(AgentLine, FormatterCutsAnOverlongInstanceIdSoTheFactsStillFit) {
+  AgentReply up{.up = true,
+                .instance_id = std::string(250, 'k'),
+                .facts = {.forwarding = true, .masquerade = true, .egress_ok = true},
+                .reason = {}};
+  auto back = parse_agent_line(format_agent_line(up));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->instance_id, std::string(64, 'k'));
+  EXPECT_EQ(back->facts, up.facts);
+
+  AgentReply down{.up = false, .instance_id = std::string(300, 'k'), .facts = {}, .reason = "x"};
+  auto d = parse_agent_line(format_agent_line(down));
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_EQ(d->reason, "x");
+}
+
 TEST(AgentLine, FormatterSanitisesSoOutputAlwaysParses) {
   AgentReply r{.up = false,
                .instance_id = "i 1/\n",
