@@ -131,6 +131,15 @@ TEST(AgentLine, FormatterCutsAnOverlongInstanceIdSoTheFactsStillFit) {
   EXPECT_EQ(d->reason, "x");
 }
 
+// Regression (tests/fuzz/crashes/fuzz_agent_line/overlong_id_round_trip): the parser refuses
+// what the formatter would cut, so an accepted line formats back to the same reply.
+TEST(AgentLine, ParserRefusesInstanceIdsLongerThanTheFormatterSends) {
+  auto r = parse_agent_line("down " + std::string(65, 'i') + " maintenance\n");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), "agent line: instance id longer than 64 characters");
+  EXPECT_TRUE(parse_agent_line("down " + std::string(64, 'i') + " maintenance\n"));
+}
+
 TEST(AgentLine, FormatterSanitisesSoOutputAlwaysParses) {
   AgentReply r{.up = false,
                .instance_id = "i 1/\n",
