@@ -55,6 +55,11 @@ std::string format_agent_line(const AgentReply& r) {
   } else {
     std::string reason;
     for (char c : r.reason) reason += (c >= 0x20 && c < 0x7f) ? c : ' ';
+    // Cut to what fits before deciding whether it is blank: a reason whose only printable
+    // characters lay past the cut gave a line the parser refuses (found by
+    // tests/fuzz/fuzz_agent_line). "down " and an id of at most kIdMax leave room.
+    const std::size_t room = kAgentLineMax - line.size() - 1;
+    if (reason.size() > room) reason.resize(room);
     if (reason.find_first_not_of(' ') == std::string::npos) reason = "unspecified";
     line += ' ';
     line += reason;

@@ -131,6 +131,16 @@ TEST(AgentLine, FormatterCutsAnOverlongInstanceIdSoTheFactsStillFit) {
   EXPECT_EQ(d->reason, "x");
 }
 
+// Regression (tests/fuzz/crashes/fuzz_agent_line/blank_after_cut_reason): a reason whose
+// printable part lies beyond the line limit is blank once cut, so it is sent as unspecified.
+TEST(AgentLine, FormatterReplacesAReasonThatIsBlankOnceCut) {
+  AgentReply r{.up = false, .instance_id = "i-1", .facts = {}, .reason = std::string(300, '\a')};
+  r.reason += "disk full";
+  auto back = parse_agent_line(format_agent_line(r));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->reason, "unspecified");
+}
+
 // Regression (tests/fuzz/crashes/fuzz_agent_line/overlong_id_round_trip): the parser refuses
 // what the formatter would cut, so an accepted line formats back to the same reply.
 TEST(AgentLine, ParserRefusesInstanceIdsLongerThanTheFormatterSends) {
