@@ -297,7 +297,13 @@ std::optional<WallTime> parse_iso8601(std::string_view s) {
     while (*end >= '0' && *end <= '9') ++end;
   }
   if (*end != 'Z' || end[1] != '\0') return std::nullopt;
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  // system_clock counts nanoseconds in a signed 64-bit integer (libstdc++), so it spans
+  // 1677-09-21 to 2262-04-11: refuse a time outside that instead of overflowing (undefined
+  // behaviour) in from_time_t. Found by tests/fuzz/fuzz_imds_json.
+  constexpr auto kMax = std::chrono::duration_cast<std::chrono::seconds>(WallTime::duration::max());
+  const std::time_t t = timegm(&tm);
+  if (t >= kMax.count() || t <= -kMax.count()) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(t);
 }
 
 core::Result<Credentials, std::string> parse_role_credentials(std::string_view text) {

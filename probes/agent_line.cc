@@ -32,11 +32,18 @@ constexpr std::array<FactSlot, 4> kFacts{{{"forwarding", &AgentFacts::forwarding
                                           {"egress", &AgentFacts::egress_ok},
                                           {"draining", &AgentFacts::draining}}};
 
+// EC2 instance ids are at most 19 characters ("i-" and 17 hex digits). Longer ids are cut
+// by the formatter, so that an up line's facts and a down line's reason always fit in
+// kAgentLineMax (an id of ~200 characters pushed them out and the line no longer parsed),
+// and refused by the parser, so that every accepted line formats back to itself (both
+// found by tests/fuzz/fuzz_agent_line).
+constexpr std::size_t kIdMax = 64;
+
 }  // namespace
 
 std::string format_agent_line(const AgentReply& r) {
   std::string id;
-  for (char c : r.instance_id) id += valid_id_char(c) ? c : '_';
+  for (char c : std::string_view(r.instance_id).substr(0, kIdMax)) id += valid_id_char(c) ? c : '_';
   if (id.empty()) id = "unknown";
   std::string line = (r.up ? "up " : "down ") + id;
   if (r.up) {
@@ -48,6 +55,11 @@ std::string format_agent_line(const AgentReply& r) {
   } else {
     std::string reason;
     for (char c : r.reason) reason += (c >= 0x20 && c < 0x7f) ? c : ' ';
+    // Cut to what fits before deciding whether it is blank: a reason whose only printable
+    // characters lay past the cut gave a line the parser refuses (found by
+    // tests/fuzz/fuzz_agent_line). "down " and an id of at most kIdMax leave room.
+    const std::size_t room = kAgentLineMax - line.size() - 1;
+    if (reason.size() > room) reason.resize(room);
     if (reason.find_first_not_of(' ') == std::string::npos) reason = "unspecified";
     line += ' ';
     line += reason;
@@ -90,6 +102,9 @@ core::Result<AgentReply, std::string> parse_agent_line(std::string_view line) {
   }
   std::string_view id = next_token();
   if (id.empty()) return fail("missing instance id after '" + std::string(verb) + "'");
+  if (id.size() > kIdMax) {
+    return fail("instance id longer than " + std::to_string(kIdMax) + " characters");
+  }
   for (char c : id) {
     if (!valid_id_char(c)) return fail("invalid character in instance id " + quoted(id));
   }

@@ -117,8 +117,10 @@ class Reader {
     for (const Field& f : fields) known.push_back(f.name);
     for (const auto& [k, v] : *t) {
       std::string key = std::string(name) + "." + std::string(k.str());
+      // Named copy: clang before 16 cannot capture a structured binding in a lambda.
+      const std::string_view k_str = k.str();
       auto it = std::find_if(fields.begin(), fields.end(),
-                             [&](const Field& f) { return f.name == k.str(); });
+                             [&](const Field& f) { return f.name == k_str; });
       if (it == fields.end()) {
         error(k.source(), key, "unknown key" + suggestion(k.str(), known));
         continue;
@@ -316,6 +318,8 @@ std::string Error::to_string() const {
   return o.str();
 }
 
+constexpr std::int64_t kMaxDurationTermsMs = 100'000'000'000LL * 3'600'000;
+
 std::optional<milliseconds> parse_duration(std::string_view s) {
   if (s.empty()) return std::nullopt;
   std::int64_t total = 0;
@@ -346,6 +350,9 @@ std::optional<milliseconds> parse_duration(std::string_view s) {
       return std::nullopt;
     }
     total += v * unit;
+    // One term is at most 1e11 h = 3.6e17 ms; refusing a sum past that keeps the total far
+    // from int64 overflow, which a long run of terms reached (found by tests/fuzz/fuzz_config).
+    if (total > kMaxDurationTermsMs) return std::nullopt;
   }
   return milliseconds(total);
 }

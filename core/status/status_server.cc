@@ -71,6 +71,25 @@ std::error_code prepare_path(const std::string& path, std::string* why) {
 
 }  // namespace
 
+core::Result<std::optional<Request>, std::string> parse_request(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return std::optional<Request>{};
+  json_error_t jerr;
+  Json body(json_loadb(line.data(), line.size(), JSON_REJECT_DUPLICATES, &jerr));
+  if (!body) {
+    return core::Unexpected("malformed JSON at column " + std::to_string(jerr.column) + ": " +
+                            jerr.text);
+  }
+  const json_t* cmd = json_object_get(body.get(), "cmd");
+  if (!json_is_object(body.get()) || !json_is_string(cmd)) {
+    return core::Unexpected(std::string("request must be a JSON object with a string \"cmd\""));
+  }
+  Request req;
+  req.cmd = json_string_value(cmd);
+  req.body = std::move(body);
+  return std::optional<Request>(std::move(req));
+}
+
 StatusServer::StatusServer(uv::Loop& loop, ServerOptions options)
     : loop_(loop), opts_(std::move(options)), server_(loop), graveyard_(loop) {}
 
@@ -191,22 +210,14 @@ void StatusServer::on_data(Client& c, std::string_view data) {
 }
 
 void StatusServer::handle_line(Client& c, std::string_view line) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.find_first_not_of(" \t") == std::string_view::npos) return;
-  json_error_t jerr;
-  Json req(json_loadb(line.data(), line.size(), JSON_REJECT_DUPLICATES, &jerr));
-  if (!req) {
-    reply(c,
-          error_reply("malformed JSON at column " + std::to_string(jerr.column) + ": " + jerr.text)
-              .get());
+  auto parsed = parse_request(line);
+  if (!parsed) {
+    reply(c, error_reply(parsed.error()).get());
     return;
   }
-  const json_t* cmd = json_object_get(req.get(), "cmd");
-  if (!json_is_object(req.get()) || !json_is_string(cmd)) {
-    reply(c, error_reply("request must be a JSON object with a string \"cmd\"").get());
-    return;
-  }
-  std::string name = json_string_value(cmd);
+  if (!parsed->has_value()) return;  // blank line
+  Request& req = **parsed;
+  const std::string& name = req.cmd;
   auto it = handlers_.find(name);
   if (it == handlers_.end()) {
     std::string known;
@@ -214,7 +225,7 @@ void StatusServer::handle_line(Client& c, std::string_view line) {
     reply(c, error_reply("unknown command " + log::quote(name) + " (known: " + known + ")").get());
     return;
   }
-  Json answer = it->second(req.get());
+  Json answer = it->second(req.body.get());
   if (!answer) answer = error_reply("command " + log::quote(name) + " failed");
   if (json_object_get(answer.get(), "ok") == nullptr)
     json_object_set_new(answer.get(), "ok", json_true());

@@ -13,9 +13,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 
+#include "core/base/result.h"
 #include "core/uv/uv.h"
 
 namespace hanat::status {
@@ -25,6 +28,20 @@ struct JsonDeleter {
   void operator()(json_t* j) const { json_decref(j); }
 };
 using Json = std::unique_ptr<json_t, JsonDeleter>;
+
+// One parsed request line: the request object and its "cmd" member.
+struct Request {
+  std::string cmd;
+  Json body;  // a JSON object holding a string "cmd"
+};
+
+// Parses one request line (its "\n" already removed; a trailing "\r" is dropped). Pure: no
+// I/O, no handler lookup. Returns nullopt for a blank line (spaces and tabs only), which the
+// server ignores, the request for a JSON object with a string "cmd", and otherwise the
+// message of the error reply the client gets ("malformed JSON at column N: ..." or "request
+// must be a JSON object with a string \"cmd\""). The length limit is the caller's.
+[[nodiscard]] core::Result<std::optional<Request>, std::string> parse_request(
+    std::string_view line);
 
 struct ServerOptions {
   std::string path;

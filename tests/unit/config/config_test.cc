@@ -125,6 +125,18 @@ debug = ["ec2"]
   EXPECT_EQ(c.log.level, LogLevel::Debug);
 }
 
+// Regression (tests/fuzz/crashes/fuzz_config/duration_sum_overflow): a duration of many
+// huge terms overflowed int64 while summing; it is now refused as not a duration.
+TEST(ConfigErrors, DurationWhoseTermsOverflowIsRefused) {
+  std::string huge;
+  for (int i = 0; i < 30; ++i) huge += "99999999999h";
+  EXPECT_FALSE(parse_duration(huge).has_value());
+  EXPECT_EQ(parse_duration("99999999999h"), milliseconds(99999999999LL * 3'600'000));
+  Error e = one_error(std::string(kMinimal) + "[probe]\ninterval = \"" + huge + "\"\n");
+  EXPECT_EQ(e.key, "probe.interval");
+  EXPECT_THAT(e.message, HasSubstr("is not a duration"));
+}
+
 TEST(ConfigErrors, SyntaxErrorNamesLineAndColumn) {
   Error e = one_error("[group]\nname = \"g\"\n[probe\n");
   EXPECT_EQ(e.file, "t.toml");

@@ -272,6 +272,20 @@ TEST(RoleCredentialsParse, ValidAndInvalid) {
                    .has_value());
 }
 
+// Regression (tests/fuzz/crashes/fuzz_imds_json/expiration_after_2262): a year past what
+// system_clock holds overflowed a signed integer in from_time_t; it is now refused.
+TEST(RoleCredentialsParse, ExpirationBeyondTheClockRangeIsRefused) {
+  EXPECT_FALSE(parse_iso8601("2326-11-22T06:30:00Z").has_value());
+  EXPECT_FALSE(parse_iso8601("9999-12-31T23:59:59Z").has_value());
+  auto last = parse_iso8601("2262-04-11T00:00:00Z");
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(*last), 9223286400);
+  auto c = parse_role_credentials(
+      R"({"AccessKeyId":"A","SecretAccessKey":"s","Token":"t","Expiration":"2326-11-22T06:30:00Z"})");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error(), "bad Expiration '2326-11-22T06:30:00Z'");
+}
+
 TEST(RoleCredentials, RefreshesBeforeExpirationAndKeepsValidOnesOnFailure) {
   uv::Loop loop;
   {

@@ -113,6 +113,43 @@ TEST(AgentLine, RejectsOverlongLine) {
   EXPECT_EQ(r.error(), "agent line: longer than 256 bytes");
 }
 
+// Regression (tests/fuzz/crashes/fuzz_agent_line/overlong_instance_id): an instance id long
+// enough to push the facts past kAgentLineMax produced an up line that did not parse.
+TEST(AgentLine, FormatterCutsAnOverlongInstanceIdSoTheFactsStillFit) {
+  AgentReply up{.up = true,
+                .instance_id = std::string(250, 'k'),
+                .facts = {.forwarding = true, .masquerade = true, .egress_ok = true},
+                .reason = {}};
+  auto back = parse_agent_line(format_agent_line(up));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->instance_id, std::string(64, 'k'));
+  EXPECT_EQ(back->facts, up.facts);
+
+  AgentReply down{.up = false, .instance_id = std::string(300, 'k'), .facts = {}, .reason = "x"};
+  auto d = parse_agent_line(format_agent_line(down));
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_EQ(d->reason, "x");
+}
+
+// Regression (tests/fuzz/crashes/fuzz_agent_line/blank_after_cut_reason): a reason whose
+// printable part lies beyond the line limit is blank once cut, so it is sent as unspecified.
+TEST(AgentLine, FormatterReplacesAReasonThatIsBlankOnceCut) {
+  AgentReply r{.up = false, .instance_id = "i-1", .facts = {}, .reason = std::string(300, '\a')};
+  r.reason += "disk full";
+  auto back = parse_agent_line(format_agent_line(r));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->reason, "unspecified");
+}
+
+// Regression (tests/fuzz/crashes/fuzz_agent_line/overlong_id_round_trip): the parser refuses
+// what the formatter would cut, so an accepted line formats back to the same reply.
+TEST(AgentLine, ParserRefusesInstanceIdsLongerThanTheFormatterSends) {
+  auto r = parse_agent_line("down " + std::string(65, 'i') + " maintenance\n");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), "agent line: instance id longer than 64 characters");
+  EXPECT_TRUE(parse_agent_line("down " + std::string(64, 'i') + " maintenance\n"));
+}
+
 TEST(AgentLine, FormatterSanitisesSoOutputAlwaysParses) {
   AgentReply r{.up = false,
                .instance_id = "i 1/\n",
