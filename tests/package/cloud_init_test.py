@@ -45,7 +45,8 @@ def load(path):
     script_at = next(i for i, l in enumerate(lines) if l.strip() == "- |")
     s_indent = len(lines[script_at + 1]) - len(lines[script_at + 1].lstrip())
     script = [l[s_indent:] for l in lines[script_at + 1:]]
-    return text, {"write_files": [{"path": "/etc/hanat/hanat.toml", "permissions": "0644",
+    return text, {"package_update": "\npackage_update: true\n" in text,
+                  "write_files": [{"path": "/etc/hanat/hanat.toml", "permissions": "0644",
                                    "content": "\n".join(block) + "\n"}],
                   "runcmd": [["sh", "-ec", "\n".join(script) + "\n"]]}
 
@@ -60,6 +61,8 @@ def main():
     check("first line is #cloud-config", text.splitlines()[0] == "#cloud-config",
           repr(text.splitlines()[0]))
     check("parses to a mapping", isinstance(doc, dict), repr(type(doc)))
+    check("package_update: true (apt resolves the .deb's dependencies)",
+          doc.get("package_update") is True, repr(doc.get("package_update")))
     files = [f for f in doc.get("write_files", []) if f.get("path") == "/etc/hanat/hanat.toml"]
     check("writes /etc/hanat/hanat.toml", len(files) == 1, repr(doc.get("write_files")))
     if not files:
