@@ -96,6 +96,24 @@ TEST(HardeningUnit, AddressFamiliesCoverWhatHanatdOpens) {
       << "ProtectKernelTunables makes /proc/sys read-only; hanatd writes ip_forward";
 }
 
+// The service lines issue 9 asks for, by value: systemd-analyze verify (package test)
+// checks they parse, this checks they are there and say what we mean.
+TEST(HardeningUnit, ServiceLinesAreThere) {
+  EXPECT_EQ(unit_values("Type"), std::set<std::string>{"notify"});
+  EXPECT_TRUE(unit_values("ExecStartPre").contains("--check-config"));
+  EXPECT_TRUE(unit_values("ExecReload").contains("-HUP"));
+  EXPECT_EQ(unit_values("Restart"), std::set<std::string>{"always"});
+  EXPECT_EQ(unit_values("WatchdogSec").size(), 1u);
+  EXPECT_TRUE(unit_values("After").contains("network-online.target"));
+  EXPECT_TRUE(unit_values("Wants").contains("network-online.target"));
+  EXPECT_EQ(unit_values("RuntimeDirectory"), std::set<std::string>{"hanat"});
+  for (const char* key : {"ProtectHome", "PrivateTmp", "PrivateDevices", "ProtectKernelModules",
+                          "ProtectKernelLogs", "ProtectControlGroups", "RestrictNamespaces",
+                          "RestrictSUIDSGID", "LockPersonality", "MemoryDenyWriteExecute"}) {
+    EXPECT_EQ(unit_values(key), std::set<std::string>{"yes"}) << key;
+  }
+}
+
 class Hardening : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -123,18 +141,19 @@ class Hardening : public ::testing::Test {
 
   // Runs the probe under setpriv with `caps` (setpriv names, e.g. "net_admin,net_raw").
   std::string run(const std::string& caps, const std::string& args, int* rc) {
+    return capture("ip netns exec " + ns_ + " " + setpriv(caps, args) + " 2>&1", rc);
+  }
+
+  // The unit's capability lines and NoNewPrivileges as a setpriv command line.
+  static std::string setpriv(const std::string& caps, const std::string& args) {
     std::string list = "-all";
     std::istringstream names(caps);
     std::string c;
     while (std::getline(names, c, ',')) {
       if (!c.empty()) list += ",+" + c;
     }
-    const std::string cmd = "ip netns exec " + ns_ +
-                            " setpriv --no-new-privs --bounding-set=" + list +
-                            " --inh-caps=" + list + " --ambient-caps=" + list + " -- " +
-                            HANAT_HARDENING_PROBE + " " + args + " 2>&1";
-    std::string out = capture(cmd, rc);
-    return out;
+    return "setpriv --no-new-privs --bounding-set=" + list + " --inh-caps=" + list +
+           " --ambient-caps=" + list + " -- " + HANAT_HARDENING_PROBE + " " + args;
   }
 
   std::string ns_;
@@ -150,6 +169,25 @@ TEST_F(Hardening, UnitCapabilitiesSufficeForNetlinkAndRawIcmp) {
   EXPECT_NE(out.find(std::string("CapBnd:\t") + kCapHex), std::string::npos) << out;
   EXPECT_NE(out.find(std::string("CapAmb:\t") + kCapHex), std::string::npos) << out;
   EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+  EXPECT_NE(out.find("ok: nat table committed and read back on " + if_), std::string::npos) << out;
+  EXPECT_NE(out.find("ok: raw ICMP socket"), std::string::npos) << out;
+}
+
+// ProtectSystem=strict makes the whole file system read-only but leaves /proc alone (no
+// ProtectKernelTunables): the same job must work with "/" remounted read-only in a private
+// mount namespace (the closest setpriv-era stand-in for the unit's mount sandbox).
+TEST_F(Hardening, WorksWithAReadOnlyRoot) {
+  const std::string script =
+      "mount -o remount,bind,ro / && "
+      "if touch /.hanat-ro-check 2>/dev/null; then "
+      "rm -f /.hanat-ro-check; echo 'root still writable'; exit 3; fi && "
+      "exec " +
+      setpriv("net_admin,net_raw", "--nat " + if_ + " --raw-icmp");
+  int rc = -1;
+  auto out = capture("ip netns exec " + ns_ + " unshare --mount --propagation private sh -c \"" +
+                         script + "\" 2>&1",
+                     &rc);
+  EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("ok: nat table committed and read back on " + if_), std::string::npos) << out;
   EXPECT_NE(out.find("ok: raw ICMP socket"), std::string::npos) << out;
 }
