@@ -24,13 +24,14 @@ core::Result<size_t, std::string> write_textfile(const std::string& path,
     return core::Unexpected(what + "not a file path");
   }
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  // "dir/" (with its slash) or "" for a bare file name in the working directory.
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   std::string tmpl = dir + "." + base + ".XXXXXX";
   int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (fd < 0) {
-    return core::Unexpected(what + "cannot create temporary file in " + dir + ": " +
-                            errno_text(errno));
+    return core::Unexpected(what + "cannot create temporary file in " + (dir.empty() ? "." : dir) +
+                            ": " + errno_text(errno));
   }
   auto fail = [&](const std::string& step) {
     int err = errno;

@@ -131,6 +131,19 @@ TEST(Textfile, WritesCompleteFileMode0644AndLeavesNoTemporary) {
   EXPECT_EQ(entries, 1) << "a temporary file was left behind";
 }
 
+TEST(Textfile, BareFileNameGoesToTheWorkingDirectory) {
+  TempDir dir;
+  auto old = fs::current_path();
+  fs::current_path(dir.path());
+  auto r = write_textfile("hanat.prom", "c 3\n");
+  fs::current_path(old);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(read_file(dir.path() / "hanat.prom"), "c 3\n");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++entries;
+  EXPECT_EQ(entries, 1);
+}
+
 // A reader polling the file while it is replaced many times sees either no file (before
 // the first write) or one complete document, never a truncated or empty one.
 TEST(Textfile, ReaderNeverSeesAPartialFile) {
