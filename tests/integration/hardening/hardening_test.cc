@@ -21,9 +21,11 @@
 // grants cannot drift apart.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -122,6 +124,7 @@ class Hardening : public ::testing::Test {
       GTEST_SKIP() << "needs setpriv (package util-linux)";
     }
     if (sh("command -v ip >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs ip (iproute2)";
+    remove_stale_namespaces();
     const std::string pid = std::to_string(::getpid());
     ns_ = "hanat-hd-" + pid;
     if_ = "hd" + pid;  // <= 15 characters, with the peer's "p"
@@ -137,6 +140,22 @@ class Hardening : public ::testing::Test {
   }
   void TearDown() override {
     if (created_) sh("ip netns del " + ns_);
+  }
+
+  // Namespaces of this test left by a crashed run: "hanat-hd-<pid>" whose pid is gone.
+  // Nobody else's namespaces are touched.
+  static void remove_stale_namespaces() {
+    int rc = 0;
+    std::istringstream list(capture("ip netns list 2>/dev/null", &rc));
+    std::string line;
+    while (std::getline(list, line)) {
+      const std::string name = line.substr(0, line.find(' '));
+      if (name.rfind("hanat-hd-", 0) != 0) continue;
+      const std::string pid = name.substr(9);
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+      sh("ip netns del " + name);
+    }
   }
 
   // Runs the probe under setpriv with `caps` (setpriv names, e.g. "net_admin,net_raw").
