@@ -42,6 +42,13 @@ for f in /usr/sbin/hanatd /usr/bin/hanatctl /etc/hanat/hanat.toml /lib/systemd/s
          /usr/share/man/man5/hanat.toml.5.gz /usr/share/doc/hanat/copyright; do
   check "installed $f" test -e "$f"
 done
+# The shipped examples: the IAM policy must still be valid JSON after packaging (dh_compress
+# may gzip examples above 4 KiB; then the check reads the .gz).
+for f in iam-policy.json cloud-init.yaml; do
+  check "installed example $f" sh -c "test -e /usr/share/doc/hanat/examples/$f || test -e /usr/share/doc/hanat/examples/$f.gz"
+done
+check "installed iam-policy.json is valid JSON" sh -c \
+  'f=/usr/share/doc/hanat/examples/iam-policy.json; { [ -e "$f" ] && cat "$f" || zcat "$f.gz"; } | python3 -m json.tool >/dev/null'
 check "/etc/hanat/hanat.toml is a conffile" grep -qx /etc/hanat/hanat.toml /var/lib/dpkg/info/hanat.conffiles
 check "group hanat exists" getent group hanat
 check "hanatd --check-config /etc/hanat/hanat.toml" /usr/sbin/hanatd --check-config /etc/hanat/hanat.toml
