@@ -60,8 +60,8 @@ struct Lab {
     b = std::make_unique<Netns>("hanat-pr-" + pid + "-bb");
     std::string A = "ip -n " + a->name() + " ", B = "ip -n " + b->name() + " ";
     ok = a->ok() && b->ok() &&
-         sh(A + "link add hba" + pid + " type veth peer name hbb" + pid + " netns " +
-            b->name()) == 0 &&
+         sh(A + "link add hba" + pid + " type veth peer name hbb" + pid + " netns " + b->name()) ==
+             0 &&
          sh(A + "addr add 198.18.0.1/24 dev hba" + pid) == 0 &&
          sh(B + "addr add 198.18.0.2/24 dev hbb" + pid) == 0 &&
          sh(A + "link set hba" + pid + " up") == 0 && sh(B + "link set hbb" + pid + " up") == 0 &&
@@ -108,8 +108,10 @@ Measured run_monitor(uv::Loop& loop, std::vector<PeerSpec> peers, ProbeOptions o
   auto t0 = Clock::now();
   (void)(*mon)->start();
   uv::Timer stop(loop);
-  (void)stop.start(std::chrono::duration_cast<std::chrono::milliseconds>(for_), 0ms,
-                   [&] { (*mon)->stop(); loop.stop(); });
+  (void)stop.start(std::chrono::duration_cast<std::chrono::milliseconds>(for_), 0ms, [&] {
+    (*mon)->stop();
+    loop.stop();
+  });
   loop.run();
   m.cpu = cpu_seconds() - cpu0;
   m.wall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -119,7 +121,8 @@ Measured run_monitor(uv::Loop& loop, std::vector<PeerSpec> peers, ProbeOptions o
 void report(benchmark::State& state, const Measured& m) {
   state.counters["probes"] = static_cast<double>(m.probes);
   state.counters["failed"] = static_cast<double>(m.failed);
-  state.counters["cpu_s_per_1000_probes"] = m.probes ? m.cpu * 1000.0 / static_cast<double>(m.probes) : 0;
+  state.counters["cpu_s_per_1000_probes"] =
+      m.probes ? m.cpu * 1000.0 / static_cast<double>(m.probes) : 0;
   state.counters["core_pct"] = m.wall > 0 ? 100.0 * m.cpu / m.wall : 0;
   state.counters["jitter_p50_ms"] = percentile(m.jitter_ms, 0.50);
   state.counters["jitter_p99_ms"] = percentile(m.jitter_ms, 0.99);
@@ -134,8 +137,11 @@ void BM_Icmp500TargetsAt10Hz(benchmark::State& state) {
   uv::Loop loop;
   std::vector<PeerSpec> peers;
   for (int i = 0; i < 500; ++i) {
-    peers.push_back({.id = "t" + std::to_string(i), .address = lab.target(i),
-                     .kinds = {ProbeKind::Icmp}, .tcp_port = 0, .agent_port = 0});
+    peers.push_back({.id = "t" + std::to_string(i),
+                     .address = lab.target(i),
+                     .kinds = {ProbeKind::Icmp},
+                     .tcp_port = 0,
+                     .agent_port = 0});
   }
   ProbeOptions o;
   o.interval = 100ms;
@@ -160,17 +166,23 @@ void BM_TwoPeersAt5Hz(benchmark::State& state) {
     InNetns in_b(lab.b->name());
     std::string id = "i-peer" + std::to_string(i);
     agents.push_back(std::make_unique<AgentServer>(loop, [id] {
-      return reply_for({.forwarding = true, .masquerade = true, .egress_ok = true,
-                        .draining = false, .egress_detail = {}}, id);
+      return reply_for({.forwarding = true,
+                        .masquerade = true,
+                        .egress_ok = true,
+                        .draining = false,
+                        .egress_detail = {}},
+                       id);
     }));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     inet_pton(AF_INET, lab.target(i).c_str(), &a.sin_addr);
     if (agents.back()->listen(a)) return state.SkipWithError("agent listen failed");
     // The agent port doubles as the TCP check's port.
-    peers.push_back({.id = id, .address = lab.target(i),
+    peers.push_back({.id = id,
+                     .address = lab.target(i),
                      .kinds = {ProbeKind::Icmp, ProbeKind::Tcp, ProbeKind::Agent},
-                     .tcp_port = agents.back()->port(), .agent_port = agents.back()->port()});
+                     .tcp_port = agents.back()->port(),
+                     .agent_port = agents.back()->port()});
   }
   ProbeOptions o;  // defaults: 200 ms interval and timeout
   Measured m;
