@@ -29,8 +29,9 @@ installs the same stand-in the lab uses (`ip_forward=1`, an nftables masquerade 
     kad.state("nat2")            # {"a": "MASTER", "b": "MASTER"}
     kad.events()                 # state changes and notify_master runs, in time order
 
-Files (per NAT, in <lab dir>/<nat>/keepalived/): keepalived.conf, notify.sh (generic
-notify: appends "<t_ns> <instance> <state>" to states.log), master-<zone>.sh (notify_master:
+Files (per NAT, in <lab dir>/<nat>/keepalived/): keepalived.conf, fifo.sh (keepalived's
+vrrp_notify_fifo_script: appends "<t_ns> INSTANCE "VI_a" MASTER 150" to states.log for every
+state change, in keepalived's order), master-<zone>.sh (notify_master:
 the CLI call; appends "<t_ns_start> <t_ns_end> <instance> <rc>" to runs.log, the CLI's
 output to cli.log), pid files. keepalived's own output is <lab dir>/keepalived-<nat>.log.
 Times are wall-clock ns (`date +%s%N`), comparable with the stream's and fabric's stamps.
@@ -125,11 +126,19 @@ class Keepalived:
         env = self.lab.aws_env()
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
                           if k.startswith("AWS_"))
-        # The generic notify script gets: "INSTANCE" <name> <MASTER|BACKUP|FAULT|STOP> <prio>.
-        self._script(os.path.join(d, "notify.sh"), (
-            "#!/bin/sh\n"
-            "# keepalived generic notify: one line per state change of a VRRP instance.\n"
-            f"echo \"$(/bin/date +%s%N) $2 $3\" >> {shlex.quote(states)}\n"))
+        # State changes come through keepalived's notify FIFO, not a notify script: the
+        # VRRP process writes one line per transition in order, while notify scripts are
+        # forked per transition and can run (and stamp) out of order on a loaded host. The
+        # FIFO script stamps each line as it reads it (bash's EPOCHREALTIME: no fork).
+        self._script(os.path.join(d, "fifo.sh"), (
+            "#!/bin/bash\n"
+            "# keepalived's vrrp_notify_fifo_script: the FIFO is the last argument; each line\n"
+            "# (INSTANCE \"VI_a\" MASTER 150) is appended with the time it was read.\n"
+            "export LC_ALL=C\n"
+            "while IFS= read -r line; do\n"
+            "    t=${EPOCHREALTIME/./}\n"
+            f"    echo \"${{t}}000 $line\" >> {shlex.quote(states)}\n"
+            "done < \"${!#}\"\n"))
         version = 2 if self.advert_int == int(self.advert_int) else 3
         adv = (str(int(self.advert_int)) if version == 2 else f"{self.advert_int:g}")
         peers = [p["private_address"] for p in self.lab.desc["nats"] if p is not n]
@@ -169,7 +178,6 @@ class Keepalived:
                 f"    unicast_src_ip {n['private_address']}\n"
                 "    unicast_peer {\n" + "".join(f"        {p}\n" for p in peers) +
                 "    }\n"
-                f"    notify {os.path.join(d, 'notify.sh')}\n"
                 f"    notify_master {master_sh}\n"
                 "}\n")
         # script_user root: the notify scripts need the lab's files (without it keepalived
@@ -181,6 +189,8 @@ class Keepalived:
                 f"    router_id {n['name']}\n"
                 "    script_user root\n"
                 "    enable_script_security\n"
+                f"    vrrp_notify_fifo {os.path.join(d, 'notify.fifo')}\n"
+                f"    vrrp_notify_fifo_script {os.path.join(d, 'fifo.sh')}\n"
                 "}\n\n" + "\n".join(blocks))
         with open(os.path.join(d, "keepalived.conf"), "w") as f:
             f.write(conf)
@@ -288,7 +298,9 @@ class Keepalived:
 
     def kill(self, nat):
         """SIGKILL: keepalived crashes (no priority-0 advert; the BACKUP waits for
-        Master_Down_Interval)."""
+        Master_Down_Interval). A notify_master CLI call in flight survives (keepalived runs
+        scripts in their own process group), as it would on a host: it may still write its
+        route later. The lab ends it on teardown."""
         self.stop(nat, signal.SIGKILL)
 
     def stop_all(self):
@@ -322,10 +334,11 @@ class Keepalived:
         out = []
         for n in self.lab.desc["nats"]:
             for parts in self._read(n["name"], "states.log"):
-                if len(parts) == 3 and parts[0].isdigit():
+                # <t_ns> INSTANCE "VI_a" MASTER 150
+                if len(parts) >= 4 and parts[0].isdigit() and parts[1] == "INSTANCE":
+                    inst = parts[2].strip('"')
                     out.append({"kind": "state", "t_ns": int(parts[0]), "nat": n["name"],
-                                "instance": parts[1], "zone": _zone_of(parts[1]),
-                                "state": parts[2]})
+                                "instance": inst, "zone": _zone_of(inst), "state": parts[3]})
             for parts in self._read(n["name"], "runs.log"):
                 if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
                     out.append({"kind": "notify", "t_ns": int(parts[0]),
