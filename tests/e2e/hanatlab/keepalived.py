@@ -235,11 +235,53 @@ class Keepalived:
         pr = self._procs.get(name)
         return pr is not None and pr[0].poll() is None
 
+    def _leftover_runs(self, n):
+        """Processes of notify_master runs (the script and its CLI) that a previous
+        keepalived on NAT n left behind: [(pid, start time)]."""
+        prefix = os.path.join(self._dir(n["name"]), "master-").encode()
+        children = {}
+        for pid in netns.netns_pids(n["ns"]):
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(pid)
+        roots = []
+        for pid in netns.netns_pids(n["ns"]):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(a.startswith(prefix) for a in argv):
+                roots.append(pid)
+        out, todo = [], list(roots)
+        while todo and len(out) < 1000:
+            pid = todo.pop()
+            out.append((pid, netns.proc_starttime(pid)))
+            todo.extend(children.get(pid, []))
+        return out
+
     def start(self, nat):
-        """Starts keepalived in NAT `nat`'s namespace (foreground, VRRP only)."""
+        """Starts keepalived in NAT `nat`'s namespace (foreground, VRRP only). notify_master
+        runs a previous keepalived on this NAT left behind, if any (2.2.7 takes its scripts
+        with it, another version may not), are ended first: a CLI call stuck behind a cut
+        link would otherwise write its route into the next run."""
         n = self.lab.nat(nat)
         if self.running(n["name"]):
             raise LabError(f"keepalived already runs on {n['name']}")
+        left = self._leftover_runs(n)
+        for pid, st in left:
+            # By pid, and only while it is still the process found (same start time).
+            if st is not None and netns.proc_starttime(pid) == st:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if left:
+            deadline_poll(f"leftover notify_master runs on {n['name']} to end",
+                          lambda: not any(netns.proc_starttime(p) == st for p, st in left), 5)
         self._prepare(n)
         d = self._dir(n["name"])
         pids = {k: os.path.join(d, f"{k}.pid") for k in ("keepalived", "vrrp", "checkers")}
@@ -302,9 +344,8 @@ class Keepalived:
 
     def kill(self, nat):
         """SIGKILL: keepalived crashes (no priority-0 advert; the BACKUP waits for
-        Master_Down_Interval). A notify_master CLI call in flight survives (keepalived runs
-        scripts in their own process group), as it would on a host: it may still write its
-        route later. The lab ends it on teardown."""
+        Master_Down_Interval). Observed with Debian's 2.2.7: notify scripts in flight (their
+        own process groups) die with it, on SIGKILL as on SIGTERM."""
         self.stop(nat, signal.SIGKILL)
 
     def stop_all(self):
@@ -384,13 +425,16 @@ class Keepalived:
         return out
 
     def in_flight(self):
-        """notify_master runs started but not finished: [(nat, instance, t_ns_start)]."""
+        """notify_master runs of the current keepalived processes that started but did not
+        finish: [(nat, instance, t_ns_start)]."""
         out = []
         for n in self.lab.desc["nats"]:
+            since = self._started.get(n["name"], 0)
             done = {(int(p[0]), p[2]) for p in self._read(n["name"], "runs.log") if len(p) == 4
                     and p[0].isdigit()}
             for p in self._read(n["name"], "runs-started.log"):
-                if len(p) == 2 and p[0].isdigit() and (int(p[0]), p[1]) not in done:
+                if (len(p) == 2 and p[0].isdigit() and int(p[0]) >= since and
+                        (int(p[0]), p[1]) not in done):
                     out.append((n["name"], p[1], int(p[0])))
         return out
 
