@@ -14,7 +14,9 @@ has no multicast, so unicast is what this setup needs on AWS (the lab's bridge w
 multicast, but that would not be the baseline users can run). The advert interval is
 keepalived's default, 1 s: a BACKUP declares the MASTER dead after 3 missed adverts plus a
 skew of (256 - priority)/256 s (RFC 3768 section 6.1, Master_Down_Interval), ≈ 3.6 s at
-priority 100, and only then starts the CLI (≈ 1 s of Python start-up on a small host).
+the backups' priorities (100 - NAT index; the home NAT has 150), and only then starts the
+CLI, a Python program that takes seconds to start (1.8–4 s per ReplaceRoute on this
+project's loaded 2-core test machine).
 
 Neither keepalived nor the CLI configures the NAT itself (forwarding, masquerade): on a NAT
 AMI that is baked into the image. Unless the lab was made with masquerade=True, start_all()
@@ -33,8 +35,9 @@ Files (per NAT, in <lab dir>/<nat>/keepalived/): keepalived.conf, fifo.sh (keepa
 vrrp_notify_fifo_script: appends "<t_ns> INSTANCE "VI_a" MASTER 150" to states.log for every
 state change, in keepalived's order), master-<zone>.sh (notify_master: the CLI call;
 appends "<t_ns_start> <instance>" to runs-started.log, then "<t_ns_start> <t_ns_end>
-<instance> <rc>" to runs.log, the CLI's output to cli.log), pid files. keepalived's own output is <lab dir>/keepalived-<nat>.log.
-Times are wall-clock ns (`date +%s%N`), comparable with the stream's and fabric's stamps.
+<instance> <rc>" to runs.log, the CLI's output to cli.log), pid files. keepalived's own
+output is <lab dir>/keepalived-<nat>.log. Times are wall-clock ns, comparable with the
+stream's and the fabric's stamps.
 """
 
 import os
