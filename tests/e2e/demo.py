@@ -258,6 +258,9 @@ def run_keepalived(lab, args):
     kad.wait_ready(40)
     say(f"  keepalived: nat1 MASTER for zone a, nat2 for zone b, notify_master runs done "
         f"({time.monotonic() - t0:.1f} s)")
+    for rep in kad.repairs:
+        say(f"  (keepalived's start-up race left zone {rep['zone']}'s table on the wrong NAT; "
+            f"{rep['nat']}'s notify_master was run again)")
     stream = lab.start_stream("a1", rate=args.rate)
     stream.wait_received(args.rate)
     say(f"  streaming {args.rate} UDP packets/s from a1 through nat1; cutting nat1's links")
