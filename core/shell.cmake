@@ -2,20 +2,25 @@
 add_library(core_config STATIC config/config.cc config/config.h)
 target_link_libraries(core_config PUBLIC hanat_options PRIVATE PkgConfig::TOMLPLUSPLUS)
 
+# The text rendering of a status reply: jansson only, shared by hanatctl and its tests.
+add_library(core_status_text STATIC status/status_text.cc status/status_text.h)
+target_link_libraries(core_status_text PUBLIC hanat_options PkgConfig::JANSSON)
+
 add_library(core STATIC
   log/log.cc
   status/status_server.cc
   daemon/daemon.cc
   daemon/node.cc
-  daemon/plan.cc)
-target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine ec2 netfilter
-  probes PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
+  daemon/plan.cc
+  daemon/report.cc)
+target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
+  netfilter probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 
 add_executable(hanatd main.cc)
 target_link_libraries(hanatd PRIVATE core)
 
 add_executable(hanatctl hanatctl/main.cc)
-target_link_libraries(hanatctl PRIVATE hanat_options PkgConfig::JANSSON)
+target_link_libraries(hanatctl PRIVATE hanat_options core_status_text PkgConfig::JANSSON)
 
 include(GNUInstallDirs)
 install(TARGETS hanatd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})

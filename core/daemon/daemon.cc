@@ -15,6 +15,10 @@ void notify(const std::string& state) {
   (void)sd_notify(0, state.c_str());
 }
 
+std::int64_t unix_ms(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
 std::string iso8601(WallTime t) {
   std::time_t secs = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
@@ -65,6 +69,11 @@ std::error_code Daemon::start(std::string* why) {
       loop_, status::ServerOptions{sc.socket, sc.mode, sc.group, sc.max_clients,
                                    sc.max_request_bytes, sc.idle_timeout, 1024 * 1024});
   status_->on("status", [this](const json_t*) { return status_json(); });
+  status_->on("metrics", [this](const json_t*) {
+    auto text = metrics_text();
+    if (!text) return status::Json(json_pack("{s:b, s:s}", "ok", 0, "error", text.error().c_str()));
+    return status::Json(json_pack("{s:s}", "text", text->c_str()));
+  });
   status_->on("drain", [this](const json_t*) {
     log::notice("drain requested over the status socket");
     node_->drain(true);
@@ -109,6 +118,7 @@ std::error_code Daemon::start(std::string* why) {
   };
   node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
   node_->start();
+  apply_metrics_config();
   // `systemctl status hanat` shows one line about what the daemon is doing; refresh it
   // when it changes.
   status_timer_ = std::make_unique<uv::Timer>(loop_);
@@ -153,6 +163,7 @@ void Daemon::reload() {
   config_ = std::make_shared<const config::Config>(std::move(loaded).value());
   if (node_) node_->reconfigure(config_);
   ++generation_;
+  apply_metrics_config();
   loaded_at_ = last_reload_.at;
   last_reload_.ok = true;
   last_reload_.error.clear();
@@ -181,6 +192,13 @@ void Daemon::stop(const char* reason) {
   sigint_.reset();
   watchdog_.reset();
   status_timer_.reset();
+  if (textfile_) {
+    // A clean exit removes the file: node_exporter would otherwise go on exporting the last
+    // values as current (after a crash, node_textfile_mtime_seconds shows the staleness).
+    textfile_->stop();
+    if (auto e = textfile_->remove_file(); !e.empty()) log::warning(e + ", ignoring");
+    textfile_.reset();
+  }
   node_.reset();
   exit_timer_.reset();
   status_.reset();
@@ -205,8 +223,73 @@ status::Json Daemon::status_json() const {
       "{s:b, s:s, s:I, s:s, s:I, s:s, s:o}", "ok", 1, "version", HANAT_VERSION, "pid",
       static_cast<json_int_t>(getpid()), "started_at", iso8601(started_wall_).c_str(), "uptime_ms",
       static_cast<json_int_t>(uptime_ms), "group", config_->group.name.c_str(), "config", cfg);
+  json_object_set_new(cfg, "loaded_at_unix_ms",
+                      json_integer(static_cast<json_int_t>(unix_ms(loaded_at_))));
+  if (last_reload_.attempted) {
+    json_object_set_new(reload, "at_unix_ms",
+                        json_integer(static_cast<json_int_t>(unix_ms(last_reload_.at))));
+  }
+  if (textfile_) {
+    json_t* m = json_object();
+    json_object_set_new(m, "textfile", json_string(textfile_->path().c_str()));
+    json_object_set_new(m, "interval_ms",
+                        json_integer(static_cast<json_int_t>(textfile_->interval().count())));
+    json_object_set_new(m, "writes", json_integer(static_cast<json_int_t>(textfile_->writes())));
+    json_object_set_new(m, "failures",
+                        json_integer(static_cast<json_int_t>(textfile_->failures())));
+    if (!textfile_->last_error().empty())
+      json_object_set_new(m, "error", json_string(textfile_->last_error().c_str()));
+    json_object_set_new(root, "metrics", m);
+  }
   if (node_) json_object_set_new(root, "node", node_->status().release());
   return status::Json(root);
+}
+
+Report Daemon::report() const {
+  Report r;
+  r.version = HANAT_VERSION;
+  r.group = config_->group.name;
+  r.started_unix_ms = unix_ms(started_wall_);
+  r.generation = generation_;
+  r.config_loaded_unix_ms = unix_ms(loaded_at_);
+  r.reload_attempted = last_reload_.attempted;
+  r.reload_ok = last_reload_.ok;
+  r.reload_unix_ms = unix_ms(last_reload_.at);
+  if (node_) node_->fill_report(r);
+  return r;
+}
+
+core::Result<std::string, std::string> Daemon::metrics_text() const {
+  return metrics::format(metric_families(report()));
+}
+
+void Daemon::apply_metrics_config() {
+  const auto& mc = config_->metrics;
+  if (textfile_ && textfile_->path() == mc.textfile && textfile_->interval() == mc.interval) return;
+  if (textfile_) {
+    textfile_->stop();
+    // The old path is no longer ours to keep fresh: remove it rather than leave stale values.
+    if (auto e = textfile_->remove_file(); !e.empty()) log::warning(e + ", ignoring");
+    log::notice("metrics textfile " + log::quote(textfile_->path()) + ": stopped");
+    textfile_.reset();
+  }
+  if (mc.textfile.empty()) return;
+  textfile_ = std::make_unique<metrics::MetricsTextfile>(
+      loop_, mc.textfile, mc.interval, [this] { return metric_families(report()); });
+  textfile_->on_error_change([path = mc.textfile, interval = mc.interval](const std::string& e) {
+    // Once per change of error, not every interval.
+    if (e.empty()) {
+      log::notice("metrics textfile " + log::quote(path) + ": written again");
+    } else {
+      log::warning(e + ", retrying every " + config::format_duration(interval));
+    }
+  });
+  log::notice("metrics textfile " + log::quote(mc.textfile) + ": writing every " +
+              config::format_duration(mc.interval));
+  if (std::error_code ec = textfile_->start()) {
+    log::error("metrics textfile " + log::quote(mc.textfile) +
+               ": cannot start its timer: " + ec.message());
+  }
 }
 
 }  // namespace hanat::daemon

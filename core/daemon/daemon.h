@@ -13,6 +13,8 @@
 
 #include "core/config/config.h"
 #include "core/daemon/node.h"
+#include "core/daemon/report.h"
+#include "core/metrics/textfile.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 
@@ -50,6 +52,10 @@ class Daemon {
   [[nodiscard]] const config::Config& config() const { return *config_; }
   [[nodiscard]] const ReloadResult& last_reload() const { return last_reload_; }
   [[nodiscard]] status::Json status_json() const;
+  // Everything the metrics show, and the Prometheus text built from it (what
+  // `hanatctl metrics` prints and the [metrics] textfile holds).
+  [[nodiscard]] Report report() const;
+  [[nodiscard]] core::Result<std::string, std::string> metrics_text() const;
 
  private:
   uv::Loop& loop_;
@@ -67,6 +73,9 @@ class Daemon {
   std::unique_ptr<uv::Timer> status_timer_;  // systemd STATUS= line
   std::string last_summary_;
   std::unique_ptr<Node> node_;
+  std::unique_ptr<metrics::MetricsTextfile> textfile_;
+  // Starts, moves, re-times or stops the [metrics] textfile writer to match config_.
+  void apply_metrics_config();
   bool handover_on_stop_ = true;
   bool stopping_ = false;
 };
@@ -74,5 +83,6 @@ class Daemon {
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).
 void notify(const std::string& state);
 std::string iso8601(WallTime t);
+std::int64_t unix_ms(WallTime t);
 
 }  // namespace hanat::daemon

@@ -4,7 +4,9 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
+#include <iterator>
 
 #include "core/log/log.h"
 #include "probes/agent_line.h"
@@ -127,6 +129,46 @@ json_t* jstr(const std::string& s) {
 
 std::int64_t ms_ago(engine::Time t) {
   return std::chrono::duration_cast<milliseconds>(now() - t).count();
+}
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
+}
+
+// A steady-clock instant as wall-clock unix milliseconds: now's wall clock minus how long
+// ago it was. (The engine keeps monotonic time only; status shows wall-clock times.)
+std::int64_t wall_ms(engine::Time t) {
+  return unix_ms(std::chrono::system_clock::now()) - ms_ago(t);
+}
+
+// "ok", the EC2 error code, or the kind of failure when EC2 sent no code (timeout,
+// transport, ...): short, stable values fit for a metric label.
+std::string outcome_of(const ec2::Ec2Error* err) {
+  if (err == nullptr) return "ok";
+  if (err->kind == ec2::ErrorKind::Api && !err->code.empty()) return err->code;
+  return std::string(ec2::to_string(err->kind));
+}
+
+template <class R>
+const ec2::Ec2Error* err_of(const R& r) {
+  return r ? nullptr : &r.error();
+}
+
+// "2026-11-22T08:51:14.123Z"
+std::string iso8601_ms(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  auto ms = unix_ms(t) % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+void set_int(json_t* o, const char* key, std::int64_t v) {
+  json_object_set_new(o, key, json_integer(static_cast<json_int_t>(v)));
 }
 
 }  // namespace
@@ -290,6 +332,7 @@ void Node::phase_source_dest_check() {
   ec2_->describe_network_interfaces(
       req, {ec2::Priority::Read, milliseconds(0)},
       [this](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        count_call("DescribeNetworkInterfaces", err_of(r));
         if (!r) return fail_phase("source/destination check", r.error().describe());
         bool on = r->network_interfaces.empty() ||
                   r->network_interfaces.front().source_dest_check.value_or(true);
@@ -303,6 +346,7 @@ void Node::phase_source_dest_check() {
         m.source_dest_check = false;
         ec2_->modify_network_interface_attribute(
             m, {ec2::Priority::Write, milliseconds(0)}, [this](ec2::Ec2Result<ec2::SimpleOk> w) {
+              count_call("ModifyNetworkInterfaceAttribute", err_of(w));
               if (!w)
                 return fail_phase("disabling the source/destination check", w.error().describe());
               log::notice("source/destination check disabled on " + id_.eni_id);
@@ -334,6 +378,7 @@ void Node::phase_floating_eni() {
   ec2_->describe_network_interfaces(
       req, {ec2::Priority::Read, milliseconds(0)},
       [this, eni, limit, next](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        count_call("DescribeNetworkInterfaces", err_of(r));
         if (!r) return fail_phase("floating ENI " + eni, r.error().describe());
         if (r->network_interfaces.empty()) return fail_phase("floating ENI " + eni, "not found");
         const auto& ni = r->network_interfaces.front();
@@ -362,7 +407,7 @@ void Node::phase_floating_eni() {
         ec2_->attach_network_interface(
             a, {ec2::Priority::Write, milliseconds(0)},
             [this, eni](ec2::Ec2Result<ec2::AttachNetworkInterfaceOk> w) {
-              ++ec2_calls_[std::string("AttachNetworkInterface ") + (w ? "ok" : "error")];
+              count_call("AttachNetworkInterface", err_of(w));
               if (!w) return fail_phase("attaching floating ENI " + eni, w.error().describe());
               log::notice("floating ENI " + eni + " attached (" + w->attachment_id + ")");
               // Loop back: the next pass reads it back as attached to this host.
@@ -386,6 +431,7 @@ void Node::phase_discovery() {
   ec2_->describe_instances(
       ir, {ec2::Priority::Read, milliseconds(0)},
       [this](ec2::Ec2Result<ec2::DescribeInstancesOk> ri) {
+        count_call("DescribeInstances", err_of(ri));
         if (!ri) return fail_phase("discovering members", ri.error().describe());
         auto d = std::make_shared<Discovered>();
         for (const auto& inst : ri->instances) {
@@ -419,6 +465,7 @@ void Node::phase_discovery() {
         ec2_->describe_route_tables(
             rr, {ec2::Priority::Read, milliseconds(0)},
             [this, d](ec2::Ec2Result<ec2::DescribeRouteTablesOk> rt) {
+              count_call("DescribeRouteTables", err_of(rt));
               if (!rt) return fail_phase("discovering route tables", rt.error().describe());
               std::vector<std::string> need_subnets;
               for (const auto& t : rt->route_tables) {
@@ -470,6 +517,7 @@ void Node::phase_discovery() {
               sr.subnet_ids = need_subnets;
               ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
                                      [this, finish](ec2::Ec2Result<ec2::DescribeSubnetsOk> rs) {
+                                       count_call("DescribeSubnets", err_of(rs));
                                        if (!rs)
                                          return fail_phase("discovering subnets",
                                                            rs.error().describe());
@@ -725,13 +773,16 @@ void Node::execute(const engine::Action& a) {
           ec2_->associate_address(
               r, {ec2::Priority::Write, milliseconds(0)},
               [this, op = x.op, epoch = x.epoch](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
-                ++ec2_calls_[std::string("AssociateAddress ") + (res ? "ok" : "error")];
+                count_call("AssociateAddress", err_of(res));
                 post(done_of(op, epoch, res ? nullptr : &res.error()));
               });
         } else if constexpr (std::is_same_v<T, engine::RecoverPeer>) {
-          auto cb = [this, op = x.op, epoch = x.epoch, what = x.what,
-                     peer = x.peer](ec2::Ec2Result<ec2::InstanceStateChangesOk> res) {
-            ++ec2_calls_[std::string("RecoverPeer ") + (res ? "ok" : "error")];
+          const char* action = x.what == engine::RecoveryAction::Terminate   ? "TerminateInstances"
+                               : x.what == engine::RecoveryAction::StopStart ? "StopInstances"
+                                                                             : "RebootInstances";
+          auto cb = [this, op = x.op, epoch = x.epoch, what = x.what, peer = x.peer,
+                     action](ec2::Ec2Result<ec2::InstanceStateChangesOk> res) {
+            count_call(action, err_of(res));
             if (res) log::notice("peer " + peer + ": recovery action sent");
             post(done_of(op, epoch, res ? nullptr : &res.error()));
             (void)what;
@@ -784,7 +835,7 @@ void Node::describe_routes(engine::OpId op) {
   ec2_->describe_route_tables(
       rr, {ec2::Priority::Read, milliseconds(0)},
       [this, op, sent](ec2::Ec2Result<ec2::DescribeRouteTablesOk> r) {
-        ++ec2_calls_[std::string("DescribeRouteTables ") + (r ? "ok" : "error")];
+        count_call("DescribeRouteTables", err_of(r));
         if (!r) {
           log::warning("describing route tables: " + r.error().describe() + ", retrying later");
           // No observation: the engine asks again at its next describe interval.
@@ -829,12 +880,16 @@ void Node::write_route(const engine::WriteRoute& w) {
   ++route_writes_;
   log::notice("route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
               (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
-  auto cb = [this, op = w.op, epoch = w.epoch, table = w.table,
-             verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
+  auto cb = [this, op = w.op, epoch = w.epoch, table = w.table, destination = w.destination,
+             written = target_text(w.target), verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
-    ++ec2_calls_[action + (r ? " ok" : " error")];
+    count_call(action, err_of(r));
+    // A superseded write was never sent: it is not the table's last write.
+    if (r || r.error().kind != ec2::ErrorKind::Superseded) {
+      last_write_[table] =
+          LastWrite{std::chrono::system_clock::now(), destination, written, outcome_of(err_of(r))};
+    }
     if (!r) {
-      if (ec2::is_throttling_code(r.error().code)) ++throttles_;
       log::warning("route " + table + ": " + action + " failed: " + r.error().describe());
     }
     post(done_of(op, epoch, r ? nullptr : &r.error()));
@@ -891,11 +946,34 @@ std::string Node::summary() const {
          std::to_string(s.tables.size()) + " route tables";
 }
 
+namespace {
+
+constexpr const char* kPhases[] = {"identity",     "ec2-client", "source-dest-check",
+                                   "floating-eni", "discovery",  "running",
+                                   "stopped"};
+
+constexpr engine::State kStates[] = {
+    engine::State::Starting, engine::State::Standby,   engine::State::Active,
+    engine::State::Failing,  engine::State::Unhealthy, engine::State::Draining,
+    engine::State::Drained,  engine::State::Leaving,   engine::State::ExitReady};
+
+// Whether every managed route of `t` points at its allocated target (nothing to do).
+bool on_allocated(const engine::TableSnapshot& t) {
+  if (t.routes.empty()) return false;
+  return std::all_of(t.routes.begin(), t.routes.end(), [&](const engine::RouteSnapshot& r) {
+    return r.current.kind == t.allocated.kind && r.current.id == t.allocated.id;
+  });
+}
+
+}  // namespace
+
+void Node::count_call(const std::string& action, const ec2::Ec2Error* err) {
+  ++ec2_calls_[{action, outcome_of(err)}];
+  if (err != nullptr && ec2::is_throttling_code(err->code)) ++throttles_;
+}
+
 status::Json Node::status() const {
   json_t* root = json_object();
-  static const char* kPhases[] = {"identity",     "ec2-client", "source-dest-check",
-                                  "floating-eni", "discovery",  "running",
-                                  "stopped"};
   json_object_set_new(root, "phase", json_string(kPhases[static_cast<int>(phase_)]));
   if (!phase_error_.empty()) json_object_set_new(root, "phase_error", jstr(phase_error_));
   json_t* self = json_object();
@@ -916,26 +994,39 @@ status::Json Node::status() const {
   json_object_set_new(root, "self", self);
 
   json_t* counters = json_object();
-  json_object_set_new(counters, "failovers", json_integer(static_cast<json_int_t>(failovers_)));
-  json_object_set_new(counters, "route_writes",
-                      json_integer(static_cast<json_int_t>(route_writes_)));
-  json_object_set_new(counters, "throttles", json_integer(static_cast<json_int_t>(throttles_)));
+  set_int(counters, "failovers", static_cast<std::int64_t>(failovers_));
+  set_int(counters, "route_writes", static_cast<std::int64_t>(route_writes_));
+  set_int(counters, "throttles", static_cast<std::int64_t>(throttles_));
   if (nat_) {
     const auto& nc = nat_->counters();
-    json_object_set_new(counters, "nat_applies", json_integer(static_cast<json_int_t>(nc.applies)));
-    json_object_set_new(
-        counters, "drift_repairs",
-        json_integer(static_cast<json_int_t>(nc.table_repairs + nc.sysctl_repairs)));
+    set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
+    set_int(counters, "drift_repairs",
+            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
   }
+  // "Action outcome" -> count (flat, as before), and the same grouped by action.
   json_t* calls = json_object();
-  for (const auto& [k, v] : ec2_calls_)
-    json_object_set_new(calls, k.c_str(), json_integer(static_cast<json_int_t>(v)));
+  json_t* by_action = json_object();
+  std::uint64_t total = 0;
+  for (const auto& [k, v] : ec2_calls_) {
+    set_int(calls, (k.first + " " + k.second).c_str(), static_cast<std::int64_t>(v));
+    json_t* a = json_object_get(by_action, k.first.c_str());
+    if (a == nullptr) {
+      a = json_object();
+      json_object_set_new(by_action, k.first.c_str(), a);
+    }
+    set_int(a, k.second.c_str(), static_cast<std::int64_t>(v));
+    total += v;
+  }
   json_object_set_new(counters, "ec2_calls", calls);
+  json_object_set_new(counters, "ec2_calls_by_action", by_action);
+  set_int(counters, "ec2_calls_total", static_cast<std::int64_t>(total));
   json_object_set_new(root, "counters", counters);
 
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
+  set_int(root, "state_since_unix_ms", wall_ms(s.state_since));
+  set_int(root, "state_for_ms", ms_ago(s.state_since));
   json_object_set_new(root, "drained", json_boolean(s.drained));
   json_t* members = json_array();
   for (const auto& m : s.members) {
@@ -948,7 +1039,11 @@ status::Json Node::status() const {
         json_string(m.self ? engine::to_string(s.state) : engine::to_string(m.health)));
     auto ait = discovered_.addresses.find(m.instance_id);
     if (ait != discovered_.addresses.end()) json_object_set_new(jm, "address", jstr(ait->second));
-    if (m.down_since) json_object_set_new(jm, "down_for_ms", json_integer(ms_ago(*m.down_since)));
+    if (m.down_since) set_int(jm, "down_for_ms", ms_ago(*m.down_since));
+    // Since when the member is in its current health (self: its current state), as wall
+    // time for tools and as a duration for people.
+    set_int(jm, "since_unix_ms", wall_ms(m.since));
+    set_int(jm, "for_ms", ms_ago(m.since));
     json_t* rtt = json_object();
     for (const auto& [k, v] : last_rtt_) {
       if (k.rfind(m.instance_id + "/", 0) == 0)
@@ -965,9 +1060,22 @@ status::Json Node::status() const {
     json_object_set_new(jt, "id", jstr(t.id));
     json_object_set_new(jt, "zone", jstr(t.zone));
     json_object_set_new(jt, "allocated", jstr(target_text(t.allocated)));
-    json_object_set_new(jt, "writes", json_integer(static_cast<json_int_t>(t.writes)));
-    if (t.hold_until && *t.hold_until > now())
-      json_object_set_new(jt, "hold_down_ms", json_integer(-ms_ago(*t.hold_until)));
+    json_object_set_new(jt, "on_allocated", json_boolean(on_allocated(t)));
+    set_int(jt, "writes", static_cast<std::int64_t>(t.writes));
+    if (t.hold_until && *t.hold_until > now()) set_int(jt, "hold_down_ms", -ms_ago(*t.hold_until));
+    if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
+      json_t* jw = json_object();
+      set_int(jw, "at_unix_ms", unix_ms(lw->second.at));
+      json_object_set_new(jw, "at", jstr(iso8601_ms(lw->second.at)));
+      set_int(
+          jw, "ago_ms",
+          std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now() - lw->second.at)
+              .count());
+      json_object_set_new(jw, "destination", jstr(lw->second.destination));
+      json_object_set_new(jw, "target", jstr(lw->second.target));
+      json_object_set_new(jw, "outcome", jstr(lw->second.outcome));
+      json_object_set_new(jt, "last_write", jw);
+    }
     json_t* routes = json_array();
     for (const auto& r : t.routes) {
       json_t* jr = json_object();
@@ -982,6 +1090,58 @@ status::Json Node::status() const {
   }
   json_object_set_new(root, "tables", tables);
   return status::Json(root);
+}
+
+void Node::fill_report(Report& r) const {
+  r.phase = kPhases[static_cast<int>(phase_)];
+  r.phases.assign(std::begin(kPhases), std::end(kPhases));
+  r.states.clear();
+  for (auto st : kStates) r.states.emplace_back(engine::to_string(st));
+  r.instance_id = id_.instance_id;
+  r.zone = id_.zone;
+  r.nat_ok = nat_healthy_;
+  r.egress = engine::to_string(egress_health_);
+  r.failovers = failovers_;
+  r.route_writes = route_writes_;
+  r.throttles = throttles_;
+  if (nat_) {
+    const auto& nc = nat_->counters();
+    r.nat_applies = nc.applies;
+    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs;
+  }
+  r.ec2_calls = ec2_calls_;
+  if (!machine_) return;
+  auto s = machine_->snapshot();
+  r.state = engine::to_string(s.state);
+  r.state_since_unix_ms = wall_ms(s.state_since);
+  r.drained = s.drained;
+  for (const auto& m : s.members) {
+    Report::Member rm;
+    rm.instance_id = m.instance_id;
+    rm.zone = m.zone;
+    rm.self = m.self;
+    rm.health = engine::to_string(m.health);
+    rm.since_unix_ms = wall_ms(m.since);
+    for (const auto& [k, v] : last_rtt_) {
+      if (k.rfind(m.instance_id + "/", 0) == 0)
+        rm.rtt_us[k.substr(m.instance_id.size() + 1)] = v.count();
+    }
+    r.members.push_back(std::move(rm));
+  }
+  for (const auto& t : s.tables) {
+    Report::Table rt;
+    rt.id = t.id;
+    rt.zone = t.zone;
+    rt.allocated = target_text(t.allocated);
+    rt.on_allocated = on_allocated(t);
+    rt.writes = t.writes;
+    if (t.hold_until && *t.hold_until > now()) rt.hold_down_ms = -ms_ago(*t.hold_until);
+    if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
+      rt.last_write_unix_ms = unix_ms(lw->second.at);
+      rt.last_write_outcome = lw->second.outcome;
+    }
+    r.tables.push_back(std::move(rt));
+  }
 }
 
 }  // namespace hanat::daemon

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/config/config.h"
+#include "core/daemon/report.h"
 #include "core/engine/machine.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
@@ -63,6 +64,8 @@ class Node {
   void drain(bool on);
   void reconfigure(std::shared_ptr<const config::Config> cfg);
   [[nodiscard]] status::Json status() const;
+  // The node's part of the metrics report (phase, state, members, tables, counters).
+  void fill_report(Report& r) const;
   [[nodiscard]] std::string summary() const;  // one line for systemd's STATUS=
 
  private:
@@ -88,6 +91,8 @@ class Node {
   void feed_self_health();
   engine::Config engine_config(const Discovered& d) const;
   [[nodiscard]] probes::AgentReply agent_reply() const;
+  // Counts a completed EC2 call by action and outcome ("ok" or the error code).
+  void count_call(const std::string& action, const ec2::Ec2Error* err);
 
   uv::Loop& loop_;
   std::shared_ptr<const config::Config> cfg_;
@@ -124,7 +129,13 @@ class Node {
   engine::Health egress_health_ = engine::Health::Unknown;
   std::string egress_detail_;
   std::map<std::string, std::chrono::microseconds> last_rtt_;  // "peer/kind" -> rtt
-  std::map<std::string, std::uint64_t> ec2_calls_;             // "Action outcome" -> count
+  // (action, outcome) -> completed calls; outcome "ok", the EC2 code or the failure kind.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls_;
+  struct LastWrite {
+    std::chrono::system_clock::time_point at;  // when the completion arrived
+    std::string destination, target, outcome;
+  };
+  std::map<std::string, LastWrite> last_write_;  // route table id -> its last completed write
   std::uint64_t failovers_ = 0;
   std::uint64_t route_writes_ = 0;
   std::uint64_t throttles_ = 0;

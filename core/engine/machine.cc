@@ -95,6 +95,7 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
   if (m.health.record(r) != HealthChange::Changed) return;
   Health after = m.health.state();
   out.push_back(PeerChanged{m.m.instance_id, before, after, m.health.why()});
+  m.health_since = now_;
   if (after == Health::Down) {
     m.down_since = now_;
     // A hold-down assumes the member that rewrote our route is alive. Once it is seen going
@@ -349,9 +350,15 @@ void Machine::index_config() {
     MemberState ms;
     auto old = std::find_if(members_.begin(), members_.end(),
                             [&](const MemberState& o) { return o.m.instance_id == m.instance_id; });
-    if (old != members_.end()) ms = std::move(*old);
+    if (old != members_.end()) {
+      ms = std::move(*old);
+    } else {
+      ms.health_since = now_;
+    }
     ms.m = m;
+    Health before = ms.health.state();
     ms.health.configure(cfg_->peer_thresholds, cfg_->probe_kinds);
+    if (ms.health.state() != before) ms.health_since = now_;
     next.push_back(std::move(ms));
   }
   members_ = std::move(next);
@@ -865,10 +872,10 @@ Snapshot Machine::snapshot() const {
   for (std::size_t i = 0; i < members_.size(); ++i) {
     const MemberState& m = members_[i];
     bool self = static_cast<int>(i) == self_;
-    s.members.push_back(
-        MemberSnapshot{m.m.instance_id, m.m.zone, self,
-                       self ? (serving() ? Health::Up : Health::Down) : m.health.state(),
-                       m.health.reports_down(), m.down_since});
+    s.members.push_back(MemberSnapshot{
+        m.m.instance_id, m.m.zone, self,
+        self ? (serving() ? Health::Up : Health::Down) : m.health.state(), m.health.reports_down(),
+        m.down_since, self ? state_since_ : m.health_since});
   }
   for (std::size_t i : order_) {
     const TableState& t = tables_[i];

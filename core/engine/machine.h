@@ -36,7 +36,8 @@ class Machine {
  private:
   struct MemberState {
     Member m;
-    PeerHealth health;  // unused for self
+    PeerHealth health;    // unused for self
+    Time health_since{};  // when health last changed (or the member appeared)
     std::optional<Time> down_since;
     std::optional<Time> last_recovery;
   };

@@ -249,6 +249,9 @@ struct MemberSnapshot {
   Health health = Health::Unknown;
   bool reports_down = false;
   std::optional<Time> down_since;
+  // When `health` took its current value: the last health transition of a peer (or when
+  // it joined the configuration); for self, the state_since of the machine.
+  Time since{};
 };
 struct RouteSnapshot {
   std::string destination;

@@ -45,4 +45,11 @@ struct Family {
 // or a duplicate label within one sample. Nothing is written for invalid input.
 [[nodiscard]] core::Result<std::string, std::string> format(const std::vector<Family>& families);
 
+// Checks a document against the text format 0.0.4, as a scraper reads it (what promtool's
+// "check metrics" does for syntax): every line a HELP, TYPE or other comment, or a sample
+// `name{label="value",...} value [timestamp]` with valid names, escapes and value; one
+// TYPE per family, before its samples; a family's samples together; the document ends with
+// a line feed. Returns the number of samples, or "line N: what is wrong".
+[[nodiscard]] core::Result<size_t, std::string> check_exposition(std::string_view text);
+
 }  // namespace hanat::metrics

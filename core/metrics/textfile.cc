@@ -81,17 +81,26 @@ void MetricsTextfile::write_now() {
   auto doc = format(produce_ ? produce_() : std::vector<Family>{});
   if (!doc) {
     ++failures_;
-    last_error_ = "metrics textfile " + path_ + ": " + doc.error();
-    return;
+    return set_error("metrics textfile " + path_ + ": " + doc.error());
   }
   auto written = write_textfile(path_, *doc);
   if (!written) {
     ++failures_;
-    last_error_ = written.error();
-    return;
+    return set_error(written.error());
   }
   ++writes_;
-  last_error_.clear();
+  set_error("");
+}
+
+void MetricsTextfile::set_error(std::string e) {
+  if (e == last_error_) return;
+  last_error_ = std::move(e);
+  if (on_error_change_) on_error_change_(last_error_);
+}
+
+std::string MetricsTextfile::remove_file() const {
+  if (::unlink(path_.c_str()) == 0 || errno == ENOENT) return "";
+  return "metrics textfile " + path_ + ": cannot remove: " + errno_text(errno);
 }
 
 }  // namespace hanat::metrics

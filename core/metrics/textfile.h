@@ -32,6 +32,9 @@ namespace hanat::metrics {
 class MetricsTextfile {
  public:
   using Producer = std::function<std::vector<Family>()>;
+  // Called when last_error() changes: a new error, a different one, or "" on recovery —
+  // so the owner logs once per change, not once per interval.
+  using ErrorChange = std::function<void(const std::string& error)>;
 
   MetricsTextfile(uv::Loop& loop, std::string path, std::chrono::milliseconds interval,
                   Producer produce);
@@ -41,11 +44,16 @@ class MetricsTextfile {
   // Writes once now, then every interval. The returned error is the timer's; a write
   // error is in last_error().
   [[nodiscard]] std::error_code start();
+  void on_error_change(ErrorChange cb) { on_error_change_ = std::move(cb); }
   void stop();
   // One write now (the timer does the same).
   void write_now();
+  // Removes the file (on a clean stop, or when the path changes): node_exporter would
+  // otherwise keep exporting the last values as if they were current. Returns the error.
+  [[nodiscard]] std::string remove_file() const;
 
   [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::chrono::milliseconds interval() const { return interval_; }
   [[nodiscard]] const std::string& last_error() const { return last_error_; }
   [[nodiscard]] uint64_t writes() const { return writes_; }
   [[nodiscard]] uint64_t failures() const { return failures_; }
@@ -56,8 +64,11 @@ class MetricsTextfile {
   Producer produce_;
   uv::Timer timer_;
   std::string last_error_;
+  ErrorChange on_error_change_;
   uint64_t writes_ = 0;
   uint64_t failures_ = 0;
+
+  void set_error(std::string e);
 };
 
 }  // namespace hanat::metrics

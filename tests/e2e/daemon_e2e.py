@@ -9,6 +9,7 @@ tools missing). The last line says PASSED, FAILED or SKIPPED.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,13 +76,57 @@ def ctl_status_json(lab, nat):
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
+METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {(name, ((label, value), ...)): float}. Raises
+    ValueError naming the first line that is not valid exposition text."""
+    if text and not text.endswith("\n"):
+        raise ValueError("the document does not end with a line feed")
+    out = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#"):
+            if line.startswith("# TYPE ") and line.split()[-1] not in ("counter", "gauge"):
+                raise ValueError(f"line {i}: unknown type: {line!r}")
+            continue
+        m = METRIC_LINE.match(line)
+        if not m:
+            raise ValueError(f"line {i}: not a sample: {line!r}")
+        labels = ()
+        if m.group(3):
+            pairs = LABEL.findall(m.group(3))
+            if "".join(f'{k}="{v}",' for k, v in pairs).rstrip(",") != m.group(3).rstrip(","):
+                raise ValueError(f"line {i}: bad labels: {line!r}")
+            labels = tuple(pairs)
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The value of the sample `name` whose labels include `labels` (None if absent)."""
+    for (n, ls), v in samples.items():
+        if n == name and all((k, str(val)) in ls for k, val in labels.items()):
+            return v
+    return None
+
+
 OVERRIDES = {"probe": {"interval": "100ms", "timeout": "100ms", "rise": 3, "fall": 3},
              "failover": {"failback_delay": "3s", "handover_timeout": "5s"},
              "ec2": {"route_refresh_interval": "2s"}}
 
 
+def textfile(lab, nat):
+    return os.path.join(lab.nat(nat)["dir"], "hanat.prom")
+
+
 def start(lab, nat, args=()):
-    p, _ = lab.start_hanatd(nat, HANATD, OVERRIDES, args=list(args))
+    # nat2 also writes the node_exporter text file (checked after the link cut).
+    ov = json.loads(json.dumps(OVERRIDES))
+    if nat == 2:
+        ov["metrics"] = {"textfile": textfile(lab, 2), "interval": "1s"}
+    p, _ = lab.start_hanatd(nat, HANATD, ov, args=list(args))
     return p
 
 
@@ -177,8 +222,8 @@ def run(lab):
     p1 = start(lab, 1)
     n1 = poll("nat1 active again", lambda: active(lab, 1), 20)
     calls = (n1 or {}).get("counters", {}).get("ec2_calls", {})
-    check("restart: no mutating EC2 call",
-          n1 is not None and not any(k.split()[0] not in ("DescribeRouteTables",) for k in calls)
+    check("restart: no mutating EC2 call (only Describe* calls counted)",
+          n1 is not None and calls and all(k.startswith("Describe") for k in calls)
           and n1["counters"]["route_writes"] == 0, calls)
     check("restart: EC2 routes unchanged", routes(lab) == before, routes(lab))
 
@@ -199,6 +244,54 @@ def run(lab):
     n2 = node(lab, 2)
     peer = [m for m in n2["members"] if not m["self"]][0]
     check("link cut: nat2 reports nat1 down", peer["health"] == "down", peer)
+    now_ms = time.time() * 1000
+    check("link cut: nat1 down since after the cut (wall clock) and for as long",
+          t0 * 1000 - 50 <= peer.get("since_unix_ms", 0) <= now_ms and
+          abs((now_ms - peer["since_unix_ms"]) - peer.get("for_ms", -10**9)) < 2000, peer)
+    ta = {t["id"]: t for t in n2["tables"]}[rt_a]
+    lw = ta.get("last_write", {})
+    check("link cut: table a's last write on nat2 is to nat2's ENI, ok, after the cut",
+          lw.get("target") == eni[2] and lw.get("outcome") == "ok"
+          and lw.get("destination") == "0.0.0.0/0"
+          and t0 * 1000 <= lw.get("at_unix_ms", 0) <= now_ms, ta)
+    text = ctl(lab, 2, "status").stdout
+    check("hanatctl status shows since, last write and EC2 calls by outcome",
+          re.search(r"down\s+for \d", text) is not None
+          and f"last write: 0.0.0.0/0 -> {eni[2]} ok at" in text
+          and re.search(r"ReplaceRoute( \S+=\d+)* ok=\d", text) is not None, text)
+
+    # hanatctl metrics: valid exposition text that agrees with status.
+    m = ctl(lab, 2, "metrics")
+    try:
+        samples = parse_metrics(m.stdout)
+    except ValueError as e:
+        samples = {}
+        check("hanatctl metrics prints valid exposition text", False, f"{e}: {m.stdout[:400]}")
+    st2 = node(lab, 2)
+    by_action = st2["counters"].get("ec2_calls_by_action", {})
+    check("metrics: hanat_failovers_total >= 1 after the cut",
+          (metric(samples, "hanat_failovers_total") or 0) >= 1, m.stdout[:300])
+    check("metrics: ReplaceRoute ok counter matches status",
+          metric(samples, "hanat_ec2_calls_total", action="ReplaceRoute", outcome="ok")
+          == by_action.get("ReplaceRoute", {}).get("ok") and
+          by_action.get("ReplaceRoute", {}).get("ok", 0) >= 1, (by_action, m.stdout[-600:]))
+    check("metrics: nat2 sees nat1 down, itself up",
+          metric(samples, "hanat_member_up", instance_id=lab.nat(1)["instance_id"]) == 0 and
+          metric(samples, "hanat_member_up", instance_id=lab.nat(2)["instance_id"],
+                 self="true") == 1)
+    check("metrics: table a on its allocated target, last write ok",
+          metric(samples, "hanat_route_table_on_allocated_target", route_table=rt_a) == 1 and
+          (metric(samples, "hanat_route_table_last_write_timestamp_seconds", route_table=rt_a,
+                  outcome="ok") or 0) >= t0 - 0.05)
+    # The node_exporter text file says the same within an interval.
+    def textfile_failovers():
+        try:
+            with open(textfile(lab, 2)) as f:
+                return (metric(parse_metrics(f.read()), "hanat_failovers_total") or 0) >= 1
+        except (OSError, ValueError):
+            return False
+    check("metrics textfile: valid and shows the failover",
+          poll("textfile shows the failover", textfile_failovers, 5))
 
     # --- failback: nat1's links return; after failback_delay it takes table a back.
     for leg in ("private", "public", "mgmt"):
@@ -257,6 +350,36 @@ def run(lab):
     except subprocess.TimeoutExpired:
         code = None
     check("spot notice: hanatd on nat1 exits after the handover", code == 0, code)
+
+    # --- Auto Scaling lifecycle notice (target-lifecycle-state "Terminated", polled every
+    # 5 s): nat1 back first, table a fails back to it; then the notice moves table a to
+    # nat2 before hanatd on nat1 exits, with no real outage for a1's traffic.
+    lab.set_imds(1)
+    p1 = start(lab, 1)
+    poll("nat1 active", lambda: active(lab, 1), 20)
+    check("ASG notice: table a is back on nat1 first",
+          poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
+    poll("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
+                                        if not m["self"] and m["health"] == "up"], 15)
+    lab.wait_route("a1", lab.nat(1)["private_address"], timeout=10)
+    stream = lab.start_stream("a1", rate=200)
+    stream.wait_received(100)
+    lab.set_imds(1, target_lifecycle_state="Terminated")
+    check("ASG notice: table a moves to nat2",
+          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 20), routes(lab))
+    try:
+        code = p1.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    check("ASG notice: hanatd on nat1 exits 0 after the handover", code == 0, code)
+    check("ASG notice: table a points at nat2 once nat1's hanatd has exited",
+          routes(lab)[rt_a] == eni[2], routes(lab))
+    lab.wait_route("a1", lab.nat(2)["private_address"], timeout=10)
+    time.sleep(0.5)  # let traffic flow after the switch before closing the stream
+    r = stream.stop()
+    check(f"ASG notice: outage {r['max_gap_ms']:.0f} ms < 1000 ms, traffic now via nat2",
+          r["max_gap_ms"] < 1000 and r["sources"] and
+          r["sources"][-1]["source"] == lab.nat(2)["public_address"], r)
 
     # --- floating ENI: held by nat2's instance; hanatd on nat1 waits until it is released,
     # then attaches it. (moto would attach it twice: the waiting is hanatd's own.)

@@ -12,8 +12,10 @@
 
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
+#include "core/metrics/prometheus.h"
 #include "tests/support/process.h"
 
 namespace hanat {
@@ -21,6 +23,7 @@ namespace {
 
 using testing::eventually;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::Process;
 using testing::run;
 using testing::TempDir;
@@ -232,6 +235,132 @@ TEST_F(DaemonTest, InvalidConfigAtStartupExitsTwo) {
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr(conf_ + ":7:9: log.level: \"loud\" is not one of"));
   EXPECT_THAT(r.err, HasSubstr("invalid configuration, not starting"));
+}
+
+// ---- metrics: hanatctl metrics and the node_exporter text file ------------------------
+
+std::string metrics_section(const std::string& path, const std::string& interval = "1s") {
+  return "[metrics]\ntextfile = \"" + path + "\"\ninterval = \"" + interval + "\"\n";
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_F(DaemonTest, HanatctlMetricsPrintsValidExposition) {
+  auto d = start();
+  auto r = ctl({"metrics"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto ok = metrics::check_exposition(r.out);
+  ASSERT_TRUE(ok) << ok.error() << "\n" << r.out;
+  EXPECT_GT(*ok, 10u);
+  EXPECT_THAT(r.out,
+              HasSubstr("# TYPE hanat_config_generation gauge\nhanat_config_generation 1\n"));
+  EXPECT_THAT(r.out,
+              HasSubstr("hanat_build_info{version=\"" HANAT_VERSION "\",group=\"lab\"} 1\n"));
+  // Still looking for its identity (no metadata service here): the phase says so.
+  EXPECT_THAT(r.out, HasSubstr("hanat_node_phase{phase=\"identity\"} 1\n"));
+  EXPECT_THAT(r.out, HasSubstr("hanat_node_phase{phase=\"running\"} 0\n"));
+}
+
+TEST_F(DaemonTest, TextfileIsWrittenAtomicallyFollowsReloadAndIsRemovedOnExit) {
+  const std::string prom = dir_.file("hanat.prom");
+  write_config("info", metrics_section(prom));
+  auto d = start();
+  ASSERT_TRUE(eventually([&] { return ::access(prom.c_str(), F_OK) == 0; }))
+      << "no text file; hanatd said:\n"
+      << d->err();
+  struct stat st {};
+  ASSERT_EQ(::stat(prom.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u) << "node_exporter runs as its own user";
+
+  // Read it over and over while hanatd rewrites it every second: every read is a whole,
+  // valid document (never empty or cut), and the file is replaced by rename (new inode),
+  // not rewritten in place.
+  const ino_t first = inode_of(prom);
+  size_t reads = 0;
+  bool replaced = eventually(
+      [&] {
+        std::string doc = testing::read_file(prom);
+        auto ok = metrics::check_exposition(doc);
+        EXPECT_TRUE(ok && *ok > 10) << (ok ? "few samples" : ok.error()) << "\n" << doc;
+        EXPECT_THAT(doc, HasSubstr("\nhanat_config_generation 1\n"));
+        ++reads;
+        return inode_of(prom) != first && inode_of(prom) != 0;
+      },
+      std::chrono::seconds(5));
+  EXPECT_TRUE(replaced) << "the file was not rewritten within 5 s (" << reads << " reads)";
+  EXPECT_GT(reads, 10u);
+  // No temporary file left behind beside it.
+  size_t others = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.path()))
+    if (e.path().filename().string().rfind(".hanat.prom", 0) == 0) ++others;
+  EXPECT_LE(others, 1u);  // at most the one being written right now
+
+  json_t* j = status_json();
+  ASSERT_NE(j, nullptr);
+  json_t* m = json_object_get(j, "metrics");
+  EXPECT_STREQ(json_string_value(json_object_get(m, "textfile")), prom.c_str());
+  EXPECT_GE(json_integer_value(json_object_get(m, "writes")), 2);
+  EXPECT_EQ(json_object_get(m, "error"), nullptr);
+  json_decref(j);
+
+  // A reload that moves the file: the new path is written (with the new generation), the
+  // old one removed, so node_exporter does not export two copies.
+  const std::string moved = dir_.file("moved.prom");
+  write_config("info", metrics_section(moved));
+  d->signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] {
+    return testing::read_file(moved).find("\nhanat_config_generation 2\n") != std::string::npos;
+  }));
+  EXPECT_NE(::access(prom.c_str(), F_OK), 0) << "the old text file was left behind";
+  EXPECT_THAT(ctl({"status"}).out, HasSubstr("metrics:     " + moved + " every 1.0s"));
+
+  // A reload that removes [metrics] textfile stops the writer and removes the file.
+  write_config("info");
+  d->signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return generation() == 3; }));
+  EXPECT_TRUE(eventually([&] { return ::access(moved.c_str(), F_OK) != 0; }));
+  EXPECT_THAT(ctl({"status"}).out, Not(HasSubstr("metrics:")));
+
+  // Back on, then a clean exit removes it: stale values must not outlive the daemon.
+  write_config("info", metrics_section(prom));
+  d->signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return ::access(prom.c_str(), F_OK) == 0; }));
+  d->signal(SIGTERM);
+  ASSERT_EQ(d->wait(std::chrono::seconds(5)), 0) << d->err();
+  EXPECT_NE(::access(prom.c_str(), F_OK), 0) << "the text file outlived the daemon";
+}
+
+TEST_F(DaemonTest, TextfileErrorIsLoggedOncePerChangeAndShownInStatus) {
+  const std::string prom = dir_.file("later/hanat.prom");
+  write_config("info", metrics_section(prom));
+  auto d = start();
+  auto failures = [&]() -> long long {
+    json_t* j = status_json();
+    if (j == nullptr) return -1;
+    long long n = json_integer_value(json_object_get(json_object_get(j, "metrics"), "failures"));
+    json_decref(j);
+    return n;
+  };
+  ASSERT_TRUE(eventually([&] { return failures() >= 3; }, std::chrono::seconds(10)));
+  auto text = ctl({"status"}).out;
+  EXPECT_THAT(text,
+              HasSubstr("FAILING: metrics textfile " + prom + ": cannot create temporary file"));
+  auto count = [](const std::string& hay, const std::string& needle) {
+    size_t n = 0;
+    for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count(d->err(), "cannot create temporary file"), 1u) << "logged every interval:\n"
+                                                                 << d->err();
+  // The directory appears (node_exporter installed later): the next write succeeds, once
+  // logged.
+  std::filesystem::create_directory(dir_.file("later"));
+  EXPECT_TRUE(eventually([&] { return ::access(prom.c_str(), F_OK) == 0; }));
+  EXPECT_TRUE(eventually([&] { return d->err().find("written again") != std::string::npos; }));
+  EXPECT_THAT(ctl({"status"}).out, Not(HasSubstr("FAILING")));
 }
 
 TEST(HanatdCli, CheckConfigOfTheExampleIsZero) {

@@ -272,5 +272,78 @@ TEST(MetricsTextfile, KeepsTheLastErrorAndRecovers) {
   hanat::testing::expect_clean_close(loop);
 }
 
+TEST(MetricsTextfile, ReportsEachErrorChangeOnceNotEveryInterval) {
+  TempDir dir;
+  auto subdir = dir.path() / "later";
+  auto path = (subdir / "hanat.prom").string();
+  uv::Loop loop;
+  {
+    std::vector<std::string> changes;
+    MetricsTextfile mt(loop, path, 5ms, [] {
+      return std::vector<Family>{{"up", "", Type::Gauge, {{{}, 1}}}};
+    });
+    mt.on_error_change([&](const std::string& e) { changes.push_back(e); });
+    ASSERT_EQ(mt.start(), std::error_code{});
+    // Many intervals fail with the same error: one report.
+    ASSERT_TRUE(hanat::testing::run_until(
+        loop, [&] { return mt.failures() >= 5; }, 5s));
+    ASSERT_EQ(changes.size(), 1u);
+    EXPECT_NE(changes[0].find(path), std::string::npos) << changes[0];
+    // Recovery is one more change, to "".
+    fs::create_directory(subdir);
+    ASSERT_TRUE(hanat::testing::run_until(
+        loop, [&] { return mt.writes() >= 5; }, 5s));
+    ASSERT_EQ(changes.size(), 2u);
+    EXPECT_EQ(changes[1], "");
+    mt.stop();
+    // remove_file deletes the file; removing a missing file is not an error.
+    EXPECT_EQ(mt.remove_file(), "");
+    EXPECT_FALSE(fs::exists(path));
+    EXPECT_EQ(mt.remove_file(), "");
+  }
+  hanat::testing::expect_clean_close(loop);
+}
+
+TEST(CheckExposition, AcceptsWhatFormatWrites) {
+  std::vector<Family> f{
+      {"hanat_up", "Up.", Type::Gauge, {{{}, 1}}},
+      {"hanat_calls_total",
+       "Calls \\ with \"quotes\"\nand lines.",
+       Type::Counter,
+       {{{{"action", "ReplaceRoute"}, {"outcome", "a\"b\\c\nd"}}, 3},
+        {{{"action", "X"}, {"outcome", "ok"}}, 0.25}}},
+      {"hanat_empty", "", Type::Gauge, {}},
+      {"hanat_special", "", Type::Gauge, {{{}, std::nan("")}, {{{"k", "v"}}, -1e300}}}};
+  auto doc = format(f);
+  ASSERT_TRUE(doc) << doc.error();
+  auto n = check_exposition(*doc);
+  ASSERT_TRUE(n) << n.error() << "\n" << *doc;
+  EXPECT_EQ(*n, 5u);
+  EXPECT_EQ(*check_exposition(""), 0u);
+  EXPECT_EQ(*check_exposition("# a comment\n\nx 1 1700000000000\n"), 1u);
+}
+
+TEST(CheckExposition, NamesTheLineAndTheProblem) {
+  auto err = [](std::string_view doc) {
+    auto r = check_exposition(doc);
+    return r ? std::string("accepted") : r.error();
+  };
+  EXPECT_EQ(err("x 1"), "the document does not end with a line feed");
+  EXPECT_EQ(err("x 1\n1x 2\n"), "line 2: invalid metric name \"1x\"");
+  EXPECT_EQ(err("x{a=\"1\"\n"), "line 1: x: unterminated label set");
+  EXPECT_EQ(err("x{a=\"1\n"), "line 1: x: unterminated label value");
+  EXPECT_EQ(err("x{a=1} 2\n"), "line 1: x: label \"a\": value not quoted");
+  EXPECT_EQ(err("x{a=\"\\t\"} 2\n"), "line 1: x: label \"a\": bad escape");
+  EXPECT_EQ(err("x{a=\"1\",a=\"2\"} 2\n"), "line 1: x: label \"a\" twice");
+  EXPECT_EQ(err("x{0a=\"1\"} 2\n"), "line 1: x: invalid label name \"0a\"");
+  EXPECT_EQ(err("x\n"), "line 1: x: no value");
+  EXPECT_EQ(err("x one\n"), "line 1: x: bad value \"one\"");
+  EXPECT_EQ(err("x 1 soon\n"), "line 1: x: bad timestamp");
+  EXPECT_EQ(err("# TYPE x gauge\n# TYPE x gauge\n"), "line 2: second TYPE line for x");
+  EXPECT_EQ(err("# TYPE x meter\n"), "line 1: unknown type \"meter\"");
+  EXPECT_EQ(err("x 1\n# TYPE x gauge\n"), "line 2: TYPE line for x after its samples");
+  EXPECT_EQ(err("x 1\ny 1\nx 2\n"), "line 3: x: samples not together");
+}
+
 }  // namespace
 }  // namespace hanat::metrics

@@ -1,0 +1,159 @@
+#include "core/daemon/report.h"
+
+namespace hanat::daemon {
+
+namespace {
+
+using metrics::Family;
+using metrics::Sample;
+using metrics::Type;
+
+double seconds(std::int64_t ms) {
+  return static_cast<double>(ms) / 1000.0;
+}
+
+Family gauge(std::string name, std::string help) {
+  return Family{std::move(name), std::move(help), Type::Gauge, {}};
+}
+
+Family counter(std::string name, std::string help) {
+  return Family{std::move(name), std::move(help), Type::Counter, {}};
+}
+
+Family single(Family f, double v) {
+  f.samples.push_back(Sample{{}, v});
+  return f;
+}
+
+// A state set (one sample per possible value, 1 for the current one), the usual
+// Prometheus shape for an enum: alerts match on value without knowing every name.
+Family state_set(std::string name, std::string help, const std::string& label,
+                 const std::vector<std::string>& all, const std::string& current) {
+  Family f = gauge(std::move(name), std::move(help));
+  for (const auto& s : all) f.samples.push_back(Sample{{{label, s}}, s == current ? 1.0 : 0.0});
+  return f;
+}
+
+}  // namespace
+
+std::vector<Family> metric_families(const Report& r) {
+  std::vector<Family> out;
+  {
+    Family f = gauge("hanat_build_info", "hanatd version and group (always 1).");
+    f.samples.push_back(Sample{{{"version", r.version}, {"group", r.group}}, 1});
+    out.push_back(std::move(f));
+  }
+  out.push_back(single(gauge("hanat_start_time_seconds", "When hanatd started (unix time)."),
+                       seconds(r.started_unix_ms)));
+  out.push_back(single(gauge("hanat_config_generation",
+                             "Configuration generation: 1 at start, +1 per successful reload."),
+                       static_cast<double>(r.generation)));
+  out.push_back(single(
+      gauge("hanat_config_loaded_timestamp_seconds", "When the running configuration was loaded."),
+      seconds(r.config_loaded_unix_ms)));
+  out.push_back(single(gauge("hanat_config_last_reload_success",
+                             "1 if the last SIGHUP reload succeeded (or none was attempted), 0 "
+                             "if it failed and the previous generation still runs."),
+                       r.reload_ok ? 1 : 0));
+  {
+    Family f = gauge("hanat_config_last_reload_timestamp_seconds",
+                     "When the last reload was attempted (absent before the first).");
+    if (r.reload_attempted) f.samples.push_back(Sample{{}, seconds(r.reload_unix_ms)});
+    out.push_back(std::move(f));
+  }
+  out.push_back(state_set("hanat_node_phase",
+                          "Start-up phase of the node (1 for the current one); running once "
+                          "discovery is done.",
+                          "phase", r.phases, r.phase));
+  out.push_back(state_set("hanat_state", "This host's failover state (1 for the current one).",
+                          "state", r.states, r.state));
+  {
+    Family f = gauge("hanat_state_since_timestamp_seconds",
+                     "When this host entered its current failover state.");
+    if (!r.state.empty()) f.samples.push_back(Sample{{}, seconds(r.state_since_unix_ms)});
+    out.push_back(std::move(f));
+  }
+  out.push_back(
+      single(gauge("hanat_drained", "1 while an operator drain is in effect."), r.drained ? 1 : 0));
+  out.push_back(single(
+      gauge("hanat_nat_ok", "1 when the masquerade table and forwarding are applied and verified."),
+      r.nat_ok ? 1 : 0));
+  out.push_back(single(
+      gauge("hanat_egress_ok", "1 unless the egress self-check failed (unknown counts as ok)."),
+      r.egress == "down" ? 0 : 1));
+
+  Family up = gauge("hanat_member_up",
+                    "1 when the member is healthy in this host's view (self: serving), else 0.");
+  Family since = gauge("hanat_member_state_since_timestamp_seconds",
+                       "When the member's health took its current value in this host's view.");
+  Family rtt = gauge("hanat_probe_rtt_seconds", "Round-trip time of the last probe of a peer.");
+  for (const auto& m : r.members) {
+    std::vector<std::pair<std::string, std::string>> l{
+        {"instance_id", m.instance_id}, {"zone", m.zone}, {"self", m.self ? "true" : "false"}};
+    up.samples.push_back(Sample{l, m.health == "up" ? 1.0 : 0.0});
+    since.samples.push_back(Sample{l, seconds(m.since_unix_ms)});
+    for (const auto& [kind, us] : m.rtt_us) {
+      rtt.samples.push_back(
+          Sample{{{"instance_id", m.instance_id}, {"kind", kind}}, static_cast<double>(us) / 1e6});
+    }
+  }
+  out.push_back(std::move(up));
+  out.push_back(std::move(since));
+  out.push_back(std::move(rtt));
+
+  Family on_alloc = gauge("hanat_route_table_on_allocated_target",
+                          "1 when the table's managed routes point at the allocated target.");
+  Family writes =
+      counter("hanat_route_table_writes_total", "Route writes this host made to the table.");
+  Family hold = gauge("hanat_route_table_hold_down_seconds",
+                      "Remaining hold-down of the table (0: none): this host backs off after "
+                      "another member rewrote a route it had taken over.");
+  Family last = gauge("hanat_route_table_last_write_timestamp_seconds",
+                      "When this host's last write to the table completed; outcome is ok or "
+                      "the EC2 error code.");
+  for (const auto& t : r.tables) {
+    std::vector<std::pair<std::string, std::string>> l{{"route_table", t.id}, {"zone", t.zone}};
+    on_alloc.samples.push_back(Sample{l, t.on_allocated ? 1.0 : 0.0});
+    writes.samples.push_back(Sample{l, static_cast<double>(t.writes)});
+    hold.samples.push_back(Sample{l, seconds(t.hold_down_ms)});
+    if (t.last_write_unix_ms) {
+      auto lw = l;
+      lw.emplace_back("outcome", t.last_write_outcome);
+      last.samples.push_back(Sample{lw, seconds(*t.last_write_unix_ms)});
+    }
+  }
+  out.push_back(std::move(on_alloc));
+  out.push_back(std::move(writes));
+  out.push_back(std::move(hold));
+  out.push_back(std::move(last));
+
+  out.push_back(single(counter("hanat_failovers_total",
+                               "Peers this host saw go from up to down (each moves their tables)."),
+                       static_cast<double>(r.failovers)));
+  out.push_back(single(counter("hanat_route_writes_total",
+                               "Route writes (ReplaceRoute, "
+                               "CreateRoute) this host sent."),
+                       static_cast<double>(r.route_writes)));
+  {
+    Family f = counter("hanat_ec2_calls_total",
+                       "Completed EC2 API calls by action and outcome (ok or the EC2 error "
+                       "code; transport failures by kind), after the client's retries.");
+    for (const auto& [k, v] : r.ec2_calls)
+      f.samples.push_back(
+          Sample{{{"action", k.first}, {"outcome", k.second}}, static_cast<double>(v)});
+    out.push_back(std::move(f));
+  }
+  out.push_back(single(counter("hanat_ec2_throttles_total",
+                               "EC2 calls that failed throttled (RequestLimitExceeded and the "
+                               "like) after the client's retries."),
+                       static_cast<double>(r.throttles)));
+  out.push_back(single(counter("hanat_drift_repairs_total",
+                               "Repairs of the NAT table or sysctls after something changed them."),
+                       static_cast<double>(r.drift_repairs)));
+  out.push_back(
+      single(counter("hanat_nat_applies_total", "NAT table applies (commit and read-back)."),
+             static_cast<double>(r.nat_applies)));
+  return out;
+}
+
+}  // namespace hanat::daemon

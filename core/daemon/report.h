@@ -1,0 +1,77 @@
+#pragma once
+// A plain snapshot of what the daemon knows, for the Prometheus metrics: the daemon and its
+// node fill it in (Daemon::report), and metric_families() turns it into metric families
+// without touching the loop, the engine or a clock — so the mapping is unit-tested on a
+// hand-built Report. Times are wall-clock (unix milliseconds) because Prometheus
+// timestamps and node_exporter's consumers are wall-clock; durations are milliseconds.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/metrics/prometheus.h"
+
+namespace hanat::daemon {
+
+struct Report {
+  // The daemon.
+  std::string version;
+  std::string group;
+  std::int64_t started_unix_ms = 0;
+  std::uint64_t generation = 1;
+  std::int64_t config_loaded_unix_ms = 0;
+  bool reload_attempted = false;
+  bool reload_ok = true;
+  std::int64_t reload_unix_ms = 0;  // valid when reload_attempted
+
+  // The node.
+  std::string phase;                // "identity" ... "running", "stopped"
+  std::vector<std::string> phases;  // every phase name, for a complete state set
+  std::string state;                // engine state; empty before the engine runs
+  std::vector<std::string> states;  // every engine state name
+  std::int64_t state_since_unix_ms = 0;
+  bool drained = false;
+  bool nat_ok = false;
+  std::string egress;  // "up", "down", "unknown"
+  std::string instance_id;
+  std::string zone;
+
+  struct Member {
+    std::string instance_id;
+    std::string zone;
+    bool self = false;
+    std::string health;  // "up", "down", "unknown"
+    std::int64_t since_unix_ms = 0;
+    std::map<std::string, std::int64_t> rtt_us;  // probe kind -> last RTT
+  };
+  std::vector<Member> members;
+
+  struct Table {
+    std::string id;
+    std::string zone;
+    std::string allocated;      // target text ("eni-..", "nat-..", "missing")
+    bool on_allocated = false;  // every managed route points at the allocated target
+    std::uint64_t writes = 0;
+    std::int64_t hold_down_ms = 0;  // remaining; 0 when none
+    std::optional<std::int64_t> last_write_unix_ms;
+    std::string last_write_outcome;  // "ok" or the EC2 error code
+  };
+  std::vector<Table> tables;
+
+  // Counters since the daemon started.
+  std::uint64_t failovers = 0;
+  std::uint64_t route_writes = 0;
+  std::uint64_t throttles = 0;
+  std::uint64_t drift_repairs = 0;
+  std::uint64_t nat_applies = 0;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls;  // (action, outcome)
+};
+
+// The metric families for `r`, named hanat_*, counters ending in _total, times in seconds.
+// Always a valid input for metrics::format() (label values are escaped there).
+[[nodiscard]] std::vector<metrics::Family> metric_families(const Report& r);
+
+}  // namespace hanat::daemon

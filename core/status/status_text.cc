@@ -1,0 +1,189 @@
+#include "core/status/status_text.h"
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace hanat::status {
+
+namespace {
+
+std::string str(const json_t* o, const char* key) {
+  const json_t* v = json_object_get(o, key);
+  return json_is_string(v) ? json_string_value(v) : "";
+}
+
+long long num(const json_t* o, const char* key) {
+  const json_t* v = json_object_get(o, key);
+  return json_is_integer(v) ? static_cast<long long>(json_integer_value(v)) : 0;
+}
+
+bool has_int(const json_t* o, const char* key) {
+  return json_is_integer(json_object_get(o, key));
+}
+
+const char* bool_word(const json_t* o, const char* key, const char* yes, const char* no) {
+  return json_is_true(json_object_get(o, key)) ? yes : no;
+}
+
+// printf into a std::string (the lines here are short; long values are appended as
+// strings, never through the format).
+template <class... A>
+std::string fmt(const char* f, A... a) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), f, a...);
+  return buf;
+}
+
+void print_node(std::string& out, const json_t* n) {
+  const json_t* self = json_object_get(n, "self");
+  out += "phase:       " + str(n, "phase");
+  if (!str(n, "phase_error").empty()) out += " — " + str(n, "phase_error");
+  out += "\n";
+  if (json_is_object(self) && !str(self, "instance_id").empty()) {
+    out += "self:        " + str(self, "instance_id") + " in " + str(self, "zone") + ", ENI " +
+           str(self, "eni_id") + ", " + str(self, "private_ip") + "\n";
+    out += std::string("data plane:  nat ") + bool_word(self, "nat_ok", "ok", "FAILED") +
+           ", egress " + str(self, "egress");
+    if (!str(self, "nat_error").empty()) out += " (" + str(self, "nat_error") + ")";
+    out += "\n";
+    if (!str(self, "floating_eni").empty()) {
+      out += "floating ENI: " + str(self, "floating_eni") + " " + str(self, "floating_eni_state") +
+             "\n";
+    }
+  }
+  if (!str(n, "state").empty()) {
+    out += "state:       " + str(n, "state") + bool_word(n, "drained", " (drained)", "");
+    if (has_int(n, "state_for_ms")) out += " for " + human_duration(num(n, "state_for_ms"));
+    out += "\n";
+  }
+  const json_t* members = json_object_get(n, "members");
+  if (json_array_size(members) > 0) {
+    out += "members:\n";
+    size_t i;
+    const json_t* m;
+    json_array_foreach(members, i, m) {
+      std::string rtts;
+      const char* k;
+      const json_t* v;
+      json_object_foreach(const_cast<json_t*>(json_object_get(m, "last_rtt_us")), k, v) {
+        rtts += " " + std::string(k) +
+                fmt("=%.2fms", static_cast<double>(json_integer_value(v)) / 1000.0);
+      }
+      std::string since =
+          has_int(m, "for_ms") ? "for " + human_duration(num(m, "for_ms")) : std::string();
+      out += fmt("  %-22s %-12s %-16s %-10s %-12s", str(m, "instance_id").c_str(),
+                 str(m, "zone").c_str(), str(m, "address").c_str(), str(m, "health").c_str(),
+                 since.c_str());
+      out += bool_word(m, "self", " (this host)", "");
+      out += rtts + "\n";
+    }
+  }
+  const json_t* tables = json_object_get(n, "tables");
+  if (json_array_size(tables) > 0) {
+    out += "route tables:\n";
+    size_t i;
+    const json_t* t;
+    json_array_foreach(tables, i, t) {
+      size_t j;
+      const json_t* r;
+      json_array_foreach(json_object_get(t, "routes"), j, r) {
+        std::string extra;
+        if (json_is_true(json_object_get(r, "in_flight"))) extra += " [write in flight]";
+        if (has_int(t, "hold_down_ms"))
+          extra += " [hold-down " + human_duration(num(t, "hold_down_ms")) + "]";
+        if (!str(r, "last_error").empty()) extra += " [last error: " + str(r, "last_error") + "]";
+        out += fmt("  %-24s %-12s %-12s current %-24s allocated %-24s writes %lld",
+                   str(t, "id").c_str(), str(t, "zone").c_str(), str(r, "destination").c_str(),
+                   str(r, "current").c_str(), str(t, "allocated").c_str(), num(t, "writes"));
+        out += extra + "\n";
+      }
+      const json_t* lw = json_object_get(t, "last_write");
+      if (json_is_object(lw)) {
+        out += "    last write: " + str(lw, "destination") + " -> " + str(lw, "target") + " " +
+               str(lw, "outcome") + " at " + str(lw, "at");
+        if (has_int(lw, "ago_ms")) out += " (" + human_duration(num(lw, "ago_ms")) + " ago)";
+        out += "\n";
+      }
+    }
+  }
+  const json_t* c = json_object_get(n, "counters");
+  if (json_is_object(c)) {
+    out +=
+        fmt("counters:    failovers %lld, route writes %lld, throttles %lld, drift repairs %lld, "
+            "nat applies %lld, ec2 calls %lld\n",
+            num(c, "failovers"), num(c, "route_writes"), num(c, "throttles"),
+            num(c, "drift_repairs"), num(c, "nat_applies"), num(c, "ec2_calls_total"));
+    // One line per action: "ReplaceRoute ok=3 RequestLimitExceeded=1".
+    const char* action;
+    const json_t* outcomes;
+    bool first = true;
+    json_object_foreach(const_cast<json_t*>(json_object_get(c, "ec2_calls_by_action")), action,
+                        outcomes) {
+      out += first ? "ec2 calls:   " : "             ";
+      first = false;
+      out += action;
+      const char* k;
+      const json_t* v;
+      json_object_foreach(const_cast<json_t*>(outcomes), k, v) {
+        out += " " + std::string(k) + "=" + std::to_string(json_integer_value(v));
+      }
+      out += "\n";
+    }
+  }
+}
+
+}  // namespace
+
+std::string human_duration(std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return fmt("%lldms", static_cast<long long>(ms));
+  if (ms < 60000) return fmt("%.1fs", static_cast<double>(ms / 100) / 10.0);
+  long long s = ms / 1000;
+  if (s < 3600) return fmt("%lldm%02llds", s / 60, s % 60);
+  if (s < 86400) return fmt("%lldh%02lldm", s / 3600, (s / 60) % 60);
+  return fmt("%lldd%02lldh", s / 86400, (s / 3600) % 24);
+}
+
+std::string format_status(const json_t* st) {
+  std::string out;
+  out += "hanatd " + str(st, "version") + fmt(" (pid %lld), up ", num(st, "pid")) +
+         human_duration(num(st, "uptime_ms")) + "\n";
+  out += "group:       " + str(st, "group") + "\n";
+  const json_t* cfg = json_object_get(st, "config");
+  if (json_is_object(cfg)) {
+    out += "config:      " + str(cfg, "path") +
+           fmt(" (generation %lld, loaded ", num(cfg, "generation")) + str(cfg, "loaded_at") +
+           ")\n";
+    const json_t* rl = json_object_get(cfg, "last_reload");
+    if (!json_is_true(json_object_get(rl, "attempted"))) {
+      out += "last reload: none\n";
+    } else if (json_is_true(json_object_get(rl, "ok"))) {
+      out += "last reload: ok at " + str(rl, "at") + "\n";
+    } else {
+      out += "last reload: FAILED at " + str(rl, "at") +
+             fmt(", still running generation %lld:\n", num(cfg, "generation"));
+      std::string err = str(rl, "error");
+      size_t start = 0;
+      while (start <= err.size()) {
+        size_t nl = err.find('\n', start);
+        out += "  " + err.substr(start, nl - start) + "\n";
+        if (nl == std::string::npos) break;
+        start = nl + 1;
+      }
+    }
+  }
+  const json_t* m = json_object_get(st, "metrics");
+  if (json_is_object(m)) {
+    out += "metrics:     " + str(m, "textfile") +
+           fmt(" every %s, %lld writes", human_duration(num(m, "interval_ms")).c_str(),
+               num(m, "writes"));
+    if (!str(m, "error").empty()) out += ", FAILING: " + str(m, "error");
+    out += "\n";
+  }
+  const json_t* node = json_object_get(st, "node");
+  if (json_is_object(node)) print_node(out, node);
+  return out;
+}
+
+}  // namespace hanat::status

@@ -1,0 +1,140 @@
+// `hanatctl status` text from fixed replies of the status socket.
+
+#include "core/status/status_text.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace hanat::status {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Parsed {
+  json_t* j = nullptr;
+  explicit Parsed(const char* text) {
+    json_error_t e;
+    j = json_loads(text, 0, &e);
+    EXPECT_NE(j, nullptr) << e.text << " at line " << e.line;
+  }
+  ~Parsed() { json_decref(j); }
+};
+
+constexpr const char* kRunning = R"({
+  "ok": true, "version": "0.1.0", "pid": 42, "uptime_ms": 125000, "group": "lab",
+  "config": {"path": "/etc/hanat/hanat.toml", "generation": 2,
+             "loaded_at": "2026-11-22T08:00:00Z", "loaded_at_unix_ms": 1795334400000,
+             "last_reload": {"attempted": true, "ok": true, "at": "2026-11-22T08:00:00Z"}},
+  "metrics": {"textfile": "/var/lib/prometheus/node-exporter/hanat.prom", "interval_ms": 5000,
+              "writes": 7, "failures": 0},
+  "node": {
+    "phase": "running", "state": "active", "state_for_ms": 12345, "drained": false,
+    "self": {"instance_id": "i-a", "zone": "zone-a", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up"},
+    "members": [
+      {"instance_id": "i-a", "zone": "zone-a", "self": true, "health": "active",
+       "address": "198.18.0.10", "since_unix_ms": 1795334400000, "for_ms": 12345,
+       "last_rtt_us": {}},
+      {"instance_id": "i-b", "zone": "zone-b", "self": false, "health": "down",
+       "address": "198.18.0.11", "since_unix_ms": 1795334410000, "for_ms": 3200,
+       "down_for_ms": 3200, "last_rtt_us": {"icmp": 250}}],
+    "tables": [
+      {"id": "rtb-a", "zone": "zone-a", "allocated": "eni-a", "writes": 0, "on_allocated": true,
+       "routes": [{"destination": "0.0.0.0/0", "current": "eni-a", "in_flight": false}]},
+      {"id": "rtb-b", "zone": "zone-b", "allocated": "eni-a", "writes": 2, "on_allocated": true,
+       "hold_down_ms": 9000,
+       "last_write": {"at": "2026-11-22T08:00:10.500Z", "at_unix_ms": 1795334410500,
+                      "ago_ms": 1500, "destination": "0.0.0.0/0", "target": "eni-a",
+                      "outcome": "ok"},
+       "routes": [{"destination": "0.0.0.0/0", "current": "eni-a", "in_flight": false}]}],
+    "counters": {"failovers": 1, "route_writes": 2, "throttles": 1, "drift_repairs": 0,
+                 "nat_applies": 1, "ec2_calls_total": 16,
+                 "ec2_calls": {"ReplaceRoute RequestLimitExceeded": 1, "ReplaceRoute ok": 1,
+                               "DescribeRouteTables ok": 14},
+                 "ec2_calls_by_action": {
+                   "DescribeRouteTables": {"ok": 14},
+                   "ReplaceRoute": {"RequestLimitExceeded": 1, "ok": 1}}}}
+})";
+
+TEST(StatusText, HeaderConfigAndReload) {
+  Parsed p(kRunning);
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t, HasSubstr("hanatd 0.1.0 (pid 42), up 2m05s\n"));
+  EXPECT_THAT(t, HasSubstr("group:       lab\n"));
+  EXPECT_THAT(
+      t, HasSubstr(
+             "config:      /etc/hanat/hanat.toml (generation 2, loaded 2026-11-22T08:00:00Z)\n"));
+  EXPECT_THAT(t, HasSubstr("last reload: ok at 2026-11-22T08:00:00Z\n"));
+  EXPECT_THAT(t, HasSubstr("metrics:     /var/lib/prometheus/node-exporter/hanat.prom every 5.0s, "
+                           "7 writes\n"));
+}
+
+TEST(StatusText, MembersShowHowLongInTheirState) {
+  Parsed p(kRunning);
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t, HasSubstr("state:       active for 12.3s\n"));
+  EXPECT_THAT(t,
+              HasSubstr("i-a                    zone-a       198.18.0.10      active     for 12.3s "
+                        "   (this host)\n"));
+  EXPECT_THAT(t,
+              HasSubstr("i-b                    zone-b       198.18.0.11      down       for 3.2s "
+                        "    icmp=0.25ms\n"));
+}
+
+TEST(StatusText, TablesShowLastWriteAndHoldDown) {
+  Parsed p(kRunning);
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t, HasSubstr("rtb-b"));
+  EXPECT_THAT(t, HasSubstr("writes 2 [hold-down 9.0s]\n"));
+  EXPECT_THAT(t, HasSubstr("    last write: 0.0.0.0/0 -> eni-a ok at 2026-11-22T08:00:10.500Z "
+                           "(1.5s ago)\n"));
+  // rtb-a was never written: no last-write line right after it.
+  size_t a = t.find("rtb-a");
+  size_t b = t.find("rtb-b");
+  ASSERT_NE(a, std::string::npos);
+  EXPECT_EQ(t.substr(a, b - a).find("last write"), std::string::npos);
+}
+
+TEST(StatusText, Ec2CallsByActionAndOutcome) {
+  Parsed p(kRunning);
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t,
+              HasSubstr("counters:    failovers 1, route writes 2, throttles 1, drift repairs 0, "
+                        "nat applies 1, ec2 calls 16\n"));
+  EXPECT_THAT(t, HasSubstr("ec2 calls:   DescribeRouteTables ok=14\n"
+                           "             ReplaceRoute RequestLimitExceeded=1 ok=1\n"));
+}
+
+TEST(StatusText, FailedReloadAndFailingTextfile) {
+  Parsed p(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "config": {"path": "/c.toml", "generation": 1, "loaded_at": "X",
+               "last_reload": {"attempted": true, "ok": false, "at": "Y",
+                               "error": "/c.toml:1:1: a: bad\n/c.toml:2:1: b: worse"}},
+    "metrics": {"textfile": "/nope/h.prom", "interval_ms": 60000, "writes": 0,
+                "failures": 3, "error": "metrics textfile /nope/h.prom: cannot create"},
+    "node": {"phase": "identity", "phase_error": "instance metadata: refused",
+             "counters": {"failovers": 0}}})");
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t, HasSubstr("hanatd 0.1.0 (pid 1), up 500ms\n"));
+  EXPECT_THAT(t, HasSubstr("last reload: FAILED at Y, still running generation 1:\n"
+                           "  /c.toml:1:1: a: bad\n  /c.toml:2:1: b: worse\n"));
+  EXPECT_THAT(t, HasSubstr("every 1m00s, 0 writes, FAILING: metrics textfile /nope/h.prom: "
+                           "cannot create\n"));
+  EXPECT_THAT(t, HasSubstr("phase:       identity — instance metadata: refused\n"));
+  EXPECT_THAT(t, Not(HasSubstr("members:")));
+  EXPECT_THAT(t, Not(HasSubstr("ec2 calls:")));
+}
+
+TEST(StatusText, HumanDuration) {
+  EXPECT_EQ(human_duration(-5), "0ms");
+  EXPECT_EQ(human_duration(850), "850ms");
+  EXPECT_EQ(human_duration(12345), "12.3s");
+  EXPECT_EQ(human_duration(59999), "59.9s");
+  EXPECT_EQ(human_duration(245000), "4m05s");
+  EXPECT_EQ(human_duration(7380000), "2h03m");
+  EXPECT_EQ(human_duration(273600000), "3d04h");
+}
+
+}  // namespace
+}  // namespace hanat::status
