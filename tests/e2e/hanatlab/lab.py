@@ -868,6 +868,42 @@ class Lab:
         else:
             raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
 
+    def set_partition(self, a, b, on=True):
+        """Partitions NATs a and b from each other (on=True) or heals it: every switch (the
+        private segment, the internet and API bridges) drops frames between their two ports,
+        while both still reach every other host — a split between two healthy members."""
+        pa, pb = self.nat(a), self.nat(b)
+        parts = self.state.setdefault("partitions", [])
+        pair = sorted([pa["name"], pb["name"]])
+        if on and pair not in parts:
+            parts.append(pair)
+        elif not on and pair in parts:
+            parts.remove(pair)
+        self._save_state()
+        for leg in ("private", "public", "mgmt"):
+            ns = pa["switch_ports"][leg][0]
+            rules = ""
+            for x, y in parts:
+                px, py = self.nat(x)["switch_ports"][leg][1], self.nat(y)["switch_ports"][leg][1]
+                rules += (f' iifname "{px}" oifname "{py}" drop\n'
+                          f' iifname "{py}" oifname "{px}" drop\n')
+            script = "table bridge lab_part {}\ndelete table bridge lab_part\n"
+            if rules:
+                script += ("table bridge lab_part {\n chain part_fwd {\n"
+                           "  type filter hook forward priority 0;\n" + rules + " }\n}\n")
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+
+    def set_forward_drop(self, nat, on=True):
+        """Makes NAT `nat`'s kernel drop every forwarded packet (an nftables forward chain
+        with policy drop, in its own table) while the host itself still answers pings, its
+        agent port and its own egress: a NAT whose data plane silently broke."""
+        ns = self.nat(nat)["ns"]
+        script = "table inet lab_nofwd {}\ndelete table inet lab_nofwd\n"
+        if on:
+            script += ("table inet lab_nofwd {\n chain drop_fwd {\n"
+                       "  type filter hook forward priority -200; policy drop;\n }\n}\n")
+        run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+
     def start_hanatd(self, nat, binary, overrides=None, name=None, args=(),
                      credentials="static"):
         """Writes NAT `nat`'s hanat.toml (with overrides) and starts `binary --config` in
@@ -882,8 +918,9 @@ class Lab:
     def reset(self, timeout=10.0):
         """Back to the state after up(), for tests that share one lab: every private route
         table's default route on its initial NAT ENI, no blackhole override, no IMDS notice,
-        every link restored, the EC2 proxy passing, and the fabric's routes applied.
-        (Processes a test spawned and moto objects it created are its own business.)"""
+        every link restored, no partition or forward drop, the EC2 proxy passing, and the
+        fabric's routes applied. (Processes a test spawned and moto objects it created are
+        its own business.)"""
         self.ec2_fault(None)
         ec2 = self.ec2()
         for rt in self.desc["route_tables"]:
@@ -896,8 +933,11 @@ class Lab:
                 ec2.create_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
                                  NetworkInterfaceId=rt["initial_target"])
         self.set_blackhole([])
+        for pair in list(self.state.get("partitions", [])):
+            self.set_partition(pair[0], pair[1], False)
         for n in self.desc["nats"]:
             self.set_imds(n["name"])
+            self.set_forward_drop(n["name"], False)
             for leg in ("private", "public", "mgmt"):
                 self.set_link(n["name"], leg, True, mode="down")
                 self.set_link(n["name"], leg, True, mode="drop")
