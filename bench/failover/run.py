@@ -62,7 +62,7 @@ def fmt_ms(v):
 def table(results, scenarios, controllers):
     s = sc.summarize(results)
     lines = []
-    head = "| scenario | controller | runs | median ms | max ms | no failover | route writes (median/max) | flip-flops | hanat/keepalived |"
+    head = "| scenario | controller | runs | median ms | max ms | no failover | route writes (median/max) | route changes per table, max (flip-flop runs) | hanat/keepalived |"
     lines += [head, "|" + "---|" * 9]
     for scen in scenarios:
         kad = s.get((scen, "keepalived"))
@@ -77,7 +77,7 @@ def table(results, scenarios, controllers):
                                                      g["errors"] else "") +
                          f" | {fmt_ms(g['median_ms'])} | {fmt_ms(g['max_ms'])} | "
                          f"{g['no_failover']} | {g['writes_median']:g}/{g['writes_max']} | "
-                         f"{g['flip_flops']} | {ratio} |" if g["n"] else
+                         f"{g['flips_max']} ({g['flip_flops']}) | {ratio} |" if g["n"] else
                          f"| {scen} | {c} | 0 ({g['errors']} errors) | | | | | | |")
     return "\n".join(lines), s
 

@@ -60,7 +60,8 @@ def bounds(name, r, lab):
     if name == "partition":
         out.append((f"no outage: longest gap {r['outage_ms']:.0f} ms < 500 ms",
                     r["restored"] and r["outage_ms"] < 500))
-        out.append((f"no flip-flop (flips {r['flips']}), {w} route writes <= 2 per table",
+        out.append((f"no flip-flop: each table changed at most twice (flips {r['flips']}), "
+                    f"{w} route writes <= 2 per table in a hold-down window",
                     not ff and w <= 2 * len(lab.desc["route_tables"])))
     if name == "api_unavailable":
         out.append((f"outage {r['outage_ms']:.0f} ms < 13000 ms once the API is back",

@@ -277,17 +277,22 @@ class ScenarioAccountingTest(unittest.TestCase):
               {"t_ms": 13, "error": "EC2 hung"}]
         flips = scenarios.route_flips(self.FakeLab([], ev), 5, 50)
         self.assertEqual(flips, {"a1": ["nat2", "nat1"], "b1": []})
+        # A take-over and one give-back is within DESIGN's bound; a third change is not.
+        self.assertFalse(scenarios.is_flip_flop(flips))
+        self.assertTrue(scenarios.is_flip_flop({"a1": ["nat2", "nat1", "nat2"]}))
 
     def test_summary_median_max_no_failover_and_errors(self):
         from hanatlab import scenarios
         base = {"scenario": "link_cut", "controller": "c", "route_writes": 1,
-                "flip_flop": False, "no_failover": False}
+                "flips": {"a1": ["nat2"], "b1": []}, "no_failover": False}
         runs = [dict(base, outage_ms=v) for v in (300, 500, 400)]
-        runs.append(dict(base, outage_ms=9000, no_failover=True, route_writes=0))
+        runs.append(dict(base, outage_ms=9000, no_failover=True, route_writes=0,
+                         flips={"a1": ["nat2", "nat1", "nat2"], "b1": []}))
         runs.append({"scenario": "link_cut", "controller": "c", "error": "boom"})
         s = scenarios.summarize(runs)[("link_cut", "c")]
         self.assertEqual((s["n"], s["errors"], s["median_ms"], s["max_ms"], s["no_failover"],
-                          s["writes_max"]), (4, 1, 450, 9000, 1, 1))
+                          s["writes_max"], s["flips_max"], s["flip_flops"]),
+                         (4, 1, 450, 9000, 1, 1, 3, 1))
 
     def test_bench_targets_met_and_missed(self):
         import importlib.util
@@ -301,9 +306,10 @@ class ScenarioAccountingTest(unittest.TestCase):
                           ("keepalived", 3000, 3000)):
             for scen, v in (("link_cut", lc), ("graceful", gr)):
                 runs.append({"scenario": scen, "controller": c, "outage_ms": v,
-                             "route_writes": 1, "flip_flop": False, "no_failover": False})
+                             "route_writes": 1, "flips": {"a1": ["nat2"]},
+                             "no_failover": False})
         text, s = run.table(runs, ["link_cut", "graceful"], list(run.CONTROLLERS))
-        self.assertIn("| link_cut | hanat-default | 1 | 800 | 800 | 0 | 1/1 | 0 | 0.27 |", text)
+        self.assertIn("| link_cut | hanat-default | 1 | 800 | 800 | 0 | 1/1 | 1 (0) | 0.27 |", text)
         t = "\n".join(run.targets(s))
         self.assertIn("link_cut, hanat-default: median 800 ms (target <= 1000 ms): met", t)
         self.assertIn("link_cut, hanat-fast: median 400 ms (target <= 350 ms): MISSED", t)
