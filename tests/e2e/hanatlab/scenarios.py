@@ -334,16 +334,32 @@ SCENARIOS = {
 
 
 def cleanup(lab, ctl):
-    """Ends the controller's processes (SIGKILL: no handover writes) and resets the lab."""
+    """Ends the controller (SIGKILL first: a graceful stop would hand routes over — hanatd's
+    handover, keepalived's priority-0 advert that makes the peer run its notify script), then
+    whatever it left running in the NAT namespaces (a notify script's AWS CLI call in flight
+    would otherwise write a route after the reset), then resets the lab."""
+    from hanatlab import netns
+    for n in lab.desc["nats"]:
+        try:
+            ctl.kill(n["name"])
+        except Exception:  # noqa: BLE001 - not running
+            pass
     stop_all = getattr(ctl, "stop_all", None)
     if stop_all:
-        stop_all()
-    else:
-        for n in lab.desc["nats"]:
-            try:
-                ctl.kill(n["name"])
-            except Exception:  # noqa: BLE001 - not running
-                pass
+        stop_all()  # e.g. keepalived's: removes its masquerade stand-in
+    lab_pids = {r["pid"] for r in lab.state["processes"] if netns.alive(r)}
+    for n in lab.desc["nats"]:
+        for pid in netns.netns_pids(n["ns"]):
+            if pid not in lab_pids:
+                # A descendant of a controller this lab started (ended by its pid, checked
+                # by start time so a reused pid is never signalled).
+                start = netns.proc_starttime(pid)
+                if start is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    wait_for(lambda p=pid, s=start: netns.proc_starttime(p) != s, 2.0)
     lab.reset()
 
 
