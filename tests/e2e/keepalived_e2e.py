@@ -98,7 +98,25 @@ def run(lab):
           (kad.state("nat1"), kad.state("nat2")))
     if not ready:
         return
+    if kad.repairs:
+        print(f"      keepalived's start-up race happened and was repaired: {kad.repairs}")
     check("traffic from a1 leaves through nat1", lab.whoami("a1")[0] == nat1["public_address"])
+
+    # keepalived's start-up race (a backup's CLI call landing last) leaves a table on the
+    # wrong NAT with every state right; wait_ready() must notice and repair it.
+    lab.ec2().replace_route(RouteTableId=lab.route_table("b")["id"],
+                            DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=nat1["eni_id"])
+    n_repairs = len(kad.repairs)
+    try:
+        kad.wait_ready(30)
+        repaired = True
+    except LabError as e:
+        repaired = False
+        print(f"      {e}")
+    check("wait_ready repairs a table left on the wrong NAT (through the home NAT's "
+          "notify_master) and records it",
+          repaired and kad.routes().get("b") == nat2["eni_id"] and
+          [r["zone"] for r in kad.repairs[n_repairs:]] == ["b"], kad.repairs)
 
     stream = lab.start_stream("a1", rate=200)
     stream.wait_received(100)
