@@ -323,8 +323,10 @@ SCENARIOS = {
     "no_forward": (sc_no_forward, "failover", {"window": 10}, {"window": 12}),
     "sigkill": (sc_sigkill, "steady", {"observe": 6}, {"observe": 8}),
     "graceful": (sc_graceful, "failover", {"window": 15}, {"window": 15}),
-    "spot": (sc_spot, "failover", {"notice_s": 3, "window": 15},
-             {"notice_s": 3, "window": 15}),
+    # hanatd polls IMDS notices every 5 s: the termination comes 8 s after the notice
+    # (EC2 gives two minutes), so every controller has seen it at least once.
+    "spot": (sc_spot, "failover", {"notice_s": 8, "window": 20},
+             {"notice_s": 8, "window": 20}),
     "partition": (sc_partition, "steady", {"observe": 8}, {"observe": 15}),
     "api_unavailable": (sc_api_unavailable, "failover", {"api_down_s": 10, "window": 12},
                         {"api_down_s": 10, "window": 12}),
