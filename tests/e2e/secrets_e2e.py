@@ -33,6 +33,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 from hanatlab import Lab, LabUnavailable, netns  # noqa: E402
 from hanatlab.lab import child_env  # noqa: E402

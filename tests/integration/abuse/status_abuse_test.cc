@@ -154,6 +154,43 @@ TEST_F(StatusAbuseTest, OversizedMalformedIdleAndExcessClientsGetClearAnswers) {
   EXPECT_TRUE(alive()) << hanatd_->err();
 }
 
+TEST_F(StatusAbuseTest, PipeliningMoreThanSixteenRequestsAtOnceIsAnsweredThenCutOff) {
+  // One read of pipelined requests is bounded: 16 replies, then an error and the close, so
+  // a single client cannot keep the loop (and the probe timers) busy for long.
+  int fd = connect_to(sock_);
+  ASSERT_GE(fd, 0);
+  std::string burst;
+  for (int i = 0; i < 100; ++i) burst += "{\"cmd\":\"status\"}\n";
+  ASSERT_EQ(send_some(fd, burst), burst.size());
+  int ok = 0;
+  std::string line;
+  while (!(line = read_line(fd)).empty() && line.find("\"ok\":true") != std::string::npos) ++ok;
+  EXPECT_GE(ok, 1);
+  EXPECT_LE(ok, 16);
+  EXPECT_THAT(line, HasSubstr("too many requests at once"));
+  EXPECT_EQ(read_line(fd), "") << "the connection was not closed";
+  ::close(fd);
+  EXPECT_TRUE(status_ok());
+}
+
+TEST_F(StatusAbuseTest, MoreRequestsThanOneLoopTurnServesAreAllAnsweredLater) {
+  // 12 clients x 10 pipelined requests = 120, over the 64 answered per loop turn: the rest
+  // wait for the next turn (reading paused), none is lost or answered twice.
+  std::vector<int> fds;
+  std::string burst;
+  for (int i = 0; i < 10; ++i) burst += "{\"cmd\":\"status\"}\n";
+  for (int i = 0; i < 12; ++i) {
+    fds.push_back(connect_to(sock_));
+    ASSERT_GE(fds.back(), 0);
+  }
+  for (int fd : fds) ASSERT_EQ(send_some(fd, burst), burst.size());
+  for (int fd : fds) {
+    for (int i = 0; i < 10; ++i) EXPECT_THAT(read_line(fd), HasSubstr("\"ok\":true")) << i;
+    ::close(fd);
+  }
+  EXPECT_TRUE(status_ok());
+}
+
 TEST_F(StatusAbuseTest, AClientThatNeverReadsIsCutOffAndOthersAreServed) {
   int flood = connect_to(sock_);
   ASSERT_GE(flood, 0);
