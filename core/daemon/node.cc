@@ -603,8 +603,10 @@ void Node::start_probes() {
 void Node::start_notices() {
   // Spot interruption notices appear in IMDS about two minutes before the instance is
   // stopped (EC2 User Guide, "Spot Instance interruption notices"); an Auto Scaling
-  // lifecycle state of Terminated means the instance is leaving the group. Poll every 5 s.
-  (void)notice_timer_.start(milliseconds(5000), milliseconds(5000), [this] {
+  // lifecycle state of Terminated means the instance is leaving the group. Poll every 1 s:
+  // IMDS is link-local and cheap, and a notice seen late shortens the make-before-break
+  // window (an ASG termination without a lifecycle hook leaves only seconds).
+  (void)notice_timer_.start(milliseconds(1000), milliseconds(1000), [this] {
     if (notice_sent_) return;
     imds_->spot_instance_action(
         [this](core::Result<std::optional<ec2::SpotAction>, ec2::Ec2Error> r) {

@@ -210,5 +210,113 @@ class ConfigTest(unittest.TestCase):
             config.nat_sections(DESC, NAT, "/s", {"probe": "fast"})
 
 
+class Ec2ProxyTest(unittest.TestCase):
+    def test_config_endpoint_is_the_proxy_when_there_is_one(self):
+        d = dict(DESC, ec2_proxy={"endpoint": "http://198.19.254.1:6000"})
+        self.assertEqual(config.nat_sections(d, NAT, "/s")["ec2"]["endpoint"],
+                         "http://198.19.254.1:6000")
+        self.assertEqual(config.nat_sections(DESC, NAT, "/s")["ec2"]["endpoint"],
+                         "http://198.19.254.1:5000")
+
+    def test_action_from_form_body_or_query(self):
+        from hanatlab import ec2proxy
+        self.assertEqual(ec2proxy.action_of("/", b"Version=2016-11-15&Action=ReplaceRoute"),
+                         "ReplaceRoute")
+        self.assertEqual(ec2proxy.action_of("/?Action=DescribeTags&x=1", b""), "DescribeTags")
+        self.assertIsNone(ec2proxy.action_of("/", b"Version=1"))
+
+    def test_error_replies_are_ec2s(self):
+        from hanatlab import ec2proxy
+        import xml.etree.ElementTree as ET
+        for code, status in (("RequestLimitExceeded", 503), ("InternalError", 500),
+                             ("Unavailable", 503)):
+            st, data = ec2proxy.error_reply(code, "rid")
+            head, _, body = data.partition(b"\r\n\r\n")
+            self.assertEqual(st, status)
+            self.assertTrue(head.startswith(f"HTTP/1.1 {status} ".encode()), head)
+            self.assertIn(f"Content-Length: {len(body)}".encode(), head)
+            root = ET.fromstring(body)
+            self.assertEqual(root.find("Errors/Error/Code").text, code)
+            self.assertEqual(root.find("RequestID").text, "rid")
+
+
+class ScenarioAccountingTest(unittest.TestCase):
+    """What the scenarios count (route writes at the EC2 proxy, route flips from the fabric
+    log) and how the benchmark summarises and judges it."""
+
+    class FakeLab:
+        desc = {"hosts": [{"name": "a1"}, {"name": "b1"}]}
+
+        def __init__(self, proxy_log, fabric_log):
+            self.proxy_log, self.fabric_log = proxy_log, fabric_log
+
+        def ec2_fault_log(self, since_ns=None):
+            return [r for r in self.proxy_log if since_ns is None or r["t_ns"] >= since_ns]
+
+        def fabric_events(self):
+            return self.fabric_log
+
+    def test_route_writes_count_only_answered_writes_in_the_window(self):
+        from hanatlab import scenarios
+        log = [{"t_ns": 5, "action": "ReplaceRoute", "mode": None, "status": 200},   # before
+               {"t_ns": 10, "action": "DescribeRouteTables", "mode": None, "status": 200},
+               {"t_ns": 11, "action": "ReplaceRoute", "mode": None, "status": 200},
+               {"t_ns": 12, "action": "ReplaceRoute", "mode": "throttle", "status": 503},
+               {"t_ns": 13, "action": None, "mode": "unavailable", "status": "reset"},
+               {"t_ns": 14, "action": "CreateRoute", "mode": None, "status": 200},
+               {"t_ns": 99, "action": "ReplaceRoute", "mode": None, "status": 200}]  # after
+        lab = self.FakeLab(log, [])
+        self.assertEqual(scenarios.route_write_counts(lab, 10, 50), (2, 3))
+
+    def test_route_flips_per_host_and_flip_flop(self):
+        from hanatlab import scenarios
+        ev = [{"t_ms": 1, "host": "a1", "from": None, "to": "x", "nat": "nat1"},  # before
+              {"t_ms": 10, "host": "a1", "from": "x", "to": "y", "nat": "nat2"},
+              {"t_ms": 11, "host": "b1", "error": "ip failed", "to": "x", "failed": True},
+              {"t_ms": 12, "host": "a1", "from": "y", "to": "x", "nat": "nat1"},
+              {"t_ms": 13, "error": "EC2 hung"}]
+        flips = scenarios.route_flips(self.FakeLab([], ev), 5, 50)
+        self.assertEqual(flips, {"a1": ["nat2", "nat1"], "b1": []})
+        # A take-over and one give-back is within DESIGN's bound; a third change is not.
+        self.assertFalse(scenarios.is_flip_flop(flips))
+        self.assertTrue(scenarios.is_flip_flop({"a1": ["nat2", "nat1", "nat2"]}))
+
+    def test_summary_median_max_no_failover_and_errors(self):
+        from hanatlab import scenarios
+        base = {"scenario": "link_cut", "controller": "c", "route_writes": 1,
+                "flips": {"a1": ["nat2"], "b1": []}, "no_failover": False}
+        runs = [dict(base, outage_ms=v) for v in (300, 500, 400)]
+        runs.append(dict(base, outage_ms=9000, no_failover=True, route_writes=0,
+                         flips={"a1": ["nat2", "nat1", "nat2"], "b1": []}))
+        runs.append({"scenario": "link_cut", "controller": "c", "error": "boom"})
+        s = scenarios.summarize(runs)[("link_cut", "c")]
+        self.assertEqual((s["n"], s["errors"], s["median_ms"], s["max_ms"], s["no_failover"],
+                          s["writes_max"], s["flips_max"], s["flip_flops"]),
+                         (4, 1, 450, 9000, 1, 1, 3, 1))
+
+    def test_bench_targets_met_and_missed(self):
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                            "failover", "run.py")
+        spec = importlib.util.spec_from_file_location("failover_run", path)
+        run = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run)
+        runs = []
+        for c, lc, gr in (("hanat-default", 800, 20), ("hanat-fast", 400, 20),
+                          ("keepalived", 3000, 3000)):
+            for scen, v in (("link_cut", lc), ("graceful", gr)):
+                runs.append({"scenario": scen, "controller": c, "outage_ms": v,
+                             "route_writes": 1, "flips": {"a1": ["nat2"]},
+                             "no_failover": False})
+        text, s = run.table(runs, ["link_cut", "graceful"], list(run.CONTROLLERS))
+        self.assertIn("| link_cut | hanat-default | 1 | 800 | 800 | 0 | 1/1 | 1 (0) | 0.27 |", text)
+        t = "\n".join(run.targets(s))
+        self.assertIn("link_cut, hanat-default: median 800 ms (target <= 1000 ms): met", t)
+        self.assertIn("link_cut, hanat-fast: median 400 ms (target <= 350 ms): MISSED", t)
+        self.assertIn("link_cut, hanat-default: 3.8x shorter than keepalived (target >= 4x): "
+                      "MISSED", t)
+        self.assertIn("link_cut, hanat-fast: 7.5x shorter than keepalived (target >= 4x): met", t)
+
+
 if __name__ == "__main__":
     unittest.main()

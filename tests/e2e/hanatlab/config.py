@@ -47,7 +47,11 @@ def nat_sections(desc, nat, status_socket, overrides=None, credentials="static")
                    "interval": "1s", "timeout": "1s"},
         "nat": {"table": "hanat", "egress_interface": nat["interfaces"]["public"],
                 "source_cidrs": [desc["vpc"]["cidr"]]},
-        "ec2": {"region": desc["region"], "endpoint": desc["api"]["endpoint"],
+        # Through the lab's EC2 fault proxy when there is one (pass-through unless a test
+        # sets a fault), so EC2 drills reach hanatd.
+        "ec2": {"region": desc["region"],
+                "endpoint": (desc.get("ec2_proxy") or {}).get("endpoint") or
+                desc["api"]["endpoint"],
                 "metadata_endpoint": nat["imds"]["endpoint"], "credentials": credentials,
                 "access_key_id": desc["credentials"]["access_key_id"]
                 if credentials == "static" else None,

@@ -505,6 +505,24 @@ class Lab:
         port = deadline_poll("moto_server to listen", moto_port, 30)
         endpoint = f"http://{API_ADDR}:{port}"
 
+        # The EC2 fault proxy in front of moto (hanatlab/ec2proxy.py): hanatd's and the
+        # AWS CLI's endpoint; lab.ec2() and the fabric keep talking to moto directly.
+        proxy = {"control": os.path.join(self.dir, "ec2-fault.json"),
+                 "log": os.path.join(self.dir, "ec2-proxy.log"),
+                 "ready": os.path.join(self.dir, "ec2-proxy-ready.json")}
+        write_json(proxy["control"], {"mode": None})
+        self.spawn(api, [sys.executable, "-m", "hanatlab.ec2proxy", "--listen", API_ADDR,
+                         "--upstream", f"{API_ADDR}:{port}", "--control", proxy["control"],
+                         "--log", proxy["log"], "--ready", proxy["ready"]], "ec2proxy")
+
+        def proxy_port():
+            if self._procs["ec2proxy"][0].poll() is not None:
+                with open(os.path.join(self.dir, "ec2proxy.log")) as f:
+                    raise LabError("the EC2 proxy exited: " + f.read()[-600:])
+            return os.path.exists(proxy["ready"]) and json.load(open(proxy["ready"]))["port"]
+        proxy["port"] = deadline_poll("the EC2 fault proxy to listen", proxy_port, 10)
+        proxy["endpoint"] = f"http://{API_ADDR}:{proxy['port']}"
+
         inet_ready = os.path.join(self.dir, "inet-ready.json")
         sink_log = os.path.join(self.dir, "udp-sink.log")
         self.spawn(inet, [sys.executable, "-m", "hanatlab.inet", "--address", INET_ADDR,
@@ -526,6 +544,7 @@ class Lab:
                     "public_route_table": seeded["public_route_table"]},
             "api": {"ns": api, "address": API_ADDR, "port": port, "endpoint": endpoint,
                     "log": moto_log},
+            "ec2_proxy": proxy,
             "credentials": seeded["credentials"],
             "internet": {"ns": inet, "address": INET_ADDR, "sink_log": sink_log},
             "switch": {"ns": sw},
@@ -629,17 +648,23 @@ class Lab:
                          config=botocore.config.Config(retries={"max_attempts": 2}))
         return NsClient(c, self.desc["api"]["ns"])
 
-    def aws_env(self, base=None):
+    def ec2_endpoint(self, proxy=True):
+        """The EC2 endpoint for clients under test: the fault proxy (default) or moto."""
+        p = self.desc.get("ec2_proxy")
+        return p["endpoint"] if proxy and p else self.desc["api"]["endpoint"]
+
+    def aws_env(self, base=None, proxy=True):
         """Environment for the AWS CLI / any SDK talking to the lab's moto from a NAT or
         the API namespace (e.g. a keepalived notify script): static keys, region and
-        AWS_ENDPOINT_URL (honoured by botocore >= 1.31, awscli v1 included)."""
+        AWS_ENDPOINT_URL (honoured by botocore >= 1.31, awscli v1 included) — the EC2 fault
+        proxy's unless proxy=False, so EC2 drills apply to every controller alike."""
         env = dict(child_env() if base is None else base)
         for k in [k for k in env if k.startswith("AWS_")]:
             del env[k]
         env.update(AWS_ACCESS_KEY_ID=self.desc["credentials"]["access_key_id"],
                    AWS_SECRET_ACCESS_KEY=self.desc["credentials"]["secret_access_key"],
                    AWS_DEFAULT_REGION=self.region, AWS_REGION=self.region,
-                   AWS_ENDPOINT_URL=self.desc["api"]["endpoint"],
+                   AWS_ENDPOINT_URL=self.ec2_endpoint(proxy),
                    AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/dev/null",
                    AWS_SHARED_CREDENTIALS_FILE="/dev/null")
         return env
@@ -652,6 +677,47 @@ class Lab:
         if not netns.alive(rec):
             raise LabError("moto_server is not running")
         os.killpg(rec["pid"], signal.SIGSTOP if paused else signal.SIGCONT)
+
+    # -- EC2 faults ----------------------------------------------------------------------
+
+    EC2_FAULT_MODES = ("unavailable", "throttle", "5xx", "stall", "reset")
+
+    def ec2_fault(self, mode=None, duration=None, actions=None):
+        """Sets the EC2 fault proxy's fault (see hanatlab/ec2proxy.py): mode None =
+        pass-through; "unavailable" (connection reset at once), "throttle" (HTTP 503
+        RequestLimitExceeded), "5xx" (500 InternalError / 503 Unavailable, alternating),
+        "stall" (never answered while the fault lasts), "reset" (request read, then RST).
+        duration: seconds after which the proxy passes again by itself. actions: EC2 Action
+        names the fault applies to (others pass). Applies to the next request read."""
+        if mode is not None and mode not in self.EC2_FAULT_MODES:
+            raise ValueError(f"ec2_fault: mode {mode!r}: None or one of "
+                             f"{', '.join(self.EC2_FAULT_MODES)}")
+        if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
+            raise ValueError(f"ec2_fault: duration {duration!r}: a number of seconds > 0")
+        if actions is not None and (isinstance(actions, str) or
+                                    not all(isinstance(a, str) and a for a in actions)):
+            raise ValueError(f"ec2_fault: actions {actions!r}: a list of EC2 Action names")
+        write_json(self.desc["ec2_proxy"]["control"], {
+            "mode": mode,
+            "until": None if mode is None or duration is None else time.time() + duration,
+            "actions": list(actions) if actions else None})
+
+    def ec2_fault_log(self, since_ns=None):
+        """Requests the proxy saw: [{t_ns (wall clock), action, mode, status}], oldest
+        first; status is the HTTP status returned, "reset" or "abandoned"."""
+        out = []
+        try:
+            with open(self.desc["ec2_proxy"]["log"]) as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line
+                    if since_ns is None or rec["t_ns"] >= since_ns:
+                        out.append(rec)
+        except FileNotFoundError:
+            pass
+        return out
 
     # -- IMDS ----------------------------------------------------------------------------
 
@@ -802,6 +868,42 @@ class Lab:
         else:
             raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
 
+    def set_partition(self, a, b, on=True):
+        """Partitions NATs a and b from each other (on=True) or heals it: every switch (the
+        private segment, the internet and API bridges) drops frames between their two ports,
+        while both still reach every other host — a split between two healthy members."""
+        pa, pb = self.nat(a), self.nat(b)
+        parts = self.state.setdefault("partitions", [])
+        pair = sorted([pa["name"], pb["name"]])
+        if on and pair not in parts:
+            parts.append(pair)
+        elif not on and pair in parts:
+            parts.remove(pair)
+        self._save_state()
+        for leg in ("private", "public", "mgmt"):
+            ns = pa["switch_ports"][leg][0]
+            rules = ""
+            for x, y in parts:
+                px, py = self.nat(x)["switch_ports"][leg][1], self.nat(y)["switch_ports"][leg][1]
+                rules += (f' iifname "{px}" oifname "{py}" drop\n'
+                          f' iifname "{py}" oifname "{px}" drop\n')
+            script = "table bridge lab_part {}\ndelete table bridge lab_part\n"
+            if rules:
+                script += ("table bridge lab_part {\n chain part_fwd {\n"
+                           "  type filter hook forward priority 0;\n" + rules + " }\n}\n")
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+
+    def set_forward_drop(self, nat, on=True):
+        """Makes NAT `nat`'s kernel drop every forwarded packet (an nftables forward chain
+        with policy drop, in its own table) while the host itself still answers pings, its
+        agent port and its own egress: a NAT whose data plane silently broke."""
+        ns = self.nat(nat)["ns"]
+        script = "table inet lab_nofwd {}\ndelete table inet lab_nofwd\n"
+        if on:
+            script += ("table inet lab_nofwd {\n chain drop_fwd {\n"
+                       "  type filter hook forward priority -200; policy drop;\n }\n}\n")
+        run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+
     def start_hanatd(self, nat, binary, overrides=None, name=None, args=(),
                      credentials="static"):
         """Writes NAT `nat`'s hanat.toml (with overrides) and starts `binary --config` in
@@ -816,8 +918,10 @@ class Lab:
     def reset(self, timeout=10.0):
         """Back to the state after up(), for tests that share one lab: every private route
         table's default route on its initial NAT ENI, no blackhole override, no IMDS notice,
-        every link restored, and the fabric's routes applied. (Processes a test spawned and
-        moto objects it created are its own business.)"""
+        every link restored, no partition or forward drop, the EC2 proxy passing, and the
+        fabric's routes applied. (Processes a test spawned and moto objects it created are
+        its own business.)"""
+        self.ec2_fault(None)
         ec2 = self.ec2()
         for rt in self.desc["route_tables"]:
             try:
@@ -829,8 +933,11 @@ class Lab:
                 ec2.create_route(RouteTableId=rt["id"], DestinationCidrBlock="0.0.0.0/0",
                                  NetworkInterfaceId=rt["initial_target"])
         self.set_blackhole([])
+        for pair in list(self.state.get("partitions", [])):
+            self.set_partition(pair[0], pair[1], False)
         for n in self.desc["nats"]:
             self.set_imds(n["name"])
+            self.set_forward_drop(n["name"], False)
             for leg in ("private", "public", "mgmt"):
                 self.set_link(n["name"], leg, True, mode="down")
                 self.set_link(n["name"], leg, True, mode="drop")

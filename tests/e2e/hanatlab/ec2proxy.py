@@ -1,0 +1,296 @@
+"""EC2 fault proxy: a small threaded HTTP proxy in the lab's API namespace, between the
+lab's EC2 clients (hanatd, the keepalived notify script) and moto_server, which has no
+fault injection of its own (see MOTO.md).
+
+Requests and replies pass byte for byte: the request head (including the Host header the
+client signed — moto recomputes SigV4 from the Host it receives, so rewriting it to moto's
+own address would fail every signature) and body go to moto unchanged, and moto's reply goes
+back unchanged. moto answers every request with `Connection: close`, so one request per
+client connection is all a client expects; faulted replies say `Connection: close` too.
+
+A fault is read from the control file (rewritten atomically by the lab, re-read for every
+request) with keys:
+  "mode":    null (pass-through) | "unavailable" | "throttle" | "5xx" | "stall" | "reset"
+  "until":   wall-clock seconds (time.time()) when the fault ends by itself, or null
+  "actions": list of EC2 Action names the fault applies to (others pass), or null = all
+What each mode gives the client, as EC2 or the network would:
+  unavailable  the connection is reset as soon as it is accepted, nothing read (what a
+               client sees from an endpoint that refuses: ECONNRESET/ECONNREFUSED); with an
+               action list the request has to be read first to know its action
+  throttle     HTTP 503 with EC2's RequestLimitExceeded error body (EC2 throttles with 503)
+  5xx          HTTP 500 InternalError and 503 Unavailable, alternating (both are documented
+               EC2 server errors a client must retry)
+  stall        the request is read and never answered while the fault lasts; once it ends
+               the request goes to moto and its reply is returned (a slow, not lost, call);
+               a client that gives up first closes the connection and is forgotten
+  reset        the request is read, then the connection is closed with a TCP RST
+
+Every request is logged as a JSON line {t_ns, action, mode, status}: status is the HTTP
+status returned, or "reset", or "abandoned" (a stalled client that gave up).
+
+Usage: python3 -m hanatlab.ec2proxy --listen ADDR --upstream ADDR:PORT --control F --log F
+       --ready F   (the chosen port is written to the ready file as JSON)
+"""
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+
+MODES = ("unavailable", "throttle", "5xx", "stall", "reset")
+MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+UPSTREAM_TIMEOUT = 60.0
+CLIENT_TIMEOUT = 30.0
+
+ERRORS = {
+    # EC2's error body (Query API): Response/Errors/Error{Code,Message} and a RequestID.
+    "RequestLimitExceeded": (503, "Service Unavailable", "Request limit exceeded."),
+    "InternalError": (500, "Internal Server Error",
+                      "An internal error has occurred. Retry your request, but if the "
+                      "problem persists, contact us with details by posting a message on "
+                      "the AWS forums."),
+    "Unavailable": (503, "Service Unavailable",
+                    "The server is overloaded and can't handle the request."),
+}
+
+
+def error_reply(code, request_id):
+    status, reason, message = ERRORS[code]
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>'
+            f"{code}</Code><Message>{message}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>").encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml;charset=UTF-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+            "Server: AmazonEC2\r\n\r\n").encode()
+    return status, head + body
+
+
+def action_of(target, body):
+    """The EC2 Action of a Query API request (form body, or the query string of a GET)."""
+    for src in (body.decode("latin-1"), urllib.parse.urlsplit(target).query):
+        vals = urllib.parse.parse_qs(src, keep_blank_values=True).get("Action")
+        if vals:
+            return vals[0]
+    return None
+
+
+def read_request(conn):
+    """Reads one request: returns (head bytes, body bytes, target, action) or None when
+    the client closed or sent something that is not an HTTP request with a length."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > MAX_HEAD:
+            return None
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    head += b"\r\n\r\n"
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        return None
+    headers = {}
+    for line in lines[1:]:
+        k, sep, v = line.partition(":")
+        if sep:
+            headers[k.strip().lower()] = v.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return None  # EC2 clients send a Content-Length; nothing here sends chunks
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return None
+    if not 0 <= length <= MAX_BODY:
+        return None
+    if headers.get("expect", "").lower() == "100-continue" and len(rest) < length:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    body = rest
+    while len(body) < length:
+        chunk = conn.recv(min(65536, length - len(body)))
+        if not chunk:
+            return None
+        body += chunk
+    return head, body[:length], parts[1], action_of(parts[1], body[:length])
+
+
+def rst_close(conn):
+    """Closes with a TCP RST instead of a FIN (SO_LINGER on, timeout 0)."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    conn.close()
+
+
+class Proxy:
+    def __init__(self, upstream, control, log_path):
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.control_path = control
+        self.log = open(log_path, "a", buffering=1)
+        self.lock = threading.Lock()
+        self.n_5xx = 0
+        self.n_req = 0
+
+    def fault(self, action=None, known=False):
+        """The mode that applies now (None: pass). known=False: the action is not read yet,
+        so only a fault without an action list applies."""
+        try:
+            with open(self.control_path) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(c, dict) or c.get("mode") not in MODES:
+            return None
+        until = c.get("until")
+        if until is not None and time.time() >= until:
+            return None
+        acts = c.get("actions")
+        if acts:
+            if not known or action not in acts:
+                return None
+        return c["mode"]
+
+    def write_log(self, action, mode, status):
+        rec = {"t_ns": time.time_ns(), "action": action, "mode": mode, "status": status}
+        with self.lock:
+            self.log.write(json.dumps(rec) + "\n")
+
+    def forward(self, conn, head, body):
+        """Sends the request to moto unchanged and relays the reply until moto closes.
+        Returns moto's HTTP status (or 502 when moto could not be reached)."""
+        try:
+            up = socket.create_connection(self.upstream, timeout=5)
+        except OSError:
+            status, data = 502, (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")
+            conn.sendall(data)
+            return status
+        status = None
+        with up:
+            up.settimeout(UPSTREAM_TIMEOUT)
+            up.sendall(head + body)
+            first = b""
+            while True:
+                chunk = up.recv(65536)
+                if not chunk:
+                    break
+                if status is None:
+                    first += chunk
+                    line = first.split(b"\r\n", 1)[0].split(b" ")
+                    if len(line) >= 2 and line[1].isdigit() and line[1] != b"100":
+                        status = int(line[1])
+                conn.sendall(chunk)
+        return status
+
+    def handle(self, conn):
+        with self.lock:
+            self.n_req += 1
+        mode = self.fault()
+        if mode == "unavailable":
+            rst_close(conn)
+            self.write_log(None, mode, "reset")
+            return
+        conn.settimeout(CLIENT_TIMEOUT)
+        try:
+            req = read_request(conn)
+        except OSError:
+            req = None
+        if req is None:
+            conn.close()
+            return
+        head, body, _target, action = req
+        mode = self.fault(action, known=True)
+        if mode in ("unavailable", "reset"):
+            rst_close(conn)
+            self.write_log(action, mode, "reset")
+            return
+        if mode == "throttle":
+            code = "RequestLimitExceeded"
+        elif mode == "5xx":
+            with self.lock:
+                self.n_5xx += 1
+                code = "InternalError" if self.n_5xx % 2 else "Unavailable"
+        else:
+            code = None
+        if code:
+            status, data = error_reply(code, f"hanatlab-{os.getpid()}-{self.n_req}")
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+            conn.close()
+            self.write_log(action, mode, status)
+            return
+        if mode == "stall":
+            # Hold the request until the fault ends; a client that gives up closes its end,
+            # which shows as a readable socket with nothing (or an error) to read.
+            while self.fault(action, known=True) == "stall":
+                r, _, _ = select.select([conn], [], [], 0.05)
+                if r:
+                    try:
+                        gone = conn.recv(1, socket.MSG_PEEK) == b""
+                    except OSError:
+                        gone = True
+                    if gone:
+                        conn.close()
+                        self.write_log(action, mode, "abandoned")
+                        return
+        try:
+            status = self.forward(conn, head, body)
+        except OSError:
+            status = None
+        conn.close()
+        self.write_log(action, mode, status if status is not None else "upstream-error")
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listen", required=True)
+    ap.add_argument("--upstream", required=True, help="moto_server as ADDR:PORT")
+    ap.add_argument("--control", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--ready", required=True)
+    a = ap.parse_args(argv)
+    proxy = Proxy(a.upstream, a.control, a.log)
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            proxy.handle(self.request)
+
+        def finish(self):
+            pass
+
+    srv = Server((a.listen, 0), Handler)
+
+    def stop(*_):
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    tmp = a.ready + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"port": srv.server_address[1]}, f)
+    os.replace(tmp, a.ready)
+    srv.serve_forever(poll_interval=0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
