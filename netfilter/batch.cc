@@ -165,9 +165,24 @@ class Builder {
   }
 
  private:
-  char* buffer() { return static_cast<char*>(nftnl_batch_buffer(batch_.get())); }
+  // The write position in the current page, zero-filled from there to the page's end the
+  // first time a page is seen. libnftnl mallocs its pages and libmnl 1.0.4 does not clear
+  // the padding after an attribute (a table name of 6 bytes leaves 2 bytes), so without
+  // this the batch sent to the kernel carried uninitialised heap bytes (found by
+  // scripts/valgrind: "sendto(msg) points to uninitialised byte(s)").
+  char* buffer() {
+    char* at = static_cast<char*>(nftnl_batch_buffer(batch_.get()));
+    const auto used = static_cast<size_t>(nftnl_batch_buffer_len(batch_.get()));
+    char* page = at - used;
+    if (page != zeroed_page_) {
+      std::memset(at, 0, size_t{kPageSize} + kPageOverrun - used);
+      zeroed_page_ = page;
+    }
+    return at;
+  }
 
   BatchPtr batch_;
+  char* zeroed_page_ = nullptr;
   uint32_t seq_;
   Batch out_;
 };

@@ -19,6 +19,7 @@ struct StatusServer::Client {
   uv::Timer idle;
   std::string buffer;
   bool closing = false;  // a final reply is on its way; ignore further input
+  bool paused = false;   // reading stopped until the next loop turn (budget spent)
 };
 
 std::string dump(const json_t* j) {
@@ -91,7 +92,7 @@ core::Result<std::optional<Request>, std::string> parse_request(std::string_view
 }
 
 StatusServer::StatusServer(uv::Loop& loop, ServerOptions options)
-    : loop_(loop), opts_(std::move(options)), server_(loop), graveyard_(loop) {}
+    : loop_(loop), opts_(std::move(options)), server_(loop), graveyard_(loop), turn_(loop) {}
 
 StatusServer::~StatusServer() {
   clients_.clear();
@@ -189,14 +190,29 @@ void StatusServer::on_data(Client& c, std::string_view data) {
   arm_idle(c);
   c.buffer.append(data);
   size_t start = 0;
+  int handled = 0;
   for (;;) {
     size_t nl = c.buffer.find('\n', start);
     if (nl == std::string::npos) break;
+    if (served_this_turn_ >= opts_.max_requests_per_turn) {
+      c.buffer.erase(0, start);
+      pause(c);
+      return;
+    }
     std::string_view line(c.buffer.data() + start, nl - start);
     if (line.size() > opts_.max_request_bytes) {
       c.buffer.clear();
       drop(c, "request too large");
       return;
+    }
+    if (++handled > opts_.max_requests_per_read) {
+      c.buffer.clear();
+      drop(c, "too many requests at once (send one, read its reply)");
+      return;
+    }
+    if (served_this_turn_++ == 0) {
+      (void)turn_.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                        [this] { resume_paused(); });
     }
     handle_line(c, line);
     if (c.closing) return;
@@ -243,9 +259,36 @@ void StatusServer::reply(Client& c, const json_t* obj) {
   if (c.pipe.write(dump(obj) + "\n")) drop(c, nullptr);
 }
 
+void StatusServer::pause(Client& c) {
+  if (c.paused) return;
+  c.paused = true;
+  (void)c.pipe.read_stop();
+  paused_.push_back(&c);
+}
+
+void StatusServer::resume_paused() {
+  served_this_turn_ = 0;
+  std::vector<Client*> waiting;
+  waiting.swap(paused_);
+  for (Client* c : waiting) {
+    if (clients_.find(c) == clients_.end() || !c->paused) continue;  // dropped meanwhile
+    c->paused = false;
+    on_data(*c, {});  // the buffered requests first; may pause it again
+    if (c->paused || c->closing || clients_.find(c) == clients_.end()) continue;
+    (void)c->pipe.read_start([this, c](std::error_code ec, std::string_view data) {
+      if (ec) {
+        drop(*c, nullptr);
+        return;
+      }
+      on_data(*c, data);
+    });
+  }
+}
+
 void StatusServer::drop(Client& c, const char* why) {
   auto it = clients_.find(&c);
   if (it == clients_.end()) return;
+  if (c.paused) std::erase(paused_, &c);
   std::unique_ptr<Client> owned = std::move(it->second);
   clients_.erase(it);
   owned->closing = true;

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "core/base/result.h"
 #include "core/uv/uv.h"
@@ -52,6 +53,14 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{10000};
   // Replies queued to a client that does not read; past this the client is dropped.
   std::size_t max_pending_reply_bytes = 1024 * 1024;
+  // Requests answered from one read. A client that pipelines more is dropped: the whole
+  // daemon runs on one loop, and one read of 64 KiB holds ~3,800 status requests, whose
+  // replies would keep the probe timers waiting for a second or more.
+  int max_requests_per_read = 16;
+  // Requests answered per loop turn over all clients. Past it, clients with pending input
+  // stop being read and resume on the next turn, after the timers that are due (probes)
+  // have run: 1,000 clients each sending at once cannot hold the loop for long.
+  int max_requests_per_turn = 64;
 };
 
 class StatusServer {
@@ -86,6 +95,8 @@ class StatusServer {
   void drop(Client& c, const char* why);
   void arm_idle(Client& c);
   void farewell(std::unique_ptr<Client> c, const std::string& message);
+  void pause(Client& c);
+  void resume_paused();
 
   uv::Loop& loop_;
   ServerOptions opts_;
@@ -94,6 +105,9 @@ class StatusServer {
   std::map<Client*, std::unique_ptr<Client>> clients_;
   std::map<Client*, std::unique_ptr<Client>> closing_;  // final reply in flight
   std::map<std::string, Handler> handlers_;
+  uv::Timer turn_;  // 0 ms: the next loop turn, to reset the budget
+  int served_this_turn_ = 0;
+  std::vector<Client*> paused_;  // out of budget, input left in their buffer
   std::uint64_t rejected_ = 0;
   bool bound_ = false;
 };

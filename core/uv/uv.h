@@ -141,7 +141,6 @@ struct IdleCallbacks {
 struct StreamCallbacks {
   std::function<void(std::error_code)> on_connection;
   std::function<void(std::error_code, std::string_view)> on_read;
-  std::unique_ptr<char[]> read_buf;
 };
 
 }  // namespace detail

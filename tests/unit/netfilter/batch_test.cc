@@ -7,6 +7,7 @@
 #include <libnftnl/rule.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <malloc.h>
 
 #include <fstream>
 #include <sstream>
@@ -236,6 +237,32 @@ TEST(Batch, ManyRulesSpanPagesWithoutSplittingMessages) {
   EXPECT_EQ(msgs.front().type, NFNL_MSG_BATCH_BEGIN);
   EXPECT_EQ(msgs.back().type, NFNL_MSG_BATCH_END);
   for (size_t i = 0; i < msgs.size(); ++i) EXPECT_EQ(msgs[i].seq, i + 1);
+}
+
+}  // namespace
+}  // namespace hanat::netfilter
+
+namespace hanat::netfilter {
+namespace {
+
+// Every byte of the batch is defined: built once with fresh heap memory filled with 0x5a
+// and once with 0xa5 (glibc's M_PERTURB), the bytes are the same. Before the fix, the
+// padding after attributes came from libnftnl's uninitialised page buffer.
+TEST(BatchBytes, NoUninitialisedBytesReachTheKernel) {
+  auto build = [](int perturb) {
+    mallopt(M_PERTURB, perturb);
+    NatSpec s;
+    s.table = "hanat";
+    s.egress_interface = "pub";
+    s.source_cidrs = {"198.18.0.0/15", "198.19.1.0/24"};
+    auto b = build_batch(s, 7);
+    mallopt(M_PERTURB, 0);
+    return b ? b->bytes : std::vector<std::uint8_t>{};
+  };
+  auto a = build(0x5a);
+  auto b = build(0xa5);
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace
