@@ -86,19 +86,12 @@ class DemoError(RuntimeError):
 
 
 def poll(what, fn, timeout, interval=0.02):
-    end = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last = e
-        if time.monotonic() >= end:
-            raise DemoError(f"timed out after {timeout:g} s waiting for {what}" +
-                            (f" (last error: {last})" if last else ""))
-        time.sleep(interval)
+    from hanatlab.lab import deadline_poll
+    from hanatlab.netns import LabError
+    try:
+        return deadline_poll(what, fn, timeout, interval)
+    except LabError as e:
+        raise DemoError(str(e)) from None
 
 
 def stamped_log(path, since_ns):

@@ -72,9 +72,10 @@ def prerequisites(masquerade=True):
     return probs
 
 
-def deadline_poll(what, fn, timeout, interval=0.02):
+def deadline_poll(what, fn, timeout, interval=0.02, fail=None):
     """Calls fn() until it returns a truthy value or `timeout` seconds pass (then raises
-    LabError naming `what`). Bounded in time and, through the interval, in count."""
+    LabError naming `what`, plus what fail() returns, when given, to explain the state).
+    Bounded in time and, through the interval, in count."""
     end = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -85,8 +86,10 @@ def deadline_poll(what, fn, timeout, interval=0.02):
         except Exception as e:  # noqa: BLE001 - reported on timeout
             last_exc = e
         if time.monotonic() >= end:
+            extra = fail() if fail else ""
             raise LabError(f"timed out after {timeout}s waiting for {what}" +
-                           (f" (last error: {last_exc})" if last_exc else ""))
+                           (f" (last error: {last_exc})" if last_exc else "") +
+                           (f"; {extra}" if extra else ""))
         time.sleep(interval)
 
 

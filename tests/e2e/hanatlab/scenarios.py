@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import time
 
+from hanatlab.lab import deadline_poll
 from hanatlab.netns import LabError
 
 ROUTE_WRITES = ("ReplaceRoute", "CreateRoute", "DeleteRoute")
@@ -140,23 +141,7 @@ class HanatController:
 # ---------------------------------------------------------------------------------------
 # helpers
 
-def poll_until(what, fn, timeout, interval=0.02, fail=None):
-    """fn() until truthy (returned) or timeout (LabError naming what)."""
-    end = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last = e
-        if time.monotonic() >= end:
-            extra = fail() if fail else ""
-            raise LabError(f"timed out after {timeout}s waiting for {what}" +
-                           (f" (last error: {last})" if last else "") +
-                           (f"; {extra}" if extra else ""))
-        time.sleep(interval)
+poll_until = deadline_poll
 
 
 def wait_for(fn, timeout, interval=0.02):
