@@ -12,6 +12,7 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/ip.h>
 #include <sys/uio.h>
@@ -116,6 +117,55 @@ bool add_masq(nftnl_rule* r, bool fully_random, bool persistent) {
   return true;
 }
 
+// Adds `ct direction original`: the direction is one byte (enum ip_conntrack_dir), so the
+// compared data is that byte. A packet without a conntrack entry (untracked, invalid) makes
+// the ct expression break the rule: such packets are counted neither in nor out.
+bool add_ct_direction_original(nftnl_rule* r) {
+  auto ct = make_expr("ct");
+  auto cmp = make_expr("cmp");
+  if (!ct || !cmp) return false;
+  nftnl_expr_set_u32(ct.get(), NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+  nftnl_expr_set_u32(ct.get(), NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  const uint8_t original = 0;  // IP_CT_DIR_ORIGINAL
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(cmp.get(), NFTNL_EXPR_CMP_DATA, &original, sizeof original);
+  nftnl_rule_add_expr(r, ct.release());
+  nftnl_rule_add_expr(r, cmp.release());
+  return true;
+}
+
+// Adds `fib daddr type unicast` (or saddr): the kernel's inet_dev_addr_type() of the address,
+// a host-order u32 RTN_* value. RTN_UNICAST is every address that is not local, broadcast,
+// multicast or anycast on this host — the destinations a NAT forwards to. Without the iif
+// flag the kernel allows this in prerouting and postrouting alike (nft_fib_validate).
+bool add_fib_type_unicast(nftnl_rule* r, bool source) {
+  auto fib = make_expr("fib");
+  auto cmp = make_expr("cmp");
+  if (!fib || !cmp) return false;
+  nftnl_expr_set_u32(fib.get(), NFTNL_EXPR_FIB_FLAGS, source ? NFTA_FIB_F_SADDR : NFTA_FIB_F_DADDR);
+  nftnl_expr_set_u32(fib.get(), NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+  nftnl_expr_set_u32(fib.get(), NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+  const uint32_t unicast = RTN_UNICAST;
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(cmp.get(), NFTNL_EXPR_CMP_DATA, &unicast, sizeof unicast);
+  nftnl_rule_add_expr(r, fib.release());
+  nftnl_rule_add_expr(r, cmp.release());
+  return true;
+}
+
+// Adds `counter`, starting at zero as nft sends it (both values set, so the batch prints the
+// same "[ counter pkts 0 bytes 0 ]" as `nft --debug=netlink`).
+bool add_counter(nftnl_rule* r) {
+  auto c = make_expr("counter");
+  if (!c) return false;
+  nftnl_expr_set_u64(c.get(), NFTNL_EXPR_CTR_PACKETS, 0);
+  nftnl_expr_set_u64(c.get(), NFTNL_EXPR_CTR_BYTES, 0);
+  nftnl_rule_add_expr(r, c.release());
+  return true;
+}
+
 TablePtr make_table(std::string_view name) {
   TablePtr t(nftnl_table_alloc(), nftnl_table_free);
   if (!t) return t;
@@ -208,6 +258,24 @@ std::vector<std::optional<Ipv4Prefix>> rule_sources(const NatSpec& spec) {
   return sources;
 }
 
+std::string forward_rule_text(bool outgoing) {
+  return outgoing ? "ct direction original fib saddr type unicast counter"
+                  : "ct direction original fib daddr type unicast counter";
+}
+
+ChainPtr make_chain(const NatSpec& spec, std::string_view name, const char* type, uint32_t hook,
+                    int32_t priority) {
+  ChainPtr chain(nftnl_chain_alloc(), nftnl_chain_free);
+  if (!chain) return chain;
+  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, spec.table.c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(name).c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TYPE, type);
+  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_HOOKNUM, hook);
+  nftnl_chain_set_s32(chain.get(), NFTNL_CHAIN_PRIO, priority);
+  return chain;
+}
+
 std::string rule_what(const NatSpec& spec, size_t index, const std::optional<Ipv4Prefix>& src) {
   return "rule " + std::to_string(index + 1) + " in chain ip " + spec.table + " " +
          std::string(kChainName) + " (" + rule_text(spec, src) + ")";
@@ -244,21 +312,30 @@ core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec) {
   return rules;
 }
 
+core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outgoing) {
+  const std::string_view chain = outgoing ? kForwardOutChain : kForwardInChain;
+  const std::string what = "rule 1 in chain ip " + spec.table + " " + std::string(chain) + " (" +
+                           forward_rule_text(outgoing) + ")";
+  RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+  if (!r) return core::Unexpected(enomem(what));
+  nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+  nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
+  nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(chain).c_str());
+  if (!(add_ct_direction_original(r.get()) && add_fib_type_unicast(r.get(), outgoing) &&
+        add_counter(r.get()))) {
+    return core::Unexpected(enomem(what));
+  }
+  return r;
+}
+
 core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) {
   auto rules = desired_rules(spec);
   if (!rules) return core::Unexpected(rules.error());
-  const std::string tw = table_what(spec.table);
   Builder b(first_seq);
   if (!b.ok()) return core::Unexpected(enomem("batch"));
 
-  ChainPtr chain(nftnl_chain_alloc(), nftnl_chain_free);
+  ChainPtr chain = make_chain(spec, kChainName, "nat", NF_INET_POST_ROUTING, kChainPriority);
   if (!chain) return core::Unexpected(enomem("chain"));
-  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
-  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, spec.table.c_str());
-  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(kChainName).c_str());
-  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TYPE, "nat");
-  nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_HOOKNUM, NF_INET_POST_ROUTING);
-  nftnl_chain_set_s32(chain.get(), NFTNL_CHAIN_PRIO, kChainPriority);
 
   bool built = b.begin() && add_table_create(b, spec.table) && add_table_delete(b, spec.table) &&
                add_table_create(b, spec.table) &&
@@ -270,6 +347,26 @@ core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) 
     // `rule 2 in chain ip hanat postrouting (oifname "eth0" ip saddr ... masquerade): ...`.
     built = b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*rules)[i].get(),
                   nftnl_rule_nlmsg_build_payload, rule_what(spec, i, sources[i]));
+  }
+  if (built && spec.forward_counters) {
+    // In the same transaction as the masquerade chain: replacing the table resets both
+    // counters together, which the forward check sees as counters going back and rebases on.
+    for (const bool outgoing : {false, true}) {
+      const std::string_view name = outgoing ? kForwardOutChain : kForwardInChain;
+      ChainPtr c =
+          make_chain(spec, name, "filter", outgoing ? NF_INET_POST_ROUTING : NF_INET_PRE_ROUTING,
+                     kForwardChainPriority);
+      auto rule = forward_counter_rule(spec, outgoing);
+      if (!c) return core::Unexpected(enomem("chain"));
+      if (!rule) return core::Unexpected(rule.error());
+      built = built &&
+              b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.get(), nftnl_chain_nlmsg_build_payload,
+                    "chain ip " + spec.table + " " + std::string(name)) &&
+              b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, rule->get(),
+                    nftnl_rule_nlmsg_build_payload,
+                    "rule 1 in chain ip " + spec.table + " " + std::string(name) + " (" +
+                        forward_rule_text(outgoing) + ")");
+    }
   }
   if (!built || !b.end()) return core::Unexpected(enomem("batch"));
   return b.finish();
@@ -293,13 +390,32 @@ std::vector<std::string> rule_expressions(const nftnl_rule* rule) {
   nftnl_expr_iter* it = nftnl_expr_iter_create(rule);
   if (it == nullptr) return out;
   for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    if (name != nullptr && std::string_view(name) == "counter") {
+      out.emplace_back("[ counter ]");  // values change with traffic; not part of the rule
+      continue;
+    }
     std::array<char, 512> buf{};
     nftnl_expr_snprintf(buf.data(), buf.size(), e, NFTNL_OUTPUT_DEFAULT, 0);
-    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
     out.push_back(std::string("[ ") + (name ? name : "?") + " " + buf.data() + "]");
   }
   nftnl_expr_iter_destroy(it);
   return out;
+}
+
+std::optional<uint64_t> rule_counter_packets(const nftnl_rule* rule) {
+  std::optional<uint64_t> packets;
+  nftnl_expr_iter* it = nftnl_expr_iter_create(rule);
+  if (it == nullptr) return packets;
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    if (name != nullptr && std::string_view(name) == "counter") {
+      packets = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
+      break;
+    }
+  }
+  nftnl_expr_iter_destroy(it);
+  return packets;
 }
 
 std::string rule_debug_text(const nftnl_rule* rule) {
@@ -337,7 +453,9 @@ std::string family_text(uint32_t f) {
 }
 
 std::string hook_text(uint32_t h) {
-  return h == NF_INET_POST_ROUTING ? "postrouting" : std::to_string(h);
+  if (h == NF_INET_POST_ROUTING) return "postrouting";
+  if (h == NF_INET_PRE_ROUTING) return "prerouting";
+  return std::to_string(h);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +21,22 @@ namespace hanat::netfilter {
 // The postrouting chain's fixed identity. `priority srcnat` is NF_IP_PRI_NAT_SRC (100).
 inline constexpr std::string_view kChainName = "postrouting";
 inline constexpr int32_t kChainPriority = 100;
+
+// The forward-path counters (NatSpec::forward_counters). A NAT can answer pings, pass its
+// own egress check and still drop every packet it should forward (a forward-hook drop, an
+// rp_filter or routing mistake): those paths never cross the kernel's FORWARD hook. So
+// hanat counts, in two filter chains of its own table,
+//   forward_in   prerouting:  ct direction original fib daddr type unicast counter
+//   forward_out  postrouting: ct direction original fib saddr type unicast counter
+// i.e. new-direction packets arriving for a non-local destination (about to be forwarded)
+// and new-direction packets leaving with a non-local source (forwarded; locally generated
+// packets carry a local source, replies are excluded by the direction). Both chains run at
+// priority mangle (-150): after conntrack (-200) has assigned the direction, before
+// destination NAT (-100) rewrites a reply's address and before masquerade (srcnat, 100)
+// replaces the source. Packets in with none out means the forward path is dropping them.
+inline constexpr std::string_view kForwardInChain = "forward_in";
+inline constexpr std::string_view kForwardOutChain = "forward_out";
+inline constexpr int32_t kForwardChainPriority = -150;
 
 struct Batch {
   std::vector<uint8_t> bytes;  // BEGIN, objects..., END; sent with one sendmsg
@@ -41,6 +58,9 @@ using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 // CIDR, in the order given; a /0 CIDR means "any source" and gets no saddr match.
 [[nodiscard]] core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec);
 
+// The counting rule of chain forward_in (`outgoing` false) or forward_out (true).
+[[nodiscard]] core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outgoing);
+
 // Replace the table atomically: BEGIN, NEWTABLE (create if missing), DELTABLE, NEWTABLE,
 // NEWCHAIN, NEWRULE..., END. The first NEWTABLE makes the DELTABLE valid whether or not the
 // table exists (the `nft -f` idiom "table x; delete table x; table x {...}"), so applying
@@ -54,8 +74,12 @@ using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 
 // Expressions of a rule, one "[ meta load oifname => reg 1 ]" string per expression, as
 // nftnl_rule_snprintf and `nft --debug=netlink` print them. Comparing these ignores the
-// rule's handle and position, which the kernel assigns.
+// rule's handle and position, which the kernel assigns. A counter is rendered "[ counter ]"
+// without its values, which change with every packet.
 [[nodiscard]] std::vector<std::string> rule_expressions(const nftnl_rule* rule);
+
+// The packet count of the first counter expression of a rule, if it has one.
+[[nodiscard]] std::optional<uint64_t> rule_counter_packets(const nftnl_rule* rule);
 
 // nftnl_rule_snprintf of a rule: "ip hanat postrouting\n" then one "  [ ... ]\n" line per
 // expression, the block `nft --debug=netlink` prints. For golden tests and debug logs.

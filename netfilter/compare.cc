@@ -37,6 +37,19 @@ core::Result<TableState, Error> desired_state(const NatSpec& spec) {
   c.priority = kChainPriority;
   for (const auto& r : *rules) c.rules.push_back(rule_expressions(r.get()));
   t.chains.push_back(std::move(c));
+  if (spec.forward_counters) {
+    for (const bool outgoing : {false, true}) {
+      auto rule = forward_counter_rule(spec, outgoing);
+      if (!rule) return core::Unexpected(rule.error());
+      ChainState f;
+      f.name = std::string(outgoing ? kForwardOutChain : kForwardInChain);
+      f.type = "filter";
+      f.hook = outgoing ? NF_INET_POST_ROUTING : NF_INET_PRE_ROUTING;
+      f.priority = kForwardChainPriority;
+      f.rules.push_back(rule_expressions(rule->get()));
+      t.chains.push_back(std::move(f));
+    }
+  }
   return t;
 }
 

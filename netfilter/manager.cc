@@ -7,7 +7,47 @@
 namespace hanat::netfilter {
 
 NatManager::NatManager(uv::Loop& loop, ManagerOptions options)
-    : options_(std::move(options)), timer_(loop), sysctl_(options_.sysctl_root) {}
+    : options_(std::move(options)),
+      timer_(loop),
+      sysctl_(options_.sysctl_root),
+      forward_timer_(loop) {}
+
+void NatManager::watch_forwarding(std::optional<ForwardCheckOptions> o) {
+  (void)forward_timer_.stop();
+  forward_options_ = std::move(o);
+  forward_.rebase();
+  if (!forward_options_) {
+    if (forward_.state() != engine::Health::Unknown) {
+      forward_ = engine::ForwardWatch();
+      if (on_forward_) on_forward_({engine::Health::Unknown, "forward check off"});
+    }
+    return;
+  }
+  forward_.set_options(forward_options_->watch);
+  const auto every = forward_options_->interval;
+  (void)forward_timer_.start(every, every, [this] { sample_forwarding(); });
+}
+
+void NatManager::sample_forwarding() {
+  if (!forward_options_ || !nat_ || !nat_->forward_counters) return;
+  if (auto s = ensure_netlink(); !s) {
+    forward_error_ = s.error().message;
+    forward_.rebase();
+    return;
+  }
+  auto c = netlink_->read_forward_counters(nat_->table);
+  if (!c) {
+    // The table is missing or altered: the drift check repairs it and reports the health;
+    // here the window is simply lost.
+    forward_error_ = c.error().message;
+    forward_.rebase();
+    return;
+  }
+  forward_error_.clear();
+  if (auto v = forward_.sample(c->in, c->out, std::chrono::steady_clock::now())) {
+    if (on_forward_) on_forward_(*v);
+  }
+}
 
 Status NatManager::ensure_netlink() {
   if (netlink_) return ok();
@@ -133,6 +173,7 @@ Status NatManager::remove() {
 
 void NatManager::stop() {
   (void)timer_.stop();
+  (void)forward_timer_.stop();
 }
 
 }  // namespace hanat::netfilter

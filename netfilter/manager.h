@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "core/engine/forward_watch.h"
 #include "core/uv/uv.h"
 #include "netfilter/netlink.h"
 #include "netfilter/spec.h"
@@ -38,6 +39,13 @@ struct NatCounters {
   uint64_t table_repairs = 0;   // table re-applied because it was missing or altered
   uint64_t sysctl_repairs = 0;  // sysctls rewritten because they had drifted
   uint64_t failures = 0;        // applies or checks that left the data plane unhealthy
+};
+
+// The forward-path check (core/engine/forward_watch.h for the rule). Runs only while the
+// applied NatSpec has forward_counters on.
+struct ForwardCheckOptions {
+  std::chrono::milliseconds interval{200};
+  engine::ForwardWatchOptions watch;
 };
 
 struct ManagerOptions {
@@ -80,6 +88,21 @@ class NatManager {
   // Called whenever health changes (ok <-> unhealthy, or a different reason).
   void on_health_change(std::function<void(const Health&)> cb) { on_health_ = std::move(cb); }
 
+  // Starts (or reconfigures) the forward-path check: every `interval`, the counters of the
+  // applied table are read and judged. The check is a separate signal from health(): the
+  // table and sysctls can be perfect while the forward path drops everything. nullopt stops
+  // it (its state goes back to Unknown and is reported once through the callback).
+  void watch_forwarding(std::optional<ForwardCheckOptions> o);
+  void on_forward_change(std::function<void(const engine::ForwardWatch::Verdict&)> cb) {
+    on_forward_ = std::move(cb);
+  }
+  [[nodiscard]] const engine::ForwardWatch& forward() const { return forward_; }
+  [[nodiscard]] bool forward_watching() const { return forward_options_.has_value(); }
+  // Why the last counter reading failed (empty after a good one).
+  [[nodiscard]] const std::string& forward_read_error() const { return forward_error_; }
+  // One counter reading now (the timer runs the same); for tests.
+  void sample_forwarding();
+
  private:
   Status ensure_netlink();
   Status commit_and_verify();
@@ -97,6 +120,12 @@ class NatManager {
   NatCounters counters_;
   std::string last_repair_;
   std::function<void(const Health&)> on_health_;
+
+  uv::Timer forward_timer_;
+  std::optional<ForwardCheckOptions> forward_options_;
+  engine::ForwardWatch forward_;
+  std::string forward_error_;
+  std::function<void(const engine::ForwardWatch::Verdict&)> on_forward_;
 };
 
 }  // namespace hanat::netfilter

@@ -372,6 +372,61 @@ Status Netlink::verify(const NatSpec& spec) {
   return ok();
 }
 
+core::Result<ForwardCounters, Error> Netlink::read_forward_counters(std::string_view name) {
+  const std::string tw = "table ip " + std::string(name);
+  const std::string name_str(name);
+  std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)> filter(nftnl_rule_alloc(),
+                                                                  nftnl_rule_free);
+  if (!filter) {
+    return fail(std::make_error_code(std::errc::not_enough_memory), tw + ": out of memory");
+  }
+  nftnl_rule_set_u32(filter.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+  nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, name_str.c_str());
+  // Plain values and flags rather than optionals: g++ 12 flags optionals filled in a lambda
+  // as maybe-uninitialised.
+  ForwardCounters counters;
+  bool have_in = false;
+  bool have_out = false;
+  int rc = -EINTR;
+  // A dump interrupted by a concurrent commit is simply asked again; counters need no
+  // consistent snapshot of the rest of the table.
+  for (int attempt = 0; attempt < kMaxDumpAttempts && rc == -EINTR; ++attempt) {
+    have_in = have_out = false;
+    const uint32_t seq = seq_++;
+    rc = request(build_request(
+                     NFT_MSG_GETRULE, NLM_F_DUMP, seq,
+                     [](nlmsghdr* nlh, const void* o) {
+                       nftnl_rule_nlmsg_build_payload(
+                           nlh, const_cast<nftnl_rule*>(static_cast<const nftnl_rule*>(o)));
+                     },
+                     filter.get()),
+                 seq, [&](const nlmsghdr* nlh) {
+                   RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+                   if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return;
+                   const char* table = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
+                   const char* chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+                   if (table == nullptr || chain == nullptr || name_str != table) return;
+                   const auto packets = rule_counter_packets(r.get());
+                   if (!packets) return;
+                   if (chain == kForwardInChain && !have_in) {
+                     counters.in = *packets;
+                     have_in = true;
+                   } else if (chain == kForwardOutChain && !have_out) {
+                     counters.out = *packets;
+                     have_out = true;
+                   }
+                 });
+  }
+  if (rc == -ENOENT) return fail(errno_code(ENOENT), tw + ": missing");
+  if (rc < 0) return fail(errno_code(-rc), tw + ": dumping rules: " + errno_text(-rc));
+  if (!have_in || !have_out) {
+    return fail(std::make_error_code(std::errc::state_not_recoverable),
+                "chain ip " + name_str + " " +
+                    std::string(!have_in ? kForwardInChain : kForwardOutChain) + ": no counter");
+  }
+  return counters;
+}
+
 Status check_interface(const std::string& name) {
   if (if_nametoindex(name.c_str()) == 0) {
     const int e = errno;

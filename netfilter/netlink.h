@@ -23,6 +23,11 @@ struct nlmsghdr;
 
 namespace hanat::netfilter {
 
+struct ForwardCounters {
+  uint64_t in = 0;   // packets that arrived to be forwarded (chain forward_in)
+  uint64_t out = 0;  // packets forwarded out (chain forward_out)
+};
+
 class Netlink {
  public:
   // Opens a NETLINK_NETFILTER socket in the calling thread's network namespace, with
@@ -60,6 +65,11 @@ class Netlink {
   // `errc::state_not_recoverable` and the first difference as message (see compare());
   // any other code means the table could not be read at all.
   [[nodiscard]] Status verify(const NatSpec& spec);
+
+  // The packet counts of the forward-path counters of `table ip <name>` (one rule dump of
+  // that table). An error when the table or either counter is missing: the drift check
+  // reinstalls them.
+  [[nodiscard]] core::Result<ForwardCounters, Error> read_forward_counters(std::string_view name);
 
  private:
   using SocketPtr = std::unique_ptr<mnl_socket, int (*)(mnl_socket*)>;

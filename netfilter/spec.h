@@ -34,6 +34,10 @@ struct NatSpec {
   std::vector<std::string> source_cidrs;  // IPv4 "a.b.c.d/len"; empty = any source
   bool fully_random = false;  // masquerade fully-random (NF_NAT_RANGE_PROTO_RANDOM_FULLY)
   bool persistent = false;    // masquerade persistent (NF_NAT_RANGE_PERSISTENT)
+  // Two counting chains that measure the forward path (see batch.h, kForwardInChain): what
+  // arrived to be forwarded and what left. Off by default so that a plain NatSpec is the
+  // masquerade table alone; hanatd turns it on from `[forward] check`.
+  bool forward_counters = false;
 
   friend bool operator==(const NatSpec&, const NatSpec&) = default;
 };

@@ -34,6 +34,27 @@ gen host_and_odd_prefix_persistent \
   'oifname "eth1" ip saddr 198.19.255.255 masquerade fully-random,persistent'
 gen persistent_long_ifname 'oifname "averyveryverylo" ip saddr 198.18.0.0/16 masquerade persistent'
 
+# The masquerade chain with the forward-path counting chains (NatSpec::forward_counters).
+cat > "/tmp/$ns.nft" <<'NFT'
+table ip hanat {
+ chain postrouting {
+  type nat hook postrouting priority srcnat;
+  oifname "eth0" masquerade
+ }
+ chain forward_in {
+  type filter hook prerouting priority mangle;
+  ct direction original fib daddr type unicast counter
+ }
+ chain forward_out {
+  type filter hook postrouting priority mangle;
+  ct direction original fib saddr type unicast counter
+ }
+}
+delete table ip hanat
+NFT
+ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' > forward_counters.txt
+rm -f "/tmp/$ns.nft"
+
 # What `nft -j list table ip hanat` prints for the table the namespace tests install, as
 # written by nft itself from the rule text. The tests drop "handle" and "metainfo" before
 # comparing (handles are assigned by the kernel).

@@ -561,25 +561,29 @@ std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outs
   return seen;
 }
 
-TEST_F(NetfilterNetns, PrivateTrafficLeavesWithTheNatAddress) {
-  // priv (198.18.1.2) -- lan0 [nat] wan0 (198.19.1.1) -- (198.19.1.2) out
-  // `out` has no route back to 198.18.1.0/24: only masqueraded traffic can be answered.
-  Netns priv("priv");
-  Netns out("out");
+// priv (198.18.1.2) -- lan0 [nat] wan0 (198.19.1.1) -- (198.19.1.2) out
+// `out` has no route back to 198.18.1.0/24: only masqueraded traffic can be answered.
+void build_topology(Netns& nat, Netns& priv, Netns& out) {
   ASSERT_TRUE(priv.ok() && out.ok());
-  ASSERT_EQ(nat_->ip("link del wan0"), 0);
-  ASSERT_EQ(nat_->ip("link add lan0 type veth peer name eth0 netns " + priv.name()), 0);
-  ASSERT_EQ(nat_->ip("link add wan0 type veth peer name eth0 netns " + out.name()), 0);
-  ASSERT_EQ(nat_->ip("addr add 198.18.1.1/24 dev lan0"), 0);
-  ASSERT_EQ(nat_->ip("addr add 198.19.1.1/24 dev wan0"), 0);
-  ASSERT_EQ(nat_->ip("link set lan0 up"), 0);
-  ASSERT_EQ(nat_->ip("link set wan0 up"), 0);
+  ASSERT_EQ(nat.ip("link del wan0"), 0);
+  ASSERT_EQ(nat.ip("link add lan0 type veth peer name eth0 netns " + priv.name()), 0);
+  ASSERT_EQ(nat.ip("link add wan0 type veth peer name eth0 netns " + out.name()), 0);
+  ASSERT_EQ(nat.ip("addr add 198.18.1.1/24 dev lan0"), 0);
+  ASSERT_EQ(nat.ip("addr add 198.19.1.1/24 dev wan0"), 0);
+  ASSERT_EQ(nat.ip("link set lan0 up"), 0);
+  ASSERT_EQ(nat.ip("link set wan0 up"), 0);
   ASSERT_EQ(priv.ip("addr add 198.18.1.2/24 dev eth0"), 0);
   ASSERT_EQ(priv.ip("link set eth0 up"), 0);
   ASSERT_EQ(priv.ip("link set lo up"), 0);
   ASSERT_EQ(priv.ip("route add default via 198.18.1.1"), 0);
   ASSERT_EQ(out.ip("addr add 198.19.1.2/24 dev eth0"), 0);
   ASSERT_EQ(out.ip("link set eth0 up"), 0);
+}
+
+TEST_F(NetfilterNetns, PrivateTrafficLeavesWithTheNatAddress) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_topology(*nat_, priv, out));
 
   const int rx = udp_socket_in(out);
   ASSERT_GE(rx, 0);
@@ -607,6 +611,135 @@ TEST_F(NetfilterNetns, PrivateTrafficLeavesWithTheNatAddress) {
   }
   testing::expect_clean_close(loop);
   ::close(rx);
+}
+
+TEST_F(NetfilterNetns, ForwardCountersCountForwardedTrafficOnly) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_topology(*nat_, priv, out));
+  const int tx = udp_socket_in(priv);
+  ASSERT_GE(tx, 0);
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.forward_counters = true;
+    ASSERT_TRUE(m.apply(spec, {}));
+    auto nl = Netlink::open();
+    ASSERT_TRUE(nl);
+    auto before = nl->read_forward_counters("hanat");
+    ASSERT_TRUE(before) << before.error().message;
+    EXPECT_EQ(before->in, 0U);
+    EXPECT_EQ(before->out, 0U);
+
+    // The NAT's own traffic (a ping out of wan0 and its reply) crosses no forward path.
+    ASSERT_EQ(sh(nat_->exec("ping -c 3 -i 0.2 -W 1 -q 198.19.1.2 >/dev/null")), 0);
+    auto local = nl->read_forward_counters("hanat");
+    ASSERT_TRUE(local);
+    EXPECT_EQ(local->in, 0U);
+    EXPECT_EQ(local->out, 0U);
+
+    // Forwarded datagrams from the private host count once in and once out.
+    const sockaddr_in to = addr("198.19.1.2", 9);
+    const char msg[] = "hanat";
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_EQ(::sendto(tx, msg, sizeof msg, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
+                static_cast<ssize_t>(sizeof msg));
+    }
+    std::optional<ForwardCounters> c;
+    ASSERT_TRUE(testing::run_until(
+        loop,
+        [&] {
+          auto r = nl->read_forward_counters("hanat");
+          if (r) c = *r;
+          return c && c->out >= 20;
+        },
+        5s));
+    EXPECT_EQ(c->in, 20U);
+    EXPECT_EQ(c->out, 20U);
+
+    // Counters of a missing chain are a named error.
+    ASSERT_EQ(sh(nat_->exec("nft delete chain ip hanat forward_out")), 0);
+    auto gone = nl->read_forward_counters("hanat");
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().message, "chain ip hanat forward_out: no counter");
+  }
+  testing::expect_clean_close(loop);
+  ::close(tx);
+}
+
+TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecovery) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_topology(*nat_, priv, out));
+  const int tx = udp_socket_in(priv);
+  ASSERT_GE(tx, 0);
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.forward_counters = true;
+    ASSERT_TRUE(m.apply(spec, {}));
+    std::vector<engine::ForwardWatch::Verdict> verdicts;
+    m.on_forward_change([&](const engine::ForwardWatch::Verdict& v) { verdicts.push_back(v); });
+    ForwardCheckOptions fo;
+    fo.interval = 50ms;
+    fo.watch.interval = 50ms;
+    m.watch_forwarding(fo);
+
+    // A private host streaming 200 datagrams/s through the NAT.
+    const sockaddr_in to = addr("198.19.1.2", 9);
+    uv::Timer stream(loop);
+    ASSERT_FALSE(stream.start(5ms, 5ms, [&] {
+      const char msg[] = "hanat";
+      (void)::sendto(tx, msg, sizeof msg, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    }));
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.forward().state() == engine::Health::Up; }, 3s));
+    EXPECT_THAT(verdicts.back().detail, HasSubstr("packets forwarded in the last 50 ms"));
+
+    // The kernel now drops every forwarded packet, as a stray firewall rule would. The NAT
+    // still answers pings: only the forward check can see it.
+    ASSERT_EQ(sh(nat_->exec("nft 'add table ip lab_nofwd; add chain ip lab_nofwd drop_all "
+                            "{ type filter hook forward priority -200; policy drop; }'")),
+              0);
+    const auto dropped = std::chrono::steady_clock::now();
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.forward().state() == engine::Health::Down; }, 3s));
+    // fall (3) windows of 50 ms, plus the window in progress and scheduling slack.
+    EXPECT_LE(std::chrono::steady_clock::now() - dropped, 1s);
+    EXPECT_THAT(verdicts.back().detail,
+                HasSubstr("arrived to be forwarded in 150 ms and none left"));
+    EXPECT_TRUE(m.health().ok) << "the table and sysctls are fine; only forwarding is not";
+    ASSERT_TRUE(m.forward().recheck_at());
+
+    // The rule goes: after `rise` windows that forward, the check is up again.
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip lab_nofwd")), 0);
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.forward().state() == engine::Health::Up; }, 3s));
+    EXPECT_FALSE(m.forward().recheck_at());
+
+    // A drift repair re-creates the table and its counters restart from zero: that is a new
+    // baseline, not a stall.
+    const auto ups = verdicts.size();
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    ASSERT_TRUE(m.check());
+    const auto until = std::chrono::steady_clock::now() + 500ms;
+    ASSERT_FALSE(testing::run_until(
+        loop, [&] { return std::chrono::steady_clock::now() >= until && verdicts.size() != ups; },
+        600ms));
+    EXPECT_EQ(m.forward().state(), engine::Health::Up);
+    EXPECT_EQ(m.forward_read_error(), "");
+
+    (void)stream.stop();
+    m.watch_forwarding(std::nullopt);
+    EXPECT_EQ(m.forward().state(), engine::Health::Unknown);
+    m.stop();
+  }
+  testing::expect_clean_close(loop);
+  ::close(tx);
 }
 
 }  // namespace

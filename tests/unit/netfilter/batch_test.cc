@@ -4,6 +4,7 @@
 #include "netfilter/batch.h"
 
 #include <libmnl/libmnl.h>
+#include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -19,6 +20,7 @@ namespace hanat::netfilter {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string read_golden(const std::string& name) {
   std::ifstream in(std::string(HANAT_NFT_GOLDEN_DIR) + "/" + name);
@@ -100,6 +102,58 @@ TEST(BatchGolden, ZeroPrefixMeansAnySource) {
   auto b = build_batch(spec("eth0", {"0.0.0.0/0"}, false, false), 1);
   ASSERT_TRUE(b);
   EXPECT_EQ(debug_text(*b), read_golden("any_source.txt"));
+}
+
+TEST(BatchGolden, ForwardCounters) {
+  auto s = spec("eth0", {}, false, false);
+  s.forward_counters = true;
+  auto b = build_batch(s, 1);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(debug_text(*b), read_golden("forward_counters.txt"));
+}
+
+TEST(Batch, ForwardCountingChainsAreInTheSameTransaction) {
+  auto s = spec("eth0", {}, false, false);
+  s.forward_counters = true;
+  auto b = build_batch(s, 1);
+  ASSERT_TRUE(b) << b.error().message;
+  const std::string d = describe(*b);
+  EXPECT_THAT(d, HasSubstr("seq 7 newchain ip hanat forward_in type filter hook prerouting "
+                           "prio -150 [create,ack]\n"));
+  EXPECT_THAT(d, HasSubstr("seq 9 newchain ip hanat forward_out type filter hook postrouting "
+                           "prio -150 [create,ack]\n"));
+  EXPECT_EQ(b->end_seq, 11U);
+  EXPECT_EQ(b->what(8),
+            "rule 1 in chain ip hanat forward_in (ct direction original fib daddr type unicast "
+            "counter)");
+  EXPECT_EQ(b->what(10),
+            "rule 1 in chain ip hanat forward_out (ct direction original fib saddr type unicast "
+            "counter)");
+  // Off (the default), the table is the masquerade chain alone.
+  auto plain = build_batch(spec("eth0", {}, false, false), 1);
+  ASSERT_TRUE(plain);
+  EXPECT_THAT(describe(*plain), Not(HasSubstr("forward_")));
+}
+
+TEST(Batch, CounterIsRenderedWithoutItsValuesAndReadSeparately) {
+  auto s = spec("eth0", {}, false, false);
+  auto r = forward_counter_rule(s, true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(rule_expressions(r->get()).back(), "[ counter ]");
+  EXPECT_EQ(rule_counter_packets(r->get()), 0U);
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r->get());
+  nftnl_expr* last = nullptr;
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    last = e;
+  }
+  nftnl_expr_iter_destroy(it);
+  ASSERT_NE(last, nullptr);
+  nftnl_expr_set_u64(last, NFTNL_EXPR_CTR_PACKETS, 4242);
+  EXPECT_EQ(rule_counter_packets(r->get()), 4242U);
+  EXPECT_EQ(rule_expressions(r->get()).back(), "[ counter ]");
+  auto masq = desired_rules(s);
+  ASSERT_TRUE(masq);
+  EXPECT_EQ(rule_counter_packets((*masq)[0].get()), std::nullopt);
 }
 
 TEST(Batch, OneTransactionReplacingTheTable) {

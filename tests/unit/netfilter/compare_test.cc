@@ -34,6 +34,27 @@ TEST(DesiredState, OneNatChainWithOneRulePerCidr) {
   EXPECT_EQ(t.chains[0].rules[1].back(), "[ masq ]");
 }
 
+TEST(DesiredState, ForwardCountersAddTwoFilterChainsAtMangle) {
+  auto s = spec();
+  s.forward_counters = true;
+  const auto t = desired_state(s).value();
+  ASSERT_EQ(t.chains.size(), 3U);
+  EXPECT_EQ(t.chains[1].name, "forward_in");
+  EXPECT_EQ(t.chains[1].type, "filter");
+  EXPECT_EQ(t.chains[1].hook, NF_INET_PRE_ROUTING);
+  EXPECT_EQ(t.chains[1].priority, -150);
+  EXPECT_EQ(t.chains[2].name, "forward_out");
+  EXPECT_EQ(t.chains[2].hook, NF_INET_POST_ROUTING);
+  ASSERT_EQ(t.chains[2].rules.size(), 1U);
+  EXPECT_EQ(t.chains[2].rules[0].back(), "[ counter ]");
+  // A deleted counting chain is drift, named like any other.
+  auto actual = t;
+  actual.chains.pop_back();
+  EXPECT_EQ(compare(t, actual), "chain ip hanat forward_out: missing");
+  // ...and with the check off, those chains are not ours to keep.
+  EXPECT_EQ(compare(want(), t), "chain ip hanat forward_in: not ours (unexpected chain)");
+}
+
 TEST(Compare, EqualStatesHaveNoDifference) {
   auto actual = want();
   actual.chains[0].policy = NF_ACCEPT;  // the kernel reports the default policy explicitly

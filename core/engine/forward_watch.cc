@@ -1,0 +1,87 @@
+#include "core/engine/forward_watch.h"
+
+#include <algorithm>
+
+namespace hanat::engine {
+
+namespace {
+
+std::string ms_text(std::chrono::nanoseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+std::string s_text(std::chrono::nanoseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
+}  // namespace
+
+std::optional<ForwardWatch::Verdict> ForwardWatch::change(Health to, std::string detail) {
+  detail_ = std::move(detail);
+  if (to == state_) return std::nullopt;
+  state_ = to;
+  return Verdict{state_, detail_};
+}
+
+std::optional<ForwardWatch::Verdict> ForwardWatch::sample(std::uint64_t in, std::uint64_t out,
+                                                          Time now) {
+  const Reading cur{in, out};
+  if (!last_ || in < last_->in || out < last_->out) {
+    // First reading, or the table was replaced (apply, drift repair) and its counters
+    // started again from zero: nothing to compare with yet.
+    last_ = cur;
+    return std::nullopt;
+  }
+  const std::uint64_t d_in = in - last_->in;
+  const std::uint64_t d_out = out - last_->out;
+  last_ = cur;
+  in_total_ += d_in;
+  out_total_ += d_out;
+
+  if (d_out > 0) {
+    stalled_windows_ = 0;
+    stalled_in_ = 0;
+    ++ok_windows_;
+    if (state_ == Health::Down && ok_windows_ < o_.rise) return std::nullopt;
+    if (state_ == Health::Up) return std::nullopt;
+    recheck_at_.reset();
+    offered_at_.reset();  // traffic proves the repair: the next stall starts from the base delay
+    return change(Health::Up,
+                  std::to_string(d_out) + " packets forwarded in the last " + ms_text(o_.interval));
+  }
+  ok_windows_ = 0;
+  if (d_in > 0) {
+    ++stalled_windows_;
+    stalled_in_ += d_in;
+    if (state_ == Health::Down || stalled_windows_ < o_.fall || stalled_in_ < o_.min_packets) {
+      return std::nullopt;
+    }
+    // The delay before the NAT is offered back doubles when it stalls again within
+    // recheck_max of being offered back without proof, and starts over otherwise.
+    if (offered_at_ && now - *offered_at_ < o_.recheck_max && next_recheck_.count() > 0) {
+      next_recheck_ = std::min(next_recheck_ * 2, o_.recheck_max);
+    } else {
+      next_recheck_ = std::min(o_.recheck, o_.recheck_max);
+    }
+    offered_at_.reset();
+    recheck_at_ = now + next_recheck_;
+    const auto span = o_.interval * stalled_windows_;
+    std::string detail = std::to_string(stalled_in_) + " packets arrived to be forwarded in " +
+                         ms_text(span) + " and none left";
+    stalled_windows_ = 0;
+    stalled_in_ = 0;
+    return change(Health::Down, std::move(detail));
+  }
+  // Idle: a stall is judged on continuous traffic only.
+  stalled_windows_ = 0;
+  stalled_in_ = 0;
+  if (state_ == Health::Down && recheck_at_ && now >= *recheck_at_) {
+    recheck_at_.reset();
+    offered_at_ = now;
+    return change(Health::Up, "no traffic to judge " + s_text(next_recheck_) +
+                                  " after the stall: offered back into service");
+  }
+  return std::nullopt;
+}
+
+}  // namespace hanat::engine
