@@ -152,7 +152,9 @@ AgentReply reply_for(const SelfHealth& h, std::string instance_id) {
     if (!reason.empty()) reason += "; ";
     reason += s;
   };
-  if (!h.forwarding) add("ip forwarding is off");
+  if (!h.forwarding) {
+    add(h.forwarding_detail.empty() ? std::string("ip forwarding is off") : h.forwarding_detail);
+  }
   if (!h.masquerade) add("masquerade rule missing");
   if (!h.egress_ok) {
     add(h.egress_detail.empty() ? std::string("egress check failed")

@@ -32,7 +32,8 @@ struct SelfHealth {
   bool masquerade = false;
   bool egress_ok = false;
   bool draining = false;
-  std::string egress_detail;  // why egress failed, for the down reason
+  std::string egress_detail;      // why egress failed, for the down reason
+  std::string forwarding_detail;  // why forwarding is off, when not the ip_forward sysctl
 };
 
 // The rule: down when forwarding is off, the masquerade rule is missing or egress fails

@@ -170,7 +170,8 @@ void BM_TwoPeersAt5Hz(benchmark::State& state) {
                         .masquerade = true,
                         .egress_ok = true,
                         .draining = false,
-                        .egress_detail = {}},
+                        .egress_detail = {},
+                        .forwarding_detail = {}},
                        id);
     }));
     sockaddr_in a{};

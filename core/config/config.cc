@@ -430,8 +430,9 @@ core::Result<Config, Errors> parse(std::string_view text, const std::string& fil
   using std::chrono::minutes;
   using std::chrono::seconds;
 
-  static const std::vector<std::string_view> kSections = {
-      "group", "probe", "agent", "egress", "nat", "ec2", "failover", "status", "log", "metrics"};
+  static const std::vector<std::string_view> kSections = {"group",   "probe", "agent",  "egress",
+                                                          "forward", "nat",   "ec2",    "failover",
+                                                          "status",  "log",   "metrics"};
   for (const auto& [k, v] : root) {
     if (std::find(kSections.begin(), kSections.end(), k.str()) == kSections.end()) {
       r.error(k.source(), std::string(k.str()), "unknown section" + suggestion(k.str(), kSections));
@@ -531,6 +532,13 @@ core::Result<Config, Errors> parse(std::string_view text, const std::string& fil
        r.integer("required", c.egress.required, 1, 64),
        r.duration("interval", c.egress.interval, milliseconds(100), minutes(10)),
        r.duration("timeout", c.egress.timeout, milliseconds(10), seconds(60))});
+
+  r.section(root, "forward",
+            {r.boolean("check", c.forward.check),
+             r.duration("interval", c.forward.interval, milliseconds(10), minutes(1)),
+             r.integer("min_packets", c.forward.min_packets, 1, 1000000),
+             r.integer("fall", c.forward.fall, 1, 100), r.integer("rise", c.forward.rise, 1, 100),
+             r.duration("recheck", c.forward.recheck, seconds(1), hours(1))});
 
   r.section(
       root, "nat",

@@ -72,6 +72,17 @@ struct EgressConfig {
   friend bool operator==(const EgressConfig&, const EgressConfig&) = default;
 };
 
+// The forward-path check (core/engine/forward_watch.h).
+struct ForwardConfig {
+  bool check = true;
+  milliseconds interval{200};
+  int min_packets = 10;
+  int fall = 3;
+  int rise = 3;
+  milliseconds recheck{60000};
+  friend bool operator==(const ForwardConfig&, const ForwardConfig&) = default;
+};
+
 struct NatConfig {
   std::string table = "hanat";
   std::string egress_interface = "eth0";
@@ -143,6 +154,7 @@ struct Config {
   ProbeConfig probe;
   AgentConfig agent;
   EgressConfig egress;
+  ForwardConfig forward;
   NatConfig nat;
   Ec2Config ec2;
   FailoverConfig failover;

@@ -205,7 +205,35 @@ void Node::start() {
     }
     feed_self_health();
   });
+  nat_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
+    forward_health_ = v.state;
+    forward_detail_ = v.detail;
+    if (v.state == engine::Health::Down) {
+      log::warning("forward check: down (" + v.detail + "): handing routes away");
+    } else {
+      log::notice(std::string("forward check: ") + engine::to_string(v.state) + " (" + v.detail +
+                  ")");
+    }
+    feed_self_health();
+  });
+  watch_forwarding();
   run_phase();
+}
+
+void Node::watch_forwarding() {
+  if (!nat_) return;
+  if (!cfg_->forward.check) {
+    nat_->watch_forwarding(std::nullopt);
+    return;
+  }
+  netfilter::ForwardCheckOptions o;
+  o.interval = cfg_->forward.interval;
+  o.watch.interval = cfg_->forward.interval;
+  o.watch.min_packets = static_cast<std::uint64_t>(cfg_->forward.min_packets);
+  o.watch.fall = cfg_->forward.fall;
+  o.watch.rise = cfg_->forward.rise;
+  o.watch.recheck = cfg_->forward.recheck;
+  nat_->watch_forwarding(o);
 }
 
 void Node::run_phase() {
@@ -679,10 +707,14 @@ void Node::start_notices() {
 
 void Node::feed_self_health() {
   if (!machine_) return;
-  bool egress_ok = egress_health_ != engine::Health::Down;
+  const bool egress_ok = egress_health_ != engine::Health::Down;
+  const bool forward_ok = forward_health_ != engine::Health::Down;
   engine::SelfHealth h;
-  h.ok = egress_ok;  // the NAT's own state arrives as NatApplied
-  h.detail = egress_ok ? "" : "egress self-check failed: " + egress_detail_;
+  h.ok = egress_ok && forward_ok;  // the NAT's own state arrives as NatApplied
+  if (!forward_ok) h.detail = "forwarding stalled: " + forward_detail_;
+  if (!egress_ok) {
+    h.detail += (h.detail.empty() ? "" : "; ") + ("egress self-check failed: " + egress_detail_);
+  }
   h.at = now();
   post(h);
   if (!nat_healthy_ && nat_) {
@@ -698,6 +730,10 @@ probes::AgentReply Node::agent_reply() const {
   probes::SelfHealth h;
   h.masquerade = nat_healthy_;
   h.forwarding = nat_healthy_ || nat_reason_.find("ip_forward") == std::string::npos;
+  if (forward_health_ == engine::Health::Down) {
+    h.forwarding = false;
+    h.forwarding_detail = "forwarding stalled: " + forward_detail_;
+  }
   h.egress_ok = egress_health_ != engine::Health::Down;
   h.egress_detail = egress_detail_;
   if (machine_) {
@@ -750,6 +786,7 @@ void Node::execute(const engine::Action& a) {
           for (const auto& c : cfg_->nat.source_cidrs) spec.source_cidrs.push_back(c.text);
           spec.fully_random = cfg_->nat.fully_random;
           spec.persistent = cfg_->nat.persistent;
+          spec.forward_counters = cfg_->forward.check;
           netfilter::SysctlSpec sys;
           if (cfg_->nat.conntrack_max)
             sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);
@@ -929,7 +966,9 @@ void Node::drain(bool on) {
 }
 
 void Node::reconfigure(std::shared_ptr<const config::Config> cfg) {
+  const bool forward_changed = !cfg_ || cfg_->forward != cfg->forward;
   cfg_ = std::move(cfg);
+  if (forward_changed) watch_forwarding();
   if (!machine_) return;
   auto e = std::make_shared<engine::Config>(engine_config(discovered_));
   discovered_.engine = *e;
@@ -994,6 +1033,23 @@ status::Json Node::status() const {
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
   if (!egress_detail_.empty()) json_object_set_new(self, "egress_detail", jstr(egress_detail_));
+  if (nat_ && nat_->forward_watching()) {
+    const auto& fw = nat_->forward();
+    json_object_set_new(self, "forward", json_string(engine::to_string(fw.state())));
+    if (!fw.detail().empty()) json_object_set_new(self, "forward_detail", jstr(fw.detail()));
+    set_int(self, "forward_in_packets", static_cast<std::int64_t>(fw.in_total()));
+    set_int(self, "forward_out_packets", static_cast<std::int64_t>(fw.out_total()));
+    if (fw.recheck_at()) {
+      set_int(self, "forward_recheck_in_ms",
+              std::max<std::int64_t>(
+                  0, std::chrono::duration_cast<milliseconds>(*fw.recheck_at() - now()).count()));
+    }
+    if (!nat_->forward_read_error().empty()) {
+      json_object_set_new(self, "forward_error", jstr(nat_->forward_read_error()));
+    }
+  } else {
+    json_object_set_new(self, "forward", json_string("off"));
+  }
   json_object_set_new(root, "self", self);
 
   json_t* counters = json_object();
@@ -1104,6 +1160,13 @@ void Node::fill_report(Report& r) const {
   r.zone = id_.zone;
   r.nat_ok = nat_healthy_;
   r.egress = engine::to_string(egress_health_);
+  if (nat_ && nat_->forward_watching()) {
+    r.forward = engine::to_string(nat_->forward().state());
+    r.forward_in_packets = nat_->forward().in_total();
+    r.forward_out_packets = nat_->forward().out_total();
+  } else {
+    r.forward = "off";
+  }
   r.failovers = failovers_;
   r.route_writes = route_writes_;
   r.throttles = throttles_;

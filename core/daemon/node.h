@@ -89,6 +89,7 @@ class Node {
   void describe_routes(engine::OpId op);
   void write_route(const engine::WriteRoute& w);
   void feed_self_health();
+  void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
   engine::Config engine_config(const Discovered& d) const;
   [[nodiscard]] probes::AgentReply agent_reply() const;
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
@@ -128,6 +129,8 @@ class Node {
   std::string nat_reason_;
   engine::Health egress_health_ = engine::Health::Unknown;
   std::string egress_detail_;
+  engine::Health forward_health_ = engine::Health::Unknown;  // the forward-path check
+  std::string forward_detail_;
   std::map<std::string, std::chrono::microseconds> last_rtt_;  // "peer/kind" -> rtt
   // (action, outcome) -> completed calls; outcome "ok", the EC2 code or the failure kind.
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls_;

@@ -81,6 +81,21 @@ std::vector<Family> metric_families(const Report& r) {
   out.push_back(single(
       gauge("hanat_egress_ok", "1 unless the egress self-check failed (unknown counts as ok)."),
       r.egress == "down" ? 0 : 1));
+  out.push_back(single(gauge("hanat_forwarding_ok",
+                             "1 unless the forward-path check saw packets arrive to be forwarded "
+                             "and none leave (unknown and off count as ok)."),
+                       r.forward == "down" ? 0 : 1));
+  {
+    Family f = counter("hanat_forward_packets_total",
+                       "Packets seen by the forward-path check: arrived to be forwarded (in) and "
+                       "forwarded (out), since hanatd started.");
+    if (r.forward != "off") {
+      f.samples.push_back(Sample{{{"direction", "in"}}, static_cast<double>(r.forward_in_packets)});
+      f.samples.push_back(
+          Sample{{{"direction", "out"}}, static_cast<double>(r.forward_out_packets)});
+    }
+    out.push_back(std::move(f));
+  }
 
   Family up = gauge("hanat_member_up",
                     "1 when the member is healthy in this host's view (self: serving), else 0.");

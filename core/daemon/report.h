@@ -35,7 +35,10 @@ struct Report {
   std::int64_t state_since_unix_ms = 0;
   bool drained = false;
   bool nat_ok = false;
-  std::string egress;  // "up", "down", "unknown"
+  std::string egress;   // "up", "down", "unknown"
+  std::string forward;  // the forward-path check: "up", "down", "unknown", "off"
+  std::uint64_t forward_in_packets = 0;
+  std::uint64_t forward_out_packets = 0;
   std::string instance_id;
   std::string zone;
 

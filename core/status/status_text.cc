@@ -45,8 +45,17 @@ void print_node(std::string& out, const json_t* n) {
            str(self, "eni_id") + ", " + str(self, "private_ip") + "\n";
     out += std::string("data plane:  nat ") + bool_word(self, "nat_ok", "ok", "FAILED") +
            ", egress " + str(self, "egress");
+    if (!str(self, "forward").empty()) out += ", forwarding " + str(self, "forward");
     if (!str(self, "nat_error").empty()) out += " (" + str(self, "nat_error") + ")";
     out += "\n";
+    if (str(self, "forward") == "down") {
+      out += "             forwarding stalled: " + str(self, "forward_detail");
+      if (has_int(self, "forward_recheck_in_ms")) {
+        out += "; offered back in " + human_duration(num(self, "forward_recheck_in_ms")) +
+               " if no traffic arrives";
+      }
+      out += "\n";
+    }
     if (!str(self, "floating_eni").empty()) {
       out += "floating ENI: " + str(self, "floating_eni") + " " + str(self, "floating_eni_state") +
              "\n";

@@ -24,11 +24,7 @@ sys.path.insert(0, HERE)
 from hanatlab import Lab, LabUnavailable  # noqa: E402
 from hanatlab import scenarios as sc  # noqa: E402
 
-KNOWN_GAPS = {
-    "no_forward": "hanatd's data-plane checks (agent line: ip_forward, masquerade rule, "
-                  "egress self-check from the NAT itself) never traverse the forward path, "
-                  "so a NAT whose kernel drops forwarded packets still reports up",
-}
+KNOWN_GAPS = {}
 
 
 def bounds(name, r, lab):
@@ -42,6 +38,11 @@ def bounds(name, r, lab):
         out.append((f"zone a's route moved to nat2 (flips {r['flips']})",
                     r["flips"].get("a1", [])[-1:] == ["nat2"]))
         out.append((f"{w} route writes <= 4, no flip-flop", w <= 4 and not ff))
+    if name == "no_forward" and "nat1_forward" in r["notes"]:
+        out.append((f"nat1 reports its forward check down "
+                    f"({r['notes']['nat1_forward']}: {r['notes']['nat1_forward_detail']})",
+                    r["notes"]["nat1_forward"] == "down"
+                    and "none left" in r["notes"]["nat1_forward_detail"]))
     if name == "graceful":
         out.append((f"hanatd exited 0 after the handover (exit {r['notes'].get('exit_code')})",
                     r["notes"].get("exit_code") == 0))

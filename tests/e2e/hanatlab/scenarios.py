@@ -34,7 +34,9 @@ STREAM_HOST = "a1"
 PROFILES = {
     # DESIGN.md defaults and the "fast" profile.
     "default": {"probe": {"interval": "200ms", "timeout": "200ms", "fall": 3, "rise": 5}},
-    "fast": {"probe": {"interval": "50ms", "timeout": "50ms", "fall": 3, "rise": 5}},
+    # The fast profile judges the forward path at the same pace as its probes.
+    "fast": {"probe": {"interval": "50ms", "timeout": "50ms", "fall": 3, "rise": 5},
+             "forward": {"interval": "50ms"}},
 }
 
 
@@ -219,8 +221,14 @@ def sc_no_forward(lab, ctl, p):
     """The active NAT's kernel drops every forwarded packet; it still answers pings, its
     agent port and its own egress check."""
     lab.set_forward_drop(1, True)
-    return {"moved": bool(wait_for(lambda: lab.default_route(STREAM_HOST) == via(lab, 2),
-                                   p["window"]))}
+    moved = bool(wait_for(lambda: lab.default_route(STREAM_HOST) == via(lab, 2), p["window"]))
+    notes = {"moved": moved}
+    if isinstance(ctl, HanatController):
+        # What the broken NAT says of itself: its forward check saw the stall.
+        self_ = ctl._node(1).get("self", {})
+        notes["nat1_forward"] = self_.get("forward")
+        notes["nat1_forward_detail"] = self_.get("forward_detail", "")
+    return notes
 
 
 def sc_sigkill(lab, ctl, p):

@@ -144,7 +144,8 @@ class NetnsTest : public ::testing::Test {
                      .masquerade = true,
                      .egress_ok = true,
                      .draining = false,
-                     .egress_detail = {}};
+                     .egress_detail = {},
+                     .forwarding_detail = {}};
   std::unique_ptr<AgentServer> agent_;
   std::unique_ptr<uv::Tcp> listener_;
   std::vector<std::unique_ptr<uv::Tcp>> extra_;

@@ -184,6 +184,35 @@ TEST(ConfigErrors, IntegerOutOfRange) {
   EXPECT_THAT(e.message, HasSubstr("out of range [1, 100]"));
 }
 
+TEST(Config, ForwardCheckIsOnByDefaultAndTunable) {
+  Config d = ok(kMinimal);
+  EXPECT_TRUE(d.forward.check);
+  EXPECT_EQ(d.forward.interval, milliseconds(200));
+  EXPECT_EQ(d.forward.min_packets, 10);
+  EXPECT_EQ(d.forward.fall, 3);
+  EXPECT_EQ(d.forward.rise, 3);
+  EXPECT_EQ(d.forward.recheck, milliseconds(60000));
+  Config c = ok(std::string(kMinimal) +
+                "[forward]\ncheck = false\ninterval = \"50ms\"\nmin_packets = 40\nfall = 4\n"
+                "rise = 2\nrecheck = \"2m\"\n");
+  EXPECT_FALSE(c.forward.check);
+  EXPECT_EQ(c.forward.interval, milliseconds(50));
+  EXPECT_EQ(c.forward.min_packets, 40);
+  EXPECT_EQ(c.forward.fall, 4);
+  EXPECT_EQ(c.forward.rise, 2);
+  EXPECT_EQ(c.forward.recheck, milliseconds(120000));
+}
+
+TEST(ConfigErrors, ForwardCheckValuesAreChecked) {
+  Error e = one_error(std::string(kMinimal) + "[forward]\nmin_packets = 0\n");
+  EXPECT_EQ(e.key, "forward.min_packets");
+  EXPECT_EQ(e.line, 4);
+  EXPECT_THAT(e.message, HasSubstr("out of range [1, 1000000]"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[forward]\nrecheck = \"10ms\"\n").message,
+              HasSubstr("out of range [1s, 1h]"));
+  EXPECT_EQ(one_error(std::string(kMinimal) + "[forward]\nchek = true\n").key, "forward.chek");
+}
+
 TEST(ConfigErrors, Durations) {
   EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\ninterval = 200\n").message,
               HasSubstr("a bare number has no unit"));

@@ -117,6 +117,21 @@ TEST(MetricFamilies, StatesAreStateSets) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_egress_ok 1\n"));
 }
 
+TEST(MetricFamilies, ForwardCheck) {
+  Report r = sample_report();
+  r.forward = "down";
+  r.forward_in_packets = 1210;
+  r.forward_out_packets = 7;
+  std::string doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_forwarding_ok 0\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_forward_packets_total{direction=\"in\"} 1210\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_forward_packets_total{direction=\"out\"} 7\n"));
+  r.forward = "off";
+  doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_forwarding_ok 1\n"));
+  EXPECT_THAT(doc, Not(HasSubstr("hanat_forward_packets_total{")));
+}
+
 TEST(MetricFamilies, MembersAndProbes) {
   std::string doc = render(sample_report());
   EXPECT_THAT(doc,

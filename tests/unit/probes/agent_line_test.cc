@@ -175,7 +175,8 @@ TEST(AgentLine, ReplyForHealthyHostIsUpWithFacts) {
                .masquerade = true,
                .egress_ok = true,
                .draining = true,
-               .egress_detail = {}};
+               .egress_detail = {},
+               .forwarding_detail = {}};
   AgentReply r = reply_for(h, "i-self");
   EXPECT_TRUE(r.up);
   EXPECT_EQ(r.instance_id, "i-self");
@@ -188,7 +189,8 @@ TEST(AgentLine, ReplyForBrokenDataPlaneIsDownNamingEveryCause) {
                .masquerade = false,
                .egress_ok = false,
                .draining = false,
-               .egress_detail = "0 of 3 egress targets answered"};
+               .egress_detail = "0 of 3 egress targets answered",
+               .forwarding_detail = {}};
   AgentReply r = reply_for(h, "i-self");
   EXPECT_FALSE(r.up);
   EXPECT_EQ(r.reason,
@@ -198,8 +200,27 @@ TEST(AgentLine, ReplyForBrokenDataPlaneIsDownNamingEveryCause) {
                          .masquerade = true,
                          .egress_ok = false,
                          .draining = false,
-                         .egress_detail = {}};
+                         .egress_detail = {},
+                         .forwarding_detail = {}};
   EXPECT_EQ(reply_for(only_egress, "i").reason, "egress check failed");
+}
+
+TEST(AgentLine, StalledForwardPathIsDownWithItsOwnReason) {
+  SelfHealth h{.forwarding = false,
+               .masquerade = true,
+               .egress_ok = true,
+               .draining = false,
+               .egress_detail = {},
+               .forwarding_detail =
+                   "forwarding stalled: 120 packets arrived to be forwarded in "
+                   "600 ms and none left"};
+  AgentReply r = reply_for(h, "i-self");
+  EXPECT_FALSE(r.up);
+  EXPECT_FALSE(r.facts.forwarding);
+  EXPECT_EQ(r.reason, h.forwarding_detail);
+  EXPECT_EQ(format_agent_line(r),
+            "down i-self forwarding stalled: 120 packets arrived to be forwarded in 600 ms and "
+            "none left\n");
 }
 
 }  // namespace

@@ -69,7 +69,8 @@ TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
                           .masquerade = true,
                           .egress_ok = true,
                           .draining = false,
-                          .egress_detail = {}},
+                          .egress_detail = {},
+                          .forwarding_detail = {}},
                          id);
       }));
       sockaddr_in a{};

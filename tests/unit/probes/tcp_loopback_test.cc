@@ -99,7 +99,8 @@ TEST_F(TcpLoopback, AgentUpIsOkWithFacts) {
                .masquerade = true,
                .egress_ok = true,
                .draining = false,
-               .egress_detail = {}};
+               .egress_detail = {},
+               .forwarding_detail = {}};
   AgentServer server(loop, [&h] { return reply_for(h, "i-peer"); });
   std::string err;
   ASSERT_FALSE(server.listen(loopback(0), &err)) << err;
@@ -132,7 +133,8 @@ TEST_F(TcpLoopback, AgentOfAnotherInstanceIsAnError) {
                       .masquerade = true,
                       .egress_ok = true,
                       .draining = false,
-                      .egress_detail = {}},
+                      .egress_detail = {},
+                      .forwarding_detail = {}},
                      "i-other");
   });
   ASSERT_FALSE(server.listen(loopback(0)));

@@ -126,6 +126,26 @@ TEST(StatusText, FailedReloadAndFailingTextfile) {
   EXPECT_THAT(t, Not(HasSubstr("ec2 calls:")));
 }
 
+TEST(StatusText, DataPlaneShowsTheForwardCheck) {
+  Parsed up(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "unknown",
+             "forward": "up", "forward_detail": "40 packets forwarded in the last 200 ms"}}})");
+  std::string t = format_status(up.j);
+  EXPECT_THAT(t, HasSubstr("data plane:  nat ok, egress unknown, forwarding up\n"));
+  EXPECT_THAT(t, Not(HasSubstr("stalled")));
+  Parsed down(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up", "forward": "down",
+             "forward_detail": "120 packets arrived to be forwarded in 600 ms and none left",
+             "forward_recheck_in_ms": 59000}}})");
+  t = format_status(down.j);
+  EXPECT_THAT(t, HasSubstr("data plane:  nat ok, egress up, forwarding down\n"
+                           "             forwarding stalled: 120 packets arrived to be forwarded "
+                           "in 600 ms and none left; offered back in 59.0s if no traffic "
+                           "arrives\n"));
+}
+
 TEST(StatusText, HumanDuration) {
   EXPECT_EQ(human_duration(-5), "0ms");
   EXPECT_EQ(human_duration(850), "850ms");
