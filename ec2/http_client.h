@@ -83,7 +83,6 @@ class HttpClient {
   std::unordered_map<curl_socket_t, std::unique_ptr<SocketWatch>> sockets_;
   std::map<RequestId, std::unique_ptr<Request>> requests_;
   RequestId next_id_ = 1;
-  bool in_socket_action_ = false;
 };
 
 }  // namespace hanat::ec2

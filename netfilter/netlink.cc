@@ -220,6 +220,9 @@ int Netlink::request(std::vector<uint8_t> msg, uint32_t seq, OnMsg on_msg) {
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rxbuf_.data()); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_seq != seq) continue;  // a late answer to an earlier request
+      // Answers to our requests carry our port id (libmnl's mnl_nlmsg_portid_ok does the
+      // same check); anything else is not ours.
+      if (nlh->nlmsg_pid != 0 && portid_ != 0 && nlh->nlmsg_pid != portid_) continue;
       if (nlh->nlmsg_type == NLMSG_DONE) return 0;
       if (nlh->nlmsg_type == NLMSG_ERROR) {
         if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr)) return -EBADMSG;
