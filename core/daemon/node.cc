@@ -602,6 +602,31 @@ void Node::start_engine(Discovered d) {
   if (stopping_) post(engine::Shutdown{now()});
 }
 
+void Node::watch_own_link() {
+  // keepalived's interface tracking does the same job: a node whose own link is down goes
+  // to FAULT instead of electing itself master.
+  auto ifname = probes::interface_with_address(id_.private_ip);
+  if (!ifname) {
+    log::warning("own link not watched (" + ifname.error() +
+                 "): peer probe failures are taken at face value");
+    return;
+  }
+  auto w = probes::LinkWatch::create(loop_, *ifname, [this](bool up, probes::Time) {
+    if (up) {
+      log::notice("own link " + own_link_->ifname() + " is up again");
+    } else {
+      log::warning("own link " + own_link_->ifname() +
+                   " is down: failed peer probes are not counted against the peers until it "
+                   "is back");
+    }
+  });
+  if (!w) {
+    log::warning(w.error() + ": peer probe failures are taken at face value");
+    return;
+  }
+  own_link_ = std::move(w).value();
+}
+
 void Node::start_probes() {
   std::vector<probes::PeerSpec> peers;
   for (const auto& m : discovered_.engine.members) {
@@ -620,12 +645,20 @@ void Node::start_probes() {
   po.timeout = cfg_->probe.timeout;
   po.rise = cfg_->probe.rise;
   po.fall = cfg_->probe.fall;
+  if (!peers.empty() && !own_link_) watch_own_link();
   if (!peers.empty()) {
     auto mon = probes::PeerMonitor::create(
         loop_, peers, po,
         {.on_result =
              [this](const probes::ProbeResult& r) {
                last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
+               // A probe sent while our own link was down fails at its timeout, so the
+               // grace after the link returns covers one timeout plus one interval.
+               if (!r.outcome.ok && r.outcome.failure != probes::Failure::AgentDown && own_link_ &&
+                   own_link_->impaired(r.at, cfg_->probe.timeout + cfg_->probe.interval)) {
+                 ++discounted_failures_;
+                 return;
+               }
                engine::ProbeResult e;
                e.peer = r.peer;
                e.kind = to_engine(r.kind);
@@ -1028,6 +1061,12 @@ status::Json Node::status() const {
   if (!cfg_->failover.floating_eni.empty()) {
     json_object_set_new(self, "floating_eni", jstr(cfg_->failover.floating_eni));
     json_object_set_new(self, "floating_eni_state", jstr(floating_eni_state_));
+  }
+  if (own_link_) {
+    json_object_set_new(self, "own_link", jstr(own_link_->ifname()));
+    json_object_set_new(self, "own_link_up", json_boolean(own_link_->up()));
+    set_int(self, "own_link_downs", static_cast<std::int64_t>(own_link_->downs()));
+    set_int(self, "discounted_probe_failures", static_cast<std::int64_t>(discounted_failures_));
   }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));

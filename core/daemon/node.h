@@ -25,6 +25,7 @@
 #include "ec2/ec2.h"
 #include "netfilter/manager.h"
 #include "probes/agent_server.h"
+#include "probes/link_watch.h"
 #include "probes/monitor.h"
 
 namespace hanat::daemon {
@@ -89,7 +90,9 @@ class Node {
   void describe_routes(engine::OpId op);
   void write_route(const engine::WriteRoute& w);
   void feed_self_health();
-  void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
+  void watch_forwarding();
+  void watch_own_link();  // starts own_link_ on the interface holding the private IP  // starts,
+                          // reconfigures or stops the forward check from cfg_
   engine::Config engine_config(const Discovered& d) const;
   [[nodiscard]] probes::AgentReply agent_reply() const;
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
@@ -114,6 +117,10 @@ class Node {
   std::unique_ptr<netfilter::NatManager> nat_;
   std::unique_ptr<probes::PeerMonitor> peers_;
   std::unique_ptr<probes::EgressCheck> egress_;
+  // This host's own interface toward the peers (the one holding the private IP): probe
+  // failures while it is down, or just back, are not evidence against a peer.
+  std::unique_ptr<probes::LinkWatch> own_link_;
+  std::uint64_t discounted_failures_ = 0;
   std::unique_ptr<probes::AgentServer> agent_;
   std::unique_ptr<engine::Machine> machine_;
   Discovered discovered_;

@@ -46,6 +46,9 @@ void print_node(std::string& out, const json_t* n) {
     out += std::string("data plane:  nat ") + bool_word(self, "nat_ok", "ok", "FAILED") +
            ", egress " + str(self, "egress");
     if (!str(self, "forward").empty()) out += ", forwarding " + str(self, "forward");
+    if (json_is_false(json_object_get(self, "own_link_up"))) {
+      out += ", own link " + str(self, "own_link") + " DOWN";
+    }
     if (!str(self, "nat_error").empty()) out += " (" + str(self, "nat_error") + ")";
     out += "\n";
     if (str(self, "forward") == "down") {

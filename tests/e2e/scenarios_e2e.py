@@ -78,6 +78,10 @@ def bounds(name, r, lab):
                     not ff and w <= 2 * len(lab.desc["route_tables"])))
         out.append((f"zone a's longest gap {r['outage_ms']:.0f} ms < 3000 ms",
                     r["restored"] and r["outage_ms"] < 3000))
+        # nat2 sees its own link drop: its failed probes of nat1 are not evidence, so zone
+        # a's table stays on nat1 (nat1 may take zone b's table from the flapping nat2).
+        out.append((f"zone a's table stayed on nat1 (flips {r['flips'].get('a1')})",
+                    r["flips"].get("a1") == []))
     return out
 
 

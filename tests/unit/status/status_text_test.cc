@@ -134,6 +134,13 @@ TEST(StatusText, DataPlaneShowsTheForwardCheck) {
   std::string t = format_status(up.j);
   EXPECT_THAT(t, HasSubstr("data plane:  nat ok, egress unknown, forwarding up\n"));
   EXPECT_THAT(t, Not(HasSubstr("stalled")));
+  EXPECT_THAT(t, Not(HasSubstr("own link")));
+  Parsed link_down(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up", "forward": "up",
+             "own_link": "ens5", "own_link_up": false}}})");
+  EXPECT_THAT(format_status(link_down.j),
+              HasSubstr("data plane:  nat ok, egress up, forwarding up, own link ens5 DOWN\n"));
   Parsed down(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
              "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up", "forward": "down",
