@@ -255,6 +255,32 @@ core::Result<uint32_t, Error> Netlink::read_generation() {
   return id;
 }
 
+template <class OnRule>
+int Netlink::dump_rules(const std::string& table, OnRule on_rule) {
+  // The kernel filters the dump by NFTA_RULE_TABLE; checked here as well.
+  std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)> filter(nftnl_rule_alloc(),
+                                                                  nftnl_rule_free);
+  if (!filter) return -ENOMEM;
+  nftnl_rule_set_u32(filter.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+  nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
+  const uint32_t seq = seq_++;
+  return request(build_request(
+                     NFT_MSG_GETRULE, NLM_F_DUMP, seq,
+                     [](nlmsghdr* nlh, const void* o) {
+                       nftnl_rule_nlmsg_build_payload(
+                           nlh, const_cast<nftnl_rule*>(static_cast<const nftnl_rule*>(o)));
+                     },
+                     filter.get()),
+                 seq, [&](const nlmsghdr* nlh) {
+                   RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+                   if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return;
+                   const char* t = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
+                   const char* chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+                   if (t == nullptr || chain == nullptr || table != t) return;
+                   on_rule(chain, r.get());
+                 });
+}
+
 core::Result<TableState, Error> Netlink::read_table(std::string_view name) {
   const std::string tw = "table ip " + std::string(name);
   const std::string name_str(name);
@@ -324,32 +350,11 @@ core::Result<TableState, Error> Netlink::read_table(std::string_view name) {
       if (rc == -EINTR) continue;
       if (rc < 0) return fail(errno_code(-rc), tw + ": dumping chains: " + errno_text(-rc));
 
-      // Rules: the kernel filters the dump by NFTA_RULE_TABLE; checked here as well.
-      std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)> filter(nftnl_rule_alloc(),
-                                                                      nftnl_rule_free);
-      if (!filter) {
-        return fail(std::make_error_code(std::errc::not_enough_memory), tw + ": out of memory");
-      }
-      nftnl_rule_set_u32(filter.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
-      nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, name_str.c_str());
-      seq = seq_++;
-      rc = request(build_request(
-                       NFT_MSG_GETRULE, NLM_F_DUMP, seq,
-                       [](nlmsghdr* nlh, const void* o) {
-                         nftnl_rule_nlmsg_build_payload(
-                             nlh, const_cast<nftnl_rule*>(static_cast<const nftnl_rule*>(o)));
-                       },
-                       filter.get()),
-                   seq, [&](const nlmsghdr* nlh) {
-                     RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
-                     if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return;
-                     const char* table = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
-                     const char* chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-                     if (table == nullptr || chain == nullptr || name_str != table) return;
-                     for (auto& cs : state.chains) {
-                       if (cs.name == chain) cs.rules.push_back(rule_expressions(r.get()));
-                     }
-                   });
+      rc = dump_rules(name_str, [&](const char* chain, const nftnl_rule* r) {
+        for (auto& cs : state.chains) {
+          if (cs.name == chain) cs.rules.push_back(rule_expressions(r));
+        }
+      });
       if (rc == -EINTR) continue;
       if (rc < 0) return fail(errno_code(-rc), tw + ": dumping rules: " + errno_text(-rc));
     }
@@ -378,13 +383,6 @@ Status Netlink::verify(const NatSpec& spec) {
 core::Result<ForwardCounters, Error> Netlink::read_forward_counters(std::string_view name) {
   const std::string tw = "table ip " + std::string(name);
   const std::string name_str(name);
-  std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)> filter(nftnl_rule_alloc(),
-                                                                  nftnl_rule_free);
-  if (!filter) {
-    return fail(std::make_error_code(std::errc::not_enough_memory), tw + ": out of memory");
-  }
-  nftnl_rule_set_u32(filter.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
-  nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, name_str.c_str());
   // Plain values and flags rather than optionals: g++ 12 flags optionals filled in a lambda
   // as maybe-uninitialised.
   ForwardCounters counters;
@@ -395,30 +393,17 @@ core::Result<ForwardCounters, Error> Netlink::read_forward_counters(std::string_
   // consistent snapshot of the rest of the table.
   for (int attempt = 0; attempt < kMaxDumpAttempts && rc == -EINTR; ++attempt) {
     have_in = have_out = false;
-    const uint32_t seq = seq_++;
-    rc = request(build_request(
-                     NFT_MSG_GETRULE, NLM_F_DUMP, seq,
-                     [](nlmsghdr* nlh, const void* o) {
-                       nftnl_rule_nlmsg_build_payload(
-                           nlh, const_cast<nftnl_rule*>(static_cast<const nftnl_rule*>(o)));
-                     },
-                     filter.get()),
-                 seq, [&](const nlmsghdr* nlh) {
-                   RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
-                   if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return;
-                   const char* table = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
-                   const char* chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-                   if (table == nullptr || chain == nullptr || name_str != table) return;
-                   const auto packets = rule_counter_packets(r.get());
-                   if (!packets) return;
-                   if (chain == kForwardInChain && !have_in) {
-                     counters.in = *packets;
-                     have_in = true;
-                   } else if (chain == kForwardOutChain && !have_out) {
-                     counters.out = *packets;
-                     have_out = true;
-                   }
-                 });
+    rc = dump_rules(name_str, [&](const char* chain, const nftnl_rule* r) {
+      const auto packets = rule_counter_packets(r);
+      if (!packets) return;
+      if (chain == kForwardInChain && !have_in) {
+        counters.in = *packets;
+        have_in = true;
+      } else if (chain == kForwardOutChain && !have_out) {
+        counters.out = *packets;
+        have_out = true;
+      }
+    });
   }
   if (rc == -ENOENT) return fail(errno_code(ENOENT), tw + ": missing");
   if (rc < 0) return fail(errno_code(-rc), tw + ": dumping rules: " + errno_text(-rc));

@@ -79,6 +79,10 @@ class Netlink {
   // NLMSG_DONE (dumps) or the ACK; a netlink error comes back as a negative errno.
   template <class OnMsg>
   int request(std::vector<uint8_t> msg, uint32_t seq, OnMsg on_msg);
+  // Dumps the rules of `table ip <table>`, calling on_rule(chain name, rule) for each;
+  // returns 0 or a negative errno as request() does.
+  template <class OnRule>
+  int dump_rules(const std::string& table, OnRule on_rule);
   [[nodiscard]] core::Result<uint32_t, Error> read_generation();
   [[nodiscard]] Status ensure_buffers(size_t batch_bytes, size_t acks);
 
