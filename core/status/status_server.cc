@@ -133,6 +133,12 @@ std::error_code StatusServer::start(std::string* why) {
           log::warning("status socket: accept failed: " + e.message() + ", ignoring");
           return;
         }
+        if (accepted_this_turn_ >= opts_.max_accepts_per_turn) {
+          // Not accepting makes libuv stop polling the listening socket until uv_accept is
+          // called (resume_paused, next turn); the other connections wait in the backlog.
+          accept_deferred_ = true;
+          return;
+        }
         accept_one();
       })) {
     *why = "cannot listen on " + log::quote(opts_.path) + ": " + ec.message();
@@ -152,7 +158,22 @@ void StatusServer::set_limits(int max_clients, std::size_t max_request_bytes,
   opts_.idle_timeout = idle_timeout;
 }
 
+void StatusServer::start_turn() {
+  if (turn_armed_) return;
+  // The idle phase runs after the timers of each turn and before its I/O poll (whose
+  // timeout it makes 0 while active), so the due probe timers run first every turn.
+  turn_armed_ = !turn_.start([this] {
+    bool used = served_this_turn_ > 0 || accepted_this_turn_ > 0 || reads_this_turn_ > 0;
+    resume_paused();
+    if (!used && paused_.empty() && !accept_deferred_) {
+      (void)turn_.stop();
+      turn_armed_ = false;
+    }
+  });
+}
+
 void StatusServer::accept_one() {
+  if (accepted_this_turn_++ == 0) start_turn();
   auto client = std::make_unique<Client>(loop_);
   if (server_.accept(client->pipe)) return;
   Client& c = *client;
@@ -189,6 +210,15 @@ void StatusServer::on_data(Client& c, std::string_view data) {
   if (c.closing) return;
   arm_idle(c);
   c.buffer.append(data);
+  if (!data.empty()) {
+    if (reads_this_turn_++ == 0) start_turn();
+    if (reads_this_turn_ > opts_.max_reads_per_turn) {
+      // Handled from its buffer on the next turn. Reading stops, so the buffer grows by
+      // this one read at most; the length checks run then.
+      pause(c);
+      return;
+    }
+  }
   size_t start = 0;
   int handled = 0;
   for (;;) {
@@ -210,10 +240,7 @@ void StatusServer::on_data(Client& c, std::string_view data) {
       drop(c, "too many requests at once (send one, read its reply)");
       return;
     }
-    if (served_this_turn_++ == 0) {
-      (void)turn_.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
-                        [this] { resume_paused(); });
-    }
+    if (served_this_turn_++ == 0) start_turn();
     handle_line(c, line);
     if (c.closing) return;
     start = nl + 1;
@@ -268,6 +295,12 @@ void StatusServer::pause(Client& c) {
 
 void StatusServer::resume_paused() {
   served_this_turn_ = 0;
+  accepted_this_turn_ = 0;
+  reads_this_turn_ = 0;
+  if (accept_deferred_) {
+    accept_deferred_ = false;
+    accept_one();  // the connection libuv holds; uv_accept resumes polling the listener
+  }
   std::vector<Client*> waiting;
   waiting.swap(paused_);
   for (Client* c : waiting) {

@@ -183,6 +183,75 @@ TEST_F(StatusServerTest, HundredConcurrentClientsAllAnswered) {
   EXPECT_EQ(status_calls_, 100);
 }
 
+// One loop turn (UV_RUN_NOWAIT: timers, idle, a zero-timeout poll) must not do more than
+// its budget, whatever is ready: the probe timers of hanatd wait for the turn to end.
+TEST_F(StatusServerTest, AcceptsAreBoundedPerLoopTurnAndEveryClientIsServed) {
+  opts_.max_clients = 64;
+  opts_.max_accepts_per_turn = 4;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());  // queued in the listen backlog
+  }
+  loop_.run(UV_RUN_NOWAIT);
+  EXPECT_EQ(server_->clients(), 4u) << "one turn accepted more than its budget";
+  loop_.run(UV_RUN_NOWAIT);
+  EXPECT_LE(server_->clients(), 8u);
+  EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == 20; }));
+  for (auto& c : clients)
+    EXPECT_EQ(roundtrip(*c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
+TEST_F(StatusServerTest, RequestBudgetHoldsForEveryTurnNotOnlyTheFirst) {
+  // The resume of paused clients once chained itself inside one libuv timer phase (a 0 ms
+  // timer started from a timer callback is due again at once in libuv 1.44), so from the
+  // second turn on everything pending was answered in one go.
+  opts_.max_requests_per_turn = 8;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  std::string burst;
+  for (int i = 0; i < 5; ++i) burst += "{\"cmd\":\"status\"}\n";
+  for (int i = 0; i < 10; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 10; }));
+  for (auto& c : clients) ASSERT_EQ(c->send(burst), burst.size());
+  int turns = 0;
+  while (status_calls_ < 50 && turns < 1000) {
+    int before = status_calls_;
+    loop_.run(UV_RUN_NOWAIT);
+    ++turns;
+    ASSERT_LE(status_calls_ - before, 8) << "turn " << turns << " answered over its budget";
+  }
+  EXPECT_EQ(status_calls_, 50);
+  EXPECT_GE(turns, 7);
+  for (auto& c : clients) {
+    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 5; }));
+    for (const auto& l : c->lines()) EXPECT_EQ(l, R"({"state":"running","ok":true})");
+  }
+}
+
+TEST_F(StatusServerTest, ReadsAreBoundedPerLoopTurnAndNoRequestIsLost) {
+  opts_.max_reads_per_turn = 3;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 10; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 10; }));
+  for (auto& c : clients) c->send("{\"cmd\":\"status\"}\n");
+  loop_.run(UV_RUN_NOWAIT);
+  EXPECT_LE(status_calls_, 3) << "one turn handled more reads than its budget";
+  EXPECT_TRUE(run_until(loop_, [&] { return status_calls_ == 10; }));
+  for (auto& c : clients) {
+    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 1; }));
+    EXPECT_EQ(c->lines().at(0), R"({"state":"running","ok":true})");
+  }
+}
+
 TEST_F(StatusServerTest, ClientsBeyondTheLimitAreTurnedAway) {
   opts_.max_clients = 3;
   start();
