@@ -23,6 +23,7 @@ void NatManager::watch_forwarding(std::optional<ForwardCheckOptions> o) {
     }
     return;
   }
+  forward_options_->watch.interval = forward_options_->interval;
   forward_.set_options(forward_options_->watch);
   const auto every = forward_options_->interval;
   (void)forward_timer_.start(every, every, [this] { sample_forwarding(); });

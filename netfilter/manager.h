@@ -45,7 +45,7 @@ struct NatCounters {
 // applied NatSpec has forward_counters on.
 struct ForwardCheckOptions {
   std::chrono::milliseconds interval{200};
-  engine::ForwardWatchOptions watch;
+  engine::ForwardWatchOptions watch;  // its interval is set from `interval`
 };
 
 struct ManagerOptions {

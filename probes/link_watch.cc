@@ -62,14 +62,11 @@ LinkWatch::~LinkWatch() {
 std::optional<bool> LinkWatch::read_flags() const {
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
-  if (::ioctl(fd_, SIOCGIFFLAGS, &ifr) != 0) {
-    // A netlink socket may not take the ioctl on every kernel: ask an inet one.
-    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return std::nullopt;
-    const int rc = ::ioctl(s, SIOCGIFFLAGS, &ifr);
-    ::close(s);
-    if (rc != 0) return std::nullopt;
-  }
+  const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return std::nullopt;
+  const int rc = ::ioctl(s, SIOCGIFFLAGS, &ifr);
+  ::close(s);
+  if (rc != 0) return std::nullopt;
   return (ifr.ifr_flags & IFF_RUNNING) != 0;
 }
 

@@ -206,8 +206,6 @@ void Node::start() {
     feed_self_health();
   });
   nat_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
-    forward_health_ = v.state;
-    forward_detail_ = v.detail;
     if (v.state == engine::Health::Down) {
       log::warning("forward check: down (" + v.detail + "): handing routes away");
     } else {
@@ -228,7 +226,6 @@ void Node::watch_forwarding() {
   }
   netfilter::ForwardCheckOptions o;
   o.interval = cfg_->forward.interval;
-  o.watch.interval = cfg_->forward.interval;
   o.watch.min_packets = static_cast<std::uint64_t>(cfg_->forward.min_packets);
   o.watch.fall = cfg_->forward.fall;
   o.watch.rise = cfg_->forward.rise;
@@ -745,13 +742,18 @@ void Node::start_notices() {
   });
 }
 
+std::string Node::forward_stall() const {
+  if (!nat_ || nat_->forward().state() != engine::Health::Down) return {};
+  return "forwarding stalled: " + nat_->forward().detail();
+}
+
 void Node::feed_self_health() {
   if (!machine_) return;
   const bool egress_ok = egress_health_ != engine::Health::Down;
-  const bool forward_ok = forward_health_ != engine::Health::Down;
+  const std::string stall = forward_stall();
   engine::SelfHealth h;
-  h.ok = egress_ok && forward_ok;  // the NAT's own state arrives as NatApplied
-  if (!forward_ok) h.detail = "forwarding stalled: " + forward_detail_;
+  h.ok = egress_ok && stall.empty();  // the NAT's own state arrives as NatApplied
+  h.detail = stall;
   if (!egress_ok) {
     h.detail += (h.detail.empty() ? "" : "; ") + ("egress self-check failed: " + egress_detail_);
   }
@@ -770,9 +772,9 @@ probes::AgentReply Node::agent_reply() const {
   probes::SelfHealth h;
   h.masquerade = nat_healthy_;
   h.forwarding = nat_healthy_ || nat_reason_.find("ip_forward") == std::string::npos;
-  if (forward_health_ == engine::Health::Down) {
+  if (std::string stall = forward_stall(); !stall.empty()) {
     h.forwarding = false;
-    h.forwarding_detail = "forwarding stalled: " + forward_detail_;
+    h.forwarding_detail = std::move(stall);
   }
   h.egress_ok = egress_health_ != engine::Health::Down;
   h.egress_detail = egress_detail_;

@@ -91,6 +91,8 @@ class Node {
   void write_route(const engine::WriteRoute& w);
   void feed_self_health();
   void watch_forwarding();
+  // "forwarding stalled: <why>" while the forward check is DOWN, else empty.
+  [[nodiscard]] std::string forward_stall() const;
   void watch_own_link();  // starts own_link_ on the interface holding the private IP  // starts,
                           // reconfigures or stops the forward check from cfg_
   engine::Config engine_config(const Discovered& d) const;
@@ -136,8 +138,6 @@ class Node {
   std::string nat_reason_;
   engine::Health egress_health_ = engine::Health::Unknown;
   std::string egress_detail_;
-  engine::Health forward_health_ = engine::Health::Unknown;  // the forward-path check
-  std::string forward_detail_;
   std::map<std::string, std::chrono::microseconds> last_rtt_;  // "peer/kind" -> rtt
   // (action, outcome) -> completed calls; outcome "ok", the EC2 code or the failure kind.
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls_;

@@ -686,7 +686,6 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
     m.on_forward_change([&](const engine::ForwardWatch::Verdict& v) { verdicts.push_back(v); });
     ForwardCheckOptions fo;
     fo.interval = 50ms;
-    fo.watch.interval = 50ms;
     m.watch_forwarding(fo);
 
     // A private host streaming 200 datagrams/s through the NAT.
