@@ -224,7 +224,7 @@ void StatusServer::on_data(Client& c, std::string_view data) {
   for (;;) {
     size_t nl = c.buffer.find('\n', start);
     if (nl == std::string::npos) break;
-    if (served_this_turn_ >= opts_.max_requests_per_turn) {
+    if (request_budget_spent()) {
       c.buffer.erase(0, start);
       pause(c);
       return;
@@ -241,7 +241,9 @@ void StatusServer::on_data(Client& c, std::string_view data) {
       return;
     }
     if (served_this_turn_++ == 0) start_turn();
+    const auto began = std::chrono::steady_clock::now();
     handle_line(c, line);
+    handler_time_this_turn_ += std::chrono::steady_clock::now() - began;
     if (c.closing) return;
     start = nl + 1;
   }
@@ -286,6 +288,11 @@ void StatusServer::reply(Client& c, const json_t* obj) {
   if (c.pipe.write(dump(obj) + "\n")) drop(c, nullptr);
 }
 
+bool StatusServer::request_budget_spent() const {
+  return served_this_turn_ >= opts_.max_requests_per_turn ||
+         handler_time_this_turn_ >= opts_.max_handler_time_per_turn;
+}
+
 void StatusServer::pause(Client& c) {
   if (c.paused) return;
   c.paused = true;
@@ -297,14 +304,20 @@ void StatusServer::resume_paused() {
   served_this_turn_ = 0;
   accepted_this_turn_ = 0;
   reads_this_turn_ = 0;
+  handler_time_this_turn_ = std::chrono::nanoseconds(0);
   if (accept_deferred_) {
     accept_deferred_ = false;
     accept_one();  // the connection libuv holds; uv_accept resumes polling the listener
   }
-  std::vector<Client*> waiting;
-  waiting.swap(paused_);
-  for (Client* c : waiting) {
+  // The oldest waiters first, as many as one turn may read and only while the request
+  // budget lasts; the others keep their place at the front. A client paused again goes to
+  // the back, so clients are served in turn however many requests each has queued.
+  int resumed = 0;
+  while (!paused_.empty() && resumed < opts_.max_reads_per_turn && !request_budget_spent()) {
+    Client* c = paused_.front();
+    paused_.pop_front();
     if (clients_.find(c) == clients_.end() || !c->paused) continue;  // dropped meanwhile
+    ++resumed;
     c->paused = false;
     on_data(*c, {});  // the buffered requests first; may pause it again
     if (c->paused || c->closing || clients_.find(c) == clients_.end()) continue;
@@ -342,16 +355,20 @@ void StatusServer::farewell(std::unique_ptr<Client> c, const std::string& messag
   Client* raw = c.get();
   raw->closing = true;
   closing_.emplace(raw, std::move(c));
-  std::error_code ec = raw->pipe.write(message + "\n", [this, raw](std::error_code) {
+  auto bury = [this, raw] {
     auto it = closing_.find(raw);
     if (it == closing_.end()) return;
     graveyard_.add(std::move(it->second));
     closing_.erase(it);
+  };
+  // The reply can wait forever: a client that stopped reading may have filled the socket
+  // buffer with earlier replies while the server's own queue was empty. The idle timeout
+  // bounds how long such a connection (and its descriptor) is kept.
+  (void)raw->idle.start(opts_.idle_timeout, std::chrono::milliseconds(0), [bury] {
+    log::debug("status", "farewell not read within the idle timeout, closing");
+    bury();
   });
-  if (ec) {
-    graveyard_.add(std::move(closing_[raw]));
-    closing_.erase(raw);
-  }
+  if (raw->pipe.write(message + "\n", [bury](std::error_code) { bury(); })) bury();
 }
 
 }  // namespace hanat::status

@@ -1,6 +1,9 @@
 #include "core/status/status_server.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -72,6 +75,16 @@ class Client {
   bool eof() {
     pump();
     return eof_;
+  }
+  // Bytes received but not read yet (SIOCINQ), without reading them.
+  int pending_bytes() const {
+    int n = 0;
+    return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
+  }
+  // The server closed its end; tells so without reading what it sent (POLLRDHUP).
+  bool peer_closed() const {
+    pollfd p{.fd = fd_, .events = POLLRDHUP, .revents = 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
   }
 
  private:
@@ -250,6 +263,128 @@ TEST_F(StatusServerTest, ReadsAreBoundedPerLoopTurnAndNoRequestIsLost) {
     EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 1; }));
     EXPECT_EQ(c->lines().at(0), R"({"state":"running","ok":true})");
   }
+}
+
+TEST_F(StatusServerTest, SlowHandlersAreBoundedByTimePerTurn) {
+  // Each request costs 400 us of handler time; with a 1 ms budget a turn answers at most
+  // three (the third starts under budget), however many requests are waiting.
+  opts_.max_handler_time_per_turn = std::chrono::microseconds(1000);
+  start();
+  server_->on("slow", [this](const json_t*) {
+    ++status_calls_;
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(400);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    return Json(json_pack("{s:s}", "state", "slow"));
+  });
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 6; }));
+  for (auto& c : clients) ASSERT_GT(c->send("{\"cmd\":\"slow\"}\n{\"cmd\":\"slow\"}\n"), 0u);
+  int turns = 0;
+  while (status_calls_ < 12 && turns < 1000) {
+    int before = status_calls_;
+    loop_.run(UV_RUN_NOWAIT);
+    ++turns;
+    ASSERT_LE(status_calls_ - before, 3) << "turn " << turns << " ran handlers past its time";
+  }
+  EXPECT_EQ(status_calls_, 12);
+  for (auto& c : clients) {
+    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 2; }));
+    for (const auto& l : c->lines()) EXPECT_EQ(l, R"({"state":"slow","ok":true})");
+  }
+}
+
+TEST_F(StatusServerTest, WaitingClientsAreServedInTurn) {
+  // One request per turn, three clients with three pipelined requests each. Every client
+  // gets its first answer before any gets its third: a client put back in the queue goes
+  // behind the others instead of being resumed first again.
+  opts_.max_requests_per_turn = 1;
+  start();
+  std::string order;
+  server_->on("who", [&order](const json_t* req) {
+    order += json_string_value(json_object_get(req, "name"));
+    return Json(json_pack("{s:s}", "state", "ok"));
+  });
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 3; }));
+  for (int i = 0; i < 3; ++i) {
+    std::string req = "{\"cmd\":\"who\",\"name\":\"" + std::string(1, char('A' + i)) + "\"}\n";
+    ASSERT_EQ(clients[static_cast<size_t>(i)]->send(req + req + req), 3 * req.size());
+  }
+  ASSERT_TRUE(run_until(loop_, [&] { return order.size() == 9; })) << order;
+  for (char who : {'A', 'B', 'C'}) {
+    auto first = order.find(who);
+    auto third = order.rfind(who);
+    ASSERT_NE(first, std::string::npos) << order;
+    for (char other : {'A', 'B', 'C'})
+      EXPECT_LT(order.find(other), third)
+          << who << "'s third answer came before " << other << "'s first: " << order;
+  }
+}
+
+TEST_F(StatusServerTest, FarewellNobodyReadsIsClosedAfterTheIdleTimeout) {
+  // A client that stopped reading can fill its socket with replies while the server's own
+  // queue is empty. If it is then cut off (here: an oversized request), the error reply
+  // cannot be written; the connection must still be closed, or every such client keeps a
+  // descriptor forever.
+  opts_.idle_timeout = std::chrono::seconds(2);
+  opts_.max_request_bytes = 1024;
+  // Closing the first client below fails the server's queued write with EPIPE; hanatd
+  // ignores SIGPIPE for that reason (main.cc), so does this process.
+  struct sigaction ignore {
+  }, before{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &before), 0);
+  start();
+  const std::string req = R"({"cmd":"status"})"
+                          "\n";
+  const int reply = static_cast<int>(std::string(R"({"state":"running","ok":true})"
+                                                 "\n")
+                                         .size());
+  // Sends status requests one at a time, never reading, while each reply arrives; returns
+  // how many arrived before one stayed in the server's queue (or `limit`).
+  auto fill = [&](Client& c, int limit) {
+    int arrived = 0;
+    while (arrived < limit) {
+      EXPECT_EQ(c.send(req), req.size());
+      if (!run_until(
+              loop_, [&] { return c.pending_bytes() >= (arrived + 1) * reply; },
+              std::chrono::milliseconds(500)))
+        break;
+      ++arrived;
+    }
+    return arrived;
+  };
+  // 1. How many replies fill a connection's socket: every reply is the same size, so the
+  //    same number fills the next connection, and the write after it would block.
+  int fits = 0;
+  {
+    Client probe(opts_.path);
+    fits = fill(probe, 100000);
+  }
+  ASSERT_GT(fits, 0);
+  ASSERT_LT(fits, 100000) << "the socket never filled";
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 0; }));
+  // 2. A new client takes exactly that many: full socket, empty server queue.
+  Client hog(opts_.path);
+  ASSERT_EQ(fill(hog, fits), fits);
+  // 3. An oversized request: the server cuts it off with a farewell it cannot write.
+  hog.send(std::string(2048, 'x'));
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 0; }));
+  ASSERT_EQ(hog.pending_bytes(), fits * reply) << "the farewell was written: nothing tested";
+  // 4. The connection is closed within the idle timeout although nothing is read.
+  EXPECT_TRUE(run_until(
+      loop_, [&] { return hog.peer_closed(); }, std::chrono::seconds(6)))
+      << "the server kept the connection of a client that does not read its farewell";
+  ::sigaction(SIGPIPE, &before, nullptr);
 }
 
 TEST_F(StatusServerTest, ClientsBeyondTheLimitAreTurnedAway) {
