@@ -648,6 +648,7 @@ void Node::start_probes() {
         loop_, peers, po,
         {.on_result =
              [this](const probes::ProbeResult& r) {
+               note_send_delay(r);
                last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
                // A probe sent while our own link was down fails at its timeout, and for a
                // while after the link returns answers still get lost: neighbour entries
@@ -690,13 +691,15 @@ void Node::start_probes() {
     eo.timeout = cfg_->egress.timeout;
     auto eg = probes::EgressCheck::create(
         loop_, es, eo,
-        {.on_result = {}, .on_change = [this](const probes::EgressWindow::Verdict& v) {
-           egress_health_ = v.state;
-           egress_detail_ = v.detail;
-           log::notice(std::string("egress self-check: ") + engine::to_string(v.state) + " (" +
-                       v.detail + ")");
-           feed_self_health();
-         }});
+        {.on_result = [this](const probes::ProbeResult& r) { note_send_delay(r); },
+         .on_change =
+             [this](const probes::EgressWindow::Verdict& v) {
+               egress_health_ = v.state;
+               egress_detail_ = v.detail;
+               log::notice(std::string("egress self-check: ") + engine::to_string(v.state) + " (" +
+                           v.detail + ")");
+               feed_self_health();
+             }});
     if (!eg) {
       log::error("egress self-check: " + eg.error());
     } else {
@@ -1077,6 +1080,14 @@ status::Json Node::status() const {
     set_int(self, "own_link_downs", static_cast<std::int64_t>(own_link_->downs()));
     set_int(self, "discounted_probe_failures", static_cast<std::int64_t>(discounted_failures_));
   }
+  if (auto sd = send_delay_.summary(); sd.samples > 0) {
+    json_t* j = json_object();
+    set_int(j, "samples", static_cast<std::int64_t>(sd.samples));
+    set_int(j, "p50", sd.p50.count());
+    set_int(j, "p99", sd.p99.count());
+    set_int(j, "max", sd.max.count());
+    json_object_set_new(self, "probe_send_delay_us", j);
+  }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
@@ -1199,6 +1210,10 @@ status::Json Node::status() const {
   return status::Json(root);
 }
 
+void Node::note_send_delay(const probes::ProbeResult& r) {
+  send_delay_.add(std::chrono::duration_cast<std::chrono::microseconds>(r.sent - r.planned));
+}
+
 void Node::fill_report(Report& r) const {
   r.phase = kPhases[static_cast<int>(phase_)];
   r.phases.assign(std::begin(kPhases), std::end(kPhases));
@@ -1214,6 +1229,10 @@ void Node::fill_report(Report& r) const {
     r.forward_out_packets = nat_->forward().out_total();
   } else {
     r.forward = "off";
+  }
+  if (auto sd = send_delay_.summary(); sd.samples > 0) {
+    r.probe_send_delay_us = {
+        {"p50", sd.p50.count()}, {"p99", sd.p99.count()}, {"max", sd.max.count()}};
   }
   r.failovers = failovers_;
   r.route_writes = route_writes_;

@@ -27,6 +27,7 @@
 #include "probes/agent_server.h"
 #include "probes/link_watch.h"
 #include "probes/monitor.h"
+#include "probes/send_delay.h"
 
 namespace hanat::daemon {
 
@@ -90,6 +91,7 @@ class Node {
   void describe_routes(engine::OpId op);
   void write_route(const engine::WriteRoute& w);
   void feed_self_health();
+  void note_send_delay(const probes::ProbeResult& r);
   void watch_forwarding();
   // "forwarding stalled: <why>" while the forward check is DOWN, else empty.
   [[nodiscard]] std::string forward_stall() const;
@@ -123,6 +125,7 @@ class Node {
   // failures while it is down, or just back, are not evidence against a peer.
   std::unique_ptr<probes::LinkWatch> own_link_;
   std::uint64_t discounted_failures_ = 0;
+  probes::SendDelay send_delay_;  // peer and egress probes: sent - planned
   std::unique_ptr<probes::AgentServer> agent_;
   std::unique_ptr<engine::Machine> machine_;
   Discovered discovered_;

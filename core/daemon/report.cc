@@ -97,6 +97,16 @@ std::vector<Family> metric_families(const Report& r) {
     out.push_back(std::move(f));
   }
 
+  {
+    Family f = gauge("hanat_probe_send_delay_seconds",
+                     "How late probe sends left against their schedule over the last 1,024 "
+                     "sends (stat: p50, p99, max); late sends mean the loop or the host was "
+                     "busy when a probe was due.");
+    for (const auto& [stat, us] : r.probe_send_delay_us)
+      f.samples.push_back(Sample{{{"stat", stat}}, static_cast<double>(us) / 1e6});
+    out.push_back(std::move(f));
+  }
+
   Family up = gauge("hanat_member_up",
                     "1 when the member is healthy in this host's view (self: serving), else 0.");
   Family since = gauge("hanat_member_state_since_timestamp_seconds",

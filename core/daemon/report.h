@@ -41,6 +41,9 @@ struct Report {
   std::uint64_t forward_out_packets = 0;
   std::string instance_id;
   std::string zone;
+  // How late the last probe sends left against their schedule, by statistic ("p50", "p99",
+  // "max"); empty before the first send.
+  std::map<std::string, std::int64_t> probe_send_delay_us;
 
   struct Member {
     std::string instance_id;

@@ -59,6 +59,12 @@ void print_node(std::string& out, const json_t* n) {
       }
       out += "\n";
     }
+    if (const json_t* sd = json_object_get(self, "probe_send_delay_us"); json_is_object(sd)) {
+      out += fmt("probe sends: late by p50 %.2f ms, p99 %.2f ms, max %.2f ms (last %lld)\n",
+                 static_cast<double>(num(sd, "p50")) / 1000.0,
+                 static_cast<double>(num(sd, "p99")) / 1000.0,
+                 static_cast<double>(num(sd, "max")) / 1000.0, num(sd, "samples"));
+    }
     if (!str(self, "floating_eni").empty()) {
       out += "floating ENI: " + str(self, "floating_eni") + " " + str(self, "floating_eni_state") +
              "\n";

@@ -146,6 +146,17 @@ TEST(MetricFamilies, MembersAndProbes) {
               HasSubstr("hanat_probe_rtt_seconds{instance_id=\"i-b\",kind=\"agent\"} 0.0015\n"));
 }
 
+TEST(MetricFamilies, ProbeSendDelay) {
+  Report r = sample_report();
+  EXPECT_THAT(render(r), Not(HasSubstr("hanat_probe_send_delay_seconds{")))
+      << "no figure before the first probe send";
+  r.probe_send_delay_us = {{"p50", 450}, {"p99", 2500}, {"max", 12000}};
+  std::string doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_probe_send_delay_seconds{stat=\"p50\"} 0.00045\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_probe_send_delay_seconds{stat=\"p99\"} 0.0025\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_probe_send_delay_seconds{stat=\"max\"} 0.012\n"));
+}
+
 TEST(MetricFamilies, RouteTables) {
   std::string doc = render(sample_report());
   EXPECT_THAT(doc, HasSubstr("hanat_route_table_on_allocated_target{route_table=\"rtb-a\",zone="

@@ -153,6 +153,16 @@ TEST(StatusText, DataPlaneShowsTheForwardCheck) {
                            "arrives\n"));
 }
 
+TEST(StatusText, ProbeSendDelay) {
+  Parsed p(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up",
+             "probe_send_delay_us": {"samples": 1024, "p50": 410, "p99": 2350, "max": 7000}}}})");
+  EXPECT_THAT(
+      format_status(p.j),
+      HasSubstr("probe sends: late by p50 0.41 ms, p99 2.35 ms, max 7.00 ms (last 1024)\n"));
+}
+
 TEST(StatusText, HumanDuration) {
   EXPECT_EQ(human_duration(-5), "0ms");
   EXPECT_EQ(human_duration(850), "850ms");
