@@ -63,9 +63,16 @@ def main():
                 print(f"run {run + 1} {name:8s}: sends {r['sends']}/{r['expected_sends']} "
                       f"jitter p50 {r['jitter_p50_ms']:.2f} ms p99 {r['jitter_p99_ms']:.2f} ms "
                       f"max {r['jitter_max_ms']:.1f} ms, failover "
-                      f"{r['failover_ms'] and round(r['failover_ms'])} ms", flush=True)
+                      f"{r['failover_ms'] and round(r['failover_ms'])} ms (failback after NAT 2's "
+                      f"hold-down of {r['failback_hold_down_ms'] / 1000:.0f} s), hanatd CPU "
+                      f"{r.get('hanatd_cpu_pct')} % of a core", flush=True)
+                print(f"      hanatd's own send delay (us, last 1,024 sends): "
+                      f"{json.dumps(r.get('hanatd_send_delay_us'))}", flush=True)
+                if conns:
+                    print(f"      abuser: {json.dumps(r.get('abuser', {}))}", flush=True)
                 if not r["failback"]:
-                    print("FAILED: no failback after the link came back")
+                    print("FAILED: no failback after the link came back: "
+                          + json.dumps(r.get("failback_state")))
                     return 1
         sc.close()
     finally:
@@ -73,7 +80,8 @@ def main():
     summary = {}
     for name, rs in rows.items():
         summary[name] = {k: med(rs, k) for k in ("jitter_p50_ms", "jitter_p99_ms",
-                                                 "jitter_max_ms", "failover_ms")}
+                                                 "jitter_max_ms", "failover_ms",
+                                                 "hanatd_cpu_pct")}
     n, ab = summary["no abuse"], summary["abuse"]
     print(json.dumps(summary, indent=1))
     print(f"medians over {a.runs} runs, probe interval {a.interval_ms} ms:")

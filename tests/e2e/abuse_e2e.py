@@ -126,6 +126,19 @@ class EchoCapture:
         self.sock.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` (hanatd), or None if it is not hanatd."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() != "hanatd":
+                return None
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def jitter_ms(times_ns, interval_ms):
     """|dt - interval| in ms for consecutive sends."""
     return [abs((b - a) / 1e6 - interval_ms) for a, b in zip(times_ns, times_ns[1:])]
@@ -316,8 +329,13 @@ class Scenario:
             line = ab.stdout.readline().strip()
             out["abuser_ready"] = line == "ready"
         t0 = time.time_ns()
+        cpu0 = cpu_seconds(self.p1.pid)
         time.sleep(window_s)  # the measurement window itself
+        cpu1 = cpu_seconds(self.p1.pid)
         t1 = time.time_ns()
+        if cpu0 is not None and cpu1 is not None:
+            # How hard hanatd worked meanwhile: the share of one core it used.
+            out["hanatd_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / ((t1 - t0) / 1e9), 1)
         sends = self.cap.between(t0, t1)
         j = jitter_ms(sends, self.interval_ms)
         out.update(sends=len(sends), expected_sends=int(window_s * 1000 / self.interval_ms),
@@ -326,6 +344,9 @@ class Scenario:
                    # The three worst gaps: (seconds into the window, jitter ms).
                    worst=sorted(((round((sends[i + 1] - t0) / 1e9, 2), round(v, 1))
                                  for i, v in enumerate(j)), key=lambda x: -x[1])[:3])
+        # hanatd's own view of the same thing: how late its probe sends left (last 1,024).
+        st = poll(lambda: self.lab.hanatd_status(1), 5) or {}
+        out["hanatd_send_delay_us"] = st.get("node", {}).get("self", {}).get("probe_send_delay_us")
         # Failover during the abuse: NAT 2 silently partitioned from the VPC segment.
         cut = time.monotonic()
         self.lab.set_link(2, "private", False, mode="drop")
@@ -342,8 +363,38 @@ class Scenario:
                 ab.wait()
                 out["abuser"] = {}
         self.lab.set_link(2, "private", True, mode="drop")
-        out["failback"] = bool(self.settle(30))
+        # NAT 2 saw its home table rewritten while it was cut off, which is what a rival
+        # writing under a partition looks like: it backs off that table for a hold-down that
+        # doubles with each strike (DESIGN, damping; 10 s, 20 s, 40 s... forgotten after a
+        # quiet period). Repeated phases meet a longer one each time, so the failback is
+        # awaited for the hold-down NAT 2 reports plus the usual margin.
+        hold_ms = self.hold_down_ms(2)
+        out["failback_hold_down_ms"] = hold_ms
+        out["failback"] = bool(self.settle(30 + hold_ms / 1000.0))
+        if not out["failback"]:
+            out["failback_state"] = self.describe_state()
         return out
+
+    def describe_state(self):
+        """What an operator would look at when the failback did not come: where table b
+        points and each NAT's state, its view of table b and its peers."""
+        def view(nat):
+            try:
+                st = self.lab.hanatd_status(nat)
+            except Exception as e:  # noqa: BLE001 - a dead daemon is the answer
+                return {"error": str(e)}
+            node = st.get("node", {})
+            return {"state": node.get("state"), "reason": node.get("reason"),
+                    "table_b": [t for t in st.get("tables", []) if t.get("id") == self.rt_b],
+                    "members": [{k: m.get(k) for k in ("instance_id", "health", "down_for_ms")}
+                                for m in st.get("members", [])]}
+        return {"table_b_target": route_target(self.lab, self.rt_b), "eni": self.eni,
+                "nat1": view(1), "nat2": view(2)}
+
+    def hold_down_ms(self, nat):
+        """The longest hold-down `nat` reports on any table (0 when none)."""
+        st = poll(lambda: self.lab.hanatd_status(nat), 5) or {}
+        return max([t.get("hold_down_ms", 0) for t in st.get("tables", [])] or [0])
 
     def close(self):
         self.cap.close()
@@ -369,19 +420,22 @@ def run(lab, hanatd, interval_ms, window_s):
               isinstance(st, dict) and st.get("ok") is True and "node" in st, st)
         # Probes kept their schedule: nearly every send captured, bounded p99 jitter.
         for name, ph in (("no abuse", base), ("abuse", abused)):
-            # Generous bounds: this 2-core machine runs other engineers' builds meanwhile
-            # and the abuser itself takes a core, so under abuse only the median is
-            # asserted; bench/abuse/run.py reports p99 (DESIGN's target, 5 ms, is not met
-            # under this abuse on this machine: see its figures).
+            # Generous bounds: ctest runs another test beside this one on the 2 cores (a
+            # package build, say) and the abuser itself takes most of a core.
+            # bench/abuse/run.py measures DESIGN's target (p99 < 5 ms) on a quiet machine.
+            # 50 ms still fails the defects found here: one loop turn serving the whole
+            # backlog held probes for up to 235 ms (p99 137 ms).
             share = 0.9 if name == "no abuse" else 0.5
             check(f"{name}: at least {share:.0%} of the probe sends seen",
                   ph["sends"] >= share * ph["expected_sends"], ph)
-            if name == "no abuse":
-                check(f"{name}: p99 probe jitter < 20 ms", ph["jitter_p99_ms"] < 20.0, ph)
-            else:
-                check(f"{name}: p50 probe jitter < 20 ms", ph["jitter_p50_ms"] < 20.0, ph)
+            bound = 20.0 if name == "no abuse" else 50.0
+            check(f"{name}: p99 probe jitter < {bound:.0f} ms", ph["jitter_p99_ms"] < bound, ph)
             check(f"{name}: failover happened", ph["failover_ms"] is not None, ph)
             check(f"{name}: failback to NAT 2 after the link came back", ph["failback"], ph)
+        sd = abused.get("hanatd_send_delay_us") or {}
+        check("hanatd reports how late its probe sends left (status probe_send_delay_us)",
+              sd.get("samples", 0) > 0 and 0 <= sd.get("p50", -1) <= sd.get("p99", -1)
+              <= sd.get("max", -1), sd)
         if base["failover_ms"] is not None and abused["failover_ms"] is not None:
             bound = base["failover_ms"] + 500.0
             check(f"failover under abuse ({abused['failover_ms']:.0f} ms) within the no-abuse "
