@@ -72,6 +72,13 @@ struct ServerOptions {
   // clients readable (libuv then reads each, up to 32 times); past this budget a client's
   // data is kept in its buffer and its reading paused until the next turn.
   int max_reads_per_turn = 64;
+  // Connections accepted per second, refused ones included. A client that reconnects as
+  // fast as it is turned away (the abuse bench: ~4,000 connections a second with the
+  // default max_clients) otherwise costs the loop an accept, a write and a close each
+  // time, half a core on a 2-core machine; past the budget the listener rests for the
+  // rest of the second and the kernel turns connections away when its backlog is full.
+  // hanatctl and metrics scrapers make a few connections a second.
+  int max_accepts_per_second = 200;
   // Time spent in request handlers per loop turn over all clients. Counting requests alone
   // trusts every handler to be cheap; a status reply of a large group takes tens of
   // microseconds, and 64 of them would hold a probe timer for milliseconds. Past the budget
@@ -115,6 +122,7 @@ class StatusServer {
   void resume_paused();
   void start_turn();
   [[nodiscard]] bool request_budget_spent() const;
+  [[nodiscard]] bool accept_rate_allows();
 
   uv::Loop& loop_;
   ServerOptions opts_;
@@ -135,11 +143,17 @@ class StatusServer {
   int reads_this_turn_ = 0;
   std::chrono::nanoseconds handler_time_this_turn_{0};
   bool accept_deferred_ = false;  // a connection waits in libuv for the next turn
+  uv::Timer rate_timer_;          // ends a rest of the listener (max_accepts_per_second)
+  bool rate_resting_ = false;
+  int accepted_this_second_ = 0;
+  std::chrono::steady_clock::time_point rate_window_start_{};
   // Out of budget, input left in their buffer; resumed oldest first, at most
   // max_reads_per_turn per turn. Resuming all of them at once made each turn's work grow
   // with the number of clients (1,000 abusers: ~1,000 reads and epoll changes a turn).
   std::deque<Client*> paused_;
   std::uint64_t rejected_ = 0;
+  std::string refusal_;  // the "too many clients" reply line, for max_clients refusal_for_
+  int refusal_for_ = -1;
   bool bound_ = false;
 };
 

@@ -275,6 +275,16 @@ std::error_code Stream<Raw>::write(std::string data, std::function<void(std::err
 }
 
 template <class Raw>
+core::Result<size_t, std::error_code> Stream<Raw>::try_write(std::string_view data) {
+  if (!this->valid()) return core::Unexpected(make_error(UV_EINVAL));
+  // libuv only reads the buffer; uv_buf_t has no const variant.
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+  int rc = uv_try_write(stream(), &buf, 1);
+  if (rc < 0) return core::Unexpected(make_error(rc));
+  return static_cast<size_t>(rc);
+}
+
+template <class Raw>
 size_t Stream<Raw>::write_queue_size() const {
   if (!this->valid()) return 0;
   return uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&this->node_->raw));

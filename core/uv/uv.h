@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/base/result.h"
+
 namespace hanat::uv {
 
 // libuv reports errors as negative errno values (plus a few of its own such as UV_EOF).
@@ -195,6 +197,9 @@ class Stream : public detail::Owner<Raw, detail::StreamCallbacks> {
   // stream was destroyed.
   [[nodiscard]] std::error_code write(std::string data,
                                       std::function<void(std::error_code)> cb = {});
+  // Writes what the socket takes now, without queueing (uv_try_write): the byte count, or
+  // an error (UV_EAGAIN when nothing could be written at once).
+  [[nodiscard]] core::Result<size_t, std::error_code> try_write(std::string_view data);
   // Bytes queued but not yet written (for cutting off clients that never read).
   [[nodiscard]] size_t write_queue_size() const;
   [[nodiscard]] int fd() const;

@@ -216,6 +216,29 @@ TEST_F(StatusServerTest, AcceptsAreBoundedPerLoopTurnAndEveryClientIsServed) {
     EXPECT_EQ(roundtrip(*c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
 }
 
+TEST_F(StatusServerTest, AcceptsAreBoundedPerSecondAndTheRestComeInLater) {
+  opts_.max_clients = 64;
+  opts_.max_accepts_per_second = 5;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 12; ++i) {
+    clients.push_back(std::make_unique<Client>(opts_.path));
+    ASSERT_TRUE(clients.back()->connected());  // queued in the listen backlog
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 5; }));
+  // Many more turns within the same second: the listener rests, nobody else gets in.
+  for (int i = 0; i < 50; ++i) loop_.run(UV_RUN_NOWAIT);
+  if (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(900)) {
+    EXPECT_EQ(server_->clients(), 5u) << "accepted past the per-second budget";
+  }
+  // The next seconds let the others in, and every one of them is served.
+  EXPECT_TRUE(run_until(
+      loop_, [&] { return server_->clients() == 12; }, std::chrono::seconds(6)));
+  for (auto& c : clients)
+    EXPECT_EQ(roundtrip(*c, R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
+}
+
 TEST_F(StatusServerTest, RequestBudgetHoldsForEveryTurnNotOnlyTheFirst) {
   // The resume of paused clients once chained itself inside one libuv timer phase (a 0 ms
   // timer started from a timer callback is due again at once in libuv 1.44), so from the
