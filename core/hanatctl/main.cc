@@ -53,14 +53,25 @@ int request(const std::string& path, const std::string& req, std::string& reply)
     return 1;
   }
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  // A unix connect waits while the listener's backlog is full, for as long as the send
+  // timeout allows (unix_stream_connect), by default forever: bound it, since hanatd
+  // lets its backlog fill on purpose when a client storms it (max_accepts_per_second).
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
-    std::fprintf(stderr, "hanatctl: cannot connect to %s: %s (is hanatd running?)\n", path.c_str(),
-                 std::strerror(err));
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      std::fprintf(stderr,
+                   "hanatctl: %s did not take the connection within 5 s: its backlog is full "
+                   "(too many clients connecting?)\n",
+                   path.c_str());
+    } else {
+      std::fprintf(stderr, "hanatctl: cannot connect to %s: %s (is hanatd running?)\n",
+                   path.c_str(), std::strerror(err));
+    }
     ::close(fd);
     return 1;
   }
-  timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::string line = req + "\n";
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {

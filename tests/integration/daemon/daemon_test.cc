@@ -402,5 +402,26 @@ TEST(HanatctlCli, MissingDaemonIsAClearErrorAndExitOne) {
   EXPECT_THAT(r.err, HasSubstr("is hanatd running?"));
 }
 
+TEST(HanatctlCli, AFullBacklogIsAClearErrorAfterFiveSeconds) {
+  // A listener that never accepts, its backlog (0: one connection) taken: hanatctl's
+  // connect waits, as it would on a hanatd resting its listener under a connection storm.
+  TempDir dir;
+  const std::string path = dir.file("busy.sock");
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  int held = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  ASSERT_EQ(::connect(held, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  auto r = run({HANATCTL_BIN, "--socket", path, "status"}, dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(path + " did not take the connection within 5 s: its backlog is "
+                                      "full (too many clients connecting?)"));
+  ::close(held);
+  ::close(lfd);
+}
+
 }  // namespace
 }  // namespace hanat
