@@ -130,7 +130,7 @@ def cpu_seconds(pid):
     """User + system CPU seconds of process `pid` (hanatd), or None if it is not hanatd."""
     try:
         with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() != "hanatd":
+            if not f.read().startswith("hanatd"):
                 return None
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
