@@ -122,6 +122,42 @@ class StatusServerTest : public ::testing::Test {
     std::string why;
     ASSERT_FALSE(server_->start(&why)) << why;
   }
+  // `n` clients connected; the server accepts them as its loop runs.
+  std::vector<std::unique_ptr<Client>> dial(int n) {
+    std::vector<std::unique_ptr<Client>> out;
+    for (int i = 0; i < n; ++i) {
+      out.push_back(std::make_unique<Client>(opts_.path));
+      EXPECT_TRUE(out.back()->connected()) << "client " << i;  // at worst in the backlog
+    }
+    return out;
+  }
+  // `n` clients, each accepted by the server.
+  std::vector<std::unique_ptr<Client>> accepted(int n) {
+    auto out = dial(n);
+    EXPECT_TRUE(run_until(loop_, [&] { return server_->clients() == static_cast<size_t>(n); }));
+    return out;
+  }
+  // Runs single loop turns until handlers were called `calls` times (1,000 turns at
+  // most), failing for any turn that made more than `per_turn` calls. Returns the turns.
+  int turns_until(int calls, int per_turn) {
+    int turns = 0;
+    while (status_calls_ < calls && turns < 1000) {
+      int before = status_calls_;
+      loop_.run(UV_RUN_NOWAIT);
+      ++turns;
+      EXPECT_LE(status_calls_ - before, per_turn) << "turn " << turns << " went over its budget";
+    }
+    EXPECT_EQ(status_calls_, calls);
+    return turns;
+  }
+  // Every client gets `n` reply lines, each `line`.
+  void expect_replies(std::vector<std::unique_ptr<Client>>& clients, size_t n,
+                      const std::string& line) {
+    for (auto& c : clients) {
+      EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == n; }));
+      for (const auto& l : c->lines()) EXPECT_EQ(l, line);
+    }
+  }
   // Sends one request and waits for one reply line.
   std::string roundtrip(Client& c, const std::string& req) {
     size_t before = c.lines().size();
@@ -202,11 +238,7 @@ TEST_F(StatusServerTest, AcceptsAreBoundedPerLoopTurnAndEveryClientIsServed) {
   opts_.max_clients = 64;
   opts_.max_accepts_per_turn = 4;
   start();
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 20; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());  // queued in the listen backlog
-  }
+  auto clients = dial(20);  // queued in the listen backlog
   loop_.run(UV_RUN_NOWAIT);
   EXPECT_EQ(server_->clients(), 4u) << "one turn accepted more than its budget";
   loop_.run(UV_RUN_NOWAIT);
@@ -220,11 +252,7 @@ TEST_F(StatusServerTest, AcceptsAreBoundedPerSecondAndTheRestComeInLater) {
   opts_.max_clients = 64;
   opts_.max_accepts_per_second = 5;
   start();
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 12; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());  // queued in the listen backlog
-  }
+  auto clients = dial(12);  // queued in the listen backlog
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 5; }));
   // Many more turns within the same second: the listener rests, nobody else gets in.
@@ -245,47 +273,23 @@ TEST_F(StatusServerTest, RequestBudgetHoldsForEveryTurnNotOnlyTheFirst) {
   // second turn on everything pending was answered in one go.
   opts_.max_requests_per_turn = 8;
   start();
-  std::vector<std::unique_ptr<Client>> clients;
   std::string burst;
   for (int i = 0; i < 5; ++i) burst += "{\"cmd\":\"status\"}\n";
-  for (int i = 0; i < 10; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());
-  }
-  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 10; }));
+  auto clients = accepted(10);
   for (auto& c : clients) ASSERT_EQ(c->send(burst), burst.size());
-  int turns = 0;
-  while (status_calls_ < 50 && turns < 1000) {
-    int before = status_calls_;
-    loop_.run(UV_RUN_NOWAIT);
-    ++turns;
-    ASSERT_LE(status_calls_ - before, 8) << "turn " << turns << " answered over its budget";
-  }
-  EXPECT_EQ(status_calls_, 50);
-  EXPECT_GE(turns, 7);
-  for (auto& c : clients) {
-    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 5; }));
-    for (const auto& l : c->lines()) EXPECT_EQ(l, R"({"state":"running","ok":true})");
-  }
+  EXPECT_GE(turns_until(50, 8), 7);
+  expect_replies(clients, 5, R"({"state":"running","ok":true})");
 }
 
 TEST_F(StatusServerTest, ReadsAreBoundedPerLoopTurnAndNoRequestIsLost) {
   opts_.max_reads_per_turn = 3;
   start();
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 10; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());
-  }
-  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 10; }));
+  auto clients = accepted(10);
   for (auto& c : clients) c->send("{\"cmd\":\"status\"}\n");
   loop_.run(UV_RUN_NOWAIT);
   EXPECT_LE(status_calls_, 3) << "one turn handled more reads than its budget";
   EXPECT_TRUE(run_until(loop_, [&] { return status_calls_ == 10; }));
-  for (auto& c : clients) {
-    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 1; }));
-    EXPECT_EQ(c->lines().at(0), R"({"state":"running","ok":true})");
-  }
+  expect_replies(clients, 1, R"({"state":"running","ok":true})");
 }
 
 TEST_F(StatusServerTest, SlowHandlersAreBoundedByTimePerTurn) {
@@ -300,25 +304,10 @@ TEST_F(StatusServerTest, SlowHandlersAreBoundedByTimePerTurn) {
     }
     return Json(json_pack("{s:s}", "state", "slow"));
   });
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 6; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());
-  }
-  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 6; }));
+  auto clients = accepted(6);
   for (auto& c : clients) ASSERT_GT(c->send("{\"cmd\":\"slow\"}\n{\"cmd\":\"slow\"}\n"), 0u);
-  int turns = 0;
-  while (status_calls_ < 12 && turns < 1000) {
-    int before = status_calls_;
-    loop_.run(UV_RUN_NOWAIT);
-    ++turns;
-    ASSERT_LE(status_calls_ - before, 3) << "turn " << turns << " ran handlers past its time";
-  }
-  EXPECT_EQ(status_calls_, 12);
-  for (auto& c : clients) {
-    EXPECT_TRUE(run_until(loop_, [&] { return c->lines().size() == 2; }));
-    for (const auto& l : c->lines()) EXPECT_EQ(l, R"({"state":"slow","ok":true})");
-  }
+  turns_until(12, 3);
+  expect_replies(clients, 2, R"({"state":"slow","ok":true})");
 }
 
 TEST_F(StatusServerTest, WaitingClientsAreServedInTurn) {
@@ -332,12 +321,7 @@ TEST_F(StatusServerTest, WaitingClientsAreServedInTurn) {
     order += json_string_value(json_object_get(req, "name"));
     return Json(json_pack("{s:s}", "state", "ok"));
   });
-  std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 3; ++i) {
-    clients.push_back(std::make_unique<Client>(opts_.path));
-    ASSERT_TRUE(clients.back()->connected());
-  }
-  ASSERT_TRUE(run_until(loop_, [&] { return server_->clients() == 3; }));
+  auto clients = accepted(3);
   for (int i = 0; i < 3; ++i) {
     std::string req = "{\"cmd\":\"who\",\"name\":\"" + std::string(1, char('A' + i)) + "\"}\n";
     ASSERT_EQ(clients[static_cast<size_t>(i)]->send(req + req + req), 3 * req.size());
