@@ -2,18 +2,6 @@
 
 namespace hanat::probes {
 
-const char* to_string(ProbeKind k) {
-  switch (k) {
-    case ProbeKind::Icmp:
-      return "icmp";
-    case ProbeKind::Tcp:
-      return "tcp";
-    case ProbeKind::Agent:
-      return "agent";
-  }
-  return "?";
-}
-
 const char* to_string(Failure f) {
   switch (f) {
     case Failure::None:

@@ -19,18 +19,22 @@
 #include <utility>
 #include <vector>
 
+#include "core/engine/types.h"
+
 namespace hanat::probes {
 
 using Clock = std::chrono::steady_clock;
 using Time = Clock::time_point;
 
-enum class ProbeKind : std::uint8_t { Icmp, Tcp, Agent };
+// The engine's probe kinds: the probes measure what the engine judges, and the config
+// names the same three.
+using engine::ProbeKind;
+using engine::to_string;
 
 // Why a probe failed. `Unreachable` covers "no route" at send time and ICMP destination
 // unreachable replies; `AgentDown` is a peer's agent saying "down" (or draining).
 enum class Failure : std::uint8_t { None, Timeout, Refused, Unreachable, AgentDown, Error };
 
-const char* to_string(ProbeKind k);
 const char* to_string(Failure f);
 
 // Facts a hanatd reports about its own data plane on the agent port.

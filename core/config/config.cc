@@ -729,18 +729,6 @@ core::Result<Config, Errors> load(const std::string& path) {
   return parse(ss.str(), path);
 }
 
-const char* to_string(ProbeKind k) {
-  switch (k) {
-    case ProbeKind::Icmp:
-      return "icmp";
-    case ProbeKind::Tcp:
-      return "tcp";
-    case ProbeKind::Agent:
-      return "agent";
-  }
-  return "?";
-}
-
 const char* to_string(LogLevel l) {
   switch (l) {
     case LogLevel::Debug:

@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "core/base/result.h"
+#include "core/engine/types.h"
 
 namespace hanat::config {
 
 using std::chrono::milliseconds;
 
 enum class Discovery : std::uint8_t { Tags, Explicit };
-enum class ProbeKind : std::uint8_t { Icmp, Tcp, Agent };
+using engine::ProbeKind;  // the engine's: config, probes and engine name the same three
 enum class CredentialsSource : std::uint8_t { InstanceRole, Environment, Static };
 enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
 enum class LogLevel : std::uint8_t { Debug, Info, Notice, Warning, Error };
@@ -188,7 +189,7 @@ std::optional<Cidr> parse_cidr(std::string_view s, std::string* why = nullptr);
 bool is_ec2_id(std::string_view s, std::string_view prefix);
 std::string format_duration(milliseconds d);
 
-const char* to_string(ProbeKind k);
+using engine::to_string;
 const char* to_string(LogLevel l);
 const char* to_string(Discovery d);
 const char* to_string(CredentialsSource c);

@@ -22,42 +22,6 @@ engine::Time now() {
   return Clock::now();
 }
 
-engine::ProbeKind to_engine(config::ProbeKind k) {
-  switch (k) {
-    case config::ProbeKind::Icmp:
-      return engine::ProbeKind::Icmp;
-    case config::ProbeKind::Tcp:
-      return engine::ProbeKind::Tcp;
-    case config::ProbeKind::Agent:
-      return engine::ProbeKind::Agent;
-  }
-  return engine::ProbeKind::Icmp;
-}
-
-probes::ProbeKind to_probes(config::ProbeKind k) {
-  switch (k) {
-    case config::ProbeKind::Icmp:
-      return probes::ProbeKind::Icmp;
-    case config::ProbeKind::Tcp:
-      return probes::ProbeKind::Tcp;
-    case config::ProbeKind::Agent:
-      return probes::ProbeKind::Agent;
-  }
-  return probes::ProbeKind::Icmp;
-}
-
-engine::ProbeKind to_engine(probes::ProbeKind k) {
-  switch (k) {
-    case probes::ProbeKind::Icmp:
-      return engine::ProbeKind::Icmp;
-    case probes::ProbeKind::Tcp:
-      return engine::ProbeKind::Tcp;
-    case probes::ProbeKind::Agent:
-      return engine::ProbeKind::Agent;
-  }
-  return engine::ProbeKind::Icmp;
-}
-
 engine::RecoveryAction to_engine(config::RecoveryAction a) {
   switch (a) {
     case config::RecoveryAction::None:
@@ -559,8 +523,7 @@ engine::Config Node::engine_config(const Discovered& d) const {
   engine::Config e;
   e.self = id_.instance_id;
   e.members = d.engine.members;
-  e.probe_kinds.clear();
-  for (auto k : cfg_->probe.kinds) e.probe_kinds.push_back(to_engine(k));
+  e.probe_kinds = cfg_->probe.kinds;
   e.peer_thresholds = {.rise = cfg_->probe.rise, .fall = cfg_->probe.fall};
   e.failback_delay = cfg_->failover.failback_delay;
   e.preempt = cfg_->failover.preempt;
@@ -631,8 +594,7 @@ void Node::start_probes() {
     probes::PeerSpec p;
     p.id = m.instance_id;
     p.address = discovered_.addresses[m.instance_id];
-    p.kinds.clear();
-    for (auto k : cfg_->probe.kinds) p.kinds.push_back(to_probes(k));
+    p.kinds = cfg_->probe.kinds;
     p.tcp_port = cfg_->probe.tcp_port;
     p.agent_port = cfg_->agent.port;
     peers.push_back(std::move(p));
@@ -666,7 +628,7 @@ void Node::start_probes() {
                }
                engine::ProbeResult e;
                e.peer = r.peer;
-               e.kind = to_engine(r.kind);
+               e.kind = r.kind;
                e.ok = r.outcome.ok;
                e.at = r.at;
                e.reports_down = r.outcome.failure == probes::Failure::AgentDown;
