@@ -20,6 +20,10 @@ struct StatusServer::Client {
   std::string buffer;
   bool closing = false;  // a final reply is on its way; ignore further input
   bool paused = false;   // reading stopped until the next loop turn (budget spent)
+  // Requests answered since its buffer last ran out of complete lines. Kept across a pause
+  // for the turn budget, so a burst is cut at max_requests_per_read however many turns
+  // it took to answer.
+  int pipelined = 0;
 };
 
 std::string dump(const json_t* j) {
@@ -267,10 +271,12 @@ void StatusServer::on_data(Client& c, std::string_view data) {
     }
   }
   size_t start = 0;
-  int handled = 0;
   for (;;) {
     size_t nl = c.buffer.find('\n', start);
-    if (nl == std::string::npos) break;
+    if (nl == std::string::npos) {
+      c.pipelined = 0;  // every request it sent is answered: it waits for us again
+      break;
+    }
     if (request_budget_spent()) {
       c.buffer.erase(0, start);
       pause(c);
@@ -282,7 +288,7 @@ void StatusServer::on_data(Client& c, std::string_view data) {
       drop(c, "request too large");
       return;
     }
-    if (++handled > opts_.max_requests_per_read) {
+    if (++c.pipelined > opts_.max_requests_per_read) {
       c.buffer.clear();
       drop(c, "too many requests at once (send one, read its reply)");
       return;

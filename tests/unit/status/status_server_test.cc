@@ -310,6 +310,24 @@ TEST_F(StatusServerTest, SlowHandlersAreBoundedByTimePerTurn) {
   expect_replies(clients, 2, R"({"state":"slow","ok":true})");
 }
 
+TEST_F(StatusServerTest, PipelineLimitHoldsWhenTheBurstSpansTurns) {
+  // Every request spends the turn's handler time, so a burst of 100 is answered a request
+  // a turn; the client is still cut off after max_requests_per_read answers.
+  opts_.max_handler_time_per_turn = std::chrono::microseconds(1);
+  opts_.max_requests_per_read = 16;
+  start();
+  auto clients = accepted(1);
+  std::string burst;
+  for (int i = 0; i < 100; ++i) burst += "{\"cmd\":\"status\"}\n";
+  ASSERT_EQ(clients[0]->send(burst), burst.size());
+  ASSERT_TRUE(run_until(loop_, [&] { return clients[0]->eof(); }));
+  auto lines = clients[0]->lines();
+  ASSERT_EQ(lines.size(), 17u);
+  EXPECT_EQ(lines[15], R"({"state":"running","ok":true})");
+  EXPECT_THAT(lines[16], HasSubstr("too many requests at once"));
+  EXPECT_EQ(status_calls_, 16);
+}
+
 TEST_F(StatusServerTest, WaitingClientsAreServedInTurn) {
   // One request per turn, three clients with three pipelined requests each. Every client
   // gets its first answer before any gets its third: a client put back in the queue goes
