@@ -40,6 +40,13 @@ Json error_reply(const std::string& message) {
   return Json(json_pack("{s:b, s:s}", "ok", 0, "error", message.c_str()));
 }
 
+// The reply line a connection beyond max_clients gets before it is closed.
+std::string refusal_line(int max_clients) {
+  return dump(error_reply("too many clients (max_clients = " + std::to_string(max_clients) + ")")
+                  .get()) +
+         "\n";
+}
+
 // Checks what is at `path` before binding: nothing, a stale socket (removed), a live
 // daemon (refused), or something that is not a socket (refused).
 std::error_code prepare_path(const std::string& path, std::string* why) {
@@ -101,7 +108,8 @@ StatusServer::StatusServer(uv::Loop& loop, ServerOptions options)
       server_(loop),
       graveyard_(loop),
       turn_(loop),
-      rate_timer_(loop) {}
+      rate_timer_(loop),
+      refusal_(refusal_line(opts_.max_clients)) {}
 
 StatusServer::~StatusServer() {
   clients_.clear();
@@ -170,6 +178,7 @@ void StatusServer::on(const std::string& cmd, Handler handler) {
 void StatusServer::set_limits(int max_clients, std::size_t max_request_bytes,
                               std::chrono::milliseconds idle_timeout) {
   opts_.max_clients = max_clients;
+  refusal_ = refusal_line(max_clients);
   opts_.max_request_bytes = max_request_bytes;
   opts_.idle_timeout = idle_timeout;
 }
@@ -203,12 +212,15 @@ bool StatusServer::accept_rate_allows() {
                                                            std::chrono::seconds(1) - now);
   (void)rate_timer_.start(rest, std::chrono::milliseconds(0), [this] {
     rate_resting_ = false;
-    if (accept_deferred_ && accept_rate_allows()) {
-      accept_deferred_ = false;
-      accept_one();
-    }
+    resume_accepting();
   });
   return false;
+}
+
+void StatusServer::resume_accepting() {
+  if (!accept_deferred_ || !accept_rate_allows()) return;
+  accept_deferred_ = false;
+  accept_one();  // the connection libuv holds; uv_accept resumes polling the listener
 }
 
 void StatusServer::accept_one() {
@@ -225,14 +237,6 @@ void StatusServer::accept_one() {
     // once, written with a single non-queued write (a fresh connection's socket buffer
     // is empty, so it fits), and no idle timer or write request is involved.
     ++rejected_;
-    if (refusal_for_ != opts_.max_clients) {
-      refusal_ =
-          dump(error_reply("too many clients (max_clients = " + std::to_string(opts_.max_clients) +
-                           ")")
-                   .get()) +
-          "\n";
-      refusal_for_ = opts_.max_clients;
-    }
     (void)client->pipe.try_write(refusal_);
     client->closing = true;
     graveyard_.add(std::move(client));
@@ -358,10 +362,7 @@ void StatusServer::resume_paused() {
   accepted_this_turn_ = 0;
   reads_this_turn_ = 0;
   handler_time_this_turn_ = std::chrono::nanoseconds(0);
-  if (accept_deferred_ && !rate_resting_ && accept_rate_allows()) {
-    accept_deferred_ = false;
-    accept_one();  // the connection libuv holds; uv_accept resumes polling the listener
-  }
+  resume_accepting();
   // The oldest waiters first, as many as one turn may read and only while the request
   // budget lasts; the others keep their place at the front. A client paused again goes to
   // the back, so clients are served in turn however many requests each has queued.

@@ -123,6 +123,7 @@ class StatusServer {
   void start_turn();
   [[nodiscard]] bool request_budget_spent() const;
   [[nodiscard]] bool accept_rate_allows();
+  void resume_accepting();  // takes the connection held back, if the budgets allow
 
   uv::Loop& loop_;
   ServerOptions opts_;
@@ -152,8 +153,7 @@ class StatusServer {
   // with the number of clients (1,000 abusers: ~1,000 reads and epoll changes a turn).
   std::deque<Client*> paused_;
   std::uint64_t rejected_ = 0;
-  std::string refusal_;  // the "too many clients" reply line, for max_clients refusal_for_
-  int refusal_for_ = -1;
+  std::string refusal_;  // the "too many clients" reply line for the current max_clients
   bool bound_ = false;
 };
 

@@ -427,6 +427,17 @@ TEST_F(StatusServerTest, ClientsBeyondTheLimitAreTurnedAway) {
   EXPECT_EQ(roundtrip(*held[0], R"({"cmd":"status"})"), R"({"state":"running","ok":true})");
 }
 
+TEST_F(StatusServerTest, ReloadedLimitIsTheOneRefusalsName) {
+  opts_.max_clients = 3;
+  start();
+  server_->set_limits(1, opts_.max_request_bytes, opts_.idle_timeout);  // SIGHUP
+  auto held = accepted(1);
+  Client extra(opts_.path);
+  EXPECT_TRUE(run_until(loop_, [&] { return extra.eof(); }));
+  ASSERT_FALSE(extra.lines().empty());
+  EXPECT_THAT(extra.lines()[0], HasSubstr("too many clients (max_clients = 1)"));
+}
+
 TEST_F(StatusServerTest, IdleClientIsDisconnected) {
   opts_.idle_timeout = milliseconds(50);
   start();
