@@ -1,0 +1,2 @@
+// The translation unit that builds the tests' shared precompiled header
+// (tests/CMakeLists.txt, HANAT_TEST_PCH); it has no code of its own.
