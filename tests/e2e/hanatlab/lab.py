@@ -706,8 +706,9 @@ class Lab:
             "actions": list(actions) if actions else None})
 
     def ec2_fault_log(self, since_ns=None):
-        """Requests the proxy saw: [{t_ns (wall clock), action, mode, status}], oldest
-        first; status is the HTTP status returned, "reset" or "abandoned"."""
+        """Requests the proxy saw: [{t_ns (wall clock), action, mode, status, client}],
+        oldest first; status is the HTTP status returned, "reset" or "abandoned"; client
+        the caller's source address (a NAT's mgmt_address)."""
         out = []
         try:
             with open(self.desc["ec2_proxy"]["log"]) as f:
