@@ -176,6 +176,10 @@ def main():
         return 77
     try:
         run(lab)
+    except Exception as e:  # noqa: BLE001 - e.g. a lab wait that timed out: a failure
+        import traceback
+        traceback.print_exc()
+        check("the scenario ran to its end", False, f"{type(e).__name__}: {e}")
     finally:
         lab_cm.__exit__(None, None, None)
     if failures:

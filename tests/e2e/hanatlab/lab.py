@@ -272,7 +272,7 @@ class Stream:
                 if n >= summary["sent"] or n == last:
                     break
                 last = n
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing of the drain poll (deadline and no-progress exit)
         self.result = traffic.analyse(self.packets(), summary)
         self.result["summary"] = summary
         return self.result
