@@ -14,8 +14,9 @@ Checked continuously, each a FAIL line when broken:
   (median of the last samples minus the median at the end of warm-up) stays < 1 MiB; a
   restarted process starts a new baseline;
 - routes: after each fault clears, every private route table points at a healthy member
-  (process alive, state active, own data plane ok) within --bound seconds; at the end every
-  table is back on its home member;
+  (process alive, state active, own data plane ok, and in the NAT's namespace ip_forward 1
+  and hanatd's masquerade table, as the lab sees it) within --bound seconds; at the end
+  every table is back on its home member;
 - route writes: the route writes EC2 answered (ReplaceRoute/CreateRoute/DeleteRoute with
   HTTP 200, counted at the lab's EC2 proxy, not by hanatd) stay within
   2 x (writes the faults require) + 4, a flip-flop detector; hanatd's own
@@ -192,8 +193,18 @@ class Soak:
                     out[t["RouteTableId"]] = r.get("NetworkInterfaceId")
         return out
 
+    def data_plane(self, k):
+        """What the lab sees in NAT k's namespace itself, not hanatd's word: ip_forward on
+        and hanatd's masquerade table in the kernel."""
+        ns = self.lab.nat(k)["ns"]
+        fwd = self.lab.exec(ns, ["cat", "/proc/sys/net/ipv4/ip_forward"], check=False)
+        rules = self.lab.exec(ns, ["nft", "list", "ruleset"], check=False)
+        return (fwd.stdout.strip() == "1" and " hanat {" in rules.stdout
+                and "masquerade" in rules.stdout)
+
     def healthy(self):
-        """ENIs of the members that are alive, active and whose own data plane is ok."""
+        """ENIs of the members that are alive, active and whose own data plane is ok, by
+        their status and as the lab sees their namespace (data_plane)."""
         out = set()
         for k, m in self.members.items():
             if m.killed or m.proc is None or m.proc.poll() is not None:
@@ -201,7 +212,8 @@ class Soak:
             st = self.status(k) or {}
             node = st.get("node", {})
             if node.get("state") == "active" and node.get("self", {}).get("nat_ok", True) \
-                    and node.get("self", {}).get("egress", "ok") in ("ok", "up", "healthy"):
+                    and node.get("self", {}).get("egress", "ok") in ("ok", "up", "healthy") \
+                    and self.data_plane(k):
                 out.add(self.eni[k])
         return out
 
