@@ -61,7 +61,7 @@ def start_sigint_child():
             "    print('READY', lab.desc['state'], flush=True)\n"
             "    end = time.monotonic() + 120\n"
             "    while time.monotonic() < end:\n"
-            "        time.sleep(0.1)\n" % HERE)
+            "        time.sleep(0.1)  # idle until the drill's Ctrl-C (bounded)\n" % HERE)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 

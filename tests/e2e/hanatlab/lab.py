@@ -90,7 +90,7 @@ def deadline_poll(what, fn, timeout, interval=0.02, fail=None):
             raise LabError(f"timed out after {timeout}s waiting for {what}" +
                            (f" (last error: {last_exc})" if last_exc else "") +
                            (f"; {extra}" if extra else ""))
-        time.sleep(interval)
+        time.sleep(interval)  # pacing of the deadline loop
 
 
 def write_json(path, obj):
