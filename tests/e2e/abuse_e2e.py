@@ -67,7 +67,7 @@ def poll(fn, timeout, interval=0.02):
             err = e  # noqa: F841
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # pacing of the poll loop
     return last
 
 
@@ -408,6 +408,10 @@ def run(lab, hanatd, interval_ms, window_s):
         print("      no abuse: " + json.dumps(base))
         abused = sc.measure_phase(window_s, abuse_conns=1000)
         print("      abuse:    " + json.dumps(abused))
+        # The abuse phase measured with the abuse on: the abuser had opened its 1,000
+        # connections (it says "ready") before the window began, not after or never.
+        check("the abuser was ready (connections open) before the measurement window",
+              abused.get("abuser_ready") is True, abused.get("abuser_ready"))
         ab = abused.get("abuser", {})
         check("the abuser held ~1,000 connections and sent every kind of abuse",
               ab.get("connects", 0) >= 1000 and ab.get("oversized", 0) > 0

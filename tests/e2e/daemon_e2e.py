@@ -42,9 +42,41 @@ def poll(what, fn, timeout):
                 return last
         except Exception as e:  # noqa: BLE001 - the daemon may not be up yet
             last = e
-        time.sleep(0.05)
+        time.sleep(0.05)  # pacing of the poll loop
     print(f"      timed out after {timeout}s waiting for {what}; last: {last!r}"[:600])
     return None
+
+
+def need(what, fn, timeout):
+    """A precondition of the next steps: poll() that fails the test when it times out
+    (instead of only printing), so a later check cannot pass or fail for the wrong reason."""
+    v = poll(what, fn, timeout)
+    check(f"precondition: {what} within {timeout} s", bool(v), "timed out, see the line above")
+    return v
+
+
+def flowing_via(lab, stream, nat, what, timeout=10):
+    """Called once the switch is seen (the private host's route moved): polls until half a
+    second of the stream's packets (rate / 2) arrived at the internet host through NAT `nat`
+    (its public address as source) after this call, so the traffic is seen flowing through
+    the new NAT before the stream is stopped and its outage measured. Fails the test naming
+    `what` when that does not happen within `timeout` s."""
+    since_ns = time.time_ns()
+    pub = lab.nat(nat)["public_address"]
+    want = max(1, int(stream.rate) // 2)
+
+    def through():
+        return sum(1 for p in stream.packets() if p[3] == pub and p[2] >= since_ns) >= want
+    return need(f"{what}: {want} packets of the stream arrive through nat{nat} ({pub})",
+                through, timeout)
+
+
+def mutating_calls(lab, since_ns, until_ns, client=None):
+    """EC2 calls other than Describe* that the lab's EC2 proxy (not hanatd) saw in
+    [since_ns, until_ns], from `client` (a source address) or anyone: [(action, client)]."""
+    return [(r.get("action"), r.get("client")) for r in lab.ec2_fault_log(since_ns)
+            if r["t_ns"] <= until_ns and (client is None or r.get("client") == client)
+            and not str(r.get("action")).startswith("Describe")]
 
 
 def node(lab, nat):
@@ -144,6 +176,10 @@ def main():
         return 77
     try:
         run(lab)
+    except Exception as e:  # noqa: BLE001 - e.g. a lab wait that timed out: a failure
+        import traceback
+        traceback.print_exc()
+        check("the scenario ran to its end", False, f"{type(e).__name__}: {e}")
     finally:
         lab_cm.__exit__(None, None, None)
     if failures:
@@ -191,6 +227,7 @@ def run(lab):
     check("plan with a wrong secret exits 1 naming AuthFailure",
           bad.returncode == 1 and "AuthFailure" in bad.stderr, (bad.returncode, bad.stderr[-300:]))
 
+    t_start_ns = time.time_ns()
     p1, p2 = start(lab, 1), start(lab, 2)
 
     # --- start-up claims the right tables, and writes no route that is already right.
@@ -208,21 +245,44 @@ def run(lab):
         check("nat1 sees table b allocated to nat2", tables[rt_b]["allocated"] == eni[2], tables)
         peers = [m for m in st["node"]["members"] if not m["self"]]
         check("nat1 sees nat2 up", peers and peers[0]["health"] == "up", peers)
-    check("start-up wrote no route (they were already right)",
+    check("start-up wrote no route (they were already right), as hanatd counts",
           node(lab, 1)["counters"]["route_writes"] == 0 and
           node(lab, 2)["counters"]["route_writes"] == 0)
+    # (The lab starts with the source/dest check on: turning it off is start-up's one
+    # expected write, ModifyNetworkInterfaceAttribute; no route write is.)
+    mut = [c for c in mutating_calls(lab, t_start_ns, time.time_ns()) if "Route" in str(c[0])]
+    check("start-up: the EC2 proxy saw no route write", not mut, mut)
+    # What the lab sees itself, not hanatd's word for it: each NAT's kernel forwards and
+    # holds hanatd's masquerade table, EC2 has the source/dest check off, and each zone's
+    # traffic leaves through its home NAT's public address.
+    for k in (1, 2):
+        ns = lab.nat(k)["ns"]
+        fwd = lab.exec(ns, ["cat", "/proc/sys/net/ipv4/ip_forward"], check=False).stdout.strip()
+        rules = lab.exec(ns, ["nft", "list", "ruleset"], check=False)
+        check(f"start-up, seen in nat{k}'s namespace: ip_forward 1 and the masquerade table",
+              fwd == "1" and re.search(r"table \w+ hanat", rules.stdout) is not None
+              and "masquerade" in rules.stdout, (fwd, rules.stdout[-400:], rules.stderr))
+        check(f"start-up, seen in EC2: nat{k}'s source/dest check off", src_dst(k) is False,
+              src_dst(k))
+    for host, k in (("a1", 1), ("b1", 2)):
+        pub = lab.nat(k)["public_address"]
+        check(f"start-up, seen at the internet host: {host}'s TCP connection comes from "
+              f"nat{k}'s public address", poll(f"{host} via nat{k}",
+                                               lambda h=host: lab.whoami(h)[0] == pub, 10))
     check("EC2 routes unchanged by start-up", routes(lab) == before, routes(lab))
 
     # --- a crashed hanatd restarted (systemd's Restart=always) changes nothing that is
     # already right: no route write, no src/dst-check write. (SIGTERM would be a planned
     # handover, tested below.) The NAT kept forwarding and answering pings meanwhile, so
     # nat2 must not have taken table a either.
+    t_kill_ns = time.time_ns()
     p1.kill()
     p1.wait(timeout=5)
     p1 = start(lab, 1)
-    n1 = poll("nat1 active again", lambda: active(lab, 1), 20)
+    n1 = need("nat1 active again", lambda: active(lab, 1), 20)
+    # hanatd's own figure (a second opinion; the proxy's log below is the evidence).
     calls = (n1 or {}).get("counters", {}).get("ec2_calls", {})
-    check("restart: no mutating EC2 call (only Describe* calls counted)",
+    check("restart: hanatd counts no mutating EC2 call (only Describe* calls)",
           n1 is not None and calls and all(k.startswith("Describe") for k in calls)
           and n1["counters"]["route_writes"] == 0, calls)
     check("restart: EC2 routes unchanged", routes(lab) == before, routes(lab))
@@ -230,6 +290,17 @@ def run(lab):
     # --- link cut: nat1 loses every leg; nat2 takes table a; traffic resumes via nat2.
     stream = lab.start_stream("a1", rate=200)
     stream.wait_received(100)
+    # From the kill until now (the restart, start-up and steady state up to the next drill),
+    # as the lab's EC2 proxy logged the calls: nat1's restarted hanatd did talk to EC2, and
+    # no member made a mutating call.
+    t_cut_ns = time.time_ns()
+    seen1 = [r for r in lab.ec2_fault_log(t_kill_ns)
+             if r["t_ns"] <= t_cut_ns and r.get("client") == lab.nat(1)["mgmt_address"]]
+    check("restart: the EC2 proxy saw the restarted nat1 call EC2 (Describe*)",
+          any(str(r.get("action")).startswith("Describe") for r in seen1),
+          [(r.get("action"), r.get("client")) for r in lab.ec2_fault_log(t_kill_ns)][:20])
+    mut = mutating_calls(lab, t_kill_ns, t_cut_ns)
+    check("restart: the EC2 proxy saw no mutating EC2 call from any member", not mut, mut)
     t0 = time.time()
     for leg in ("private", "public", "mgmt"):
         lab.set_link(1, leg, False, mode="drop")
@@ -237,7 +308,7 @@ def run(lab):
     check("link cut: the fabric moves a1 to nat2", ev is not None)
     check("link cut: EC2 routes table a to nat2",
           poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 10))
-    time.sleep(0.5)  # let traffic flow after the switch before closing the stream
+    flowing_via(lab, stream, 2, "link cut")
     r = stream.stop()
     check(f"link cut: outage {r['max_gap_ms']:.0f} ms < 3000 ms and traffic now leaves via nat2",
           r["max_gap_ms"] < 3000 and r["source_after"] == lab.nat(2)["public_address"], r)
@@ -300,7 +371,7 @@ def run(lab):
           poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30))
 
     # --- hanatctl drain / undrain: nat1 hands table a to nat2, then takes it back.
-    poll("nat1 active after failback", lambda: active(lab, 1), 15)
+    need("nat1 active after failback", lambda: active(lab, 1), 15)
     text = ctl(lab, 1, "status").stdout
     check("hanatctl status shows state, members and route tables",
           "state:       active" in text and "members:" in text and "route tables:" in text
@@ -318,7 +389,7 @@ def run(lab):
           poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
 
     # --- SIGTERM: nat2 hands table b to nat1 before it exits (make-before-break).
-    poll("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
+    need("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
                                         if not m["self"] and m["health"] == "up"], 15)
     stream = lab.start_stream("b1", rate=200)
     stream.wait_received(100)
@@ -330,15 +401,15 @@ def run(lab):
     check("SIGTERM: hanatd exits 0 after the handover", code == 0, code)
     check("SIGTERM: table b points at nat1 once nat2 has exited", routes(lab)[rt_b] == eni[1],
           routes(lab))
-    ev = lab.wait_route("b1", lab.nat(1)["private_address"], timeout=10)
-    time.sleep(0.5)
+    lab.wait_route("b1", lab.nat(1)["private_address"], timeout=10)
+    flowing_via(lab, stream, 1, "SIGTERM")
     r = stream.stop()
     check(f"SIGTERM: outage {r['max_gap_ms']:.0f} ms < 1000 ms", r["max_gap_ms"] < 1000, r)
 
     # --- spot notice on nat1 (nat2 back up first): nat1 hands its tables to nat2 and exits.
     p2 = start(lab, 2)
-    poll("nat2 active", lambda: active(lab, 2), 20)
-    poll("nat1 sees nat2 up", lambda: [m for m in node(lab, 1)["members"]
+    need("nat2 active", lambda: active(lab, 2), 20)
+    need("nat1 sees nat2 up", lambda: [m for m in node(lab, 1)["members"]
                                         if not m["self"] and m["health"] == "up"], 15)
     lab.set_imds(1, spot_instance_action={"action": "terminate",
                                           "time": "2026-11-22T08:00:00Z"})
@@ -356,10 +427,10 @@ def run(lab):
     # nat2 before hanatd on nat1 exits, with no real outage for a1's traffic.
     lab.set_imds(1)
     p1 = start(lab, 1)
-    poll("nat1 active", lambda: active(lab, 1), 20)
+    need("nat1 active", lambda: active(lab, 1), 20)
     check("ASG notice: table a is back on nat1 first",
           poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
-    poll("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
+    need("nat2 sees nat1 up", lambda: [m for m in node(lab, 2)["members"]
                                         if not m["self"] and m["health"] == "up"], 15)
     lab.wait_route("a1", lab.nat(1)["private_address"], timeout=10)
     stream = lab.start_stream("a1", rate=200)
@@ -375,7 +446,7 @@ def run(lab):
     check("ASG notice: table a points at nat2 once nat1's hanatd has exited",
           routes(lab)[rt_a] == eni[2], routes(lab))
     lab.wait_route("a1", lab.nat(2)["private_address"], timeout=10)
-    time.sleep(0.5)  # let traffic flow after the switch before closing the stream
+    flowing_via(lab, stream, 2, "ASG notice")
     r = stream.stop()
     check(f"ASG notice: outage {r['max_gap_ms']:.0f} ms < 1000 ms, traffic now via nat2",
           r["max_gap_ms"] < 1000 and r["sources"] and

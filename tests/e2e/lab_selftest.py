@@ -61,7 +61,7 @@ def start_sigint_child():
             "    print('READY', lab.desc['state'], flush=True)\n"
             "    end = time.monotonic() + 120\n"
             "    while time.monotonic() < end:\n"
-            "        time.sleep(0.1)\n" % HERE)
+            "        time.sleep(0.1)  # idle until the drill's Ctrl-C (bounded)\n" % HERE)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
@@ -519,6 +519,10 @@ def test_ec2_proxy(lab):
           ("DescribeRouteTables", "5xx", 500) in statuses and
           (None, "unavailable", "reset") in statuses and
           all(isinstance(r["t_ns"], int) and r["t_ns"] >= t0 for r in log), str(statuses)[:300])
+    # Every call above came from the API namespace's own address: the log names the caller.
+    clients = {r.get("client") for r in log}
+    check("the log records each request's source address (client)",
+          clients == {lab.desc["api"]["address"]}, str(clients))
     try:
         lab.ec2_fault("flaky")
         check("a bad mode is refused naming it", False)

@@ -60,7 +60,7 @@ def poll(fn, timeout, interval=0.05):
             last = None
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # pacing of the poll loop
     return last
 
 

@@ -162,8 +162,9 @@ class Proxy:
                 return None
         return c["mode"]
 
-    def write_log(self, action, mode, status):
-        rec = {"t_ns": time.time_ns(), "action": action, "mode": mode, "status": status}
+    def write_log(self, action, mode, status, client=None):
+        rec = {"t_ns": time.time_ns(), "action": action, "mode": mode, "status": status,
+               "client": client}
         with self.lock:
             self.log.write(json.dumps(rec) + "\n")
 
@@ -197,10 +198,14 @@ class Proxy:
     def handle(self, conn):
         with self.lock:
             self.n_req += 1
+        try:
+            client = conn.getpeername()[0]  # the caller's source address, for the log
+        except OSError:
+            client = None
         mode = self.fault()
         if mode == "unavailable":
             rst_close(conn)
-            self.write_log(None, mode, "reset")
+            self.write_log(None, mode, "reset", client)
             return
         conn.settimeout(CLIENT_TIMEOUT)
         try:
@@ -214,7 +219,7 @@ class Proxy:
         mode = self.fault(action, known=True)
         if mode in ("unavailable", "reset"):
             rst_close(conn)
-            self.write_log(action, mode, "reset")
+            self.write_log(action, mode, "reset", client)
             return
         if mode == "throttle":
             code = "RequestLimitExceeded"
@@ -231,7 +236,7 @@ class Proxy:
             except OSError:
                 pass
             conn.close()
-            self.write_log(action, mode, status)
+            self.write_log(action, mode, status, client)
             return
         if mode == "stall":
             # Hold the request until the fault ends; a client that gives up closes its end,
@@ -245,14 +250,14 @@ class Proxy:
                         gone = True
                     if gone:
                         conn.close()
-                        self.write_log(action, mode, "abandoned")
+                        self.write_log(action, mode, "abandoned", client)
                         return
         try:
             status = self.forward(conn, head, body)
         except OSError:
             status = None
         conn.close()
-        self.write_log(action, mode, status if status is not None else "upstream-error")
+        self.write_log(action, mode, status if status is not None else "upstream-error", client)
 
 
 class Server(socketserver.ThreadingTCPServer):

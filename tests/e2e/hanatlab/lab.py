@@ -90,7 +90,7 @@ def deadline_poll(what, fn, timeout, interval=0.02, fail=None):
             raise LabError(f"timed out after {timeout}s waiting for {what}" +
                            (f" (last error: {last_exc})" if last_exc else "") +
                            (f"; {extra}" if extra else ""))
-        time.sleep(interval)
+        time.sleep(interval)  # pacing of the deadline loop
 
 
 def write_json(path, obj):
@@ -272,7 +272,7 @@ class Stream:
                 if n >= summary["sent"] or n == last:
                     break
                 last = n
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing of the drain poll (deadline and no-progress exit)
         self.result = traffic.analyse(self.packets(), summary)
         self.result["summary"] = summary
         return self.result
@@ -706,8 +706,9 @@ class Lab:
             "actions": list(actions) if actions else None})
 
     def ec2_fault_log(self, since_ns=None):
-        """Requests the proxy saw: [{t_ns (wall clock), action, mode, status}], oldest
-        first; status is the HTTP status returned, "reset" or "abandoned"."""
+        """Requests the proxy saw: [{t_ns (wall clock), action, mode, status, client}],
+        oldest first; status is the HTTP status returned, "reset" or "abandoned"; client
+        the caller's source address (a NAT's mgmt_address)."""
         out = []
         try:
             with open(self.desc["ec2_proxy"]["log"]) as f:

@@ -131,4 +131,4 @@ def stop_process(rec, term_timeout=3.0):
                 pass
             if not alive(rec):
                 return
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing of the bounded wait for the exit
