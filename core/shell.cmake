@@ -11,7 +11,10 @@ add_library(core STATIC
   status/status_server.cc
   daemon/daemon.cc
   daemon/node.cc
+  daemon/node_execute.cc
+  daemon/node_probes.cc
   daemon/node_routes.cc
+  daemon/node_startup.cc
   daemon/node_status.cc
   daemon/plan.cc
   daemon/report.cc)
