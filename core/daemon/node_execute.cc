@@ -1,7 +1,9 @@
 // DOC: core/daemon/node_execute.cc carries out the engine's actions: execute() applies the
 // NAT (netfilter), writes routes (write_route), moves Elastic IPs, sends recovery actions
 // for a peer that stayed down, logs transitions, and exits when the handover is finished.
-// Every EC2 completion is counted (count_call) and goes back to the engine as Ec2Done.
+// Each EC2 call made here goes back to the engine as Ec2Done. count_call(), which counts
+// every completed EC2 call by action and outcome (start-up and read-back use it too), lives
+// here with the outcome labels it shares with write_route().
 
 #include <string>
 #include <type_traits>
