@@ -11,6 +11,11 @@ add_library(core STATIC
   status/status_server.cc
   daemon/daemon.cc
   daemon/node.cc
+  daemon/node_execute.cc
+  daemon/node_probes.cc
+  daemon/node_routes.cc
+  daemon/node_startup.cc
+  daemon/node_status.cc
   daemon/plan.cc
   daemon/report.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2

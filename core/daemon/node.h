@@ -6,7 +6,21 @@
 // probe results, EC2 completions, netfilter health, egress verdicts, IMDS termination
 // notices and operator commands become engine events, and the engine's actions become
 // EC2 calls, NAT applies, log lines and the status the socket serves. The engine decides;
-// this file only translates and executes.
+// the node only translates and executes.
+//
+// One class, Node, in several files, one job each:
+//   node.cc          construction, start(), the event queue (post, pump) and the engine's
+//                    timer; shutdown, drain, reconfigure
+//   node_startup.cc  the start-up phases (identity, EC2 client, source/destination check,
+//                    floating ENI, discovery), engine_config(), start_engine()
+//   node_probes.cc   probe and notice wiring: peer probes and the own-link watch, egress
+//                    self-check, forward check, agent server, IMDS termination notices,
+//                    feed_self_health()
+//   node_execute.cc  execute(): every engine action (NAT apply, route writes, EIPs,
+//                    recovery, notifications); write_route(), count_call()
+//   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets
+//   node_status.cc   status(), fill_report(), summary() and their formatting helpers
+//   node_util.h      the helpers several of these files share (internal)
 
 #include <chrono>
 #include <deque>
@@ -65,6 +79,7 @@ class Node {
   void shutdown();
   void drain(bool on);
   void reconfigure(std::shared_ptr<const config::Config> cfg);
+  // node_status.cc
   [[nodiscard]] status::Json status() const;
   // The node's part of the metrics report (phase, state, members, tables, counters).
   void fill_report(Report& r) const;
@@ -72,6 +87,12 @@ class Node {
 
  private:
   enum class Phase { Identity, Client, SourceDestCheck, FloatingEni, Discovery, Running, Stopped };
+  // node.cc
+  void post(engine::Event ev);
+  void pump();
+  void arm_engine_timer();
+
+  // node_startup.cc
   void fail_phase(const std::string& what, const std::string& why);
   void retry_phase(std::chrono::milliseconds in);
   void run_phase();
@@ -81,26 +102,27 @@ class Node {
   void phase_floating_eni();
   void phase_discovery();
   void start_engine(Discovered d);
+  engine::Config engine_config(const Discovered& d) const;
+
+  // node_probes.cc
   void start_probes();
   void start_notices();
-
-  void post(engine::Event ev);
-  void pump();
-  void execute(const engine::Action& a);
-  void arm_engine_timer();
-  void describe_routes(engine::OpId op);
-  void write_route(const engine::WriteRoute& w);
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);
-  void watch_forwarding();
+  void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
   // "forwarding stalled: <why>" while the forward check is DOWN, else empty.
   [[nodiscard]] std::string forward_stall() const;
-  void watch_own_link();  // starts own_link_ on the interface holding the private IP  // starts,
-                          // reconfigures or stops the forward check from cfg_
-  engine::Config engine_config(const Discovered& d) const;
+  void watch_own_link();  // starts own_link_ on the interface holding the private IP
   [[nodiscard]] probes::AgentReply agent_reply() const;
+
+  // node_execute.cc
+  void execute(const engine::Action& a);
+  void write_route(const engine::WriteRoute& w);
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
   void count_call(const std::string& action, const ec2::Ec2Error* err);
+
+  // node_routes.cc
+  void describe_routes(engine::OpId op);
 
   uv::Loop& loop_;
   std::shared_ptr<const config::Config> cfg_;

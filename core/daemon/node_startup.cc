@@ -1,0 +1,414 @@
+// DOC: core/daemon/node_startup.cc runs the node's start-up phases, one after the other,
+// each retried with a capped backoff when it fails: identity from IMDS, the EC2 client and
+// its credentials, the source/destination check turned off, the floating ENI attached,
+// discovery of the group's members and route tables. Then start_engine() builds the
+// engine's configuration (engine_config(), also used on reload) and starts the engine, the
+// probes and the notices (node_probes.cc). Plan mode stops after discovery.
+
+#include <algorithm>
+#include <ctime>
+
+#include "core/daemon/node.h"
+#include "core/daemon/node_util.h"
+#include "core/log/log.h"
+
+namespace hanat::daemon {
+
+using node_util::Clock;
+using node_util::err_of;
+using node_util::now;
+using node_util::tag;
+using node_util::target_of;
+using std::chrono::milliseconds;
+
+namespace {
+
+engine::RecoveryAction to_engine(config::RecoveryAction a) {
+  switch (a) {
+    case config::RecoveryAction::None:
+      return engine::RecoveryAction::None;
+    case config::RecoveryAction::Reboot:
+      return engine::RecoveryAction::Reboot;
+    case config::RecoveryAction::StopStart:
+      return engine::RecoveryAction::StopStart;
+    case config::RecoveryAction::Terminate:
+      return engine::RecoveryAction::Terminate;
+  }
+  return engine::RecoveryAction::None;
+}
+
+// EC2 LaunchTime "2026-11-22T05:00:00.000Z" -> seconds since the epoch (0 if unparsable).
+std::int64_t launch_seconds(const std::string& s) {
+  std::tm tm{};
+  if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+}  // namespace
+
+void Node::run_phase() {
+  switch (phase_) {
+    case Phase::Identity:
+      return phase_identity();
+    case Phase::Client:
+      return phase_client();
+    case Phase::SourceDestCheck:
+      return phase_source_dest_check();
+    case Phase::FloatingEni:
+      return phase_floating_eni();
+    case Phase::Discovery:
+      return phase_discovery();
+    case Phase::Running:
+    case Phase::Stopped:
+      return;
+  }
+}
+
+void Node::fail_phase(const std::string& what, const std::string& why) {
+  phase_error_ = what + ": " + why;
+  if (plan_only_) {
+    phase_ = Phase::Stopped;
+    if (hooks_.plan_failed) hooks_.plan_failed(phase_error_);
+    return;
+  }
+  // Start-up problems are usually transient (IMDS or the EC2 API not reachable yet, an
+  // instance still pending): retry with a capped backoff rather than exit and flap.
+  auto delay = milliseconds(std::min<std::int64_t>(30000, 500LL << std::min(phase_attempts_, 6)));
+  ++phase_attempts_;
+  log::warning(phase_error_ + ", retrying in " + config::format_duration(delay));
+  retry_phase(delay);
+}
+
+void Node::retry_phase(milliseconds in) {
+  (void)phase_timer_.start(in, milliseconds(0), [this] { run_phase(); });
+}
+
+void Node::phase_identity() {
+  // Five small IMDS reads, one after the other; each failure restarts the phase.
+  imds_->instance_id([this](core::Result<std::string, ec2::Ec2Error> r) {
+    if (!r) return fail_phase("instance metadata (instance-id)", r.error().describe());
+    id_.instance_id = r.value();
+    imds_->availability_zone([this](core::Result<std::string, ec2::Ec2Error> z) {
+      if (!z) return fail_phase("instance metadata (availability-zone)", z.error().describe());
+      id_.zone = z.value();
+      imds_->region([this](core::Result<std::string, ec2::Ec2Error> rg) {
+        if (!rg) return fail_phase("instance metadata (region)", rg.error().describe());
+        id_.region = cfg_->ec2.region.empty() ? rg.value() : cfg_->ec2.region;
+        imds_->mac([this](core::Result<std::string, ec2::Ec2Error> m) {
+          if (!m) return fail_phase("instance metadata (mac)", m.error().describe());
+          id_.mac = m.value();
+          imds_->interface(id_.mac, [this](core::Result<ec2::ImdsInterface, ec2::Ec2Error> i) {
+            if (!i) return fail_phase("instance metadata (interface)", i.error().describe());
+            id_.eni_id = i->interface_id;
+            id_.subnet_id = i->subnet_id;
+            id_.vpc_id = i->vpc_id;
+            id_.private_ip = i->private_ips.empty() ? "" : i->private_ips.front();
+            log::notice("identity: instance " + id_.instance_id + " in " + id_.zone + " (" +
+                        id_.region + "), ENI " + id_.eni_id + ", " + id_.private_ip);
+            phase_ = Phase::Client;
+            phase_attempts_ = 0;
+            run_phase();
+          });
+        });
+      });
+    });
+  });
+}
+
+void Node::phase_client() {
+  const auto& e = cfg_->ec2;
+  switch (e.credentials) {
+    case config::CredentialsSource::Static: {
+      ec2::Credentials c;
+      c.access_key_id = e.access_key_id;
+      c.secret_access_key = e.secret_access_key;
+      c.session_token = e.session_token;
+      creds_ = std::make_shared<ec2::StaticCredentials>(c);
+    } break;
+    case config::CredentialsSource::Environment: {
+      auto c = ec2::credentials_from_env();
+      if (!c) {
+        return fail_phase("credentials",
+                          "credentials = \"environment\" but AWS_ACCESS_KEY_ID / "
+                          "AWS_SECRET_ACCESS_KEY are not set");
+      }
+      creds_ = std::make_shared<ec2::StaticCredentials>(*c);
+      break;
+    }
+    case config::CredentialsSource::InstanceRole: {
+      auto role = std::make_shared<ec2::RoleCredentials>(loop_, *imds_);
+      role_ = role.get();
+      role->start([](const ec2::Ec2Error* err) {
+        if (err != nullptr) log::warning("instance role credentials: " + err->describe());
+      });
+      creds_ = role;
+      break;
+    }
+  }
+  ec2::ClientOptions o;
+  o.region = id_.region;
+  o.endpoint = e.endpoint;
+  o.connect_timeout = e.connect_timeout;
+  o.attempt_timeout = e.request_timeout;
+  if (auto why = ec2::validate(o)) return fail_phase("EC2 client", *why);
+  if (o.endpoint.rfind("http://", 0) == 0) {
+    log::warning("ec2.endpoint " + log::quote(o.endpoint) +
+                 " is plain http: requests are not encrypted (tests only)");
+  }
+  ec2_ = std::make_unique<ec2::Client>(loop_, o, creds_);
+  // Plan mode writes nothing, not even the source/destination check.
+  phase_ = plan_only_ ? Phase::Discovery : Phase::SourceDestCheck;
+  run_phase();
+}
+
+void Node::phase_source_dest_check() {
+  // A NAT forwards packets that are neither from nor to itself; EC2 drops those unless the
+  // source/destination check is off on the interface that forwards them (EC2 User Guide,
+  // "NAT instances": "Disable source/destination checks").
+  ec2::DescribeNetworkInterfacesRequest req;
+  req.network_interface_ids = {id_.eni_id};
+  ec2_->describe_network_interfaces(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        count_call("DescribeNetworkInterfaces", err_of(r));
+        if (!r) return fail_phase("source/destination check", r.error().describe());
+        bool on = r->network_interfaces.empty() ||
+                  r->network_interfaces.front().source_dest_check.value_or(true);
+        if (!on) {
+          phase_ = Phase::FloatingEni;
+          phase_attempts_ = 0;
+          return run_phase();
+        }
+        ec2::ModifyNetworkInterfaceAttributeRequest m;
+        m.network_interface_id = id_.eni_id;
+        m.source_dest_check = false;
+        ec2_->modify_network_interface_attribute(
+            m, {ec2::Priority::Write, milliseconds(0)}, [this](ec2::Ec2Result<ec2::SimpleOk> w) {
+              count_call("ModifyNetworkInterfaceAttribute", err_of(w));
+              if (!w)
+                return fail_phase("disabling the source/destination check", w.error().describe());
+              log::notice("source/destination check disabled on " + id_.eni_id);
+              // Loop back to verify it reads back off.
+              run_phase();
+            });
+      });
+}
+
+void Node::phase_floating_eni() {
+  const std::string& eni = cfg_->failover.floating_eni;
+  if (eni.empty()) {
+    phase_ = Phase::Discovery;
+    return run_phase();
+  }
+  // A floating ENI carries addresses that must follow the active NAT. EC2 refuses to
+  // attach an ENI that another instance still holds (it must be detached first, which the
+  // previous owner's handover or its termination does), so wait for it, bounded by
+  // handover_timeout x 6, then carry on without it and say so.
+  if (!floating_since_) floating_since_ = Clock::now();
+  auto limit = cfg_->failover.handover_timeout * 6;
+  auto next = [this] {
+    phase_ = Phase::Discovery;
+    phase_attempts_ = 0;
+    run_phase();
+  };
+  ec2::DescribeNetworkInterfacesRequest req;
+  req.network_interface_ids = {eni};
+  ec2_->describe_network_interfaces(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this, eni, limit, next](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        count_call("DescribeNetworkInterfaces", err_of(r));
+        if (!r) return fail_phase("floating ENI " + eni, r.error().describe());
+        if (r->network_interfaces.empty()) return fail_phase("floating ENI " + eni, "not found");
+        const auto& ni = r->network_interfaces.front();
+        if (ni.attached_instance_id == id_.instance_id) {
+          floating_eni_state_ = "attached";
+          log::notice("floating ENI " + eni + " is attached to this host");
+          return next();
+        }
+        if (!ni.attached_instance_id.empty()) {
+          auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - *floating_since_);
+          if (waited >= limit) {
+            floating_eni_state_ = "gave up: still attached to " + ni.attached_instance_id;
+            log::error("floating ENI " + eni + " is still attached to " + ni.attached_instance_id +
+                       " after " + config::format_duration(waited) + ", continuing without it");
+            return next();
+          }
+          floating_eni_state_ = "waiting for " + ni.attached_instance_id + " to release it";
+          log::info("floating ENI " + eni + " is attached to " + ni.attached_instance_id +
+                    ", waiting for it to be released");
+          return retry_phase(milliseconds(1000));
+        }
+        ec2::AttachNetworkInterfaceRequest a;
+        a.network_interface_id = eni;
+        a.instance_id = id_.instance_id;
+        a.device_index = 1;
+        ec2_->attach_network_interface(
+            a, {ec2::Priority::Write, milliseconds(0)},
+            [this, eni](ec2::Ec2Result<ec2::AttachNetworkInterfaceOk> w) {
+              count_call("AttachNetworkInterface", err_of(w));
+              if (!w) return fail_phase("attaching floating ENI " + eni, w.error().describe());
+              log::notice("floating ENI " + eni + " attached (" + w->attachment_id + ")");
+              // Loop back: the next pass reads it back as attached to this host.
+              run_phase();
+            });
+      });
+}
+
+void Node::phase_discovery() {
+  const auto& g = cfg_->group;
+  ec2::DescribeInstancesRequest ir;
+  if (g.discovery == config::Discovery::Explicit) {
+    ir.instance_ids = g.members;
+    if (std::find(ir.instance_ids.begin(), ir.instance_ids.end(), id_.instance_id) ==
+        ir.instance_ids.end())
+      ir.instance_ids.push_back(id_.instance_id);
+  } else {
+    ir.filters.push_back({"tag:hanat:group", {g.name}});
+    ir.filters.push_back({"instance-state-name", {"pending", "running"}});
+  }
+  ec2_->describe_instances(
+      ir, {ec2::Priority::Read, milliseconds(0)},
+      [this](ec2::Ec2Result<ec2::DescribeInstancesOk> ri) {
+        count_call("DescribeInstances", err_of(ri));
+        if (!ri) return fail_phase("discovering members", ri.error().describe());
+        auto d = std::make_shared<Discovered>();
+        for (const auto& inst : ri->instances) {
+          engine::Member m;
+          m.instance_id = inst.instance_id;
+          m.zone = inst.availability_zone;
+          m.launch_time = launch_seconds(inst.launch_time);
+          std::string addr = inst.private_ip;
+          for (const auto& ni : inst.network_interfaces) {
+            if (ni.device_index == 0) {
+              m.eni_id = ni.network_interface_id;
+              if (!ni.private_ip.empty()) addr = ni.private_ip;
+            }
+          }
+          if (inst.instance_id == id_.instance_id && !id_.eni_id.empty()) m.eni_id = id_.eni_id;
+          d->addresses[m.instance_id] = addr;
+          d->engine.members.push_back(std::move(m));
+        }
+        if (d->addresses.count(id_.instance_id) == 0) {
+          return fail_phase("discovering members", "this instance (" + id_.instance_id +
+                                                       ") is not a member of group " +
+                                                       log::quote(cfg_->group.name) +
+                                                       " (tag hanat:group or group.members)");
+        }
+        ec2::DescribeRouteTablesRequest rr;
+        if (cfg_->group.discovery == config::Discovery::Explicit) {
+          rr.route_table_ids = cfg_->group.route_tables;
+        } else {
+          rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
+        }
+        ec2_->describe_route_tables(
+            rr, {ec2::Priority::Read, milliseconds(0)},
+            [this, d](ec2::Ec2Result<ec2::DescribeRouteTablesOk> rt) {
+              count_call("DescribeRouteTables", err_of(rt));
+              if (!rt) return fail_phase("discovering route tables", rt.error().describe());
+              std::vector<std::string> need_subnets;
+              for (const auto& t : rt->route_tables) {
+                std::string zone = tag(t.tags, "hanat:zone");
+                if (zone.empty()) {
+                  for (const auto& a : t.associations)
+                    if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
+                }
+                d->table_zones[t.route_table_id] = zone;
+                engine::ObservedTable ot;
+                ot.id = t.route_table_id;
+                for (const auto& r : t.routes) {
+                  for (const auto& c : cfg_->group.destinations) {
+                    if (c.text == r.destination_cidr)
+                      ot.routes.push_back({r.destination_cidr, target_of(r)});
+                  }
+                }
+                d->observed.push_back(std::move(ot));
+              }
+              auto finish = [this, d, tables = rt->route_tables](
+                                const std::map<std::string, std::string>& subnet_zone) {
+                for (const auto& t : tables) {
+                  std::string& zone = d->table_zones[t.route_table_id];
+                  if (zone.empty()) {
+                    for (const auto& a : t.associations) {
+                      auto it = subnet_zone.find(a.subnet_id);
+                      if (it != subnet_zone.end()) {
+                        zone = it->second;
+                        break;
+                      }
+                    }
+                  }
+                  if (zone.empty())
+                    log::warning(
+                        "route table " + t.route_table_id +
+                        " has no hanat:zone tag and no associated subnet: it has no home zone");
+                }
+                for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
+                if (plan_only_) {
+                  phase_ = Phase::Stopped;
+                  d->engine = engine_config(*d);
+                  if (hooks_.planned) hooks_.planned(*d, id_);
+                  return;
+                }
+                start_engine(std::move(*d));
+              };
+              if (need_subnets.empty()) return finish({});
+              ec2::DescribeSubnetsRequest sr;
+              sr.subnet_ids = need_subnets;
+              ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
+                                     [this, finish](ec2::Ec2Result<ec2::DescribeSubnetsOk> rs) {
+                                       count_call("DescribeSubnets", err_of(rs));
+                                       if (!rs)
+                                         return fail_phase("discovering subnets",
+                                                           rs.error().describe());
+                                       std::map<std::string, std::string> zones;
+                                       for (const auto& s : rs->subnets)
+                                         zones[s.subnet_id] = s.availability_zone;
+                                       finish(zones);
+                                     });
+            });
+      });
+}
+
+engine::Config Node::engine_config(const Discovered& d) const {
+  engine::Config e;
+  e.self = id_.instance_id;
+  e.members = d.engine.members;
+  e.probe_kinds = cfg_->probe.kinds;
+  e.peer_thresholds = {.rise = cfg_->probe.rise, .fall = cfg_->probe.fall};
+  e.failback_delay = cfg_->failover.failback_delay;
+  e.preempt = cfg_->failover.preempt;
+  e.hold_down_base = cfg_->failover.hold_down;
+  e.hold_down_max = cfg_->failover.hold_down_max;
+  e.fallback_nat_gateway = cfg_->failover.fallback_target;
+  e.destinations.clear();
+  for (const auto& c : cfg_->group.destinations) e.destinations.push_back(c.text);
+  e.describe_interval = cfg_->ec2.route_refresh_interval;
+  e.handover_deadline = cfg_->failover.handover_timeout;
+  e.recovery = to_engine(cfg_->failover.recovery_action);
+  e.recovery_after = cfg_->failover.recovery_after;
+  e.recovery_cooldown = cfg_->failover.recovery_cooldown;
+  return e;
+}
+
+void Node::start_engine(Discovered d) {
+  discovered_ = std::move(d);
+  discovered_.engine = engine_config(discovered_);
+  auto problems = engine::validate(discovered_.engine);
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    return fail_phase("engine configuration", all);
+  }
+  log::notice("group " + log::quote(cfg_->group.name) + ": " +
+              std::to_string(discovered_.engine.members.size()) + " members, " +
+              std::to_string(discovered_.table_zones.size()) + " route tables");
+  phase_ = Phase::Running;
+  phase_error_.clear();
+  machine_ = std::make_unique<engine::Machine>(
+      std::make_shared<const engine::Config>(discovered_.engine), now());
+  start_probes();
+  start_notices();
+  post(engine::Tick{now()});
+  if (stopping_) post(engine::Shutdown{now()});
+}
+
+}  // namespace hanat::daemon

@@ -1,0 +1,319 @@
+// DOC: core/daemon/node_status.cc is the node's status document: status() for the status
+// socket (phase, identity, data-plane health, counters, members, tables), fill_report()
+// for the metrics report, summary() for systemd's STATUS= line, and the small formatting
+// helpers they share (wall-clock times, target names).
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <iterator>
+
+#include "core/daemon/node.h"
+#include "core/daemon/node_util.h"
+
+namespace hanat::daemon {
+
+using node_util::now;
+using std::chrono::milliseconds;
+
+namespace node_util {
+
+std::string target_text(const engine::Target& t) {
+  switch (t.kind) {
+    case engine::TargetKind::Missing:
+      return "missing";
+    case engine::TargetKind::Blackhole:
+      return "blackhole";
+    default:
+      return t.id.empty() ? engine::to_string(t.kind) : t.id;
+  }
+}
+
+}  // namespace node_util
+
+using node_util::target_text;
+
+namespace {
+
+json_t* jstr(const std::string& s) {
+  return json_string(s.c_str());
+}
+
+std::int64_t ms_ago(engine::Time t) {
+  return std::chrono::duration_cast<milliseconds>(now() - t).count();
+}
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
+}
+
+// A steady-clock instant as wall-clock unix milliseconds: now's wall clock minus how long
+// ago it was. (The engine keeps monotonic time only; status shows wall-clock times.)
+std::int64_t wall_ms(engine::Time t) {
+  return unix_ms(std::chrono::system_clock::now()) - ms_ago(t);
+}
+
+// "2026-11-22T08:51:14.123Z"
+std::string iso8601_ms(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  auto ms = unix_ms(t) % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+void set_int(json_t* o, const char* key, std::int64_t v) {
+  json_object_set_new(o, key, json_integer(static_cast<json_int_t>(v)));
+}
+
+constexpr const char* kPhases[] = {"identity",     "ec2-client", "source-dest-check",
+                                   "floating-eni", "discovery",  "running",
+                                   "stopped"};
+
+constexpr engine::State kStates[] = {
+    engine::State::Starting, engine::State::Standby,   engine::State::Active,
+    engine::State::Failing,  engine::State::Unhealthy, engine::State::Draining,
+    engine::State::Drained,  engine::State::Leaving,   engine::State::ExitReady};
+
+// Whether every managed route of `t` points at its allocated target (nothing to do).
+bool on_allocated(const engine::TableSnapshot& t) {
+  if (t.routes.empty()) return false;
+  return std::all_of(t.routes.begin(), t.routes.end(), [&](const engine::RouteSnapshot& r) {
+    return r.current.kind == t.allocated.kind && r.current.id == t.allocated.id;
+  });
+}
+
+}  // namespace
+
+std::string Node::summary() const {
+  if (!machine_) {
+    return std::string("starting") + (phase_error_.empty() ? "" : ": " + phase_error_);
+  }
+  auto s = machine_->snapshot();
+  int owned = 0;
+  for (const auto& t : s.tables)
+    for (const auto& r : t.routes)
+      if (r.current.id == id_.eni_id || r.current.id == id_.instance_id) ++owned;
+  return std::string(engine::to_string(s.state)) + ", " + std::to_string(owned) + " of " +
+         std::to_string(s.tables.size()) + " route tables";
+}
+
+status::Json Node::status() const {
+  json_t* root = json_object();
+  json_object_set_new(root, "phase", json_string(kPhases[static_cast<int>(phase_)]));
+  if (!phase_error_.empty()) json_object_set_new(root, "phase_error", jstr(phase_error_));
+  json_t* self = json_object();
+  json_object_set_new(self, "instance_id", jstr(id_.instance_id));
+  json_object_set_new(self, "zone", jstr(id_.zone));
+  json_object_set_new(self, "region", jstr(id_.region));
+  json_object_set_new(self, "vpc_id", jstr(id_.vpc_id));
+  json_object_set_new(self, "eni_id", jstr(id_.eni_id));
+  json_object_set_new(self, "private_ip", jstr(id_.private_ip));
+  if (!cfg_->failover.floating_eni.empty()) {
+    json_object_set_new(self, "floating_eni", jstr(cfg_->failover.floating_eni));
+    json_object_set_new(self, "floating_eni_state", jstr(floating_eni_state_));
+  }
+  if (own_link_) {
+    json_object_set_new(self, "own_link", jstr(own_link_->ifname()));
+    json_object_set_new(self, "own_link_up", json_boolean(own_link_->up()));
+    set_int(self, "own_link_downs", static_cast<std::int64_t>(own_link_->downs()));
+    set_int(self, "discounted_probe_failures", static_cast<std::int64_t>(discounted_failures_));
+  }
+  if (auto sd = send_delay_.summary(); sd.samples > 0) {
+    json_t* j = json_object();
+    set_int(j, "samples", static_cast<std::int64_t>(sd.samples));
+    set_int(j, "p50", sd.p50.count());
+    set_int(j, "p99", sd.p99.count());
+    set_int(j, "max", sd.max.count());
+    json_object_set_new(self, "probe_send_delay_us", j);
+  }
+  json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
+  if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
+  json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
+  if (!egress_detail_.empty()) json_object_set_new(self, "egress_detail", jstr(egress_detail_));
+  if (nat_ && nat_->forward_watching()) {
+    const auto& fw = nat_->forward();
+    json_object_set_new(self, "forward", json_string(engine::to_string(fw.state())));
+    if (!fw.detail().empty()) json_object_set_new(self, "forward_detail", jstr(fw.detail()));
+    set_int(self, "forward_in_packets", static_cast<std::int64_t>(fw.in_total()));
+    set_int(self, "forward_out_packets", static_cast<std::int64_t>(fw.out_total()));
+    if (fw.recheck_at()) {
+      set_int(self, "forward_recheck_in_ms",
+              std::max<std::int64_t>(
+                  0, std::chrono::duration_cast<milliseconds>(*fw.recheck_at() - now()).count()));
+    }
+    if (!nat_->forward_read_error().empty()) {
+      json_object_set_new(self, "forward_error", jstr(nat_->forward_read_error()));
+    }
+  } else {
+    json_object_set_new(self, "forward", json_string("off"));
+  }
+  json_object_set_new(root, "self", self);
+
+  json_t* counters = json_object();
+  set_int(counters, "failovers", static_cast<std::int64_t>(failovers_));
+  set_int(counters, "route_writes", static_cast<std::int64_t>(route_writes_));
+  set_int(counters, "throttles", static_cast<std::int64_t>(throttles_));
+  if (nat_) {
+    const auto& nc = nat_->counters();
+    set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
+    set_int(counters, "drift_repairs",
+            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
+  }
+  // "Action outcome" -> count (flat, as before), and the same grouped by action.
+  json_t* calls = json_object();
+  json_t* by_action = json_object();
+  std::uint64_t total = 0;
+  for (const auto& [k, v] : ec2_calls_) {
+    set_int(calls, (k.first + " " + k.second).c_str(), static_cast<std::int64_t>(v));
+    json_t* a = json_object_get(by_action, k.first.c_str());
+    if (a == nullptr) {
+      a = json_object();
+      json_object_set_new(by_action, k.first.c_str(), a);
+    }
+    set_int(a, k.second.c_str(), static_cast<std::int64_t>(v));
+    total += v;
+  }
+  json_object_set_new(counters, "ec2_calls", calls);
+  json_object_set_new(counters, "ec2_calls_by_action", by_action);
+  set_int(counters, "ec2_calls_total", static_cast<std::int64_t>(total));
+  json_object_set_new(root, "counters", counters);
+
+  if (!machine_) return status::Json(root);
+  auto s = machine_->snapshot();
+  json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
+  set_int(root, "state_since_unix_ms", wall_ms(s.state_since));
+  set_int(root, "state_for_ms", ms_ago(s.state_since));
+  json_object_set_new(root, "drained", json_boolean(s.drained));
+  json_t* members = json_array();
+  for (const auto& m : s.members) {
+    json_t* jm = json_object();
+    json_object_set_new(jm, "instance_id", jstr(m.instance_id));
+    json_object_set_new(jm, "zone", jstr(m.zone));
+    json_object_set_new(jm, "self", json_boolean(m.self));
+    json_object_set_new(
+        jm, "health",
+        json_string(m.self ? engine::to_string(s.state) : engine::to_string(m.health)));
+    auto ait = discovered_.addresses.find(m.instance_id);
+    if (ait != discovered_.addresses.end()) json_object_set_new(jm, "address", jstr(ait->second));
+    if (m.down_since) set_int(jm, "down_for_ms", ms_ago(*m.down_since));
+    // Since when the member is in its current health (self: its current state), as wall
+    // time for tools and as a duration for people.
+    set_int(jm, "since_unix_ms", wall_ms(m.since));
+    set_int(jm, "for_ms", ms_ago(m.since));
+    json_t* rtt = json_object();
+    for (const auto& [k, v] : last_rtt_) {
+      if (k.rfind(m.instance_id + "/", 0) == 0)
+        json_object_set_new(rtt, k.substr(m.instance_id.size() + 1).c_str(),
+                            json_integer(static_cast<json_int_t>(v.count())));
+    }
+    json_object_set_new(jm, "last_rtt_us", rtt);
+    json_array_append_new(members, jm);
+  }
+  json_object_set_new(root, "members", members);
+  json_t* tables = json_array();
+  for (const auto& t : s.tables) {
+    json_t* jt = json_object();
+    json_object_set_new(jt, "id", jstr(t.id));
+    json_object_set_new(jt, "zone", jstr(t.zone));
+    json_object_set_new(jt, "allocated", jstr(target_text(t.allocated)));
+    json_object_set_new(jt, "on_allocated", json_boolean(on_allocated(t)));
+    set_int(jt, "writes", static_cast<std::int64_t>(t.writes));
+    if (t.hold_until && *t.hold_until > now()) set_int(jt, "hold_down_ms", -ms_ago(*t.hold_until));
+    if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
+      json_t* jw = json_object();
+      set_int(jw, "at_unix_ms", unix_ms(lw->second.at));
+      json_object_set_new(jw, "at", jstr(iso8601_ms(lw->second.at)));
+      set_int(
+          jw, "ago_ms",
+          std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now() - lw->second.at)
+              .count());
+      json_object_set_new(jw, "destination", jstr(lw->second.destination));
+      json_object_set_new(jw, "target", jstr(lw->second.target));
+      json_object_set_new(jw, "outcome", jstr(lw->second.outcome));
+      json_object_set_new(jt, "last_write", jw);
+    }
+    json_t* routes = json_array();
+    for (const auto& r : t.routes) {
+      json_t* jr = json_object();
+      json_object_set_new(jr, "destination", jstr(r.destination));
+      json_object_set_new(jr, "current", jstr(target_text(r.current)));
+      json_object_set_new(jr, "in_flight", json_boolean(r.in_flight.has_value()));
+      if (!r.last_error.empty()) json_object_set_new(jr, "last_error", jstr(r.last_error));
+      json_array_append_new(routes, jr);
+    }
+    json_object_set_new(jt, "routes", routes);
+    json_array_append_new(tables, jt);
+  }
+  json_object_set_new(root, "tables", tables);
+  return status::Json(root);
+}
+
+void Node::fill_report(Report& r) const {
+  r.phase = kPhases[static_cast<int>(phase_)];
+  r.phases.assign(std::begin(kPhases), std::end(kPhases));
+  r.states.clear();
+  for (auto st : kStates) r.states.emplace_back(engine::to_string(st));
+  r.instance_id = id_.instance_id;
+  r.zone = id_.zone;
+  r.nat_ok = nat_healthy_;
+  r.egress = engine::to_string(egress_health_);
+  if (nat_ && nat_->forward_watching()) {
+    r.forward = engine::to_string(nat_->forward().state());
+    r.forward_in_packets = nat_->forward().in_total();
+    r.forward_out_packets = nat_->forward().out_total();
+  } else {
+    r.forward = "off";
+  }
+  if (auto sd = send_delay_.summary(); sd.samples > 0) {
+    r.probe_send_delay_us = {
+        {"p50", sd.p50.count()}, {"p99", sd.p99.count()}, {"max", sd.max.count()}};
+  }
+  r.failovers = failovers_;
+  r.route_writes = route_writes_;
+  r.throttles = throttles_;
+  if (nat_) {
+    const auto& nc = nat_->counters();
+    r.nat_applies = nc.applies;
+    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs;
+  }
+  r.ec2_calls = ec2_calls_;
+  if (!machine_) return;
+  auto s = machine_->snapshot();
+  r.state = engine::to_string(s.state);
+  r.state_since_unix_ms = wall_ms(s.state_since);
+  r.drained = s.drained;
+  for (const auto& m : s.members) {
+    Report::Member rm;
+    rm.instance_id = m.instance_id;
+    rm.zone = m.zone;
+    rm.self = m.self;
+    rm.health = engine::to_string(m.health);
+    rm.since_unix_ms = wall_ms(m.since);
+    for (const auto& [k, v] : last_rtt_) {
+      if (k.rfind(m.instance_id + "/", 0) == 0)
+        rm.rtt_us[k.substr(m.instance_id.size() + 1)] = v.count();
+    }
+    r.members.push_back(std::move(rm));
+  }
+  for (const auto& t : s.tables) {
+    Report::Table rt;
+    rt.id = t.id;
+    rt.zone = t.zone;
+    rt.allocated = target_text(t.allocated);
+    rt.on_allocated = on_allocated(t);
+    rt.writes = t.writes;
+    if (t.hold_until && *t.hold_until > now()) rt.hold_down_ms = -ms_ago(*t.hold_until);
+    if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
+      rt.last_write_unix_ms = unix_ms(lw->second.at);
+      rt.last_write_outcome = lw->second.outcome;
+    }
+    r.tables.push_back(std::move(rt));
+  }
+}
+
+}  // namespace hanat::daemon

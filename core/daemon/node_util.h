@@ -1,0 +1,38 @@
+#pragma once
+// DOC: core/daemon/node_util.h holds the few helpers that several of the node's files
+// (see node.h) need: the clock, the error of an EC2 result, and the translation between
+// EC2 routes and the engine's targets. Internal to core/daemon: only node*.cc include it.
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/engine/types.h"
+#include "ec2/ec2.h"
+
+namespace hanat::daemon::node_util {
+
+using Clock = std::chrono::steady_clock;
+
+inline engine::Time now() {
+  return Clock::now();
+}
+
+// The error of a completed EC2 call, or nullptr when it succeeded (what count_call() takes).
+template <class R>
+const ec2::Ec2Error* err_of(const R& r) {
+  return r ? nullptr : &r.error();
+}
+
+// Defined in node_routes.cc: EC2's route tables as the engine sees them.
+// The value of tag `key`, or "" when the resource has no such tag.
+std::string tag(const std::vector<ec2::Tag>& tags, std::string_view key);
+// What a route points at: blackhole, ENI, instance, NAT gateway, or other.
+engine::Target target_of(const ec2::Route& r);
+
+// Defined in node_status.cc: a target as status and log lines show it ("missing",
+// "blackhole", its id, or its kind when it has no id).
+std::string target_text(const engine::Target& t);
+
+}  // namespace hanat::daemon::node_util
