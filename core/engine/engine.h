@@ -19,7 +19,9 @@
 //                        recompute_allocation(), holder() and the token bucket
 //   allocation.h   allocate(): which healthy member serves which route table
 //   peer_health.h  PeerHealth: a peer's UP/DOWN from per-kind rise/fall and the agent verdict
-//   health.h       HealthTracker: rise/fall hysteresis of one signal
+//   (core/base/health.h HealthTracker, rise/fall hysteresis of one signal, and
+//   core/base/probe_kind.h ProbeKind are shared with probes/ and config; types.h names them
+//   here)
 //
 // Policy map (DESIGN "Failover semantics" -> where it lives):
 //   1 allocation -> recompute_allocation() (machine_routes.cc); 2 claim, don't push ->
@@ -32,7 +34,6 @@
 //   move_eips(), maybe_recover() (machine_routes.cc).
 
 #include "core/engine/allocation.h"
-#include "core/engine/health.h"
 #include "core/engine/machine.h"
 #include "core/engine/peer_health.h"
 #include "core/engine/types.h"

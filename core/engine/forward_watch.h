@@ -27,7 +27,6 @@
 #include <optional>
 #include <string>
 
-#include "core/engine/health.h"
 #include "core/engine/types.h"
 
 namespace hanat::engine {
