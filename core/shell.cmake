@@ -11,6 +11,7 @@ add_library(core STATIC
   log/log.cc
   status/status_server.cc
   daemon/daemon.cc
+  daemon/forward_check.cc
   daemon/node.cc
   daemon/plan.cc
   daemon/report.cc)

@@ -159,6 +159,7 @@ void Node::start() {
   nat_ = std::make_unique<netfilter::NatManager>(
       loop_,
       netfilter::ManagerOptions{cfg_->nat.drift_check_interval, milliseconds(1000), "/proc/sys"});
+  forward_ = std::make_unique<ForwardCheck>(*nat_);
   nat_->on_health_change([this](const netfilter::Health& h) {
     nat_healthy_ = h.ok;
     nat_reason_ = h.reason;
@@ -169,7 +170,7 @@ void Node::start() {
     }
     feed_self_health();
   });
-  nat_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
+  forward_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
     if (v.state == engine::Health::Down) {
       log::warning("forward check: down (" + v.detail + "): handing routes away");
     } else {
@@ -185,16 +186,16 @@ void Node::start() {
 void Node::watch_forwarding() {
   if (!nat_) return;
   if (!cfg_->forward.check) {
-    nat_->watch_forwarding(std::nullopt);
+    forward_->watch_forwarding(std::nullopt);
     return;
   }
-  netfilter::ForwardCheckOptions o;
+  ForwardCheckOptions o;
   o.interval = cfg_->forward.interval;
   o.watch.min_packets = static_cast<std::uint64_t>(cfg_->forward.min_packets);
   o.watch.fall = cfg_->forward.fall;
   o.watch.rise = cfg_->forward.rise;
   o.watch.recheck = cfg_->forward.recheck;
-  nat_->watch_forwarding(o);
+  forward_->watch_forwarding(o);
 }
 
 void Node::run_phase() {
@@ -708,8 +709,8 @@ void Node::start_notices() {
 }
 
 std::string Node::forward_stall() const {
-  if (!nat_ || nat_->forward().state() != engine::Health::Down) return {};
-  return "forwarding stalled: " + nat_->forward().detail();
+  if (!nat_ || forward_->forward().state() != engine::Health::Down) return {};
+  return "forwarding stalled: " + forward_->forward().detail();
 }
 
 void Node::feed_self_health() {
@@ -1055,7 +1056,7 @@ status::Json Node::status() const {
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
   if (!egress_detail_.empty()) json_object_set_new(self, "egress_detail", jstr(egress_detail_));
   if (nat_ && nat_->forward_watching()) {
-    const auto& fw = nat_->forward();
+    const auto& fw = forward_->forward();
     json_object_set_new(self, "forward", json_string(engine::to_string(fw.state())));
     if (!fw.detail().empty()) json_object_set_new(self, "forward_detail", jstr(fw.detail()));
     set_int(self, "forward_in_packets", static_cast<std::int64_t>(fw.in_total()));
@@ -1186,9 +1187,9 @@ void Node::fill_report(Report& r) const {
   r.nat_ok = nat_healthy_;
   r.egress = engine::to_string(egress_health_);
   if (nat_ && nat_->forward_watching()) {
-    r.forward = engine::to_string(nat_->forward().state());
-    r.forward_in_packets = nat_->forward().in_total();
-    r.forward_out_packets = nat_->forward().out_total();
+    r.forward = engine::to_string(forward_->forward().state());
+    r.forward_in_packets = forward_->forward().in_total();
+    r.forward_out_packets = forward_->forward().out_total();
   } else {
     r.forward = "off";
   }
