@@ -19,6 +19,8 @@
 //                        recompute_allocation(), holder() and the token bucket
 //   allocation.h   allocate(): which healthy member serves which route table
 //   peer_health.h  PeerHealth: a peer's UP/DOWN from per-kind rise/fall and the agent verdict
+//   forward_watch.h ForwardWatch: the forward-stall judgement from the forward counters that
+//                  netfilter reads and the shell feeds in (core/daemon/forward_check.h)
 //   (core/base/health.h HealthTracker, rise/fall hysteresis of one signal, and
 //   core/base/probe_kind.h ProbeKind are shared with probes/ and config; types.h names them
 //   here)
