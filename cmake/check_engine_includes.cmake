@@ -1,6 +1,7 @@
 # core/engine is the pure decision core: it must not do I/O. This script fails the build
 # when a file under it includes a header that brings I/O, clocks or threads in.
-# Usage: cmake -DENGINE_DIR=<dir> -P check_engine_includes.cmake
+# Usage: cmake -DENGINE_DIR=<dir> [-DADAPTER_DIRS=<dir>;...] -P check_engine_includes.cmake
+# With ADAPTER_DIRS it also runs check_adapter_includes.cmake: those may not include the engine.
 file(GLOB_RECURSE sources "${ENGINE_DIR}/*.h" "${ENGINE_DIR}/*.cc")
 set(forbidden
   "uv\\.h" "curl/" "libmnl/" "libnftnl/" "linux/" "sys/" "netinet/" "arpa/" "net/"
@@ -20,4 +21,7 @@ foreach(src IN LISTS sources)
 endforeach()
 if(bad)
   message(FATAL_ERROR "core/engine must not include I/O headers (see STYLE.md C0):${bad}")
+endif()
+if(ADAPTER_DIRS)
+  include(${CMAKE_CURRENT_LIST_DIR}/check_adapter_includes.cmake)
 endif()

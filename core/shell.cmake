@@ -1,6 +1,7 @@
 # The daemon shell (everything in core/ but engine/ and uv/) and the two executables.
-add_library(core_config STATIC config/config.cc config/config.h)
-target_link_libraries(core_config PUBLIC hanat_options core_engine PRIVATE PkgConfig::TOMLPLUSPLUS)
+add_library(core_config STATIC config/config.cc config/config.h config/config_rules.cc
+  config/config_sections.cc config/config_sections.h config/toml_reader.cc config/toml_reader.h)
+target_link_libraries(core_config PUBLIC hanat_options core_base PRIVATE PkgConfig::TOMLPLUSPLUS)
 
 # The text rendering of a status reply: jansson only, shared by hanatctl and its tests.
 add_library(core_status_text STATIC status/status_text.cc status/status_text.h)
@@ -10,6 +11,7 @@ add_library(core STATIC
   log/log.cc
   status/status_server.cc
   daemon/daemon.cc
+  daemon/forward_check.cc
   daemon/node.cc
   daemon/node_execute.cc
   daemon/node_probes.cc

@@ -12,28 +12,21 @@ NatManager::NatManager(uv::Loop& loop, ManagerOptions options)
       sysctl_(options_.sysctl_root),
       forward_timer_(loop) {}
 
-void NatManager::watch_forwarding(std::optional<ForwardCheckOptions> o) {
+void NatManager::watch_forwarding(std::optional<std::chrono::milliseconds> interval) {
   (void)forward_timer_.stop();
-  forward_options_ = std::move(o);
-  forward_.rebase();
-  if (!forward_options_) {
-    if (forward_.state() != engine::Health::Unknown) {
-      forward_ = engine::ForwardWatch();
-      if (on_forward_) on_forward_({engine::Health::Unknown, "forward check off"});
-    }
-    return;
-  }
-  forward_options_->watch.interval = forward_options_->interval;
-  forward_.set_options(forward_options_->watch);
-  const auto every = forward_options_->interval;
+  forward_interval_ = interval;
+  if (!forward_interval_) return;
+  const auto every = *forward_interval_;
   (void)forward_timer_.start(every, every, [this] { sample_forwarding(); });
 }
 
 void NatManager::sample_forwarding() {
-  if (!forward_options_ || !nat_ || !nat_->forward_counters) return;
+  if (!forward_interval_ || !nat_ || !nat_->forward_counters) return;
+  ForwardSample sample;
+  sample.at = std::chrono::steady_clock::now();
   if (auto s = ensure_netlink(); !s) {
     forward_error_ = s.error().message;
-    forward_.rebase();
+    if (on_forward_) on_forward_(sample);
     return;
   }
   auto c = netlink_->read_forward_counters(nat_->table);
@@ -41,13 +34,13 @@ void NatManager::sample_forwarding() {
     // The table is missing or altered: the drift check repairs it and reports the health;
     // here the window is simply lost.
     forward_error_ = c.error().message;
-    forward_.rebase();
+    if (on_forward_) on_forward_(sample);
     return;
   }
   forward_error_.clear();
-  if (auto v = forward_.sample(c->in, c->out, std::chrono::steady_clock::now())) {
-    if (on_forward_) on_forward_(*v);
-  }
+  sample.ok = true;
+  sample.counters = *c;
+  if (on_forward_) on_forward_(sample);
 }
 
 Status NatManager::ensure_netlink() {

@@ -18,7 +18,6 @@
 #include <optional>
 #include <string>
 
-#include "core/engine/forward_watch.h"
 #include "core/uv/uv.h"
 #include "netfilter/netlink.h"
 #include "netfilter/spec.h"
@@ -41,11 +40,13 @@ struct NatCounters {
   uint64_t failures = 0;        // applies or checks that left the data plane unhealthy
 };
 
-// The forward-path check (core/engine/forward_watch.h for the rule). Runs only while the
-// applied NatSpec has forward_counters on.
-struct ForwardCheckOptions {
-  std::chrono::milliseconds interval{200};
-  engine::ForwardWatchOptions watch;  // its interval is set from `interval`
+// One reading of the forward-path counters of the applied table (netfilter/batch.h,
+// kForwardInChain). netfilter only measures: the judgement of a stall is the engine's
+// ForwardWatch, which the daemon feeds with these readings (core/daemon/forward_check.h).
+struct ForwardSample {
+  bool ok = false;           // false: the reading failed (forward_read_error() says why)
+  ForwardCounters counters;  // cumulative since the table was created; valid when ok
+  std::chrono::steady_clock::time_point at;
 };
 
 struct ManagerOptions {
@@ -88,16 +89,15 @@ class NatManager {
   // Called whenever health changes (ok <-> unhealthy, or a different reason).
   void on_health_change(std::function<void(const Health&)> cb) { on_health_ = std::move(cb); }
 
-  // Starts (or reconfigures) the forward-path check: every `interval`, the counters of the
-  // applied table are read and judged. The check is a separate signal from health(): the
-  // table and sysctls can be perfect while the forward path drops everything. nullopt stops
-  // it (its state goes back to Unknown and is reported once through the callback).
-  void watch_forwarding(std::optional<ForwardCheckOptions> o);
-  void on_forward_change(std::function<void(const engine::ForwardWatch::Verdict&)> cb) {
+  // Starts (or re-times) the forward counter readings: every `interval`, the counters of the
+  // applied table (when its NatSpec has forward_counters on) are read and reported through
+  // on_forward_counters(). They are a separate signal from health(): the table and sysctls
+  // can be perfect while the forward path drops everything. nullopt stops the readings.
+  void watch_forwarding(std::optional<std::chrono::milliseconds> interval);
+  void on_forward_counters(std::function<void(const ForwardSample&)> cb) {
     on_forward_ = std::move(cb);
   }
-  [[nodiscard]] const engine::ForwardWatch& forward() const { return forward_; }
-  [[nodiscard]] bool forward_watching() const { return forward_options_.has_value(); }
+  [[nodiscard]] bool forward_watching() const { return forward_interval_.has_value(); }
   // Why the last counter reading failed (empty after a good one).
   [[nodiscard]] const std::string& forward_read_error() const { return forward_error_; }
   // One counter reading now (the timer runs the same); for tests.
@@ -122,10 +122,9 @@ class NatManager {
   std::function<void(const Health&)> on_health_;
 
   uv::Timer forward_timer_;
-  std::optional<ForwardCheckOptions> forward_options_;
-  engine::ForwardWatch forward_;
+  std::optional<std::chrono::milliseconds> forward_interval_;
   std::string forward_error_;
-  std::function<void(const engine::ForwardWatch::Verdict&)> on_forward_;
+  std::function<void(const ForwardSample&)> on_forward_;
 };
 
 }  // namespace hanat::netfilter

@@ -13,7 +13,7 @@ EgressWindow::EgressWindow(std::size_t targets, int k, std::chrono::nanoseconds 
 void EgressWindow::record(std::size_t target, bool ok, Time at) {
   if (target >= last_ok_.size() || !ok) return;
   if (!last_ok_[target] || *last_ok_[target] < at) last_ok_[target] = at;
-  if (!been_up_ && evaluate(at).state == engine::Health::Up) been_up_ = true;
+  if (!been_up_ && evaluate(at).state == core::Health::Up) been_up_ = true;
 }
 
 EgressWindow::Verdict EgressWindow::evaluate(Time now) const {
@@ -26,11 +26,11 @@ EgressWindow::Verdict EgressWindow::evaluate(Time now) const {
              " egress targets answered within " + std::to_string(ms) + " ms (need " +
              std::to_string(k_) + ")";
   if (v.answered >= k_) {
-    v.state = engine::Health::Up;
+    v.state = core::Health::Up;
   } else if (!been_up_ && now - start_ < window_) {
-    v.state = engine::Health::Unknown;
+    v.state = core::Health::Unknown;
   } else {
-    v.state = engine::Health::Down;
+    v.state = core::Health::Down;
   }
   return v;
 }

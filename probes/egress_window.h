@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/health.h"
+#include "core/base/health.h"
 #include "probes/types.h"
 
 namespace hanat::probes {
@@ -21,7 +21,7 @@ class EgressWindow {
   EgressWindow(std::size_t targets, int k, std::chrono::nanoseconds window, Time start);
 
   struct Verdict {
-    engine::Health state = engine::Health::Unknown;
+    core::Health state = core::Health::Unknown;
     std::size_t answered = 0;  // targets with a success inside the window
     std::string detail;        // "2 of 3 egress targets answered within 600 ms"
   };

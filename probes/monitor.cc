@@ -44,8 +44,7 @@ core::Result<std::unique_ptr<PeerMonitor>, std::string> PeerMonitor::create(
       targets.push_back(std::move(t));
       m->peer_of_.push_back(p);
     }
-    m->health_.emplace_back(s.id, s.kinds,
-                            engine::Thresholds{.rise = opts.rise, .fall = opts.fall});
+    m->health_.emplace_back(s.id, s.kinds, core::Thresholds{.rise = opts.rise, .fall = opts.fall});
   }
   // Interleave kinds of one peer across the interval: targets are ordered peer by peer, and
   // the schedule spreads consecutive slots, so a peer's ICMP and agent probes are 1/n apart.
@@ -135,7 +134,7 @@ std::error_code EgressCheck::start() {
       // that long to answer (e.g. ARP on a fresh interface), and must not count as lost.
       std::make_unique<EgressWindow>(runner_->targets().size(), k_, window_,
                                      Clock::now() + timeout_);
-  last_ = engine::Health::Unknown;
+  last_ = core::Health::Unknown;
   if (auto e = runner_->start(); e) return e;
   evaluate();
   return {};

@@ -91,7 +91,7 @@ class EgressCheck {
   std::unique_ptr<IcmpProber> icmp_;
   std::unique_ptr<TcpProber> tcp_;
   std::unique_ptr<EgressWindow> window_state_;
-  engine::Health last_ = engine::Health::Unknown;
+  core::Health last_ = core::Health::Unknown;
   uv::Timer timer_;
   std::unique_ptr<Runner> runner_;
 };

@@ -4,9 +4,9 @@
 
 namespace hanat::probes {
 
-PeerHealth::PeerHealth(std::string peer, const std::vector<ProbeKind>& kinds, engine::Thresholds t)
+PeerHealth::PeerHealth(std::string peer, const std::vector<ProbeKind>& kinds, core::Thresholds t)
     : peer_(std::move(peer)), thresholds_(t) {
-  for (ProbeKind k : kinds) trackers_.emplace(k, engine::HealthTracker{t});
+  for (ProbeKind k : kinds) trackers_.emplace(k, core::HealthTracker{t});
 }
 
 Health PeerHealth::kind_state(ProbeKind k) const {
@@ -31,7 +31,7 @@ PeerHealth::Update PeerHealth::record(ProbeKind kind, const Outcome& o, Time at)
   Update u;
   auto it = trackers_.find(kind);
   if (it == trackers_.end()) return u;
-  engine::HealthTracker& t = it->second;
+  core::HealthTracker& t = it->second;
 
   std::string why;
   bool said_down = kind == ProbeKind::Agent && o.failure == Failure::AgentDown;

@@ -1,7 +1,7 @@
 #pragma once
 // Combines a peer's probe kinds into one state, for status and for tests. The engine runs its
 // own trackers on the raw results; this is the probes module's view, with the same rise/fall
-// tracker (core/engine/health.h).
+// tracker (core/base/health.h).
 //
 // The rule (documented here and in README):
 //   1. An agent that *says* down (or draining) makes the peer DOWN at once, with the agent's
@@ -17,13 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/health.h"
+#include "core/base/health.h"
 #include "probes/types.h"
 
 namespace hanat::probes {
 
-using engine::Health;
-using engine::HealthChange;
+using core::Health;
+using core::HealthChange;
 
 struct PeerTransition {
   std::string peer;
@@ -35,7 +35,7 @@ struct PeerTransition {
 
 class PeerHealth {
  public:
-  PeerHealth(std::string peer, const std::vector<ProbeKind>& kinds, engine::Thresholds t);
+  PeerHealth(std::string peer, const std::vector<ProbeKind>& kinds, core::Thresholds t);
 
   struct Update {
     HealthChange kind_change = HealthChange::Unchanged;
@@ -55,8 +55,8 @@ class PeerHealth {
  private:
   [[nodiscard]] Health combine() const;
   std::string peer_;
-  engine::Thresholds thresholds_;
-  std::map<ProbeKind, engine::HealthTracker> trackers_;
+  core::Thresholds thresholds_;
+  std::map<ProbeKind, core::HealthTracker> trackers_;
   bool agent_said_down_ = false;
   std::string agent_reason_;
   Health state_ = Health::Unknown;

@@ -19,17 +19,17 @@
 #include <utility>
 #include <vector>
 
-#include "core/engine/types.h"
+#include "core/base/probe_kind.h"
 
 namespace hanat::probes {
 
 using Clock = std::chrono::steady_clock;
 using Time = Clock::time_point;
 
-// The engine's probe kinds: the probes measure what the engine judges, and the config
+// The probe kinds (core/base): the probes measure what the engine judges, and the config
 // names the same three.
-using engine::ProbeKind;
-using engine::to_string;
+using core::ProbeKind;
+using core::to_string;
 
 // Why a probe failed. `Unreachable` covers "no route" at send time and ICMP destination
 // unreachable replies; `AgentDown` is a peer's agent saying "down" (or draining).

@@ -12,15 +12,15 @@
 #include <string_view>
 #include <vector>
 
+#include "core/base/probe_kind.h"
 #include "core/base/result.h"
-#include "core/engine/types.h"
 
 namespace hanat::config {
 
 using std::chrono::milliseconds;
 
 enum class Discovery : std::uint8_t { Tags, Explicit };
-using engine::ProbeKind;  // the engine's: config, probes and engine name the same three
+using core::ProbeKind;  // core/base: config, probes and engine name the same three
 enum class CredentialsSource : std::uint8_t { InstanceRole, Environment, Static };
 enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
 enum class LogLevel : std::uint8_t { Debug, Info, Notice, Warning, Error };
@@ -189,7 +189,7 @@ std::optional<Cidr> parse_cidr(std::string_view s, std::string* why = nullptr);
 bool is_ec2_id(std::string_view s, std::string_view prefix);
 std::string format_duration(milliseconds d);
 
-using engine::to_string;
+using core::to_string;
 const char* to_string(LogLevel l);
 const char* to_string(Discovery d);
 const char* to_string(CredentialsSource c);

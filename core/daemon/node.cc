@@ -36,6 +36,7 @@ void Node::start() {
   nat_ = std::make_unique<netfilter::NatManager>(
       loop_,
       netfilter::ManagerOptions{cfg_->nat.drift_check_interval, milliseconds(1000), "/proc/sys"});
+  forward_ = std::make_unique<ForwardCheck>(*nat_);
   nat_->on_health_change([this](const netfilter::Health& h) {
     nat_healthy_ = h.ok;
     nat_reason_ = h.reason;
@@ -46,7 +47,7 @@ void Node::start() {
     }
     feed_self_health();
   });
-  nat_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
+  forward_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
     if (v.state == engine::Health::Down) {
       log::warning("forward check: down (" + v.detail + "): handing routes away");
     } else {

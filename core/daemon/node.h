@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/config/config.h"
+#include "core/daemon/forward_check.h"
 #include "core/daemon/report.h"
 #include "core/engine/machine.h"
 #include "core/status/status_server.h"
@@ -141,6 +142,7 @@ class Node {
   ec2::RoleCredentials* role_ = nullptr;  // owned by creds_ when the role is used
   std::unique_ptr<ec2::Client> ec2_;
   std::unique_ptr<netfilter::NatManager> nat_;
+  std::unique_ptr<ForwardCheck> forward_;  // fed by nat_, so declared after it
   std::unique_ptr<probes::PeerMonitor> peers_;
   std::unique_ptr<probes::EgressCheck> egress_;
   // This host's own interface toward the peers (the one holding the private IP): probe

@@ -20,16 +20,16 @@ using std::chrono::milliseconds;
 void Node::watch_forwarding() {
   if (!nat_) return;
   if (!cfg_->forward.check) {
-    nat_->watch_forwarding(std::nullopt);
+    forward_->watch_forwarding(std::nullopt);
     return;
   }
-  netfilter::ForwardCheckOptions o;
+  ForwardCheckOptions o;
   o.interval = cfg_->forward.interval;
   o.watch.min_packets = static_cast<std::uint64_t>(cfg_->forward.min_packets);
   o.watch.fall = cfg_->forward.fall;
   o.watch.rise = cfg_->forward.rise;
   o.watch.recheck = cfg_->forward.recheck;
-  nat_->watch_forwarding(o);
+  forward_->watch_forwarding(o);
 }
 
 void Node::watch_own_link() {
@@ -178,8 +178,8 @@ void Node::start_notices() {
 }
 
 std::string Node::forward_stall() const {
-  if (!nat_ || nat_->forward().state() != engine::Health::Down) return {};
-  return "forwarding stalled: " + nat_->forward().detail();
+  if (!nat_ || forward_->forward().state() != engine::Health::Down) return {};
+  return "forwarding stalled: " + forward_->forward().detail();
 }
 
 void Node::feed_self_health() {

@@ -136,7 +136,7 @@ status::Json Node::status() const {
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
   if (!egress_detail_.empty()) json_object_set_new(self, "egress_detail", jstr(egress_detail_));
   if (nat_ && nat_->forward_watching()) {
-    const auto& fw = nat_->forward();
+    const auto& fw = forward_->forward();
     json_object_set_new(self, "forward", json_string(engine::to_string(fw.state())));
     if (!fw.detail().empty()) json_object_set_new(self, "forward_detail", jstr(fw.detail()));
     set_int(self, "forward_in_packets", static_cast<std::int64_t>(fw.in_total()));
@@ -263,9 +263,9 @@ void Node::fill_report(Report& r) const {
   r.nat_ok = nat_healthy_;
   r.egress = engine::to_string(egress_health_);
   if (nat_ && nat_->forward_watching()) {
-    r.forward = engine::to_string(nat_->forward().state());
-    r.forward_in_packets = nat_->forward().in_total();
-    r.forward_out_packets = nat_->forward().out_total();
+    r.forward = engine::to_string(forward_->forward().state());
+    r.forward_in_packets = forward_->forward().in_total();
+    r.forward_out_packets = forward_->forward().out_total();
   } else {
     r.forward = "off";
   }

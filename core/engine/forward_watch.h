@@ -2,6 +2,8 @@
 // The forward-path check: judges this NAT's own forwarding from two packet counters that the
 // netfilter module keeps in hanat's table (netfilter/batch.h, kForwardInChain): packets that
 // arrived to be forwarded ("in") and packets forwarded out ("out"), read every interval.
+// netfilter only reads them (NatManager, ForwardSample); the daemon shell feeds each reading
+// here (core/daemon/forward_check.h), so the judgement stays in the engine.
 //
 // Why counters and not a probe: a NAT whose kernel drops forwarded packets (a forward-hook
 // drop, a routing or rp_filter mistake) still answers ICMP and the agent port, and its own
@@ -27,7 +29,6 @@
 #include <optional>
 #include <string>
 
-#include "core/engine/health.h"
 #include "core/engine/types.h"
 
 namespace hanat::engine {

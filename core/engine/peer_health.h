@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/health.h"
 #include "core/engine/types.h"
 
 namespace hanat::engine {

@@ -126,18 +126,6 @@ const char* to_string(Reason r) {
   return "?";
 }
 
-const char* to_string(ProbeKind k) {
-  switch (k) {
-    case ProbeKind::Icmp:
-      return "icmp";
-    case ProbeKind::Tcp:
-      return "tcp";
-    case ProbeKind::Agent:
-      return "agent";
-  }
-  return "?";
-}
-
 const char* to_string(TargetKind k) {
   switch (k) {
     case TargetKind::Missing:

@@ -10,7 +10,8 @@
 #include <variant>
 #include <vector>
 
-#include "core/engine/health.h"
+#include "core/base/health.h"
+#include "core/base/probe_kind.h"
 
 namespace hanat::engine {
 
@@ -19,8 +20,14 @@ using Millis = std::chrono::milliseconds;
 using OpId = std::uint64_t;
 using Epoch = std::uint64_t;
 
-enum class ProbeKind : std::uint8_t { Icmp, Tcp, Agent };
-inline constexpr int kProbeKinds = 3;
+// Shared with probes/ and the config (core/base): one enum and one hysteresis for all.
+using core::Health;
+using core::HealthChange;
+using core::HealthTracker;
+using core::kProbeKinds;
+using core::ProbeKind;
+using core::Thresholds;
+using core::to_string;
 
 // One NAT instance of the group, as configured or discovered by tag.
 struct Member {
@@ -296,7 +303,6 @@ struct Snapshot {
 
 const char* to_string(State s);
 const char* to_string(Reason r);
-const char* to_string(ProbeKind k);
 const char* to_string(TargetKind k);
 
 }  // namespace hanat::engine

@@ -22,6 +22,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/daemon/forward_check.h"
 #include "netfilter/batch.h"
 #include "netfilter/manager.h"
 #include "netfilter/netlink.h"
@@ -683,10 +684,12 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
     spec.forward_counters = true;
     ASSERT_TRUE(m.apply(spec, {}));
     std::vector<engine::ForwardWatch::Verdict> verdicts;
-    m.on_forward_change([&](const engine::ForwardWatch::Verdict& v) { verdicts.push_back(v); });
-    ForwardCheckOptions fo;
+    // netfilter reads the counters; the daemon's ForwardCheck judges them (engine rule).
+    daemon::ForwardCheck fc(m);
+    fc.on_forward_change([&](const engine::ForwardWatch::Verdict& v) { verdicts.push_back(v); });
+    daemon::ForwardCheckOptions fo;
     fo.interval = 50ms;
-    m.watch_forwarding(fo);
+    fc.watch_forwarding(fo);
 
     // A private host streaming 200 datagrams/s through the NAT.
     const sockaddr_in to = addr("198.19.1.2", 9);
@@ -696,7 +699,7 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
       (void)::sendto(tx, msg, sizeof msg, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
     }));
     ASSERT_TRUE(testing::run_until(
-        loop, [&] { return m.forward().state() == engine::Health::Up; }, 3s));
+        loop, [&] { return fc.forward().state() == engine::Health::Up; }, 3s));
     EXPECT_THAT(verdicts.back().detail, HasSubstr("packets forwarded in the last 50 ms"));
 
     // The kernel now drops every forwarded packet, as a stray firewall rule would. The NAT
@@ -706,19 +709,19 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
               0);
     const auto dropped = std::chrono::steady_clock::now();
     ASSERT_TRUE(testing::run_until(
-        loop, [&] { return m.forward().state() == engine::Health::Down; }, 3s));
+        loop, [&] { return fc.forward().state() == engine::Health::Down; }, 3s));
     // fall (3) windows of 50 ms, plus the window in progress and scheduling slack.
     EXPECT_LE(std::chrono::steady_clock::now() - dropped, 1s);
     EXPECT_THAT(verdicts.back().detail,
                 HasSubstr("arrived to be forwarded in 150 ms and none left"));
     EXPECT_TRUE(m.health().ok) << "the table and sysctls are fine; only forwarding is not";
-    ASSERT_TRUE(m.forward().recheck_at());
+    ASSERT_TRUE(fc.forward().recheck_at());
 
     // The rule goes: after `rise` windows that forward, the check is up again.
     ASSERT_EQ(sh(nat_->exec("nft delete table ip lab_nofwd")), 0);
     ASSERT_TRUE(testing::run_until(
-        loop, [&] { return m.forward().state() == engine::Health::Up; }, 3s));
-    EXPECT_FALSE(m.forward().recheck_at());
+        loop, [&] { return fc.forward().state() == engine::Health::Up; }, 3s));
+    EXPECT_FALSE(fc.forward().recheck_at());
 
     // A drift repair re-creates the table and its counters restart from zero: that is a new
     // baseline, not a stall.
@@ -729,12 +732,12 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
     ASSERT_FALSE(testing::run_until(
         loop, [&] { return std::chrono::steady_clock::now() >= until && verdicts.size() != ups; },
         600ms));
-    EXPECT_EQ(m.forward().state(), engine::Health::Up);
+    EXPECT_EQ(fc.forward().state(), engine::Health::Up);
     EXPECT_EQ(m.forward_read_error(), "");
 
     (void)stream.stop();
-    m.watch_forwarding(std::nullopt);
-    EXPECT_EQ(m.forward().state(), engine::Health::Unknown);
+    fc.watch_forwarding(std::nullopt);
+    EXPECT_EQ(fc.forward().state(), engine::Health::Unknown);
     m.stop();
   }
   testing::expect_clean_close(loop);

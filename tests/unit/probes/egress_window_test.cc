@@ -6,7 +6,7 @@ namespace hanat::probes {
 namespace {
 
 using namespace std::chrono_literals;
-using engine::Health;
+using core::Health;
 
 TEST(EgressWindow, UnknownUntilFirstWindowUnlessAlreadyHealthy) {
   Time t0{};

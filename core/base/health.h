@@ -4,10 +4,13 @@
 // `rise` consecutive successes; a result of the opposite kind resets the other counter,
 // as Envoy's health checker does. Starting Unknown, it settles on whichever threshold it
 // reaches first, so a daemon that just started does not declare a live peer dead.
+//
+// Pure and shared: the engine judges peers with it and probes/ summarises what it measured
+// with it, so it lives here rather than in core/engine (probes/ may not include the engine).
 
 #include <cstdint>
 
-namespace hanat::engine {
+namespace hanat::core {
 
 enum class Health : std::uint8_t { Unknown, Up, Down };
 
@@ -47,4 +50,4 @@ class HealthTracker {
 
 const char* to_string(Health h);
 
-}  // namespace hanat::engine
+}  // namespace hanat::core

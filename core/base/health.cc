@@ -1,6 +1,6 @@
-#include "core/engine/health.h"
+#include "core/base/health.h"
 
-namespace hanat::engine {
+namespace hanat::core {
 
 HealthChange HealthTracker::record(bool ok) {
   if (ok) {
@@ -43,4 +43,4 @@ const char* to_string(Health h) {
   return "?";
 }
 
-}  // namespace hanat::engine
+}  // namespace hanat::core

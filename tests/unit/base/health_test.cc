@@ -1,8 +1,8 @@
-#include "core/engine/health.h"
+#include "core/base/health.h"
 
 #include <gtest/gtest.h>
 
-namespace hanat::engine {
+namespace hanat::core {
 namespace {
 
 TEST(HealthTracker, UnknownSettlesOnFirstThresholdReached) {
@@ -58,4 +58,4 @@ TEST(HealthTracker, ForceFlipsAtOnceAndClearsRuns) {
 }
 
 }  // namespace
-}  // namespace hanat::engine
+}  // namespace hanat::core

@@ -1,0 +1,17 @@
+#include "core/base/probe_kind.h"
+
+namespace hanat::core {
+
+const char* to_string(ProbeKind k) {
+  switch (k) {
+    case ProbeKind::Icmp:
+      return "icmp";
+    case ProbeKind::Tcp:
+      return "tcp";
+    case ProbeKind::Agent:
+      return "agent";
+  }
+  return "?";
+}
+
+}  // namespace hanat::core

@@ -1,0 +1,55 @@
+// The rules of hanat's config that span fields or sections (the per-field checks are in
+// config_sections.cc).
+
+#include <algorithm>
+#include <string>
+
+#include "core/config/config_sections.h"
+
+namespace hanat::config::detail {
+
+void check_rules(Reader& r, const toml::table& root, Config& c) {
+  // Cross-field rules, reported at the section (or the file start when it is absent).
+  auto where = [&](std::string_view section) -> toml::source_region {
+    if (const Node* n = root.get(section)) return n->source();
+    toml::source_region s;
+    s.begin = {1, 1};
+    return s;
+  };
+  if (c.group.name.empty())
+    r.error(where("group"), "group.name", "is required (the hanat:group tag value)");
+  if (c.group.discovery == Discovery::Explicit && c.group.route_tables.empty())
+    r.error(where("group"), "group.route_tables",
+            "is required when discovery = \"explicit\" (list the rtb- ids to manage)");
+  if (c.group.discovery == Discovery::Tags &&
+      (!c.group.members.empty() || !c.group.route_tables.empty()))
+    r.error(where("group"), "group.discovery",
+            "members/route_tables are listed but discovery = \"tags\"; set discovery = "
+            "\"explicit\" to use them");
+  if (c.group.destinations.empty()) c.group.destinations.push_back(*parse_cidr("0.0.0.0/0"));
+  if (c.probe.timeout > c.probe.interval)
+    r.error(where("probe"), "probe.timeout",
+            format_duration(c.probe.timeout) + " is longer than probe.interval (" +
+                format_duration(c.probe.interval) + "): probes of one target would overlap");
+  if (c.probe.kinds.empty())
+    r.error(where("probe"), "probe.kinds", "must name at least one probe kind");
+  if (static_cast<size_t>(c.egress.required) > std::max<size_t>(1, c.egress.targets.size()) &&
+      !c.egress.targets.empty())
+    r.error(where("egress"), "egress.required",
+            std::to_string(c.egress.required) + " is more than the " +
+                std::to_string(c.egress.targets.size()) + " targets listed");
+  if (c.egress.timeout > c.egress.interval)
+    r.error(where("egress"), "egress.timeout", "is longer than egress.interval");
+  if (c.ec2.credentials == CredentialsSource::Static &&
+      (c.ec2.access_key_id.empty() || c.ec2.secret_access_key.empty()))
+    r.error(where("ec2"), "ec2.credentials",
+            "\"static\" needs access_key_id and secret_access_key");
+  if (c.ec2.credentials != CredentialsSource::Static &&
+      (!c.ec2.access_key_id.empty() || !c.ec2.secret_access_key.empty()))
+    r.error(where("ec2"), "ec2.access_key_id",
+            "keys are set but credentials is not \"static\"; they would be ignored");
+  if (c.failover.hold_down_max < c.failover.hold_down)
+    r.error(where("failover"), "failover.hold_down_max", "is shorter than failover.hold_down");
+}
+
+}  // namespace hanat::config::detail

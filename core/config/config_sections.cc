@@ -1,0 +1,257 @@
+// The [section] tables of hanat's TOML, field by field: names, types, ranges, and the
+// per-value checks. Cross-field rules are in config_rules.cc.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config/config_sections.h"
+
+namespace hanat::config::detail {
+
+void read_sections(Reader& r, const toml::table& root, Config& c) {
+  using std::chrono::hours;
+  using std::chrono::minutes;
+  using std::chrono::seconds;
+
+  static const std::vector<std::string_view> kSections = {"group",   "probe", "agent",  "egress",
+                                                          "forward", "nat",   "ec2",    "failover",
+                                                          "status",  "log",   "metrics"};
+  for (const auto& [k, v] : root) {
+    if (std::find(kSections.begin(), kSections.end(), k.str()) == kSections.end()) {
+      r.error(k.source(), std::string(k.str()), "unknown section" + suggestion(k.str(), kSections));
+    }
+  }
+
+  auto nonempty = [](std::string_view s) -> std::string {
+    return s.empty() ? "must not be empty" : "";
+  };
+  auto interface_check = [](std::string_view s) -> std::string {
+    return is_interface_name(s) ? ""
+                                : "\"" + std::string(s) +
+                                      "\" is not a valid interface name (1-15 characters, no "
+                                      "'/', ':' or spaces)";
+  };
+
+  r.section(
+      root, "group",
+      {r.str("name", c.group.name,
+             [](std::string_view s) -> std::string {
+               if (s.empty() || s.size() > 255)
+                 return "must be 1-255 characters (it is the value of the hanat:group tag)";
+               return "";
+             }),
+       r.enumeration<Discovery>("discovery", c.group.discovery,
+                                {{"tags", Discovery::Tags}, {"explicit", Discovery::Explicit}}),
+       r.list<std::string>("members", c.group.members,
+                           [](std::string_view s, std::string& out) {
+                             out = s;
+                             return check_id(s, "i");
+                           }),
+       r.list<std::string>("route_tables", c.group.route_tables,
+                           [](std::string_view s, std::string& out) {
+                             out = s;
+                             return check_id(s, "rtb");
+                           }),
+       r.list<Cidr>("destinations", c.group.destinations, convert_cidr)});
+
+  r.section(root, "probe",
+            {r.duration("interval", c.probe.interval, milliseconds(10), seconds(60)),
+             r.duration("timeout", c.probe.timeout, milliseconds(10), seconds(60)),
+             r.integer("rise", c.probe.rise, 1, 100), r.integer("fall", c.probe.fall, 1, 100),
+             r.list<ProbeKind>("kinds", c.probe.kinds,
+                               [](std::string_view s, ProbeKind& out) -> std::string {
+                                 if (s == "icmp")
+                                   out = ProbeKind::Icmp;
+                                 else if (s == "tcp")
+                                   out = ProbeKind::Tcp;
+                                 else if (s == "agent")
+                                   out = ProbeKind::Agent;
+                                 else
+                                   return "\"" + std::string(s) +
+                                          "\" is not a probe kind (\"icmp\", \"tcp\", \"agent\")" +
+                                          suggestion(s, {"icmp", "tcp", "agent"});
+                                 return "";
+                               }),
+             r.integer("tcp_port", c.probe.tcp_port, 1, 65535)});
+
+  r.section(root, "agent",
+            {r.str("listen_address", c.agent.listen_address,
+                   [](std::string_view s) -> std::string {
+                     return is_ipv4(s) ? "" : "\"" + std::string(s) + "\" is not an IPv4 address";
+                   }),
+             // 0 picks a free port: only useful in tests, peers must know the port.
+             r.integer("port", c.agent.port, 0, 65535)});
+
+  r.section(
+      root, "egress",
+      {r.list<EgressTarget>(
+           "targets", c.egress.targets,
+           [](std::string_view s, EgressTarget& out) -> std::string {
+             size_t colon = s.find(':');
+             std::string_view addr = s.substr(0, colon);
+             if (!is_ipv4(addr))
+               return "\"" + std::string(s) +
+                      "\" is not a target (expected a numeric IPv4 address, with \":port\" for "
+                      "a TCP check)";
+             out.address = addr;
+             if (colon != std::string_view::npos) {
+               std::string_view p = s.substr(colon + 1);
+               int port = 0;
+               for (char ch : p) {
+                 if (!std::isdigit(static_cast<unsigned char>(ch)) || port > 65535) {
+                   port = -1;
+                   break;
+                 }
+                 port = port * 10 + (ch - '0');
+               }
+               if (p.empty() || port < 1 || port > 65535)
+                 return "\"" + std::string(s) + "\" has a bad port (1-65535)";
+               out.port = static_cast<std::uint16_t>(port);
+             }
+             return "";
+           }),
+       r.str("interface", c.egress.interface,
+             [&](std::string_view s) { return s.empty() ? "" : interface_check(s); }),
+       r.integer("required", c.egress.required, 1, 64),
+       r.duration("interval", c.egress.interval, milliseconds(100), minutes(10)),
+       r.duration("timeout", c.egress.timeout, milliseconds(10), seconds(60))});
+
+  r.section(root, "forward",
+            {r.boolean("check", c.forward.check),
+             r.duration("interval", c.forward.interval, milliseconds(10), minutes(1)),
+             r.integer("min_packets", c.forward.min_packets, 1, 1000000),
+             r.integer("fall", c.forward.fall, 1, 100), r.integer("rise", c.forward.rise, 1, 100),
+             r.duration("recheck", c.forward.recheck, seconds(1), hours(1))});
+
+  r.section(
+      root, "nat",
+      {r.str("table", c.nat.table,
+             [](std::string_view s) -> std::string {
+               bool ok =
+                   !s.empty() && s.size() <= 64 && std::isalpha(static_cast<unsigned char>(s[0])) &&
+                   std::all_of(s.begin(), s.end(), [](char ch) {
+                     return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+                   });
+               return ok ? "" : "\"" + std::string(s) + "\" is not a valid nftables table name";
+             }),
+       r.str("egress_interface", c.nat.egress_interface, interface_check),
+       r.list<Cidr>("source_cidrs", c.nat.source_cidrs, convert_cidr),
+       r.boolean("fully_random", c.nat.fully_random), r.boolean("persistent", c.nat.persistent),
+       r.boolean("remove_on_exit", c.nat.remove_on_exit),
+       r.duration("drift_check_interval", c.nat.drift_check_interval, milliseconds(100), hours(1)),
+       r.opt_integer("conntrack_max", c.nat.conntrack_max, 1024, 1LL << 30),
+       r.opt_duration("tcp_established_timeout", c.nat.tcp_established_timeout, seconds(1),
+                      hours(24 * 5)),
+       r.opt_duration("udp_timeout", c.nat.udp_timeout, seconds(1), hours(1))});
+
+  auto url_check = [](std::string_view s) -> std::string {
+    if (s.empty()) return "";
+    if (s.rfind("https://", 0) == 0 || s.rfind("http://", 0) == 0) return "";
+    return "\"" + std::string(s) + "\" is not an http:// or https:// URL";
+  };
+  r.section(
+      root, "ec2",
+      {r.str("region", c.ec2.region,
+             [](std::string_view s) -> std::string {
+               return s.empty() || is_region(s)
+                          ? ""
+                          : "\"" + std::string(s) + "\" is not an AWS region (e.g. \"eu-west-1\")";
+             }),
+       r.str("endpoint", c.ec2.endpoint, url_check),
+       r.str("metadata_endpoint", c.ec2.metadata_endpoint,
+             [&](std::string_view s) { return s.empty() ? "must not be empty" : url_check(s); }),
+       r.boolean("allow_imdsv1", c.ec2.allow_imdsv1),
+       r.enumeration<CredentialsSource>("credentials", c.ec2.credentials,
+                                        {{"instance-role", CredentialsSource::InstanceRole},
+                                         {"environment", CredentialsSource::Environment},
+                                         {"static", CredentialsSource::Static}}),
+       r.str("access_key_id", c.ec2.access_key_id, nonempty),
+       r.str("secret_access_key", c.ec2.secret_access_key, nonempty),
+       r.str("session_token", c.ec2.session_token),
+       r.duration("connect_timeout", c.ec2.connect_timeout, milliseconds(50), seconds(60)),
+       r.duration("request_timeout", c.ec2.request_timeout, milliseconds(100), minutes(5)),
+       r.duration("route_refresh_interval", c.ec2.route_refresh_interval, seconds(1), hours(1))});
+
+  r.section(root, "failover",
+            {r.boolean("preempt", c.failover.preempt),
+             r.duration("failback_delay", c.failover.failback_delay, milliseconds(0), hours(24)),
+             r.duration("hold_down", c.failover.hold_down, milliseconds(100), hours(1)),
+             r.duration("hold_down_max", c.failover.hold_down_max, milliseconds(100), hours(24)),
+             r.str("fallback_target", c.failover.fallback_target,
+                   [](std::string_view s) { return s.empty() ? "" : check_id(s, "nat"); }),
+             r.boolean("move_eip", c.failover.move_eip),
+             r.str("floating_eni", c.failover.floating_eni,
+                   [](std::string_view s) { return s.empty() ? "" : check_id(s, "eni"); }),
+             r.enumeration<RecoveryAction>("recovery_action", c.failover.recovery_action,
+                                           {{"none", RecoveryAction::None},
+                                            {"reboot", RecoveryAction::Reboot},
+                                            {"stop-start", RecoveryAction::StopStart},
+                                            {"terminate", RecoveryAction::Terminate}}),
+             r.duration("recovery_after", c.failover.recovery_after, seconds(1), hours(24)),
+             r.duration("recovery_cooldown", c.failover.recovery_cooldown, seconds(1), hours(24)),
+             r.duration("handover_timeout", c.failover.handover_timeout, milliseconds(100),
+                        minutes(10))});
+
+  std::string mode_error;
+  r.section(
+      root, "status",
+      {r.str("socket", c.status.socket,
+             [](std::string_view s) -> std::string {
+               if (s.empty() || s[0] != '/') return "must be an absolute path";
+               // sockaddr_un.sun_path is 108 bytes including the NUL.
+               if (s.size() > 107) return "is longer than 107 bytes (unix socket limit)";
+               return "";
+             }),
+       Field{"mode",
+             [&](const Node& n, const std::string& key) {
+               std::int64_t v = -1;
+               if (const auto* i = n.as_integer()) {
+                 v = i->get();
+               } else if (const auto* s = n.as_string()) {
+                 const std::string& t = s->get();
+                 if (!t.empty() && t.size() <= 4 && std::all_of(t.begin(), t.end(), [](char ch) {
+                       return ch >= '0' && ch <= '7';
+                     }))
+                   v = std::stoll(t, nullptr, 8);
+               }
+               if (v < 0 || v > 0777)
+                 return r.error(n, key, "expected an octal mode such as \"0660\"");
+               c.status.mode = static_cast<std::uint32_t>(v);
+             }},
+       r.str("group", c.status.group), r.integer("max_clients", c.status.max_clients, 1, 10000),
+       r.integer("max_request_bytes", c.status.max_request_bytes, 64, 16 * 1024 * 1024),
+       r.duration("idle_timeout", c.status.idle_timeout, milliseconds(100), hours(1))});
+
+  static const std::vector<std::string_view> kComponents = {"engine",    "ec2",    "probes",
+                                                            "netfilter", "status", "daemon"};
+  r.section(root, "log",
+            {r.enumeration<LogLevel>("level", c.log.level,
+                                     {{"debug", LogLevel::Debug},
+                                      {"info", LogLevel::Info},
+                                      {"notice", LogLevel::Notice},
+                                      {"warning", LogLevel::Warning},
+                                      {"error", LogLevel::Error}}),
+             r.list<std::string>(
+                 "debug", c.log.debug, [](std::string_view s, std::string& out) -> std::string {
+                   out = s;
+                   if (std::find(kComponents.begin(), kComponents.end(), s) != kComponents.end())
+                     return "";
+                   return "\"" + std::string(s) +
+                          "\" is not a component (engine, ec2, probes, "
+                          "netfilter, status, daemon)" +
+                          suggestion(s, kComponents);
+                 })});
+
+  r.section(root, "metrics",
+            {r.str("textfile", c.metrics.textfile,
+                   [](std::string_view s) -> std::string {
+                     return s.empty() || s[0] == '/' ? "" : "must be an absolute path";
+                   }),
+             r.duration("interval", c.metrics.interval, seconds(1), hours(1))});
+}
+
+}  // namespace hanat::config::detail

@@ -1,0 +1,36 @@
+#include "core/daemon/forward_check.h"
+
+#include <utility>
+
+namespace hanat::daemon {
+
+ForwardCheck::ForwardCheck(netfilter::NatManager& nat) : nat_(nat) {
+  nat_.on_forward_counters([this](const netfilter::ForwardSample& s) { feed(s); });
+}
+
+void ForwardCheck::watch_forwarding(std::optional<ForwardCheckOptions> o) {
+  watch_.rebase();
+  if (!o) {
+    nat_.watch_forwarding(std::nullopt);
+    if (watch_.state() != engine::Health::Unknown) {
+      watch_ = engine::ForwardWatch();
+      if (on_change_) on_change_({engine::Health::Unknown, "forward check off"});
+    }
+    return;
+  }
+  o->watch.interval = o->interval;
+  watch_.set_options(o->watch);
+  nat_.watch_forwarding(o->interval);
+}
+
+void ForwardCheck::feed(const netfilter::ForwardSample& s) {
+  if (!s.ok) {
+    watch_.rebase();  // the window is lost; the next good reading is a new baseline
+    return;
+  }
+  if (auto v = watch_.sample(s.counters.in, s.counters.out, s.at)) {
+    if (on_change_) on_change_(*v);
+  }
+}
+
+}  // namespace hanat::daemon

@@ -1,0 +1,360 @@
+// Machine, part 2: folding events into the facts the decisions read (DESIGN "Failover
+// semantics"): probe results into peer health, observed route tables, completions of our
+// own writes (epoch-guarded), NAT read-backs and config reloads. No decisions here: those
+// are the per-state handlers (machine.cc) and the route bookkeeping (machine_routes.cc).
+
+#include "core/engine/machine.h"
+
+#include <algorithm>
+
+namespace hanat::engine {
+
+// ---- facts --------------------------------------------------------------------------------
+
+void Machine::absorb(const Event& ev, std::vector<Action>& out) {
+  if (const auto* p = std::get_if<ProbeResult>(&ev)) {
+    absorb_probe(*p, out);
+  } else if (const auto* o = std::get_if<RoutesObserved>(&ev)) {
+    absorb_routes(*o);
+  } else if (const auto* d = std::get_if<Ec2Done>(&ev)) {
+    absorb_ec2(*d);
+  } else if (const auto* n = std::get_if<NatApplied>(&ev)) {
+    absorb_nat(*n);
+  } else if (const auto* s = std::get_if<SelfHealth>(&ev)) {
+    if (s->ok != egress_ok_) dirty_ = true;
+    egress_ok_ = s->ok;
+    egress_detail_ = s->detail;
+  } else if (const auto* c = std::get_if<ConfigChanged>(&ev)) {
+    absorb_config(*c);
+  } else if (!std::holds_alternative<Tick>(ev)) {
+    dirty_ = true;  // drain, shutdown, termination: decided by the state handlers
+  }
+}
+
+void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
+  auto it = member_by_target_.find(r.peer);
+  if (it == member_by_target_.end() || it->second == self_) return;
+  MemberState& m = members_[static_cast<std::size_t>(it->second)];
+  Health before = m.health.state();
+  if (m.health.record(r) != HealthChange::Changed) return;
+  Health after = m.health.state();
+  out.push_back(PeerChanged{m.m.instance_id, before, after, m.health.why()});
+  m.health_since = now_;
+  if (after == Health::Down) {
+    m.down_since = now_;
+    // A hold-down assumes the member that rewrote our route is alive. Once it is seen going
+    // down, that evidence is void: its tables are taken at once.
+    for (auto& t : tables_) {
+      if (t.held_by == m.m.instance_id) {
+        t.hold_until = {};
+        t.held_by.clear();
+      }
+    }
+  } else {
+    m.down_since.reset();
+  }
+  alloc_dirty_ = true;
+  dirty_ = true;
+}
+
+void Machine::absorb_routes(const RoutesObserved& o) {
+  Time sent = o.at;
+  if (auto d = describes_.find(o.op); o.op != 0 && d != describes_.end()) {
+    sent = d->second;
+    describes_.erase(d);
+  }
+  observed_ = true;
+  // src[i] is the observation of tables_[i]. In steady state the Describe lists the same
+  // tables in the same order and nothing is rebuilt.
+  std::vector<const ObservedTable*> src;
+  src.reserve(o.tables.size());
+  bool same = o.tables.size() == tables_.size();
+  for (std::size_t i = 0; same && i < tables_.size(); ++i) same = o.tables[i].id == tables_[i].id;
+  if (same) {
+    for (const ObservedTable& ot : o.tables) src.push_back(&ot);
+  } else {
+    relayout(o, src);
+  }
+  bool reorder = !same;
+  for (std::size_t i = 0; i < tables_.size(); ++i) {
+    TableState& t = tables_[i];
+    const ObservedTable& ot = *src[i];
+    if (t.zone != ot.zone) {
+      t.zone = ot.zone;
+      alloc_dirty_ = true;
+    }
+    if (t.priority != ot.priority) {
+      t.priority = ot.priority;
+      reorder = true;
+    }
+    bool struck = false;
+    for (RouteState& r : t.routes) {
+      Target seen;  // Missing unless listed
+      for (const ObservedRoute& orr : ot.routes) {
+        if (orr.destination == r.destination) seen = orr.target;
+      }
+      bool fresh =
+          !r.op && !(r.last_write_done && *r.last_write_done + cfg_->observe_settle > sent);
+      if (!fresh || seen == r.belief) {
+        if (fresh && r.unsure) {
+          r.unsure = false;
+          r.retry_at = {};
+        }
+        continue;
+      }
+      if (r.unsure) {
+        r.unsure = false;
+        r.retry_at = {};
+      }
+      // Damping: a route this member holds, rewritten by someone else, means the writer is
+      // alive. Missing or blackhole routes were not written by a rival, so they do not count.
+      if (!struck && serving() && holder(r.belief) == Holder::Self &&
+          holder(seen) != Holder::Self && seen.kind != TargetKind::Missing &&
+          seen.kind != TargetKind::Blackhole) {
+        int writer = member_of(seen);
+        strike(t, writer >= 0 ? members_[static_cast<std::size_t>(writer)].m.instance_id : "");
+        struck = true;
+      }
+      r.belief = std::move(seen);
+    }
+  }
+  if (reorder) {
+    order_.resize(tables_.size());
+    for (std::size_t i = 0; i < tables_.size(); ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
+      if (tables_[a].priority != tables_[b].priority) {
+        return tables_[a].priority > tables_[b].priority;
+      }
+      return tables_[a].id < tables_[b].id;
+    });
+  }
+  dirty_ = true;
+}
+
+void Machine::relayout(const RoutesObserved& o, std::vector<const ObservedTable*>& src) {
+  std::vector<TableState> next;
+  next.reserve(o.tables.size());
+  std::unordered_map<std::string_view, bool> seen_ids;
+  for (const ObservedTable& ot : o.tables) {
+    if (!seen_ids.emplace(ot.id, true).second) continue;  // listed twice: the first one counts
+    TableState t;
+    if (auto old = table_by_id_.find(ot.id); old != table_by_id_.end()) {
+      t = std::move(tables_[old->second]);
+    } else {
+      t.id = ot.id;
+      t.zone = ot.zone;
+      t.priority = ot.priority;
+      for (const std::string& dest : cfg_->destinations) {
+        RouteState r;
+        r.destination = dest;
+        t.routes.push_back(std::move(r));
+      }
+      // A table that vanished from an earlier Describe may still have a write in flight:
+      // re-attach it, so that it is not written twice.
+      for (const auto& [op, p] : pending_) {
+        if (p.kind == OpKind::Write && p.table == t.id && p.route < t.routes.size()) {
+          t.routes[p.route].op = op;
+        }
+      }
+    }
+    next.push_back(std::move(t));
+    src.push_back(&ot);
+  }
+  tables_ = std::move(next);
+  table_by_id_.clear();
+  for (std::size_t i = 0; i < tables_.size(); ++i) table_by_id_[tables_[i].id] = i;
+  alloc_dirty_ = true;
+}
+
+void Machine::absorb_ec2(const Ec2Done& d) {
+  auto it = pending_.find(d.op);
+  if (it == pending_.end()) {
+    ++stale_completions_;
+    return;
+  }
+  PendingOp p = std::move(it->second);
+  pending_.erase(it);
+  dirty_ = true;
+  if (p.kind == OpKind::Eip) {
+    for (auto& e : eips_) {
+      if (e.op != d.op) continue;
+      e.op.reset();
+      if (p.epoch != epoch_ || d.epoch != p.epoch) {
+        ++stale_completions_;
+      } else if (d.outcome == Ec2Outcome::Ok) {
+        e.held = true;
+        e.attempts = 0;
+      } else {
+        ++e.attempts;
+        e.retry_at =
+            now_ + (d.outcome == Ec2Outcome::Fatal ? cfg_->retry_max : backoff(e.attempts));
+      }
+    }
+    return;
+  }
+  if (p.kind != OpKind::Write) return;
+  RouteState* r = nullptr;
+  if (auto t = table_by_id_.find(p.table); t != table_by_id_.end()) {
+    auto& routes = tables_[t->second].routes;
+    if (p.route < routes.size() && routes[p.route].op == d.op) r = &routes[p.route];
+  }
+  if (r != nullptr) r->op.reset();
+  if (p.epoch != epoch_ || d.epoch != p.epoch || r == nullptr) {
+    // Requested under an older configuration (or for a table that is gone): its outcome is
+    // not trusted. The route waits for a fresh Describe instead of being written twice.
+    ++stale_completions_;
+    if (r != nullptr) {
+      r->unsure = true;
+      r->retry_at = now_ + cfg_->describe_interval;
+    }
+    next_describe_at_ = now_;
+    return;
+  }
+  switch (d.outcome) {
+    case Ec2Outcome::Ok:
+      r->belief = p.target;
+      r->attempts = 0;
+      r->last_write_done = now_;
+      r->last_error.clear();
+      // Re-read soon after a write so that a concurrent writer is noticed within seconds,
+      // not a whole describe interval later. Not at once: EC2 reads are eventually
+      // consistent, and a Describe sent within observe_settle of the write is not believed.
+      next_describe_at_ = std::min(next_describe_at_, now_ + cfg_->observe_settle);
+      return;
+    case Ec2Outcome::Throttled:
+      // The account's mutating bucket is empty: stop spending ours too, so retries of a large
+      // failover trickle at the refill rate instead of storming (AWS "Request throttling").
+      tokens_ = 0;
+      tokens_at_ = now_;
+      [[fallthrough]];
+    case Ec2Outcome::Retryable:
+      ++r->attempts;
+      r->retry_at = now_ + backoff(r->attempts);
+      r->last_error = d.code.empty() ? "retryable error" : d.code;
+      return;
+    case Ec2Outcome::Fatal:
+      ++r->attempts;
+      r->last_error = d.code;
+      // ReplaceRoute on a destination that has no route fails with InvalidRoute.NotFound and
+      // CreateRoute on an existing one with RouteAlreadyExists: switch verb and retry.
+      if (d.code == "InvalidRoute.NotFound") {
+        r->belief = Target{};
+        r->retry_at = now_ + backoff(r->attempts);
+      } else if (d.code == "RouteAlreadyExists") {
+        r->belief = Target{TargetKind::Other, ""};
+        r->retry_at = now_ + backoff(r->attempts);
+      } else {
+        r->retry_at = now_ + cfg_->retry_max;
+      }
+      return;
+  }
+}
+
+void Machine::absorb_nat(const NatApplied& n) {
+  auto it = pending_.find(n.op);
+  if (it == pending_.end() || it->second.kind != OpKind::Nat) {
+    ++stale_completions_;
+    return;
+  }
+  Epoch epoch = it->second.epoch;
+  pending_.erase(it);
+  if (nat_op_ == n.op) nat_op_.reset();
+  if (epoch != epoch_ || n.epoch != epoch) {
+    ++stale_completions_;  // a newer ApplyNat is due (nat_wanted_ was set by the reload)
+    return;
+  }
+  nat_ok_ = n.ok;
+  nat_failed_ = !n.ok;
+  if (!n.ok) {
+    nat_wanted_ = true;
+    nat_retry_at_ = now_ + cfg_->nat_retry;
+  }
+  dirty_ = true;
+}
+
+void Machine::absorb_config(const ConfigChanged& c) {
+  if (!c.cfg) return;
+  cfg_ = c.cfg;
+  ++epoch_;
+  index_config();
+  // Re-apply NAT and re-read the routes under the new configuration. Writes in flight keep
+  // their marker until their (now stale) completion arrives, so nothing is written twice.
+  nat_wanted_ = true;
+  nat_op_.reset();  // one in flight completes as stale
+  nat_retry_at_ = now_;
+  next_describe_at_ = now_;
+  refill_tokens();
+  dirty_ = true;
+}
+
+void Machine::index_config() {
+  std::vector<MemberState> next;
+  next.reserve(cfg_->members.size());
+  for (const Member& m : cfg_->members) {
+    MemberState ms;
+    auto old = std::find_if(members_.begin(), members_.end(),
+                            [&](const MemberState& o) { return o.m.instance_id == m.instance_id; });
+    if (old != members_.end()) {
+      ms = std::move(*old);
+    } else {
+      ms.health_since = now_;
+    }
+    ms.m = m;
+    Health before = ms.health.state();
+    ms.health.configure(cfg_->peer_thresholds, cfg_->probe_kinds);
+    if (ms.health.state() != before) ms.health_since = now_;
+    next.push_back(std::move(ms));
+  }
+  members_ = std::move(next);
+  member_by_target_.clear();
+  self_ = -1;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    int idx = static_cast<int>(i);
+    member_by_target_[members_[i].m.instance_id] = idx;
+    if (!members_[i].m.eni_id.empty()) member_by_target_[members_[i].m.eni_id] = idx;
+    if (members_[i].m.instance_id == cfg_->self) self_ = idx;
+  }
+  for (auto& t : tables_) {
+    std::vector<RouteState> routes;
+    for (const std::string& dest : cfg_->destinations) {
+      auto old = std::find_if(t.routes.begin(), t.routes.end(),
+                              [&](const RouteState& r) { return r.destination == dest; });
+      if (old != t.routes.end()) {
+        routes.push_back(std::move(*old));
+      } else {
+        RouteState r;
+        r.destination = dest;
+        r.unsure = true;  // unknown until the next Describe
+        r.retry_at = now_ + cfg_->describe_interval;
+        routes.push_back(std::move(r));
+      }
+    }
+    t.routes = std::move(routes);
+  }
+  // Pending ops refer to routes by index; re-point them after destinations changed.
+  for (auto& [op, p] : pending_) {
+    if (p.kind != OpKind::Write) continue;
+    auto t = table_by_id_.find(p.table);
+    if (t == table_by_id_.end()) continue;
+    const auto& routes = tables_[t->second].routes;
+    p.route = routes.size();
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+      if (routes[i].op == op) p.route = i;
+    }
+  }
+  std::vector<EipState> eips;
+  for (const ZoneEip& z : cfg_->eips) {
+    EipState e;
+    auto old = std::find_if(eips_.begin(), eips_.end(), [&](const EipState& o) {
+      return o.eip.allocation_id == z.allocation_id && o.eip.zone == z.zone;
+    });
+    if (old != eips_.end()) e = std::move(*old);
+    e.eip = z;
+    eips.push_back(std::move(e));
+  }
+  eips_ = std::move(eips);
+  tokens_ = std::min(tokens_, static_cast<double>(cfg_->write_burst));
+  alloc_dirty_ = true;
+}
+
+}  // namespace hanat::engine

@@ -1,0 +1,345 @@
+// Machine, part 3: the route bookkeeping: which writes to make (claim, hand over, rescue,
+// failback), their damping and write economy (want(), strike(), the token bucket), EIP moves
+// and recovery, and the allocation they follow. The per-state handlers are in machine.cc.
+
+#include "core/engine/machine.h"
+
+#include <algorithm>
+
+#include "core/engine/allocation.h"
+
+namespace hanat::engine {
+
+// ---- routes -------------------------------------------------------------------------------
+
+void Machine::reconcile(std::vector<Action>& out) {
+  refill_tokens();
+  next_deadline_.reset();
+  if (alloc_dirty_) {
+    recompute_allocation();
+    alloc_dirty_ = false;
+  }
+  switch (state_) {
+    case State::Standby:
+    case State::Active:
+      for (std::size_t i : order_) claim(tables_[i], out);
+      maybe_recover(out);
+      break;
+    case State::Failing:
+    case State::Unhealthy:
+    case State::Draining:
+    case State::Drained:
+    case State::Leaving:
+      for (std::size_t i : order_) hand_over_or_rescue(tables_[i], out);
+      break;
+    case State::Starting:
+    case State::ExitReady:
+      break;
+  }
+  if (state_ == State::ExitReady) return;
+  move_eips(out);
+  if (now_ >= next_describe_at_) {
+    OpId op = next_op();
+    out.push_back(DescribeRoutes{op});
+    std::erase_if(describes_, [&](const auto& d) { return d.second + cfg_->hold_down_max < now_; });
+    describes_[op] = now_;
+    next_describe_at_ = now_ + cfg_->describe_interval;
+  }
+  consider(next_describe_at_);
+  if (nat_wanted_ && !nat_op_) {
+    if (now_ >= nat_retry_at_) {
+      OpId op = next_op();
+      out.push_back(ApplyNat{op, epoch_});
+      pending_[op] = PendingOp{OpKind::Nat, epoch_, "", 0, {}};
+      nat_op_ = op;
+      nat_wanted_ = false;
+    } else {
+      consider(nat_retry_at_);
+    }
+  }
+  if (handover_deadline_) consider(*handover_deadline_);
+}
+
+void Machine::claim(TableState& t, std::vector<Action>& out) {
+  if (t.alloc != self_ || self_ < 0 || !eligible_since_) return;
+  const Target me = target_of(self_);
+  const bool held = now_ < t.hold_until;
+  const Time failback_at = *eligible_since_ + cfg_->failback_delay;
+  const bool home = t.zone == members_[static_cast<std::size_t>(self_)].m.zone;
+  for (std::size_t i = 0; i < t.routes.size(); ++i) {
+    bool go = false;
+    bool wait_failback = false;
+    switch (holder(t.routes[i].belief)) {
+      case Holder::Self:
+      case Holder::UnknownMember:  // neither dead nor alive yet: not ours to take
+        continue;
+      case Holder::Orphan:  // blackhole, missing, not a member: someone must serve it
+        go = true;
+        break;
+      case Holder::DeadMember:
+        go = !held;
+        break;
+      case Holder::LiveMember:  // failback: only the home member, only with preempt
+        wait_failback = cfg_->preempt && home;
+        break;
+      case Holder::Fallback:  // leave the NAT Gateway once this member has proven stable
+        wait_failback = true;
+        break;
+    }
+    if (wait_failback) {
+      if (now_ < failback_at) {
+        consider(failback_at);
+      } else {
+        go = !held;
+      }
+    }
+    if (go) {
+      want(t, i, me, out);
+    } else if (held) {
+      consider(t.hold_until);
+    }
+  }
+}
+
+void Machine::hand_over_or_rescue(TableState& t, std::vector<Action>& out) {
+  const Target dest = alloc_target(t);
+  for (std::size_t i = 0; i < t.routes.size(); ++i) {
+    Holder h = holder(t.routes[i].belief);
+    if (h == Holder::Self) {
+      // Planned handover (claim-don't-push exception): the best healthy peer by the same
+      // allocation rules, else the fallback; with neither, the route stays with us.
+      if (dest.kind != TargetKind::Missing) want(t, i, dest, out);
+    } else if (h == Holder::Orphan && t.alloc == kAllocFallback) {
+      // Nobody healthy and the route serves nothing: the fallback is better than a blackhole.
+      // Routes held by members this one thinks dead are left alone, since an unhealthy
+      // member's view of its peers is not trusted.
+      want(t, i, dest, out);
+    }
+  }
+}
+
+void Machine::want(TableState& t, std::size_t ri, const Target& target, std::vector<Action>& out) {
+  RouteState& r = t.routes[ri];
+  if (same_target(r.belief, target)) return;  // write economy: already there
+  if (r.op) return;                           // in flight: never duplicated
+  if (now_ < r.retry_at) {
+    consider(r.retry_at);
+    return;
+  }
+  if (!take_token()) return;
+  OpId op = next_op();
+  RouteVerb verb = r.belief.kind == TargetKind::Missing ? RouteVerb::Create : RouteVerb::Replace;
+  out.push_back(WriteRoute{op, epoch_, verb, t.id, r.destination, target});
+  pending_[op] = PendingOp{OpKind::Write, epoch_, t.id, ri, target};
+  r.op = op;
+  ++t.writes;
+  ++writes_total_;
+}
+
+bool Machine::claiming(const RouteState& r) const {
+  if (holder(r.belief) == Holder::Self) return true;
+  if (!r.op) return false;
+  auto p = pending_.find(*r.op);
+  return p != pending_.end() && holder(p->second.target) == Holder::Self;
+}
+
+void Machine::move_eips(std::vector<Action>& out) {
+  for (EipState& e : eips_) {
+    // The anchor is the zone's first table by id; every member picks the same one, so one
+    // EIP never has two members claiming it unless they fight over the anchor route itself,
+    // which damping bounds.
+    const TableState* anchor = nullptr;
+    for (const auto& t : tables_) {
+      if (t.zone == e.eip.zone && (anchor == nullptr || t.id < anchor->id)) anchor = &t;
+    }
+    if (anchor == nullptr || anchor->routes.empty() || !claiming(anchor->routes.front())) {
+      e.held = false;  // whoever serves the zone now moves it (AllowReassociation)
+      continue;
+    }
+    if (e.held || e.op || !serving()) continue;
+    if (now_ < e.retry_at) {
+      consider(e.retry_at);
+      continue;
+    }
+    if (!take_token()) continue;
+    OpId op = next_op();
+    out.push_back(AssociateAddress{op, epoch_, e.eip.allocation_id, e.eip.zone});
+    pending_[op] = PendingOp{OpKind::Eip, epoch_, e.eip.allocation_id, 0, {}};
+    e.op = op;
+  }
+}
+
+void Machine::maybe_recover(std::vector<Action>& out) {
+  if (cfg_->recovery == RecoveryAction::None || self_ < 0) return;
+  // Two members must never fence each other, whatever their (possibly partitioned) views.
+  // Members are ranked by (launch time, id); a member recovers only peers ranked after it,
+  // and only while no healthy peer ranks before it. Of any pair, only one can ever act on
+  // the other. The cost: the oldest member is never recovered by a peer (EC2 auto-recovery
+  // or its ASG does that).
+  auto rank = [&](int i) {
+    const Member& m = members_[static_cast<std::size_t>(i)].m;
+    return std::pair{m.launch_time, std::string_view{m.instance_id}};
+  };
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    int idx = static_cast<int>(i);
+    if (idx != self_ && members_[i].health.state() == Health::Up && rank(idx) < rank(self_)) {
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    int idx = static_cast<int>(i);
+    MemberState& m = members_[i];
+    if (idx == self_ || m.health.state() != Health::Down || !m.down_since) continue;
+    if (rank(idx) < rank(self_)) continue;
+    Time due = *m.down_since + cfg_->recovery_after;
+    if (m.last_recovery) due = std::max(due, *m.last_recovery + cfg_->recovery_cooldown);
+    if (now_ < due) {
+      consider(due);
+      continue;
+    }
+    OpId op = next_op();
+    out.push_back(RecoverPeer{op, epoch_, m.m.instance_id, cfg_->recovery});
+    pending_[op] = PendingOp{OpKind::Recover, epoch_, "", 0, {}};
+    m.last_recovery = now_;
+    consider(now_ + cfg_->recovery_cooldown);
+  }
+}
+
+void Machine::strike(TableState& t, const std::string& writer) {
+  // Strikes are forgotten after a quiet period. It must outlast one rival hold-down plus the
+  // Describes that reveal both sides' writes, or a partition would reset to the short
+  // hold-down every cycle instead of settling on hold_down_max.
+  const auto quiet = 2 * (cfg_->hold_down_max + cfg_->describe_interval);
+  if (t.last_strike && now_ - t.hold_until > quiet) t.strikes = 0;
+  ++t.strikes;
+  t.last_strike = now_;
+  Millis hold = cfg_->hold_down_base;
+  for (int i = 1; i < t.strikes && hold < cfg_->hold_down_max; ++i) hold *= 2;
+  hold = std::min(hold, cfg_->hold_down_max);
+  t.hold_until = now_ + hold;
+  t.held_by = writer;
+}
+
+void Machine::recompute_allocation() {
+  std::vector<AllocMember> healthy;
+  std::vector<int> index;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    int idx = static_cast<int>(i);
+    bool up = idx == self_ ? serving() : members_[i].health.state() == Health::Up;
+    if (!up) continue;
+    healthy.push_back({members_[i].m.instance_id, members_[i].m.zone, members_[i].m.launch_time});
+    index.push_back(idx);
+  }
+  std::vector<AllocTable> tables;
+  tables.reserve(tables_.size());
+  for (const auto& t : tables_) tables.push_back({t.id, t.zone});
+  std::vector<int> a = allocate(healthy, tables, !cfg_->fallback_nat_gateway.empty());
+  for (std::size_t i = 0; i < tables_.size(); ++i) {
+    tables_[i].alloc = a[i] >= 0 ? index[static_cast<std::size_t>(a[i])] : a[i];
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+bool Machine::owns_any() const {
+  for (const auto& t : tables_) {
+    for (const auto& r : t.routes) {
+      if (claiming(r)) return true;
+    }
+  }
+  return false;
+}
+
+bool Machine::handover_pending() const {
+  for (const auto& t : tables_) {
+    bool has_dest = alloc_target(t).kind != TargetKind::Missing;
+    for (const auto& r : t.routes) {
+      if (r.op) return true;
+      if (has_dest && holder(r.belief) == Holder::Self) return true;
+    }
+  }
+  return false;
+}
+
+Machine::Holder Machine::holder(const Target& t) const {
+  switch (t.kind) {
+    case TargetKind::Missing:
+    case TargetKind::Blackhole:
+    case TargetKind::Other:
+      return Holder::Orphan;
+    case TargetKind::NatGateway:
+      return !t.id.empty() && t.id == cfg_->fallback_nat_gateway ? Holder::Fallback
+                                                                 : Holder::Orphan;
+    case TargetKind::Instance:
+    case TargetKind::Eni:
+      break;
+  }
+  int m = member_of(t);
+  if (m < 0) return Holder::Orphan;
+  if (m == self_) return Holder::Self;
+  switch (members_[static_cast<std::size_t>(m)].health.state()) {
+    case Health::Up:
+      return Holder::LiveMember;
+    case Health::Down:
+      return Holder::DeadMember;
+    case Health::Unknown:
+      return Holder::UnknownMember;
+  }
+  return Holder::UnknownMember;
+}
+
+int Machine::member_of(const Target& t) const {
+  if (t.kind != TargetKind::Instance && t.kind != TargetKind::Eni) return -1;
+  auto it = member_by_target_.find(t.id);
+  if (it == member_by_target_.end()) return -1;
+  const Member& m = members_[static_cast<std::size_t>(it->second)].m;
+  if (t.kind == TargetKind::Instance ? m.instance_id != t.id : m.eni_id != t.id) return -1;
+  return it->second;
+}
+
+Target Machine::target_of(int member) const {
+  const Member& m = members_[static_cast<std::size_t>(member)].m;
+  if (!m.eni_id.empty()) return Target{TargetKind::Eni, m.eni_id};
+  return Target{TargetKind::Instance, m.instance_id};
+}
+
+Target Machine::alloc_target(const TableState& t) const {
+  if (t.alloc >= 0) return target_of(t.alloc);
+  if (t.alloc == kAllocFallback) return Target{TargetKind::NatGateway, cfg_->fallback_nat_gateway};
+  return Target{};
+}
+
+bool Machine::same_target(const Target& a, const Target& b) const {
+  if (a == b) return true;
+  int m = member_of(a);
+  return m >= 0 && m == member_of(b);
+}
+
+Millis Machine::backoff(int attempts) const {
+  Millis d = cfg_->retry_base;
+  for (int i = 1; i < attempts && d < cfg_->retry_max; ++i) d *= 2;
+  return std::min(d, cfg_->retry_max);
+}
+
+void Machine::consider(Time t) {
+  if (!next_deadline_ || t < *next_deadline_) next_deadline_ = t;
+}
+
+bool Machine::take_token() {
+  if (tokens_ < 1.0) {
+    auto wait = std::chrono::duration<double>((1.0 - tokens_) / cfg_->write_refill_per_s);
+    consider(now_ + std::chrono::ceil<std::chrono::nanoseconds>(wait));
+    return false;
+  }
+  tokens_ -= 1.0;
+  return true;
+}
+
+void Machine::refill_tokens() {
+  double burst = static_cast<double>(cfg_->write_burst);
+  double elapsed = std::chrono::duration<double>(now_ - tokens_at_).count();
+  tokens_ = std::min(burst, tokens_ + elapsed * cfg_->write_refill_per_s);
+  tokens_at_ = now_;
+}
+
+}  // namespace hanat::engine
