@@ -88,8 +88,17 @@ fi
 check "hanatd --check-config /etc/hanat/hanat.toml" "$R/usr/sbin/hanatd" --check-config "$R/etc/hanat/hanat.toml"
 check "hanatd --version" "$R/usr/sbin/hanatd" --version
 # verify only warns (exit 0) on a misspelled directive: any output at all is a failure.
-check "systemd-analyze verify hanat.service prints nothing" \
-  sh -c "out=\$(systemd-analyze verify '$R/lib/systemd/system/hanat.service' 2>&1); echo \"\$out\"; test -z \"\$out\""
+if ((installed)); then
+  # verify looks at the real root: the unit's man pages and ExecStart are the installed
+  # package's, if any. So: no man lookup, and a missing /usr/sbin/hanatd is not this .deb's.
+  not_checked "hanat.service's Documentation= man pages resolve"
+  check "systemd-analyze verify hanat.service prints nothing (unpacked unit)" \
+    sh -c "out=\$(systemd-analyze verify --man=no '$R/lib/systemd/system/hanat.service' 2>&1 |
+                grep -v 'Command /usr/sbin/hanatd is not executable'); echo \"\$out\"; test -z \"\$out\""
+else
+  check "systemd-analyze verify hanat.service prints nothing" \
+    sh -c "out=\$(systemd-analyze verify /lib/systemd/system/hanat.service 2>&1); echo \"\$out\"; test -z \"\$out\""
+fi
 check "man page hanat.toml(5) renders" sh -c "man -l '$R/usr/share/man/man5/hanat.toml.5.gz' | grep -q failback_delay"
 
 if ((installed)); then
