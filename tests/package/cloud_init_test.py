@@ -6,6 +6,9 @@ writes /etc/hanat/hanat.toml and that embedded TOML passes `hanatd --check-confi
 runcmd script is valid sh that installs the package keeping that config
 (--force-confold) and enables and starts hanat.service.
 
+Parses with PyYAML (python3-yaml), as cloud-init does; without it the test fails: there is no
+stand-in parse. Broken copies in tests/fixtures/cloud-init/ check that it fails when it should.
+
 Usage: cloud_init_test.py HANATD [CLOUD_INIT_YAML]
 """
 import os
@@ -26,29 +29,23 @@ def check(what, ok, detail=""):
 
 
 def load(path):
+    """The file's text and what PyYAML (cloud-init's own parser) makes of it, or None if the
+    YAML does not parse (recorded as a failure)."""
+    try:
+        import yaml  # PyYAML, Debian package python3-yaml
+    except ImportError:
+        # No stand-in: a hand-made parse would pass whatever the YAML says.
+        print("FAIL: PyYAML is missing; this test parses the file with it, as cloud-init "
+              "does, and has no fallback. Install python3-yaml (apt-get install python3-yaml).")
+        sys.exit(1)
     text = open(path, encoding="utf-8").read()
     try:
-        import yaml  # PyYAML (python3-yaml); the image's python3 has it
-    except ImportError:
-        yaml = None
-    if yaml is not None:
-        return text, yaml.safe_load(text)
-    # Minimal fallback without PyYAML: pull the one literal block we need by indentation.
-    lines = text.splitlines()
-    start = next(i for i, l in enumerate(lines) if l.strip() == "content: |")
-    indent = len(lines[start + 1]) - len(lines[start + 1].lstrip())
-    block = []
-    for l in lines[start + 1:]:
-        if l.strip() and len(l) - len(l.lstrip()) < indent:
-            break
-        block.append(l[indent:])
-    script_at = next(i for i, l in enumerate(lines) if l.strip() == "- |")
-    s_indent = len(lines[script_at + 1]) - len(lines[script_at + 1].lstrip())
-    script = [l[s_indent:] for l in lines[script_at + 1:]]
-    return text, {"package_update": "\npackage_update: true\n" in text,
-                  "write_files": [{"path": "/etc/hanat/hanat.toml", "permissions": "0644",
-                                   "content": "\n".join(block) + "\n"}],
-                  "runcmd": [["sh", "-ec", "\n".join(script) + "\n"]]}
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        check("parses as YAML", False, str(e).replace("\n", "\n      "))
+        return text, None
+    check("parses as YAML", True)
+    return text, doc
 
 
 def main():
@@ -58,9 +55,13 @@ def main():
     hanatd = sys.argv[1]
     path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT
     text, doc = load(path)
+    if doc is None:
+        return 1
     check("first line is #cloud-config", text.splitlines()[0] == "#cloud-config",
           repr(text.splitlines()[0]))
     check("parses to a mapping", isinstance(doc, dict), repr(type(doc)))
+    if not isinstance(doc, dict):
+        return 1
     check("package_update: true (apt resolves the .deb's dependencies)",
           doc.get("package_update") is True, repr(doc.get("package_update")))
     files = [f for f in doc.get("write_files", []) if f.get("path") == "/etc/hanat/hanat.toml"]

@@ -96,6 +96,20 @@ class Process {
 
   [[nodiscard]] pid_t pid() const { return pid_; }
   void signal(int sig) const { ::kill(pid_, sig); }
+  // Asks the process to exit (SIGTERM) and waits up to `deadline`, so that it can run its
+  // own shutdown (and a tool wrapping it, such as valgrind, can write its report). Only past
+  // the deadline is it killed (SIGKILL). Returns the exit status if it exited by itself
+  // (at once if it already had), nullopt if it had to be killed.
+  std::optional<int> stop(std::chrono::milliseconds deadline) {
+    if (pid_ <= 0) return std::nullopt;
+    if (!exit_status_) signal(SIGTERM);
+    if (auto code = wait(deadline)) return code;
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    exit_status_ = 128 + SIGKILL;
+    return std::nullopt;
+  }
   // The exit code (or 128+signal) once the process ended within the deadline.
   std::optional<int> wait(std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
     eventually(

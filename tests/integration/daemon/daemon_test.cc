@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "core/metrics/prometheus.h"
@@ -60,6 +61,21 @@ class NotifySocket {
   bool bound_ = false;
 };
 
+// How long a hanatd gets to exit after SIGTERM at the end of a test: generous, because under
+// valgrind (scripts/valgrind) it runs ~20x slower and memcheck then writes its report.
+constexpr auto kStopDeadline = std::chrono::seconds(60);
+
+// Ends a test's hanatd the way systemd does, with SIGTERM, so that its shutdown runs and
+// memcheck writes the report scripts/valgrind reads; SIGKILL (a failure) only past the deadline.
+struct StopDaemon {
+  void operator()(Process* p) const {
+    EXPECT_TRUE(p->stop(kStopDeadline).has_value())
+        << "hanatd did not exit within " << kStopDeadline.count() << "s of SIGTERM; killed";
+    delete p;
+  }
+};
+using Daemon = std::unique_ptr<Process, StopDaemon>;
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,10 +91,15 @@ class DaemonTest : public ::testing::Test {
                           "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
                           "[ec2]\nmetadata_endpoint = \"http://127.0.0.1:9\"\n");
   }
-  std::unique_ptr<Process> start(std::vector<std::string> env = {}) {
-    auto p =
-        std::make_unique<Process>(std::vector<std::string>{HANATD_BIN, "--config", conf_},
-                                  dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env));
+  Daemon start(std::vector<std::string> env = {}) {
+    // Under scripts/valgrind, names hanatd's memcheck log after the test
+    // (hanatd.<suite>.<test>.<pid>.log), so the script can tell that every test's daemon
+    // wrote its report.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    env.push_back(std::string("HANAT_VG_NAME=hanatd.") + info->test_suite_name() + "." +
+                  info->name());
+    Daemon p(new Process(std::vector<std::string>{HANATD_BIN, "--config", conf_},
+                         dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env)));
     bool up = eventually([&] { return ctl({"status"}).code == 0; });
     EXPECT_TRUE(up) << "hanatd did not come up:\n" << p->err();
     return p;

@@ -13,7 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include <curl/curl.h>
@@ -69,6 +72,15 @@ class Moto : public ::testing::Environment {
   static inline std::string error;
 
   void SetUp() override {
+    // moto's log goes to a directory of this run's own (never a fixed /tmp name another run
+    // or user could hold).
+    char tmpl[] = "/tmp/hanat-moto-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      error = std::string("mkdtemp: ") + std::strerror(errno);
+      return;
+    }
+    dir_ = tmpl;
+    log_ = dir_ + "/moto_server.log";
     for (int attempt = 0; attempt < 3 && pid_ <= 0; ++attempt) start();
     if (pid_ <= 0) return;
     const std::string cmd =
@@ -87,11 +99,20 @@ class Moto : public ::testing::Environment {
   }
 
   void TearDown() override {
-    if (pid_ <= 0) return;
+    stop();
+    if (dir_.empty()) return;
     // moto's log is kept only when something failed.
     if (::testing::UnitTest::GetInstance()->Passed()) {
-      std::remove(("/tmp/hanat_ec2_moto_" + std::to_string(getpid()) + ".log").c_str());
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    } else {
+      std::fprintf(stderr, "moto_server's log kept: %s\n", log_.c_str());
     }
+  }
+
+ private:
+  void stop() {
+    if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
     for (int i = 0; i < 100; ++i) {
       if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
@@ -105,14 +126,12 @@ class Moto : public ::testing::Environment {
     pid_ = -1;
   }
 
- private:
   void start() {
     const int port = free_port();
     const std::string ps = std::to_string(port);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    const std::string log = "/tmp/hanat_ec2_moto_" + std::to_string(getpid()) + ".log";
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     const char* argv[] = {"moto_server", "-H", "127.0.0.1", "-p", ps.c_str(), nullptr};
     pid_t pid = 0;
@@ -127,7 +146,7 @@ class Moto : public ::testing::Environment {
     const auto end = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < end) {
       if (waitpid(pid, nullptr, WNOHANG) == pid) {
-        error = "moto_server exited at start (port " + ps + " taken?), see " + log;
+        error = "moto_server exited at start (port " + ps + " taken?), see " + log_;
         return;
       }
       if (port_open(port)) {
@@ -178,6 +197,7 @@ class Moto : public ::testing::Environment {
   }
 
   pid_t pid_ = -1;
+  std::string dir_, log_;  // this run's temporary directory and moto's log in it
 };
 
 class MotoTest : public ::testing::Test {

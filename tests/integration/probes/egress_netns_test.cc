@@ -118,8 +118,9 @@ TEST_F(EgressTest, UplinkCutFailsWithinWindowAndRecovers) {
       loop_, [&] { return !changes.empty() && changes.back() == Health::Down; }, 2s));
   auto took = Clock::now() - cut;
   // The newest success is at most the cut time; it ages out one window (fall x interval)
-  // later. 20 ms covers libuv's millisecond timers and loop latency.
-  EXPECT_LE(took, timing().interval * timing().fall + 20ms)
+  // later. The slack is not 20 ms: this test also runs in the parallel ASan pass, where a
+  // loaded loop lags by tens of ms. 100 ms still tells one window (150 ms) from two (300 ms).
+  EXPECT_LE(took, timing().interval * timing().fall + 100ms)
       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
   EXPECT_EQ(egress_->verdict().detail, "0 of 3 egress targets answered within 150 ms (need 1)");
   ASSERT_TRUE(hanat::testing::set_link(c_->name(), ec_, true));

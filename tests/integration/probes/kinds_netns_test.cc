@@ -68,7 +68,10 @@ TEST_F(KindsTest, FilteredPortTimesOut) {
   EXPECT_EQ(o.failure, Failure::Timeout) << o.detail;
   EXPECT_EQ(o.detail, "no answer to connect");
   EXPECT_GE(o.rtt, 120ms);
-  EXPECT_LT(o.rtt, 200ms);
+  // Our deadline, not the kernel's, ended the connect: its first SYN retransmission comes at
+  // 1 s. Not a tighter bound: this test also runs in the parallel ASan pass, where the loop
+  // can fire a 120 ms timer tens of ms late.
+  EXPECT_LT(o.rtt, 1s);
   // Only that port is filtered: the agent port still answers.
   EXPECT_TRUE(tcp_once(kB, agent_->port()).ok);
 }

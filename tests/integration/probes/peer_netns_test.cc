@@ -115,8 +115,20 @@ TEST_F(NetnsTest, LinkCutDetectedWithinFallTimesIntervalPlusTimeout) {
   RecordProperty("detection_ms", static_cast<int>(detect.count()));
   // Earliest possible: the first probe after the cut, plus (fall-1) intervals, plus timeout.
   EXPECT_GE(detect, o.interval * (o.fall - 1) + o.timeout - 2ms) << "detected before fall";
-  // libuv timers have 1 ms resolution; allow a few ms of loop latency over the bound.
-  EXPECT_LE(detect, bound + 10ms) << "bound " << bound.count() << " ms";
+  // "Within fall probes" is checked by counting probes, not by the clock: this test also runs
+  // in the parallel ASan pass, where loop lag of tens of ms is normal, so a bound of a few ms
+  // over fall x interval + timeout fails on load, not on a bug. The transition comes with the
+  // fall-th failure of the last kind to reach it; a kind probed once more meanwhile may have
+  // one more result, never more.
+  for (ProbeKind k : {ProbeKind::Icmp, ProbeKind::Agent}) {
+    int after_cut = 0;
+    for (const auto& r : log_.results) {
+      if (r.kind == k && r.at > cut && r.at <= log_.transitions.back().at) ++after_cut;
+    }
+    EXPECT_LE(after_cut, o.fall + 1) << to_string(k) << " probes between the cut and DOWN";
+  }
+  // The clock only catches a detection that is late by far more than load explains.
+  EXPECT_LE(detect, bound + 250ms) << "bound " << bound.count() << " ms";
   EXPECT_EQ(check_hysteresis(log_, o), "");
 
   ASSERT_TRUE(hanat::testing::set_link(b_->name(), pb_, true));
@@ -194,9 +206,11 @@ TEST_F(NetnsTest, AgentSayingDownFlipsPeerAtOnce) {
   ASSERT_TRUE(wait_state(Health::Down, 2s));
   const PeerTransition& tr = log_.transitions.back();
   EXPECT_EQ(tr.reason, "agent says down: masquerade rule missing");
-  // At the first agent probe after the failure, not after fall (5) of them.
+  // At the first agent probe after the failure, not after fall (5) of them: counted below
+  // (agent_after). The clock bound has slack for the parallel ASan pass, whose loop lags by
+  // tens of ms; without it, interval + timeout exactly failed on load, not on a bug.
   auto took = tr.at - broke;
-  EXPECT_LE(took, o.interval + o.timeout)
+  EXPECT_LE(took, o.interval + o.timeout + 250ms)
       << "took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
   std::size_t agent_after = 0;
   for (const auto& r : log_.results) {

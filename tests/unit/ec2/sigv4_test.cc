@@ -1,5 +1,5 @@
 // The signer against AWS's official SigV4 test suite (aws-c-auth aws-signing-test-suite/v4),
-// read from ../shared/testdata/sigv4/ relative to the project root.
+// vendored unmodified in tests/fixtures/sigv4/.
 
 #include "ec2/sigv4.h"
 
@@ -7,8 +7,7 @@
 #include <jansson.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -21,37 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The suite lives beside the project (../shared/testdata/sigv4) and stays there (its README:
-// data, not code). A git worktree sits one level deeper, so its grandparent is tried too, and
-// a clone made elsewhere (CI's clean clone in /tmp) looks beside the repository it was cloned
-// from. HANAT_SIGV4_VECTORS overrides all of them.
-fs::path origin_dir(const fs::path& root) {
-  const std::string cmd =
-      "git -C '" + root.string() + "' config --get remote.origin.url 2>/dev/null";
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '/')) out.pop_back();
-  // Only a local path names a directory; a URL (https://, git@) does not.
-  if (out.empty() || out.front() != '/') return {};
-  return fs::path(out);
-}
-
+// Vendored in the repository (tests/fixtures/sigv4/, see its README), so a clean clone with
+// nothing beside it runs every vector.
 fs::path vectors_dir() {
-  if (const char* env = std::getenv("HANAT_SIGV4_VECTORS")) return env;
-  const fs::path root(HANAT_SOURCE_DIR);
-  const fs::path tail = fs::path("shared") / "testdata" / "sigv4";
-  std::vector<fs::path> candidates{root / ".." / tail, root / ".." / ".." / tail};
-  if (fs::path origin = origin_dir(root); !origin.empty())
-    candidates.push_back(origin / ".." / tail);
-  for (const fs::path& p : candidates) {
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) return p;
-  }
-  return candidates.front();
+  return fs::path(HANAT_SOURCE_DIR) / "tests" / "fixtures" / "sigv4";
 }
 
 std::string read_file(const fs::path& p) {

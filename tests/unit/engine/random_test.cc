@@ -1,10 +1,24 @@
 // Seeded random event sequences against one Machine in a group of 2-4 members, checking
-// invariants after every step (FRR's seeded-PRNG approach). A failure prints the seed; rerun
-// one sequence with HANAT_ENGINE_SEED=<seed>; HANAT_ENGINE_RUNS=<n> runs more sequences.
+// invariants after every step (FRR's seeded-PRNG approach).
+//
+// The judge keeps its own model of what the machine must know, built only from the events it
+// fed: each peer's health (rise/fall runs per probe kind, the agent's "down", as
+// peer_health.h's comment states the rules), each table's hold-down (strike count, length,
+// lifting when its writer goes down), and the failed and stale write completions it sent.
+// The machine's PeerChanged actions, health, hold-downs and strikes in its snapshot are
+// asserted against that model, and the invariants are judged with the model, so a bug in the
+// machine's health or hold-down tracking cannot pass its own judgement.
+//
+// Each test run starts from a fresh random seed, printed (sequence i uses seed + i); a
+// failure prints its sequence's seed. HANAT_RANDOM_SEED=<seed> replays that one sequence
+// (with HANAT_RANDOM_RUNS=<n>, n sequences from it); HANAT_RANDOM_RUNS=<n> alone runs n.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -13,6 +27,86 @@
 
 namespace hanat::engine::testing {
 namespace {
+
+// One peer's health as the judge derives it from the probe results it sent. Written from
+// the rules, not from PeerHealth: per configured kind, the runs of consecutive successes and
+// failures (a result of the other kind resets a run); a kind is Up after `rise` successes,
+// Down after `fall` failures; an agent saying "down" makes every kind Down at once (runs
+// restart). The peer is Down if its agent says so or every configured kind is Down, Up if any
+// kind is Up, else as before (Unknown at first).
+class PeerModel {
+ public:
+  // Returns true when the peer's health changed.
+  bool record(const ProbeResult& r, const std::vector<ProbeKind>& kinds, Thresholds t) {
+    if (std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) return false;
+    if (r.kind == ProbeKind::Agent && !r.ok && r.reports_down) {
+      says_down_ = true;
+      for (auto& [k, run] : runs_) run = Run{};
+      for (ProbeKind k : kinds) runs_[k].state = Health::Down;
+    } else {
+      if (r.kind == ProbeKind::Agent && r.ok) says_down_ = false;
+      Run& run = runs_[r.kind];
+      if (r.ok) {
+        run.failed = 0;
+        if (++run.ok >= t.rise) run.state = Health::Up;
+      } else {
+        run.ok = 0;
+        if (++run.failed >= t.fall) run.state = Health::Down;
+      }
+    }
+    Health next = health_;
+    if (says_down_) {
+      next = Health::Down;
+    } else {
+      bool all_down = true;
+      bool any_up = false;
+      for (ProbeKind k : kinds) {
+        all_down = all_down && runs_[k].state == Health::Down;
+        any_up = any_up || runs_[k].state == Health::Up;
+      }
+      if (all_down) {
+        next = Health::Down;
+      } else if (any_up) {
+        next = Health::Up;
+      }
+    }
+    const bool changed = next != health_;
+    health_ = next;
+    return changed;
+  }
+  [[nodiscard]] Health health() const { return health_; }
+
+ private:
+  struct Run {
+    int ok = 0;
+    int failed = 0;
+    Health state = Health::Unknown;
+  };
+  std::map<ProbeKind, Run> runs_;
+  bool says_down_ = false;
+  Health health_ = Health::Unknown;
+};
+
+// One table's hold-down as the judge derives it. A strike is the machine's to decide (it
+// depends on what it believes it wrote), so the judge recognises one and checks that it was
+// possible: a Describe in which the table shows a route to someone else while this member
+// was serving. Its length, the strike count, forgetting strikes after a quiet period and
+// lifting the hold-down when its writer goes down are the judge's own.
+struct HoldModel {
+  int strikes = 0;
+  std::optional<Time> last_strike;
+  Time until{};                   // Time{} once lifted
+  std::set<std::string> writers;  // who may have made the rival write ("" for no member)
+  bool maybe_lifted = false;      // a candidate writer went down after it expired
+};
+
+// A health change: the machine's PeerChanged, or one the model derived.
+struct Change {
+  std::string peer;
+  Health from = Health::Unknown;
+  Health to = Health::Unknown;
+  bool operator==(const Change&) const = default;
+};
 
 class RandomRun {
  public:
@@ -135,6 +229,18 @@ class RandomRun {
           }
         },
         ev));
+    if (const auto* p = std::get_if<ProbeResult>(&ev)) {
+      PeerModel& pm = peers_[p->peer];
+      const Health before = pm.health();
+      if (pm.record(*p, cfg_.probe_kinds, cfg_.peer_thresholds)) {
+        changes_.push_back({p->peer, before, pm.health()});
+        if (pm.health() == Health::Down) downs_.push_back(h_->now());
+      }
+    } else if (const auto* o = std::get_if<RoutesObserved>(&ev)) {
+      describe_ = *o;
+      listed_.clear();
+      for (const auto& t : o->tables) listed_.insert(t.id);
+    }
     return h_->send(ev);
   }
   void note(std::string what) {
@@ -144,6 +250,7 @@ class RandomRun {
 
   std::vector<Action> one_event() {
     Time now = h_->now();
+    serving_before_ = h_->state() == State::Standby || h_->state() == State::Active;
     int r = pick(0, 999);
     if (r < 300) {  // a probe
       std::string peer = random_peer();
@@ -198,6 +305,16 @@ class RandomRun {
                              "UnauthorizedOperation"};
       std::string code = outcome == Ec2Outcome::Fatal ? codes[pick(0, 2)] : "";
       if (outcome == Ec2Outcome::Ok) world_[{w.table, w.destination}] = w.target;
+      // What this completion allows the machine (the damping allowance): requested before a
+      // reload, or for a table the last Describe left out, it is stale (the route is re-read,
+      // then may be written again); otherwise a failure may be retried.
+      const bool stale = issued_gen_[w.op] != reloads_ || listed_.count(w.table) == 0;
+      issued_gen_.erase(w.op);
+      if (stale) {
+        stales_.push_back(now);
+      } else if (outcome != Ec2Outcome::Ok) {
+        failures_[route_key(w.table, w.destination)].push_back(now);
+      }
       return send(Ec2Done{w.op, w.epoch, outcome, code, now});
     }
     if (r < 900) {  // time passes: Ticks at every deadline crossed, each checked
@@ -228,6 +345,7 @@ class RandomRun {
            std::to_string(c.peer_thresholds.fall));
       h_->reload(c);
       cfg_ = c;
+      ++reloads_;
       return h_->take();
     }
     return send(Tick{now});
@@ -246,16 +364,30 @@ class RandomRun {
     Target me = member_target(member(cfg_.self));
     std::set<std::string> table_ids;
     for (const auto& t : tables_) table_ids.insert(t.id);
+    // A peer's health as the judge's model has it (never the machine's word).
     auto health = [&](const Target& t) {
       for (const auto& m : cfg_.members) {
-        if (member_target(m) == t) {
-          for (const auto& ms : s.members) {
-            if (ms.instance_id == m.instance_id) return ms.health;
-          }
-        }
+        if (m.instance_id != cfg_.self && member_target(m) == t)
+          return peers_[m.instance_id].health();
       }
       return Health::Unknown;
     };
+    // The machine reports exactly the health changes the probes fed make, and shows the
+    // health the model has.
+    std::vector<Change> reported;
+    for (const auto& a : out) {
+      if (const auto* p = std::get_if<PeerChanged>(&a))
+        reported.push_back({p->peer, p->from, p->to});
+    }
+    if (reported != changes_) {
+      return fail("PeerChanged " + str(reported) + " where the probes fed make " + str(changes_));
+    }
+    for (const auto& ms : s.members) {
+      if (!ms.self && ms.health != peers_[ms.instance_id].health()) {
+        return fail("snapshot shows " + ms.instance_id + " " + to_string(ms.health) +
+                    ", the probes fed make it " + to_string(peers_[ms.instance_id].health()));
+      }
+    }
 
     for (const auto& a : out) {
       if (const auto* w = std::get_if<WriteRoute>(&a)) {
@@ -288,11 +420,13 @@ class RandomRun {
           }
         }
         in_flight_[w->op] = *w;
-        // A hold-down is respected: no write taking the route from a member before it ends,
-        // unless a peer went down in this very step (which voids the rewriter's claim).
-        if (auto held = held_until_.find(w->table);
-            held != held_until_.end() && h_->now() < held->second && !peer_went_down(out) &&
-            holder_was_member(w->table, w->destination)) {
+        issued_gen_[w->op] = reloads_;
+        // A hold-down (the judge's, as of the previous step) is respected: no write taking
+        // the route from a member before it ends, unless a peer went down in this very step
+        // (which voids the rewriter's claim).
+        if (auto held = held_until_.find(w->table); held != held_until_.end() &&
+                                                    h_->now() < held->second && !peer_went_down() &&
+                                                    holder_was_member(w->table, w->destination)) {
           return fail("table " + w->table + " written during its hold-down");
         }
         // Damping bound, counted per managed route (table, destination): within one hold-down
@@ -325,9 +459,6 @@ class RandomRun {
         eips_.push_back(*e);
       } else if (const auto* n = std::get_if<ApplyNat>(&a)) {
         nat_.push_back(*n);
-      } else if (const auto* p = std::get_if<PeerChanged>(&a)) {
-        if (p->peer == cfg_.self || !is_member(p->peer)) return fail("PeerChanged for " + p->peer);
-        if (p->to == Health::Down) downs_.push_back(h_->now());
       } else if (const auto* rp = std::get_if<RecoverPeer>(&a)) {
         if (rp->peer == cfg_.self || !is_member(rp->peer))
           return fail("RecoverPeer for " + rp->peer);
@@ -339,34 +470,136 @@ class RandomRun {
         exited_ = true;
       }
     }
-    if (s.stale_completions > last_stale_) stales_.push_back(h_->now());
-    last_stale_ = s.stale_completions;
+    if (!check_holds(s, me)) return false;
     held_until_.clear();
-    for (const auto& t : s.tables) {
-      if (t.hold_until) held_until_[t.id] = *t.hold_until;
+    for (const auto& [id, hm] : holds_) {
+      if (h_->now() < hm.until) held_until_[id] = hm.until;
     }
-    // Failed completions allow a retry (counted for the damping allowance).
-    for (const auto& t : s.tables) {
-      for (const auto& r : t.routes) {
-        if (r.attempts > last_attempts_[{t.id, r.destination}]) {
-          failures_[route_key(t.id, r.destination)].push_back(h_->now());
-        }
-        last_attempts_[{t.id, r.destination}] = r.attempts;
-      }
-    }
+    changes_.clear();
+    describe_.reset();
     // Take over from the dead at once: a route allocated to this serving member and held by
     // a member it sees DOWN has a write in flight, unless held down, backing off, or out of
     // write tokens after a throttling reply. Checked after every step, so the step in which
     // the peer went down emitted it.
     if (serving && s.write_tokens >= 1.0) {
       for (const auto& t : s.tables) {
-        if (!(t.allocated == me) || t.hold_until) continue;
+        if (!(t.allocated == me) || held_until_.count(t.id) != 0) continue;
         for (const auto& r : t.routes) {
           if (r.in_flight || r.retry_at) continue;
           if (health(r.current) == Health::Down && member_of_target(r.current)) {
             return fail("table " + t.id + " allocated here, held by a dead peer, not written");
           }
         }
+      }
+    }
+    return true;
+  }
+
+  // Hold-downs: a strike (a new hold-down) must have been possible, and its length, the
+  // strike count and its lifting must be the model's.
+  bool check_holds(const Snapshot& s, const Target& me) {
+    const Time now = h_->now();
+    std::set<std::string> present;
+    for (const auto& t : s.tables) present.insert(t.id);
+    // A table a Describe left out is forgotten by the machine, and relearnt from scratch.
+    std::erase_if(holds_, [&](const auto& kv) { return present.count(kv.first) == 0; });
+    std::erase_if(seen_, [&](const auto& kv) { return present.count(kv.first) == 0; });
+    // A writer seen going down voids the hold-down its write caused (expired or not). With
+    // several candidate writers the snapshot decides which one it was, below.
+    std::map<std::string, std::string> maybe_lifted;  // table -> the peer that went down
+    for (const auto& c : changes_) {
+      if (c.to != Health::Down) continue;
+      for (auto& [id, hm] : holds_) {
+        if (hm.writers.count(c.peer) == 0) continue;
+        if (hm.writers.size() == 1) {
+          hm.until = Time{};
+          hm.writers.clear();
+        } else {
+          maybe_lifted[id] = c.peer;
+        }
+      }
+    }
+    const auto quiet = 2 * (cfg_.hold_down_max + cfg_.describe_interval);
+    for (const auto& t : s.tables) {
+      HoldModel& hm = holds_[t.id];
+      auto& [prev_until, prev_strikes] = seen_[t.id];
+      const bool struck = t.strikes != prev_strikes || (t.hold_until && t.hold_until != prev_until);
+      prev_until = t.hold_until;
+      prev_strikes = t.strikes;
+      if (struck) {
+        // Possible only on a Describe showing the table routed to someone else (not
+        // missing, not a blackhole), seen by a serving member.
+        std::set<std::string> writers;
+        bool rival = false;
+        if (describe_) {
+          for (const auto& ot : describe_->tables) {
+            if (ot.id != t.id) continue;
+            for (const auto& r : ot.routes) {
+              if (r.target == me || r.target.kind == TargetKind::Blackhole ||
+                  r.target.kind == TargetKind::Missing) {
+                continue;
+              }
+              rival = true;
+              std::string writer;  // "" for no member (the NAT Gateway, a stranger)
+              for (const auto& m : cfg_.members) {
+                if (m.instance_id != cfg_.self && member_target(m) == r.target) {
+                  writer = m.instance_id;
+                }
+              }
+              writers.insert(writer);
+            }
+          }
+        }
+        if (!serving_before_ || !rival) {
+          return fail("table " + t.id +
+                      " struck (hold-down) without a rival's write in a Describe");
+        }
+        if (!t.hold_until) return fail("table " + t.id + " struck without a hold-down");
+        // Strikes are forgotten after a quiet period; a lifted hold-down counts as long past.
+        const bool lifted_maybe = maybe_lifted.count(t.id) != 0 || hm.maybe_lifted;
+        const int counted = hm.last_strike && now - hm.until > quiet ? 1 : hm.strikes + 1;
+        const bool ok = t.strikes == counted || (lifted_maybe && t.strikes == 1);
+        if (!ok) {
+          return fail("table " + t.id + " at strike " + std::to_string(t.strikes) +
+                      ", the judge counts " + std::to_string(counted));
+        }
+        Millis hold = cfg_.hold_down_base;
+        for (int i = 1; i < t.strikes; ++i) hold = std::min(hold * 2, cfg_.hold_down_max);
+        hold = std::min(hold, cfg_.hold_down_max);
+        if (*t.hold_until != now + hold) {
+          return fail("table " + t.id + " held down for " +
+                      std::to_string((*t.hold_until - now) / 1ms) + " ms at strike " +
+                      std::to_string(t.strikes) + ", expected " + std::to_string(hold.count()));
+        }
+        hm = HoldModel{t.strikes, now, now + hold, writers, false};
+        continue;
+      }
+      const bool model_held = now < hm.until;
+      // The snapshot judges by the time of the last event; the clock may have moved on since
+      // (advance() crossed no deadline), so a hold-down it shows may already be over.
+      const bool snap_held = t.hold_until && now < *t.hold_until;
+      if (auto ml = maybe_lifted.find(t.id); ml != maybe_lifted.end()) {
+        if (model_held && !snap_held) {  // it was that writer's
+          hm.until = Time{};
+          hm.writers.clear();
+          continue;
+        }
+        if (model_held) {
+          hm.writers.erase(ml->second);  // not that one
+        } else {
+          hm.maybe_lifted = true;  // expired: the snapshot cannot tell
+        }
+      }
+      if (model_held != snap_held) {
+        return fail("table " + t.id + (snap_held ? " held down" : " not held down") +
+                    " where the judge has it " + (model_held ? "held down" : "free"));
+      }
+      if (model_held && *t.hold_until != hm.until) {
+        return fail("table " + t.id + " hold-down ends at another time than the judge's");
+      }
+      if (t.strikes != hm.strikes) {
+        return fail("table " + t.id + " strikes " + std::to_string(t.strikes) + ", the judge's " +
+                    std::to_string(hm.strikes));
       }
     }
     return true;
@@ -418,11 +651,19 @@ class RandomRun {
     }
     return false;
   }
-  static bool peer_went_down(const std::vector<Action>& out) {
-    for (const auto& a : out) {
-      if (const auto* p = std::get_if<PeerChanged>(&a); p && p->to == Health::Down) return true;
+  bool peer_went_down() const {
+    for (const auto& c : changes_) {
+      if (c.to == Health::Down) return true;
     }
     return false;
+  }
+  static std::string str(const std::vector<Change>& v) {
+    std::string out = "[";
+    for (const auto& c : v) {
+      out +=
+          (out.size() > 1 ? ", " : "") + c.peer + " " + to_string(c.from) + "->" + to_string(c.to);
+    }
+    return out + "]";
   }
   static std::string route_key(const std::string& table, const std::string& dest) {
     return table + " " + dest;
@@ -443,12 +684,21 @@ class RandomRun {
   std::vector<ApplyNat> nat_;
   std::vector<AssociateAddress> eips_;
   std::map<std::string, std::vector<Time>> member_takes_;
-  std::map<std::string, std::vector<Time>> failures_;
-  std::map<std::pair<std::string, std::string>, int> last_attempts_;
-  std::vector<Time> downs_;
+  std::map<std::string, std::vector<Time>> failures_;  // failed write completions sent
+  std::vector<Time> downs_;                            // the model's peers going down
   std::vector<Time> stales_;  // a stale completion leaves a route to be re-read and rewritten
-  std::uint64_t last_stale_ = 0;
-  std::map<std::string, Time> held_until_;  // hold-downs as of the end of the last step
+  std::map<std::string, Time> held_until_;  // the model's hold-downs at the end of the last step
+  // The judge's models and what it fed in the current step.
+  std::map<std::string, PeerModel> peers_;
+  std::vector<Change> changes_;             // health changes the probes of this step make
+  std::optional<RoutesObserved> describe_;  // the Describe of this step
+  std::set<std::string> listed_;            // tables in the last Describe
+  std::map<std::string, HoldModel> holds_;
+  // The snapshot's hold-down end and strikes per table at the last step (to see a strike).
+  std::map<std::string, std::pair<std::optional<Time>, int>> seen_;
+  std::map<OpId, int> issued_gen_;  // reloads before each write in flight was requested
+  int reloads_ = 0;
+  bool serving_before_ = false;
   std::vector<std::string> trace_;
   bool exited_ = false;
   bool failed_ = false;
@@ -456,18 +706,23 @@ class RandomRun {
 };
 
 TEST(RandomEvents, InvariantsHoldAfterEveryStep) {
-  std::uint64_t first = 1;
+  std::uint64_t first = std::random_device{}();
   int runs = 2000;
-  if (const char* env = std::getenv("HANAT_ENGINE_SEED")) {
+  if (const char* env = std::getenv("HANAT_RANDOM_SEED")) {
     first = std::strtoull(env, nullptr, 10);
     runs = 1;
   }
-  if (const char* env = std::getenv("HANAT_ENGINE_RUNS")) runs = std::atoi(env);
+  if (const char* env = std::getenv("HANAT_RANDOM_RUNS")) runs = std::atoi(env);
+  std::cout << "random_test: " << runs << " sequences, seeds " << first << " to "
+            << first + static_cast<std::uint64_t>(runs) - 1
+            << " (HANAT_RANDOM_SEED=<seed> replays one)" << std::endl;
+  RecordProperty("first_seed", std::to_string(first));
   for (std::uint64_t seed = first; seed < first + static_cast<std::uint64_t>(runs); ++seed) {
     RandomRun run{seed};
     if (!run.run(200)) {
       ADD_FAILURE() << "invariant broken with seed " << seed
-                    << " (rerun: HANAT_ENGINE_SEED=" << seed << ")";
+                    << " (replay: HANAT_RANDOM_SEED=" << seed << " engine_test"
+                    << " --gtest_filter=RandomEvents.*)";
       return;
     }
   }
