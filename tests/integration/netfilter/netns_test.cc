@@ -269,6 +269,8 @@ TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
     EXPECT_FALSE(m.health().ok);
     EXPECT_EQ(m.health().reason, "egress interface \"nosuch0\": no such interface");
     EXPECT_EQ(nft("list tables"), "");
+    // Table first, then forwarding: a host must not forward before it can NAT (issue #23).
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "0\n");
     spec.egress_interface = "wan0:1";
     auto bad = m.apply(spec, {});
     ASSERT_FALSE(bad);
@@ -281,6 +283,7 @@ TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
     ASSERT_TRUE(c) << c.error().message;
     EXPECT_TRUE(m.health().ok);
     EXPECT_THAT(nft("list table ip hanat"), HasSubstr("oifname \"late0\""));
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "1\n");
   }
   testing::expect_clean_close(loop);
 }
