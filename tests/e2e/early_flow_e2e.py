@@ -6,10 +6,12 @@ nat1's ip_forward is on before hanatd runs (lab forwarding=True, no masquerade) 
 firewall (a foreign table matching `ct state`) keeps conntrack running, so the UDP stream
 from private host a1 is forwarded without NAT and the kernel records its flow un-NATed.
 (Without any conntrack user in the namespace the kernel tracks nothing, and the first packet
-after hanat's table appears is a new, NATed flow: that host never had the problem.) hanatd starts 3 s later; within 1 s of its "data plane: masquerade table and
-forwarding verified" the internet host's sink sees the same stream (one socket, one flow)
-arrive from nat1's public address, and only from it from then on. Without the purge the
-flow keeps its private source for as long as it keeps sending.
+after hanat's table appears is a new, NATed flow: that host never had the problem.)
+
+hanatd starts 3 s later; within 1 s of its "data plane: masquerade table and forwarding
+verified" the internet host's sink sees the same stream (one socket, one flow) arrive from
+nat1's public address, and only from it from then on. Without the purge the flow keeps its
+private source for as long as it keeps sending.
 
 Usage: early_flow_e2e.py HANATD
 Exit 0 pass, 1 fail, 77 skipped (not root, tools missing). The last line says which.
