@@ -7,6 +7,8 @@
 // source NAT, and every later packet matches that entry, so the flow leaks out with its
 // private source for as long as it keeps the entry alive. Deleting such entries after the
 // table is (re)installed makes the next packet of each flow create a fresh, NATed entry.
+// (Only a namespace where something else keeps conntrack running — a host firewall, another
+// nat table — has such entries: without any user the kernel tracks nothing.)
 //
 // An entry is purged when it was forwarded through this host (no end of it is a local
 // address), its original source lies in one of the configured source CIDRs (any source when

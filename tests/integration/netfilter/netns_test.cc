@@ -792,7 +792,9 @@ std::string ct_entry(const Netns& nat, const std::string& src, uint16_t sport, u
 
 // priv (198.18.1.2, .1.3 and 198.18.9.2) -- lan0 [nat] wan0 -- out, as build_topology, with
 // forwarding on and no hanat table: a NAT host whose ip_forward was on before hanatd started.
-// A foreign table source-NATs 198.18.1.3 only.
+// A foreign table source-NATs 198.18.1.3 only; its nat chain also keeps conntrack running in
+// the namespace, as any host firewall would (with no conntrack user at all the kernel tracks
+// nothing, and the first packet after hanat's table appears starts a new, NATed flow).
 void build_early_flow_topology(Netns& nat, Netns& priv, Netns& out) {
   ASSERT_NO_FATAL_FAILURE(build_topology(nat, priv, out));
   ASSERT_EQ(priv.ip("addr add 198.18.1.3/24 dev eth0"), 0);
