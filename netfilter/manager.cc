@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "netfilter/batch.h"
+#include "netfilter/conntrack.h"
 
 namespace hanat::netfilter {
 
@@ -106,7 +107,25 @@ Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   auto changed = sysctl_.apply(sysctls_);
   if (!changed) return fail_with(std::move(changed).error());
   set_health(Health{true, {}});
+  // Last: the table is in place and forwarding on, so a purged flow's next packet is NATed
+  // (a host whose ip_forward was on before hanatd started forwarded without NAT until now).
+  purge_unnatted_flows();
   return ok();
+}
+
+void NatManager::purge_unnatted_flows() {
+  PurgeOutcome out;
+  auto filter = purge_filter(*nat_);
+  auto r = filter ? purge_unnatted(std::move(filter).value(), options_.netlink_timeout)
+                  : core::Result<PurgeResult, Error>(core::Unexpected(filter.error()));
+  if (r) {
+    out.purged = r->purged;
+    counters_.purged += r->purged;
+  } else {
+    out.error = r.error().message;
+    ++counters_.purge_failures;
+  }
+  if (on_purge_) on_purge_(out);
 }
 
 Status NatManager::check() {
@@ -130,6 +149,7 @@ Status NatManager::check() {
     }
     ++counters_.table_repairs;
     last_repair_ = drift;
+    purge_unnatted_flows();
   }
   auto diff = sysctl_.check(sysctls_);
   if (!diff) return fail_with(std::move(diff).error());

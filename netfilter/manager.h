@@ -9,6 +9,11 @@
 // reason, so the agent check answers `down` and the engine hands the routes away
 // (DESIGN.md, failover semantics 6).
 //
+// After every apply and every table repair, conntrack entries of flows that were forwarded
+// without NAT while the table was missing are deleted (conntrack.h), so their next packet is
+// NATed; the outcome goes to on_purge() and the counters. A failed purge does not make the
+// data plane unhealthy: the table is right, only those flows stay un-NATed until they end.
+//
 // Destroying the manager (hanatd exiting) leaves the rules in the kernel: traffic must not
 // stop because the daemon restarts. Only remove() deletes the table.
 
@@ -38,6 +43,14 @@ struct NatCounters {
   uint64_t table_repairs = 0;   // table re-applied because it was missing or altered
   uint64_t sysctl_repairs = 0;  // sysctls rewritten because they had drifted
   uint64_t failures = 0;        // applies or checks that left the data plane unhealthy
+  uint64_t purged = 0;          // conntrack entries that escaped NAT, deleted (conntrack.h)
+  uint64_t purge_failures = 0;  // purges that could not read or delete the entries
+};
+
+// The outcome of the conntrack purge that follows every apply and table repair.
+struct PurgeOutcome {
+  uint64_t purged = 0;
+  std::string error;  // empty when the purge ran
 };
 
 // One reading of the forward-path counters of the applied table (netfilter/batch.h,
@@ -88,6 +101,8 @@ class NatManager {
 
   // Called whenever health changes (ok <-> unhealthy, or a different reason).
   void on_health_change(std::function<void(const Health&)> cb) { on_health_ = std::move(cb); }
+  // Called after each conntrack purge (every apply and table repair).
+  void on_purge(std::function<void(const PurgeOutcome&)> cb) { on_purge_ = std::move(cb); }
 
   // Starts (or re-times) the forward counter readings: every `interval`, the counters of the
   // applied table (when its NatSpec has forward_counters on) are read and reported through
@@ -109,6 +124,7 @@ class NatManager {
   Status fail_with(Error e);
   void set_health(Health h);
   void arm_timer();
+  void purge_unnatted_flows();
 
   ManagerOptions options_;
   uv::Timer timer_;
@@ -120,6 +136,7 @@ class NatManager {
   NatCounters counters_;
   std::string last_repair_;
   std::function<void(const Health&)> on_health_;
+  std::function<void(const PurgeOutcome&)> on_purge_;
 
   uv::Timer forward_timer_;
   std::optional<std::chrono::milliseconds> forward_interval_;

@@ -10,6 +10,7 @@
 //   compare.h  pure: desired NatSpec vs the table read back from the kernel
 //   netlink.h  I/O: commit a batch (libmnl, ACK per message), dump the table back
 //   sysctl.h   I/O: /proc/sys writes, read back and verified
+//   conntrack.h  pure decision + I/O (ctnetlink): purge flows that were forwarded without NAT
 //   manager.h  on the loop: apply, verify, drift check on a timer, repair, health
 //
 // Nothing here logs above debug (STYLE C5): every outcome is a value for the shell to log.

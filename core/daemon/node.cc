@@ -47,6 +47,17 @@ void Node::start() {
     }
     feed_self_health();
   });
+  nat_->on_purge([](const netfilter::PurgeOutcome& p) {
+    // A flow whose first packet was forwarded while the table was missing was never NATed;
+    // its entry is gone now, so its next packet makes a fresh, NATed one.
+    if (!p.error.empty()) {
+      log::warning("data plane: purge of un-NATed flows failed: " + p.error + ", ignoring");
+    } else if (p.purged > 0) {
+      log::warning("data plane: " + std::to_string(p.purged) +
+                   " conntrack entries forwarded without NAT purged, their flows are NATed from "
+                   "the next packet");
+    }
+  });
   forward_->on_forward_change([this](const engine::ForwardWatch::Verdict& v) {
     if (v.state == engine::Health::Down) {
       log::warning("forward check: down (" + v.detail + "): handing routes away");

@@ -163,6 +163,7 @@ status::Json Node::status() const {
     set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
     set_int(counters, "drift_repairs",
             static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
+    set_int(counters, "unnatted_flows_purged", static_cast<std::int64_t>(nc.purged));
   }
   // "Action outcome" -> count (flat, as before), and the same grouped by action.
   json_t* calls = json_object();
@@ -280,6 +281,7 @@ void Node::fill_report(Report& r) const {
     const auto& nc = nat_->counters();
     r.nat_applies = nc.applies;
     r.drift_repairs = nc.table_repairs + nc.sysctl_repairs;
+    r.unnatted_flows_purged = nc.purged;
   }
   r.ec2_calls = ec2_calls_;
   if (!machine_) return;

@@ -178,6 +178,10 @@ std::vector<Family> metric_families(const Report& r) {
   out.push_back(
       single(counter("hanat_nat_applies_total", "NAT table applies (commit and read-back)."),
              static_cast<double>(r.nat_applies)));
+  out.push_back(single(counter("hanat_unnatted_flows_purged_total",
+                               "Conntrack entries of flows forwarded without NAT (the table was "
+                               "missing) deleted after an apply or repair, so they get NATed."),
+                       static_cast<double>(r.unnatted_flows_purged)));
   return out;
 }
 

@@ -270,6 +270,8 @@ TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
     EXPECT_FALSE(m.health().ok);
     EXPECT_EQ(m.health().reason, "egress interface \"nosuch0\": no such interface");
     EXPECT_EQ(nft("list tables"), "");
+    // Table first, then forwarding: a host must not forward before it can NAT (issue #23).
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "0\n");
     spec.egress_interface = "wan0:1";
     auto bad = m.apply(spec, {});
     ASSERT_FALSE(bad);
@@ -282,6 +284,7 @@ TEST_F(NetfilterNetns, BadEgressInterfaceIsNamedAndNothingIsInstalled) {
     ASSERT_TRUE(c) << c.error().message;
     EXPECT_TRUE(m.health().ok);
     EXPECT_THAT(nft("list table ip hanat"), HasSubstr("oifname \"late0\""));
+    EXPECT_EQ(ns_sysctl("net/ipv4/ip_forward"), "1\n");
   }
   testing::expect_clean_close(loop);
 }
@@ -534,11 +537,12 @@ sockaddr_in addr(const char* ip, uint16_t port) {
   return a;
 }
 
-// Sends one datagram from the private namespace (fresh socket, so a fresh conntrack entry)
-// and returns the source address it arrived with outside, or "" if it did not arrive.
-std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outside_port) {
-  const int fd = udp_socket_in(priv);
-  if (fd < 0) return "socket failed";
+// Sends a datagram on `fd` and returns the source address it arrived with at `outside_fd`,
+// or "" if it did not arrive. Datagrams already queued at `outside_fd` are dropped first.
+std::string source_seen_from(int fd, int outside_fd, uint16_t outside_port) {
+  char buf[64];
+  while (::recv(outside_fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
   const sockaddr_in to = addr("198.19.1.2", outside_port);
   const char msg[] = "hanat";
   std::string seen;
@@ -549,7 +553,6 @@ std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outs
     if (::poll(&p, 1, 200) == 1) {
       sockaddr_in from{};
       socklen_t len = sizeof from;
-      char buf[64];
       if (::recvfrom(outside_fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) >
           0) {
         char ip[INET_ADDRSTRLEN] = {};
@@ -558,6 +561,14 @@ std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outs
       }
     }
   }
+  return seen;
+}
+
+// Sends from a fresh socket in the private namespace (so a fresh conntrack entry).
+std::string source_seen_outside(const Netns& priv, int outside_fd, uint16_t outside_port) {
+  const int fd = udp_socket_in(priv);
+  if (fd < 0) return "socket failed";
+  std::string seen = source_seen_from(fd, outside_fd, outside_port);
   ::close(fd);
   return seen;
 }
@@ -742,6 +753,180 @@ TEST_F(NetfilterNetns, ForwardCheckSeesAKernelDropOfForwardedPacketsAndTheRecove
   }
   testing::expect_clean_close(loop);
   ::close(tx);
+}
+
+// --- flows that escaped NAT (issue #23) ---------------------------------------------------
+
+// A UDP socket in `ns` bound to `ip` (port chosen by the kernel); -1 on failure.
+int udp_socket_bound(const Netns& ns, const char* ip) {
+  const int fd = udp_socket_in(ns);
+  if (fd < 0) return -1;
+  const sockaddr_in a = addr(ip, 0);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+uint16_t local_port(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+  return ntohs(a.sin_port);
+}
+
+// The conntrack entry (as /proc/net/nf_conntrack prints it, from its original source on) of
+// the UDP flow `src`:`sport` -> 198.19.1.2:`dport` in the NAT namespace, or "" if none.
+std::string ct_entry(const Netns& nat, const std::string& src, uint16_t sport, uint16_t dport) {
+  const std::string key = "src=" + src + " dst=198.19.1.2 sport=" + std::to_string(sport) +
+                          " dport=" + std::to_string(dport) + " ";
+  std::istringstream lines(capture(nat.exec("cat /proc/net/nf_conntrack")));
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find(key);
+    if (at == std::string::npos) continue;
+    // Drop the counting-down timeout and use count in front of and behind the tuples.
+    std::string entry = line.substr(at);
+    if (const auto use = entry.find(" use="); use != std::string::npos) entry.resize(use);
+    return entry;
+  }
+  return {};
+}
+
+// priv (198.18.1.2, .1.3 and 198.18.9.2) -- lan0 [nat] wan0 -- out, as build_topology, with
+// forwarding on and no hanat table: a NAT host whose ip_forward was on before hanatd started.
+// A foreign table source-NATs 198.18.1.3 only; its nat chain also keeps conntrack running in
+// the namespace, as any host firewall would (with no conntrack user at all the kernel tracks
+// nothing, and the first packet after hanat's table appears starts a new, NATed flow).
+void build_early_flow_topology(Netns& nat, Netns& priv, Netns& out) {
+  ASSERT_NO_FATAL_FAILURE(build_topology(nat, priv, out));
+  ASSERT_EQ(priv.ip("addr add 198.18.1.3/24 dev eth0"), 0);
+  ASSERT_EQ(priv.ip("addr add 198.18.9.2/32 dev eth0"), 0);
+  ASSERT_EQ(nat.ip("route add 198.18.9.2/32 dev lan0"), 0);
+  ASSERT_EQ(sh(nat.exec("nft 'add table ip other; add chain ip other post { type nat hook "
+                        "postrouting priority 100; }; add rule ip other post oifname \"wan0\" "
+                        "ip saddr 198.18.1.3 snat to 198.19.1.1'")),
+            0);
+  ASSERT_TRUE(Sysctl().apply(sysctl_entries({})));
+}
+
+TEST_F(NetfilterNetns, ApplyPurgesFlowsForwardedWithoutNatAndNothingElse) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_early_flow_topology(*nat_, priv, out));
+  const int rx = udp_socket_bound(out, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = local_port(rx);
+
+  // Four flows start before hanat's table exists, each on one socket (one 5-tuple) for its
+  // whole life: `early` from a configured source, `outside` from a source outside the CIDRs,
+  // `natted` source-NATed by the foreign table, `own` the NAT host's own traffic (its address
+  // is inside a configured CIDR, and it is never source-NATed).
+  const int early = udp_socket_bound(priv, "198.18.1.2");
+  const int outside = udp_socket_bound(priv, "198.18.9.2");
+  const int natted = udp_socket_bound(priv, "198.18.1.3");
+  const int own = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);  // this thread is in nat
+  ASSERT_TRUE(early >= 0 && outside >= 0 && natted >= 0 && own >= 0);
+  const sockaddr_in own_addr = addr("198.19.1.1", 0);
+  ASSERT_EQ(::bind(own, reinterpret_cast<const sockaddr*>(&own_addr), sizeof own_addr), 0);
+  EXPECT_EQ(source_seen_from(early, rx, port), "198.18.1.2");
+  EXPECT_EQ(source_seen_from(outside, rx, port), "198.18.9.2");
+  EXPECT_EQ(source_seen_from(natted, rx, port), "198.19.1.1");
+  EXPECT_EQ(source_seen_from(own, rx, port), "198.19.1.1");
+
+  NatSpec spec;
+  spec.egress_interface = "wan0";
+  spec.source_cidrs = {"198.18.1.0/24", "198.19.1.0/24"};
+
+  // The issue: the masquerade table alone does not help a flow that began without it.
+  {
+    auto nl = Netlink::open();
+    ASSERT_TRUE(nl);
+    auto batch = build_batch(spec, nl->next_seq());
+    ASSERT_TRUE(batch);
+    ASSERT_TRUE(nl->commit(*batch));
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.18.1.2");
+  }
+
+  const std::string early_before = ct_entry(*nat_, "198.18.1.2", local_port(early), port);
+  const std::string outside_before = ct_entry(*nat_, "198.18.9.2", local_port(outside), port);
+  const std::string natted_before = ct_entry(*nat_, "198.18.1.3", local_port(natted), port);
+  const std::string own_before = ct_entry(*nat_, "198.19.1.1", local_port(own), port);
+  ASSERT_THAT(early_before, HasSubstr("src=198.19.1.2 dst=198.18.1.2 "));
+  ASSERT_THAT(natted_before, HasSubstr("src=198.19.1.2 dst=198.19.1.1 "));
+  ASSERT_NE(outside_before, "");
+  ASSERT_NE(own_before, "");
+  const std::string other_before = nft("list table ip other");
+
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    std::vector<PurgeOutcome> purges;
+    m.on_purge([&](const PurgeOutcome& p) { purges.push_back(p); });
+    auto a = m.apply(spec, {});
+    ASSERT_TRUE(a) << a.error().message;
+    ASSERT_EQ(purges.size(), 1U);
+    EXPECT_EQ(purges[0].error, "");
+    EXPECT_EQ(purges[0].purged, 1U);
+    EXPECT_EQ(m.counters().purged, 1U);
+
+    // Only the un-NATed entry from a configured source went; nothing else changed.
+    EXPECT_EQ(ct_entry(*nat_, "198.18.1.2", local_port(early), port), "");
+    EXPECT_EQ(ct_entry(*nat_, "198.18.9.2", local_port(outside), port), outside_before);
+    EXPECT_EQ(ct_entry(*nat_, "198.18.1.3", local_port(natted), port), natted_before);
+    EXPECT_EQ(ct_entry(*nat_, "198.19.1.1", local_port(own), port), own_before);
+    EXPECT_EQ(nft("list table ip other"), other_before);
+
+    // The same flow's next packet creates a fresh entry, and that one is NATed.
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.19.1.1");
+    EXPECT_THAT(ct_entry(*nat_, "198.18.1.2", local_port(early), port),
+                HasSubstr("src=198.19.1.2 dst=198.19.1.1 "));
+
+    // A second apply finds nothing left to purge.
+    ASSERT_TRUE(m.apply(spec, {}));
+    ASSERT_EQ(purges.size(), 2U);
+    EXPECT_EQ(purges[1].purged, 0U);
+    EXPECT_EQ(m.counters().purged, 1U);
+  }
+  testing::expect_clean_close(loop);
+  for (int fd : {early, outside, natted, own, rx}) ::close(fd);
+}
+
+TEST_F(NetfilterNetns, RepairPurgesFlowsThatStartedWhileTheTableWasMissing) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_early_flow_topology(*nat_, priv, out));
+  const int rx = udp_socket_bound(out, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = local_port(rx);
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    std::vector<PurgeOutcome> purges;
+    m.on_purge([&](const PurgeOutcome& p) { purges.push_back(p); });
+    NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.source_cidrs = {"198.18.1.0/24"};
+    ASSERT_TRUE(m.apply(spec, {}));
+
+    // The table is deleted (`nft flush ruleset` would do the same) and a flow starts.
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    const int late = udp_socket_bound(priv, "198.18.1.2");
+    ASSERT_GE(late, 0);
+    EXPECT_EQ(source_seen_from(late, rx, port), "198.18.1.2");
+
+    ASSERT_TRUE(m.check());
+    EXPECT_EQ(m.counters().table_repairs, 1U);
+    ASSERT_EQ(purges.size(), 2U);
+    EXPECT_EQ(purges[1].error, "");
+    EXPECT_GE(purges[1].purged, 1U);
+    EXPECT_GE(m.counters().purged, 1U);
+    EXPECT_EQ(source_seen_from(late, rx, port), "198.19.1.1");
+    m.stop();
+    ::close(late);
+  }
+  testing::expect_clean_close(loop);
+  ::close(rx);
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ Report sample_report() {
   r.throttles = 1;
   r.drift_repairs = 2;
   r.nat_applies = 5;
+  r.unnatted_flows_purged = 7;
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -86,6 +87,7 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_ec2_throttles_total 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_drift_repairs_total 2\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_nat_applies_total 5\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_flows_purged_total 7\n"));
 }
 
 TEST(MetricFamilies, ConfigAndReload) {

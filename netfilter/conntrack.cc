@@ -1,0 +1,296 @@
+#include "netfilter/conntrack.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+namespace hanat::netfilter {
+
+core::Result<PurgeFilter, Error> purge_filter(const NatSpec& spec) {
+  PurgeFilter f;
+  for (const auto& c : spec.source_cidrs) {
+    auto p = parse_ipv4_prefix(c);
+    if (!p) {
+      return fail(std::make_error_code(std::errc::invalid_argument),
+                  "nat source cidr \"" + c + "\": " + p.error());
+    }
+    f.sources.push_back(*p);
+  }
+  return f;
+}
+
+namespace {
+
+bool in_prefix(uint32_t addr, const Ipv4Prefix& p) {
+  if (p.len == 0) return true;
+  const uint32_t mask = p.len >= 32 ? 0xffffffffU : ~(0xffffffffU >> p.len);
+  return (addr & mask) == p.addr;
+}
+
+bool is_local(uint32_t addr, const PurgeFilter& f) {
+  // 127.0.0.0/8 is local whether or not lo carries it.
+  if ((addr >> 24) == 127U) return true;
+  return std::find(f.local.begin(), f.local.end(), addr) != f.local.end();
+}
+
+}  // namespace
+
+bool should_purge(const CtEntry& e, const PurgeFilter& f) {
+  // Source NAT: the kernel's own mark, and its effect (the reply goes to another address).
+  if (e.status && (*e.status & IPS_SRC_NAT) != 0) return false;
+  if (e.reply.dst != e.orig.src) return false;
+  // Forwarded only: the host's own connections (out or in, or redirected to it) never were
+  // masqueraded by a forward rule and must not be disturbed.
+  if (is_local(e.orig.src, f) || is_local(e.orig.dst, f) || is_local(e.reply.src, f)) {
+    return false;
+  }
+  if (f.sources.empty()) return true;
+  return std::any_of(f.sources.begin(), f.sources.end(),
+                     [&](const Ipv4Prefix& p) { return in_prefix(e.orig.src, p); });
+}
+
+namespace {
+
+std::error_code errno_code(int e) {
+  return {e, std::generic_category()};
+}
+
+core::Unexpected<Error> fail_errno(int e, const std::string& what) {
+  return fail(errno_code(e), "conntrack: " + what + ": " + std::strerror(e));
+}
+
+constexpr size_t kRxBufSize = 64 * 1024;
+// Deletes per datagram: their ACKs (about 1 KiB of receive buffer each) must fit the
+// default socket receive buffer before we read them.
+constexpr size_t kDeletesPerSend = 64;
+
+using SocketPtr = std::unique_ptr<mnl_socket, int (*)(mnl_socket*)>;
+
+// The raw attributes that name an entry for IPCTNL_MSG_CT_DELETE, copied from the dump.
+struct Victim {
+  std::vector<uint8_t> attrs;
+};
+
+nlmsghdr* put_ct_header(uint8_t* buf, uint16_t msg, uint16_t flags, uint32_t seq) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = static_cast<uint16_t>((NFNL_SUBSYS_CTNETLINK << 8) | msg);
+  nlh->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
+  nlh->nlmsg_seq = seq;
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = AF_INET;
+  nfg->version = NFNETLINK_V0;
+  nfg->res_id = 0;
+  return nlh;
+}
+
+int attr_table_cb(const nlattr* attr, void* data) {
+  auto* tb = static_cast<const nlattr**>(data);
+  const uint16_t type = mnl_attr_get_type(attr);
+  if (type <= CTA_MAX) tb[type] = attr;
+  return MNL_CB_OK;
+}
+
+// CTA_TUPLE_* -> its IPv4 addresses; false if the tuple is not IPv4.
+bool parse_tuple(const nlattr* nest, CtTuple& out) {
+  std::array<const nlattr*, CTA_MAX + 1> tuple{};
+  if (mnl_attr_parse_nested(nest, attr_table_cb, tuple.data()) < 0) return false;
+  if (tuple[CTA_TUPLE_IP] == nullptr) return false;
+  std::array<const nlattr*, CTA_MAX + 1> ip{};
+  if (mnl_attr_parse_nested(tuple[CTA_TUPLE_IP], attr_table_cb, ip.data()) < 0) return false;
+  const nlattr* src = ip[CTA_IP_V4_SRC];
+  const nlattr* dst = ip[CTA_IP_V4_DST];
+  if (src == nullptr || dst == nullptr || mnl_attr_validate(src, MNL_TYPE_U32) < 0 ||
+      mnl_attr_validate(dst, MNL_TYPE_U32) < 0) {
+    return false;
+  }
+  out.src = ntohl(mnl_attr_get_u32(src));
+  out.dst = ntohl(mnl_attr_get_u32(dst));
+  return true;
+}
+
+void copy_attr(const nlattr* a, std::vector<uint8_t>& to) {
+  const auto* p = reinterpret_cast<const uint8_t*>(a);
+  const size_t len = MNL_ALIGN(a->nla_len);
+  to.insert(to.end(), p, p + len);
+}
+
+struct DumpState {
+  const PurgeFilter* filter;
+  PurgeResult* result;
+  std::vector<Victim>* victims;
+};
+
+int on_entry(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<DumpState*>(data);
+  std::array<const nlattr*, CTA_MAX + 1> tb{};
+  if (mnl_attr_parse(nlh, sizeof(nfgenmsg), attr_table_cb, tb.data()) < 0) return MNL_CB_OK;
+  ++st->result->seen;
+  if (tb[CTA_TUPLE_ORIG] == nullptr || tb[CTA_TUPLE_REPLY] == nullptr) return MNL_CB_OK;
+  CtEntry e;
+  if (!parse_tuple(tb[CTA_TUPLE_ORIG], e.orig) || !parse_tuple(tb[CTA_TUPLE_REPLY], e.reply)) {
+    return MNL_CB_OK;
+  }
+  if (tb[CTA_STATUS] != nullptr && mnl_attr_validate(tb[CTA_STATUS], MNL_TYPE_U32) == 0) {
+    e.status = ntohl(mnl_attr_get_u32(tb[CTA_STATUS]));
+  }
+  if (!should_purge(e, *st->filter)) return MNL_CB_OK;
+  Victim v;
+  copy_attr(tb[CTA_TUPLE_ORIG], v.attrs);
+  if (tb[CTA_ZONE] != nullptr) copy_attr(tb[CTA_ZONE], v.attrs);
+  if (tb[CTA_ID] != nullptr) copy_attr(tb[CTA_ID], v.attrs);
+  st->victims->push_back(std::move(v));
+  return MNL_CB_OK;
+}
+
+std::vector<uint32_t> local_addresses() {
+  std::vector<uint32_t> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    out.push_back(ntohl(sin->sin_addr.s_addr));
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+class CtSocket {
+ public:
+  static core::Result<CtSocket, Error> open(std::chrono::milliseconds timeout) {
+    SocketPtr sock(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC), mnl_socket_close);
+    if (!sock) return fail_errno(errno, "netlink socket");
+    if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return fail_errno(errno, "bind");
+    int on = 1;
+    (void)mnl_socket_setsockopt(sock.get(), NETLINK_CAP_ACK, &on, sizeof on);
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+    if (setsockopt(mnl_socket_get_fd(sock.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+      return fail_errno(errno, "SO_RCVTIMEO");
+    }
+    return CtSocket(std::move(sock), timeout);
+  }
+
+  // Dumps the IPv4 table, collecting the entries to delete.
+  core::Result<std::vector<Victim>, Error> dump(const PurgeFilter& f, PurgeResult& r) {
+    std::vector<Victim> victims;
+    const uint32_t seq = seq_++;
+    nlmsghdr* nlh = put_ct_header(rx_.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq);
+    if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
+      return fail_errno(errno, "dump request");
+    }
+    DumpState st{&f, &r, &victims};
+    const uint32_t portid = mnl_socket_get_portid(sock_.get());
+    for (;;) {
+      const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return read_error(errno, "dump");
+      }
+      const int rc = mnl_cb_run(rx_.data(), static_cast<size_t>(n), seq, portid, on_entry, &st);
+      if (rc == MNL_CB_STOP) break;
+      if (rc < 0) return fail_errno(errno, "dump");
+    }
+    return victims;
+  }
+
+  // Deletes the victims, many per datagram; returns how many the kernel deleted.
+  core::Result<uint64_t, Error> remove(const std::vector<Victim>& victims) {
+    uint64_t deleted = 0;
+    std::vector<uint8_t> tx;
+    for (size_t begin = 0; begin < victims.size(); begin += kDeletesPerSend) {
+      const size_t end = std::min(victims.size(), begin + kDeletesPerSend);
+      tx.clear();
+      const uint32_t first = seq_;
+      for (size_t i = begin; i < end; ++i) {
+        const size_t at = tx.size();
+        const size_t len =
+            MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + victims[i].attrs.size();
+        tx.resize(at + len);
+        nlmsghdr* nlh = put_ct_header(tx.data() + at, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq_++);
+        std::memcpy(mnl_nlmsg_get_payload_tail(nlh), victims[i].attrs.data(),
+                    victims[i].attrs.size());
+        nlh->nlmsg_len += static_cast<uint32_t>(victims[i].attrs.size());
+      }
+      if (mnl_socket_sendto(sock_.get(), tx.data(), tx.size()) < 0) {
+        return fail_errno(errno, "delete");
+      }
+      size_t pending = end - begin;
+      while (pending > 0) {
+        const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return read_error(errno, "delete");
+        }
+        int len = static_cast<int>(n);
+        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data()); mnl_nlmsg_ok(nlh, len);
+             nlh = mnl_nlmsg_next(nlh, &len)) {
+          if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq < first || nlh->nlmsg_seq >= seq_)
+            continue;
+          if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr)) continue;
+          const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+          --pending;
+          // ENOENT: the entry expired, or was replaced (its id changed) since the dump.
+          if (err->error == 0) {
+            ++deleted;
+          } else if (-err->error != ENOENT) {
+            return fail_errno(-err->error, "delete");
+          }
+        }
+      }
+    }
+    return deleted;
+  }
+
+ private:
+  CtSocket(SocketPtr sock, std::chrono::milliseconds timeout)
+      : sock_(std::move(sock)), timeout_(timeout), rx_(kRxBufSize) {}
+
+  core::Unexpected<Error> read_error(int e, const std::string& what) const {
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      return fail(std::make_error_code(std::errc::timed_out),
+                  "conntrack: " + what + ": no answer from the kernel within " +
+                      std::to_string(timeout_.count()) + " ms");
+    }
+    return fail_errno(e, what);
+  }
+
+  SocketPtr sock_;
+  std::chrono::milliseconds timeout_;
+  std::vector<uint8_t> rx_;
+  uint32_t seq_ = 1;
+};
+
+}  // namespace
+
+core::Result<PurgeResult, Error> purge_unnatted(PurgeFilter filter,
+                                                std::chrono::milliseconds timeout) {
+  const auto local = local_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  PurgeResult r;
+  auto victims = sock->dump(filter, r);
+  if (!victims) return core::Unexpected(victims.error());
+  auto deleted = sock->remove(*victims);
+  if (!deleted) return core::Unexpected(deleted.error());
+  r.purged = *deleted;
+  return r;
+}
+
+}  // namespace hanat::netfilter
