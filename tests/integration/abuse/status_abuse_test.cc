@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/closed_port.h"
 #include "tests/support/process.h"
 
 namespace hanat {
@@ -72,7 +73,8 @@ class StatusAbuseTest : public ::testing::Test {
                "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                    "\"\nmode = \"0600\"\nmax_clients = 16\nmax_request_bytes = 4096\n"
                    "idle_timeout = \"300ms\"\n[log]\nlevel = \"info\"\n"
-                   "[ec2]\nmetadata_endpoint = \"http://127.0.0.1:9\"\n");
+                   "[ec2]\nmetadata_endpoint = \"" +
+                   imds_.url() + "\"\n");
     hanatd_ = std::make_unique<Process>(
         std::vector<std::string>{HANATD_BIN, "--config", dir_.file("hanat.toml")},
         dir_.file("hanatd.out"), dir_.file("hanatd.err"));
@@ -96,6 +98,7 @@ class StatusAbuseTest : public ::testing::Test {
   bool alive() { return !hanatd_->wait(std::chrono::milliseconds(0)).has_value(); }
 
   TempDir dir_;
+  testing::ClosedPort imds_;  // the metadata endpoint: refuses at once, never 169.254.169.254
   std::string sock_;
   std::unique_ptr<Process> hanatd_;
 };

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/metrics/prometheus.h"
+#include "tests/support/closed_port.h"
 #include "tests/support/process.h"
 
 namespace hanat {
@@ -85,11 +86,11 @@ class DaemonTest : public ::testing::Test {
   }
   void write_config(const std::string& level, const std::string& extra = "") {
     // The daemon runs in the root namespace here: its metadata endpoint must never be the
-    // real 169.254.169.254, so it points at a closed loopback port (the node keeps retrying
+    // real 169.254.169.254, so it points at a loopback port held closed (the node keeps retrying
     // its identity phase, which these shell tests do not need).
     write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                           "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
-                          "[ec2]\nmetadata_endpoint = \"http://127.0.0.1:9\"\n");
+                          "[ec2]\nmetadata_endpoint = \"" + imds_.url() + "\"\n");
   }
   Daemon start(std::vector<std::string> env = {}) {
     // Under scripts/valgrind, names hanatd's memcheck log after the test
@@ -124,6 +125,7 @@ class DaemonTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  testing::ClosedPort imds_;  // the metadata endpoint: refuses at once, never 169.254.169.254
   std::string sock_, conf_;
 };
 
