@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 
+#include "core/daemon/stop_kind.h"
 #include "core/log/log.h"
 
 namespace hanat::daemon {
@@ -83,6 +85,28 @@ std::error_code Daemon::start(std::string* why) {
     log::notice("undrain requested over the status socket");
     node_->drain(false);
     return status::Json(json_pack("{s:s}", "result", "undrained"));
+  });
+  status_->on("prepare-restart", [this](const json_t* req) {
+    // The next SIGTERM within this many seconds is a restart: exit without handing the
+    // routes over. 60 s covers a package upgrade's unpack-to-postinst time; 0 cancels.
+    json_int_t within = 60;
+    if (const json_t* w = json_object_get(req, "within_s"); w != nullptr) {
+      if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 3600) {
+        return status::Json(json_pack("{s:b, s:s}", "ok", 0, "error",
+                                      "within_s: expected an integer from 0 to 3600"));
+      }
+      within = json_integer_value(w);
+    }
+    if (within == 0) {
+      restart_prepared_until_ = std::chrono::milliseconds(-1);
+      log::notice("prepare-restart cancelled over the status socket");
+      return status::Json(json_pack("{s:s}", "result", "cancelled"));
+    }
+    restart_prepared_until_ = loop_.now() + std::chrono::seconds(within);
+    log::notice("restart prepared over the status socket: a stop within " + std::to_string(within) +
+                " s keeps this host's routes");
+    return status::Json(json_pack("{s:s, s:I}", "result", "restart prepared", "within_s",
+                                  static_cast<json_int_t>(within)));
   });
   if (std::error_code ec = status_->start(why)) return ec;
 
@@ -178,10 +202,33 @@ void Daemon::request_stop(const char* reason) {
     return stop(reason);
   }
   stopping_ = true;
-  log::notice(std::string("hanatd stopping (") + reason + ")");
+  const std::string restart = restart_reason();
+  if (restart.empty()) {
+    log::notice(std::string("hanatd stopping (") + reason + ")");
+  } else {
+    log::notice(std::string("hanatd restarting (") + reason + ", " + restart +
+                "): exiting without moving routes; the nftables table and forwarding stay in "
+                "place");
+  }
   notify("STOPPING=1");
-  if (node_) return node_->shutdown();
+  if (node_) return node_->shutdown(restart.empty());
   stop(reason);
+}
+
+std::string Daemon::restart_reason() const {
+  if (restart_prepared_until_.count() >= 0 && loop_.now() <= restart_prepared_until_) {
+    return "prepared by hanatctl prepare-restart";
+  }
+  // INVOCATION_ID is set by systemd (v232+) in every service it starts: without it there is
+  // no unit whose job could be asked about, and no bus round trip is spent.
+  if (std::getenv("INVOCATION_ID") == nullptr) return "";
+  std::string why;
+  std::string job = systemd_unit_job_type(&why);
+  if (job_type_is_restart(job)) return "systemd job " + job;
+  if (!why.empty()) {
+    log::info("cannot read systemd's job for this unit (" + why + "): treating it as a stop");
+  }
+  return "";
 }
 
 void Daemon::stop(const char* reason) {

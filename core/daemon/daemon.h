@@ -78,6 +78,11 @@ class Daemon {
   void apply_metrics_config();
   bool handover_on_stop_ = true;
   bool stopping_ = false;
+  // Set by `hanatctl prepare-restart`: a SIGTERM until then (loop time) is a restart, not
+  // a stop (see stop_kind.h).
+  std::chrono::milliseconds restart_prepared_until_{-1};
+  // Why the coming stop is a restart ("" when it is a stop).
+  std::string restart_reason() const;
 };
 
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).

@@ -101,9 +101,9 @@ void Node::arm_engine_timer() {
   (void)engine_timer_.start(in, milliseconds(0), [this] { post(engine::Tick{now()}); });
 }
 
-void Node::shutdown() {
+void Node::shutdown(bool handover) {
   stopping_ = true;
-  if (!handover_on_stop_ || !machine_ || phase_ != Phase::Running) {
+  if (!handover || !handover_on_stop_ || !machine_ || phase_ != Phase::Running) {
     if (!handover_on_stop_) log::notice("--no-handover: exiting without moving routes");
     phase_ = Phase::Stopped;
     if (hooks_.exit_ready) hooks_.exit_ready();

@@ -77,7 +77,10 @@ class Node {
 
   void start();
   // SIGTERM: hand this host's routes to a peer first (unless --no-handover), then exit.
-  void shutdown();
+  // Stops the node: with `handover`, hands this host's routes to peers first (SIGTERM's
+  // planned handover); without, exits at once and leaves routes, the nftables table and
+  // forwarding as they are (--no-handover, or a restart).
+  void shutdown(bool handover = true);
   void drain(bool on);
   void reconfigure(std::shared_ptr<const config::Config> cfg);
   // node_status.cc

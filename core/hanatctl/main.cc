@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -22,13 +23,17 @@ void usage(std::FILE* out) {
                "Usage: hanatctl [--socket PATH] status [--json]\n"
                "       hanatctl [--socket PATH] metrics\n"
                "       hanatctl [--socket PATH] drain | undrain\n"
+               "       hanatctl [--socket PATH] prepare-restart [SECONDS]\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
                "  status             show the daemon's state; --json prints the raw reply\n"
                "  metrics            print counters and states in the Prometheus text format\n"
                "  drain              hand this host's routes to a healthy peer and keep none\n"
-               "  undrain            take routes back per the allocation\n",
+               "  undrain            take routes back per the allocation\n"
+               "  prepare-restart    the next stop within SECONDS (default 60, 0 cancels) is\n"
+               "                     a restart: hanatd exits keeping its routes, table and\n"
+               "                     forwarding (the package runs it before an upgrade)\n",
                kDefaultSocket);
 }
 
@@ -144,15 +149,31 @@ int main(int argc, char** argv) {
   }
   if (words.empty()) words.emplace_back("status");
   const std::string& cmd = words[0];
-  if (words.size() != 1 ||
-      (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
+  std::string req = "{\"cmd\":\"" + cmd + "\"}";
+  if (cmd == "prepare-restart" && words.size() <= 2) {
+    if (words.size() == 2) {
+      const std::string& w = words[1];
+      char* end = nullptr;
+      errno = 0;
+      long v = std::strtol(w.c_str(), &end, 10);
+      if (w.empty() || *end != '\0' || errno != 0 || v < 0 || v > 3600) {
+        std::fprintf(stderr,
+                     "hanatctl: prepare-restart: \"%s\" is not a number of seconds "
+                     "from 0 to 3600\n",
+                     w.c_str());
+        return 2;
+      }
+      req = "{\"cmd\":\"prepare-restart\",\"within_s\":" + std::to_string(v) + "}";
+    }
+  } else if (words.size() != 1 ||
+             (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;
   }
 
   std::string reply;
-  if (int rc = request(socket_path, "{\"cmd\":\"" + cmd + "\"}", reply); rc != 0) return rc;
+  if (int rc = request(socket_path, req, reply); rc != 0) return rc;
   JsonRef parsed;
   json_error_t err;
   parsed.j = json_loads(reply.c_str(), 0, &err);

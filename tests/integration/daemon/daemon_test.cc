@@ -195,6 +195,49 @@ TEST_F(DaemonTest, SigintExitsZero) {
   EXPECT_EQ(d->wait(std::chrono::seconds(5)), 0);
 }
 
+// `hanatctl prepare-restart` (what the package runs before restarting hanatd on upgrade)
+// turns the next SIGTERM into a restart: hanatd exits without the handover and says so.
+TEST_F(DaemonTest, PrepareRestartMakesTheNextSigtermARestart) {
+  auto d = start();
+  auto r = ctl({"prepare-restart", "30"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("restart prepared"));
+  d->signal(SIGTERM);
+  auto code = d->wait(std::chrono::seconds(5));
+  ASSERT_TRUE(code.has_value()) << "hanatd did not exit on SIGTERM";
+  EXPECT_EQ(*code, 0) << d->err();
+  EXPECT_THAT(d->err(), HasSubstr("hanatd restarting (SIGTERM, prepared by hanatctl "
+                                  "prepare-restart): exiting without moving routes"));
+  EXPECT_THAT(d->err(), Not(HasSubstr("hanatd stopping")));
+}
+
+// `prepare-restart 0` cancels; a SIGTERM is a stop again. Under a systemd-looking
+// environment (INVOCATION_ID) with no system bus, the job cannot be read: a stop, and the
+// log says why.
+TEST_F(DaemonTest, CancelledPrepareRestartAndAnUnreadableJobAreStops) {
+  auto d = start({"INVOCATION_ID=0123456789abcdef0123456789abcdef",
+                  "DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + dir_.file("no-bus")});
+  ASSERT_EQ(ctl({"prepare-restart"}).code, 0);
+  auto r = ctl({"prepare-restart", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cancelled"));
+  d->signal(SIGTERM);
+  auto code = d->wait(std::chrono::seconds(5));
+  ASSERT_TRUE(code.has_value()) << "hanatd did not exit on SIGTERM";
+  EXPECT_EQ(*code, 0) << d->err();
+  EXPECT_THAT(d->err(), HasSubstr("hanatd stopping (SIGTERM)"));
+  EXPECT_THAT(d->err(), HasSubstr("cannot read systemd's job for this unit"));
+}
+
+TEST_F(DaemonTest, PrepareRestartRejectsABadDuration) {
+  auto d = start();
+  for (const char* bad : {"soon", "3601", "5s", ""}) {
+    auto r = ctl({"prepare-restart", bad});
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_THAT(r.err, HasSubstr("not a number of seconds from 0 to 3600")) << bad;
+  }
+}
+
 TEST_F(DaemonTest, NotifiesSystemdOfReadyReloadAndStop) {
   NotifySocket ns(dir_.file("notify.sock"));
   ASSERT_TRUE(ns.bound());
