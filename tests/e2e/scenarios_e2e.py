@@ -66,6 +66,14 @@ def bounds(name, r, lab):
                     r["restored"] and r["outage_ms"] < 500))
         out.append((f"no route write ({w}) and no flip ({r['flips']})",
                     w == 0 and not any(r["flips"].values())))
+    if name == "restart":
+        out.append((f"hanatd exited 0 on SIGTERM after prepare-restart "
+                    f"({notes.get('prepared')}, exit {notes.get('exit_code')})",
+                    notes.get("prepared") == "restart prepared" and notes.get("exit_code") == 0))
+        out.append((f"no outage: longest gap {r['outage_ms']:.0f} ms < 500 ms",
+                    r["restored"] and r["outage_ms"] < 500))
+        out.append((f"no route write ({w}) and no flip ({r['flips']})",
+                    w == 0 and not any(r["flips"].values())))
     if name == "partition":
         out.append((f"no outage: longest gap {r['outage_ms']:.0f} ms < 500 ms",
                     r["restored"] and r["outage_ms"] < 500))

@@ -128,6 +128,10 @@ class HanatController:
         for n in self._nats():
             self.kill(n)
 
+    def prepare_restart(self, nat, within_s=30):
+        """What the package's postinst does before it restarts hanatd on upgrade."""
+        return self.lab.hanatd_request(nat, {"cmd": "prepare-restart", "within_s": within_s})
+
     def route_writes(self):
         """hanatd's own count of route writes, summed over the running members."""
         total = 0
@@ -278,6 +282,23 @@ def sc_spot(lab, ctl, p):
                                    p["window"]))}
 
 
+def sc_restart(lab, ctl, p):
+    """The controller on the active NAT is restarted the way a package upgrade or
+    `systemctl restart` does it (hanatd: prepare-restart, SIGTERM, a new process). The host
+    keeps its table and forwarding throughout; nothing should move."""
+    notes = {}
+    prepare = getattr(ctl, "prepare_restart", None)
+    if prepare:
+        notes["prepared"] = prepare(1).get("result")
+    notes["exit_code"] = ctl.stop(1, signal.SIGTERM)
+    ctl.start(1)
+    ctl.wait_ready(20)
+    # Settled: a restarted controller that wanted to move something would do it within a
+    # probe round or two of being ready; the window is the drill, not a synchronisation.
+    time.sleep(p["observe"])
+    return notes
+
+
 def sc_partition(lab, ctl, p):
     """nat1 and nat2 cannot reach each other; both still reach the internet and the
     private hosts."""
@@ -334,6 +355,7 @@ SCENARIOS = {
     "spot": (sc_spot, "failover", {"notice_s": 8, "window": 20},
              {"notice_s": 8, "window": 20}),
     "partition": (sc_partition, "steady", {"observe": 8}, {"observe": 15}),
+    "restart": (sc_restart, "steady", {"observe": 3}, {"observe": 5}),
     "api_unavailable": (sc_api_unavailable, "failover", {"api_down_s": 10, "window": 12},
                         {"api_down_s": 10, "window": 12}),
     "flapping": (sc_flapping, "steady", {"flap_s": 8, "period_s": 0.3},
