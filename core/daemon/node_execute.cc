@@ -121,16 +121,23 @@ void Node::execute(const engine::Action& a) {
                                    });
           }
         } else if constexpr (std::is_same_v<T, engine::Notify>) {
-          log::notice(std::string("state: ") + engine::to_string(x.from) + " -> " +
-                      engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
-                      (x.detail.empty() ? "" : ": " + x.detail) + ")");
+          log::event(log::Level::Notice, log::message_id::kStateChanged,
+                     {{"HANAT_STATE", engine::to_string(x.to)},
+                      {"HANAT_REASON", engine::to_string(x.reason)}},
+                     std::string("state: ") + engine::to_string(x.from) + " -> " +
+                         engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
+                         (x.detail.empty() ? "" : ": " + x.detail) + ")");
         } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
           if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
-          log::notice("peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
-                      engine::to_string(x.to) + (x.detail.empty() ? "" : " (" + x.detail + ")"));
+          log::event(log::Level::Notice, log::message_id::kPeerChanged,
+                     {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
+                     "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
+                         engine::to_string(x.to) + (x.detail.empty() ? "" : " (" + x.detail + ")"));
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
-          log::notice(std::string("handover finished (") + engine::to_string(x.reason) +
-                      "), exiting");
+          log::event(
+              log::Level::Notice, log::message_id::kHandoverFinished,
+              {{"HANAT_REASON", engine::to_string(x.reason)}},
+              std::string("handover finished (") + engine::to_string(x.reason) + "), exiting");
           phase_ = Phase::Stopped;
           if (hooks_.exit_ready) hooks_.exit_ready();
         }
@@ -153,8 +160,12 @@ void Node::write_route(const engine::WriteRoute& w) {
   }
   target.id = w.target.id;
   ++route_writes_;
-  log::notice("route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
-              (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
+  log::event(log::Level::Notice, log::message_id::kRouteWrite,
+             {{"HANAT_ROUTE_TABLE", w.table},
+              {"HANAT_DESTINATION", w.destination},
+              {"HANAT_TARGET", target_text(w.target)}},
+             "route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
+                 (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
   auto cb = [this, op = w.op, epoch = w.epoch, table = w.table, destination = w.destination,
              written = target_text(w.target), verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
@@ -165,7 +176,9 @@ void Node::write_route(const engine::WriteRoute& w) {
           LastWrite{std::chrono::system_clock::now(), destination, written, outcome_of(err_of(r))};
     }
     if (!r) {
-      log::warning("route " + table + ": " + action + " failed: " + r.error().describe());
+      log::event(log::Level::Warning, log::message_id::kRouteWriteFailed,
+                 {{"HANAT_ROUTE_TABLE", table}, {"HANAT_EC2_ACTION", action}},
+                 "route " + table + ": " + action + " failed: " + r.error().describe());
     }
     post(done_of(op, epoch, r ? nullptr : &r.error()));
   };
