@@ -101,6 +101,59 @@ else
 fi
 check "man page hanat.toml(5) renders" sh -c "man -l '$R/usr/share/man/man5/hanat.toml.5.gz' | grep -q failback_delay"
 
+# Maintainer scripts: an upgrade restarts hanatd after telling it the stop is a restart (so
+# it keeps its routes); a removal stops it. The systemd half of these (deb-systemd-invoke
+# restart/stop) runs only where systemd is PID 1: here the scripts' text is checked, and the
+# prepare-restart half runs for real below.
+scripts_dir="$work/control"
+[[ -d "$scripts_dir" ]] || check "dpkg-deb -e $deb" dpkg-deb -e "$deb" "$scripts_dir"
+check "postinst: prepare-restart comes before the restart on upgrade" python3 - "$scripts_dir/postinst" <<'PY'
+import re, sys
+s = open(sys.argv[1]).read()
+p, r = s.find("hanatctl prepare-restart"), s.find("deb-systemd-invoke $_dh_action")
+assert p >= 0, "no hanatctl prepare-restart in postinst"
+assert r > p, "no deb-systemd-invoke restart after prepare-restart"
+assert re.search(r"_dh_action=restart", s), "upgrades do not restart the unit"
+PY
+check "prerm: removal stops the unit" grep -q "deb-systemd-invoke stop" "$scripts_dir/prerm"
+
+if ((installed)); then
+  not_checked "an upgrade (dpkg -i over itself) prepares the running hanatd's restart"
+else
+  # A hanatd running from the installed package (outside systemd, nothing restarts it), then
+  # dpkg -i of the same .deb: dpkg runs postinst configure with the old version, the upgrade
+  # path, which must reach the running daemon over /run/hanat/hanatd.sock.
+  upgrade_check() {
+    local port_file="$work/closed-port" cfg="$work/upgrade.toml" log="$work/hanatd.log"
+    local created_run=0 holder hd rc=1
+    # The metadata endpoint: a loopback port held bound and never listening (refuses at
+    # once), never the real 169.254.169.254.
+    python3 -c 'import socket,signal,sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1], flush=True)
+signal.pause()' >"$port_file" &
+    holder=$!
+    for _ in $(seq 100); do [[ -s "$port_file" ]] && break; sleep 0.05; done
+    [[ -d /run/hanat ]] || { mkdir -p /run/hanat && created_run=1; }
+    printf '[group]\nname = "pkgtest"\n[status]\nsocket = "/run/hanat/hanatd.sock"\nmode = "0600"\n[ec2]\nmetadata_endpoint = "http://127.0.0.1:%s"\n' \
+      "$(cat "$port_file")" >"$cfg"
+    /usr/sbin/hanatd --config "$cfg" 2>"$log" &
+    hd=$!
+    for _ in $(seq 200); do hanatctl status >/dev/null 2>&1 && break; sleep 0.05; done
+    if dpkg -i "$deb" >"$work/upgrade.out" 2>&1 &&
+      grep -q "restart prepared over the status socket" "$log"; then
+      kill -TERM "$hd"
+      for _ in $(seq 200); do kill -0 "$hd" 2>/dev/null || break; sleep 0.05; done
+      grep -q "hanatd restarting (SIGTERM, prepared by hanatctl prepare-restart)" "$log" && rc=0
+    fi
+    kill -KILL "$hd" "$holder" 2>/dev/null
+    wait "$hd" "$holder" 2>/dev/null
+    ((created_run)) && rm -rf /run/hanat
+    cat "$work/upgrade.out" "$log"
+    return $rc
+  }
+  check "an upgrade (dpkg -i over itself) prepares the running hanatd's restart; its SIGTERM keeps the routes" upgrade_check
+fi
+
 if ((installed)); then
   not_checked "unit is installed disabled"
   not_checked "dpkg --purge hanat leaves no file behind"
