@@ -43,11 +43,11 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -240,13 +240,13 @@ class Moto:
             return int(m.group(1)) if m else None
         self.endpoint = f"http://127.0.0.1:{deadline_poll('moto_server to listen', port, 30)}"
 
-    def client(self, service, key=None):
+    def client(self, service):
         import boto3
         import botocore.config
-        creds = key or {"aws_access_key_id": "AKIDBOOTSTRAP", "aws_secret_access_key": "x"}
+        # moto's default account; signatures are not checked (see the docstring on IAM).
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
                             config=botocore.config.Config(retries={"max_attempts": 1}),
-                            **creds)
+                            aws_access_key_id="AKIDHANATTEST", aws_secret_access_key="x")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -280,8 +280,8 @@ def make_network(ec2, group, zones, base):
     return net
 
 
-def deploy(moto, key, text, group, net, eips):
-    cfn = moto.client("cloudformation", key)
+def deploy(moto, text, group, net, eips):
+    cfn = moto.client("cloudformation")
     zones = net["zones"]
     params = {"GroupName": group, "VpcId": net["vpc"], "PrivateCidr": net["cidr"],
               "PublicSubnetA": zones["a"]["public"], "PublicSubnetB": zones["b"]["public"],
@@ -309,10 +309,10 @@ def deploy(moto, key, text, group, net, eips):
     return created, params, resources, outputs
 
 
-def check_stack(moto, key, hanatd, group, net, params, resources, outputs, eips):
-    ec2 = moto.client("ec2", key)
-    asg = moto.client("autoscaling", key)
-    iam = moto.client("iam", key)
+def check_stack(moto, hanatd, group, net, params, resources, outputs, eips):
+    ec2 = moto.client("ec2")
+    asg = moto.client("autoscaling")
+    iam = moto.client("iam")
     zones = net["zones"]
 
     # One group of size 1 per public subnet.
@@ -434,9 +434,9 @@ def check_stack(moto, key, hanatd, group, net, params, resources, outputs, eips)
 
 # ---- hanatd plan, as the zone-A NAT -----------------------------------------------------
 
-def run_plan(moto, key, hanatd, workdir, group, net, nats, resources):
-    ec2 = moto.client("ec2", key)
-    sts = moto.client("sts", key)
+def run_plan(moto, hanatd, workdir, group, net, nats, resources):
+    ec2 = moto.client("ec2")
+    sts = moto.client("sts")
     me = nats["a"]
     eni = next(n for n in me["NetworkInterfaces"] if n["Attachment"]["DeviceIndex"] == 0)
     iface = ec2.describe_network_interfaces(
@@ -548,23 +548,26 @@ def main():
     check("the copy for moto differs only in the ImageId default",
           deployed != text and load_template(deployed)["Resources"] == t["Resources"])
 
+    # ctest ends a test past its timeout with SIGTERM: leave through the finally below, so
+    # that moto_server and the fake IMDS do not outlive the test.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(1))
     workdir = tempfile.mkdtemp(prefix="hanat-cfn-")
     moto = Moto(workdir)
     try:
-        key = None  # moto's default account; see the docstring on IAM enforcement
-        ec2 = moto.client("ec2", key)
+        ec2 = moto.client("ec2")
         ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        moto.client("ssm", key).put_parameter(Name=test_param, Value=ami, Type="String",
+        moto.client("ssm").put_parameter(Name=test_param, Value=ami, Type="String",
                                                 DataType="aws:ec2:image")
 
         for group, zones, eips in (("hanat-two", "ab", False), ("hanat-three", "abc", True)):
             net = make_network(ec2, group, zones, base=0 if group == "hanat-two" else 1)
-            created, params, resources, outputs = deploy(moto, key, deployed, group, net, eips)
+            created, params, resources, outputs = deploy(moto, deployed, group, net, eips)
             if not created:
                 break
-            nats = check_stack(moto, key, hanatd, group, net, params, resources, outputs, eips)
+            nats = check_stack(moto, hanatd, group, net, params, resources, outputs, eips)
             if len(nats) == len(zones):
-                run_plan(moto, key, hanatd, workdir, group, net, nats, resources)
+                run_plan(moto, hanatd, workdir, group, net, nats, resources)
     finally:
         moto.stop()
         if failures or sys.exc_info()[0] is not None:
