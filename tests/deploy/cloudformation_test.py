@@ -2,8 +2,9 @@
 """deploy/cloudformation/hanat.yaml: its structure, its IAM policy, and a deployment into
 moto's CloudFormation that `hanatd plan` then reads as a NAT of the group would.
 
-1. Structure: every Ref, Fn::GetAtt, Fn::Sub variable, Condition and DependsOn names a
-   parameter, resource, condition or pseudo parameter of the template; the policy
+1. Structure: cfn-lint (CloudFormation's resource schemas) finds nothing; every Ref,
+   Fn::GetAtt, Fn::Sub variable, Condition and DependsOn names a parameter, resource,
+   condition or pseudo parameter of the template; the policy
    statements equal conf/iam-policy.json (REPLACE-WITH-GROUP = Ref GroupName); the launch
    template tags instances and network interfaces with hanat:group; the security group
    admits ICMP and TCP 4790 from itself and everything from PrivateCidr.
@@ -208,10 +209,9 @@ def check_template(t):
               any(i["IpProtocol"] == proto and i["FromPort"] == port and
                   i.get("SourceSecurityGroupId") == self_ref and i["GroupId"] == self_ref
                   for i in ingress), ingress)
-    inline = res["NatSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     check("the NATs admit all traffic from PrivateCidr",
-          any(i["IpProtocol"] == "-1" and i["CidrIp"] == {"Ref": "PrivateCidr"}
-              for i in inline), inline)
+          any(i["IpProtocol"] == "-1" and i.get("CidrIp") == {"Ref": "PrivateCidr"} and
+              i["GroupId"] == self_ref for i in ingress), ingress)
     groups = [n for n, r in res.items() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
     for n in groups:
         p = res[n]["Properties"]
@@ -222,6 +222,22 @@ def check_template(t):
     check(f"the AMI defaults to Debian 12's public SSM parameter {DEBIAN_AMI_PARAM}",
           t["Parameters"]["ImageId"].get("Default") == DEBIAN_AMI_PARAM,
           t["Parameters"]["ImageId"])
+
+
+def lint_template():
+    """cfn-lint: the template against CloudFormation's resource schemas (property names,
+    types, allowed values, GetAtt attributes), as AWS would read it. It ships with the
+    machine image's python3, beside moto."""
+    import importlib.util
+    if importlib.util.find_spec("cfnlint") is None:
+        print("note: cfn-lint is not installed; the check against CloudFormation's resource "
+              "schemas did not run")
+        return
+    r = subprocess.run([sys.executable, "-c", "import sys\nfrom cfnlint.runner import main\n"
+                        "sys.argv[0] = 'cfn-lint'\nsys.exit(main())", TEMPLATE],
+                       capture_output=True, text=True, timeout=180)
+    check("cfn-lint finds nothing (errors, warnings or notes)", r.returncode == 0,
+          r.stdout + r.stderr)
 
 
 # ---- moto -------------------------------------------------------------------------------
@@ -422,8 +438,8 @@ def check_stack(moto, hanatd, group, net, params, resources, outputs, eips):
     check(f"{group}: security group in the VPC, ICMP and TCP 4790 between the NATs, all "
           "from the private range",
           sg["VpcId"] == net["vpc"] and from_self("icmp", -1) and from_self("tcp", 4790) and
-          any(p["IpProtocol"] == "-1" and {"CidrIp": net["cidr"]} in p["IpRanges"]
-              for p in perms), json.dumps(perms, indent=1))
+          any(p["IpProtocol"] == "-1" and
+              any(r["CidrIp"] == net["cidr"] for r in p["IpRanges"]) for p in perms), json.dumps(perms, indent=1))
     want = ("aws ec2 create-tags --resources " +
             " ".join(z["table"] for z in zones.values()) +
             f" --tags Key=hanat:group,Value={group}")
@@ -532,6 +548,7 @@ def main():
     text = open(TEMPLATE, encoding="utf-8").read()
     t = load_template(text)
     check_template(t)
+    lint_template()
 
     try:
         import boto3  # noqa: F401
