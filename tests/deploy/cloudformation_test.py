@@ -62,6 +62,13 @@ DEBIAN_AMI_PARAM = "/aws/service/debian/release/bookworm/latest/amd64"
 PSEUDO = {"AWS::AccountId", "AWS::NotificationARNs", "AWS::NoValue", "AWS::Partition",
           "AWS::Region", "AWS::StackId", "AWS::StackName", "AWS::URLSuffix"}
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL if this process dies first (PR_SET_PDEATHSIG,
+    prctl(2)), so no emulator outlives a test that was killed before its cleanup ran."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 failures = []
 
 
@@ -247,7 +254,7 @@ class Moto:
         self.log = os.path.join(workdir, "moto.log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
         def port():
             if self.proc.poll() is not None:
@@ -479,8 +486,9 @@ def run_plan(moto, hanatd, workdir, group, net, nats, resources):
     imds = subprocess.Popen([sys.executable, "-m", "hanatlab.imds", "--info",
                              os.path.join(d, "imds-info.json")],
                             cwd=os.path.join(ROOT, "tests", "e2e"),
-                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "imds.err"),
-                                                                   "w"))
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(d, "imds.err"), "w"),
+                            preexec_fn=die_with_parent)
     try:
         def imds_port():
             if imds.poll() is not None:
