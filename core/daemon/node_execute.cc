@@ -138,6 +138,18 @@ void Node::execute(const engine::Action& a) {
               log::Level::Notice, log::message_id::kHandoverFinished,
               {{"HANAT_REASON", engine::to_string(x.reason)}},
               std::string("handover finished (") + engine::to_string(x.reason) + "), exiting");
+          // [nat] remove_on_exit: only here, once no route of the group points at this host
+          // any more. A restart, --no-handover or an interrupted handover keeps the table:
+          // routes may still send traffic through it.
+          if (cfg_->nat.remove_on_exit && nat_) {
+            if (auto st = nat_->remove(); !st) {
+              log::warning("remove_on_exit: cannot delete the nftables table: " +
+                           st.error().message);
+            } else {
+              log::notice("remove_on_exit: nftables table " + log::quote(cfg_->nat.table) +
+                          " deleted");
+            }
+          }
           phase_ = Phase::Stopped;
           if (hooks_.exit_ready) hooks_.exit_ready();
         }

@@ -158,6 +158,8 @@ def start(lab, nat, args=()):
     ov = json.loads(json.dumps(OVERRIDES))
     if nat == 2:
         ov["metrics"] = {"textfile": textfile(lab, 2), "interval": "1s"}
+        # Checked at its SIGTERM: the table goes once the handover is done.
+        ov.setdefault("nat", {})["remove_on_exit"] = True
     p, _ = lab.start_hanatd(nat, HANATD, ov, args=list(args))
     return p
 
@@ -401,6 +403,9 @@ def run(lab):
     check("SIGTERM: hanatd exits 0 after the handover", code == 0, code)
     check("SIGTERM: table b points at nat1 once nat2 has exited", routes(lab)[rt_b] == eni[1],
           routes(lab))
+    gone = lab.exec(lab.nat(2)["ns"], ["nft", "list", "table", "ip", "hanat"], check=False)
+    check("SIGTERM with remove_on_exit: nat2's nftables table is gone after the handover",
+          gone.returncode != 0, gone.stdout[:200])
     lab.wait_route("b1", lab.nat(1)["private_address"], timeout=10)
     flowing_via(lab, stream, 1, "SIGTERM")
     r = stream.stop()
