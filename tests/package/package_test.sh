@@ -100,6 +100,8 @@ else
     sh -c "out=\$(systemd-analyze verify /lib/systemd/system/hanat.service 2>&1); echo \"\$out\"; test -z \"\$out\""
 fi
 check "man page hanat.toml(5) renders" sh -c "man -l '$R/usr/share/man/man5/hanat.toml.5.gz' | grep -q failback_delay"
+check "man page hanatd(8) shows plan" sh -c "man -l '$R/usr/share/man/man8/hanatd.8.gz' | grep -q 'hanatd plan'"
+check "man page hanatctl(8) shows prepare-restart" sh -c "man -l '$R/usr/share/man/man8/hanatctl.8.gz' | grep -q prepare-restart"
 
 # Maintainer scripts: an upgrade restarts hanatd after telling it the stop is a restart (so
 # it keeps its routes); a removal stops it. The systemd half of these (deb-systemd-invoke
