@@ -86,6 +86,34 @@ std::error_code Daemon::start(std::string* why) {
     node_->drain(false);
     return status::Json(json_pack("{s:s}", "result", "undrained"));
   });
+  status_->on("events", [](const json_t* req) {
+    // The last decisions, oldest first; {"limit": N} keeps the newest N.
+    json_int_t limit = static_cast<json_int_t>(log::kEventHistory);
+    if (const json_t* l = json_object_get(req, "limit"); l != nullptr) {
+      if (!json_is_integer(l) || json_integer_value(l) < 1) {
+        return status::Json(
+            json_pack("{s:b, s:s}", "ok", 0, "error", "limit: expected a positive integer"));
+      }
+      limit = json_integer_value(l);
+    }
+    const auto& all = log::recent_events();
+    const std::size_t skip = all.size() > static_cast<std::size_t>(limit)
+                                 ? all.size() - static_cast<std::size_t>(limit)
+                                 : 0;
+    json_t* arr = json_array();
+    for (std::size_t i = skip; i < all.size(); ++i) {
+      const log::EventRecord& e = all[i];
+      json_t* fields = json_object();
+      for (const auto& f : e.fields)
+        json_object_set_new(fields, f.name.c_str(), json_string(f.value.c_str()));
+      json_array_append_new(
+          arr,
+          json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "at", iso8601(e.at).c_str(), "unix_ms",
+                    static_cast<json_int_t>(unix_ms(e.at)), "level", config::to_string(e.level),
+                    "message_id", e.id.c_str(), "message", e.message.c_str(), "fields", fields));
+    }
+    return status::Json(json_pack("{s:o}", "events", arr));
+  });
   status_->on("prepare-restart", [this](const json_t* req) {
     // The next SIGTERM within this many seconds is a restart: exit without handing the
     // routes over. 60 s covers a package upgrade's unpack-to-postinst time; 0 cancels.

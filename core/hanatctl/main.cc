@@ -24,6 +24,7 @@ void usage(std::FILE* out) {
                "       hanatctl [--socket PATH] metrics\n"
                "       hanatctl [--socket PATH] drain | undrain\n"
                "       hanatctl [--socket PATH] prepare-restart [SECONDS]\n"
+               "       hanatctl [--socket PATH] events [N]\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
@@ -31,6 +32,8 @@ void usage(std::FILE* out) {
                "  metrics            print counters and states in the Prometheus text format\n"
                "  drain              hand this host's routes to a healthy peer and keep none\n"
                "  undrain            take routes back per the allocation\n"
+               "  events             the last N (default all kept, up to 256) decisions: peer\n"
+               "                     changes, route writes, state changes, with reasons\n"
                "  prepare-restart    the next stop within SECONDS (default 60, 0 cancels) is\n"
                "                     a restart: hanatd exits keeping its routes, table and\n"
                "                     forwarding (the package runs it before an upgrade)\n",
@@ -150,7 +153,19 @@ int main(int argc, char** argv) {
   if (words.empty()) words.emplace_back("status");
   const std::string& cmd = words[0];
   std::string req = "{\"cmd\":\"" + cmd + "\"}";
-  if (cmd == "prepare-restart" && words.size() <= 2) {
+  if (cmd == "events" && words.size() <= 2) {
+    if (words.size() == 2) {
+      const std::string& w = words[1];
+      char* end = nullptr;
+      errno = 0;
+      long v = std::strtol(w.c_str(), &end, 10);
+      if (w.empty() || *end != '\0' || errno != 0 || v < 1 || v > 100000) {
+        std::fprintf(stderr, "hanatctl: events: \"%s\" is not a positive count\n", w.c_str());
+        return 2;
+      }
+      req = "{\"cmd\":\"events\",\"limit\":" + std::to_string(v) + "}";
+    }
+  } else if (cmd == "prepare-restart" && words.size() <= 2) {
     if (words.size() == 2) {
       const std::string& w = words[1];
       char* end = nullptr;
@@ -189,6 +204,8 @@ int main(int argc, char** argv) {
     std::printf("%s\n", reply.c_str());
   } else if (cmd == "status") {
     std::fputs(hanat::status::format_status(parsed.j).c_str(), stdout);
+  } else if (cmd == "events") {
+    std::fputs(hanat::status::format_events(parsed.j).c_str(), stdout);
   } else if (cmd == "metrics") {
     // Exposition text as the daemon formatted (and validated) it, ready for a scraper.
     std::fputs(str(parsed.j, "text").c_str(), stdout);

@@ -116,8 +116,27 @@ bool stderr_is_journal() {
          ino == static_cast<unsigned long long>(st.st_ino);
 }
 
+namespace {
+std::deque<EventRecord>& events() {
+  static std::deque<EventRecord> e;
+  return e;
+}
+}  // namespace
+
+const std::deque<EventRecord>& recent_events() {
+  return events();
+}
+
+void clear_events() {
+  events().clear();
+}
+
 void event(Level level, std::string_view id, const std::vector<Field>& fields,
            std::string_view message) {
+  auto& ev = events();
+  if (ev.size() == kEventHistory) ev.pop_front();
+  ev.push_back(EventRecord{std::chrono::system_clock::now(), level, std::string(id), fields,
+                           std::string(message)});
   if (!enabled(level)) return;
   if (stderr_is_journal()) {
     std::vector<std::string> entry = journal_entry(level, id, fields, message);

@@ -4,6 +4,9 @@
 // logs above debug (STYLE.md C5); debug output is per component and can be switched at
 // run time (config reload), as FRR's "debug" commands are.
 
+#include <chrono>
+#include <cstddef>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +57,19 @@ inline constexpr std::string_view kHandoverFinished = "0f113f9f33bc4723a62df80bd
 // failed send falls back to the stderr line: a message is never lost to a field.
 void event(Level level, std::string_view id, const std::vector<Field>& fields,
            std::string_view message);
+
+// The last decisions event() saw (whatever the log level), oldest first, for
+// `hanatctl events`: what the operator asks "why did it move?" without the journal.
+struct EventRecord {
+  std::chrono::system_clock::time_point at;
+  Level level = Level::Notice;
+  std::string id;
+  std::vector<Field> fields;
+  std::string message;
+};
+inline constexpr std::size_t kEventHistory = 256;
+[[nodiscard]] const std::deque<EventRecord>& recent_events();
+void clear_events();  // tests
 
 // The journal entry event() sends (MESSAGE=, PRIORITY=, SYSLOG_IDENTIFIER=, MESSAGE_ID=,
 // then the fields; a field with an invalid name is dropped). Exposed for tests.

@@ -1,5 +1,6 @@
 #include "core/status/status_text.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -201,6 +202,24 @@ std::string format_status(const json_t* st) {
   }
   const json_t* node = json_object_get(st, "node");
   if (json_is_object(node)) print_node(out, node);
+  return out;
+}
+
+std::string format_events(const json_t* reply) {
+  const json_t* arr = json_object_get(reply, "events");
+  if (!json_is_array(arr) || json_array_size(arr) == 0) return "no events yet\n";
+  std::string out;
+  size_t i = 0;
+  const json_t* e = nullptr;
+  json_array_foreach(arr, i, e) {
+    const char* at = json_string_value(json_object_get(e, "at"));
+    const char* level = json_string_value(json_object_get(e, "level"));
+    const char* msg = json_string_value(json_object_get(e, "message"));
+    std::string lv = level != nullptr ? level : "?";
+    lv.resize(std::max<size_t>(lv.size(), 7), ' ');
+    out +=
+        std::string(at != nullptr ? at : "?") + " " + lv + " " + (msg != nullptr ? msg : "") + "\n";
+  }
   return out;
 }
 

@@ -14,6 +14,11 @@ namespace hanat::status {
 // a daemon still starting has no members or tables yet.
 [[nodiscard]] std::string format_status(const json_t* reply);
 
+// A {"cmd":"events"} reply, one line per decision, oldest first:
+// "2026-12-02T20:50:01Z notice  peer i-0b: up -> down (icmp, agent failed 3 times)".
+// "no events yet" when there are none.
+[[nodiscard]] std::string format_events(const json_t* reply);
+
 // "850ms", "12.3s", "4m05s", "2h03m", "3d04h": tenths of a second under a minute, the
 // two most significant units above.
 [[nodiscard]] std::string human_duration(std::int64_t ms);

@@ -46,6 +46,13 @@ def bounds(name, r, lab):
         out.append((f"zone a's route moved to nat2 (flips {r['flips']})",
                     r["flips"].get("a1", [])[-1:] == ["nat2"]))
         out.append((f"{w} route writes <= 4, no flip-flop", w <= 4 and not ff))
+    if name == "link_cut" and "nat2_events" in notes:
+        nat1 = lab.nat(1)["instance_id"]
+        ev = notes["nat2_events"]
+        down = [m for m in ev if m.startswith(f"peer {nat1}: up -> down (")]
+        wrote = [m for m in ev if m.startswith("route ") and lab.nat(2)["eni_id"] in m]
+        out.append((f"hanatctl events on nat2 shows nat1 down with its reason ({down[-1:]}) "
+                    f"and the route write ({wrote[-1:]})", bool(down) and bool(wrote)))
     if name == "no_forward" and "nat1_forward" in r["notes"]:
         out.append((f"nat1 reports its forward check down "
                     f"({r['notes']['nat1_forward']}: {r['notes']['nat1_forward_detail']})",

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""hanatd(8) and hanatctl(8) list what the binaries' --help lists: the pages are generated
+"""hanatd(8), hanatctl(8) and the bash completion offer what the binaries' --help lists
+(the completion is checked last). The pages are generated
 by packaging/man/help2man.py (as the package build does), rendered with man(1), and every
 option and command of --help must appear in the rendered page, with the verbs and modes an
 operator looks for (plan, --no-handover, metrics, drain, prepare-restart).
@@ -78,6 +79,19 @@ def main(argv):
                   entries and not lost, f"not starting a line: {lost}")
             absent = [m for m in must if m not in page]
             check(f"{name[:-3]}: shows {', '.join(must)}", not absent, f"absent: {absent}")
+        # bash completion (packaging/bash-completion/hanatctl, both programs): every
+        # option and command of --help is offered for an empty word.
+        comp = os.path.join(TOP, "packaging", "bash-completion", "hanatctl")
+        for binary, fn in ((hanatd, "_hanatd"), (hanatctl, "_hanatctl")):
+            script = (f'source "{comp}"; COMP_WORDS=("{binary}" ""); COMP_CWORD=1; {fn}; '
+                      'printf "%s\\n" "${COMPREPLY[@]}"')
+            r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+            offered = set(r.stdout.split())
+            want = {t for t in help_terms(binary) if t.startswith("--") or t[0].isalpha()}
+            check(f"bash completion of {os.path.basename(binary)} offers every command and "
+                  f"long option of --help ({len(want)})",
+                  r.returncode == 0 and want and want <= offered,
+                  f"missing {sorted(want - offered)}; stderr {r.stderr[:200]}")
         # A template without its markers is refused, not turned into a page without options.
         bad = os.path.join(tmp, "bad.8.in")
         with open(bad, "w") as f:

@@ -67,6 +67,7 @@ else
   check "dpkg -i $deb" dpkg -i "$deb"
 fi
 for f in /usr/sbin/hanatd /usr/bin/hanatctl /etc/hanat/hanat.toml /lib/systemd/system/hanat.service \
+         /usr/share/bash-completion/completions/hanatctl /usr/share/bash-completion/completions/hanatd \
          /usr/share/man/man8/hanatd.8.gz /usr/share/man/man8/hanatctl.8.gz \
          /usr/share/man/man5/hanat.toml.5.gz /usr/share/doc/hanat/copyright; do
   check "installed $f" test -e "$R$f"

@@ -225,8 +225,13 @@ def via(lab, nat):
 def sc_link_cut(lab, ctl, p):
     """All links of the active NAT cut (silently: frames dropped at the switches)."""
     cut_links(lab, 1)
-    return {"moved": bool(wait_for(lambda: lab.default_route(STREAM_HOST) == via(lab, 2),
-                                   p["window"]))}
+    notes = {"moved": bool(wait_for(lambda: lab.default_route(STREAM_HOST) == via(lab, 2),
+                                    p["window"]))}
+    if isinstance(ctl, HanatController):
+        # What an operator reads afterwards on the surviving NAT: `hanatctl events`.
+        notes["nat2_events"] = [e["message"] for e in
+                                lab.hanatd_request(2, {"cmd": "events"}).get("events", [])]
+    return notes
 
 
 def sc_no_forward(lab, ctl, p):

@@ -238,6 +238,21 @@ TEST_F(DaemonTest, PrepareRestartRejectsABadDuration) {
   }
 }
 
+// `hanatctl events` on a daemon that has decided nothing yet; a bad count is refused.
+TEST_F(DaemonTest, HanatctlEventsWithNoDecisionsAndBadCounts) {
+  auto d = start();
+  auto r = ctl({"events"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "no events yet\n");
+  auto j = ctl({"events", "5", "--json"});
+  ASSERT_EQ(j.code, 0) << j.err;
+  EXPECT_THAT(j.out, HasSubstr("\"events\":[]"));
+  for (const char* bad : {"0", "-", "many"}) {
+    auto b = ctl({"events", bad});
+    EXPECT_EQ(b.code, 2) << bad;
+  }
+}
+
 TEST_F(DaemonTest, NotifiesSystemdOfReadyReloadAndStop) {
   NotifySocket ns(dir_.file("notify.sock"));
   ASSERT_TRUE(ns.bound());

@@ -86,5 +86,27 @@ TEST(Event, IsAStderrLineOutsideTheJournal) {
   EXPECT_EQ(err, "<5>peer i-2: up -> down\n");
 }
 
+// Every decision is kept for `hanatctl events`, whatever the log level, the newest
+// kEventHistory of them.
+TEST(Event, TheLastDecisionsAreKeptOldestFirst) {
+  clear_events();
+  configure(Level::Error, {});
+  ::testing::internal::CaptureStderr();
+  for (std::size_t i = 0; i < kEventHistory + 3; ++i) {
+    event(Level::Notice, message_id::kRouteWrite, {{"HANAT_ROUTE_TABLE", "rtb-1"}},
+          "write " + std::to_string(i));
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");  // below the level: no line
+  const auto& ev = recent_events();
+  ASSERT_EQ(ev.size(), kEventHistory);
+  EXPECT_EQ(ev.front().message, "write 3");
+  EXPECT_EQ(ev.back().message, "write " + std::to_string(kEventHistory + 2));
+  EXPECT_EQ(ev.back().id, message_id::kRouteWrite);
+  ASSERT_EQ(ev.back().fields.size(), 1u);
+  EXPECT_EQ(ev.back().fields[0].value, "rtb-1");
+  configure(Level::Info, {});
+  clear_events();
+}
+
 }  // namespace
 }  // namespace hanat::log

@@ -173,5 +173,16 @@ TEST(StatusText, HumanDuration) {
   EXPECT_EQ(human_duration(273600000), "3d04h");
 }
 
+TEST(StatusText, EventsOneLinePerDecisionOldestFirst) {
+  Parsed p(R"js({"ok":true,"events":[
+    {"at":"2026-12-02T20:50:01Z","level":"notice","message":"peer i-2: up -> down (icmp)"},
+    {"at":"2026-12-02T20:50:02Z","level":"warning","message":"route rtb-1: failed"}]})js");
+  EXPECT_EQ(format_events(p.j),
+            "2026-12-02T20:50:01Z notice  peer i-2: up -> down (icmp)\n"
+            "2026-12-02T20:50:02Z warning route rtb-1: failed\n");
+  Parsed none(R"js({"ok":true,"events":[]})js");
+  EXPECT_EQ(format_events(none.j), "no events yet\n");
+}
+
 }  // namespace
 }  // namespace hanat::status
