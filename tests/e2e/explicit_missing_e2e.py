@@ -48,12 +48,13 @@ def poll(what, fn, timeout):
 
 
 def status(lab, nat):
+    """The node part of `hanatctl status --json`, or None."""
     sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
     out = subprocess.run([HANATCTL, "--socket", sock, "status", "--json"], capture_output=True,
                          text=True, timeout=10)
     if out.returncode != 0:
         return None
-    return json.loads(out.stdout)
+    return json.loads(out.stdout).get("node")
 
 
 def default_target(lab, rt):
@@ -120,6 +121,8 @@ def run(lab):
     check("hanatd starts although one listed member and one listed table do not exist",
           s is not None and s.get("phase") == "running", f"status {s!r}"[:400])
     if s is None:
+        with open(os.path.join(lab.dir, "hanatd-nat1.log")) as f:
+            print("      hanatd-nat1.log (tail):\n" + f.read()[-2500:])
         return
     check("status names the terminated member as missing",
           s["missing"].get("members") == [gone], f"missing {s['missing']!r}")
