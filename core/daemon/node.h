@@ -186,6 +186,10 @@ class Node {
   std::set<std::string> unknown_checked_;  // route targets that already caused a re-read
   std::vector<std::string> missing_members_, missing_tables_;  // explicit ids not found
   std::set<std::string> warned_;                               // keys of WARNINGs given once
+  // Routes seen pointing at an unknown instance or ENI while the members are being re-read:
+  // likely a new member's claim, so the "foreign" WARNING waits for the re-read.
+  std::vector<engine::RouteForeign> foreign_pending_;
+  void log_foreign(const engine::RouteForeign& f);
   std::deque<engine::Event> queue_;
   bool pumping_ = false;
   bool stopping_ = false;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <utility>
 
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
@@ -188,6 +189,8 @@ void Node::refresh_members(const std::string& why) {
     } else {
       apply_members(std::move(r).value());
     }
+    // Routes at instances or ENIs the re-read did not make members are foreign after all.
+    for (const auto& f : std::exchange(foreign_pending_, {})) log_foreign(f);
     if (refresh_again_) {
       refresh_again_ = false;
       refresh_members("requested while a refresh was running");
@@ -215,6 +218,13 @@ void Node::apply_members(MemberList l) {
     warned_.erase("self-missing");
   }
   if (same_members(current, l.members)) return;
+  engine::Config check = discovered_.engine;
+  check.members = l.members;
+  if (auto problems = engine::validate(check); !problems.empty()) {
+    // The engine refuses such a list; say why here, where it can be logged.
+    log::warning("re-read members rejected (" + join(problems) + "), keeping the current members");
+    return;
+  }
   for (const auto& m : l.members) {
     bool known = std::any_of(current.begin(), current.end(), [&](const engine::Member& o) {
       return o.instance_id == m.instance_id;
