@@ -67,7 +67,7 @@ def default_target(lab, rt):
     t = lab.ec2().describe_route_tables(RouteTableIds=[rt])["RouteTables"][0]
     for r in t["Routes"]:
         if r.get("DestinationCidrBlock") == "0.0.0.0/0":
-            return r.get("NetworkInterfaceId") or r.get("InstanceId")
+            return r.get("NetworkInterfaceId") or r.get("InstanceId") or r.get("GatewayId")
     return None
 
 
@@ -93,7 +93,7 @@ def main():
     if failures:
         print(f"FAILED: {len(failures)} check(s): " + "; ".join(failures))
         return 1
-    print("PASSED: explicit lists with missing ids; members that leave and join")
+    print("PASSED: explicit lists with missing ids; members that leave and join; foreign route and adopt")
     return 0
 
 
@@ -222,6 +222,39 @@ def live_membership(lab):
         log = f.read()
     check("the log says it left and joined",
           "left the group" in log and "joined the group" in log, log[-800:])
+
+    # A foreign route: the operator points nat1's own table at the internet gateway.
+    rt_a = lab.route_table("a")["id"]
+    igw = lab.desc["vpc"]["internet_gateway"]
+    ec2.replace_route(RouteTableId=rt_a, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+
+    def foreign_shown():
+        st = status(lab, 1)
+        t = next((t for t in (st or {}).get("tables", []) if t["id"] == rt_a), None)
+        r = t and t["routes"][0]
+        return r if r and r.get("foreign") else None
+    r = poll("zone a's table shown foreign", foreign_shown, 10)
+    check("a route at the internet gateway is shown foreign (igw-...)",
+          r is not None and r.get("status") == f"foreign ({igw})", f"{r!r}")
+    time.sleep(3)  # more than one describe interval: a write would have happened by now
+    check("and is never written", default_target(lab, rt_a) == igw,
+          f"rt_a -> {default_target(lab, rt_a)}")
+    with open(log_path) as f:
+        lines = [ln for ln in f.read().splitlines() if "foreign" in ln and rt_a in ln]
+    check("one WARNING says so", len(lines) == 1 and lines[0].startswith("<4>"), f"{lines!r}")
+    sock = os.path.join(n1["dir"], "hanatd.sock")
+    out = subprocess.run([HANATCTL, "--socket", sock, "adopt", rt_a], capture_output=True,
+                         text=True, timeout=10)
+    check("hanatctl adopt is accepted", out.returncode == 0 and "adopted" in out.stdout,
+          f"{out.returncode} {out.stdout!r} {out.stderr!r}")
+    back = poll("zone a's table on nat1 again",
+                lambda: default_target(lab, rt_a) == n1["eni_id"], 10)
+    check("after adopt, hanat writes the table back to its member", bool(back),
+          f"rt_a -> {default_target(lab, rt_a)}")
+    out = subprocess.run([HANATCTL, "--socket", sock, "adopt", rt_a], capture_output=True,
+                         text=True, timeout=10)
+    check("adopting a table with no foreign route is refused with the reason",
+          out.returncode == 1 and "has no foreign route" in out.stderr, f"{out.stderr!r}")
 
 
 if __name__ == "__main__":
