@@ -5,6 +5,7 @@
 // every completed EC2 call by action and outcome (start-up and read-back use it too), lives
 // here with the outcome labels it shares with write_route().
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -133,6 +134,14 @@ void Node::execute(const engine::Action& a) {
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
                          engine::to_string(x.to) + (x.detail.empty() ? "" : " (" + x.detail + ")"));
+        } else if constexpr (std::is_same_v<T, engine::RouteForeign>) {
+          log_foreign(x);
+        } else if constexpr (std::is_same_v<T, engine::PeerWithoutAgent>) {
+          log::warning("peer " + x.peer +
+                       " carries the group tag but its agent never answered "
+                       "(port " +
+                       std::to_string(cfg_->agent.port) +
+                       "): not running hanatd, it is allocated no route table");
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           log::event(
               log::Level::Notice, log::message_id::kHandoverFinished,
@@ -155,6 +164,34 @@ void Node::execute(const engine::Action& a) {
         }
       },
       a);
+}
+
+void Node::log_foreign(const engine::RouteForeign& f) {
+  const bool unknown_instance =
+      f.target.kind == engine::TargetKind::Instance || f.target.kind == engine::TargetKind::Eni;
+  if (f.foreign && unknown_instance && refreshing_) {
+    foreign_pending_.push_back(f);
+    return;
+  }
+  auto pending = std::find_if(foreign_pending_.begin(), foreign_pending_.end(), [&](const auto& p) {
+    return p.table == f.table && p.destination == f.destination;
+  });
+  if (pending != foreign_pending_.end()) {
+    // Never reported as foreign: the re-read found a new member behind it.
+    foreign_pending_.erase(pending);
+    return;
+  }
+  if (f.foreign) {
+    log::warning("route " + f.table + " " + f.destination + " points at " + target_text(f.target) +
+                 " (" + engine::to_string(f.target.kind) +
+                 (f.target.propagated ? ", propagated" : "") +
+                 "): foreign, hanat will not write it until it points at a member or the "
+                 "fallback again, or `hanatctl adopt " +
+                 f.table + "`");
+  } else {
+    log::notice("route " + f.table + " " + f.destination + " points at " + target_text(f.target) +
+                ": managed by hanat again");
+  }
 }
 
 void Node::write_route(const engine::WriteRoute& w) {

@@ -25,6 +25,7 @@ void usage(std::FILE* out) {
                "       hanatctl [--socket PATH] drain | undrain\n"
                "       hanatctl [--socket PATH] prepare-restart [SECONDS]\n"
                "       hanatctl [--socket PATH] events [N]\n"
+               "       hanatctl [--socket PATH] adopt rtb-...\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
@@ -36,7 +37,9 @@ void usage(std::FILE* out) {
                "                     changes, route writes, state changes, with reasons\n"
                "  prepare-restart    the next stop within SECONDS (default 60, 0 cancels) is\n"
                "                     a restart: hanatd exits keeping its routes, table and\n"
-               "                     forwarding (the package runs it before an upgrade)\n",
+               "                     forwarding (the package runs it before an upgrade)\n"
+               "  adopt rtb-...      manage a table's foreign routes again (hanat never writes a\n"
+               "                     route that points outside the group unless told so)\n",
                kDefaultSocket);
 }
 
@@ -180,6 +183,17 @@ int main(int argc, char** argv) {
       }
       req = "{\"cmd\":\"prepare-restart\",\"within_s\":" + std::to_string(v) + "}";
     }
+  } else if (cmd == "adopt") {
+    // Route table ids are "rtb-" and hex digits: checked here, so that nothing but an id is
+    // ever spliced into the request.
+    bool ok = words.size() == 2 && words[1].rfind("rtb-", 0) == 0 && words[1].size() > 4 &&
+              words[1].find_first_not_of("0123456789abcdef", 4) == std::string::npos;
+    if (!ok) {
+      std::fprintf(stderr, "hanatctl: adopt needs one route table id (rtb-...), got \"%s\"\n",
+                   words.size() >= 2 ? words[1].c_str() : "");
+      return 2;
+    }
+    req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
   } else if (words.size() != 1 ||
              (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
