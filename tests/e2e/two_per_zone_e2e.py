@@ -81,8 +81,7 @@ def cut_round(lab, ck, on, mode, strict):
     stream = lab.start_stream("a1", rate=200)
     stream.wait_received(100, timeout=10)
     t_cut = time.time_ns()
-    for leg in ("mgmt", "private", "public"):
-        lab.set_link(victim, leg, False, mode=mode)
+    checks.cut(lab, victim, False, mode)
     moved = ck.poll(f"a1's route to {other}",
                     lambda: lab.default_route("a1") == lab.nat(other)["private_address"], 10)
     ck.check(tag + f"cutting {victim} moves a1's table to {other}, zone a's other NAT",
@@ -104,8 +103,7 @@ def cut_round(lab, ck, on, mode, strict):
              checks.flips(lab, host_b, t_cut))
 
     # Failback: the cut NAT returns; after failback_delay it takes its table back.
-    for leg in ("mgmt", "private", "public"):
-        lab.set_link(victim, leg, True, mode=mode)
+    checks.cut(lab, victim, True, mode)
     t_back = time.monotonic()
     back = ck.poll(f"a1's route back on {victim}",
                    lambda: lab.default_route("a1") == lab.nat(victim)["private_address"],

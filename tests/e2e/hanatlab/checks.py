@@ -119,6 +119,13 @@ def flips(lab, host, since_ns):
             and e["t_ms"] >= since_ns / 1e6 and e.get("from") != e.get("to")]
 
 
+def cut(lab, nat, up, mode="down"):
+    """Every leg of NAT `nat` down (up=False) or back, EC2 leg first (scenarios.cut_links
+    does the same with mode "drop")."""
+    for leg in ("mgmt", "private", "public"):
+        lab.set_link(nat, leg, up, mode=mode)
+
+
 def ctl(lab, hanatctl, nat, *args):
     sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
     return subprocess.run([hanatctl, "--socket", sock] + list(args), capture_output=True,

@@ -449,6 +449,13 @@ class Lab:
         sw, inet, api = self._ns("sw"), self._ns("inet"), self._ns("api")
         for ns in (sw, inet, api):
             ip(ns, "link", "add", "br0", "type", "bridge")
+            # A bridge without an address of its own takes the lowest MAC of its ports and
+            # changes it when that port goes (a NAT removed) or a lower one comes (a NAT
+            # added): the NATs' neighbour entries for the internet host and the EC2 API
+            # would then point at a MAC nobody has until they are re-resolved (seconds of
+            # failed egress checks and EC2 calls). A fixed, locally administered MAC.
+            ip(ns, "link", "set", "br0", "address",
+               "02:" + ":".join(f"{random.randrange(256):02x}" for _ in range(5)))
             ip(ns, "link", "set", "br0", "up")
         ip(inet, "addr", "add", f"{INET_ADDR}/24", "dev", "br0")
         ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
