@@ -2,8 +2,9 @@
 """e2e two_per_zone (issue 16): three NATs, two in zone a and one in zone b, two route
 tables per zone. Zone a's tables are spread over zone a's two NATs; cutting one moves its
 table to the other NAT of zone a (not to zone b's); once the cut NAT is back its table
-returns after failback_delay; route writes stay bounded (at most 2 per table: the
-take-over and the failback, counted at the lab's EC2 proxy). That the tables nobody lost
+returns after failback_delay; route writes stay bounded (at most 3 to that table: the
+take-over, the cut NAT's own late handover and the failback, counted at the lab's EC2
+proxy; the private host's route changes exactly twice). That the tables nobody lost
 are never written is a known gap (ISOLATED_WRITES below), reported XFAIL.
 
 Usage: two_per_zone_e2e.py HANATD [HANATCTL]. Exit 0 pass, 1 fail, 77 skipped.
@@ -123,8 +124,11 @@ def cut_round(lab, ck, on, mode, strict):
     per = {rt["id"]: sum(1 for x in w if x.get("route_table") == rt["id"])
            for rt in lab.desc["route_tables"]}
     detail = [(x.get("route_table"), x.get("target"), x.get("client")) for x in w]
-    ck.check(tag + f"route writes bounded: {per[victim_table]} to the cut NAT's table (<= 2: "
-             "take-over, failback)", 1 <= per[victim_table] <= 2, detail)
+    # At most: the take-over, the cut NAT's own handover to its best peer once its egress
+    # check fails (DESIGN rule 2; sent while its EC2 leg is cut, it lands when the links
+    # return, naming the NAT that already has the table), the failback.
+    ck.check(tag + f"route writes bounded: {per[victim_table]} to the cut NAT's table (<= 3: "
+             "take-over, its own handover, failback)", 1 <= per[victim_table] <= 3, detail)
     soft(tag + f"no write to the tables the cut NAT did not serve ({per})",
          sum(per.values()) == per[victim_table], detail)
     a1_flips = checks.flips(lab, "a1", t_cut)
