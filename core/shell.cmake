@@ -14,6 +14,7 @@ add_library(core STATIC
   daemon/forward_check.cc
   daemon/node.cc
   daemon/node_execute.cc
+  daemon/node_members.cc
   daemon/node_probes.cc
   daemon/node_routes.cc
   daemon/node_startup.cc

@@ -272,9 +272,21 @@ Result<DescribeRouteTablesOk, Ec2Error> DescribeRouteTablesRequest::parse(std::s
     rt.route_table_id = t->text_of("routeTableId");
     rt.vpc_id = t->text_of("vpcId");
     for (const XmlNode* r : t->items("routeSet")) {
-      rt.routes.push_back({r->text_of("destinationCidrBlock"), r->text_of("gatewayId"),
-                           r->text_of("instanceId"), r->text_of("networkInterfaceId"),
-                           r->text_of("natGatewayId"), r->text_of("state"), r->text_of("origin")});
+      Route route;
+      route.destination_cidr = r->text_of("destinationCidrBlock");
+      route.gateway_id = r->text_of("gatewayId");
+      route.instance_id = r->text_of("instanceId");
+      route.network_interface_id = r->text_of("networkInterfaceId");
+      route.nat_gateway_id = r->text_of("natGatewayId");
+      route.state = r->text_of("state");
+      route.origin = r->text_of("origin");
+      route.transit_gateway_id = r->text_of("transitGatewayId");
+      route.vpc_peering_connection_id = r->text_of("vpcPeeringConnectionId");
+      route.egress_only_internet_gateway_id = r->text_of("egressOnlyInternetGatewayId");
+      route.local_gateway_id = r->text_of("localGatewayId");
+      route.carrier_gateway_id = r->text_of("carrierGatewayId");
+      route.core_network_arn = r->text_of("coreNetworkArn");
+      rt.routes.push_back(std::move(route));
     }
     for (const XmlNode* a : t->items("associationSet")) {
       rt.associations.push_back({a->text_of("routeTableAssociationId"), a->text_of("subnetId"),

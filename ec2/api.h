@@ -85,14 +85,23 @@ struct DescribeInstanceStatusOk {
   void append(DescribeInstanceStatusOk&& more);
 };
 
+// One route as DescribeRouteTables returns it. Every target element of the EC2 API's Route
+// type has its field: hanat must recognise each, since a route pointing anywhere but at its
+// members, its fallback, a blackhole or nowhere is an operator's and never written.
 struct Route {
   std::string destination_cidr;
-  std::string gateway_id;
+  std::string gateway_id;  // igw-, vgw-, vpce- (gateway endpoints), or "local"
   std::string instance_id;
   std::string network_interface_id;
   std::string nat_gateway_id;
   std::string state;   // active | blackhole
   std::string origin;  // CreateRouteTable | CreateRoute | EnableVgwRoutePropagation
+  std::string transit_gateway_id;
+  std::string vpc_peering_connection_id;
+  std::string egress_only_internet_gateway_id;
+  std::string local_gateway_id;
+  std::string carrier_gateway_id;
+  std::string core_network_arn;
 };
 
 struct RouteTableAssociation {

@@ -45,6 +45,9 @@ struct GroupConfig {
   std::vector<std::string> members;       // instance ids (explicit discovery)
   std::vector<std::string> route_tables;  // rtb ids (explicit discovery)
   std::vector<Cidr> destinations;         // managed destination CIDRs per table
+  // Members are re-read this often (DESIGN rule 9: instances join and leave while hanatd
+  // runs), and at once when a managed route points at an instance or ENI not yet known.
+  milliseconds refresh_interval{30000};
   friend bool operator==(const GroupConfig&, const GroupConfig&) = default;
 };
 

@@ -56,7 +56,8 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                              out = s;
                              return check_id(s, "rtb");
                            }),
-       r.list<Cidr>("destinations", c.group.destinations, convert_cidr)});
+       r.list<Cidr>("destinations", c.group.destinations, convert_cidr),
+       r.duration("refresh_interval", c.group.refresh_interval, seconds(1), hours(1))});
 
   r.section(root, "probe",
             {r.duration("interval", c.probe.interval, milliseconds(10), seconds(60)),

@@ -84,6 +84,17 @@ std::error_code Daemon::start(std::string* why) {
     node_->drain(false);
     return status::Json(json_pack("{s:s}", "result", "undrained"));
   });
+  status_->on("adopt", [this](const json_t* req) {
+    const json_t* t = json_object_get(req, "table");
+    if (!json_is_string(t)) {
+      return status::Json(
+          json_pack("{s:b, s:s}", "ok", 0, "error", "adopt needs \"table\": \"rtb-...\""));
+    }
+    std::string refused = node_->adopt(json_string_value(t));
+    if (!refused.empty())
+      return status::Json(json_pack("{s:b, s:s}", "ok", 0, "error", refused.c_str()));
+    return status::Json(json_pack("{s:s}", "result", "adopted"));
+  });
   if (std::error_code ec = status_->start(why)) return ec;
 
   sighup_ = std::make_unique<uv::Signal>(loop_);

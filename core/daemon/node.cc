@@ -24,6 +24,7 @@ Node::Node(uv::Loop& loop, std::shared_ptr<const config::Config> cfg, bool hando
       phase_timer_(loop),
       engine_timer_(loop),
       notice_timer_(loop),
+      refresh_timer_(loop),
       started_(Clock::now()) {}
 
 Node::~Node() = default;
@@ -125,6 +126,9 @@ void Node::reconfigure(std::shared_ptr<const config::Config> cfg) {
   auto e = std::make_shared<engine::Config>(engine_config(discovered_));
   discovered_.engine = *e;
   post(engine::ConfigChanged{e, now()});
+  // The group's lists or the refresh interval may have changed: re-read the members now.
+  start_refresh();
+  refresh_members("configuration reloaded");
 }
 
 }  // namespace hanat::daemon

@@ -19,6 +19,8 @@
 //   node_execute.cc  execute(): every engine action (NAT apply, route writes, EIPs,
 //                    recovery, notifications); write_route(), count_call()
 //   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets
+//   node_members.cc  live membership: members re-read on an interval and on unknown route
+//                    targets, VPC scoping, explicit lists that survive a missing id, adopt
 //   node_status.cc   status(), fill_report(), summary() and their formatting helpers
 //   node_util.h      the helpers several of these files share (internal)
 
@@ -28,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,6 +83,8 @@ class Node {
   void shutdown();
   void drain(bool on);
   void reconfigure(std::shared_ptr<const config::Config> cfg);
+  // `hanatctl adopt rtb-...`: "" when done, else why not (node_members.cc).
+  [[nodiscard]] std::string adopt(const std::string& table);
   // node_status.cc
   [[nodiscard]] status::Json status() const;
   // The node's part of the metrics report (phase, state, members, tables, counters).
@@ -125,6 +130,24 @@ class Node {
   // node_routes.cc
   void describe_routes(engine::OpId op);
 
+  // node_members.cc
+  struct MemberList {
+    std::vector<engine::Member> members;
+    std::map<std::string, std::string> addresses;  // instance id -> private IPv4
+    std::vector<std::string> missing;              // listed in group.members, not found
+  };
+  void describe_members(std::function<void(core::Result<MemberList, std::string>)> done);
+  void note_missing_members(const std::vector<std::string>& missing);
+  [[nodiscard]] ec2::DescribeRouteTablesRequest route_tables_request() const;
+  // The described tables in this host's VPC; records explicit tables that were not found.
+  std::vector<const ec2::RouteTable*> scoped_tables(const std::vector<ec2::RouteTable>& got);
+  void start_refresh();
+  void refresh_members(const std::string& why);
+  void apply_members(MemberList l);
+  void check_unknown_targets(const engine::Target& t, const std::string& table);
+  void warn_once(const std::string& key, const std::string& message);
+  void start_peer_probes();  // node_probes.cc
+
   uv::Loop& loop_;
   std::shared_ptr<const config::Config> cfg_;
   bool handover_on_stop_;
@@ -157,6 +180,12 @@ class Node {
   uv::Timer phase_timer_;
   uv::Timer engine_timer_;
   uv::Timer notice_timer_;
+  uv::Timer refresh_timer_;
+  bool refreshing_ = false;
+  bool refresh_again_ = false;
+  std::set<std::string> unknown_checked_;  // route targets that already caused a re-read
+  std::vector<std::string> missing_members_, missing_tables_;  // explicit ids not found
+  std::set<std::string> warned_;                               // keys of WARNINGs given once
   std::deque<engine::Event> queue_;
   bool pumping_ = false;
   bool stopping_ = false;

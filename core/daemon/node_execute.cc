@@ -128,6 +128,24 @@ void Node::execute(const engine::Action& a) {
           if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
           log::notice("peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
                       engine::to_string(x.to) + (x.detail.empty() ? "" : " (" + x.detail + ")"));
+        } else if constexpr (std::is_same_v<T, engine::RouteForeign>) {
+          if (x.foreign) {
+            log::warning("route " + x.table + " " + x.destination + " points at " +
+                         target_text(x.target) + " (" + engine::to_string(x.target.kind) +
+                         (x.target.propagated ? ", propagated" : "") +
+                         "): foreign, hanat will not write it until it points at a member or "
+                         "the fallback again, or `hanatctl adopt " +
+                         x.table + "`");
+          } else {
+            log::notice("route " + x.table + " " + x.destination + " points at " +
+                        target_text(x.target) + ": managed by hanat again");
+          }
+        } else if constexpr (std::is_same_v<T, engine::PeerWithoutAgent>) {
+          log::warning("peer " + x.peer +
+                       " carries the group tag but its agent never answered "
+                       "(port " +
+                       std::to_string(cfg_->agent.port) +
+                       "): not running hanatd, it is allocated no route table");
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           log::notice(std::string("handover finished (") + engine::to_string(x.reason) +
                       "), exiting");

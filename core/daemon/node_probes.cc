@@ -57,7 +57,7 @@ void Node::watch_own_link() {
   own_link_ = std::move(w).value();
 }
 
-void Node::start_probes() {
+void Node::start_peer_probes() {
   std::vector<probes::PeerSpec> peers;
   for (const auto& m : discovered_.engine.members) {
     if (m.instance_id == id_.instance_id) continue;
@@ -112,6 +112,15 @@ void Node::start_probes() {
       (void)peers_->start();
     }
   }
+}
+
+void Node::start_probes() {
+  start_peer_probes();
+  probes::ProbeOptions po;
+  po.interval = cfg_->probe.interval;
+  po.timeout = cfg_->probe.timeout;
+  po.rise = cfg_->probe.rise;
+  po.fall = cfg_->probe.fall;
   if (!cfg_->egress.targets.empty()) {
     probes::EgressSpec es;
     for (const auto& t : cfg_->egress.targets) es.targets.push_back({t.address, t.port});

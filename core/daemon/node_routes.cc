@@ -24,13 +24,31 @@ std::string tag(const std::vector<ec2::Tag>& tags, std::string_view key) {
 }
 
 engine::Target target_of(const ec2::Route& r) {
+  using engine::TargetKind;
+  // Routes that a virtual private gateway propagates (Origin=EnableVgwRoutePropagation) are
+  // not anyone's CreateRoute: they belong to the VPN or Direct Connect set-up, never to hanat.
+  const bool propagated = r.origin == "EnableVgwRoutePropagation";
+  auto make = [&](TargetKind k, const std::string& id) {
+    return engine::Target{k, id, propagated};
+  };
   // A route whose target is gone (instance terminated, ENI deleted) stays in the table with
   // State=blackhole (EC2 API reference, Route): it carries no traffic.
-  if (r.state == "blackhole") return {engine::TargetKind::Blackhole, ""};
-  if (!r.network_interface_id.empty()) return {engine::TargetKind::Eni, r.network_interface_id};
-  if (!r.instance_id.empty()) return {engine::TargetKind::Instance, r.instance_id};
-  if (!r.nat_gateway_id.empty()) return {engine::TargetKind::NatGateway, r.nat_gateway_id};
-  return {engine::TargetKind::Other, r.gateway_id};
+  if (r.state == "blackhole" && !propagated) return {TargetKind::Blackhole, ""};
+  // An instance route also names the instance's ENI; the ENI is what is routed to.
+  if (!r.network_interface_id.empty()) return make(TargetKind::Eni, r.network_interface_id);
+  if (!r.instance_id.empty()) return make(TargetKind::Instance, r.instance_id);
+  if (!r.nat_gateway_id.empty()) return make(TargetKind::NatGateway, r.nat_gateway_id);
+  if (!r.transit_gateway_id.empty()) return make(TargetKind::TransitGateway, r.transit_gateway_id);
+  if (!r.vpc_peering_connection_id.empty())
+    return make(TargetKind::Peering, r.vpc_peering_connection_id);
+  if (!r.egress_only_internet_gateway_id.empty())
+    return make(TargetKind::EgressOnlyGateway, r.egress_only_internet_gateway_id);
+  if (!r.local_gateway_id.empty()) return make(TargetKind::LocalGateway, r.local_gateway_id);
+  if (!r.carrier_gateway_id.empty()) return make(TargetKind::CarrierGateway, r.carrier_gateway_id);
+  if (!r.core_network_arn.empty()) return make(TargetKind::CoreNetwork, r.core_network_arn);
+  if (!r.gateway_id.empty()) return make(TargetKind::Gateway, r.gateway_id);
+  // A target element this version does not know: still someone's route, never ours.
+  return make(TargetKind::Other, "");
 }
 
 }  // namespace node_util
@@ -39,15 +57,9 @@ using node_util::tag;
 using node_util::target_of;
 
 void Node::describe_routes(engine::OpId op) {
-  ec2::DescribeRouteTablesRequest rr;
-  if (cfg_->group.discovery == config::Discovery::Explicit) {
-    rr.route_table_ids = cfg_->group.route_tables;
-  } else {
-    rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
-  }
   auto sent = now();
   ec2_->describe_route_tables(
-      rr, {ec2::Priority::Read, milliseconds(0)},
+      route_tables_request(), {ec2::Priority::Read, milliseconds(0)},
       [this, op, sent](ec2::Ec2Result<ec2::DescribeRouteTablesOk> r) {
         count_call("DescribeRouteTables", err_of(r));
         if (!r) {
@@ -58,7 +70,8 @@ void Node::describe_routes(engine::OpId op) {
         engine::RoutesObserved o;
         o.op = op;
         o.at = sent;
-        for (const auto& t : r->route_tables) {
+        for (const ec2::RouteTable* tp : scoped_tables(r->route_tables)) {
+          const ec2::RouteTable& t = *tp;
           engine::ObservedTable ot;
           ot.id = t.route_table_id;
           std::string zone = tag(t.tags, "hanat:zone");
@@ -70,6 +83,7 @@ void Node::describe_routes(engine::OpId op) {
                           rt.destination_cidr) == discovered_.engine.destinations.end())
               continue;
             ot.routes.push_back({rt.destination_cidr, target_of(rt)});
+            check_unknown_targets(ot.routes.back().target, t.route_table_id);
           }
           o.tables.push_back(std::move(ot));
         }

@@ -37,13 +37,6 @@ engine::RecoveryAction to_engine(config::RecoveryAction a) {
   return engine::RecoveryAction::None;
 }
 
-// EC2 LaunchTime "2026-11-22T05:00:00.000Z" -> seconds since the epoch (0 if unparsable).
-std::int64_t launch_seconds(const std::string& s) {
-  std::tm tm{};
-  if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
-
 }  // namespace
 
 void Node::run_phase() {
@@ -255,117 +248,85 @@ void Node::phase_floating_eni() {
 }
 
 void Node::phase_discovery() {
-  const auto& g = cfg_->group;
-  ec2::DescribeInstancesRequest ir;
-  if (g.discovery == config::Discovery::Explicit) {
-    ir.instance_ids = g.members;
-    if (std::find(ir.instance_ids.begin(), ir.instance_ids.end(), id_.instance_id) ==
-        ir.instance_ids.end())
-      ir.instance_ids.push_back(id_.instance_id);
-  } else {
-    ir.filters.push_back({"tag:hanat:group", {g.name}});
-    ir.filters.push_back({"instance-state-name", {"pending", "running"}});
-  }
-  ec2_->describe_instances(
-      ir, {ec2::Priority::Read, milliseconds(0)},
-      [this](ec2::Ec2Result<ec2::DescribeInstancesOk> ri) {
-        count_call("DescribeInstances", err_of(ri));
-        if (!ri) return fail_phase("discovering members", ri.error().describe());
-        auto d = std::make_shared<Discovered>();
-        for (const auto& inst : ri->instances) {
-          engine::Member m;
-          m.instance_id = inst.instance_id;
-          m.zone = inst.availability_zone;
-          m.launch_time = launch_seconds(inst.launch_time);
-          std::string addr = inst.private_ip;
-          for (const auto& ni : inst.network_interfaces) {
-            if (ni.device_index == 0) {
-              m.eni_id = ni.network_interface_id;
-              if (!ni.private_ip.empty()) addr = ni.private_ip;
+  describe_members([this](core::Result<MemberList, std::string> ri) {
+    if (!ri) return fail_phase("discovering members", ri.error());
+    note_missing_members(ri->missing);
+    auto d = std::make_shared<Discovered>();
+    d->engine.members = ri->members;
+    d->addresses = ri->addresses;
+    if (d->addresses.count(id_.instance_id) == 0) {
+      return fail_phase("discovering members",
+                        "this instance (" + id_.instance_id +
+                            ") is not a running member of group " + log::quote(cfg_->group.name) +
+                            " in " + id_.vpc_id + " (tag hanat:group or group.members)");
+    }
+    ec2_->describe_route_tables(
+        route_tables_request(), {ec2::Priority::Read, milliseconds(0)},
+        [this, d](ec2::Ec2Result<ec2::DescribeRouteTablesOk> rt) {
+          count_call("DescribeRouteTables", err_of(rt));
+          if (!rt) return fail_phase("discovering route tables", rt.error().describe());
+          std::vector<ec2::RouteTable> tables;
+          for (const ec2::RouteTable* t : scoped_tables(rt->route_tables)) tables.push_back(*t);
+          std::vector<std::string> need_subnets;
+          for (const auto& t : tables) {
+            std::string zone = tag(t.tags, "hanat:zone");
+            if (zone.empty()) {
+              for (const auto& a : t.associations)
+                if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
             }
-          }
-          if (inst.instance_id == id_.instance_id && !id_.eni_id.empty()) m.eni_id = id_.eni_id;
-          d->addresses[m.instance_id] = addr;
-          d->engine.members.push_back(std::move(m));
-        }
-        if (d->addresses.count(id_.instance_id) == 0) {
-          return fail_phase("discovering members", "this instance (" + id_.instance_id +
-                                                       ") is not a member of group " +
-                                                       log::quote(cfg_->group.name) +
-                                                       " (tag hanat:group or group.members)");
-        }
-        ec2::DescribeRouteTablesRequest rr;
-        if (cfg_->group.discovery == config::Discovery::Explicit) {
-          rr.route_table_ids = cfg_->group.route_tables;
-        } else {
-          rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
-        }
-        ec2_->describe_route_tables(
-            rr, {ec2::Priority::Read, milliseconds(0)},
-            [this, d](ec2::Ec2Result<ec2::DescribeRouteTablesOk> rt) {
-              count_call("DescribeRouteTables", err_of(rt));
-              if (!rt) return fail_phase("discovering route tables", rt.error().describe());
-              std::vector<std::string> need_subnets;
-              for (const auto& t : rt->route_tables) {
-                std::string zone = tag(t.tags, "hanat:zone");
-                if (zone.empty()) {
-                  for (const auto& a : t.associations)
-                    if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
-                }
-                d->table_zones[t.route_table_id] = zone;
-                engine::ObservedTable ot;
-                ot.id = t.route_table_id;
-                for (const auto& r : t.routes) {
-                  for (const auto& c : cfg_->group.destinations) {
-                    if (c.text == r.destination_cidr)
-                      ot.routes.push_back({r.destination_cidr, target_of(r)});
-                  }
-                }
-                d->observed.push_back(std::move(ot));
+            d->table_zones[t.route_table_id] = zone;
+            engine::ObservedTable ot;
+            ot.id = t.route_table_id;
+            for (const auto& r : t.routes) {
+              for (const auto& c : cfg_->group.destinations) {
+                if (c.text == r.destination_cidr)
+                  ot.routes.push_back({r.destination_cidr, target_of(r)});
               }
-              auto finish = [this, d, tables = rt->route_tables](
-                                const std::map<std::string, std::string>& subnet_zone) {
-                for (const auto& t : tables) {
-                  std::string& zone = d->table_zones[t.route_table_id];
-                  if (zone.empty()) {
-                    for (const auto& a : t.associations) {
-                      auto it = subnet_zone.find(a.subnet_id);
-                      if (it != subnet_zone.end()) {
-                        zone = it->second;
-                        break;
-                      }
-                    }
+            }
+            d->observed.push_back(std::move(ot));
+          }
+          auto finish = [this, d, tables](const std::map<std::string, std::string>& subnet_zone) {
+            for (const auto& t : tables) {
+              std::string& zone = d->table_zones[t.route_table_id];
+              if (zone.empty()) {
+                for (const auto& a : t.associations) {
+                  auto it = subnet_zone.find(a.subnet_id);
+                  if (it != subnet_zone.end()) {
+                    zone = it->second;
+                    break;
                   }
-                  if (zone.empty())
-                    log::warning(
-                        "route table " + t.route_table_id +
-                        " has no hanat:zone tag and no associated subnet: it has no home zone");
                 }
-                for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
-                if (plan_only_) {
-                  phase_ = Phase::Stopped;
-                  d->engine = engine_config(*d);
-                  if (hooks_.planned) hooks_.planned(*d, id_);
-                  return;
-                }
-                start_engine(std::move(*d));
-              };
-              if (need_subnets.empty()) return finish({});
-              ec2::DescribeSubnetsRequest sr;
-              sr.subnet_ids = need_subnets;
-              ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
-                                     [this, finish](ec2::Ec2Result<ec2::DescribeSubnetsOk> rs) {
-                                       count_call("DescribeSubnets", err_of(rs));
-                                       if (!rs)
-                                         return fail_phase("discovering subnets",
-                                                           rs.error().describe());
-                                       std::map<std::string, std::string> zones;
-                                       for (const auto& s : rs->subnets)
-                                         zones[s.subnet_id] = s.availability_zone;
-                                       finish(zones);
-                                     });
-            });
-      });
+              }
+              if (zone.empty())
+                log::warning(
+                    "route table " + t.route_table_id +
+                    " has no hanat:zone tag and no associated subnet: it has no home zone");
+            }
+            for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
+            if (plan_only_) {
+              phase_ = Phase::Stopped;
+              d->engine = engine_config(*d);
+              if (hooks_.planned) hooks_.planned(*d, id_);
+              return;
+            }
+            start_engine(std::move(*d));
+          };
+          if (need_subnets.empty()) return finish({});
+          ec2::DescribeSubnetsRequest sr;
+          sr.subnet_ids = need_subnets;
+          ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
+                                 [this, finish](ec2::Ec2Result<ec2::DescribeSubnetsOk> rs) {
+                                   count_call("DescribeSubnets", err_of(rs));
+                                   if (!rs)
+                                     return fail_phase("discovering subnets",
+                                                       rs.error().describe());
+                                   std::map<std::string, std::string> zones;
+                                   for (const auto& s : rs->subnets)
+                                     zones[s.subnet_id] = s.availability_zone;
+                                   finish(zones);
+                                 });
+        });
+  });
 }
 
 engine::Config Node::engine_config(const Discovered& d) const {
@@ -407,6 +368,7 @@ void Node::start_engine(Discovered d) {
       std::make_shared<const engine::Config>(discovered_.engine), now());
   start_probes();
   start_notices();
+  start_refresh();
   post(engine::Tick{now()});
   if (stopping_) post(engine::Shutdown{now()});
 }

@@ -158,6 +158,10 @@ status::Json Node::status() const {
   set_int(counters, "failovers", static_cast<std::int64_t>(failovers_));
   set_int(counters, "route_writes", static_cast<std::int64_t>(route_writes_));
   set_int(counters, "throttles", static_cast<std::int64_t>(throttles_));
+  if (machine_) {
+    set_int(counters, "foreign_routes",
+            static_cast<std::int64_t>(machine_->snapshot().foreign_routes));
+  }
   if (nat_) {
     const auto& nc = nat_->counters();
     set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
@@ -183,6 +187,18 @@ status::Json Node::status() const {
   json_object_set_new(counters, "ec2_calls_by_action", by_action);
   set_int(counters, "ec2_calls_total", static_cast<std::int64_t>(total));
   json_object_set_new(root, "counters", counters);
+  // Ids listed in group.members / group.route_tables that EC2 does not show (terminated,
+  // deleted, in another VPC): the rest of the group is managed without them.
+  if (!missing_members_.empty() || !missing_tables_.empty()) {
+    json_t* missing = json_object();
+    json_t* mm = json_array();
+    for (const auto& id : missing_members_) json_array_append_new(mm, jstr(id));
+    json_object_set_new(missing, "members", mm);
+    json_t* mt = json_array();
+    for (const auto& id : missing_tables_) json_array_append_new(mt, jstr(id));
+    json_object_set_new(missing, "route_tables", mt);
+    json_object_set_new(root, "missing", missing);
+  }
 
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
@@ -196,6 +212,8 @@ status::Json Node::status() const {
     json_object_set_new(jm, "instance_id", jstr(m.instance_id));
     json_object_set_new(jm, "zone", jstr(m.zone));
     json_object_set_new(jm, "self", json_boolean(m.self));
+    json_object_set_new(jm, "agent_answered", json_boolean(m.agent_answered));
+    if (m.no_agent) json_object_set_new(jm, "note", jstr("not running hanatd"));
     json_object_set_new(
         jm, "health",
         json_string(m.self ? engine::to_string(s.state) : engine::to_string(m.health)));
@@ -224,6 +242,7 @@ status::Json Node::status() const {
     json_object_set_new(jt, "allocated", jstr(target_text(t.allocated)));
     json_object_set_new(jt, "on_allocated", json_boolean(on_allocated(t)));
     set_int(jt, "writes", static_cast<std::int64_t>(t.writes));
+    if (t.adopted) json_object_set_new(jt, "adopted", json_true());
     if (t.hold_until && *t.hold_until > now()) set_int(jt, "hold_down_ms", -ms_ago(*t.hold_until));
     if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
       json_t* jw = json_object();
@@ -244,6 +263,10 @@ status::Json Node::status() const {
       json_object_set_new(jr, "destination", jstr(r.destination));
       json_object_set_new(jr, "current", jstr(target_text(r.current)));
       json_object_set_new(jr, "in_flight", json_boolean(r.in_flight.has_value()));
+      json_object_set_new(jr, "foreign", json_boolean(r.foreign));
+      if (r.foreign) {
+        json_object_set_new(jr, "status", jstr("foreign (" + target_text(r.current) + ")"));
+      }
       if (!r.last_error.empty()) json_object_set_new(jr, "last_error", jstr(r.last_error));
       json_array_append_new(routes, jr);
     }
@@ -309,6 +332,7 @@ void Node::fill_report(Report& r) const {
     rt.allocated = target_text(t.allocated);
     rt.on_allocated = on_allocated(t);
     rt.writes = t.writes;
+    for (const auto& route : t.routes) rt.foreign_routes += route.foreign ? 1 : 0;
     if (t.hold_until && *t.hold_until > now()) rt.hold_down_ms = -ms_ago(*t.hold_until);
     if (auto lw = last_write_.find(t.id); lw != last_write_.end()) {
       rt.last_write_unix_ms = unix_ms(lw->second.at);

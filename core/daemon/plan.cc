@@ -74,7 +74,22 @@ Plan make_plan(const PlanInput& in) {
       if (cur.kind == engine::TargetKind::Instance && self != nullptr &&
           cur.id == self->instance_id)
         same = same || mine;
-      if (mine && !same) p.writes.push_back({t.id, dest, cur, want});
+      // DESIGN rule 3: a route pointing anywhere but at a member, the fallback, a blackhole
+      // or nowhere is an operator's; the daemon would never write it.
+      bool writable = cur.kind == engine::TargetKind::Missing ||
+                      cur.kind == engine::TargetKind::Blackhole ||
+                      (cur.kind == engine::TargetKind::NatGateway && !cur.propagated &&
+                       cur.id == in.fallback && !in.fallback.empty());
+      if ((cur.kind == engine::TargetKind::Instance || cur.kind == engine::TargetKind::Eni) &&
+          !cur.propagated) {
+        writable = std::any_of(in.members.begin(), in.members.end(), [&](const auto& m) {
+          return m.instance_id == cur.id || (!m.eni_id.empty() && m.eni_id == cur.id);
+        });
+      }
+      if (mine && !same && !writable) {
+        out += "    (foreign: points at " + text_of(cur) + ", never written)\n";
+      }
+      if (mine && !same && writable) p.writes.push_back({t.id, dest, cur, want});
     }
   }
   if (p.writes.empty()) {

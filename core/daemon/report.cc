@@ -136,9 +136,15 @@ std::vector<Family> metric_families(const Report& r) {
   Family last = gauge("hanat_route_table_last_write_timestamp_seconds",
                       "When this host's last write to the table completed; outcome is ok or "
                       "the EC2 error code.");
+  Family foreign = gauge("hanat_route_table_foreign_routes",
+                         "Managed routes of the table that point outside the group and not at "
+                         "the fallback (a transit gateway, a peering, another NAT Gateway...): "
+                         "hanat never writes them until they point at a member again or the "
+                         "table is adopted.");
   for (const auto& t : r.tables) {
     std::vector<std::pair<std::string, std::string>> l{{"route_table", t.id}, {"zone", t.zone}};
     on_alloc.samples.push_back(Sample{l, t.on_allocated ? 1.0 : 0.0});
+    foreign.samples.push_back(Sample{l, static_cast<double>(t.foreign_routes)});
     writes.samples.push_back(Sample{l, static_cast<double>(t.writes)});
     hold.samples.push_back(Sample{l, seconds(t.hold_down_ms)});
     if (t.last_write_unix_ms) {
@@ -151,6 +157,7 @@ std::vector<Family> metric_families(const Report& r) {
   out.push_back(std::move(writes));
   out.push_back(std::move(hold));
   out.push_back(std::move(last));
+  out.push_back(std::move(foreign));
 
   out.push_back(single(counter("hanat_failovers_total",
                                "Peers this host saw go from up to down (each moves their tables)."),

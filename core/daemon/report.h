@@ -63,7 +63,8 @@ struct Report {
     std::uint64_t writes = 0;
     std::int64_t hold_down_ms = 0;  // remaining; 0 when none
     std::optional<std::int64_t> last_write_unix_ms;
-    std::string last_write_outcome;  // "ok" or the EC2 error code
+    std::string last_write_outcome;    // "ok" or the EC2 error code
+    std::uint64_t foreign_routes = 0;  // managed routes pointing outside the group
   };
   std::vector<Table> tables;
 

@@ -196,7 +196,9 @@ Snapshot Machine::snapshot() const {
     s.members.push_back(MemberSnapshot{
         m.m.instance_id, m.m.zone, self,
         self ? (serving() ? Health::Up : Health::Down) : m.health.state(), m.health.reports_down(),
-        m.down_since, self ? state_since_ : m.health_since});
+        m.down_since, self ? state_since_ : m.health_since, self || m.agent_answered,
+        !self && agent_probed() && !m.agent_answered &&
+            m.health.tracker(ProbeKind::Agent).state() == Health::Down});
   }
   for (std::size_t i : order_) {
     const TableState& t = tables_[i];
@@ -213,11 +215,14 @@ Snapshot Machine::snapshot() const {
       rs.attempts = r.attempts;
       if (r.retry_at > now_) rs.retry_at = r.retry_at;
       rs.last_error = r.last_error;
+      rs.foreign = holder(r.belief) == Holder::Foreign;
+      if (rs.foreign) ++s.foreign_routes;
       ts.routes.push_back(std::move(rs));
     }
     if (t.hold_until > now_) ts.hold_until = t.hold_until;
     ts.strikes = t.strikes;
     ts.writes = t.writes;
+    ts.adopted = t.adopted;
     s.tables.push_back(std::move(ts));
   }
   for (const auto& e : eips_) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/engine/peer_health.h"
@@ -40,6 +41,8 @@ class Machine {
     Time health_since{};  // when health last changed (or the member appeared)
     std::optional<Time> down_since;
     std::optional<Time> last_recovery;
+    bool agent_answered = false;  // its hanatd answered `up` at least once
+    bool no_agent_reported = false;
   };
   struct RouteState {
     std::string destination;
@@ -50,6 +53,7 @@ class Machine {
     std::optional<Time> last_write_done;
     std::string last_error;
     bool unsure = false;  // a write's outcome was lost (stale completion): wait for a Describe
+    bool foreign_reported = false;  // the last RouteForeign emitted for it said foreign
   };
   struct TableState {
     std::string id;
@@ -62,6 +66,7 @@ class Machine {
     std::optional<Time> last_strike;
     std::string held_by;  // member whose rewrite caused the hold-down
     std::uint64_t writes = 0;
+    bool adopted = false;  // `hanatctl adopt`: its foreign routes count as unserved
   };
   enum class OpKind : std::uint8_t { Write, Nat, Recover, Eip };
   struct EipState {
@@ -89,8 +94,10 @@ class Machine {
     LiveMember,
     DeadMember,
     UnknownMember,
+    Gone,  // an instance or ENI of a member that has left the group
     Fallback,
-    Orphan
+    Orphan,   // blackhole or missing: nobody serves it
+    Foreign,  // anything else: an operator's route, never written (DESIGN rule 3)
   };
 
   // facts
@@ -101,6 +108,8 @@ class Machine {
   void absorb_ec2(const Ec2Done& d);
   void absorb_nat(const NatApplied& n);
   void absorb_config(const ConfigChanged& c);
+  void absorb_members(const MembersChanged& c);
+  void absorb_adopt(const Adopt& a);
   void index_config();
 
   // per-state handlers: compute, never apply
@@ -124,6 +133,7 @@ class Machine {
   [[nodiscard]] bool claiming(const RouteState& r) const;
   void strike(TableState& t, const std::string& writer);
   void recompute_allocation();
+  void report_foreign(std::vector<Action>& out);
 
   // helpers
   [[nodiscard]] bool healthy_self() const { return egress_ok_ && nat_ok_ && observed_; }
@@ -134,6 +144,11 @@ class Machine {
   [[nodiscard]] Target target_of(int member) const;
   [[nodiscard]] Target alloc_target(const TableState& t) const;
   [[nodiscard]] bool same_target(const Target& a, const Target& b) const;
+  [[nodiscard]] bool agent_probed() const;
+  // A foreign route of an adopted table is written as if it were unserved.
+  [[nodiscard]] bool unserved(const TableState& t, Holder h) const {
+    return h == Holder::Orphan || h == Holder::Gone || (h == Holder::Foreign && t.adopted);
+  }
   [[nodiscard]] bool serving() const { return state_ == State::Standby || state_ == State::Active; }
   [[nodiscard]] Millis backoff(int attempts) const;
   void consider(Time t);
@@ -152,6 +167,11 @@ class Machine {
   std::vector<MemberState> members_;
   int self_ = -1;
   std::unordered_map<std::string, int> member_by_target_;  // instance id and ENI id -> index
+  // Instance and ENI ids of members that left the group (DESIGN rule 9).
+  // Routes still pointing at them are served by nobody and are taken at once. Bounded:
+  // the oldest entries are forgotten first (by then EC2 shows such routes as blackholes).
+  std::unordered_set<std::string> departed_;
+  std::vector<std::string> departed_order_;
   std::vector<TableState> tables_;
   std::vector<EipState> eips_;
   std::unordered_map<std::string, std::size_t> table_by_id_;

@@ -26,6 +26,10 @@ void Machine::absorb(const Event& ev, std::vector<Action>& out) {
     egress_detail_ = s->detail;
   } else if (const auto* c = std::get_if<ConfigChanged>(&ev)) {
     absorb_config(*c);
+  } else if (const auto* mc = std::get_if<MembersChanged>(&ev)) {
+    absorb_members(*mc);
+  } else if (const auto* ad = std::get_if<Adopt>(&ev)) {
+    absorb_adopt(*ad);
   } else if (!std::holds_alternative<Tick>(ev)) {
     dirty_ = true;  // drain, shutdown, termination: decided by the state handlers
   }
@@ -35,8 +39,20 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
   auto it = member_by_target_.find(r.peer);
   if (it == member_by_target_.end() || it->second == self_) return;
   MemberState& m = members_[static_cast<std::size_t>(it->second)];
+  if (r.kind == ProbeKind::Agent && r.ok && !m.agent_answered) {
+    // Its hanatd runs: from now on it may be allocated tables (DESIGN rule 9).
+    m.agent_answered = true;
+    alloc_dirty_ = true;
+    dirty_ = true;
+  }
   Health before = m.health.state();
-  if (m.health.record(r) != HealthChange::Changed) return;
+  HealthChange change = m.health.record(r);
+  if (r.kind == ProbeKind::Agent && !m.agent_answered && !m.no_agent_reported &&
+      m.health.tracker(ProbeKind::Agent).state() == Health::Down) {
+    m.no_agent_reported = true;
+    out.push_back(PeerWithoutAgent{m.m.instance_id});
+  }
+  if (change != HealthChange::Changed) return;
   Health after = m.health.state();
   out.push_back(PeerChanged{m.m.instance_id, before, after, m.health.why()});
   m.health_since = now_;
@@ -107,15 +123,22 @@ void Machine::absorb_routes(const RoutesObserved& o) {
         r.retry_at = {};
       }
       // Damping: a route this member holds, rewritten by someone else, means the writer is
-      // alive. Missing or blackhole routes were not written by a rival, so they do not count.
+      // alive. Missing or blackhole routes were not written by a rival, so they do not count;
+      // nor does a foreign target: the operator took the route, and it is never written back.
       if (!struck && serving() && holder(r.belief) == Holder::Self &&
-          holder(seen) != Holder::Self && seen.kind != TargetKind::Missing &&
-          seen.kind != TargetKind::Blackhole) {
+          holder(seen) != Holder::Self && holder(seen) != Holder::Foreign &&
+          seen.kind != TargetKind::Missing && seen.kind != TargetKind::Blackhole) {
         int writer = member_of(seen);
         strike(t, writer >= 0 ? members_[static_cast<std::size_t>(writer)].m.instance_id : "");
         struck = true;
       }
       r.belief = std::move(seen);
+    }
+    // An adopted table is managed as any other once none of its routes is foreign.
+    if (t.adopted && std::none_of(t.routes.begin(), t.routes.end(), [&](const RouteState& r) {
+          return holder(r.belief) == Holder::Foreign;
+        })) {
+      t.adopted = false;
     }
   }
   if (reorder) {
@@ -241,8 +264,11 @@ void Machine::absorb_ec2(const Ec2Done& d) {
         r->belief = Target{};
         r->retry_at = now_ + backoff(r->attempts);
       } else if (d.code == "RouteAlreadyExists") {
-        r->belief = Target{TargetKind::Other, ""};
-        r->retry_at = now_ + backoff(r->attempts);
+        // Someone created the route since our last Describe. Its target is unknown and may
+        // be foreign (DESIGN rule 3): read it before writing anything.
+        r->unsure = true;
+        r->retry_at = now_ + cfg_->describe_interval;
+        next_describe_at_ = now_;
       } else {
         r->retry_at = now_ + cfg_->retry_max;
       }
@@ -287,7 +313,54 @@ void Machine::absorb_config(const ConfigChanged& c) {
   dirty_ = true;
 }
 
+void Machine::absorb_members(const MembersChanged& c) {
+  auto next = std::make_shared<Config>(*cfg_);
+  next->members = c.members;
+  // The shell always lists this host; a list without it (or otherwise invalid) is not
+  // a membership the engine can act on, and the current one stays.
+  if (!validate(*next).empty()) return;
+  cfg_ = std::move(next);
+  index_config();
+  dirty_ = true;
+}
+
+void Machine::absorb_adopt(const Adopt& a) {
+  auto it = table_by_id_.find(a.table);
+  if (it == table_by_id_.end()) return;
+  TableState& t = tables_[it->second];
+  t.adopted = std::any_of(t.routes.begin(), t.routes.end(),
+                          [&](const RouteState& r) { return holder(r.belief) == Holder::Foreign; });
+  dirty_ = true;
+}
+
 void Machine::index_config() {
+  // Members that are no longer listed have left the group: remember their ids so that the
+  // routes they still hold count as served by nobody, not as foreign.
+  for (const MemberState& old : members_) {
+    bool stays = std::any_of(cfg_->members.begin(), cfg_->members.end(),
+                             [&](const Member& m) { return m.instance_id == old.m.instance_id; });
+    if (stays) continue;
+    for (const std::string* id : {&old.m.instance_id, &old.m.eni_id}) {
+      if (id->empty()) continue;
+      if (departed_.insert(*id).second) departed_order_.push_back(*id);
+    }
+    for (auto& t : tables_) {
+      if (t.held_by == old.m.instance_id) {
+        t.hold_until = {};  // it is gone, not partitioned: its tables are taken at once
+        t.held_by.clear();
+      }
+    }
+  }
+  for (const Member& m : cfg_->members) {
+    departed_.erase(m.instance_id);
+    if (!m.eni_id.empty()) departed_.erase(m.eni_id);
+  }
+  std::erase_if(departed_order_, [&](const std::string& id) { return !departed_.contains(id); });
+  constexpr std::size_t kDepartedKept = 256;
+  while (departed_order_.size() > kDepartedKept) {
+    departed_.erase(departed_order_.front());
+    departed_order_.erase(departed_order_.begin());
+  }
   std::vector<MemberState> next;
   next.reserve(cfg_->members.size());
   for (const Member& m : cfg_->members) {

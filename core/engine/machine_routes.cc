@@ -19,6 +19,7 @@ void Machine::reconcile(std::vector<Action>& out) {
     recompute_allocation();
     alloc_dirty_ = false;
   }
+  report_foreign(out);
   switch (state_) {
     case State::Standby:
     case State::Active:
@@ -73,8 +74,12 @@ void Machine::claim(TableState& t, std::vector<Action>& out) {
       case Holder::Self:
       case Holder::UnknownMember:  // neither dead nor alive yet: not ours to take
         continue;
-      case Holder::Orphan:  // blackhole, missing, not a member: someone must serve it
+      case Holder::Orphan:  // blackhole or missing: someone must serve it
+      case Holder::Gone:    // its member left the group: gone, not partitioned
         go = true;
+        break;
+      case Holder::Foreign:  // an operator's choice: never written unless adopted
+        go = t.adopted;
         break;
       case Holder::DeadMember:
         go = !held;
@@ -109,7 +114,7 @@ void Machine::hand_over_or_rescue(TableState& t, std::vector<Action>& out) {
       // Planned handover (claim-don't-push exception): the best healthy peer by the same
       // allocation rules, else the fallback; with neither, the route stays with us.
       if (dest.kind != TargetKind::Missing) want(t, i, dest, out);
-    } else if (h == Holder::Orphan && t.alloc == kAllocFallback) {
+    } else if (unserved(t, h) && t.alloc == kAllocFallback) {
       // Nobody healthy and the route serves nothing: the fallback is better than a blackhole.
       // Routes held by members this one thinks dead are left alone, since an unhealthy
       // member's view of its peers is not trusted.
@@ -225,7 +230,13 @@ void Machine::recompute_allocation() {
   std::vector<int> index;
   for (std::size_t i = 0; i < members_.size(); ++i) {
     int idx = static_cast<int>(i);
-    bool up = idx == self_ ? serving() : members_[i].health.state() == Health::Up;
+    // A peer is allocated tables only once its hanatd has answered (DESIGN rule 9): an
+    // instance that carries the group tag but runs no hanatd answers ICMP, yet would never
+    // claim what it is given. Without agent probes there is no way to tell; every Up peer
+    // counts, as before.
+    bool up = idx == self_ ? serving()
+                           : members_[i].health.state() == Health::Up &&
+                                 (members_[i].agent_answered || !agent_probed());
     if (!up) continue;
     healthy.push_back({members_[i].m.instance_id, members_[i].m.zone, members_[i].m.launch_time});
     index.push_back(idx);
@@ -239,7 +250,24 @@ void Machine::recompute_allocation() {
   }
 }
 
+void Machine::report_foreign(std::vector<Action>& out) {
+  for (std::size_t i : order_) {
+    TableState& t = tables_[i];
+    for (RouteState& r : t.routes) {
+      bool foreign = holder(r.belief) == Holder::Foreign;
+      if (foreign == r.foreign_reported) continue;
+      r.foreign_reported = foreign;
+      out.push_back(RouteForeign{t.id, r.destination, r.belief, foreign});
+    }
+  }
+}
+
 // ---- helpers ------------------------------------------------------------------------------
+
+bool Machine::agent_probed() const {
+  return std::find(cfg_->probe_kinds.begin(), cfg_->probe_kinds.end(), ProbeKind::Agent) !=
+         cfg_->probe_kinds.end();
+}
 
 bool Machine::owns_any() const {
   for (const auto& t : tables_) {
@@ -262,20 +290,25 @@ bool Machine::handover_pending() const {
 }
 
 Machine::Holder Machine::holder(const Target& t) const {
+  // DESIGN rule 3: hanat writes a route only when it points at a member, at the fallback, is
+  // a blackhole or is missing. Everything else was put there by an operator on purpose.
+  if (t.kind == TargetKind::Missing) return Holder::Orphan;
+  if (t.propagated) return Holder::Foreign;
   switch (t.kind) {
     case TargetKind::Missing:
     case TargetKind::Blackhole:
-    case TargetKind::Other:
       return Holder::Orphan;
     case TargetKind::NatGateway:
       return !t.id.empty() && t.id == cfg_->fallback_nat_gateway ? Holder::Fallback
-                                                                 : Holder::Orphan;
+                                                                 : Holder::Foreign;
     case TargetKind::Instance:
     case TargetKind::Eni:
       break;
+    default:
+      return Holder::Foreign;
   }
   int m = member_of(t);
-  if (m < 0) return Holder::Orphan;
+  if (m < 0) return departed_.contains(t.id) ? Holder::Gone : Holder::Foreign;
   if (m == self_) return Holder::Self;
   switch (members_[static_cast<std::size_t>(m)].health.state()) {
     case Health::Up:

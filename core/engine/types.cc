@@ -138,6 +138,20 @@ const char* to_string(TargetKind k) {
       return "eni";
     case TargetKind::NatGateway:
       return "nat-gateway";
+    case TargetKind::TransitGateway:
+      return "transit-gateway";
+    case TargetKind::Peering:
+      return "peering";
+    case TargetKind::Gateway:
+      return "gateway";
+    case TargetKind::EgressOnlyGateway:
+      return "egress-only-gateway";
+    case TargetKind::LocalGateway:
+      return "local-gateway";
+    case TargetKind::CarrierGateway:
+      return "carrier-gateway";
+    case TargetKind::CoreNetwork:
+      return "core-network";
     case TargetKind::Other:
       return "other";
   }

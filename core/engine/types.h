@@ -38,18 +38,31 @@ struct Member {
 };
 
 // What a route points at, as read from DescribeRouteTables or as written by the engine.
+// Every target kind EC2 returns has its own value (EC2 API reference, "Route"), so that a
+// route an operator pointed at a transit gateway or a peering connection is recognised as
+// such: DESIGN rule 3, such a route is foreign and never written.
 enum class TargetKind : std::uint8_t {
-  Missing,     // no route for the destination
-  Blackhole,   // the route exists but its target is gone (State=blackhole)
-  Instance,    // InstanceId
-  Eni,         // NetworkInterfaceId
-  NatGateway,  // NatGatewayId
-  Other,       // anything else (gateway, peering, unknown after a failed create)
+  Missing,            // no route for the destination
+  Blackhole,          // the route exists but its target is gone (State=blackhole)
+  Instance,           // InstanceId
+  Eni,                // NetworkInterfaceId
+  NatGateway,         // NatGatewayId
+  TransitGateway,     // TransitGatewayId (tgw-)
+  Peering,            // VpcPeeringConnectionId (pcx-)
+  Gateway,            // GatewayId: internet (igw-), virtual private (vgw-), endpoint (vpce-)
+  EgressOnlyGateway,  // EgressOnlyInternetGatewayId (eigw-)
+  LocalGateway,       // LocalGatewayId (lgw-, Outposts)
+  CarrierGateway,     // CarrierGatewayId (cagw-, Wavelength)
+  CoreNetwork,        // CoreNetworkArn (Cloud WAN)
+  Other,              // a target this version does not know
 };
 
 struct Target {
   TargetKind kind = TargetKind::Missing;
   std::string id;
+  // Origin=EnableVgwRoutePropagation: put there by a virtual private gateway's route
+  // propagation, not by anyone's CreateRoute. Always foreign.
+  bool propagated = false;
   friend bool operator==(const Target&, const Target&) = default;
 };
 
@@ -168,8 +181,24 @@ struct ConfigChanged {
 struct Tick {
   Time now{};
 };
+// Live membership (DESIGN rule 9): the shell re-read the group and found this list (self
+// included). A member that is new starts with unknown health and is allocated nothing until
+// it reaches `rise` (and its agent answered); a member that is gone has left the group
+// (terminated, stopped, untagged) and the routes it holds are taken at once. Unlike a
+// reload, nothing in flight is invalidated: the epoch stays.
+struct MembersChanged {
+  std::vector<Member> members;
+  Time at{};
+};
+// `hanatctl adopt rtb-...`: the operator hands a table whose routes are foreign back to
+// hanat. Its foreign routes are treated as unserved (written like a blackhole) until they
+// point at a member or the fallback again; then the table is managed as any other.
+struct Adopt {
+  std::string table;
+  Time at{};
+};
 using Event = std::variant<ProbeResult, RoutesObserved, Ec2Done, NatApplied, SelfHealth, Drain,
-                           TerminationNotice, Shutdown, ConfigChanged, Tick>;
+                           TerminationNotice, Shutdown, ConfigChanged, Tick, MembersChanged, Adopt>;
 
 // ---- actions ------------------------------------------------------------------------------
 
@@ -244,8 +273,21 @@ struct PeerChanged {  // one line per peer health transition
 struct ExitReady {  // the shell may exit now
   Reason reason = Reason::ShutdownRequested;
 };
+// A managed route became foreign (points at something outside the group and not the
+// fallback: never written) or stopped being foreign. One per change, for the log.
+struct RouteForeign {
+  std::string table;
+  std::string destination;
+  Target target;
+  bool foreign = true;
+};
+// A peer carries the group tag but its agent never answered and its agent probes reached
+// `fall`: it runs no hanatd and is allocated nothing. Once per peer, for the log.
+struct PeerWithoutAgent {
+  std::string peer;
+};
 using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer,
-                            Notify, PeerChanged, ExitReady>;
+                            Notify, PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 
@@ -259,6 +301,12 @@ struct MemberSnapshot {
   // When `health` took its current value: the last health transition of a peer (or when
   // it joined the configuration); for self, the state_since of the machine.
   Time since{};
+  // The peer's agent (its hanatd) answered `up` at least once. Only such members are
+  // allocated tables (DESIGN rule 9). Always true for self.
+  bool agent_answered = false;
+  // The agent is probed, has never answered and its probes reached `fall`: the instance
+  // carries the group tag but runs no hanatd. It is given nothing.
+  bool no_agent = false;
 };
 struct RouteSnapshot {
   std::string destination;
@@ -267,6 +315,7 @@ struct RouteSnapshot {
   int attempts = 0;  // failed attempts since the last success
   std::optional<Time> retry_at;
   std::string last_error;
+  bool foreign = false;  // points outside the group and not at the fallback: never written
 };
 struct TableSnapshot {
   std::string id;
@@ -277,6 +326,7 @@ struct TableSnapshot {
   std::optional<Time> hold_until;
   int strikes = 0;
   std::uint64_t writes = 0;
+  bool adopted = false;  // `hanatctl adopt`: foreign routes are written until managed again
 };
 struct EipSnapshot {
   std::string zone;
@@ -297,6 +347,7 @@ struct Snapshot {
   std::size_t pending_ops = 0;
   std::uint64_t stale_completions = 0;
   std::uint64_t writes_total = 0;
+  std::uint64_t foreign_routes = 0;  // managed routes currently foreign
   double write_tokens = 0;
   std::optional<Time> handover_deadline;
 };

@@ -22,13 +22,16 @@ void usage(std::FILE* out) {
                "Usage: hanatctl [--socket PATH] status [--json]\n"
                "       hanatctl [--socket PATH] metrics\n"
                "       hanatctl [--socket PATH] drain | undrain\n"
+               "       hanatctl [--socket PATH] adopt rtb-...\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
                "  status             show the daemon's state; --json prints the raw reply\n"
                "  metrics            print counters and states in the Prometheus text format\n"
                "  drain              hand this host's routes to a healthy peer and keep none\n"
-               "  undrain            take routes back per the allocation\n",
+               "  undrain            take routes back per the allocation\n"
+               "  adopt rtb-...      manage a table's foreign routes again (hanat never writes a\n"
+               "                     route that points outside the group unless told so)\n",
                kDefaultSocket);
 }
 
@@ -144,15 +147,27 @@ int main(int argc, char** argv) {
   }
   if (words.empty()) words.emplace_back("status");
   const std::string& cmd = words[0];
-  if (words.size() != 1 ||
-      (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
+  std::string req = "{\"cmd\":\"" + cmd + "\"}";
+  if (cmd == "adopt") {
+    // Route table ids are "rtb-" and hex digits: checked here, so that nothing but an id is
+    // ever spliced into the request.
+    bool ok = words.size() == 2 && words[1].rfind("rtb-", 0) == 0 && words[1].size() > 4 &&
+              words[1].find_first_not_of("0123456789abcdef", 4) == std::string::npos;
+    if (!ok) {
+      std::fprintf(stderr, "hanatctl: adopt needs one route table id (rtb-...), got \"%s\"\n",
+                   words.size() >= 2 ? words[1].c_str() : "");
+      return 2;
+    }
+    req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
+  } else if (words.size() != 1 ||
+             (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;
   }
 
   std::string reply;
-  if (int rc = request(socket_path, "{\"cmd\":\"" + cmd + "\"}", reply); rc != 0) return rc;
+  if (int rc = request(socket_path, req, reply); rc != 0) return rc;
   JsonRef parsed;
   json_error_t err;
   parsed.j = json_loads(reply.c_str(), 0, &err);

@@ -94,6 +94,7 @@ void print_node(std::string& out, const json_t* n) {
                  str(m, "zone").c_str(), str(m, "address").c_str(), str(m, "health").c_str(),
                  since.c_str());
       out += bool_word(m, "self", " (this host)", "");
+      if (!str(m, "note").empty()) out += " [" + str(m, "note") + "]";
       out += rtts + "\n";
     }
   }
@@ -111,6 +112,8 @@ void print_node(std::string& out, const json_t* n) {
         if (has_int(t, "hold_down_ms"))
           extra += " [hold-down " + human_duration(num(t, "hold_down_ms")) + "]";
         if (!str(r, "last_error").empty()) extra += " [last error: " + str(r, "last_error") + "]";
+        if (!str(r, "status").empty()) extra += " [" + str(r, "status") + "]";
+        if (json_is_true(json_object_get(t, "adopted"))) extra += " [adopted]";
         out += fmt("  %-24s %-12s %-12s current %-24s allocated %-24s writes %lld",
                    str(t, "id").c_str(), str(t, "zone").c_str(), str(r, "destination").c_str(),
                    str(r, "current").c_str(), str(t, "allocated").c_str(), num(t, "writes"));
@@ -123,6 +126,18 @@ void print_node(std::string& out, const json_t* n) {
         if (has_int(lw, "ago_ms")) out += " (" + human_duration(num(lw, "ago_ms")) + " ago)";
         out += "\n";
       }
+    }
+  }
+  if (const json_t* missing = json_object_get(n, "missing"); json_is_object(missing)) {
+    for (const char* key : {"members", "route_tables"}) {
+      std::string ids;
+      size_t i;
+      const json_t* id;
+      json_array_foreach(json_object_get(missing, key), i, id) {
+        if (json_is_string(id))
+          ids += (ids.empty() ? "" : ", ") + std::string(json_string_value(id));
+      }
+      if (!ids.empty()) out += std::string("missing ") + key + ": " + ids + " (not managed)\n";
     }
   }
   const json_t* c = json_object_get(n, "counters");

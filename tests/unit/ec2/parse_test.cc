@@ -38,6 +38,29 @@ TEST(Parse, DescribeRouteTables) {
   EXPECT_EQ(r->route_tables[1].route("0.0.0.0/0")->gateway_id, "igw-0123abcd4567ef890");
 }
 
+TEST(Parse, DescribeRouteTablesEveryTargetKind) {
+  auto r = DescribeRouteTablesRequest::parse(fixture("describe_route_tables_targets.xml"));
+  ASSERT_TRUE(r.has_value()) << r.error().describe();
+  ASSERT_EQ(r->route_tables.size(), 1u);
+  const RouteTable& t = r->route_tables[0];
+  ASSERT_EQ(t.routes.size(), 8u);
+  EXPECT_EQ(t.route("0.0.0.0/0")->transit_gateway_id, "tgw-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.10.0/24")->vpc_peering_connection_id, "pcx-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.11.0/24")->gateway_id, "vgw-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.11.0/24")->origin, "EnableVgwRoutePropagation");
+  EXPECT_EQ(t.route("198.18.12.0/24")->gateway_id, "vpce-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.13.0/24")->egress_only_internet_gateway_id, "eigw-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.14.0/24")->local_gateway_id, "lgw-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.15.0/24")->carrier_gateway_id, "cagw-0123456789abcdef0");
+  EXPECT_EQ(t.route("198.18.16.0/24")->core_network_arn,
+            "arn:aws:networkmanager::111122223333:core-network/core-network-0123456789abcdef0");
+  for (const Route& route : t.routes) {
+    EXPECT_TRUE(route.instance_id.empty() && route.network_interface_id.empty() &&
+                route.nat_gateway_id.empty())
+        << route.destination_cidr;
+  }
+}
+
 TEST(Parse, DescribeInstances) {
   auto r = DescribeInstancesRequest::parse(fixture("describe_instances.xml"));
   ASSERT_TRUE(r.has_value()) << r.error().describe();

@@ -1,5 +1,7 @@
 // Seeded random event sequences against one Machine in a group of 2-4 members, checking
-// invariants after every step (FRR's seeded-PRNG approach).
+// invariants after every step (FRR's seeded-PRNG approach). The group lives: members join
+// and leave (DESIGN rule 9), operators point routes at foreign targets and adopt tables
+// (rule 3); no write may ever target a foreign route.
 //
 // The judge keeps its own model of what the machine must know, built only from the events it
 // fed: each peer's health (rise/fall runs per probe kind, the agent's "down", as
@@ -168,7 +170,7 @@ class RandomRun {
     return cfg_.members.front();
   }
   Target random_target() {
-    switch (pick(0, 5)) {
+    switch (pick(0, 7)) {
       case 0:
         return blackhole();
       case 1:
@@ -177,6 +179,26 @@ class RandomRun {
         return inst("i-stranger");
       case 3:
         return natgw("nat-0fb");
+      case 4:  // what an operator points a table at on purpose: foreign
+        switch (pick(0, 4)) {
+          case 0:
+            return Target{TargetKind::TransitGateway, "tgw-1"};
+          case 1:
+            return Target{TargetKind::Peering, "pcx-1"};
+          case 2:
+            return natgw("nat-incident");
+          case 3:
+            return Target{TargetKind::Gateway, "vgw-1", true};
+          default:
+            return Target{TargetKind::Eni, "eni-appliance"};
+        }
+      case 5:  // still pointing at a member that left the group
+        if (!departed_.empty()) {
+          auto it = departed_.begin();
+          std::advance(it, pick(0, static_cast<int>(departed_.size()) - 1));
+          return it->second;
+        }
+        return blackhole();
       default:
         return member_target(cfg_.members[static_cast<std::size_t>(
             pick(0, static_cast<int>(cfg_.members.size()) - 1))]);
@@ -221,6 +243,12 @@ class RandomRun {
                    std::to_string(static_cast<int>(e.outcome)) + " " + e.code;
           } else if constexpr (std::is_same_v<T, Tick>) {
             return "tick";
+          } else if constexpr (std::is_same_v<T, MembersChanged>) {
+            std::string ids;
+            for (const auto& m : e.members) ids += " " + m.instance_id;
+            return "members" + ids;
+          } else if constexpr (std::is_same_v<T, Adopt>) {
+            return "adopt " + e.table;
           } else {
             if constexpr (std::is_same_v<T, SelfHealth>) return e.ok ? "egress ok" : "egress fail";
             if constexpr (std::is_same_v<T, Drain>) return e.on ? "drain" : "undrain";
@@ -274,9 +302,20 @@ class RandomRun {
         if (alive_[peer]) world_[{t.id, dest}] = member_target(member(peer));
       } else {
         Target x = random_target();
-        if (x.kind != TargetKind::Instance && x.kind != TargetKind::Eni) world_[{t.id, dest}] = x;
+        // Members only ever write themselves (above); a stranger instance is an operator's
+        // choice as much as the appliance ENI, but the latter is enough of them.
+        bool member_write = false;
+        for (const auto& m : cfg_.members) member_write = member_write || member_target(m) == x;
+        if (!member_write && x != inst("i-stranger")) world_[{t.id, dest}] = x;
       }
       return {};
+    }
+    if (r < 420) return change_members();
+    if (r < 430) {  // the operator adopts a table
+      const auto& t =
+          tables_[static_cast<std::size_t>(pick(0, static_cast<int>(tables_.size()) - 1))];
+      adopted_by_judge_.insert(t.id);
+      return send(Adopt{t.id, now});
     }
     if (r < 550) return send(describe());
     if (r < 750) {  // complete something in flight
@@ -351,6 +390,61 @@ class RandomRun {
     return send(Tick{now});
   }
 
+  // A member joins (a new instance, possibly one that left before) or leaves (terminated,
+  // stopped, untagged): the shell re-read the group and feeds the list.
+  std::vector<Action> change_members() {
+    std::vector<Member> others;
+    for (const auto& m : cfg_.members) {
+      if (m.instance_id != cfg_.self) others.push_back(m);
+    }
+    const char* zones[] = {"a", "b", "c"};
+    if (others.size() > 1 && coin(0.5)) {
+      const Member gone =
+          others[static_cast<std::size_t>(pick(0, static_cast<int>(others.size()) - 1))];
+      std::erase_if(cfg_.members,
+                    [&](const Member& m) { return m.instance_id == gone.instance_id; });
+      departed_[gone.instance_id] = inst(gone.instance_id);
+      if (!gone.eni_id.empty()) departed_[gone.eni_id] = Target{TargetKind::Eni, gone.eni_id};
+      peers_.erase(gone.instance_id);
+      alive_.erase(gone.instance_id);
+      departures_.push_back(gone.instance_id);
+      downs_.push_back(h_->now());  // like a peer going down: it lifts its hold-downs
+    } else if (cfg_.members.size() < 5) {
+      std::string id = "i-n" + std::to_string(++joined_);
+      Member m{id, coin(0.5) ? "eni-n" + std::to_string(joined_) : "", zones[pick(0, 2)],
+               pick(0, 3)};
+      cfg_.members.push_back(m);
+      departed_.erase(m.instance_id);
+      if (!m.eni_id.empty()) departed_.erase(m.eni_id);
+      alive_[id] = coin(0.8);
+    } else {
+      return {};
+    }
+    return send(MembersChanged{cfg_.members, h_->now()});
+  }
+
+  // The judge's own reading of DESIGN rule 3: a route hanat may write points at a member
+  // (present), at a member that left, at the fallback, is a blackhole or is missing.
+  bool foreign(const Target& t) const {
+    if (t.kind == TargetKind::Missing) return false;
+    if (t.propagated) return true;
+    switch (t.kind) {
+      case TargetKind::Blackhole:
+        return false;
+      case TargetKind::NatGateway:
+        return cfg_.fallback_nat_gateway.empty() || t.id != cfg_.fallback_nat_gateway;
+      case TargetKind::Instance:
+      case TargetKind::Eni:
+        for (const auto& m : cfg_.members) {
+          if (t.kind == TargetKind::Instance ? m.instance_id == t.id : m.eni_id == t.id)
+            return false;
+        }
+        return departed_.count(t.id) == 0;
+      default:
+        return true;
+    }
+  }
+
   bool fail(const std::string& what) {
     ADD_FAILURE() << "step " << step_ << ": " << what << "\n" << dump();
     failed_ = true;
@@ -382,7 +476,25 @@ class RandomRun {
     if (reported != changes_) {
       return fail("PeerChanged " + str(reported) + " where the probes fed make " + str(changes_));
     }
+    if (s.members.size() != cfg_.members.size()) {
+      return fail("snapshot lists " + std::to_string(s.members.size()) + " members, the group " +
+                  std::to_string(cfg_.members.size()));
+    }
+    // Foreign routes: the snapshot says what the judge says; an adopted table is one the
+    // operator adopted.
+    for (const auto& t : s.tables) {
+      if (t.adopted && adopted_by_judge_.count(t.id) == 0)
+        return fail("table " + t.id + " adopted without an Adopt");
+      for (const auto& r : t.routes) {
+        if (r.foreign != foreign(r.current)) {
+          return fail("table " + t.id + " route " + r.destination +
+                      (r.foreign ? " shown foreign" : " not shown foreign") + " where the judge " +
+                      (foreign(r.current) ? "has it foreign" : "does not"));
+        }
+      }
+    }
     for (const auto& ms : s.members) {
+      if (!is_member(ms.instance_id)) return fail("snapshot lists departed " + ms.instance_id);
       if (!ms.self && ms.health != peers_[ms.instance_id].health()) {
         return fail("snapshot shows " + ms.instance_id + " " + to_string(ms.health) +
                     ", the probes fed make it " + to_string(peers_[ms.instance_id].health()));
@@ -403,6 +515,17 @@ class RandomRun {
         bool to_fallback =
             !cfg_.fallback_nat_gateway.empty() && w->target == natgw(cfg_.fallback_nat_gateway);
         if (!to_member && !to_fallback) return fail("write to a target that is no member");
+        // DESIGN rule 3: never a write over a foreign route, unless the operator adopted the
+        // table (and the machine still has it adopted).
+        for (const auto& t : s.tables) {
+          if (t.id != w->table) continue;
+          for (const auto& r : t.routes) {
+            if (r.destination == w->destination && foreign(r.current) &&
+                !(t.adopted && adopted_by_judge_.count(t.id) != 0)) {
+              return fail("write over the foreign route of " + w->table);
+            }
+          }
+        }
         // Claim, don't push: serving members write only themselves; handing-over ones only
         // a healthy peer or the fallback.
         if (serving && !(w->target == me)) return fail("serving member pushed " + w->table);
@@ -476,6 +599,7 @@ class RandomRun {
       if (h_->now() < hm.until) held_until_[id] = hm.until;
     }
     changes_.clear();
+    departures_.clear();
     describe_.reset();
     // Take over from the dead at once: a route allocated to this serving member and held by
     // a member it sees DOWN has a write in flight, unless held down, backing off, or out of
@@ -507,7 +631,9 @@ class RandomRun {
     // A writer seen going down voids the hold-down its write caused (expired or not). With
     // several candidate writers the snapshot decides which one it was, below.
     std::map<std::string, std::string> maybe_lifted;  // table -> the peer that went down
-    for (const auto& c : changes_) {
+    std::vector<Change> lifting = changes_;
+    for (const auto& id : departures_) lifting.push_back({id, Health::Unknown, Health::Down});
+    for (const auto& c : lifting) {
       if (c.to != Health::Down) continue;
       for (auto& [id, hm] : holds_) {
         if (hm.writers.count(c.peer) == 0) continue;
@@ -655,7 +781,7 @@ class RandomRun {
     for (const auto& c : changes_) {
       if (c.to == Health::Down) return true;
     }
-    return false;
+    return !departures_.empty();
   }
   static std::string str(const std::vector<Change>& v) {
     std::string out = "[";
@@ -696,7 +822,11 @@ class RandomRun {
   std::map<std::string, HoldModel> holds_;
   // The snapshot's hold-down end and strikes per table at the last step (to see a strike).
   std::map<std::string, std::pair<std::optional<Time>, int>> seen_;
-  std::map<OpId, int> issued_gen_;  // reloads before each write in flight was requested
+  std::map<OpId, int> issued_gen_;          // reloads before each write in flight was requested
+  std::map<std::string, Target> departed_;  // instance/ENI ids of members that left
+  std::vector<std::string> departures_;     // members that left in this step
+  std::set<std::string> adopted_by_judge_;  // tables the judge sent Adopt for
+  int joined_ = 0;
   int reloads_ = 0;
   bool serving_before_ = false;
   std::vector<std::string> trace_;

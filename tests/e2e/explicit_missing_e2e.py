@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Explicit discovery that tolerates the real world (issue #16, item 5): hanatd on both lab
+NATs with `discovery = "explicit"`, where `members` lists one instance that has been
+terminated and `route_tables` one table that has been deleted (moto, signatures checked).
+hanatd must start, name both missing ids in `hanatctl status --json` and in one WARNING each,
+and manage the rest: the two real tables are listed, and when nat2's private link is cut,
+zone b's table moves to nat1.
+
+Exit 0 when every check passed, 1 on a failure, 77 when the lab cannot run (not root,
+tools missing). The last line says PASSED, FAILED or SKIPPED.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from hanatlab import Lab, LabUnavailable  # noqa: E402
+
+HANATD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "../../build/bin/hanatd")
+HANATCTL = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "../../build/bin/hanatctl")
+failures = []
+
+
+def check(what, cond, detail=""):
+    print(("ok:   " if cond else "FAIL: ") + what + ("" if cond else f" ({detail})"), flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def poll(what, fn, timeout):
+    """Polls fn() until it returns something truthy or the deadline passes."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - the daemon may not be up yet
+            last = e
+        time.sleep(0.1)  # pacing of the poll loop
+    print(f"      timed out after {timeout}s waiting for {what}; last: {last!r}"[:600])
+    return None
+
+
+def status(lab, nat):
+    sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
+    out = subprocess.run([HANATCTL, "--socket", sock, "status", "--json"], capture_output=True,
+                         text=True, timeout=10)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout)
+
+
+def default_target(lab, rt):
+    t = lab.ec2().describe_route_tables(RouteTableIds=[rt])["RouteTables"][0]
+    for r in t["Routes"]:
+        if r.get("DestinationCidrBlock") == "0.0.0.0/0":
+            return r.get("NetworkInterfaceId") or r.get("InstanceId")
+    return None
+
+
+def main():
+    try:
+        lab_cm = Lab(nats=2, hosts_per_zone=1, name="e2ex")
+        lab = lab_cm.__enter__()
+    except LabUnavailable as e:
+        print(f"SKIPPED: {e}")
+        return 77
+    try:
+        run(lab)
+    except Exception as e:  # noqa: BLE001 - e.g. a lab wait that timed out: a failure
+        import traceback
+        traceback.print_exc()
+        check("the scenario ran to its end", False, f"{type(e).__name__}: {e}")
+    finally:
+        lab_cm.__exit__(None, None, None)
+    if failures:
+        print(f"FAILED: {len(failures)} check(s): " + "; ".join(failures))
+        return 1
+    print("PASSED: explicit discovery with a terminated member and a deleted table")
+    return 0
+
+
+def run(lab):
+    ec2 = lab.ec2()
+    n1, n2 = lab.nat(1), lab.nat(2)
+    rt_a, rt_b = lab.route_table("a")["id"], lab.route_table("b")["id"]
+    vpc = lab.desc["vpc"]["id"]
+    subnet = ec2.describe_instances(InstanceIds=[n1["instance_id"]])[
+        "Reservations"][0]["Instances"][0]["SubnetId"]
+    gone = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=1,
+                             MaxCount=1, SubnetId=subnet)["Instances"][0]["InstanceId"]
+    ec2.terminate_instances(InstanceIds=[gone])
+    deleted = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.delete_route_table(RouteTableId=deleted)
+    print(f"      terminated member {gone}, deleted table {deleted}")
+
+    overrides = {
+        "group": {"discovery": "explicit",
+                  "members": [n1["instance_id"], n2["instance_id"], gone],
+                  "route_tables": [rt_a, rt_b, deleted],
+                  "refresh_interval": "2s"},
+        "probe": {"interval": "100ms", "timeout": "100ms", "rise": 3, "fall": 3},
+        "failover": {"failback_delay": "3s"},
+        "ec2": {"route_refresh_interval": "2s"},
+    }
+    for nat in (1, 2):
+        lab.start_hanatd(nat, HANATD, overrides)
+
+    def settled():
+        s = status(lab, 1)
+        return s if s and s.get("phase") == "running" and s.get("missing") else None
+
+    s = poll("nat1 running with missing ids in its status", settled, 30)
+    check("hanatd starts although one listed member and one listed table do not exist",
+          s is not None and s.get("phase") == "running", f"status {s!r}"[:400])
+    if s is None:
+        return
+    check("status names the terminated member as missing",
+          s["missing"].get("members") == [gone], f"missing {s['missing']!r}")
+    check("status names the deleted table as missing",
+          s["missing"].get("route_tables") == [deleted], f"missing {s['missing']!r}")
+    check("the two existing tables are managed",
+          sorted(t["id"] for t in s.get("tables", [])) == sorted([rt_a, rt_b]),
+          f"tables {[t['id'] for t in s.get('tables', [])]}")
+    check("the members are the two running NATs",
+          sorted(m["instance_id"] for m in s.get("members", [])) ==
+          sorted([n1["instance_id"], n2["instance_id"]]),
+          f"members {[m['instance_id'] for m in s.get('members', [])]}")
+    with open(os.path.join(lab.dir, "hanatd-nat1.log")) as f:
+        log = f.read()
+    warned = [line for line in log.splitlines() if "WARN" in line.upper() or "<4>" in line]
+    check("one WARNING names the terminated member",
+          sum(gone in line for line in warned) == 1, "\n".join(warned)[-600:])
+    check("one WARNING names the deleted table",
+          sum(deleted in line for line in warned) == 1, "\n".join(warned)[-600:])
+
+    # nat2 must be seen up by nat1 before its link is cut, or nothing would be taken over.
+    def b_up():
+        st = status(lab, 1)
+        return st and any(m["instance_id"] == n2["instance_id"] and m["health"] == "up"
+                          for m in st.get("members", []))
+    check("nat1 sees nat2 up", bool(poll("nat2 up in nat1's view", b_up, 20)))
+    lab.set_link(2, "private", False, mode="drop")
+    moved = poll("zone b's table on nat1's ENI",
+                 lambda: default_target(lab, rt_b) == n1["eni_id"], 20)
+    check("the rest is managed: zone b's table moves to nat1 when nat2 is cut", bool(moved),
+          f"rt_b -> {default_target(lab, rt_b)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
