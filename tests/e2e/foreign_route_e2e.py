@@ -9,7 +9,6 @@ same with a NAT Gateway that is not the fallback (none is configured).
 
 Usage: foreign_route_e2e.py HANATD [HANATCTL]. Exit 0 pass, 1 fail, 77 skipped.
 """
-import json
 import os
 import sys
 import time
@@ -19,13 +18,20 @@ from hanatlab import checks  # noqa: E402
 from hanatlab import scenarios as sc  # noqa: E402
 
 
+def foreign_routes(lab, hanatctl, nat, table):
+    """The routes of `table` that `hanatctl status --json` marks foreign."""
+    entry = checks.table_entry(checks.status_json(lab, hanatctl, nat), table) or {}
+    return [r for r in entry.get("routes", []) if r.get("foreign") is True]
+
+
 def shows_foreign(lab, hanatctl, nat, table, target):
-    """hanatctl status (text and --json) shows `table` as foreign, naming `target`."""
-    entry = checks.table_entry(checks.status_json(lab, hanatctl, nat), table)
+    """hanatctl status shows `table`'s route as foreign, naming `target`: in --json (the
+    route marked foreign, its current target `target`) and in the text (its line)."""
+    js = foreign_routes(lab, hanatctl, nat, table)
     text = checks.status_text(lab, hanatctl, nat)
-    lines = [ln for ln in text.splitlines() if "foreign" in ln and target in ln]
-    js = json.dumps(entry or {})
-    return bool(lines) and "foreign" in js and target in js
+    lines = [ln for ln in text.splitlines()
+             if table in ln and "foreign" in ln and target in ln]
+    return bool(lines) and any(r.get("current") == target for r in js)
 
 
 def one_run(lab, ck, hanatctl, what, kind, target):
@@ -73,8 +79,10 @@ def one_run(lab, ck, hanatctl, what, kind, target):
     ck.check(tag + f"one write took it ({len(w)})", len(w) == 1,
              [(x.get("target"), x.get("client")) for x in w])
     ck.check(tag + "nat1's status no longer calls it foreign",
-             bool(ck.poll("status not foreign", lambda: "foreign" not in json.dumps(
-                 checks.table_entry(checks.status_json(lab, hanatctl, 1), rt_b) or {}), 5)))
+             bool(ck.poll("status not foreign", lambda: checks.table_entry(
+                 checks.status_json(lab, hanatctl, 1), rt_b) is not None and not
+                 foreign_routes(lab, hanatctl, 1, rt_b), 5)),
+             checks.table_entry(checks.status_json(lab, hanatctl, 1), rt_b))
 
     # nat2 returns and takes its table back (failback): the lab as it started.
     checks.cut(lab, 2, True)
