@@ -60,11 +60,11 @@ def body(lab, ck, hanatd, hanatctl):
     # First round: the NAT of zone a serving a1's table loses its links (the switch ports
     # go down, as an ENI or host failure does); second round: the same NAT is cut silently
     # (frames dropped, links up: a hung host), where a known gap shows.
-    cut_round(lab, ck, on, "down", strict=True)
-    cut_round(lab, ck, on, "drop", strict=False)
+    cut_round(lab, ck, hanatctl, on, "down", strict=True)
+    cut_round(lab, ck, hanatctl, on, "drop", strict=False)
 
 
-def cut_round(lab, ck, on, mode, strict):
+def cut_round(lab, ck, hanatctl, on, mode, strict):
     """Cuts the zone-a NAT serving a1's table (links `mode`), checks the move to zone a's
     other NAT, restores it, checks the failback and the writes. strict=False: the checks
     the ISOLATED_WRITES gap breaks are reported as known gaps."""
@@ -102,6 +102,14 @@ def cut_round(lab, ck, on, mode, strict):
                  if rt["zone_letter"] == "b"), now)
     ck.check(tag + f"{host_b} never changed route", checks.flips(lab, host_b, t_cut) == [],
              checks.flips(lab, host_b, t_cut))
+
+    # The cut lasts until the cut NAT itself sees its egress fail (its status socket is
+    # local, so it answers while cut): back from a shorter cut (under the 3 s egress
+    # window) a NAT never judged itself unhealthy, so its failback delay counts as passed
+    # and it reclaims at once — hanatd's failback delay runs from its own health, not from
+    # when its peers can reach it again.
+    ck.need(f"{victim} sees its own egress fail", lambda: (checks.status_json(
+        lab, hanatctl, victim) or {}).get("self", {}).get("egress") == "down", 10)
 
     # Failback: the cut NAT returns; after failback_delay it takes its table back.
     checks.cut(lab, victim, True, mode)
