@@ -425,6 +425,27 @@ TEST(HanatctlCli, MissingDaemonIsAClearErrorAndExitOne) {
   EXPECT_THAT(r.err, HasSubstr("is hanatd running?"));
 }
 
+TEST(HanatctlCli, AdoptTakesExactlyOneRouteTableId) {
+  // Checked before anything is sent: only an id is ever spliced into the request.
+  TempDir dir;
+  for (std::vector<std::string> args :
+       std::vector<std::vector<std::string>>{{"adopt"},
+                                             {"adopt", "rtb-0123", "rtb-0456"},
+                                             {"adopt", "igw-0123"},
+                                             {"adopt", "rtb-"},
+                                             {"adopt", "rtb-01\",\"cmd\":\"drain"}}) {
+    std::vector<std::string> argv{HANATCTL_BIN, "--socket", dir.file("nobody.sock")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, dir);
+    EXPECT_EQ(r.code, 2) << args.back();
+    EXPECT_THAT(r.err, HasSubstr("adopt needs one route table id (rtb-...)")) << args.back();
+  }
+  // A well-formed id goes to the daemon (here: none, so the usual connect error).
+  auto ok = run({HANATCTL_BIN, "--socket", dir.file("nobody.sock"), "adopt", "rtb-0a1b2c3d"}, dir);
+  EXPECT_EQ(ok.code, 1);
+  EXPECT_THAT(ok.err, HasSubstr("cannot connect to"));
+}
+
 TEST(HanatctlCli, AFullBacklogIsAClearErrorAfterFiveSeconds) {
   // A listener that never accepts, its backlog (0: one connection) taken: hanatctl's
   // connect waits, as it would on a hanatd resting its listener under a connection storm.

@@ -333,5 +333,14 @@ TEST(ConfigHelpers, Ec2Ids) {
   EXPECT_FALSE(is_ec2_id("i-123", "i"));
 }
 
+TEST(Config, GroupRefreshIntervalDefaultsTo30sAndIsBounded) {
+  EXPECT_EQ(ok(kMinimal).group.refresh_interval, milliseconds(30000));
+  EXPECT_EQ(ok(std::string(kMinimal) + "refresh_interval = \"5s\"\n").group.refresh_interval,
+            milliseconds(5000));
+  Error e = one_error(std::string(kMinimal) + "refresh_interval = \"100ms\"\n");
+  EXPECT_EQ(e.key, "group.refresh_interval");
+  EXPECT_THAT(e.message, HasSubstr("out of range [1s, 1h]"));
+}
+
 }  // namespace
 }  // namespace hanat::config

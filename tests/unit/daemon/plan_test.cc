@@ -60,5 +60,26 @@ TEST(Plan, ZoneWithoutMemberGoesToTheLeastLoaded) {
   EXPECT_THAT(p.text, HasSubstr("rtb-0000000c"));
 }
 
+TEST(Plan, ForeignRoutesAreNeverPlannedForAWrite) {
+  PlanInput in = two_zones();
+  in.fallback = "nat-0fa11bac";
+  in.tables[0].routes[0].target = {TargetKind::TransitGateway, "tgw-0123"};
+  Plan p = make_plan(in);
+  EXPECT_TRUE(p.writes.empty());
+  EXPECT_THAT(p.text, HasSubstr("(foreign: points at tgw-0123, never written)"));
+  for (Target t :
+       {Target{TargetKind::NatGateway, "nat-0other"}, Target{TargetKind::Eni, "eni-0appliance"},
+        Target{TargetKind::Gateway, "vgw-0123", true}}) {
+    in.tables[0].routes[0].target = t;
+    EXPECT_TRUE(make_plan(in).writes.empty()) << t.id;
+  }
+  // The fallback, a blackhole and a member's instance id are not foreign.
+  for (Target t : {Target{TargetKind::NatGateway, "nat-0fa11bac"},
+                   Target{TargetKind::Blackhole, ""}, Target{TargetKind::Instance, "i-00000002"}}) {
+    in.tables[0].routes[0].target = t;
+    EXPECT_EQ(make_plan(in).writes.size(), 1u) << engine::to_string(t.kind);
+  }
+}
+
 }  // namespace
 }  // namespace hanat::daemon

@@ -239,5 +239,15 @@ TEST(EngineSince, PeerSinceFollowsHealthTransitions) {
   EXPECT_EQ(*peer().down_since, t0 + 5s);
 }
 
+TEST(MetricFamilies, ForeignRoutesPerTable) {
+  Report r = sample_report();
+  r.tables[1].foreign_routes = 1;
+  std::string doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("hanat_route_table_foreign_routes{route_table=\"rtb-b\",zone="
+                             "\"zone-b\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_route_table_foreign_routes{route_table=\"rtb-a\",zone="
+                             "\"zone-a\"} 0\n"));
+}
+
 }  // namespace
 }  // namespace hanat::daemon

@@ -173,5 +173,23 @@ TEST(StatusText, HumanDuration) {
   EXPECT_EQ(human_duration(273600000), "3d04h");
 }
 
+TEST(StatusText, ForeignRoutesBystandersAndMissingIds) {
+  Parsed p(R"json({"ok": true, "version": "0.1.0", "pid": 42, "uptime_ms": 1000,
+    "node": {"phase": "running", "state": "standby",
+      "missing": {"members": ["i-0dead"], "route_tables": ["rtb-0gone", "rtb-0gone2"]},
+      "members": [
+        {"instance_id": "i-app", "zone": "zone-b", "self": false, "health": "up",
+         "agent_answered": false, "note": "not running hanatd", "address": "198.18.2.10"}],
+      "tables": [
+        {"id": "rtb-b", "zone": "zone-b", "allocated": "eni-a", "writes": 0, "adopted": true,
+         "routes": [{"destination": "0.0.0.0/0", "current": "tgw-0123", "in_flight": false,
+                     "foreign": true, "status": "foreign (tgw-0123)"}]}]}})json");
+  std::string t = format_status(p.j);
+  EXPECT_THAT(t, HasSubstr(" [not running hanatd]"));
+  EXPECT_THAT(t, HasSubstr("[foreign (tgw-0123)] [adopted]\n"));
+  EXPECT_THAT(t, HasSubstr("missing members: i-0dead (not managed)\n"));
+  EXPECT_THAT(t, HasSubstr("missing route_tables: rtb-0gone, rtb-0gone2 (not managed)\n"));
+}
+
 }  // namespace
 }  // namespace hanat::status

@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Explicit discovery that tolerates the real world (issue #16, item 5): hanatd on both lab
-NATs with `discovery = "explicit"`, where `members` lists one instance that has been
-terminated and `route_tables` one table that has been deleted (moto, signatures checked).
-hanatd must start, name both missing ids in `hanatctl status --json` and in one WARNING each,
-and manage the rest: the two real tables are listed, and when nat2's private link is cut,
-zone b's table moves to nat1.
+"""A living group (issue #16) in the lab, against moto (signatures checked).
+
+1. Explicit discovery that tolerates the real world: hanatd on both NATs with `discovery =
+   "explicit"`, where `members` lists one instance that has been terminated and
+   `route_tables` one table that has been deleted. hanatd must start, name both missing ids
+   in `hanatctl status --json` and in one WARNING each, and manage the rest: the two real
+   tables are listed, and when nat2's private link is cut, zone b's table moves to nat1.
+2. Live membership with tag discovery: hanatd on nat1 only. nat2 carries the group tag but
+   runs no hanatd: it answers ICMP, is listed as "not running hanatd" (one WARNING) and zone
+   b's table, which points at it, is not taken. When nat2's tag is removed it leaves the
+   group within the refresh interval and nat1 takes zone b's table at once; tagged again, it
+   is a member again and is given nothing.
 
 Exit 0 when every check passed, 1 on a failure, 77 when the lab cannot run (not root,
 tools missing). The last line says PASSED, FAILED or SKIPPED.
@@ -48,12 +54,13 @@ def poll(what, fn, timeout):
 
 
 def status(lab, nat):
+    """The node part of `hanatctl status --json`, or None."""
     sock = os.path.join(lab.nat(nat)["dir"], "hanatd.sock")
     out = subprocess.run([HANATCTL, "--socket", sock, "status", "--json"], capture_output=True,
                          text=True, timeout=10)
     if out.returncode != 0:
         return None
-    return json.loads(out.stdout)
+    return json.loads(out.stdout).get("node")
 
 
 def default_target(lab, rt):
@@ -66,13 +73,17 @@ def default_target(lab, rt):
 
 def main():
     try:
-        lab_cm = Lab(nats=2, hosts_per_zone=1, name="e2ex")
+        lab_cm = Lab(nats=2, hosts_per_zone=1, name="e2em")
         lab = lab_cm.__enter__()
     except LabUnavailable as e:
         print(f"SKIPPED: {e}")
         return 77
     try:
-        run(lab)
+        explicit_lists(lab)
+        for nat in (1, 2):
+            lab.stop(f"hanatd-nat{nat}")
+        lab.reset()
+        live_membership(lab)
     except Exception as e:  # noqa: BLE001 - e.g. a lab wait that timed out: a failure
         import traceback
         traceback.print_exc()
@@ -82,11 +93,11 @@ def main():
     if failures:
         print(f"FAILED: {len(failures)} check(s): " + "; ".join(failures))
         return 1
-    print("PASSED: explicit discovery with a terminated member and a deleted table")
+    print("PASSED: explicit lists with missing ids; members that leave and join")
     return 0
 
 
-def run(lab):
+def explicit_lists(lab):
     ec2 = lab.ec2()
     n1, n2 = lab.nat(1), lab.nat(2)
     rt_a, rt_b = lab.route_table("a")["id"], lab.route_table("b")["id"]
@@ -114,12 +125,16 @@ def run(lab):
 
     def settled():
         s = status(lab, 1)
-        return s if s and s.get("phase") == "running" and s.get("missing") else None
+        # The tables are listed once the engine read them (its first Describe).
+        return s if s and s.get("phase") == "running" and s.get("missing") and \
+            s.get("tables") else None
 
-    s = poll("nat1 running with missing ids in its status", settled, 30)
+    s = poll("nat1 running with missing ids and its tables in its status", settled, 30)
     check("hanatd starts although one listed member and one listed table do not exist",
           s is not None and s.get("phase") == "running", f"status {s!r}"[:400])
     if s is None:
+        with open(os.path.join(lab.dir, "hanatd-nat1.log")) as f:
+            print("      hanatd-nat1.log (tail):\n" + f.read()[-2500:])
         return
     check("status names the terminated member as missing",
           s["missing"].get("members") == [gone], f"missing {s['missing']!r}")
@@ -151,6 +166,62 @@ def run(lab):
                  lambda: default_target(lab, rt_b) == n1["eni_id"], 20)
     check("the rest is managed: zone b's table moves to nat1 when nat2 is cut", bool(moved),
           f"rt_b -> {default_target(lab, rt_b)}")
+
+
+def live_membership(lab):
+    ec2 = lab.ec2()
+    n1, n2 = lab.nat(1), lab.nat(2)
+    rt_b = lab.route_table("b")["id"]
+    overrides = {
+        "group": {"refresh_interval": "2s"},
+        "probe": {"interval": "100ms", "timeout": "100ms", "rise": 3, "fall": 3},
+        "failover": {"failback_delay": "3s"},
+        "ec2": {"route_refresh_interval": "2s"},
+    }
+    lab.start_hanatd(1, HANATD, overrides, name="hanatd-nat1-tags")
+
+    def member(st, iid):
+        return next((m for m in (st or {}).get("members", []) if m["instance_id"] == iid), None)
+
+    def bystander():
+        st = status(lab, 1)
+        m = member(st, n2["instance_id"])
+        return st if m and m.get("note") == "not running hanatd" else None
+    st = poll("nat2 listed as not running hanatd", bystander, 20)
+    check("a tagged instance without hanatd is listed as not running hanatd", st is not None)
+    m2 = member(st, n2["instance_id"])
+    check("it answers ICMP (up), its agent never answered",
+          m2 is not None and m2["health"] == "up" and m2.get("agent_answered") is False,
+          f"{m2!r}")
+    check("zone b's table, held by that live instance, is not taken",
+          default_target(lab, rt_b) == n2["eni_id"], f"rt_b -> {default_target(lab, rt_b)}")
+    log_path = os.path.join(lab.dir, "hanatd-nat1-tags.log")
+    with open(log_path) as f:
+        lines = [ln for ln in f.read().splitlines() if "not running hanatd" in ln]
+    check("one WARNING says so", len(lines) == 1 and lines[0].startswith("<4>"), f"{lines!r}")
+
+    ec2.delete_tags(Resources=[n2["instance_id"]], Tags=[{"Key": "hanat:group"}])
+    t0 = time.monotonic()
+    gone = poll("nat2 gone from nat1's members",
+                lambda: (lambda st: st and member(st, n2["instance_id"]) is None and st)(
+                    status(lab, 1)), 10)
+    check("an untagged instance leaves the group within the refresh interval (2 s)",
+          gone is not None and time.monotonic() - t0 < 6, f"after {time.monotonic() - t0:.1f}s")
+    moved = poll("zone b's table on nat1", lambda: default_target(lab, rt_b) == n1["eni_id"], 10)
+    check("the table it held is taken at once", bool(moved),
+          f"rt_b -> {default_target(lab, rt_b)}")
+
+    ec2.create_tags(Resources=[n2["instance_id"]],
+                    Tags=[{"Key": "hanat:group", "Value": lab.desc["group"]}])
+    back = poll("nat2 a member again", lambda: member(status(lab, 1), n2["instance_id"]), 10)
+    check("tagged again, it is a member again", back is not None)
+    time.sleep(3)  # a window in which a wrong allocation would show as a write
+    check("and is given nothing: zone b's table stays on nat1",
+          default_target(lab, rt_b) == n1["eni_id"], f"rt_b -> {default_target(lab, rt_b)}")
+    with open(log_path) as f:
+        log = f.read()
+    check("the log says it left and joined",
+          "left the group" in log and "joined the group" in log, log[-800:])
 
 
 if __name__ == "__main__":
