@@ -60,7 +60,7 @@ class Checks:
         the gap is tracked in the scenario's docstring and the summary line."""
         print(("XPASS:" if cond else "XFAIL:") + f" {what}" +
               ("" if cond else f" (known gap: {gap})"), flush=True)
-        self.xfails.append(what) if not cond else self.xpasses.append(what)
+        (self.xpasses if cond else self.xfails).append(what)
         return cond
 
     def poll(self, what, fn, timeout, interval=0.05):
