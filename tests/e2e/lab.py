@@ -55,7 +55,9 @@ def select(labs, ids):
 
 def cmd_up(a):
     lab = labmod.Lab(nats=a.nats, hosts_per_zone=a.hosts_per_zone, name=a.name,
-                     forwarding=a.forwarding, masquerade=a.masquerade)
+                     forwarding=a.forwarding, masquerade=a.masquerade,
+                     nat_zones=a.nat_zones.split(",") if a.nat_zones else None,
+                     tables_per_zone=a.tables_per_zone, tag_everything=a.tag_everything)
     lab.up()
     d = lab.desc
     print(f"lab {lab.id} up in {d['build_seconds']} s")
@@ -147,6 +149,10 @@ def main():
     u = sub.add_parser("up")
     u.add_argument("--nats", type=int, default=2)
     u.add_argument("--hosts-per-zone", type=int, default=1)
+    u.add_argument("--nat-zones", help="zone letter of each NAT, e.g. a,a,b")
+    u.add_argument("--tables-per-zone", type=int, default=1)
+    u.add_argument("--tag-everything", action="store_true",
+                   help="the group tag on every resource of the VPC (hosts as instances)")
     u.add_argument("--name", default="lab")
     u.add_argument("--forwarding", action="store_true", help="ip_forward=1 in NAT namespaces")
     u.add_argument("--masquerade", action="store_true",

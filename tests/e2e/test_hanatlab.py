@@ -225,6 +225,17 @@ class Ec2ProxyTest(unittest.TestCase):
         self.assertEqual(ec2proxy.action_of("/?Action=DescribeTags&x=1", b""), "DescribeTags")
         self.assertIsNone(ec2proxy.action_of("/", b"Version=1"))
 
+    def test_route_detail_names_the_table_and_target(self):
+        from hanatlab import ec2proxy
+        self.assertEqual(
+            ec2proxy.route_detail("/", b"Action=ReplaceRoute&RouteTableId=rtb-1&"
+                                  b"DestinationCidrBlock=0.0.0.0%2F0&NetworkInterfaceId=eni-9"),
+            {"route_table": "rtb-1", "destination": "0.0.0.0/0", "target": "eni-9"})
+        self.assertEqual(ec2proxy.route_detail("/?Action=DeleteRoute&RouteTableId=rtb-2", b""),
+                         {"route_table": "rtb-2"})
+        self.assertEqual(ec2proxy.route_detail("/", b"Action=DescribeRouteTables"), {})
+        self.assertEqual(ec2proxy.route_detail("/", b"Version=1"), {})
+
     def test_error_replies_are_ec2s(self):
         from hanatlab import ec2proxy
         import xml.etree.ElementTree as ET
@@ -238,6 +249,27 @@ class Ec2ProxyTest(unittest.TestCase):
             root = ET.fromstring(body)
             self.assertEqual(root.find("Errors/Error/Code").text, code)
             self.assertEqual(root.find("RequestID").text, "rid")
+
+
+class SeedLayoutTest(unittest.TestCase):
+    def test_initial_nats_follow_hanatds_allocation(self):
+        from hanatlab import seed
+        n1, n2 = {"name": "nat1", "instance_id": "i-b"}, {"name": "nat2", "instance_id": "i-a"}
+        # Tables in id order dealt to members in instance-id order (allocation.cc).
+        got = seed.initial_nats(["rtb-2", "rtb-1", "rtb-3"], [n1, n2])
+        self.assertEqual({t: n["name"] for t, n in got.items()},
+                         {"rtb-1": "nat2", "rtb-2": "nat1", "rtb-3": "nat2"})
+        self.assertEqual(seed.initial_nats(["rtb-1"], [n1])["rtb-1"]["name"], "nat1")
+
+    def test_private_subnets_stay_in_the_lab_range(self):
+        from hanatlab import seed
+        self.assertEqual(seed.private_cidr(1, 0), "198.18.1.0/24")
+        self.assertEqual(seed.private_cidr(2, 3), "198.18.32.0/24")
+
+    def test_tables_need_hosts(self):
+        from hanatlab import Lab
+        with self.assertRaisesRegex(ValueError, "tables_per_zone"):
+            Lab(tables_per_zone=2, hosts_per_zone=1)
 
 
 class ScenarioAccountingTest(unittest.TestCase):

@@ -25,8 +25,10 @@ What each mode gives the client, as EC2 or the network would:
                a client that gives up first closes the connection and is forgotten
   reset        the request is read, then the connection is closed with a TCP RST
 
-Every request is logged as a JSON line {t_ns, action, mode, status}: status is the HTTP
-status returned, or "reset", or "abandoned" (a stalled client that gave up).
+Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
+HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
+naming a route table adds route_table, destination and target (the target parameter's
+value), so a test can count the writes to one table.
 
 Usage: python3 -m hanatlab.ec2proxy --listen ADDR --upstream ADDR:PORT --control F --log F
        --ready F   (the chosen port is written to the ready file as JSON)
@@ -81,6 +83,32 @@ def action_of(target, body):
         if vals:
             return vals[0]
     return None
+
+
+ROUTE_TARGET_PARAMS = ("NetworkInterfaceId", "InstanceId", "NatGatewayId", "GatewayId",
+                       "TransitGatewayId", "VpcPeeringConnectionId", "EgressOnlyInternetGatewayId",
+                       "LocalGatewayId", "CarrierGatewayId", "CoreNetworkArn", "VpcEndpointId")
+
+
+def route_detail(target, body):
+    """For a request that names a route table (ReplaceRoute, CreateRoute, DeleteRoute,
+    ...): {"route_table", "destination", "target"} (the keys it has), so a test can tell
+    which table a controller wrote, not only that it wrote. {} for other requests."""
+    for src in (body.decode("latin-1"), urllib.parse.urlsplit(target).query):
+        q = urllib.parse.parse_qs(src, keep_blank_values=True)
+        if "Action" not in q:
+            continue
+        out = {}
+        if q.get("RouteTableId"):
+            out["route_table"] = q["RouteTableId"][0]
+        if q.get("DestinationCidrBlock"):
+            out["destination"] = q["DestinationCidrBlock"][0]
+        for k in ROUTE_TARGET_PARAMS:
+            if q.get(k):
+                out["target"] = q[k][0]
+                break
+        return out
+    return {}
 
 
 def read_request(conn):
@@ -162,9 +190,10 @@ class Proxy:
                 return None
         return c["mode"]
 
-    def write_log(self, action, mode, status, client=None):
+    def write_log(self, action, mode, status, client=None, detail=None):
         rec = {"t_ns": time.time_ns(), "action": action, "mode": mode, "status": status,
                "client": client}
+        rec.update(detail or {})
         with self.lock:
             self.log.write(json.dumps(rec) + "\n")
 
@@ -215,11 +244,12 @@ class Proxy:
         if req is None:
             conn.close()
             return
-        head, body, _target, action = req
+        head, body, target, action = req
+        detail = route_detail(target, body)
         mode = self.fault(action, known=True)
         if mode in ("unavailable", "reset"):
             rst_close(conn)
-            self.write_log(action, mode, "reset", client)
+            self.write_log(action, mode, "reset", client, detail)
             return
         if mode == "throttle":
             code = "RequestLimitExceeded"
@@ -236,7 +266,7 @@ class Proxy:
             except OSError:
                 pass
             conn.close()
-            self.write_log(action, mode, status, client)
+            self.write_log(action, mode, status, client, detail)
             return
         if mode == "stall":
             # Hold the request until the fault ends; a client that gives up closes its end,
@@ -250,14 +280,15 @@ class Proxy:
                         gone = True
                     if gone:
                         conn.close()
-                        self.write_log(action, mode, "abandoned", client)
+                        self.write_log(action, mode, "abandoned", client, detail)
                         return
         try:
             status = self.forward(conn, head, body)
         except OSError:
             status = None
         conn.close()
-        self.write_log(action, mode, status if status is not None else "upstream-error", client)
+        self.write_log(action, mode, status if status is not None else "upstream-error", client,
+                       detail)
 
 
 class Server(socketserver.ThreadingTCPServer):

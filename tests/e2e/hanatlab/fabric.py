@@ -113,10 +113,17 @@ def main(argv=None):
                                       read_timeout=2))
     fab = desc["fabric"]
     interval = fab["interval_ms"] / 1000.0
-    targets = {}
-    for n in desc["nats"]:
-        targets[n["eni_id"]] = (n["name"], n["private_address"])
-        targets[n["instance_id"]] = (n["name"], n["private_address"])
+
+    def nat_targets(d):
+        out = {}
+        for n in d["nats"]:
+            out[n["eni_id"]] = (n["name"], n["private_address"])
+            out[n["instance_id"]] = (n["name"], n["private_address"])
+        return out
+    targets = nat_targets(desc)
+    # The lab rewrites its description (atomically) when a NAT is removed or added (an
+    # Auto Scaling replacement): the fabric then follows routes to the new NAT's ENI.
+    desc_mtime = os.stat(a.desc).st_mtime_ns
     hosts_by_subnet = {}
     for h in desc["hosts"]:
         hosts_by_subnet.setdefault(h["subnet_id"], []).append(h)
@@ -131,6 +138,14 @@ def main(argv=None):
     next_poll = time.monotonic()
     while not stop:
         t0 = time.time()
+        try:
+            m = os.stat(a.desc).st_mtime_ns
+            if m != desc_mtime:
+                with open(a.desc) as f:
+                    targets = nat_targets(json.load(f))
+                desc_mtime = m
+        except (OSError, ValueError, KeyError):
+            pass  # keep the NATs known so far; the next poll reads it again
         try:
             tables = ec2.describe_route_tables(
                 Filters=[{"Name": "vpc-id", "Values": [desc["vpc"]["id"]]}])["RouteTables"]

@@ -46,6 +46,7 @@ IMDS_ADDR = "169.254.169.254"
 ROLE = "hanat-nat"
 ACCOUNT = "123456789012"
 PRIVATE_ZONES = ("a", "b")
+ZONE_INDEX = {"a": 1, "b": 2, "c": 3}
 
 
 class LabUnavailable(LabError):
@@ -283,11 +284,14 @@ class Lab:
 
     def __init__(self, nats=2, hosts_per_zone=1, name=None, group="lab", region="us-east-1",
                  nat_zones=None, forwarding=False, masquerade=False, fabric_interval_ms=50,
-                 agent_port=4790, keep_dir=False):
+                 agent_port=4790, keep_dir=False, tables_per_zone=1, tag_everything=False):
         if not 1 <= nats <= 3:
             raise ValueError(f"nats={nats}: the lab has 1 to 3 NAT hosts")
         if not 1 <= hosts_per_zone <= 8:
             raise ValueError(f"hosts_per_zone={hosts_per_zone}: must be 1 to 8")
+        if not 1 <= tables_per_zone <= min(4, hosts_per_zone):
+            raise ValueError(f"tables_per_zone={tables_per_zone}: 1 to 4 and at most "
+                             f"hosts_per_zone ({hosts_per_zone}), so every table has a host")
         if not 10 <= fabric_interval_ms <= 5000:
             raise ValueError(f"fabric_interval_ms={fabric_interval_ms}: must be 10 to 5000")
         self.nat_zones = list(nat_zones or ["a", "b", "c"][:nats])
@@ -304,6 +308,7 @@ class Lab:
         self.forwarding, self.masquerade = forwarding, masquerade
         self.fabric_interval_ms, self.agent_port, self.keep_dir = (fabric_interval_ms,
                                                                     agent_port, keep_dir)
+        self.tables_per_zone, self.tag_everything = tables_per_zone, bool(tag_everything)
         self.state = {"id": self.id, "dir": None, "namespaces": [], "processes": [],
                       "creator_pid": os.getpid(),
                       "creator_start": netns.proc_starttime(os.getpid()), "detached": False}
@@ -444,56 +449,35 @@ class Lab:
         sw, inet, api = self._ns("sw"), self._ns("inet"), self._ns("api")
         for ns in (sw, inet, api):
             ip(ns, "link", "add", "br0", "type", "bridge")
+            # A bridge without an address of its own takes the lowest MAC of its ports and
+            # changes it when that port goes (a NAT removed) or a lower one comes (a NAT
+            # added): the NATs' neighbour entries for the internet host and the EC2 API
+            # would then point at a MAC nobody has until they are re-resolved (seconds of
+            # failed egress checks and EC2 calls). A fixed, locally administered MAC.
+            ip(ns, "link", "set", "br0", "address",
+               "02:" + ":".join(f"{random.randrange(256):02x}" for _ in range(5)))
             ip(ns, "link", "set", "br0", "up")
         ip(inet, "addr", "add", f"{INET_ADDR}/24", "dev", "br0")
         ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
 
         zones_used = sorted(set(PRIVATE_ZONES) | set(self.nat_zones))
-        zone_index = {z: i + 1 for i, z in enumerate(["a", "b", "c"])}
-        nats = []
-        for k in range(1, self.nats + 1):
-            z = self.nat_zones[k - 1]
-            ns = self._ns(f"nat{k}")
-            nat = {"name": f"nat{k}", "index": k, "ns": ns, "zone_letter": z,
-                   "zone": self.region + z,
-                   "private_address": f"198.18.{100 + zone_index[z]}.{10 + k}",
-                   "public_address": f"198.19.0.{10 + k}",
-                   "mgmt_address": f"198.19.254.{10 + k}",
-                   "interfaces": {"private": "priv", "public": "pub", "mgmt": "mgmt"},
-                   "switch_ports": {"private": [sw, f"n{k}"], "public": [inet, f"n{k}"],
-                                    "mgmt": [api, f"n{k}"]}}
-            self._veth(sw, f"n{k}", ns, "priv", "br0")
-            self._veth(inet, f"n{k}", ns, "pub", "br0")
-            self._veth(api, f"n{k}", ns, "mgmt", "br0")
-            ip(ns, "addr", "add", f"{nat['private_address']}/16", "dev", "priv")
-            ip(ns, "addr", "add", f"{nat['public_address']}/24", "dev", "pub")
-            ip(ns, "addr", "add", f"{nat['mgmt_address']}/24", "dev", "mgmt")
-            ip(ns, "addr", "add", f"{IMDS_ADDR}/32", "dev", "lo")
-            for dev in ("pub", "mgmt"):
-                ip(ns, "link", "set", dev, "up")
-            ip(ns, "route", "add", "default", "via", INET_ADDR, "dev", "pub")
-            if self.forwarding:
-                self.exec(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            if self.masquerade:
-                # Stands in for hanatd's table in lab self-tests; hanatd owns table "hanat".
-                run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=(
-                    "table ip lab_masq {\n chain post {\n"
-                    "  type nat hook postrouting priority srcnat; policy accept;\n"
-                    "  oifname \"pub\" masquerade\n }\n}\n"))
-            nats.append(nat)
+        zone_index = ZONE_INDEX
+        nats = [self._nat_host(k, self.nat_zones[k - 1]) for k in range(1, self.nats + 1)]
 
         hosts = []
         for z in PRIVATE_ZONES:
             for j in range(1, self.hosts_per_zone + 1):
                 name = f"{z}{j}"
                 ns = self._ns(name)
-                addr = f"198.18.{zone_index[z]}.{10 + j}"
+                # Host j sits in the subnet of its zone's ((j - 1) mod tables)-th table.
+                t = (j - 1) % self.tables_per_zone
+                addr = f"198.18.{zone_index[z] + 10 * t}.{10 + j}"
                 self._veth(sw, f"h{name}", ns, "eth0", "br0")
                 ip(ns, "addr", "add", f"{addr}/16", "dev", "eth0")
                 ip(ns, "link", "set", "eth0", "up")
                 hosts.append({"name": name, "ns": ns, "zone_letter": z,
                               "zone": self.region + z, "address": addr, "dev": "eth0",
-                              "switch_port": [sw, f"h{name}"]})
+                              "table_index": t, "switch_port": [sw, f"h{name}"]})
 
         # moto_server on a free port of the API namespace's address.
         moto_log = os.path.join(self.dir, "moto.log")
@@ -532,7 +516,9 @@ class Lab:
                           "--ready", inet_ready, "--sink-log", sink_log], "inet")
 
         from hanatlab import seed
-        seeded = seed.seed(self, api, endpoint, nats, hosts, zones_used, zone_index)
+        seeded = seed.seed(self, api, endpoint, nats, hosts, zones_used, zone_index,
+                           tables_per_zone=self.tables_per_zone,
+                           tag_everything=self.tag_everything)
 
         for nat in nats:
             # The NAT's private leg carries its ENI's MAC, as eth0 does on an instance.
@@ -544,7 +530,10 @@ class Lab:
             "account_id": ACCOUNT, "agent_port": self.agent_port,
             "vpc": {"id": seeded["vpc_id"], "cidr": VPC_CIDR,
                     "internet_gateway": seeded["internet_gateway"],
-                    "public_route_table": seeded["public_route_table"]},
+                    "public_route_table": seeded["public_route_table"],
+                    "transit_gateway": seeded["transit_gateway"],
+                    "nat_gateway": seeded["nat_gateway"]},
+            "tag_everything": self.tag_everything, "removed_nats": [],
             "api": {"ns": api, "address": API_ADDR, "port": port, "endpoint": endpoint,
                     "log": moto_log},
             "ec2_proxy": proxy,
@@ -568,25 +557,7 @@ class Lab:
         self.desc["internet"].update(udp_port=ports["udp_port"], tcp_port=ports["tcp_port"])
 
         for nat in nats:
-            d = os.path.join(self.dir, nat["name"])
-            os.makedirs(d, exist_ok=True)
-            nat["dir"] = d
-            info = {"address": IMDS_ADDR, "port": 80, "instance_id": nat["instance_id"],
-                    "availability_zone": nat["zone"], "region": self.region, "mac": nat["mac"],
-                    "eni_id": nat["eni_id"], "subnet_id": nat["subnet_id"],
-                    "subnet_cidr": nat["subnet_cidr"], "vpc_id": seeded["vpc_id"],
-                    "vpc_cidr": VPC_CIDR, "local_ipv4": nat["private_address"],
-                    "public_ipv4": nat["public_address"],
-                    "role": ROLE, "credentials": nat.pop("_role_credentials"),
-                    "account_id": ACCOUNT,
-                    "control": os.path.join(d, "imds-control.json"),
-                    "log": os.path.join(d, "imds.log")}
-            write_json(os.path.join(d, "imds-info.json"), info)
-            nat["imds"] = {"endpoint": f"http://{IMDS_ADDR}", "control": info["control"],
-                           "log": info["log"], "role": ROLE, "info": os.path.join(
-                               d, "imds-info.json"), "credentials": info["credentials"]}
-            self.spawn(nat["ns"], [sys.executable, "-m", "hanatlab.imds", "--info",
-                                   os.path.join(d, "imds-info.json")], f"imds-{nat['name']}")
+            self._start_imds(nat)
 
         write_json(self.desc_path, self.desc)
         self.spawn(api, [sys.executable, "-m", "hanatlab.fabric", "--desc", self.desc_path],
@@ -599,6 +570,121 @@ class Lab:
         self.desc["build_seconds"] = round(time.monotonic() - t_start, 2)
         self.desc["namespaces"] = list(self.state["namespaces"])
         write_json(self.desc_path, self.desc)
+
+    def _nat_host(self, k, z):
+        """NAT host k's namespace in zone z, wired to the three switches; returns its
+        description (without the EC2 ids, which seeding adds)."""
+        sw, inet, api = f"{self.id}-sw", f"{self.id}-inet", f"{self.id}-api"
+        zi = ZONE_INDEX[z]
+        ns = self._ns(f"nat{k}")
+        nat = {"name": f"nat{k}", "index": k, "ns": ns, "zone_letter": z,
+               "zone": self.region + z,
+               "private_address": f"198.18.{100 + zi}.{10 + k}",
+               "public_address": f"198.19.0.{10 + k}",
+               "mgmt_address": f"198.19.254.{10 + k}",
+               "interfaces": {"private": "priv", "public": "pub", "mgmt": "mgmt"},
+               "switch_ports": {"private": [sw, f"n{k}"], "public": [inet, f"n{k}"],
+                                "mgmt": [api, f"n{k}"]}}
+        self._veth(sw, f"n{k}", ns, "priv", "br0")
+        self._veth(inet, f"n{k}", ns, "pub", "br0")
+        self._veth(api, f"n{k}", ns, "mgmt", "br0")
+        ip(ns, "addr", "add", f"{nat['private_address']}/16", "dev", "priv")
+        ip(ns, "addr", "add", f"{nat['public_address']}/24", "dev", "pub")
+        ip(ns, "addr", "add", f"{nat['mgmt_address']}/24", "dev", "mgmt")
+        ip(ns, "addr", "add", f"{IMDS_ADDR}/32", "dev", "lo")
+        for dev in ("pub", "mgmt"):
+            ip(ns, "link", "set", dev, "up")
+        ip(ns, "route", "add", "default", "via", INET_ADDR, "dev", "pub")
+        if self.forwarding:
+            self.exec(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        if self.masquerade:
+            # Stands in for hanatd's table in lab self-tests; hanatd owns table "hanat".
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=(
+                "table ip lab_masq {\n chain post {\n"
+                "  type nat hook postrouting priority srcnat; policy accept;\n"
+                "  oifname \"pub\" masquerade\n }\n}\n"))
+        return nat
+
+    def _start_imds(self, nat):
+        """Writes NAT `nat`'s IMDS description and starts its fake IMDS (the role
+        credentials come from nat["_role_credentials"], set by seeding)."""
+        d = os.path.join(self.dir, nat["name"])
+        os.makedirs(d, exist_ok=True)
+        nat["dir"] = d
+        info = {"address": IMDS_ADDR, "port": 80, "instance_id": nat["instance_id"],
+                "availability_zone": nat["zone"], "region": self.region, "mac": nat["mac"],
+                "eni_id": nat["eni_id"], "subnet_id": nat["subnet_id"],
+                "subnet_cidr": nat["subnet_cidr"], "vpc_id": self.desc["vpc"]["id"],
+                "vpc_cidr": VPC_CIDR, "local_ipv4": nat["private_address"],
+                "public_ipv4": nat["public_address"],
+                "role": ROLE, "credentials": nat.pop("_role_credentials"),
+                "account_id": ACCOUNT,
+                "control": os.path.join(d, "imds-control.json"),
+                "log": os.path.join(d, "imds.log")}
+        write_json(os.path.join(d, "imds-info.json"), info)
+        nat["imds"] = {"endpoint": f"http://{IMDS_ADDR}", "control": info["control"],
+                       "log": info["log"], "role": ROLE, "info": os.path.join(
+                           d, "imds-info.json"), "credentials": info["credentials"]}
+        self.spawn(nat["ns"], [sys.executable, "-m", "hanatlab.imds", "--info",
+                               os.path.join(d, "imds-info.json")], f"imds-{nat['name']}")
+
+    # -- membership changes (an Auto Scaling replacement) ---------------------------------
+
+    def remove_nat(self, which, terminate=True):
+        """NAT `which` leaves the VPC as a terminated instance does: its processes stop,
+        its namespace (and so its three switch ports) goes, and (terminate=True) its
+        instance is terminated in EC2. Its description moves to desc["removed_nats"]; the
+        fabric stops treating its ENI as a NAT (a route to it gives no default route)."""
+        n = self.nat(which)
+        for name, (p, rec) in list(self._procs.items()):
+            if rec.get("ns") == n["ns"] or name in (f"imds-{n['name']}",
+                                                   f"hanatd-{n['name']}"):
+                netns.stop_process(rec)
+                p.poll()
+        for pid in netns.netns_pids(n["ns"]):
+            netns.stop_process({"pid": pid, "start": netns.proc_starttime(pid)}, 2.0)
+        if terminate:
+            self.ec2().terminate_instances(InstanceIds=[n["instance_id"]])
+        run(["ip", "netns", "del", n["ns"]])
+        self.desc["nats"] = [x for x in self.desc["nats"] if x is not n]
+        self.desc["removed_nats"].append(n)
+        self.desc["namespaces"] = [x for x in self.desc["namespaces"] if x != n["ns"]]
+        write_json(self.desc_path, self.desc)
+        return n
+
+    def add_nat(self, zone_letter):
+        """A new NAT host in zone `zone_letter` (a new instance with the group tag, a new
+        ENI, an Elastic IP, its own fake IMDS), as an Auto Scaling group launches one. Its
+        index is one more than any NAT the lab ever had (names and addresses are never
+        reused). Returns its description; the fabric follows routes to it."""
+        if zone_letter not in self.nat_zones and zone_letter not in ZONE_INDEX:
+            raise ValueError(f"zone {zone_letter!r}: one of a, b, c")
+        from hanatlab import seed
+        k = 1 + max(n["index"] for n in self.desc["nats"] + self.desc["removed_nats"])
+        if k > 9:
+            raise LabError("the lab numbers NAT hosts 1 to 9")
+        zone = next((z for z in self.desc["zones"] if z["letter"] == zone_letter), None)
+        if zone is None:
+            raise LabError(f"the lab's VPC has no subnet in zone {zone_letter}")
+        nat = self._nat_host(k, zone_letter)
+        seed.launch_nat(self.ec2(), self, nat, zone)
+        nat["_role_credentials"] = seed.assume_role(self.ec2("sts"), self.id, nat["name"])
+        ip(nat["ns"], "link", "set", "priv", "address", nat["mac"])
+        ip(nat["ns"], "link", "set", "priv", "up")
+        self._start_imds(nat)
+        self.desc["nats"].append(nat)
+        self.desc["namespaces"] = list(self.state["namespaces"])
+        write_json(self.desc_path, self.desc)
+        deadline_poll(f"the IMDS of {nat['name']}",
+                      lambda: self.imds_request(nat["name"], "/latest/meta-data/"
+                                                "instance-id")[0] == 200, 10)
+        return nat
+
+    def replace_nat(self, which):
+        """An Auto Scaling replacement: NAT `which` is terminated and removed, a new NAT
+        starts in the same zone. Returns (old, new) descriptions."""
+        old = self.remove_nat(which)
+        return old, self.add_nat(old["zone_letter"])
 
     def _fabric_settled(self):
         st = self.fabric_status()
