@@ -132,7 +132,8 @@ void Node::phase_client() {
                           "credentials = \"environment\" but AWS_ACCESS_KEY_ID / "
                           "AWS_SECRET_ACCESS_KEY are not set");
       }
-      creds_ = std::make_shared<ec2::StaticCredentials>(*c);
+      // Re-read before AWS_CREDENTIAL_EXPIRATION instead of kept as read at start.
+      creds_ = std::make_shared<ec2::EnvCredentials>();
       break;
     }
     case config::CredentialsSource::InstanceRole: {
