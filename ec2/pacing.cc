@@ -24,31 +24,6 @@ const BucketSpec& BucketLimits::of(std::string_view action, Bucket b) const {
   return of(b);
 }
 
-const std::vector<std::string_view>& known_actions() {
-  static const std::vector<std::string_view> kActions = {
-      DescribeInstancesRequest::kAction,
-      DescribeInstanceStatusRequest::kAction,
-      DescribeRouteTablesRequest::kAction,
-      DescribeSubnetsRequest::kAction,
-      DescribeNetworkInterfacesRequest::kAction,
-      DescribeAddressesRequest::kAction,
-      CreateRouteRequest::kAction,
-      ReplaceRouteRequest::kAction,
-      DeleteRouteRequest::kAction,
-      AssociateAddressRequest::kAction,
-      DisassociateAddressRequest::kAction,
-      AttachNetworkInterfaceRequest::kAction,
-      DetachNetworkInterfaceRequest::kAction,
-      ModifyInstanceAttributeRequest::kAction,
-      ModifyNetworkInterfaceAttributeRequest::kAction,
-      RebootInstancesRequest::kAction,
-      StopInstancesRequest::kAction,
-      StartInstancesRequest::kAction,
-      TerminateInstancesRequest::kAction,
-  };
-  return kActions;
-}
-
 std::optional<std::string> BucketLimits::set(std::string_view key, BucketSpec spec) {
   if (!(spec.burst >= 1) || !(spec.refill_per_s > 0)) {
     return "rate limit '" + std::string(key) + "' needs burst >= 1 and refill > 0 per second";
@@ -60,14 +35,8 @@ std::optional<std::string> BucketLimits::set(std::string_view key, BucketSpec sp
   } else if (key == "unfiltered_describe") {
     unfiltered_describe = spec;
   } else {
-    const auto& acts = known_actions();
-    if (std::find(acts.begin(), acts.end(), key) == acts.end()) {
-      std::string list;
-      for (auto a : acts) list += (list.empty() ? "" : ", ") + std::string(a);
-      return "rate limit '" + std::string(key) +
-             "' is neither a category (mutating, non_mutating, unfiltered_describe) nor an EC2 "
-             "action hanat calls (" +
-             list + ")";
+    if (!is_rate_limit_key(key)) {
+      return "rate limit '" + std::string(key) + "' is " + rate_limit_keys_hint();
     }
     per_action[std::string(key)] = spec;
   }

@@ -46,7 +46,48 @@ struct BucketLimits {
 };
 
 // The EC2 actions this client calls (the keys BucketLimits::set accepts besides categories).
-[[nodiscard]] const std::vector<std::string_view>& known_actions();
+// Inline, so that the config check can name a bad key without linking the client.
+inline const std::vector<std::string_view>& known_actions() {
+  static const std::vector<std::string_view> kActions = {
+      DescribeInstancesRequest::kAction,
+      DescribeInstanceStatusRequest::kAction,
+      DescribeRouteTablesRequest::kAction,
+      DescribeSubnetsRequest::kAction,
+      DescribeNetworkInterfacesRequest::kAction,
+      DescribeAddressesRequest::kAction,
+      CreateRouteRequest::kAction,
+      ReplaceRouteRequest::kAction,
+      DeleteRouteRequest::kAction,
+      AssociateAddressRequest::kAction,
+      DisassociateAddressRequest::kAction,
+      AttachNetworkInterfaceRequest::kAction,
+      DetachNetworkInterfaceRequest::kAction,
+      ModifyInstanceAttributeRequest::kAction,
+      ModifyNetworkInterfaceAttributeRequest::kAction,
+      RebootInstancesRequest::kAction,
+      StopInstancesRequest::kAction,
+      StartInstancesRequest::kAction,
+      TerminateInstancesRequest::kAction,
+  };
+  return kActions;
+}
+
+inline bool is_rate_limit_key(std::string_view key) {
+  if (key == "mutating" || key == "non_mutating" || key == "unfiltered_describe") return true;
+  for (auto a : known_actions()) {
+    if (a == key) return true;
+  }
+  return false;
+}
+
+// "neither a category (...) nor an EC2 action hanat calls (...)", for error messages.
+inline std::string rate_limit_keys_hint() {
+  std::string list;
+  for (auto a : known_actions()) list += (list.empty() ? "" : ", ") + std::string(a);
+  return "neither a category (mutating, non_mutating, unfiltered_describe) nor an EC2 action "
+         "hanat calls (" +
+         list + ")";
+}
 
 class TokenBucket {
  public:

@@ -44,6 +44,7 @@ void Node::describe_routes(engine::OpId op) {
     rr.route_table_ids = cfg_->group.route_tables;
   } else {
     rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
+    rr.max_results = node_util::kRouteTablePage;
   }
   auto sent = now();
   ec2_->describe_route_tables(
