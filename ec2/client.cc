@@ -1,6 +1,7 @@
 #include "ec2/client.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 
 namespace hanat::ec2 {
@@ -63,6 +64,17 @@ bool is_clock_skew_code(std::string_view code) {
   // front ends, retried after a clock correction by botocore and the Java SDK.
   return code == "RequestExpired" || code == "RequestTimeTooSkewed" || code == "SignatureExpired" ||
          code == "RequestInTheFuture";
+}
+
+// The bucket the client spends: EC2's, less a tenth of its burst. Our requests reach EC2
+// some milliseconds after we take their tokens, and not always in the same order or with
+// the same delay, so a client that spent exactly EC2's bucket would see EC2's run dry a few
+// milliseconds before its own now and then (and any other tool of the account spending one
+// token would throttle us). The headroom absorbs that; the refill rate, which decides how
+// long a large failover takes, is kept.
+BucketSpec with_headroom(BucketSpec s) {
+  s.burst = std::max(1.0, s.burst - std::floor(s.burst / 10));
+  return s;
 }
 
 }  // namespace
@@ -138,7 +150,10 @@ TokenBucket& Client::bucket(std::string_view action, Bucket category) {
   if (category == Bucket::UnfilteredDescribe) key += "/unfiltered";
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
-    it = buckets_.emplace(key, TokenBucket(opts_.buckets.of(action, category), loop_.now())).first;
+    it = buckets_
+             .emplace(key,
+                      TokenBucket(with_headroom(opts_.buckets.of(action, category)), loop_.now()))
+             .first;
   }
   return it->second;
 }

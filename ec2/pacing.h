@@ -30,7 +30,8 @@ struct BucketSpec {
 // "unfiltered and unpaginated" bucket, 50 / 10. So ReplaceRoute, CreateRoute and
 // AssociateAddress do not compete with each other, but every ReplaceRoute of the account and
 // region does (other tools included). `per_action` overrides one action's bucket, for an
-// account whose limits AWS raised or that shares them with other tools.
+// account whose limits AWS raised or that shares them with other tools. The client spends
+// nine tenths of each burst (see Client), so that network jitter never empties EC2's.
 struct BucketLimits {
   BucketSpec mutating{50, 5};
   BucketSpec non_mutating{100, 20};
