@@ -275,6 +275,34 @@ TEST(RateLimits, PerActionOverrideAndPrepaidCalls) {
   expect_clean_close(loop);
 }
 
+// Requests reach EC2 some milliseconds after their token is taken, not always in order: a
+// client spending EC2's whole burst would find EC2's bucket empty a moment before its own.
+// The client keeps a tenth of each burst unused.
+TEST(RateLimits, ATenthOfTheBurstIsKeptAsHeadroom) {
+  uv::Loop loop;
+  {
+    std::vector<Millis> at;
+    StubServer srv(loop, [&](const StubRequest&) {
+      at.push_back(loop.now());
+      return StubReply::ok(ok_reply("ReplaceRoute"));
+    });
+    ClientOptions o = options(srv);
+    o.buckets.mutating = {20, 2};  // EC2 allows 20 at once; the client sends 18
+    Client c(loop, o, creds());
+    const Millis start = loop.now();
+    int done = 0;
+    for (int i = 0; i < 19; ++i) {
+      c.replace_route(replace("rtb-" + std::to_string(i)), {Priority::RouteWrite},
+                      [&](auto) { ++done; });
+    }
+    ASSERT_TRUE(run_until(loop, [&] { return done == 19; }));
+    ASSERT_EQ(at.size(), 19u);
+    EXPECT_LT(at[17] - start, 300ms);
+    EXPECT_GE(at[18] - start, 500ms) << "the 19th waits for a refill";
+  }
+  expect_clean_close(loop);
+}
+
 // ---------------------------------------------------------------- paging
 
 // 500 route tables, MaxResults=100: five pages, each within the per-page deadline although
