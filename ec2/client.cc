@@ -1,6 +1,8 @@
 #include "ec2/client.h"
 
 #include <algorithm>
+#include <cmath>
+#include <ctime>
 
 namespace hanat::ec2 {
 
@@ -16,7 +18,10 @@ struct Client::Op {
   Millis not_before{0};
   int attempts = 0;
   int pages = 0;
+  Millis page_deadline{0};
   bool superseded = false;
+  bool prepaid = false;
+  bool resigned = false;  // the one re-signed retry after a clock-skew error was made
   bool queued = false;
   HttpClient::RequestId http_id = 0;  // non-zero while on the wire
   std::optional<Ec2Error> last_error;
@@ -33,7 +38,7 @@ struct Endpoint {
 
 Endpoint parse_endpoint(const std::string& endpoint, const std::string& region) {
   Endpoint ep;
-  ep.url = endpoint.empty() ? "https://ec2." + region + ".amazonaws.com/" : endpoint;
+  ep.url = endpoint.empty() ? default_endpoint(region) : endpoint;
   const size_t scheme_end = ep.url.find("://");
   const std::string scheme =
       scheme_end == std::string::npos ? "https" : ep.url.substr(0, scheme_end);
@@ -52,7 +57,47 @@ Endpoint parse_endpoint(const std::string& endpoint, const std::string& region) 
   return ep;
 }
 
+bool is_clock_skew_code(std::string_view code) {
+  // RequestExpired: EC2's "the request reached the service more than 15 minutes after the
+  // date stamp or more than 15 minutes before" (EC2 API Reference, common client errors);
+  // RequestTimeTooSkewed / SignatureExpired / RequestInTheFuture: the same from other AWS
+  // front ends, retried after a clock correction by botocore and the Java SDK.
+  return code == "RequestExpired" || code == "RequestTimeTooSkewed" || code == "SignatureExpired" ||
+         code == "RequestInTheFuture";
+}
+
+// The bucket the client spends: EC2's, less a tenth of its burst. Our requests reach EC2
+// some milliseconds after we take their tokens, and not always in the same order or with
+// the same delay, so a client that spent exactly EC2's bucket would see EC2's run dry a few
+// milliseconds before its own now and then (and any other tool of the account spending one
+// token would throttle us). The headroom absorbs that; the refill rate, which decides how
+// long a large failover takes, is kept.
+BucketSpec with_headroom(BucketSpec s) {
+  s.burst = std::max(1.0, s.burst - std::floor(s.burst / 10));
+  return s;
+}
+
 }  // namespace
+
+std::string default_endpoint(std::string_view region) {
+  const std::string r(region);
+  if (r.starts_with("cn-")) return "https://ec2." + r + ".amazonaws.com.cn/";
+  if (r.starts_with("us-isob-")) return "https://ec2." + r + ".sc2s.sgov.gov/";
+  if (r.starts_with("us-iso-")) return "https://ec2." + r + ".c2s.ic.gov/";
+  return "https://ec2." + r + ".amazonaws.com/";
+}
+
+std::optional<WallTime> parse_http_date(std::string_view s) {
+  // IMF-fixdate only: AWS endpoints send nothing else (RFC 7231 7.1.1.1 obsoletes the other
+  // two formats for senders).
+  std::tm tm{};
+  const std::string str(s);
+  const char* end = strptime(str.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  const std::time_t t = timegm(&tm);
+  if (t < 0 || t > 253402300799) return std::nullopt;  // 1970 .. 9999
+  return std::chrono::system_clock::from_time_t(t);
+}
 
 std::optional<std::string> validate(const ClientOptions& o) {
   if (o.region.empty()) return "ec2 client: region is empty";
@@ -76,6 +121,11 @@ std::optional<std::string> validate(const ClientOptions& o) {
       return "ec2 client: every token bucket needs burst >= 1 and refill > 0";
     }
   }
+  for (const auto& [action, spec] : o.buckets.per_action) {
+    if (spec.burst < 1 || spec.refill_per_s <= 0) {
+      return "ec2 client: rate limit of " + action + " needs burst >= 1 and refill > 0";
+    }
+  }
   return std::nullopt;
 }
 
@@ -91,13 +141,22 @@ Client::Client(uv::Loop& loop, ClientOptions opts, std::shared_ptr<const Credent
   url_ = std::move(ep.url);
   host_ = std::move(ep.host);
   path_ = std::move(ep.path);
-  const Millis now = loop_.now();
-  for (Bucket b : {Bucket::Mutating, Bucket::NonMutating, Bucket::UnfilteredDescribe}) {
-    buckets_.emplace(b, TokenBucket(opts_.buckets.of(b), now));
-  }
 }
 
 Client::~Client() = default;
+
+TokenBucket& Client::bucket(std::string_view action, Bucket category) {
+  std::string key(action);
+  if (category == Bucket::UnfilteredDescribe) key += "/unfiltered";
+  auto it = buckets_.find(key);
+  if (it == buckets_.end()) {
+    it = buckets_
+             .emplace(key,
+                      TokenBucket(with_headroom(opts_.buckets.of(action, category)), loop_.now()))
+             .first;
+  }
+  return it->second;
+}
 
 Client::CallId Client::submit(std::string_view action, Params params, Bucket bucket,
                               std::string write_key, CallOptions co,
@@ -110,7 +169,9 @@ Client::CallId Client::submit(std::string_view action, Params params, Bucket buc
   op->write_key = std::move(write_key);
   op->priority = co.priority;
   op->seq = seq_++;
-  op->deadline_at = loop_.now() + (co.deadline.count() > 0 ? co.deadline : opts_.default_deadline);
+  op->page_deadline = co.deadline.count() > 0 ? co.deadline : opts_.default_deadline;
+  op->deadline_at = loop_.now() + op->page_deadline;
+  op->prepaid = co.prepaid;
   op->handler = std::move(handler);
 
   // A newer write to the same resource supersedes older ones: those still waiting are
@@ -222,8 +283,8 @@ void Client::pump() {
       continue;  // woken again when the write on the wire completes
     }
     if (slots == 0) break;
-    if (opts_.pace) {
-      TokenBucket& b = buckets_.at(op.bucket);
+    if (opts_.pace && !(op.prepaid && op.attempts == 0 && op.pages == 0)) {
+      TokenBucket& b = bucket(op.action, op.bucket);
       if (!b.try_take(now)) {
         want_wake(now + std::max(Millis{1}, b.wait_time(now)));
         continue;
@@ -291,7 +352,8 @@ void Client::dispatch(Op& op) {
   spec.url = url_;
   spec.headers.push_back("Content-Type: application/x-www-form-urlencoded; charset=utf-8");
   spec.headers.push_back("User-Agent: " + opts_.user_agent);
-  for (auto& [k, v] : sign(hr, *creds, sp, std::chrono::system_clock::now())) {
+  const WallTime signing_time = std::chrono::system_clock::now() + clock_offset_;
+  for (auto& [k, v] : sign(hr, *creds, sp, signing_time)) {
     spec.headers.push_back(k + ": " + v);
   }
   spec.body = std::move(hr.body);
@@ -315,6 +377,14 @@ void Client::on_reply(CallId id, HttpResponse resp) {
   if (it == ops_.end()) return;
   Op& op = *it->second;
   op.http_id = 0;
+  if (!resp.date.empty()) {
+    if (auto server = parse_http_date(resp.date)) {
+      // Date has whole seconds: EC2's clock is somewhere in [date, date + 1 s), so take the
+      // middle. An offset under 5 minutes would be accepted by EC2 anyway, but keeping the
+      // signing time close to EC2's costs nothing and leaves the whole margin for drift.
+      clock_offset_ = *server + std::chrono::milliseconds(500) - std::chrono::system_clock::now();
+    }
+  }
   std::optional<Ec2Error> err;
   if (!resp.transport_ok()) {
     Ec2Error e;
@@ -336,6 +406,7 @@ void Client::on_reply(CallId id, HttpResponse resp) {
       if (!token.empty() && op.pages < 1000) {
         // Next page: a fresh request with its own attempts, same deadline.
         ++op.pages;
+        op.deadline_at = loop_.now() + op.page_deadline;
         op.params.set("NextToken", std::move(token));
         op.attempts = 0;
         op.last_error.reset();
@@ -356,11 +427,23 @@ void Client::on_reply(CallId id, HttpResponse resp) {
   }
   err->attempts = op.attempts;
   const Millis now = loop_.now();
+  if (err->kind == ErrorKind::Api && is_clock_skew_code(err->code) && !op.resigned &&
+      !op.superseded && now < op.deadline_at) {
+    // The offset was just updated from this reply's Date header: sign again and resend at
+    // once, once (the SDKs' clock-skew retry). A second refusal is final.
+    op.resigned = true;
+    op.last_error = std::move(err);
+    op.not_before = Millis{0};
+    queue_.emplace(static_cast<int>(op.priority), op.seq, id);
+    op.queued = true;
+    pump();
+    return;
+  }
   const bool throttled = err->kind == ErrorKind::Api && is_throttling_code(err->code);
   if (throttled && opts_.pace) {
     // EC2 says its bucket is empty: stop spending ours too, so queued calls wait for refill
     // instead of adding to the throttling.
-    buckets_.at(op.bucket).drain(now);
+    bucket(op.action, op.bucket).drain(now);
   }
   const Millis delay = backoff_delay(opts_.backoff, op.attempts, throttled, rng_());
   if (is_retryable(*err) && !op.superseded && op.attempts < opts_.backoff.max_attempts &&

@@ -15,7 +15,16 @@
 // (ReplaceRoute to the same target, AssociateAddress with AllowReassociation), so repeating
 // the current one is safe.
 //
-// Describe calls follow NextToken until the last page and return everything at once.
+// Describe calls follow NextToken until the last page and return everything at once; the
+// call's deadline applies to each page (a describe over hundreds of tables with MaxResults
+// is many small replies, none of which may take longer than one page's budget).
+//
+// Clock skew: SigV4 signatures carry the signing time and EC2 refuses one more than 5
+// minutes off (RequestExpired; RequestTimeTooSkewed from other AWS front ends). At boot,
+// before chrony has synchronised, the local clock can be that far off. As the AWS SDKs do,
+// the client keeps the offset between EC2's clock (the Date header of every reply) and the
+// local one, signs with local time + offset, and re-signs and resends a call once at once
+// when EC2 still says the signature time was wrong.
 
 #include <cstdint>
 #include <functional>
@@ -40,7 +49,7 @@ enum class Priority { RouteWrite = 0, Write = 1, Read = 2, Background = 3 };
 
 struct ClientOptions {
   std::string region;    // e.g. "eu-west-1"; also the SigV4 scope
-  std::string endpoint;  // "" -> https://ec2.<region>.amazonaws.com; tests point it at moto
+  std::string endpoint;  // "" -> default_endpoint(region); tests point it at moto
   Millis connect_timeout{2000};
   Millis attempt_timeout{5000};    // one HTTP attempt
   Millis default_deadline{30000};  // whole call, retries included, when CallOptions has none
@@ -53,13 +62,26 @@ struct ClientOptions {
   std::string user_agent = "hanat/" HANAT_VERSION;
 };
 
+// EC2's regional endpoint in the region's partition: https://ec2.<region>.amazonaws.com/,
+// amazonaws.com.cn for the China regions (cn-north-1, cn-northwest-1), c2s.ic.gov and
+// sc2s.sgov.gov for the ISO regions (AWS SDK endpoints.json partitions "aws-cn", "aws-iso",
+// "aws-iso-b"); GovCloud (us-gov-*) uses amazonaws.com like the commercial partition.
+[[nodiscard]] std::string default_endpoint(std::string_view region);
+
+// The time in an HTTP Date header ("Wed, 02 Dec 2026 19:51:35 GMT", RFC 7231 IMF-fixdate),
+// or nullopt when it is not one.
+[[nodiscard]] std::optional<WallTime> parse_http_date(std::string_view s);
+
 // Why `o` cannot work ("region is empty", "endpoint must start with http:// or https://", ...),
 // or nullopt when it is usable. The daemon checks this when it loads its config.
 [[nodiscard]] std::optional<std::string> validate(const ClientOptions& o);
 
 struct CallOptions {
   Priority priority = Priority::Read;
-  Millis deadline{0};  // 0: ClientOptions::default_deadline
+  Millis deadline{0};  // 0: ClientOptions::default_deadline; per page for paginated calls
+  // The caller already took this call's first token from bucket() (the engine paces route
+  // writes itself from the same buckets); retries still take theirs.
+  bool prepaid = false;
 };
 
 template <class T>
@@ -166,6 +188,13 @@ class Client {
   [[nodiscard]] size_t pending() const { return ops_.size(); }
   [[nodiscard]] size_t in_flight() const { return http_.in_flight(); }
   [[nodiscard]] const std::string& endpoint_url() const { return url_; }
+  // EC2's clock minus the local one, from the Date header of the latest reply.
+  [[nodiscard]] std::chrono::milliseconds clock_offset() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock_offset_);
+  }
+  // The token bucket `action` draws on (created on first use), for a caller that paces its
+  // own submissions from the client's buckets instead of keeping a copy.
+  [[nodiscard]] TokenBucket& bucket(std::string_view action, Bucket category);
 
   // Type-erased per-call state; public only so the template in this header can build one.
   class Handler {
@@ -203,8 +232,9 @@ class Client {
   std::string host_;
   std::string path_;
   std::map<CallId, std::unique_ptr<Op>> ops_;
-  std::set<std::tuple<int, uint64_t, CallId>> queue_;  // (priority, seq, id) of waiting ops
-  std::map<Bucket, TokenBucket> buckets_;
+  std::set<std::tuple<int, uint64_t, CallId>> queue_;        // (priority, seq, id) of waiting ops
+  std::map<std::string, TokenBucket, std::less<>> buckets_;  // per action (+ "/unfiltered")
+  WallTime::duration clock_offset_{0};
   std::mt19937_64 rng_;
   CallId next_id_ = 1;
   uint64_t seq_ = 0;

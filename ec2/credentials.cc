@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "ec2/imds.h"  // parse_iso8601
+
 namespace hanat::ec2 {
 
 std::optional<Credentials> StaticCredentials::current(WallTime now) const {
@@ -25,7 +27,35 @@ std::optional<Credentials> credentials_from_env() {
   c.access_key_id = id;
   c.secret_access_key = secret;
   if (const char* tok = std::getenv("AWS_SESSION_TOKEN")) c.session_token = tok;
+  if (const char* exp = std::getenv("AWS_CREDENTIAL_EXPIRATION"); exp != nullptr && *exp != '\0') {
+    auto t = parse_iso8601(exp);
+    if (!t) return std::nullopt;
+    c.expiration = *t;
+  }
   return c;
+}
+
+EnvCredentials::EnvCredentials(std::chrono::seconds refresh_before)
+    : refresh_before_(refresh_before) {}
+
+std::optional<Credentials> EnvCredentials::current(WallTime now) const {
+  const bool stale = !held_ || (held_->expiration && *held_->expiration - refresh_before_ <= now);
+  if (stale) {
+    ++reads_;
+    if (auto fresh = credentials_from_env()) held_ = std::move(fresh);
+  }
+  if (!held_ || (held_->expiration && *held_->expiration <= now)) return std::nullopt;
+  return held_;
+}
+
+std::string EnvCredentials::status() const {
+  const char* exp = std::getenv("AWS_CREDENTIAL_EXPIRATION");
+  if (exp != nullptr && *exp != '\0' && !parse_iso8601(exp)) {
+    return std::string("AWS_CREDENTIAL_EXPIRATION '") + exp + "' is not an ISO 8601 UTC time";
+  }
+  if (!held_) return "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set";
+  return "environment credentials expired (AWS_CREDENTIAL_EXPIRATION) and the environment "
+         "holds no newer ones";
 }
 
 }  // namespace hanat::ec2

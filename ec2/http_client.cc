@@ -1,6 +1,8 @@
 #include "ec2/http_client.h"
 
 #include <algorithm>
+#include <cctype>
+#include <string_view>
 
 namespace hanat::ec2 {
 
@@ -11,6 +13,7 @@ struct HttpClient::Request {
                                                                       &curl_slist_free_all};
   HttpRequestSpec spec;
   std::string body;
+  std::string date;
   size_t max_body = 0;
   bool too_large = false;
   char errbuf[CURL_ERROR_SIZE] = {};
@@ -28,6 +31,29 @@ size_t on_write(char* data, size_t size, size_t n, void* userp) {
   auto* body = static_cast<std::string*>(userp);
   body->append(data, size * n);
   return size * n;
+}
+
+// Keeps the Date header of the final reply (curl passes every header line of every reply,
+// interim 1xx and redirects included; the last Date seen wins).
+size_t on_header(char* data, size_t size, size_t n, void* userp) {
+  const size_t len = size * n;
+  std::string_view line(data, len);
+  constexpr std::string_view kName = "date:";
+  if (line.size() > kName.size()) {
+    bool match = true;
+    for (size_t i = 0; i < kName.size() && match; ++i) {
+      match = std::tolower(static_cast<unsigned char>(line[i])) == kName[i];
+    }
+    if (match) {
+      line.remove_prefix(kName.size());
+      while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+      while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' ')) {
+        line.remove_suffix(1);
+      }
+      static_cast<std::string*>(userp)->assign(line);
+    }
+  }
+  return len;
 }
 
 // curl reports socket readiness in CURL_CSELECT_* terms.
@@ -86,6 +112,11 @@ core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpe
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->body);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &req->date);
+  // "" disables every proxy for this transfer, environment variables included (curl's
+  // CURLOPT_PROXY: "Setting the proxy string to "" explicitly disables the use of a proxy").
+  if (opts_.no_proxy) curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opts_.max_body_bytes));
   if (req->spec.method == "POST" || req->spec.method == "PUT") {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->spec.body.c_str());
@@ -182,6 +213,7 @@ void HttpClient::drain_done() {
     }
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp.status);
     resp.body = std::move(req->body);
+    resp.date = std::move(req->date);
     Completion done = std::move(req->done);
     req.reset();  // the easy handle goes before the callback can start another request
     if (done) done(std::move(resp));

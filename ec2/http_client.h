@@ -28,6 +28,11 @@ struct HttpClientOptions {
   std::chrono::milliseconds total_timeout{10000};  // default per request
   size_t max_body_bytes = 64u << 20;               // a larger reply is cut off as an error
   std::string ca_file;                             // empty: the system's CA bundle
+  // Never use a proxy, whatever http_proxy/https_proxy/all_proxy say. IMDS sets this: a
+  // proxy adds X-Forwarded-For, which IMDSv2 refuses by design (and an IMDSv1 read through a
+  // proxy would return the proxy host's metadata). Otherwise curl honours the proxy
+  // environment variables and no_proxy as the curl tool and the AWS SDKs do.
+  bool no_proxy = false;
 };
 
 struct HttpRequestSpec {
@@ -43,6 +48,7 @@ struct HttpResponse {
   std::string error;  // curl's message when curl_code != CURLE_OK
   long status = 0;    // HTTP status, 0 when none arrived
   std::string body;
+  std::string date;  // the reply's Date header (RFC 7231 IMF-fixdate), "" when absent
   [[nodiscard]] bool transport_ok() const { return curl_code == CURLE_OK; }
 };
 

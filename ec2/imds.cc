@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace hanat::ec2 {
@@ -24,6 +25,17 @@ Ec2Error imds_error(const std::string& what, const HttpResponse& r) {
   return e;
 }
 
+// IMDS busy, throttling or restarting: worth another try after a pause.
+bool busy(const HttpResponse& r) {
+  return r.transport_ok() && (r.status >= 500 || r.status == 429);
+}
+
+// The token PUT refused in the ways the AWS SDKs read as "this IMDS has no IMDSv2" (botocore
+// and the Java SDK fall back to v1 on 403, 404 and 405, never on a 5xx).
+bool v2_unsupported(const HttpResponse& r) {
+  return r.transport_ok() && (r.status == 403 || r.status == 404 || r.status == 405);
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   size_t i = 0;
@@ -36,11 +48,33 @@ std::string trim(std::string s) {
 ImdsClient::ImdsClient(uv::Loop& loop, ImdsOptions opts)
     : loop_(loop),
       opts_(std::move(opts)),
-      http_(loop, HttpClientOptions{opts_.timeout, opts_.timeout, 1u << 20, {}}) {
+      http_(loop, HttpClientOptions{opts_.timeout, opts_.timeout, 1u << 20, {}, true}) {
   while (!opts_.endpoint.empty() && opts_.endpoint.back() == '/') opts_.endpoint.pop_back();
 }
 
 ImdsClient::~ImdsClient() = default;
+
+Millis ImdsClient::retry_delay(int retry) const {
+  Millis d = opts_.retry_base;
+  for (int i = 1; i < retry && d < opts_.retry_cap; ++i) d *= 2;
+  return std::min(d, opts_.retry_cap);
+}
+
+void ImdsClient::later(Millis in, std::function<void()> f) {
+  const uint64_t key = next_timer_++;
+  auto t = std::make_unique<uv::Timer>(loop_);
+  uv::Timer* raw = t.get();
+  timers_.emplace(key, std::move(t));
+  const std::error_code ec = raw->start(in, Millis{0}, [this, key, f = std::move(f)] {
+    auto fn = f;  // the timer (and this lambda) is destroyed next
+    timers_.erase(key);
+    fn();
+  });
+  if (ec) {
+    timers_.erase(key);
+    f();
+  }
+}
 
 void ImdsClient::get(std::string path, Done<std::string> done) {
   Pending p{std::move(path), std::move(done), false};
@@ -61,7 +95,14 @@ void ImdsClient::fetch_token() {
   spec.headers = {"X-aws-ec2-metadata-token-ttl-seconds: " +
                   std::to_string(opts_.token_ttl.count())};
   auto sent = http_.send(std::move(spec), [this](HttpResponse r) {
+    if (busy(r) && token_retries_ < opts_.max_retries) {
+      // Waiting requests stay queued; the token request stays "in flight" until retried.
+      ++token_retries_;
+      later(retry_delay(token_retries_), [this] { fetch_token(); });
+      return;
+    }
     token_in_flight_ = false;
+    token_retries_ = 0;
     std::deque<Pending> waiting = std::move(waiting_);
     waiting_.clear();
     if (r.transport_ok() && r.status == 200 && !trim(r.body).empty()) {
@@ -72,14 +113,15 @@ void ImdsClient::fetch_token() {
       for (auto& p : waiting) send(std::move(p));
       return;
     }
-    if (opts_.allow_imdsv1 && r.transport_ok()) {
-      // IMDS answered but refused the token (an IMDSv1-only service): config allows v1.
+    if (opts_.allow_imdsv1 && v2_unsupported(r)) {
+      // IMDS answered but has no IMDSv2 (an IMDSv1-only service): config allows v1.
       v1_mode_ = true;
       for (auto& p : waiting) send(std::move(p));
       return;
     }
     Ec2Error e = imds_error("IMDSv2 token request (PUT /latest/api/token)", r);
-    if (!opts_.allow_imdsv1 && r.transport_ok()) e.message += "; IMDSv1 fallback is disabled";
+    if (!opts_.allow_imdsv1 && v2_unsupported(r)) e.message += "; IMDSv1 fallback is disabled";
+    if (busy(r)) e.message += " (after " + std::to_string(opts_.max_retries) + " retries)";
     for (auto& p : waiting) p.done(core::Unexpected(e));
   });
   if (!sent) {
@@ -112,6 +154,11 @@ void ImdsClient::send(Pending p) {
     }
     if (r.transport_ok() && r.status == 200) {
       shared->done(std::move(r.body));
+      return;
+    }
+    if (busy(r) && shared->retries < opts_.max_retries) {
+      ++shared->retries;
+      later(retry_delay(shared->retries), [this, shared] { send(std::move(*shared)); });
       return;
     }
     shared->done(core::Unexpected(imds_error("IMDS GET /latest/" + shared->path, r)));
@@ -296,7 +343,10 @@ std::optional<WallTime> parse_iso8601(std::string_view s) {
     ++end;
     while (*end >= '0' && *end <= '9') ++end;
   }
-  if (*end != 'Z' || end[1] != '\0') return std::nullopt;
+  // "Z", or the "+00:00" that `aws configure export-credentials` writes; other offsets are
+  // not UTC and are refused rather than misread.
+  const std::string_view rest(end);
+  if (rest != "Z" && rest != "+00:00") return std::nullopt;
   // system_clock counts nanoseconds in a signed 64-bit integer (libstdc++), so it spans
   // 1677-09-21 to 2262-04-11: refuse a time outside that instead of overflowing (undefined
   // behaviour) in from_time_t. Found by tests/fuzz/fuzz_imds_json.

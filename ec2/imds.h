@@ -7,11 +7,15 @@
 // `X-aws-ec2-metadata-token-ttl-seconds`, then sent as `X-aws-ec2-metadata-token` on every
 // GET. We refresh it before it expires and fetch a new one when IMDS answers 401 (token
 // expired or the service restarted). IMDSv1 (GETs without a token) is used only when the
-// options allow it and the token PUT is refused — many hardened instances disable v1.
+// options allow it and the token PUT is refused as unsupported (403, 404 or 405, the replies
+// the AWS SDKs take for "no IMDSv2") — many hardened instances disable v1. A 5xx or 429 is
+// IMDS being busy or restarting, not a verdict on IMDSv2: it is retried with a bounded
+// backoff and never switches to v1. IMDS requests never go through a proxy.
 
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +34,11 @@ struct ImdsOptions {
   std::chrono::seconds token_ttl{21600};  // IMDS's maximum, 6 h
   std::chrono::milliseconds timeout{1000};
   bool allow_imdsv1 = false;
+  // Retries of a 5xx or 429 reply (IMDS throttles per instance, EC2 User Guide "Query
+  // throttling"): after retry_base, doubling, at most retry_cap apart.
+  int max_retries = 3;
+  std::chrono::milliseconds retry_base{100};
+  std::chrono::milliseconds retry_cap{1000};
 };
 
 // What IMDS says about one network interface (network/interfaces/macs/<mac>/...).
@@ -79,7 +88,10 @@ class ImdsClient {
     std::string path;
     Done<std::string> done;
     bool retried_401 = false;
+    int retries = 0;
   };
+  [[nodiscard]] std::chrono::milliseconds retry_delay(int retry) const;
+  void later(std::chrono::milliseconds in, std::function<void()> f);
   void fetch_token();
   void send(Pending p);
   void optional_get(std::string path, Done<std::optional<std::string>> done);
@@ -90,6 +102,9 @@ class ImdsClient {
   std::string token_;
   std::chrono::milliseconds token_refresh_at_{0};  // loop time
   bool token_in_flight_ = false;
+  int token_retries_ = 0;
+  std::map<uint64_t, std::unique_ptr<uv::Timer>> timers_;  // pending retries
+  uint64_t next_timer_ = 1;
   bool v1_mode_ = false;
   std::deque<Pending> waiting_;
 };

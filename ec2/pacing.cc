@@ -17,6 +17,32 @@ const BucketSpec& BucketLimits::of(Bucket b) const {
   return non_mutating;
 }
 
+const BucketSpec& BucketLimits::of(std::string_view action, Bucket b) const {
+  if (b != Bucket::UnfilteredDescribe) {
+    if (auto it = per_action.find(action); it != per_action.end()) return it->second;
+  }
+  return of(b);
+}
+
+std::optional<std::string> BucketLimits::set(std::string_view key, BucketSpec spec) {
+  if (!(spec.burst >= 1) || !(spec.refill_per_s > 0)) {
+    return "rate limit '" + std::string(key) + "' needs burst >= 1 and refill > 0 per second";
+  }
+  if (key == "mutating") {
+    mutating = spec;
+  } else if (key == "non_mutating") {
+    non_mutating = spec;
+  } else if (key == "unfiltered_describe") {
+    unfiltered_describe = spec;
+  } else {
+    if (!is_rate_limit_key(key)) {
+      return "rate limit '" + std::string(key) + "' is " + rate_limit_keys_hint();
+    }
+    per_action[std::string(key)] = spec;
+  }
+  return std::nullopt;
+}
+
 TokenBucket::TokenBucket(BucketSpec spec, Millis now)
     : spec_(spec), tokens_(spec.burst), last_(now) {}
 

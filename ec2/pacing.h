@@ -5,6 +5,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "ec2/api.h"
 
@@ -17,14 +23,72 @@ struct BucketSpec {
   double refill_per_s = 0;  // tokens added per second
 };
 
-// EC2's documented defaults per account and region: mutating actions 50 burst / 5 per s,
-// non-mutating 100 / 20, unfiltered-and-unpaginated describes 50 / 10.
+// EC2 meters request rates per API action, per account and region ("Request throttling for
+// the Amazon EC2 API", request token bucket sizes): every action has its own bucket, sized by
+// its category unless listed otherwise — mutating actions 50 burst / 5 per s, non-mutating 100
+// / 20, and a describe with neither filters, ids nor paging draws on the action's smaller
+// "unfiltered and unpaginated" bucket, 50 / 10. So ReplaceRoute, CreateRoute and
+// AssociateAddress do not compete with each other, but every ReplaceRoute of the account and
+// region does (other tools included). `per_action` overrides one action's bucket, for an
+// account whose limits AWS raised or that shares them with other tools. The client spends
+// nine tenths of each burst (see Client), so that network jitter never empties EC2's.
 struct BucketLimits {
   BucketSpec mutating{50, 5};
   BucketSpec non_mutating{100, 20};
   BucketSpec unfiltered_describe{50, 10};
+  std::map<std::string, BucketSpec, std::less<>> per_action;  // "ReplaceRoute" -> {100, 10}
   [[nodiscard]] const BucketSpec& of(Bucket b) const;
+  // The bucket `action` draws on when charged to category `b`.
+  [[nodiscard]] const BucketSpec& of(std::string_view action, Bucket b) const;
+  // Sets one limit from the config: `key` is a category ("mutating", "non_mutating",
+  // "unfiltered_describe") or an action the client calls ("ReplaceRoute", ...). Returns why
+  // it cannot be applied (unknown key, burst < 1, refill <= 0), or nullopt.
+  [[nodiscard]] std::optional<std::string> set(std::string_view key, BucketSpec spec);
 };
+
+// The EC2 actions this client calls (the keys BucketLimits::set accepts besides categories).
+// Inline, so that the config check can name a bad key without linking the client.
+inline const std::vector<std::string_view>& known_actions() {
+  static const std::vector<std::string_view> kActions = {
+      DescribeInstancesRequest::kAction,
+      DescribeInstanceStatusRequest::kAction,
+      DescribeRouteTablesRequest::kAction,
+      DescribeSubnetsRequest::kAction,
+      DescribeNetworkInterfacesRequest::kAction,
+      DescribeAddressesRequest::kAction,
+      CreateRouteRequest::kAction,
+      ReplaceRouteRequest::kAction,
+      DeleteRouteRequest::kAction,
+      AssociateAddressRequest::kAction,
+      DisassociateAddressRequest::kAction,
+      AttachNetworkInterfaceRequest::kAction,
+      DetachNetworkInterfaceRequest::kAction,
+      ModifyInstanceAttributeRequest::kAction,
+      ModifyNetworkInterfaceAttributeRequest::kAction,
+      RebootInstancesRequest::kAction,
+      StopInstancesRequest::kAction,
+      StartInstancesRequest::kAction,
+      TerminateInstancesRequest::kAction,
+  };
+  return kActions;
+}
+
+inline bool is_rate_limit_key(std::string_view key) {
+  if (key == "mutating" || key == "non_mutating" || key == "unfiltered_describe") return true;
+  for (auto a : known_actions()) {
+    if (a == key) return true;
+  }
+  return false;
+}
+
+// "neither a category (...) nor an EC2 action hanat calls (...)", for error messages.
+inline std::string rate_limit_keys_hint() {
+  std::string list;
+  for (auto a : known_actions()) list += (list.empty() ? "" : ", ") + std::string(a);
+  return "neither a category (mutating, non_mutating, unfiltered_describe) nor an EC2 action "
+         "hanat calls (" +
+         list + ")";
+}
 
 class TokenBucket {
  public:
@@ -36,6 +100,7 @@ class TokenBucket {
   [[nodiscard]] double tokens(Millis now) const;
   // Empties the bucket (EC2 just throttled us: its bucket is empty, so ours should be).
   void drain(Millis now);
+  [[nodiscard]] const BucketSpec& spec() const { return spec_; }
 
  private:
   BucketSpec spec_;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -101,6 +102,13 @@ struct NatConfig {
   friend bool operator==(const NatConfig&, const NatConfig&) = default;
 };
 
+// One EC2 API token bucket ([ec2] rate_limits): size and refill per second.
+struct RateLimit {
+  double burst = 0;
+  double refill_per_s = 0;
+  friend bool operator==(const RateLimit&, const RateLimit&) = default;
+};
+
 struct Ec2Config {
   std::string region;    // empty: from instance metadata
   std::string endpoint;  // empty: https://ec2.<region>.amazonaws.com
@@ -113,6 +121,9 @@ struct Ec2Config {
   milliseconds connect_timeout{1000};
   milliseconds request_timeout{3000};
   milliseconds route_refresh_interval{15000};
+  // EC2 action ("ReplaceRoute") or category ("mutating", "non_mutating",
+  // "unfiltered_describe") -> its bucket; the rest keep EC2's documented defaults.
+  std::map<std::string, RateLimit> rate_limits;
   friend bool operator==(const Ec2Config&, const Ec2Config&) = default;
 };
 

@@ -3,14 +3,36 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/config/config_sections.h"
+#include "ec2/pacing.h"  // the EC2 actions rate_limits may name (header only)
 
 namespace hanat::config::detail {
+namespace {
+
+// "50/5", "100/0.5": burst (whole tokens, >= 1) and refill per second (> 0).
+bool parse_rate_limit(std::string_view s, RateLimit& out) {
+  const size_t slash = s.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string b(s.substr(0, slash));
+  const std::string f(s.substr(slash + 1));
+  char* end = nullptr;
+  const double burst = std::strtod(b.c_str(), &end);
+  if (b.empty() || *end != '\0' || !(burst >= 1) || burst > 1e6 || burst != std::floor(burst))
+    return false;
+  const double refill = std::strtod(f.c_str(), &end);
+  if (f.empty() || *end != '\0' || !(refill > 0) || refill > 1e6) return false;
+  out = RateLimit{burst, refill};
+  return true;
+}
+
+}  // namespace
 
 void read_sections(Reader& r, const toml::table& root, Config& c) {
   using std::chrono::hours;
@@ -175,7 +197,32 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
        r.str("session_token", c.ec2.session_token),
        r.duration("connect_timeout", c.ec2.connect_timeout, milliseconds(50), seconds(60)),
        r.duration("request_timeout", c.ec2.request_timeout, milliseconds(100), minutes(5)),
-       r.duration("route_refresh_interval", c.ec2.route_refresh_interval, seconds(1), hours(1))});
+       r.duration("route_refresh_interval", c.ec2.route_refresh_interval, seconds(1), hours(1)),
+       Field{"rate_limits", [&r, &c](const Node& n, const std::string& key) {
+               const toml::table* t = n.as_table();
+               if (t == nullptr) {
+                 return r.error(n, key,
+                                "expected a table of \"burst/refill\" strings, e.g. "
+                                "{ ReplaceRoute = \"100/10\" }");
+               }
+               c.ec2.rate_limits.clear();
+               for (const auto& [k, v] : *t) {
+                 const std::string ekey = key + "." + std::string(k.str());
+                 if (!ec2::is_rate_limit_key(k.str())) {
+                   r.error(k.source(), ekey, "is " + ec2::rate_limit_keys_hint());
+                   continue;
+                 }
+                 const auto* str = v.as_string();
+                 RateLimit lim;
+                 if (str == nullptr || !parse_rate_limit(str->get(), lim)) {
+                   r.error(v, ekey,
+                           "expected \"burst/refill\" with burst >= 1 tokens and refill > 0 "
+                           "per second, e.g. \"50/5\"");
+                   continue;
+                 }
+                 c.ec2.rate_limits[std::string(k.str())] = lim;
+               }
+             }}});
 
   r.section(root, "failover",
             {r.boolean("preempt", c.failover.preempt),

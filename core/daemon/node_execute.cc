@@ -16,6 +16,12 @@
 
 namespace hanat::daemon {
 
+namespace {
+// The engine took these writes' tokens from the client's buckets before emitting them
+// (ClientWriteBudget in node_startup.cc): the client must not take a second one.
+constexpr bool kPrepaid = true;
+}  // namespace
+
 using node_util::err_of;
 using node_util::now;
 using node_util::target_text;
@@ -86,7 +92,7 @@ void Node::execute(const engine::Action& a) {
           r.network_interface_id = id_.eni_id;
           r.allow_reassociation = true;
           ec2_->associate_address(
-              r, {ec2::Priority::Write, milliseconds(0)},
+              r, {ec2::Priority::Write, milliseconds(0), kPrepaid},
               [this, op = x.op, epoch = x.epoch](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
                 count_call("AssociateAddress", err_of(res));
                 post(done_of(op, epoch, res ? nullptr : &res.error()));
@@ -236,13 +242,13 @@ void Node::write_route(const engine::WriteRoute& w) {
     r.route_table_id = w.table;
     r.destination_cidr = w.destination;
     r.target = target;
-    ec2_->create_route(r, {ec2::Priority::RouteWrite, milliseconds(0)}, cb);
+    ec2_->create_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
   } else {
     ec2::ReplaceRouteRequest r;
     r.route_table_id = w.table;
     r.destination_cidr = w.destination;
     r.target = target;
-    ec2_->replace_route(r, {ec2::Priority::RouteWrite, milliseconds(0)}, cb);
+    ec2_->replace_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
   }
 }
 

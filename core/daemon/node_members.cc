@@ -133,6 +133,9 @@ ec2::DescribeRouteTablesRequest Node::route_tables_request() const {
     rr.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
   }
   if (!id_.vpc_id.empty()) rr.filters.push_back({"vpc-id", {id_.vpc_id}});
+  // Pages of kRouteTablePage (EC2 refuses MaxResults only beside RouteTableId, which is
+  // never sent: explicit lists go by filter too), each with its own deadline.
+  rr.max_results = node_util::kRouteTablePage;
   return rr;
 }
 

@@ -14,6 +14,38 @@
 
 namespace hanat::daemon {
 
+namespace {
+
+// The engine paces its writes from the EC2 client's own per-API buckets (see
+// engine::WriteBudget); the writes it then emits are sent prepaid (node_execute.cc). Holds
+// the node's client pointer, not the client, so that it always reads the current one.
+class ClientWriteBudget final : public engine::WriteBudget {
+ public:
+  ClientWriteBudget(uv::Loop& loop, const std::unique_ptr<ec2::Client>& client)
+      : loop_(loop), client_(client) {}
+  std::optional<engine::Time> take(engine::WriteApi api, engine::Time now) override {
+    if (!client_) return std::nullopt;  // no client yet: nothing to pace
+    ec2::TokenBucket& b = bucket(api);
+    if (b.try_take(loop_.now())) return std::nullopt;
+    return now + b.wait_time(loop_.now());
+  }
+  void drain(engine::WriteApi api, engine::Time /*now*/) override {
+    if (client_) bucket(api).drain(loop_.now());
+  }
+  [[nodiscard]] double tokens(engine::WriteApi api, engine::Time /*now*/) const override {
+    return client_ ? bucket(api).tokens(loop_.now()) : 0.0;
+  }
+
+ private:
+  [[nodiscard]] ec2::TokenBucket& bucket(engine::WriteApi api) const {
+    return client_->bucket(engine::to_string(api), ec2::Bucket::Mutating);
+  }
+  uv::Loop& loop_;
+  const std::unique_ptr<ec2::Client>& client_;
+};
+
+}  // namespace
+
 using node_util::Clock;
 using node_util::err_of;
 using node_util::now;
@@ -125,7 +157,8 @@ void Node::phase_client() {
                           "credentials = \"environment\" but AWS_ACCESS_KEY_ID / "
                           "AWS_SECRET_ACCESS_KEY are not set");
       }
-      creds_ = std::make_shared<ec2::StaticCredentials>(*c);
+      // Re-read before AWS_CREDENTIAL_EXPIRATION instead of kept as read at start.
+      creds_ = std::make_shared<ec2::EnvCredentials>();
       break;
     }
     case config::CredentialsSource::InstanceRole: {
@@ -143,6 +176,11 @@ void Node::phase_client() {
   o.endpoint = e.endpoint;
   o.connect_timeout = e.connect_timeout;
   o.attempt_timeout = e.request_timeout;
+  for (const auto& [key, lim] : e.rate_limits) {
+    if (auto why = o.buckets.set(key, {lim.burst, lim.refill_per_s})) {
+      return fail_phase("EC2 client", "ec2.rate_limits: " + *why);
+    }
+  }
   if (auto why = ec2::validate(o)) return fail_phase("EC2 client", *why);
   if (o.endpoint.rfind("http://", 0) == 0) {
     log::warning("ec2.endpoint " + log::quote(o.endpoint) +
@@ -366,6 +404,7 @@ void Node::start_engine(Discovered d) {
   phase_error_.clear();
   machine_ = std::make_unique<engine::Machine>(
       std::make_shared<const engine::Config>(discovered_.engine), now());
+  machine_->use_write_budget(std::make_shared<ClientWriteBudget>(loop_, ec2_));
   start_probes();
   start_notices();
   start_refresh();

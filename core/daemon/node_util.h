@@ -19,6 +19,12 @@ inline engine::Time now() {
   return Clock::now();
 }
 
+// DescribeRouteTables by tag asks for pages of this many tables (EC2 accepts MaxResults 5 to
+// 100, and refuses it together with RouteTableId, so explicit lists stay unpaged): hundreds
+// of tables are then several small replies, each within the request timeout, instead of one
+// large reply that must arrive whole within it.
+inline constexpr int kRouteTablePage = 100;
+
 // The error of a completed EC2 call, or nullptr when it succeeded (what count_call() takes).
 template <class R>
 const ec2::Ec2Error* err_of(const R& r) {

@@ -41,10 +41,18 @@ bool handing_over(State s) {
 
 Machine::Machine(std::shared_ptr<const Config> cfg, Time start)
     : cfg_(std::move(cfg)), now_(start), state_since_(start) {
+  auto local = std::make_shared<LocalWriteBudget>(static_cast<double>(cfg_->write_burst),
+                                                  cfg_->write_refill_per_s, start);
+  local_budget_ = local.get();
+  budget_ = std::move(local);
   index_config();
-  tokens_ = static_cast<double>(cfg_->write_burst);
-  tokens_at_ = start;
   next_describe_at_ = start;
+}
+
+void Machine::use_write_budget(std::shared_ptr<WriteBudget> budget) {
+  if (!budget) return;
+  budget_ = std::move(budget);
+  local_budget_ = nullptr;
 }
 
 // ---- handle -------------------------------------------------------------------------------
@@ -231,7 +239,7 @@ Snapshot Machine::snapshot() const {
   s.pending_ops = pending_.size();
   s.stale_completions = stale_completions_;
   s.writes_total = writes_total_;
-  s.write_tokens = tokens_;
+  s.write_tokens = budget_->tokens(WriteApi::ReplaceRoute, now_);
   s.handover_deadline = handover_deadline_;
   return s;
 }

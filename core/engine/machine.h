@@ -28,6 +28,9 @@ namespace hanat::engine {
 class Machine {
  public:
   Machine(std::shared_ptr<const Config> cfg, Time start);
+  // Writes take their tokens from `budget` from now on instead of the engine's own buckets
+  // (Config::write_burst/write_refill_per_s); the daemon passes the EC2 client's.
+  void use_write_budget(std::shared_ptr<WriteBudget> budget);
 
   [[nodiscard]] std::vector<Action> handle(const Event& ev);
   [[nodiscard]] std::optional<Time> next_deadline() const { return next_deadline_; }
@@ -82,6 +85,7 @@ class Machine {
     std::string table;
     std::size_t route = 0;
     Target target;
+    WriteApi api = WriteApi::ReplaceRoute;
   };
   struct Transition {
     State next;
@@ -152,8 +156,7 @@ class Machine {
   [[nodiscard]] bool serving() const { return state_ == State::Standby || state_ == State::Active; }
   [[nodiscard]] Millis backoff(int attempts) const;
   void consider(Time t);
-  void refill_tokens();
-  bool take_token();  // false (and a deadline at the refill) when the bucket is empty
+  bool take_token(WriteApi api);  // false (and a deadline at the refill) when none is left
   OpId next_op() { return ++last_op_; }
 
   std::shared_ptr<const Config> cfg_;
@@ -193,8 +196,8 @@ class Machine {
   OpId last_op_ = 0;
   std::uint64_t stale_completions_ = 0;
   std::uint64_t writes_total_ = 0;
-  double tokens_ = 0;
-  Time tokens_at_{};
+  std::shared_ptr<WriteBudget> budget_;
+  LocalWriteBudget* local_budget_ = nullptr;  // budget_ when it is the engine's own
 
   bool dirty_ = true;  // facts changed since the last reconcile
   std::optional<Time> next_deadline_;

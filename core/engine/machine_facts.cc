@@ -247,8 +247,7 @@ void Machine::absorb_ec2(const Ec2Done& d) {
     case Ec2Outcome::Throttled:
       // The account's mutating bucket is empty: stop spending ours too, so retries of a large
       // failover trickle at the refill rate instead of storming (AWS "Request throttling").
-      tokens_ = 0;
-      tokens_at_ = now_;
+      budget_->drain(p.api, now_);
       [[fallthrough]];
     case Ec2Outcome::Retryable:
       ++r->attempts;
@@ -309,7 +308,6 @@ void Machine::absorb_config(const ConfigChanged& c) {
   nat_op_.reset();  // one in flight completes as stale
   nat_retry_at_ = now_;
   next_describe_at_ = now_;
-  refill_tokens();
   dirty_ = true;
 }
 
@@ -426,7 +424,9 @@ void Machine::index_config() {
     eips.push_back(std::move(e));
   }
   eips_ = std::move(eips);
-  tokens_ = std::min(tokens_, static_cast<double>(cfg_->write_burst));
+  if (local_budget_ != nullptr) {
+    local_budget_->set_limits(static_cast<double>(cfg_->write_burst), cfg_->write_refill_per_s);
+  }
   alloc_dirty_ = true;
 }
 

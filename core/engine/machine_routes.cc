@@ -13,7 +13,6 @@ namespace hanat::engine {
 // ---- routes -------------------------------------------------------------------------------
 
 void Machine::reconcile(std::vector<Action>& out) {
-  refill_tokens();
   next_deadline_.reset();
   if (alloc_dirty_) {
     recompute_allocation();
@@ -51,7 +50,7 @@ void Machine::reconcile(std::vector<Action>& out) {
     if (now_ >= nat_retry_at_) {
       OpId op = next_op();
       out.push_back(ApplyNat{op, epoch_});
-      pending_[op] = PendingOp{OpKind::Nat, epoch_, "", 0, {}};
+      pending_[op] = PendingOp{OpKind::Nat, epoch_, "", 0, {}, WriteApi::ReplaceRoute};
       nat_op_ = op;
       nat_wanted_ = false;
     } else {
@@ -131,11 +130,12 @@ void Machine::want(TableState& t, std::size_t ri, const Target& target, std::vec
     consider(r.retry_at);
     return;
   }
-  if (!take_token()) return;
-  OpId op = next_op();
   RouteVerb verb = r.belief.kind == TargetKind::Missing ? RouteVerb::Create : RouteVerb::Replace;
+  const WriteApi api = verb == RouteVerb::Create ? WriteApi::CreateRoute : WriteApi::ReplaceRoute;
+  if (!take_token(api)) return;
+  OpId op = next_op();
   out.push_back(WriteRoute{op, epoch_, verb, t.id, r.destination, target});
-  pending_[op] = PendingOp{OpKind::Write, epoch_, t.id, ri, target};
+  pending_[op] = PendingOp{OpKind::Write, epoch_, t.id, ri, target, api};
   r.op = op;
   ++t.writes;
   ++writes_total_;
@@ -166,10 +166,11 @@ void Machine::move_eips(std::vector<Action>& out) {
       consider(e.retry_at);
       continue;
     }
-    if (!take_token()) continue;
+    if (!take_token(WriteApi::AssociateAddress)) continue;
     OpId op = next_op();
     out.push_back(AssociateAddress{op, epoch_, e.eip.allocation_id, e.eip.zone});
-    pending_[op] = PendingOp{OpKind::Eip, epoch_, e.eip.allocation_id, 0, {}};
+    pending_[op] =
+        PendingOp{OpKind::Eip, epoch_, e.eip.allocation_id, 0, {}, WriteApi::AssociateAddress};
     e.op = op;
   }
 }
@@ -204,7 +205,7 @@ void Machine::maybe_recover(std::vector<Action>& out) {
     }
     OpId op = next_op();
     out.push_back(RecoverPeer{op, epoch_, m.m.instance_id, cfg_->recovery});
-    pending_[op] = PendingOp{OpKind::Recover, epoch_, "", 0, {}};
+    pending_[op] = PendingOp{OpKind::Recover, epoch_, "", 0, {}, WriteApi::ReplaceRoute};
     m.last_recovery = now_;
     consider(now_ + cfg_->recovery_cooldown);
   }
@@ -358,21 +359,12 @@ void Machine::consider(Time t) {
   if (!next_deadline_ || t < *next_deadline_) next_deadline_ = t;
 }
 
-bool Machine::take_token() {
-  if (tokens_ < 1.0) {
-    auto wait = std::chrono::duration<double>((1.0 - tokens_) / cfg_->write_refill_per_s);
-    consider(now_ + std::chrono::ceil<std::chrono::nanoseconds>(wait));
+bool Machine::take_token(WriteApi api) {
+  if (auto at = budget_->take(api, now_)) {
+    consider(*at);
     return false;
   }
-  tokens_ -= 1.0;
   return true;
-}
-
-void Machine::refill_tokens() {
-  double burst = static_cast<double>(cfg_->write_burst);
-  double elapsed = std::chrono::duration<double>(now_ - tokens_at_).count();
-  tokens_ = std::min(burst, tokens_ + elapsed * cfg_->write_refill_per_s);
-  tokens_at_ = now_;
 }
 
 }  // namespace hanat::engine

@@ -1,5 +1,6 @@
 #include "core/engine/types.h"
 
+#include <algorithm>
 #include <set>
 
 namespace hanat::engine {
@@ -156,6 +157,54 @@ const char* to_string(TargetKind k) {
       return "other";
   }
   return "?";
+}
+
+const char* to_string(WriteApi a) {
+  switch (a) {
+    case WriteApi::CreateRoute:
+      return "CreateRoute";
+    case WriteApi::ReplaceRoute:
+      return "ReplaceRoute";
+    case WriteApi::AssociateAddress:
+      return "AssociateAddress";
+  }
+  return "?";
+}
+
+LocalWriteBudget::LocalWriteBudget(double burst, double refill_per_s, Time start)
+    : burst_(burst),
+      refill_(refill_per_s),
+      tokens_{burst, burst, burst},
+      at_{start, start, start} {}
+
+void LocalWriteBudget::set_limits(double burst, double refill_per_s) {
+  burst_ = burst;
+  refill_ = refill_per_s;
+  for (double& t : tokens_) t = std::min(t, burst_);
+}
+
+double LocalWriteBudget::tokens(WriteApi api, Time now) const {
+  const auto i = static_cast<std::size_t>(api);
+  const double elapsed = now > at_[i] ? std::chrono::duration<double>(now - at_[i]).count() : 0.0;
+  return std::min(burst_, tokens_[i] + elapsed * refill_);
+}
+
+std::optional<Time> LocalWriteBudget::take(WriteApi api, Time now) {
+  const auto i = static_cast<std::size_t>(api);
+  tokens_[i] = tokens(api, now);
+  if (now > at_[i]) at_[i] = now;
+  if (tokens_[i] < 1.0) {
+    auto wait = std::chrono::duration<double>((1.0 - tokens_[i]) / refill_);
+    return now + std::chrono::ceil<std::chrono::nanoseconds>(wait);
+  }
+  tokens_[i] -= 1.0;
+  return std::nullopt;
+}
+
+void LocalWriteBudget::drain(WriteApi api, Time now) {
+  const auto i = static_cast<std::size_t>(api);
+  tokens_[i] = 0;
+  if (now > at_[i]) at_[i] = now;
 }
 
 }  // namespace hanat::engine

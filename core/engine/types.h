@@ -96,8 +96,9 @@ struct Config {
   Millis retry_base{200};
   Millis retry_max{10'000};
   Millis nat_retry{5'000};
-  // Client-side mirror of EC2's mutating-call bucket (50 burst, 5/s refill per account and
-  // region, AWS "Request throttling for the Amazon EC2 API").
+  // The engine's own write buckets when no WriteBudget is given (tests, benchmarks, plan):
+  // one per API, EC2's mutating default (50 burst, 5/s refill per account and region, AWS
+  // "Request throttling for the Amazon EC2 API"). The daemon gives the EC2 client's buckets.
   int write_burst = 50;
   double write_refill_per_s = 5.0;
   RecoveryAction recovery = RecoveryAction::None;
@@ -106,6 +107,41 @@ struct Config {
   // Optional EIP move. The member that holds (or is claiming) the zone's anchor table - the
   // first of the zone's tables by id - associates the zone's EIP with itself.
   std::vector<ZoneEip> eips;
+};
+
+// The EC2 APIs the engine writes with. EC2 meters each API in its own bucket, so a
+// CreateRoute never waits for ReplaceRoute tokens.
+enum class WriteApi : std::uint8_t { CreateRoute, ReplaceRoute, AssociateAddress };
+const char* to_string(WriteApi a);
+
+// Where the engine's writes take their tokens. The daemon passes the EC2 client's own per-API
+// buckets (one set of buckets per process, not a second copy in the engine that drifts from
+// the client's); the engine takes a token before it emits a write, and the client sends that
+// write without taking another.
+class WriteBudget {
+ public:
+  virtual ~WriteBudget() = default;
+  // Takes one token of `api`. nullopt when taken; otherwise when one will be available.
+  [[nodiscard]] virtual std::optional<Time> take(WriteApi api, Time now) = 0;
+  // EC2 answered RequestLimitExceeded: its bucket is empty, so this one should be too.
+  virtual void drain(WriteApi api, Time now) = 0;
+  [[nodiscard]] virtual double tokens(WriteApi api, Time now) const = 0;
+};
+
+// Token buckets kept by the engine itself, one per API, of `burst` and `refill_per_s`.
+class LocalWriteBudget final : public WriteBudget {
+ public:
+  LocalWriteBudget(double burst, double refill_per_s, Time start);
+  void set_limits(double burst, double refill_per_s);
+  [[nodiscard]] std::optional<Time> take(WriteApi api, Time now) override;
+  void drain(WriteApi api, Time now) override;
+  [[nodiscard]] double tokens(WriteApi api, Time now) const override;
+
+ private:
+  double burst_;
+  double refill_;
+  double tokens_[3];
+  Time at_[3];
 };
 
 // Empty when valid; otherwise one message per problem, naming the field.

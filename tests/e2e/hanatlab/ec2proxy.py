@@ -25,6 +25,16 @@ What each mode gives the client, as EC2 or the network would:
                a client that gives up first closes the connection and is forgotten
   reset        the request is read, then the connection is closed with a TCP RST
 
+Two more keys emulate EC2 itself rather than a fault, and apply whatever the mode:
+  "skew":    seconds (may be negative) EC2's clock is ahead of the lab's. A request whose
+             X-Amz-Date is more than 5 minutes from EC2's clock gets HTTP 400 RequestExpired
+             (as EC2 answers a signature from a host whose clock is off); every reply, the
+             relayed ones too, carries EC2's clock in its Date header.
+  "buckets": {action: [burst, refill per second]}: EC2's per-API request token buckets
+             ("Request throttling for the Amazon EC2 API"); a request of a listed action when
+             its bucket holds less than one token gets RequestLimitExceeded (HTTP 503), and
+             is logged with mode "bucket".
+
 Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
 HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
 naming a route table adds route_table, destination and target (the target parameter's
@@ -35,6 +45,7 @@ Usage: python3 -m hanatlab.ec2proxy --listen ADDR --upstream ADDR:PORT --control
 """
 
 import argparse
+import calendar
 import json
 import os
 import select
@@ -62,17 +73,37 @@ ERRORS = {
                       "the AWS forums."),
     "Unavailable": (503, "Service Unavailable",
                     "The server is overloaded and can't handle the request."),
+    "RequestExpired": (400, "Bad Request",
+                       "Request has expired."),
 }
+SKEW_LIMIT = 300.0  # EC2 refuses a signature time more than 5 minutes from its clock
 
 
-def error_reply(code, request_id):
+def http_date(t):
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t))
+
+
+def amz_date(head):
+    """The X-Amz-Date of a request head as epoch seconds, or None."""
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        k, sep, v = line.partition(":")
+        if sep and k.strip().lower() == "x-amz-date":
+            try:
+                return calendar.timegm(time.strptime(v.strip(), "%Y%m%dT%H%M%SZ"))
+            except ValueError:
+                return None
+    return None
+
+
+def error_reply(code, request_id, date=None):
     status, reason, message = ERRORS[code]
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>'
             f"{code}</Code><Message>{message}</Message></Error></Errors>"
             f"<RequestID>{request_id}</RequestID></Response>").encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml;charset=UTF-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-            "Server: AmazonEC2\r\n\r\n").encode()
+            + (f"Date: {http_date(date)}\r\n" if date is not None else "")
+            + "Server: AmazonEC2\r\n\r\n").encode()
     return status, head + body
 
 
@@ -170,6 +201,29 @@ class Proxy:
         self.lock = threading.Lock()
         self.n_5xx = 0
         self.n_req = 0
+        self.tokens = {}  # action -> (tokens, at) of the emulated EC2 buckets
+
+    def control(self):
+        try:
+            with open(self.control_path) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return c if isinstance(c, dict) else {}
+
+    def take_token(self, action, buckets):
+        """EC2's bucket for `action`: True when a token was taken (or none is emulated)."""
+        spec = buckets.get(action) if isinstance(buckets, dict) else None
+        if not spec:
+            return True
+        burst, refill = float(spec[0]), float(spec[1])
+        now = time.monotonic()
+        with self.lock:
+            have, at = self.tokens.get(action, (burst, now))
+            have = min(burst, have + (now - at) * refill)
+            ok = have >= 1.0
+            self.tokens[action] = (have - 1.0 if ok else have, now)
+        return ok
 
     def fault(self, action=None, known=False):
         """The mode that applies now (None: pass). known=False: the action is not read yet,
@@ -197,9 +251,10 @@ class Proxy:
         with self.lock:
             self.log.write(json.dumps(rec) + "\n")
 
-    def forward(self, conn, head, body):
-        """Sends the request to moto unchanged and relays the reply until moto closes.
-        Returns moto's HTTP status (or 502 when moto could not be reached)."""
+    def forward(self, conn, head, body, skew=None):
+        """Sends the request to moto unchanged and relays the reply until moto closes
+        (with EC2's skewed clock in its Date header when `skew` is set). Returns moto's HTTP
+        status (or 502 when moto could not be reached)."""
         try:
             up = socket.create_connection(self.upstream, timeout=5)
         except OSError:
@@ -212,6 +267,7 @@ class Proxy:
             up.settimeout(UPSTREAM_TIMEOUT)
             up.sendall(head + body)
             first = b""
+            held = b""  # with a skew: the reply head, until its end, to rewrite its Date
             while True:
                 chunk = up.recv(65536)
                 if not chunk:
@@ -221,7 +277,19 @@ class Proxy:
                     line = first.split(b"\r\n", 1)[0].split(b" ")
                     if len(line) >= 2 and line[1].isdigit() and line[1] != b"100":
                         status = int(line[1])
+                if skew is not None and held is not None:
+                    held += chunk
+                    if b"\r\n\r\n" not in held:
+                        continue
+                    rhead, _, rest = held.partition(b"\r\n\r\n")
+                    lines = [ln for ln in rhead.split(b"\r\n")
+                             if not ln.lower().startswith(b"date:")]
+                    lines.insert(1, f"Date: {http_date(time.time() + skew)}".encode())
+                    chunk = b"\r\n".join(lines) + b"\r\n\r\n" + rest
+                    held = None
                 conn.sendall(chunk)
+            if held:
+                conn.sendall(held)
         return status
 
     def handle(self, conn):
@@ -246,6 +314,31 @@ class Proxy:
             return
         head, body, target, action = req
         detail = route_detail(target, body)
+        ctl = self.control()
+        skew = ctl.get("skew")
+        skew = float(skew) if isinstance(skew, (int, float)) else None
+        if skew is not None:
+            signed = amz_date(head)
+            ec2_now = time.time() + skew
+            if signed is None or abs(signed - ec2_now) > SKEW_LIMIT:
+                status, data = error_reply("RequestExpired", f"hanatlab-{os.getpid()}",
+                                           date=ec2_now)
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    pass
+                conn.close()
+                self.write_log(action, "skew", status, client)
+                return
+        if not self.take_token(action, ctl.get("buckets")):
+            status, data = error_reply("RequestLimitExceeded", f"hanatlab-{os.getpid()}")
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+            conn.close()
+            self.write_log(action, "bucket", status, client)
+            return
         mode = self.fault(action, known=True)
         if mode in ("unavailable", "reset"):
             rst_close(conn)
@@ -283,7 +376,7 @@ class Proxy:
                         self.write_log(action, mode, "abandoned", client, detail)
                         return
         try:
-            status = self.forward(conn, head, body)
+            status = self.forward(conn, head, body, skew)
         except OSError:
             status = None
         conn.close()

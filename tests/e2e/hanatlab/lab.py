@@ -771,13 +771,15 @@ class Lab:
 
     EC2_FAULT_MODES = ("unavailable", "throttle", "5xx", "stall", "reset")
 
-    def ec2_fault(self, mode=None, duration=None, actions=None):
+    def ec2_fault(self, mode=None, duration=None, actions=None, skew=None):
         """Sets the EC2 fault proxy's fault (see hanatlab/ec2proxy.py): mode None =
         pass-through; "unavailable" (connection reset at once), "throttle" (HTTP 503
         RequestLimitExceeded), "5xx" (500 InternalError / 503 Unavailable, alternating),
         "stall" (never answered while the fault lasts), "reset" (request read, then RST).
         duration: seconds after which the proxy passes again by itself. actions: EC2 Action
-        names the fault applies to (others pass). Applies to the next request read."""
+        names the fault applies to (others pass). skew: seconds EC2's clock is ahead of the
+        lab's (the proxy then refuses signatures more than 5 minutes off with RequestExpired
+        and stamps replies with EC2's Date). Applies to the next request read."""
         if mode is not None and mode not in self.EC2_FAULT_MODES:
             raise ValueError(f"ec2_fault: mode {mode!r}: None or one of "
                              f"{', '.join(self.EC2_FAULT_MODES)}")
@@ -786,10 +788,13 @@ class Lab:
         if actions is not None and (isinstance(actions, str) or
                                     not all(isinstance(a, str) and a for a in actions)):
             raise ValueError(f"ec2_fault: actions {actions!r}: a list of EC2 Action names")
+        if skew is not None and not isinstance(skew, (int, float)):
+            raise ValueError(f"ec2_fault: skew {skew!r}: a number of seconds")
         write_json(self.desc["ec2_proxy"]["control"], {
             "mode": mode,
             "until": None if mode is None or duration is None else time.time() + duration,
-            "actions": list(actions) if actions else None})
+            "actions": list(actions) if actions else None,
+            "skew": skew})
 
     def ec2_fault_log(self, since_ns=None):
         """Requests the proxy saw: [{t_ns (wall clock), action, mode, status, client}],

@@ -37,6 +37,7 @@ using hanat::testing::run_until;
 struct Seed {
   std::string key_id, secret, region, vpc, igw, floating_eni, eip_allocation, nat_gateway;
   std::vector<std::string> subnets, route_tables, nat_instances, extra_instances, primary_enis;
+  std::vector<std::string> bench_route_tables;  // 200, in a VPC of their own
 };
 
 int free_port() {
@@ -193,6 +194,7 @@ class Moto : public ::testing::Environment {
     seed.nat_instances = strings(json_object_get(j, "nat_instances"));
     seed.extra_instances = strings(json_object_get(j, "extra_instances"));
     seed.primary_enis = strings(json_object_get(j, "primary_enis"));
+    seed.bench_route_tables = strings(json_object_get(j, "bench_route_tables"));
     json_decref(j);
   }
 
@@ -574,6 +576,171 @@ TEST_F(MotoTest, DescribeInstancesFollowsNextToken) {
   EXPECT_NE(proxy.requests()[1].body.find("&NextToken="), std::string::npos);
   via_proxy.reset();
   proxy.close();
+}
+
+// The lab's EC2 fault proxy (tests/e2e/hanatlab/ec2proxy.py) in front of this binary's
+// moto_server, emulating EC2 itself: its clock ("skew") or its per-API buckets ("buckets").
+class Ec2Proxy {
+ public:
+  explicit Ec2Proxy(const std::string& control_json) {
+    char tmpl[] = "/tmp/hanat-ec2proxy-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return;
+    dir_ = tmpl;
+    control_ = dir_ + "/control.json";
+    log_ = dir_ + "/proxy.log";
+    const std::string ready = dir_ + "/ready.json";
+    std::FILE* f = std::fopen(control_.c_str(), "w");
+    if (f == nullptr) return;
+    std::fputs(control_json.c_str(), f);
+    std::fclose(f);
+    const std::string upstream = Moto::endpoint.substr(std::strlen("http://"));
+    const std::string script = HANAT_SOURCE_DIR "/tests/e2e/hanatlab/ec2proxy.py";
+    const char* argv[] = {"python3",    script.c_str(),   "--listen",  "127.0.0.1",
+                          "--upstream", upstream.c_str(), "--control", control_.c_str(),
+                          "--log",      log_.c_str(),     "--ready",   ready.c_str(),
+                          nullptr};
+    if (posix_spawnp(&pid_, "python3", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
+      pid_ = -1;
+      return;
+    }
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < end && port_ == 0) {
+      if (std::FILE* r = std::fopen(ready.c_str(), "r")) {
+        int port = 0;
+        if (std::fscanf(r, "{\"port\": %d}", &port) == 1) port_ = port;
+        std::fclose(r);
+      }
+      if (port_ == 0) std::this_thread::sleep_for(20ms);  // polling a file with a deadline
+    }
+  }
+  ~Ec2Proxy() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
+  }
+  Ec2Proxy(const Ec2Proxy&) = delete;
+  Ec2Proxy& operator=(const Ec2Proxy&) = delete;
+  [[nodiscard]] bool ok() const { return port_ != 0; }
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // The proxy's log lines (one JSON object per request) that contain every one of `needles`.
+  // The proxy logs a request after replying to it: a count that should reach `want` is
+  // polled for up to 2 s; returns the last count seen.
+  [[nodiscard]] int settled_count(std::initializer_list<std::string> needles, int want) const {
+    const auto end = std::chrono::steady_clock::now() + 2s;
+    int n = count(needles);
+    while (n < want && std::chrono::steady_clock::now() < end) {
+      std::this_thread::sleep_for(20ms);  // polling a file with a deadline
+      n = count(needles);
+    }
+    return n;
+  }
+  [[nodiscard]] int count(std::initializer_list<std::string> needles) const {
+    std::FILE* f = std::fopen(log_.c_str(), "r");
+    if (f == nullptr) return 0;
+    int n = 0;
+    char line[4096];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      const std::string l(line);
+      bool all = true;
+      for (const auto& s : needles) all = all && l.find(s) != std::string::npos;
+      n += all ? 1 : 0;
+    }
+    std::fclose(f);
+    return n;
+  }
+
+ private:
+  std::string dir_, control_, log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// EC2's clock 10 minutes ahead of this host's (a NAT at boot before chrony synced): the
+// first call is refused with RequestExpired and EC2's Date; the client corrects its clock
+// from it, the re-signed retry succeeds, and later calls are signed right the first time.
+TEST_F(MotoTest, ClockTenMinutesOffStillWorks) {
+  Ec2Proxy proxy(R"({"skew": 600})");
+  ASSERT_TRUE(proxy.ok()) << "ec2proxy.py did not start";
+  auto c = make_client_at(proxy.url());
+  DescribeRouteTablesRequest d;
+  d.route_table_ids = {Moto::seed.route_tables[0]};
+  auto r = run(d, Priority::Read, c.get());
+  ASSERT_TRUE(r.has_value()) << r.error().describe();
+  EXPECT_EQ(r->route_tables.size(), 1u);
+  EXPECT_GT(c->clock_offset(), 590s);
+  EXPECT_LT(c->clock_offset(), 610s);
+  ReplaceRouteRequest rr;
+  rr.route_table_id = Moto::seed.bench_route_tables.at(0);
+  rr.target = RouteTarget::eni(Moto::seed.primary_enis[1]);
+  auto w = run(rr, Priority::RouteWrite, c.get());
+  EXPECT_TRUE(w.has_value()) << w.error().describe();
+  EXPECT_EQ(proxy.settled_count({"\"mode\": \"skew\"", "400"}, 1), 1)
+      << "one refusal, then EC2's clock";
+  EXPECT_EQ(proxy.settled_count({"\"status\": 200"}, 2), 2);
+}
+
+// 200 route tables fail over at once through EC2's ReplaceRoute bucket (50 burst, 5/s refill,
+// emulated by the proxy): the client's own buckets pace the writes so that EC2 never throttles
+// (no RequestLimitExceeded) and the whole failover takes what the bucket allows, <= 33 s
+// (DESIGN "Defaults and targets"). bench/ec2/failover200.sh runs this test for the figure.
+TEST_F(MotoTest, FailoverOf200TablesWithinEc2sBucketWithoutThrottling) {
+  const auto& tables = Moto::seed.bench_route_tables;
+  ASSERT_EQ(tables.size(), 200u);
+  Ec2Proxy proxy(R"({"buckets": {"ReplaceRoute": [50, 5]}})");
+  ASSERT_TRUE(proxy.ok()) << "ec2proxy.py did not start";
+  ClientOptions o;
+  o.region = Moto::seed.region;
+  o.endpoint = proxy.url();
+  o.attempt_timeout = 5000ms;
+  Client c(loop_, o,
+           std::make_shared<StaticCredentials>(
+               Credentials{Moto::seed.key_id, Moto::seed.secret, "", std::nullopt}));
+  int ok = 0;
+  int failed = 0;
+  std::string first_error;
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& t : tables) {
+    ReplaceRouteRequest rr;
+    rr.route_table_id = t;
+    rr.target = RouteTarget::eni(Moto::seed.primary_enis[0]);
+    c.replace_route(rr, {Priority::RouteWrite, 60s}, [&](Ec2Result<SimpleOk> r) {
+      if (r) {
+        ++ok;
+      } else if (failed++ == 0) {
+        first_error = r.error().describe();
+      }
+    });
+  }
+  ASSERT_TRUE(run_until(
+      loop_, [&] { return ok + failed == 200; }, 60s));
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "200-table failover through EC2's ReplaceRoute bucket (50 burst, 5/s): %.1f s, "
+      "%d RequestLimitExceeded\n",
+      took, proxy.count({"\"mode\": \"bucket\""}));
+  EXPECT_EQ(failed, 0) << first_error;
+  EXPECT_LE(took, 33.0);
+  EXPECT_EQ(proxy.count({"\"mode\": \"bucket\""}), 0) << "EC2 throttled the failover";
+  EXPECT_EQ(proxy.settled_count({"ReplaceRoute", "\"status\": 200"}, 200), 200);
+  // Every table points at the new NAT (read straight from moto).
+  DescribeRouteTablesRequest d;
+  d.route_table_ids = {tables.front(), tables.back()};
+  auto r = run(d);
+  ASSERT_TRUE(r.has_value()) << r.error().describe();
+  for (const auto& t : r->route_tables) {
+    bool moved = false;
+    for (const auto& rt : t.routes) {
+      moved = moved || (rt.destination_cidr == "0.0.0.0/0" &&
+                        rt.network_interface_id == Moto::seed.primary_enis[0]);
+    }
+    EXPECT_TRUE(moved) << t.route_table_id;
+  }
 }
 
 }  // namespace

@@ -67,6 +67,16 @@ eip_b = ec2.allocate_address(Domain="vpc")
 natgw = ec2.create_nat_gateway(SubnetId=sub_a,
                                AllocationId=eip_b["AllocationId"])["NatGateway"]["NatGatewayId"]
 
+# 200 route tables in a VPC of their own (the other tests' views stay as they were), each
+# with 0.0.0.0/0 on the second NAT's ENI: the 200-table failover moves them all to the first.
+bench_vpc = ec2.create_vpc(CidrBlock="198.19.0.0/16")["Vpc"]["VpcId"]
+bench_rtbs = []
+for i in range(200):
+    rtb = ec2.create_route_table(VpcId=bench_vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="0.0.0.0/0",
+                     NetworkInterfaceId=primary_enis[nats[1]])
+    bench_rtbs.append(rtb)
+
 # From here on every request must be signed by an IAM identity (MOTO.md).
 req = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0",
                              headers={"Content-Type": "text/plain"}, method="POST")
@@ -87,4 +97,5 @@ print(json.dumps({
     "eip_allocation": eip["AllocationId"],
     "eip_public_ip": eip["PublicIp"],
     "nat_gateway": natgw,
+    "bench_route_tables": bench_rtbs,
 }))

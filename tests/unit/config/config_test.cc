@@ -342,5 +342,28 @@ TEST(Config, GroupRefreshIntervalDefaultsTo30sAndIsBounded) {
   EXPECT_THAT(e.message, HasSubstr("out of range [1s, 1h]"));
 }
 
+TEST(Config, Ec2RateLimits) {
+  Config c = ok(std::string(kMinimal) +
+                "[ec2]\nrate_limits = { ReplaceRoute = \"100/10\", mutating = \"40/0.5\" }\n");
+  ASSERT_EQ(c.ec2.rate_limits.size(), 2u);
+  EXPECT_EQ(c.ec2.rate_limits.at("ReplaceRoute"), (RateLimit{100, 10}));
+  EXPECT_EQ(c.ec2.rate_limits.at("mutating"), (RateLimit{40, 0.5}));
+  EXPECT_TRUE(ok(kMinimal).ec2.rate_limits.empty()) << "EC2's defaults unless configured";
+}
+
+TEST(ConfigErrors, Ec2RateLimitsNameTheBadKeyOrValue) {
+  Error e = one_error(std::string(kMinimal) + "[ec2]\nrate_limits = { ReplaceRoutes = \"5/1\" }\n");
+  EXPECT_EQ(e.key, "ec2.rate_limits.ReplaceRoutes");
+  EXPECT_THAT(e.message, HasSubstr("ReplaceRoute,"));
+  for (const char* bad : {"\"50\"", "\"0/5\"", "\"50/0\"", "\"2.5/1\"", "\"a/b\"", "50"}) {
+    Error v =
+        one_error(std::string(kMinimal) + "[ec2]\nrate_limits = { CreateRoute = " + bad + " }\n");
+    EXPECT_EQ(v.key, "ec2.rate_limits.CreateRoute") << bad;
+    EXPECT_THAT(v.message, HasSubstr("burst/refill")) << bad;
+  }
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\nrate_limits = \"50/5\"\n").message,
+              HasSubstr("expected a table"));
+}
+
 }  // namespace
 }  // namespace hanat::config

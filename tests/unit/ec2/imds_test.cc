@@ -291,7 +291,9 @@ TEST(RoleCredentials, RefreshesBeforeExpirationAndKeepsValidOnesOnFailure) {
   {
     FakeImds fake(loop);
     fake.set_credentials("ASIAFIRST", 3s);
-    ImdsClient imds(loop, {fake.url(), 21600s, 1000ms, false});
+    ImdsOptions io{fake.url(), 21600s, 1000ms, false};
+    io.retry_base = 5ms;  // IMDS retries each 500 three times (1 + 3 requests) first
+    ImdsClient imds(loop, io);
     // Refresh 2.5 s before the 3 s expiry, i.e. after ~0.5 s; retry failures every 100 ms.
     RoleCredentials role(loop, imds, {2500ms, 100ms});
     std::vector<std::string> events;
@@ -302,8 +304,9 @@ TEST(RoleCredentials, RefreshesBeforeExpirationAndKeepsValidOnesOnFailure) {
     ASSERT_TRUE(first.has_value()) << role.status();
     EXPECT_EQ(first->access_key_id, "ASIAFIRST");
     EXPECT_EQ(first->session_token, "tokASIAFIRST");
-    // The next refresh fails twice (IMDS 500); the old credentials stay in use meanwhile.
-    fake.fail_next(2);
+    // The next two refreshes fail (IMDS 500 on every retry); the old credentials stay in use
+    // meanwhile.
+    fake.fail_next(8);
     fake.set_credentials("ASIASECOND", 3600s);
     ASSERT_TRUE(run_until(loop, [&] { return events.size() == 2; }));
     EXPECT_EQ(events[1], "HTTP500");

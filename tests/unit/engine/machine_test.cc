@@ -778,5 +778,42 @@ TEST(FailoverMachine, OnlyTheOlderMemberOfAPairMayRecoverTheOther) {
   EXPECT_THAT(only<RecoverPeer>(h.take()), IsEmpty());
 }
 
+// The daemon hands the engine the EC2 client's buckets: the engine then paces from those
+// (one set of buckets per process) and keeps none of its own.
+class FakeBudget final : public WriteBudget {
+ public:
+  std::optional<Time> take(WriteApi api, Time now) override {
+    ++asked[static_cast<int>(api)];
+    if (left[static_cast<int>(api)] <= 0) return now + 1s;
+    --left[static_cast<int>(api)];
+    return std::nullopt;
+  }
+  void drain(WriteApi api, Time /*now*/) override { left[static_cast<int>(api)] = 0; }
+  double tokens(WriteApi api, Time /*now*/) const override { return left[static_cast<int>(api)]; }
+  int left[3] = {0, 2, 0};
+  int asked[3] = {0, 0, 0};
+};
+
+TEST(FailoverMachine, WritesTakeTheirTokensFromTheGivenBudget) {
+  Harness h{base_config()};  // its own buckets (50 burst) would let all four go at once
+  auto budget = std::make_shared<FakeBudget>();
+  h.m().use_write_budget(budget);
+  h.start({{"rtb-b1", "b", inst("i-b"), 4},
+           {"rtb-b2", "b", inst("i-b"), 3},
+           {"rtb-b3", "b", inst("i-b"), 2},
+           {"rtb-b4", "b", inst("i-b"), 1}});
+  h.take();
+  auto a = h.probes("i-b", false, 3);
+  EXPECT_THAT(write_tables(a), ElementsAre("rtb-b1", "rtb-b2"));
+  EXPECT_GE(budget->asked[static_cast<int>(WriteApi::ReplaceRoute)], 3);
+  EXPECT_EQ(budget->asked[static_cast<int>(WriteApi::CreateRoute)], 0);
+  EXPECT_EQ(h.snap().write_tokens, 0.0);
+  h.take();
+  h.complete_writes();
+  budget->left[static_cast<int>(WriteApi::ReplaceRoute)] = 5;
+  h.advance(1s);
+  EXPECT_THAT(write_tables(h.take()), ElementsAre("rtb-b3", "rtb-b4"));
+}
+
 }  // namespace
 }  // namespace hanat::engine::testing
