@@ -943,6 +943,83 @@ TEST_F(NetfilterNetns, RepairPurgesFlowsThatStartedWhileTheTableWasMissing) {
   ::close(rx);
 }
 
+TEST_F(NetfilterNetns, LeakCounterCountsUnNattedPacketsAndTheForwardCheckPurgesThem) {
+  Netns priv("priv");
+  Netns out("out");
+  ASSERT_NO_FATAL_FAILURE(build_early_flow_topology(*nat_, priv, out));
+  const int rx = udp_socket_bound(out, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = local_port(rx);
+  NatSpec spec;
+  spec.egress_interface = "wan0";
+  spec.source_cidrs = {"198.18.1.0/24"};
+  spec.forward_counters = true;
+  spec.leak_counter = true;
+  uv::Loop loop;
+  {
+    // Neither notifications nor the drift timer: the table is put back by hand below, so
+    // only the forward check can find the flow that escaped.
+    NatManager m(loop, ManagerOptions{.drift_interval = 60s, .watch_notifications = false});
+    std::vector<PurgeOutcome> purges;
+    m.on_purge([&](const PurgeOutcome& p) { purges.push_back(p); });
+    ASSERT_TRUE(m.apply(spec, {}));
+    ASSERT_EQ(purges.size(), 1U);
+
+    // NATed traffic is not counted (its source is this host's after srcnat), nor is this
+    // host's own (a local source).
+    const int natted = udp_socket_bound(priv, "198.18.1.2");
+    ASSERT_GE(natted, 0);
+    EXPECT_EQ(source_seen_from(natted, rx, port), "198.19.1.1");
+    ASSERT_EQ(sh(nat_->exec("ping -c 2 -i 0.2 -W 1 -q 198.19.1.2 >/dev/null")), 0);
+    auto nl = Netlink::open();
+    ASSERT_TRUE(nl);
+    auto c0 = nl->read_forward_counters("hanat");
+    ASSERT_TRUE(c0) << c0.error().message;
+    EXPECT_GE(c0->out, 1U);
+    EXPECT_EQ(c0->leaked, 0U);
+
+    // The table goes, a flow starts without NAT, and the table comes back without a purge
+    // (as if the purge had failed): the flow keeps leaking, and the counter sees it.
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    const int early = udp_socket_bound(priv, "198.18.1.2");
+    ASSERT_GE(early, 0);
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.18.1.2");
+    auto batch = build_batch(spec, nl->next_seq());
+    ASSERT_TRUE(batch);
+    ASSERT_TRUE(nl->commit(*batch));
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.18.1.2");
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.18.1.2");
+    auto c1 = nl->read_forward_counters("hanat");
+    ASSERT_TRUE(c1) << c1.error().message;
+    EXPECT_EQ(c1->leaked, 2U);
+
+    // The forward check reads the growth and purges; the flow's next packet is NATed.
+    daemon::ForwardCheck fc(m);
+    daemon::ForwardCheckOptions fo;
+    fo.interval = 50ms;
+    fc.watch_forwarding(fo);
+    const sockaddr_in to = addr("198.19.1.2", port);
+    const char msg[] = "hanat";
+    uv::Timer stream(loop);
+    ASSERT_FALSE(stream.start(5ms, 5ms, [&] {
+      (void)::sendto(early, msg, sizeof msg, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    }));
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return purges.size() >= 2; }, 3s));
+    EXPECT_EQ(purges.back().error, "");
+    EXPECT_GE(purges.back().purged, 1U);
+    EXPECT_GE(fc.forward().leaked_total(), 1U);
+    (void)stream.stop();
+    EXPECT_EQ(source_seen_from(early, rx, port), "198.19.1.1");
+    EXPECT_NE(fc.forward().state(), engine::Health::Down);
+    fc.watch_forwarding(std::nullopt);
+    m.stop();
+    for (int fd : {natted, early}) ::close(fd);
+  }
+  testing::expect_clean_close(loop);
+  ::close(rx);
+}
+
 // --- repair on nftables notifications (issue #23) -----------------------------------------
 
 TEST_F(NetfilterNetns, NotificationRepairsADeletedTableAtOnceAndOwnCommitsRepairNothing) {
