@@ -164,6 +164,10 @@ status::Json Node::status() const {
     set_int(counters, "drift_repairs",
             static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
     set_int(counters, "unnatted_flows_purged", static_cast<std::int64_t>(nc.purged));
+    if (nat_->forward_watching()) {
+      set_int(counters, "unnatted_packets_leaked",
+              static_cast<std::int64_t>(forward_->forward().leaked_total()));
+    }
   }
   // "Action outcome" -> count (flat, as before), and the same grouped by action.
   json_t* calls = json_object();
