@@ -136,12 +136,16 @@ void NatManager::ensure_monitor() {
     monitor_->set_table(nat_->table);
     return;
   }
-  auto m = NftMonitor::open(loop_, nat_->table, [this](const std::string& what) {
-    if (!nat_) return;
-    ++counters_.notified_checks;
-    // Outcome recorded in health_/counters_ and reported through the callbacks.
-    (void)check_now("nftables notification: " + what);
-  });
+  auto m = NftMonitor::open(
+      loop_, nat_->table,
+      [this](const std::string& what) {
+        if (!nat_) return;
+        ++counters_.notified_checks;
+        if (monitor_) counters_.notifications_lost = monitor_->overruns();
+        // Outcome recorded in health_/counters_ and reported through the callbacks.
+        (void)check_now("nftables notification: " + what);
+      },
+      options_.notification_rcvbuf);
   if (!m) {
     monitor_error_ = m.error().message;
     return;

@@ -40,14 +40,15 @@ struct Health {
 };
 
 struct NatCounters {
-  uint64_t applies = 0;          // apply() calls that committed
-  uint64_t checks = 0;           // drift checks run
-  uint64_t table_repairs = 0;    // table re-applied because it was missing or altered
-  uint64_t sysctl_repairs = 0;   // sysctls rewritten because they had drifted
-  uint64_t failures = 0;         // applies or checks that left the data plane unhealthy
-  uint64_t purged = 0;           // conntrack entries that escaped NAT, deleted (conntrack.h)
-  uint64_t purge_failures = 0;   // purges that could not read or delete the entries
-  uint64_t notified_checks = 0;  // checks run because nftables announced a change to the table
+  uint64_t applies = 0;             // apply() calls that committed
+  uint64_t checks = 0;              // drift checks run
+  uint64_t table_repairs = 0;       // table re-applied because it was missing or altered
+  uint64_t sysctl_repairs = 0;      // sysctls rewritten because they had drifted
+  uint64_t failures = 0;            // applies or checks that left the data plane unhealthy
+  uint64_t purged = 0;              // conntrack entries that escaped NAT, deleted (conntrack.h)
+  uint64_t purge_failures = 0;      // purges that could not read or delete the entries
+  uint64_t notified_checks = 0;     // checks run because nftables announced a change to the table
+  uint64_t notifications_lost = 0;  // ENOBUFS on the notification socket (each: one check)
 };
 
 // One repair, for the log line: what was wrong and what noticed it.
@@ -78,6 +79,7 @@ struct ManagerOptions {
   // Verify at once when nftables announces a change to the table (monitor.h). Off only in
   // tests that measure the drift timer alone.
   bool watch_notifications = true;
+  int notification_rcvbuf = NftMonitor::kDefaultRcvBuf;  // bytes; tests shrink it
 };
 
 class NatManager {

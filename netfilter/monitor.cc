@@ -14,10 +14,6 @@ namespace hanat::netfilter {
 
 namespace {
 
-// Large enough that `nft flush ruleset` of a big ruleset (one message per rule) does not
-// overrun before the loop gets to read; an overrun is still handled (ENOBUFS -> verify).
-constexpr int kRcvBuf = 4 * 1024 * 1024;
-
 // NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE, NFTA_OBJ_TABLE and
 // NFTA_FLOWTABLE_TABLE are all attribute 1: every object message names its table first.
 constexpr uint16_t kAttrTable = 1;
@@ -68,7 +64,8 @@ std::optional<Notice> notification_about(const void* msg, size_t len, std::strin
 }
 
 core::Result<std::unique_ptr<NftMonitor>, Error> NftMonitor::open(
-    uv::Loop& loop, std::string table, std::function<void(const std::string&)> on_change) {
+    uv::Loop& loop, std::string table, std::function<void(const std::string&)> on_change,
+    int rcvbuf) {
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
@@ -89,12 +86,11 @@ core::Result<std::unique_ptr<NftMonitor>, Error> NftMonitor::open(
   }
   const int fd = mnl_socket_get_fd(sock);
   // Best effort: SO_RCVBUFFORCE needs CAP_NET_ADMIN, SO_RCVBUF is capped by rmem_max.
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kRcvBuf, sizeof kRcvBuf) != 0) {
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kRcvBuf, sizeof kRcvBuf);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   }
   std::unique_ptr<NftMonitor> m(new NftMonitor(loop, sock, std::move(table), std::move(on_change)));
-  if (auto ec = m->poll_->start(UV_READABLE, [raw = m.get()](int, int) { raw->on_readable(); });
-      ec) {
+  if (auto ec = m->watch(); ec) {
     return fail(ec, "nftables notification socket: watching it on the loop: " + ec.message());
   }
   return m;
@@ -106,14 +102,33 @@ NftMonitor::NftMonitor(uv::Loop& loop, mnl_socket* sock, std::string table,
       table_(std::move(table)),
       on_change_(std::move(on_change)),
       buf_(MNL_SOCKET_BUFFER_SIZE * 4),
+      rewatch_(loop),
       poll_(std::make_unique<uv::Poll>(loop, mnl_socket_get_fd(sock))) {}
+
+std::error_code NftMonitor::watch() {
+  return poll_->start(UV_READABLE, [this](int status, int) {
+    const uint64_t overruns = overruns_;
+    const std::optional<std::string> what = drain();
+    // An overrun sets the socket's error, which poll reports as POLLERR, and libuv stops a
+    // poll handle on POLLERR (uv__poll_io). The drain above read the error (ENOBUFS), which
+    // clears it: watch again from the next loop iteration (not from inside this callback,
+    // which start() would replace while it runs). Any other error leaves the socket
+    // unwatched rather than spinning; the drift timer still checks.
+    if (status < 0 && overruns_ > overruns) {
+      (void)rewatch_.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                           [this] { (void)watch(); });
+    }
+    // Last: the callback may destroy this monitor (the manager stopping).
+    if (what && on_change_) on_change_(*what);
+  });
+}
 
 NftMonitor::~NftMonitor() {
   poll_.reset();  // uv_close before the fd number can be reused
   mnl_socket_close(sock_);
 }
 
-void NftMonitor::on_readable() {
+std::optional<std::string> NftMonitor::drain() {
   // Drain everything queued, then report once: one transaction announces many objects, and
   // one verify covers them all.
   std::optional<Notice> top;
@@ -134,9 +149,7 @@ void NftMonitor::on_readable() {
       if (notice && (!top || notice->rank > top->rank)) top = std::move(notice);
     }
   }
-  const std::optional<std::string> what =
-      top ? std::optional<std::string>(top->what) : std::nullopt;
-  if (what && on_change_) on_change_(*what);
+  return top ? std::optional<std::string>(top->what) : std::nullopt;
 }
 
 }  // namespace hanat::netfilter

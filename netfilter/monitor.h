@@ -54,8 +54,15 @@ class NftMonitor {
   // watching it on `loop`. `on_change` is called once per wake-up that carried at least one
   // message about `table ip <table>` (with the highest-ranked one's text), or lost messages
   // ("notifications lost (ENOBUFS)").
+  // `rcvbuf` is the socket's receive buffer in bytes (the kernel doubles it; tests make it
+  // small to provoke ENOBUFS).
   [[nodiscard]] static core::Result<std::unique_ptr<NftMonitor>, Error> open(
-      uv::Loop& loop, std::string table, std::function<void(const std::string&)> on_change);
+      uv::Loop& loop, std::string table, std::function<void(const std::string&)> on_change,
+      int rcvbuf = kDefaultRcvBuf);
+
+  // Large enough that `nft flush ruleset` of a big ruleset (one message per rule) does not
+  // overrun before the loop gets to read; an overrun is still handled (ENOBUFS -> verify).
+  static constexpr int kDefaultRcvBuf = 4 * 1024 * 1024;
 
   NftMonitor(const NftMonitor&) = delete;
   NftMonitor& operator=(const NftMonitor&) = delete;
@@ -68,13 +75,17 @@ class NftMonitor {
  private:
   NftMonitor(uv::Loop& loop, mnl_socket* sock, std::string table,
              std::function<void(const std::string&)> on_change);
-  void on_readable();
+  std::error_code watch();
+  // Reads everything queued; what the most telling notification said, if any concerned
+  // the table (or notifications were lost).
+  std::optional<std::string> drain();
 
   mnl_socket* sock_;
   std::string table_;
   std::function<void(const std::string&)> on_change_;
   std::vector<uint8_t> buf_;
   uint64_t overruns_ = 0;
+  uv::Timer rewatch_;               // re-arms the poll after libuv stopped it on an error
   std::unique_ptr<uv::Poll> poll_;  // destroyed before the socket is closed
 };
 

@@ -1086,6 +1086,40 @@ TEST_F(NetfilterNetns, NotificationRepairsADeletedTableAtOnceAndOwnCommitsRepair
   testing::expect_clean_close(loop);
 }
 
+TEST_F(NetfilterNetns, LostNotificationsAreResyncedByAFullVerify) {
+  uv::Loop loop;
+  {
+    // The smallest receive buffer the kernel allows: a burst of announcements overflows it.
+    NatManager m(loop, ManagerOptions{.drift_interval = 60s, .notification_rcvbuf = 1});
+    std::vector<Repair> repairs;
+    m.on_repair([&](const Repair& r) { repairs.push_back(r); });
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().notified_checks >= 1; }, 2s));
+    const auto checks = m.counters().notified_checks;
+    const auto lost = m.counters().notifications_lost;
+    // 300 rules in another table, announced one message each while the loop is not reading.
+    std::string batch = "add table ip other; add chain ip other c;";
+    for (int i = 0; i < 300; ++i) batch += " add rule ip other c counter;";
+    ASSERT_EQ(sh(nat_->exec("nft '" + batch + "'")), 0);
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().notifications_lost > lost; }, 2s))
+        << m.counters().notified_checks << " checks, " << lost << " lost before";
+    // Any lost message may have been about hanat's table: one full verify, nothing to repair.
+    EXPECT_EQ(m.counters().notified_checks, checks + 1);
+    EXPECT_EQ(m.counters().table_repairs, 0U);
+    EXPECT_TRUE(m.health().ok);
+    // The socket keeps working after the overrun.
+    ASSERT_EQ(sh(nat_->exec("nft delete table ip hanat")), 0);
+    ASSERT_TRUE(testing::run_until(
+        loop, [&] { return m.counters().table_repairs >= 1; }, 2s));
+    ASSERT_EQ(repairs.size(), 1U);
+    EXPECT_EQ(repairs[0].what, "table ip hanat: missing");
+    m.stop();
+  }
+  testing::expect_clean_close(loop);
+}
+
 TEST_F(NetfilterNetns, RulesOfOtherTablesSurvivePurgeAndRepair) {
   if (sh("command -v iptables-nft >/dev/null") != 0) {
     GTEST_SKIP() << "iptables-nft missing (Debian package iptables, scripts/deps)";
