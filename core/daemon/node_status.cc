@@ -271,6 +271,7 @@ void Node::fill_report(Report& r) const {
     r.forward = engine::to_string(forward_->forward().state());
     r.forward_in_packets = forward_->forward().in_total();
     r.forward_out_packets = forward_->forward().out_total();
+    r.unnatted_packets_leaked = forward_->forward().leaked_total();
   } else {
     r.forward = "off";
   }
