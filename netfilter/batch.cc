@@ -281,6 +281,15 @@ std::string rule_what(const NatSpec& spec, size_t index, const std::optional<Ipv
          std::string(kChainName) + " (" + rule_text(spec, src) + ")";
 }
 
+std::string leak_rule_what(const NatSpec& spec, size_t index,
+                           const std::optional<Ipv4Prefix>& src) {
+  std::string text = "oifname \"" + spec.egress_interface + "\"";
+  if (src && src->len > 0) text += " ip saddr " + to_string(*src);
+  text += " ct direction original fib saddr type unicast counter";
+  return "rule " + std::to_string(index + 1) + " in chain ip " + spec.table + " " +
+         std::string(kLeakChain) + " (" + text + ")";
+}
+
 }  // namespace
 
 std::string Batch::what(uint32_t seq) const {
@@ -328,6 +337,28 @@ core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outg
   return r;
 }
 
+core::Result<std::vector<RulePtr>, Error> leak_counter_rules(const NatSpec& spec) {
+  if (auto v = validate(spec); !v) return core::Unexpected(v.error());
+  const auto sources = rule_sources(spec);
+  std::vector<RulePtr> rules;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const auto& src = sources[i];
+    const std::string what = leak_rule_what(spec, i, src);
+    RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+    if (!r) return core::Unexpected(enomem(what));
+    nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(kLeakChain).c_str());
+    bool built = add_meta_oifname(r.get(), spec.egress_interface);
+    if (built && src && src->len > 0) built = add_saddr_prefix(r.get(), *src);
+    built = built && add_ct_direction_original(r.get()) && add_fib_type_unicast(r.get(), true) &&
+            add_counter(r.get());
+    if (!built) return core::Unexpected(enomem(what));
+    rules.push_back(std::move(r));
+  }
+  return rules;
+}
+
 core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) {
   auto rules = desired_rules(spec);
   if (!rules) return core::Unexpected(rules.error());
@@ -366,6 +397,18 @@ core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) 
                     nftnl_rule_nlmsg_build_payload,
                     "rule 1 in chain ip " + spec.table + " " + std::string(name) + " (" +
                         forward_rule_text(outgoing) + ")");
+    }
+  }
+  if (built && spec.leak_counter) {
+    ChainPtr c = make_chain(spec, kLeakChain, "filter", NF_INET_POST_ROUTING, kLeakChainPriority);
+    auto leak = leak_counter_rules(spec);
+    if (!c) return core::Unexpected(enomem("chain"));
+    if (!leak) return core::Unexpected(leak.error());
+    built = b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.get(), nftnl_chain_nlmsg_build_payload,
+                  "chain ip " + spec.table + " " + std::string(kLeakChain));
+    for (size_t i = 0; built && i < leak->size(); ++i) {
+      built = b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*leak)[i].get(),
+                    nftnl_rule_nlmsg_build_payload, leak_rule_what(spec, i, sources[i]));
     }
   }
   if (!built || !b.end()) return core::Unexpected(enomem("batch"));

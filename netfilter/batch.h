@@ -38,6 +38,20 @@ inline constexpr std::string_view kForwardInChain = "forward_in";
 inline constexpr std::string_view kForwardOutChain = "forward_out";
 inline constexpr int32_t kForwardChainPriority = -150;
 
+// The post-NAT leak counter (NatSpec::leak_counter). A flow whose first packet was forwarded
+// while the masquerade was missing keeps a conntrack entry without source NAT, and NAT is
+// decided on a connection's first packet only (conntrack.h): its packets leave with their
+// private source, which the internet gateway drops. Such packets are counted in
+//   leak_out  postrouting, priority srcnat + 1:
+//             oifname "<egress>" [ip saddr <cidr>] ct direction original
+//             fib saddr type unicast counter       (one rule per source CIDR)
+// After srcnat the source of a NATed packet is this host's own address (fib type local), so
+// only packets that escaped NAT still have a forwarded (unicast, non-local) source there.
+// The priority must be above NF_IP_PRI_NAT_SRC: the nat hook rewrites the packet before
+// chains of a higher number see it. Any count is a data-plane fault: the daemon purges.
+inline constexpr std::string_view kLeakChain = "leak_out";
+inline constexpr int32_t kLeakChainPriority = kChainPriority + 1;
+
 struct Batch {
   std::vector<uint8_t> bytes;  // BEGIN, objects..., END; sent with one sendmsg
   uint32_t begin_seq = 0;
@@ -60,6 +74,10 @@ using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 
 // The counting rule of chain forward_in (`outgoing` false) or forward_out (true).
 [[nodiscard]] core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outgoing);
+
+// The counting rules of chain leak_out, one per source CIDR (one for any source when the
+// list is empty), in order.
+[[nodiscard]] core::Result<std::vector<RulePtr>, Error> leak_counter_rules(const NatSpec& spec);
 
 // Replace the table atomically: BEGIN, NEWTABLE (create if missing), DELTABLE, NEWTABLE,
 // NEWCHAIN, NEWRULE..., END. The first NEWTABLE makes the DELTABLE valid whether or not the

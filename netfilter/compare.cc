@@ -50,6 +50,17 @@ core::Result<TableState, Error> desired_state(const NatSpec& spec) {
       t.chains.push_back(std::move(f));
     }
   }
+  if (spec.leak_counter) {
+    auto leak = leak_counter_rules(spec);
+    if (!leak) return core::Unexpected(leak.error());
+    ChainState l;
+    l.name = std::string(kLeakChain);
+    l.type = "filter";
+    l.hook = NF_INET_POST_ROUTING;
+    l.priority = kLeakChainPriority;
+    for (const auto& r : *leak) l.rules.push_back(rule_expressions(r.get()));
+    t.chains.push_back(std::move(l));
+  }
   return t;
 }
 

@@ -8,7 +8,8 @@
 namespace hanat::netfilter {
 
 NatManager::NatManager(uv::Loop& loop, ManagerOptions options)
-    : options_(std::move(options)),
+    : loop_(loop),
+      options_(std::move(options)),
       timer_(loop),
       sysctl_(options_.sysctl_root),
       forward_timer_(loop) {}
@@ -100,6 +101,7 @@ Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   nat_ = nat;
   sysctls_ = sysctl_entries(sysctls);
   arm_timer();
+  ensure_monitor();
   if (auto s = commit_and_verify(); !s) return fail_with(std::move(s).error());
   ++counters_.applies;
   // After the table: the nat chain makes the kernel load conntrack for this namespace, and
@@ -128,7 +130,39 @@ void NatManager::purge_unnatted_flows() {
   if (on_purge_) on_purge_(out);
 }
 
+void NatManager::ensure_monitor() {
+  if (!options_.watch_notifications) return;
+  if (monitor_) {
+    monitor_->set_table(nat_->table);
+    return;
+  }
+  auto m = NftMonitor::open(
+      loop_, nat_->table,
+      [this](const std::string& what) {
+        if (!nat_) return;
+        ++counters_.notified_checks;
+        if (monitor_) counters_.notifications_lost = monitor_->overruns();
+        // Outcome recorded in health_/counters_ and reported through the callbacks.
+        (void)check_now("nftables notification: " + what);
+      },
+      options_.notification_rcvbuf);
+  if (!m) {
+    monitor_error_ = m.error().message;
+    return;
+  }
+  monitor_error_.clear();
+  monitor_ = std::move(m).value();
+}
+
+void NatManager::purge_now() {
+  if (nat_) purge_unnatted_flows();
+}
+
 Status NatManager::check() {
+  return check_now("drift check");
+}
+
+Status NatManager::check_now(const std::string& trigger) {
   if (!nat_)
     return fail(std::make_error_code(std::errc::operation_not_permitted), "nothing applied");
   ++counters_.checks;
@@ -149,6 +183,7 @@ Status NatManager::check() {
     }
     ++counters_.table_repairs;
     last_repair_ = drift;
+    if (on_repair_) on_repair_(Repair{drift, trigger});
     purge_unnatted_flows();
   }
   auto diff = sysctl_.check(sysctls_);
@@ -162,6 +197,7 @@ Status NatManager::check() {
     }
     ++counters_.sysctl_repairs;
     last_repair_ = **diff;
+    if (on_repair_) on_repair_(Repair{last_repair_, trigger});
   }
   set_health(Health{true, {}});
   return ok();
@@ -186,6 +222,7 @@ Status NatManager::remove() {
 }
 
 void NatManager::stop() {
+  monitor_.reset();
   (void)timer_.stop();
   (void)forward_timer_.stop();
 }

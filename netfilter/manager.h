@@ -20,10 +20,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "core/uv/uv.h"
+#include "netfilter/monitor.h"
 #include "netfilter/netlink.h"
 #include "netfilter/spec.h"
 #include "netfilter/sysctl.h"
@@ -38,13 +40,21 @@ struct Health {
 };
 
 struct NatCounters {
-  uint64_t applies = 0;         // apply() calls that committed
-  uint64_t checks = 0;          // drift checks run
-  uint64_t table_repairs = 0;   // table re-applied because it was missing or altered
-  uint64_t sysctl_repairs = 0;  // sysctls rewritten because they had drifted
-  uint64_t failures = 0;        // applies or checks that left the data plane unhealthy
-  uint64_t purged = 0;          // conntrack entries that escaped NAT, deleted (conntrack.h)
-  uint64_t purge_failures = 0;  // purges that could not read or delete the entries
+  uint64_t applies = 0;             // apply() calls that committed
+  uint64_t checks = 0;              // drift checks run
+  uint64_t table_repairs = 0;       // table re-applied because it was missing or altered
+  uint64_t sysctl_repairs = 0;      // sysctls rewritten because they had drifted
+  uint64_t failures = 0;            // applies or checks that left the data plane unhealthy
+  uint64_t purged = 0;              // conntrack entries that escaped NAT, deleted (conntrack.h)
+  uint64_t purge_failures = 0;      // purges that could not read or delete the entries
+  uint64_t notified_checks = 0;     // checks run because nftables announced a change to the table
+  uint64_t notifications_lost = 0;  // ENOBUFS on the notification socket (each: one check)
+};
+
+// One repair, for the log line: what was wrong and what noticed it.
+struct Repair {
+  std::string what;     // the first difference, e.g. "table ip hanat: missing"
+  std::string trigger;  // "nftables notification: table deleted", "drift check"
 };
 
 // The outcome of the conntrack purge that follows every apply and table repair.
@@ -66,6 +76,10 @@ struct ManagerOptions {
   std::chrono::milliseconds drift_interval{5000};
   std::chrono::milliseconds netlink_timeout{1000};
   std::string sysctl_root = "/proc/sys";
+  // Verify at once when nftables announces a change to the table (monitor.h). Off only in
+  // tests that measure the drift timer alone.
+  bool watch_notifications = true;
+  int notification_rcvbuf = NftMonitor::kDefaultRcvBuf;  // bytes; tests shrink it
 };
 
 class NatManager {
@@ -103,6 +117,17 @@ class NatManager {
   void on_health_change(std::function<void(const Health&)> cb) { on_health_ = std::move(cb); }
   // Called after each conntrack purge (every apply and table repair).
   void on_purge(std::function<void(const PurgeOutcome&)> cb) { on_purge_ = std::move(cb); }
+  // Called after each successful repair (table or sysctl), once per repair.
+  void on_repair(std::function<void(const Repair&)> cb) { on_repair_ = std::move(cb); }
+
+  // Purges the conntrack entries of flows forwarded without NAT now (as after a repair), and
+  // reports through on_purge(). The forward check calls it when the leak counter grows.
+  void purge_now();
+
+  // Why the nftables notification socket could not be opened (empty when it is watched):
+  // changes are then noticed by the drift check only.
+  [[nodiscard]] const std::string& monitor_error() const { return monitor_error_; }
+  [[nodiscard]] bool monitoring() const { return monitor_ != nullptr; }
 
   // Starts (or re-times) the forward counter readings: every `interval`, the counters of the
   // applied table (when its NatSpec has forward_counters on) are read and reported through
@@ -125,7 +150,10 @@ class NatManager {
   void set_health(Health h);
   void arm_timer();
   void purge_unnatted_flows();
+  Status check_now(const std::string& trigger);
+  void ensure_monitor();
 
+  uv::Loop& loop_;
   ManagerOptions options_;
   uv::Timer timer_;
   Sysctl sysctl_;
@@ -137,6 +165,9 @@ class NatManager {
   std::string last_repair_;
   std::function<void(const Health&)> on_health_;
   std::function<void(const PurgeOutcome&)> on_purge_;
+  std::function<void(const Repair&)> on_repair_;
+  std::unique_ptr<NftMonitor> monitor_;
+  std::string monitor_error_;
 
   uv::Timer forward_timer_;
   std::optional<std::chrono::milliseconds> forward_interval_;

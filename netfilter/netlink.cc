@@ -393,10 +393,13 @@ core::Result<ForwardCounters, Error> Netlink::read_forward_counters(std::string_
   // consistent snapshot of the rest of the table.
   for (int attempt = 0; attempt < kMaxDumpAttempts && rc == -EINTR; ++attempt) {
     have_in = have_out = false;
+    counters.leaked = 0;
     rc = dump_rules(name_str, [&](const char* chain, const nftnl_rule* r) {
       const auto packets = rule_counter_packets(r);
       if (!packets) return;
-      if (chain == kForwardInChain && !have_in) {
+      if (chain == kLeakChain) {
+        counters.leaked += *packets;
+      } else if (chain == kForwardInChain && !have_in) {
         counters.in = *packets;
         have_in = true;
       } else if (chain == kForwardOutChain && !have_out) {

@@ -26,6 +26,9 @@ namespace hanat::netfilter {
 struct ForwardCounters {
   uint64_t in = 0;   // packets that arrived to be forwarded (chain forward_in)
   uint64_t out = 0;  // packets forwarded out (chain forward_out)
+  // Packets that left the egress interface un-NATed (all rules of chain leak_out); 0 when the
+  // spec has no leak counter.
+  uint64_t leaked = 0;
 };
 
 class Netlink {

@@ -39,6 +39,10 @@ struct NatSpec {
   // arrived to be forwarded and what left. Off by default so that a plain NatSpec is the
   // masquerade table alone; hanatd turns it on from `[forward] check`.
   bool forward_counters = false;
+  // The post-NAT leak counter (see batch.h, kLeakChain): forwarded packets that leave the
+  // egress interface still carrying a configured source. Off by default for the same reason;
+  // hanatd turns it on with the forward counters.
+  bool leak_counter = false;
 
   friend bool operator==(const NatSpec&, const NatSpec&) = default;
 };

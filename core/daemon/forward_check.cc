@@ -28,9 +28,11 @@ void ForwardCheck::feed(const netfilter::ForwardSample& s) {
     watch_.rebase();  // the window is lost; the next good reading is a new baseline
     return;
   }
-  if (auto v = watch_.sample(s.counters.in, s.counters.out, s.at)) {
-    if (on_change_) on_change_(*v);
-  }
+  auto v = watch_.sample(s.counters.in, s.counters.out, s.counters.leaked, s.at);
+  // Packets left with a private source: their flows' conntrack entries carry no NAT. Purge
+  // them before reporting, so the next window shows whether the purge helped.
+  if (watch_.purge_wanted()) nat_.purge_now();
+  if (v && on_change_) on_change_(*v);
 }
 
 }  // namespace hanat::daemon

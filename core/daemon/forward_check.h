@@ -3,7 +3,8 @@
 // hanat's table on the loop and reports them (netfilter/manager.h, ForwardSample); this
 // class feeds each reading to the engine's judgement (core/engine/forward_watch.h for the
 // rule) and reports its verdicts. netfilter measures, the engine judges, the shell wires
-// the two together.
+// the two together. When the engine sees packets leave un-NATed (the leak counter grew), this
+// class runs the purge of un-NATed flows at once (NatManager::purge_now).
 
 #include <chrono>
 #include <functional>

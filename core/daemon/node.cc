@@ -48,6 +48,11 @@ void Node::start() {
     }
     feed_self_health();
   });
+  nat_->on_repair([](const netfilter::Repair& r) {
+    // Something outside hanat changed its table or a sysctl (a firewall reload runs `nft
+    // flush ruleset` first); flows that started meanwhile are purged next (on_purge).
+    log::warning("data plane: repaired " + r.what + " (noticed by " + r.trigger + ")");
+  });
   nat_->on_purge([](const netfilter::PurgeOutcome& p) {
     // A flow whose first packet was forwarded while the table was missing was never NATed;
     // its entry is gone now, so its next packet makes a fresh, NATed one.

@@ -68,6 +68,7 @@ void Node::execute(const engine::Action& a) {
           spec.fully_random = cfg_->nat.fully_random;
           spec.persistent = cfg_->nat.persistent;
           spec.forward_counters = cfg_->forward.check;
+          spec.leak_counter = cfg_->forward.check;
           netfilter::SysctlSpec sys;
           if (cfg_->nat.conntrack_max)
             sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);

@@ -168,6 +168,10 @@ status::Json Node::status() const {
     set_int(counters, "drift_repairs",
             static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
     set_int(counters, "unnatted_flows_purged", static_cast<std::int64_t>(nc.purged));
+    if (nat_->forward_watching()) {
+      set_int(counters, "unnatted_packets_leaked",
+              static_cast<std::int64_t>(forward_->forward().leaked_total()));
+    }
   }
   // "Action outcome" -> count (flat, as before), and the same grouped by action.
   json_t* calls = json_object();
@@ -290,6 +294,7 @@ void Node::fill_report(Report& r) const {
     r.forward = engine::to_string(forward_->forward().state());
     r.forward_in_packets = forward_->forward().in_total();
     r.forward_out_packets = forward_->forward().out_total();
+    r.unnatted_packets_leaked = forward_->forward().leaked_total();
   } else {
     r.forward = "off";
   }

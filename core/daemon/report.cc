@@ -189,6 +189,10 @@ std::vector<Family> metric_families(const Report& r) {
                                "Conntrack entries of flows forwarded without NAT (the table was "
                                "missing) deleted after an apply or repair, so they get NATed."),
                        static_cast<double>(r.unnatted_flows_purged)));
+  out.push_back(single(counter("hanat_unnatted_packets_leaked_total",
+                               "Forwarded packets that left the egress interface with a "
+                               "configured source after NAT (the forward check's leak counter)."),
+                       static_cast<double>(r.unnatted_packets_leaked)));
   return out;
 }
 

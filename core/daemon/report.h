@@ -74,7 +74,8 @@ struct Report {
   std::uint64_t throttles = 0;
   std::uint64_t drift_repairs = 0;
   std::uint64_t nat_applies = 0;
-  std::uint64_t unnatted_flows_purged = 0;  // conntrack entries forwarded without NAT, deleted
+  std::uint64_t unnatted_flows_purged = 0;    // conntrack entries forwarded without NAT, deleted
+  std::uint64_t unnatted_packets_leaked = 0;  // packets that left un-NATed (forward check)
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls;  // (action, outcome)
 };
 

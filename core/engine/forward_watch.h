@@ -23,6 +23,15 @@
 // DOWN again (within recheck_max) with the delay doubled, up to `recheck_max`, so a NAT that stays
 // broken costs a short outage at exponentially growing intervals rather than never returning once
 // fixed. Counters that went backwards (the table was re-created) only start a new baseline.
+//
+// A third counter, "leaked", counts forwarded packets that left the egress interface after
+// source NAT still carrying a configured private source (netfilter/batch.h, kLeakChain): a
+// flow whose conntrack entry was made while the masquerade was missing. Any growth asks the
+// shell to purge such entries (purge_wanted()); a purged flow's next packet is NATed, so the
+// leak stops within a window. When it does not — `leak_fall` consecutive windows leak despite
+// the purges — the NAT is DOWN as for a stall (its traffic is dropped by the internet
+// gateway, just as surely), with the same recheck and rise rules. A leaking window is never a
+// success, even though its packets did leave.
 
 #include <chrono>
 #include <cstdint>
@@ -40,6 +49,7 @@ struct ForwardWatchOptions {
   int rise = 3;
   std::chrono::nanoseconds recheck = std::chrono::seconds(60);
   std::chrono::nanoseconds recheck_max = std::chrono::minutes(30);
+  int leak_fall = 3;
 };
 
 class ForwardWatch {
@@ -53,7 +63,14 @@ class ForwardWatch {
 
   // Feeds the cumulative counters read at `now`; returns the new verdict when the state
   // changes (Unknown -> Up, Up -> Down, Down -> Up).
-  std::optional<Verdict> sample(std::uint64_t in, std::uint64_t out, Time now);
+  std::optional<Verdict> sample(std::uint64_t in, std::uint64_t out, Time now) {
+    return sample(in, out, 0, now);
+  }
+  // The same with the cumulative leak counter.
+  std::optional<Verdict> sample(std::uint64_t in, std::uint64_t out, std::uint64_t leaked,
+                                Time now);
+  // Whether the last window saw packets leave un-NATed: the shell should purge now.
+  [[nodiscard]] bool purge_wanted() const { return purge_wanted_; }
 
   // Forgets the baseline (after a reading failed or the check was reconfigured); the state is
   // kept.
@@ -66,14 +83,17 @@ class ForwardWatch {
   [[nodiscard]] std::optional<Time> recheck_at() const { return recheck_at_; }
   [[nodiscard]] std::uint64_t in_total() const { return in_total_; }
   [[nodiscard]] std::uint64_t out_total() const { return out_total_; }
+  [[nodiscard]] std::uint64_t leaked_total() const { return leaked_total_; }
 
  private:
   std::optional<Verdict> change(Health to, std::string detail);
+  void start_recheck(Time now);
 
   ForwardWatchOptions o_;
   struct Reading {
     std::uint64_t in = 0;
     std::uint64_t out = 0;
+    std::uint64_t leaked = 0;
   };
   std::optional<Reading> last_;
   Health state_ = Health::Unknown;
@@ -86,6 +106,10 @@ class ForwardWatch {
   std::chrono::nanoseconds next_recheck_{0};
   std::uint64_t in_total_ = 0;  // packets seen by this watch (across table re-creations)
   std::uint64_t out_total_ = 0;
+  std::uint64_t leaked_total_ = 0;
+  int leak_windows_ = 0;
+  std::uint64_t leak_packets_ = 0;
+  bool purge_wanted_ = false;
 };
 
 }  // namespace hanat::engine

@@ -148,6 +148,15 @@ void print_node(std::string& out, const json_t* n) {
             "nat applies %lld, ec2 calls %lld\n",
             num(c, "failovers"), num(c, "route_writes"), num(c, "throttles"),
             num(c, "drift_repairs"), num(c, "nat_applies"), num(c, "ec2_calls_total"));
+    // Flows forwarded without NAT (after a firewall reload, or before hanatd started) and
+    // packets that left un-NATed: both zero on a healthy NAT.
+    if (has_int(c, "unnatted_flows_purged")) {
+      out += fmt("un-NATed:    %lld flows purged", num(c, "unnatted_flows_purged"));
+      if (has_int(c, "unnatted_packets_leaked")) {
+        out += fmt(", %lld packets left without NAT", num(c, "unnatted_packets_leaked"));
+      }
+      out += "\n";
+    }
     // One line per action: "ReplaceRoute ok=3 RequestLimitExceeded=1".
     const char* action;
     const json_t* outcomes;

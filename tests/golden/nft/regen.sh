@@ -55,6 +55,25 @@ NFT
 ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' > forward_counters.txt
 rm -f "/tmp/$ns.nft"
 
+# The masquerade chain with the post-NAT leak counter (NatSpec::leak_counter).
+cat > "/tmp/$ns.nft" <<'NFT'
+table ip hanat {
+ chain postrouting {
+  type nat hook postrouting priority srcnat;
+  oifname "eth0" ip saddr 198.18.0.0/15 masquerade
+  oifname "eth0" ip saddr 198.19.1.64/26 masquerade
+ }
+ chain leak_out {
+  type filter hook postrouting priority srcnat + 1;
+  oifname "eth0" ip saddr 198.18.0.0/15 ct direction original fib saddr type unicast counter
+  oifname "eth0" ip saddr 198.19.1.64/26 ct direction original fib saddr type unicast counter
+ }
+}
+delete table ip hanat
+NFT
+ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' > leak_counter.txt
+rm -f "/tmp/$ns.nft"
+
 # What `nft -j list table ip hanat` prints for the table the namespace tests install, as
 # written by nft itself from the rule text. The tests drop "handle" and "metainfo" before
 # comparing (handles are assigned by the kernel).

@@ -149,6 +149,30 @@ TEST_F(DaemonTest, StatusShowsVersionConfigAndGeneration) {
   json_decref(j);
 }
 
+// The counters of issue #23 reach both status forms. This daemon never gets as far as
+// installing its table (no metadata service), so both read zero; the values themselves are
+// covered by the netfilter namespace tests and the ruleset_flush lab test.
+TEST_F(DaemonTest, StatusShowsUnNattedFlowsPurgedAndPacketsLeaked) {
+  auto d = start();
+  auto r = ctl({"status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("un-NATed:    0 flows purged, 0 packets left without NAT\n"));
+  json_t* j = status_json();
+  ASSERT_NE(j, nullptr);
+  const json_t* c = json_object_get(json_object_get(j, "node"), "counters");
+  EXPECT_TRUE(json_is_integer(json_object_get(c, "unnatted_flows_purged")));
+  EXPECT_TRUE(json_is_integer(json_object_get(c, "unnatted_packets_leaked")));
+  json_decref(j);
+
+  // With the forward check off, only the purge count remains.
+  write_config("info", "[forward]\ncheck = false\n");
+  const long long before = generation();
+  ASSERT_EQ(::kill(d->pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return generation() > before; }));
+  r = ctl({"status"});
+  EXPECT_THAT(r.out, HasSubstr("un-NATed:    0 flows purged\n"));
+}
+
 TEST_F(DaemonTest, GoodReloadMakesANewGeneration) {
   auto d = start();
   write_config("debug");

@@ -59,6 +59,7 @@ Report sample_report() {
   r.drift_repairs = 2;
   r.nat_applies = 5;
   r.unnatted_flows_purged = 7;
+  r.unnatted_packets_leaked = 5;
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -88,6 +89,7 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_drift_repairs_total 2\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_nat_applies_total 5\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_flows_purged_total 7\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_packets_leaked_total 5\n"));
 }
 
 TEST(MetricFamilies, ConfigAndReload) {

@@ -16,11 +16,13 @@ class Feeder {
   explicit Feeder(ForwardWatchOptions o = {}) : w(o), interval(o.interval) {}
 
   // One window in which `in` packets arrived and `out` left. Returns the verdict, if any.
-  std::optional<ForwardWatch::Verdict> window(std::uint64_t in, std::uint64_t out) {
+  std::optional<ForwardWatch::Verdict> window(std::uint64_t in, std::uint64_t out,
+                                              std::uint64_t leaked = 0) {
     in_ += in;
     out_ += out;
+    leaked_ += leaked;
     now += interval;
-    return w.sample(in_, out_, now);
+    return w.sample(in_, out_, leaked_, now);
   }
   std::optional<ForwardWatch::Verdict> idle_for(std::chrono::nanoseconds d) {
     std::optional<ForwardWatch::Verdict> v;
@@ -37,6 +39,7 @@ class Feeder {
  private:
   std::uint64_t in_ = 1000;  // counters rarely start at zero: the first reading is a baseline
   std::uint64_t out_ = 990;
+  std::uint64_t leaked_ = 7;
 };
 
 TEST(ForwardWatch, FirstReadingIsOnlyABaseline) {
@@ -167,6 +170,76 @@ TEST(ForwardWatch, CountersGoingBackStartANewBaseline) {
   EXPECT_EQ(f.w.state(), Health::Up);
   EXPECT_EQ(f.w.in_total(), 80U);
   EXPECT_EQ(f.w.out_total(), 40U);
+}
+
+// --- the post-NAT leak counter (issue #23) ---
+
+TEST(ForwardWatch, AnyLeakAsksForAPurgeAndIsNoSuccess) {
+  Feeder f;
+  f.window(0, 0);
+  EXPECT_FALSE(f.w.purge_wanted());
+  // Packets left, but some still carried a private source: not a proof of forwarding.
+  EXPECT_FALSE(f.window(40, 40, 1));
+  EXPECT_TRUE(f.w.purge_wanted());
+  EXPECT_EQ(f.w.state(), Health::Unknown);
+  // The purge worked: the next window is clean, and it is the success.
+  auto v = f.window(40, 40);
+  EXPECT_FALSE(f.w.purge_wanted());
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->state, Health::Up);
+  EXPECT_EQ(f.w.leaked_total(), 1U);
+}
+
+TEST(ForwardWatch, LeaksThatOutlastThePurgesAreDown) {
+  Feeder f;  // leak_fall 3
+  f.window(0, 0);
+  f.window(40, 40);
+  ASSERT_EQ(f.w.state(), Health::Up);
+  EXPECT_FALSE(f.window(40, 40, 5));
+  EXPECT_FALSE(f.window(40, 40, 5));
+  auto v = f.window(40, 40, 5);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->state, Health::Down);
+  EXPECT_EQ(v->detail,
+            "15 packets left the egress interface without source NAT in 600 ms, despite purging "
+            "their flows");
+  EXPECT_TRUE(f.w.purge_wanted()) << "purging goes on while down";
+  ASSERT_TRUE(f.w.recheck_at());
+  EXPECT_EQ(*f.w.recheck_at(), f.now + 60s);
+  // Still leaking: down stays; clean forwarding for `rise` windows: up.
+  EXPECT_FALSE(f.window(40, 40, 5));
+  EXPECT_FALSE(f.window(40, 40));
+  EXPECT_FALSE(f.window(40, 40));
+  auto up = f.window(40, 40);
+  ASSERT_TRUE(up);
+  EXPECT_EQ(up->state, Health::Up);
+  EXPECT_FALSE(f.w.recheck_at());
+}
+
+TEST(ForwardWatch, ACleanWindowBreaksTheLeakRun) {
+  Feeder f;
+  f.window(0, 0);
+  f.window(40, 40);
+  f.window(40, 40, 3);
+  f.window(40, 40, 3);
+  f.window(40, 40);  // the purge caught up
+  EXPECT_FALSE(f.window(40, 40, 3));
+  EXPECT_FALSE(f.window(40, 40, 3));
+  EXPECT_EQ(f.w.state(), Health::Up);
+}
+
+TEST(ForwardWatch, LeakCounterGoingBackIsANewBaseline) {
+  Feeder f;
+  f.window(0, 0);
+  f.window(40, 40, 2);
+  // The table was re-created (repair): every counter restarts, none is a leak.
+  EXPECT_FALSE(f.w.sample(1, 1, 0, f.now + 200ms));
+  EXPECT_FALSE(f.w.purge_wanted());
+  auto v = f.w.sample(41, 41, 0, f.now + 400ms);
+  EXPECT_FALSE(f.w.purge_wanted());
+  ASSERT_TRUE(v);  // the first clean window after the leak is the proof of forwarding
+  EXPECT_EQ(v->state, Health::Up);
+  EXPECT_EQ(f.w.leaked_total(), 2U);
 }
 
 }  // namespace

@@ -112,6 +112,28 @@ TEST(BatchGolden, ForwardCounters) {
   EXPECT_EQ(debug_text(*b), read_golden("forward_counters.txt"));
 }
 
+TEST(BatchGolden, LeakCounterAfterSourceNat) {
+  auto s = spec("eth0", {"198.18.0.0/15", "198.19.1.64/26"}, false, false);
+  s.leak_counter = true;
+  auto b = build_batch(s, 1);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(debug_text(*b), read_golden("leak_counter.txt"));
+  const std::string d = describe(*b);
+  // srcnat + 1: after the nat hook has rewritten the source of every NATed packet.
+  EXPECT_THAT(d, HasSubstr("newchain ip hanat leak_out type filter hook postrouting prio 101 "
+                           "[create,ack]\n"));
+  EXPECT_EQ(b->what(b->end_seq - 1),
+            "rule 2 in chain ip hanat leak_out (oifname \"eth0\" ip saddr 198.19.1.64/26 ct "
+            "direction original fib saddr type unicast counter)");
+  // Any source: one rule without a saddr match, as the masquerade rule.
+  auto any = spec("eth0", {}, false, false);
+  any.leak_counter = true;
+  auto r = leak_counter_rules(any);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->size(), 1U);
+  EXPECT_THAT(rule_debug_text((*r)[0].get()), Not(HasSubstr("payload")));
+}
+
 TEST(Batch, ForwardCountingChainsAreInTheSameTransaction) {
   auto s = spec("eth0", {}, false, false);
   s.forward_counters = true;

@@ -55,6 +55,22 @@ TEST(DesiredState, ForwardCountersAddTwoFilterChainsAtMangle) {
   EXPECT_EQ(compare(want(), t), "chain ip hanat forward_in: not ours (unexpected chain)");
 }
 
+TEST(DesiredState, LeakCounterIsAFilterChainJustAfterSourceNat) {
+  auto s = spec();
+  s.leak_counter = true;
+  const auto t = desired_state(s).value();
+  ASSERT_EQ(t.chains.size(), 2U);
+  EXPECT_EQ(t.chains[1].name, "leak_out");
+  EXPECT_EQ(t.chains[1].type, "filter");
+  EXPECT_EQ(t.chains[1].hook, NF_INET_POST_ROUTING);
+  EXPECT_EQ(t.chains[1].priority, 101);
+  ASSERT_EQ(t.chains[1].rules.size(), 2U);  // one per source CIDR
+  EXPECT_EQ(t.chains[1].rules[1].back(), "[ counter ]");
+  auto actual = t;
+  actual.chains[1].rules.pop_back();
+  EXPECT_EQ(compare(t, actual), "chain ip hanat leak_out: 1 rules, want 2");
+}
+
 TEST(Compare, EqualStatesHaveNoDifference) {
   auto actual = want();
   actual.chains[0].policy = NF_ACCEPT;  // the kernel reports the default policy explicitly

@@ -153,6 +153,21 @@ TEST(StatusText, DataPlaneShowsTheForwardCheck) {
                            "arrives\n"));
 }
 
+TEST(StatusText, UnNattedFlowsPurgedAndPacketsLeaked) {
+  Parsed both(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "counters": {"failovers": 0, "unnatted_flows_purged": 3,
+             "unnatted_packets_leaked": 17}}})");
+  EXPECT_THAT(format_status(both.j),
+              HasSubstr("un-NATed:    3 flows purged, 17 packets left without NAT\n"));
+  // With the forward check off there is no leak counter.
+  Parsed purged(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "counters": {"failovers": 0, "unnatted_flows_purged": 0}}})");
+  EXPECT_THAT(format_status(purged.j), HasSubstr("un-NATed:    0 flows purged\n"));
+  Parsed none(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "counters": {"failovers": 0}}})");
+  EXPECT_THAT(format_status(none.j), Not(HasSubstr("un-NATed")));
+}
+
 TEST(StatusText, ProbeSendDelay) {
   Parsed p(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
