@@ -156,6 +156,7 @@ int main(int argc, char** argv) {
         d.stop("start-up failed");
       } else {
         loop.run();
+        rc = d.exit_code();
       }
     }
     if (std::error_code ec = loop.close()) {

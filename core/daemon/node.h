@@ -66,6 +66,8 @@ class Node {
     // Plan mode only: discovery finished (write nothing, start nothing), or failed.
     std::function<void(const Discovered&, const Identity&)> planned;
     std::function<void(const std::string&)> plan_failed;
+    // The node cannot run (its agent port is taken): log is done, the daemon exits non-zero.
+    std::function<void(const std::string&)> fatal;
   };
   // plan_only: run identity and discovery once, report through hooks.planned or
   // hooks.plan_failed, and never write (no src/dst change, no NAT, no route).
@@ -79,7 +81,10 @@ class Node {
   // SIGTERM: hand this host's routes to a peer first (unless --no-handover), then exit.
   void shutdown();
   void drain(bool on);
-  void reconfigure(std::shared_ptr<const config::Config> cfg);
+  // Applies a new config (reload). Restart-only keys were refused before (restart_keys);
+  // what can still fail (the agent port cannot be bound, a probe socket cannot be opened)
+  // is returned, one error per line, and then nothing of `cfg` has been applied.
+  [[nodiscard]] std::vector<std::string> reconfigure(std::shared_ptr<const config::Config> cfg);
   // node_status.cc
   [[nodiscard]] status::Json status() const;
   // The node's part of the metrics report (phase, state, members, tables, counters).
@@ -107,6 +112,17 @@ class Node {
 
   // node_probes.cc
   void start_probes();
+  void start_agent();  // binds the agent port; failure is fatal (hooks.fatal)
+  void fatal(const std::string& why);
+  std::vector<std::string> reconfigure_probes(const config::Config& next);
+  core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> make_peer_monitor(
+      const config::Config& cfg);
+  core::Result<std::unique_ptr<probes::EgressCheck>, std::string> make_egress(
+      const config::Config& cfg);
+  core::Result<std::unique_ptr<probes::AgentServer>, std::string> bind_agent(
+      const config::Config& cfg);
+  // agent.listen_address, or this instance's private IP when it is empty.
+  [[nodiscard]] std::string agent_address(const config::Config& cfg) const;
   void start_notices();
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);

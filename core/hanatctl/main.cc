@@ -22,13 +22,17 @@ void usage(std::FILE* out) {
                "Usage: hanatctl [--socket PATH] status [--json]\n"
                "       hanatctl [--socket PATH] metrics\n"
                "       hanatctl [--socket PATH] drain | undrain\n"
+               "       hanatctl [--socket PATH] reload\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
                "  status             show the daemon's state; --json prints the raw reply\n"
                "  metrics            print counters and states in the Prometheus text format\n"
                "  drain              hand this host's routes to a healthy peer and keep none\n"
-               "  undrain            take routes back per the allocation\n",
+               "  undrain            take routes back per the allocation\n"
+               "  reload             re-read the config file and wait for the outcome: exit 0\n"
+               "                     when the new generation runs, 2 with the errors when the\n"
+               "                     daemon kept the old one\n",
                kDefaultSocket);
 }
 
@@ -144,8 +148,8 @@ int main(int argc, char** argv) {
   }
   if (words.empty()) words.emplace_back("status");
   const std::string& cmd = words[0];
-  if (words.size() != 1 ||
-      (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
+  if (words.size() != 1 || (cmd != "status" && cmd != "metrics" && cmd != "drain" &&
+                            cmd != "undrain" && cmd != "reload")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;
@@ -168,6 +172,14 @@ int main(int argc, char** argv) {
     std::printf("%s\n", reply.c_str());
   } else if (cmd == "status") {
     std::fputs(hanat::status::format_status(parsed.j).c_str(), stdout);
+  } else if (cmd == "reload") {
+    const json_int_t gen = json_integer_value(json_object_get(parsed.j, "generation"));
+    if (!json_is_true(json_object_get(parsed.j, "applied"))) {
+      std::fprintf(stderr, "hanatctl: reload refused, still running generation %lld:\n%s\n",
+                   static_cast<long long>(gen), str(parsed.j, "error").c_str());
+      return 2;
+    }
+    std::printf("reloaded, generation %lld\n", static_cast<long long>(gen));
   } else if (cmd == "metrics") {
     // Exposition text as the daemon formatted (and validated) it, ready for a scraper.
     std::fputs(str(parsed.j, "text").c_str(), stdout);
