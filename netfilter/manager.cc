@@ -55,9 +55,10 @@ Status NatManager::ensure_netlink() {
 Status NatManager::commit_and_verify() {
   if (auto s = check_interface(nat_->egress_interface); !s) return s;
   if (auto s = ensure_netlink(); !s) return s;
-  auto batch = build_batch(*nat_, netlink_->next_seq());
+  auto batch = build_batch(*nat_, netlink_->next_seq(), replaced_table_);
   if (!batch) return core::Unexpected(batch.error());
   if (auto s = netlink_->commit(*batch); !s) return s;
+  replaced_table_.clear();
   // A commit that the kernel ACKed is not yet proof: read it back (the failure mode of other
   // NAT setups is a rule that silently never got installed).
   if (auto s = netlink_->verify(*nat_); !s) {
@@ -89,14 +90,14 @@ void NatManager::arm_timer() {
 
 Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   if (auto v = validate(nat); !v) return v;  // nothing changes for an invalid spec
-  if (nat_ && nat_->table != nat.table) {
-    // Renamed by a reload: hanat owns one table, so the old one goes (its own transaction;
-    // the new table follows immediately).
-    if (auto s = ensure_netlink(); !s) return fail_with(std::move(s).error());
-    auto removal = build_removal(nat_->table, netlink_->next_seq());
-    if (!removal) return fail_with(std::move(removal).error());
-    if (auto s = netlink_->commit(*removal); !s) return fail_with(std::move(s).error());
+  if (nat_ && nat_->table != nat.table && replaced_table_.empty()) {
+    // Renamed by a reload: hanat owns one table, so the old one goes — in the transaction
+    // that creates the new one (commit_and_verify), so that a failure keeps the old
+    // table and the host keeps its masquerade. Only a name hanat applied itself is ever
+    // removed; a rename back before the removal committed cancels it.
+    replaced_table_ = nat_->table;
   }
+  if (replaced_table_ == nat.table) replaced_table_.clear();
   nat_ = nat;
   sysctls_ = sysctl_entries(sysctls);
   arm_timer();

@@ -79,7 +79,8 @@ class NatManager {
   // drift timer. An invalid spec changes nothing and returns the validation error. A missing
   // egress interface or a kernel error is returned too, but the spec stays desired, so the
   // drift check keeps retrying (an ENI can appear later). A new table name removes the
-  // table of the previous name.
+  // table of the previous name in the same transaction that creates the new one: until
+  // that transaction succeeds (this apply or a drift check's retry), the old table stays.
   [[nodiscard]] Status apply(const NatSpec& nat, const SysctlSpec& sysctls);
 
   // One drift check now (the timer runs the same). Ok when everything matches or was
@@ -120,7 +121,7 @@ class NatManager {
 
  private:
   Status ensure_netlink();
-  Status commit_and_verify();
+  Status commit_and_verify();  // replaces replaced_table_ too, if set
   Status fail_with(Error e);
   void set_health(Health h);
   void arm_timer();
@@ -131,6 +132,8 @@ class NatManager {
   Sysctl sysctl_;
   std::optional<Netlink> netlink_;
   std::optional<NatSpec> nat_;
+  // The table of a previous name (a rename) whose removal has not committed yet.
+  std::string replaced_table_;
   std::vector<SysctlEntry> sysctls_;
   Health health_{false, "not applied yet"};
   NatCounters counters_;

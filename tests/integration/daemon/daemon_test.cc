@@ -179,6 +179,53 @@ TEST_F(DaemonTest, BadReloadKeepsTheOldConfigAndShowsTheError) {
   EXPECT_THAT(ctl({"status"}).out, HasSubstr("last reload: ok"));
 }
 
+TEST_F(DaemonTest, HanatctlReloadExitsZeroWithTheNewGeneration) {
+  auto d = start();
+  write_config("debug");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("reloaded, generation 2"));
+  EXPECT_EQ(generation(), 2);
+  EXPECT_THAT(ctl({"status"}).out, HasSubstr("last reload: ok"));
+}
+
+TEST_F(DaemonTest, HanatctlReloadOfABadFileExitsTwoWithTheError) {
+  auto d = start();
+  write_config("info", "[nat]\ntable = \"nat\"\n");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("reload refused, still running generation 1"));
+  EXPECT_THAT(r.err, HasSubstr(conf_ + ":9:9: nat.table: \"nat\" is a table of iptables-nft"));
+  EXPECT_EQ(generation(), 1);
+}
+
+// A key that only a restart applies refuses the whole file, by name: nothing of it runs
+// (here the log level, which alone would apply, stays "info").
+TEST_F(DaemonTest, ReloadThatNeedsARestartIsRefusedWholeNamingTheKey) {
+  auto d = start();
+  write_file(conf_, "[group]\nname = \"other\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\nmode = \"0600\"\n[log]\nlevel = \"debug\"\n[ec2]\n"
+                        "metadata_endpoint = \"" +
+                        imds_.url() + "\"\n");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(conf_ + ": group.name: needs a restart"));
+  EXPECT_EQ(generation(), 1);
+  auto s = ctl({"status"});
+  EXPECT_THAT(s.out, HasSubstr("group:       lab"));
+  EXPECT_THAT(s.out, HasSubstr("group.name: needs a restart"));
+  EXPECT_THAT(d->err(), HasSubstr("reload failed, keeping generation 1"));
+  // SIGHUP takes the same path: the status socket path is the daemon's identity.
+  write_config("info", "");
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "2\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() + "\"\n");
+  d->signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] {
+    return ctl({"status"}).out.find("status.socket: needs a restart") != std::string::npos;
+  }));
+  EXPECT_EQ(generation(), 1);
+}
+
 TEST_F(DaemonTest, SigtermExitsZeroAndRemovesTheSocket) {
   auto d = start();
   d->signal(SIGTERM);
