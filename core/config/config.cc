@@ -1,11 +1,14 @@
 #include "core/config/config.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/stat.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -119,6 +122,27 @@ bool is_ec2_id(std::string_view s, std::string_view prefix) {
   return std::all_of(hex.begin(), hex.end(), [](char c) {
     return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
   });
+}
+
+std::vector<std::string> missing_interfaces(const Config& c) {
+  std::vector<std::string> out;
+  auto need = [&](const std::string& name, const char* key) {
+    if (name.empty() || if_nametoindex(name.c_str()) != 0) return;
+    out.push_back(std::string(key) + ": interface \"" + name + "\" does not exist on this host");
+  };
+  need(c.nat.egress_interface, "nat.egress_interface");
+  if (c.egress.interface != c.nat.egress_interface) need(c.egress.interface, "egress.interface");
+  return out;
+}
+
+std::optional<std::string> readable_secrets(const Config& c, const std::string& path) {
+  if (c.ec2.credentials != CredentialsSource::Static) return std::nullopt;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return std::nullopt;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "ec2.secret_access_key: \"" + path + "\" holds static keys and is readable by other " +
+         "users (mode " + mode + "): chmod 600 it, or use credentials = \"instance-role\"";
 }
 
 bool is_reserved_table(std::string_view name) {

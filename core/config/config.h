@@ -189,6 +189,14 @@ core::Result<Config, Errors> load(const std::string& path);
 // refused whole: nothing of the new file is applied (DESIGN "Reload": all or nothing).
 std::vector<std::string> restart_keys(const Config& running, const Config& next);
 
+// Checks of a valid config against this host, one message each ("key: why"):
+// interfaces it names that do not exist here (nat.egress_interface, egress.interface) —
+// an error for a daemon that would run with it, a warning for --check-config, whose file
+// may be meant for another machine.
+std::vector<std::string> missing_interfaces(const Config& c);
+// Static EC2 keys in a file that users other than its owner can read: a warning.
+std::optional<std::string> readable_secrets(const Config& c, const std::string& path);
+
 // nftables table names that other tools own: iptables-nft keeps its tables under these
 // names in the ip family, and hanat replaces its own table whole on every repair.
 bool is_reserved_table(std::string_view name);

@@ -169,7 +169,12 @@ const ReloadResult& Daemon::reload() {
   std::vector<std::string> errors;
   for (const auto& key : config::restart_keys(*config_, loaded.value()))
     errors.push_back(config_path_ + ": " + key + ": needs a restart");
+  // An interface that does not exist would fail every NAT apply after the reload and hand
+  // this host's routes away: refused, like a syntax error.
+  for (const auto& m : config::missing_interfaces(loaded.value()))
+    errors.push_back(config_path_ + ": " + m);
   if (!errors.empty()) return refuse(errors);
+  if (auto w = config::readable_secrets(loaded.value(), config_path_)) log::warning(*w);
   auto next = std::make_shared<const config::Config>(std::move(loaded).value());
   if (node_) {
     for (auto& e : node_->reconfigure(next)) errors.push_back(std::move(e));
