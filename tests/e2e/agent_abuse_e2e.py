@@ -122,7 +122,8 @@ def held_port(lab, hanatd):
     log = log_of(lab, "hanatd-held")
     check("hanatd exits when its agent port is taken", code is not None, log[-1500:])
     check(f"... with a non-zero status ({code})", code not in (None, 0), log[-1500:])
-    want = f"agent port {n1['private_address']}:{lab.agent_port}: bind"
+    # libuv reports EADDRINUSE of a TCP bind at listen().
+    want = f"agent port {n1['private_address']}:{lab.agent_port}: listen: address already in use"
     check("... naming the port on the private address from instance metadata", want in log,
           log[-1500:])
     check("... and why it matters", "another process holds the port" in log, log[-1500:])

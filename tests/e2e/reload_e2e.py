@@ -136,7 +136,7 @@ def run(lab, hanatd, hanatctl):
     check("probe.kinds reload: exit 0", cp.returncode == 0, cp)
 
     def tcp_rtt():
-        for m in lab.hanatd_status(1).get("members", []):
+        for m in lab.hanatd_status(1).get("node", {}).get("members", []):
             if m.get("instance_id") == lab.nat(2)["instance_id"]:
                 return "tcp" in (m.get("last_rtt_us") or {})
         return False
