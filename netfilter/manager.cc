@@ -1,8 +1,10 @@
 #include "netfilter/manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "netfilter/batch.h"
+#include "netfilter/compare.h"
 #include "netfilter/conntrack.h"
 
 namespace hanat::netfilter {
@@ -67,6 +69,31 @@ Status NatManager::commit_and_verify() {
   return ok();
 }
 
+Status NatManager::check_ownership(const NatSpec& nat) {
+  if (auto s = ensure_netlink(); !s) return s;
+  auto state = netlink_->read_table(nat.table);
+  if (!state) return core::Unexpected(state.error());
+  if (!state->exists) return ok();
+  // Every chain hanat may have created in this table, with or without the forward counters.
+  std::vector<std::string> ours;
+  for (const bool counters : {false, true}) {
+    NatSpec variant = nat;
+    variant.forward_counters = counters;
+    auto want = desired_state(variant);
+    if (!want) return core::Unexpected(want.error());
+    for (const auto& c : want->chains) ours.push_back(c.name);
+  }
+  for (const auto& c : state->chains) {
+    if (std::find(ours.begin(), ours.end(), c.name) == ours.end()) {
+      return fail(std::make_error_code(std::errc::operation_not_permitted),
+                  "table ip " + nat.table + " exists and holds chain " + c.name +
+                      ", which hanat does not create: it is not hanat's table and is left "
+                      "alone (choose another nat.table)");
+    }
+  }
+  return ok();
+}
+
 Status NatManager::fail_with(Error e) {
   ++counters_.failures;
   // Start the next attempt on a fresh socket: after a timeout or dropped ACKs (ENOBUFS) the
@@ -90,6 +117,12 @@ void NatManager::arm_timer() {
 
 Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   if (auto v = validate(nat); !v) return v;  // nothing changes for an invalid spec
+  if (!nat_ || nat_->table != nat.table) {
+    // A name this process has not applied yet: hanat replaces its table whole, so a table
+    // of that name that holds chains hanat never creates belongs to someone else (an
+    // operator's, a firewall's) and is left alone.
+    if (auto s = check_ownership(nat); !s) return fail_with(std::move(s).error());
+  }
   if (nat_ && nat_->table != nat.table && replaced_table_.empty()) {
     // Renamed by a reload: hanat owns one table, so the old one goes — in the transaction
     // that creates the new one (commit_and_verify), so that a failure keeps the old

@@ -5,7 +5,8 @@ Two NATs run hanatd; NAT 1's file is rewritten and reloaded with `hanatctl reloa
 each check is what an operator would see after it:
 
 - a key that needs a restart (group.name) is refused by name, exit 2, nothing applied;
-- agent.port: the agent answers on the new port at once, and no longer on the old one;
+- agent.port and agent.listen_address: the agent answers on the new port or address at
+  once, and no longer on the old one;
 - probe.kinds: after ["icmp", "agent"] -> ["icmp", "tcp"], a peer that goes silent on its
   private link is declared DOWN and its table taken over (before, the new "tcp" tracker
   stayed Unknown and the peer was never DOWN until a restart);
@@ -77,13 +78,14 @@ def reload(lab, hanatctl, extra):
                            "reload"], capture_output=True, text=True, timeout=20)
 
 
-def agent_line(lab, port):
-    """What NAT 1's agent answers NAT 2 on `port` ("" when refused)."""
+def agent_line(lab, port, address=None):
+    """What NAT 1's agent answers NAT 2 on `port` of `address` (default: NAT 1's private
+    address); "refused: ..." when nothing answers."""
+    address = address or lab.nat(1)["private_address"]
     cp = subprocess.run(["ip", "netns", "exec", lab.nat(2)["ns"], sys.executable, "-c",
                          "import socket, sys\n"
                          "try:\n"
-                         f"    c = socket.create_connection(('{lab.nat(1)['private_address']}',"
-                         f" {port}), timeout=2)\n"
+                         f"    c = socket.create_connection(('{address}', {port}), timeout=2)\n"
                          "    print(c.makefile().readline().strip())\n"
                          "except OSError as e:\n"
                          "    print('refused:', e)\n"],
@@ -128,6 +130,18 @@ def run(lab, hanatd, hanatctl):
     cp = reload(lab, hanatctl, {})
     check("agent.port back: exit 0", cp.returncode == 0, cp)
     check("the agent answers on the old port again", agent_line(lab, port).startswith("up "))
+
+    # agent.listen_address: NAT 1's management address instead of the private one.
+    mgmt = lab.nat(1)["mgmt_address"]
+    cp = reload(lab, hanatctl, {"agent": {"listen_address": mgmt}})
+    check("agent.listen_address reload: exit 0", cp.returncode == 0, cp)
+    line = agent_line(lab, port, mgmt)
+    check("the agent answers on the new address", line.startswith("up "), line)
+    check("... and no longer on the old one", agent_line(lab, port).startswith("refused"))
+    cp = reload(lab, hanatctl, {})
+    check("agent.listen_address back: exit 0", cp.returncode == 0, cp)
+    check("the agent answers on the private address again",
+          agent_line(lab, port).startswith("up "))
 
     # 3. probe.kinds: "agent" replaced by "tcp" (to the peer's agent port, a TCP listener):
     # a peer silent on its private link must still be declared DOWN.

@@ -98,7 +98,7 @@ HostState host_state() {
   for (std::string line; std::getline(lines, line);) {
     const auto name = line.substr(line.find_last_of(' ') + 1);
     for (const char* ours :
-         {"hanat", "hanat_b", "lab_nofwd", "other", "first", "second", "foreign"}) {
+         {"hanat", "hanat_b", "lab_nofwd", "other", "first", "second", "foreign", "mine"}) {
       if (name == ours) tables += line + "\n";
     }
   }
@@ -243,6 +243,38 @@ TEST_F(NetfilterNetns, ForeignTableIsUntouchedByApplyAndRemove) {
   EXPECT_EQ(normalize_nft_json(nft("-j list table ip foreign"), false),
             normalize_nft_json(before, false));
   EXPECT_EQ(nft("list tables"), "table ip foreign\n");
+}
+
+// nat.table set to the name of a table someone else made: hanat would replace it whole.
+// It is refused, the table is left exactly as it was, and a rename to it keeps hanat's.
+TEST_F(NetfilterNetns, TableOfTheSameNameThatHanatDidNotCreateIsNeverReplaced) {
+  const std::string mine =
+      "table ip mine { chain input { type filter hook input priority 0; policy accept; "
+      "ip saddr 198.18.7.7 counter drop; }; }";
+  int rc = 0;
+  const std::string out = capture(nat_->exec("nft '" + mine + "' 2>&1"), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const std::string before = nft("-j list table ip mine");
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    auto spec = wan_spec();
+    spec.table = "mine";
+    auto a = m.apply(spec, {});
+    ASSERT_FALSE(a);
+    EXPECT_THAT(a.error().message,
+                HasSubstr("table ip mine exists and holds chain input, which hanat does not "
+                          "create"));
+    EXPECT_EQ(nft("-j list table ip mine"), before);
+    // Running on its own table, a reload to that name changes nothing either.
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    EXPECT_FALSE(m.apply(spec, {}));
+    EXPECT_EQ(nft("-j list table ip mine"), before);
+    EXPECT_EQ(nft("list tables"), "table ip mine\ntable ip hanat\n");
+    EXPECT_TRUE(m.check());
+  }
+  testing::expect_clean_close(loop);
+  (void)nft("delete table ip mine");
 }
 
 TEST_F(NetfilterNetns, RemoveOfAbsentTableSucceedsAndDestroyLeavesRules) {
