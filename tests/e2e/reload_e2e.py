@@ -7,6 +7,7 @@ each check is what an operator would see after it:
 - a key that needs a restart (group.name) is refused by name, exit 2, nothing applied;
 - agent.port and agent.listen_address: the agent answers on the new port or address at
   once, and no longer on the old one;
+- nat.table: the table is renamed (one transaction), the old name gone;
 - probe.kinds: after ["icmp", "agent"] -> ["icmp", "tcp"], a peer that goes silent on its
   private link is declared DOWN and its table taken over (before, the new "tcp" tracker
   stayed Unknown and the peer was never DOWN until a restart);
@@ -142,6 +143,20 @@ def run(lab, hanatd, hanatctl):
     check("agent.listen_address back: exit 0", cp.returncode == 0, cp)
     check("the agent answers on the private address again",
           agent_line(lab, port).startswith("up "))
+
+    # nat.table: renamed in one transaction; the host holds the new table only.
+    def tables():
+        cp = subprocess.run(["ip", "netns", "exec", lab.nat(1)["ns"], "nft", "list", "tables"],
+                            capture_output=True, text=True, timeout=20)
+        return cp.stdout.split()
+    cp = reload(lab, hanatctl, {"nat": {"table": "hanat_r"}})
+    check("nat.table reload: exit 0", cp.returncode == 0, cp)
+    renamed = poll(lambda: "hanat_r" in tables() and "hanat" not in tables(), 10)
+    check("the masquerade table is renamed, the old one gone", renamed, tables())
+    cp = reload(lab, hanatctl, {})
+    check("nat.table back: exit 0", cp.returncode == 0, cp)
+    check("... and back again", poll(lambda: "hanat" in tables() and "hanat_r" not in tables(),
+                                     10), tables())
 
     # 3. probe.kinds: "agent" replaced by "tcp" (to the peer's agent port, a TCP listener):
     # a peer silent on its private link must still be declared DOWN.
