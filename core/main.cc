@@ -131,9 +131,30 @@ int main(int argc, char** argv) {
     if (!check_only) std::fprintf(stderr, "hanatd: invalid configuration, not starting\n");
     return 2;
   }
+  // Checks against this host. --check-config may validate a file meant for another
+  // machine: there they are warnings; a daemon that would run with them refuses to start.
+  const auto missing = hanat::config::missing_interfaces(loaded.value());
+  const auto readable = hanat::config::readable_secrets(loaded.value(), config_path);
+  if (readable) std::fprintf(stderr, "%s: warning: %s\n", config_path.c_str(), readable->c_str());
   if (check_only) {
+    for (const auto& m : missing)
+      std::fprintf(stderr, "%s: warning: %s (fine if the file is for another machine)\n",
+                   config_path.c_str(), m.c_str());
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
+  }
+  // A floating ENI is attached during start-up: the interface it becomes may not exist
+  // yet, and the NAT apply retries until it does.
+  const bool floating = !loaded.value().failover.floating_eni.empty();
+  if (!plan && floating) {
+    for (const auto& m : missing)
+      std::fprintf(stderr, "%s: warning: %s yet (failover.floating_eni is attached at start-up)\n",
+                   config_path.c_str(), m.c_str());
+  }
+  if (!plan && !floating && !missing.empty()) {
+    for (const auto& m : missing) std::fprintf(stderr, "%s: %s\n", config_path.c_str(), m.c_str());
+    std::fprintf(stderr, "hanatd: invalid configuration for this host, not starting\n");
+    return 2;
   }
   // A status client that closes its socket before reading its reply makes the daemon's
   // write(2) raise SIGPIPE, whose default action kills the process: libuv writes to pipes
@@ -156,6 +177,7 @@ int main(int argc, char** argv) {
         d.stop("start-up failed");
       } else {
         loop.run();
+        rc = d.exit_code();
       }
     }
     if (std::error_code ec = loop.close()) {

@@ -135,6 +135,28 @@ bool add_ct_direction_original(nftnl_rule* r) {
   return true;
 }
 
+// Adds `ip ttl > 1`. A packet that arrives with TTL 1 (or 0) is never forwarded: the kernel
+// drops it in ip_forward() and answers ICMP time exceeded (RFC 1812 5.3.1). Counted as
+// "arrived to be forwarded", such packets looked like a forward-path stall: a traceroute
+// or a TTL-1 flood of ~17 packets/s from one private host on a quiet NAT tripped the
+// forward check.
+bool add_ttl_above_one(nftnl_rule* r) {
+  auto payload = make_expr("payload");
+  auto cmp = make_expr("cmp");
+  if (!payload || !cmp) return false;
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_OFFSET, offsetof(iphdr, ttl));
+  nftnl_expr_set_u32(payload.get(), NFTNL_EXPR_PAYLOAD_LEN, 1);
+  const uint8_t one = 1;
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(cmp.get(), NFTNL_EXPR_CMP_OP, NFT_CMP_GT);
+  nftnl_expr_set(cmp.get(), NFTNL_EXPR_CMP_DATA, &one, sizeof one);
+  nftnl_rule_add_expr(r, payload.release());
+  nftnl_rule_add_expr(r, cmp.release());
+  return true;
+}
+
 // Adds `fib daddr type unicast` (or saddr): the kernel's inet_dev_addr_type() of the address,
 // a host-order u32 RTN_* value. RTN_UNICAST is every address that is not local, broadcast,
 // multicast or anycast on this host — the destinations a NAT forwards to. Without the iif
@@ -260,7 +282,7 @@ std::vector<std::optional<Ipv4Prefix>> rule_sources(const NatSpec& spec) {
 
 std::string forward_rule_text(bool outgoing) {
   return outgoing ? "ct direction original fib saddr type unicast counter"
-                  : "ct direction original fib daddr type unicast counter";
+                  : "ct direction original ip ttl > 1 fib daddr type unicast counter";
 }
 
 ChainPtr make_chain(const NatSpec& spec, std::string_view name, const char* type, uint32_t hook,
@@ -330,8 +352,10 @@ core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outg
   nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
   nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
   nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(chain).c_str());
-  if (!(add_ct_direction_original(r.get()) && add_fib_type_unicast(r.get(), outgoing) &&
-        add_counter(r.get()))) {
+  // Only packets that will be forwarded count in (TTL > 1); every packet that leaves
+  // forwarded has passed that test already.
+  if (!(add_ct_direction_original(r.get()) && (outgoing || add_ttl_above_one(r.get())) &&
+        add_fib_type_unicast(r.get(), outgoing) && add_counter(r.get()))) {
     return core::Unexpected(enomem(what));
   }
   return r;
@@ -359,19 +383,29 @@ core::Result<std::vector<RulePtr>, Error> leak_counter_rules(const NatSpec& spec
   return rules;
 }
 
-core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq) {
+core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq,
+                                       std::string_view replaces) {
   auto rules = desired_rules(spec);
   if (!rules) return core::Unexpected(rules.error());
+  if (replaces == spec.table) replaces = {};
+  if (!replaces.empty()) {
+    NatSpec old = spec;
+    old.table = std::string(replaces);
+    if (auto v = validate(old); !v) return core::Unexpected(v.error());
+  }
   Builder b(first_seq);
   if (!b.ok()) return core::Unexpected(enomem("batch"));
 
   ChainPtr chain = make_chain(spec, kChainName, "nat", NF_INET_POST_ROUTING, kChainPriority);
   if (!chain) return core::Unexpected(enomem("chain"));
 
-  bool built = b.begin() && add_table_create(b, spec.table) && add_table_delete(b, spec.table) &&
-               add_table_create(b, spec.table) &&
-               b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain.get(), nftnl_chain_nlmsg_build_payload,
-                     "chain ip " + spec.table + " " + std::string(kChainName));
+  bool built = b.begin();
+  if (built && !replaces.empty())
+    built = add_table_create(b, replaces) && add_table_delete(b, replaces);
+  built = built && add_table_create(b, spec.table) && add_table_delete(b, spec.table) &&
+          add_table_create(b, spec.table) &&
+          b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain.get(), nftnl_chain_nlmsg_build_payload,
+                "chain ip " + spec.table + " " + std::string(kChainName));
   const auto sources = rule_sources(spec);
   for (size_t i = 0; built && i < rules->size(); ++i) {
     // Named after the rule it installs, numbered in chain order, so a kernel error reads

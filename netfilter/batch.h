@@ -26,9 +26,10 @@ inline constexpr int32_t kChainPriority = 100;
 // own egress check and still drop every packet it should forward (a forward-hook drop, an
 // rp_filter or routing mistake): those paths never cross the kernel's FORWARD hook. So
 // hanat counts, in two filter chains of its own table,
-//   forward_in   prerouting:  ct direction original fib daddr type unicast counter
+//   forward_in   prerouting:  ct direction original ip ttl > 1 fib daddr type unicast counter
 //   forward_out  postrouting: ct direction original fib saddr type unicast counter
-// i.e. new-direction packets arriving for a non-local destination (about to be forwarded)
+// i.e. new-direction packets arriving for a non-local destination with a TTL that lets
+// them be forwarded (TTL 1 expires here: ICMP time exceeded, never forwarded)
 // and new-direction packets leaving with a non-local source (forwarded; locally generated
 // packets carry a local source, replies are excluded by the direction). Both chains run at
 // priority mangle (-150): after conntrack (-200) has assigned the direction, before
@@ -84,7 +85,12 @@ using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 // table exists (the `nft -f` idiom "table x; delete table x; table x {...}"), so applying
 // twice leaves exactly one copy, and an error anywhere aborts the whole transaction: the
 // kernel never shows a half-built table.
-[[nodiscard]] core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq);
+//
+// `replaces` (a rename by reload): the table hanat owned under its previous name is
+// deleted in the same transaction (BEGIN, NEWTABLE old, DELTABLE old, then as above), so a
+// failure anywhere leaves the old table in place — never a host without masquerade.
+[[nodiscard]] core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq,
+                                                     std::string_view replaces = {});
 
 // Remove the table in one transaction: BEGIN, NEWTABLE, DELTABLE, END. Removing a table
 // that does not exist succeeds.

@@ -1,8 +1,10 @@
 #include "netfilter/manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "netfilter/batch.h"
+#include "netfilter/compare.h"
 #include "netfilter/conntrack.h"
 
 namespace hanat::netfilter {
@@ -56,13 +58,43 @@ Status NatManager::ensure_netlink() {
 Status NatManager::commit_and_verify() {
   if (auto s = check_interface(nat_->egress_interface); !s) return s;
   if (auto s = ensure_netlink(); !s) return s;
-  auto batch = build_batch(*nat_, netlink_->next_seq());
+  auto batch = build_batch(*nat_, netlink_->next_seq(), replaced_table_);
   if (!batch) return core::Unexpected(batch.error());
   if (auto s = netlink_->commit(*batch); !s) return s;
+  replaced_table_.clear();
   // A commit that the kernel ACKed is not yet proof: read it back (the failure mode of other
   // NAT setups is a rule that silently never got installed).
   if (auto s = netlink_->verify(*nat_); !s) {
     return fail(s.error().code, "after commit: " + s.error().message);
+  }
+  return ok();
+}
+
+Status NatManager::check_ownership(const NatSpec& nat) {
+  if (auto s = ensure_netlink(); !s) return s;
+  auto state = netlink_->read_table(nat.table);
+  if (!state) return core::Unexpected(state.error());
+  if (!state->exists) return ok();
+  // Every chain hanat may have created in this table, with or without the forward and
+  // leak counters (a reload may have turned either off since).
+  std::vector<std::string> ours;
+  for (const bool counters : {false, true}) {
+    for (const bool leak : {false, true}) {
+      NatSpec variant = nat;
+      variant.forward_counters = counters;
+      variant.leak_counter = leak;
+      auto want = desired_state(variant);
+      if (!want) return core::Unexpected(want.error());
+      for (const auto& c : want->chains) ours.push_back(c.name);
+    }
+  }
+  for (const auto& c : state->chains) {
+    if (std::find(ours.begin(), ours.end(), c.name) == ours.end()) {
+      return fail(std::make_error_code(std::errc::operation_not_permitted),
+                  "table ip " + nat.table + " exists and holds chain " + c.name +
+                      ", which hanat does not create: it is not hanat's table and is left "
+                      "alone (choose another nat.table)");
+    }
   }
   return ok();
 }
@@ -90,14 +122,20 @@ void NatManager::arm_timer() {
 
 Status NatManager::apply(const NatSpec& nat, const SysctlSpec& sysctls) {
   if (auto v = validate(nat); !v) return v;  // nothing changes for an invalid spec
-  if (nat_ && nat_->table != nat.table) {
-    // Renamed by a reload: hanat owns one table, so the old one goes (its own transaction;
-    // the new table follows immediately).
-    if (auto s = ensure_netlink(); !s) return fail_with(std::move(s).error());
-    auto removal = build_removal(nat_->table, netlink_->next_seq());
-    if (!removal) return fail_with(std::move(removal).error());
-    if (auto s = netlink_->commit(*removal); !s) return fail_with(std::move(s).error());
+  if (!nat_ || nat_->table != nat.table) {
+    // A name this process has not applied yet: hanat replaces its table whole, so a table
+    // of that name that holds chains hanat never creates belongs to someone else (an
+    // operator's, a firewall's) and is left alone.
+    if (auto s = check_ownership(nat); !s) return fail_with(std::move(s).error());
   }
+  if (nat_ && nat_->table != nat.table && replaced_table_.empty()) {
+    // Renamed by a reload: hanat owns one table, so the old one goes — in the transaction
+    // that creates the new one (commit_and_verify), so that a failure keeps the old
+    // table and the host keeps its masquerade. Only a name hanat applied itself is ever
+    // removed; a rename back before the removal committed cancels it.
+    replaced_table_ = nat_->table;
+  }
+  if (replaced_table_ == nat.table) replaced_table_.clear();
   nat_ = nat;
   sysctls_ = sysctl_entries(sysctls);
   arm_timer();

@@ -92,8 +92,11 @@ class NatManager {
   // Makes `nat` and `sysctls` the desired state and applies them now; starts (or keeps) the
   // drift timer. An invalid spec changes nothing and returns the validation error. A missing
   // egress interface or a kernel error is returned too, but the spec stays desired, so the
-  // drift check keeps retrying (an ENI can appear later). A new table name removes the
-  // table of the previous name.
+  // drift check keeps retrying (an ENI can appear later). A table name not applied before
+  // by this manager that already holds chains hanat never creates is refused: it is not
+  // hanat's, and nothing is changed. A new table name removes the
+  // table of the previous name in the same transaction that creates the new one: until
+  // that transaction succeeds (this apply or a drift check's retry), the old table stays.
   [[nodiscard]] Status apply(const NatSpec& nat, const SysctlSpec& sysctls);
 
   // One drift check now (the timer runs the same). Ok when everything matches or was
@@ -145,7 +148,9 @@ class NatManager {
 
  private:
   Status ensure_netlink();
-  Status commit_and_verify();
+  Status commit_and_verify();  // replaces replaced_table_ too, if set
+  // Ok when no table of nat.table exists, or it holds only chains hanat creates.
+  Status check_ownership(const NatSpec& nat);
   Status fail_with(Error e);
   void set_health(Health h);
   void arm_timer();
@@ -159,6 +164,8 @@ class NatManager {
   Sysctl sysctl_;
   std::optional<Netlink> netlink_;
   std::optional<NatSpec> nat_;
+  // The table of a previous name (a rename) whose removal has not committed yet.
+  std::string replaced_table_;
   std::vector<SysctlEntry> sysctls_;
   Health health_{false, "not applied yet"};
   NatCounters counters_;

@@ -5,8 +5,11 @@
 
 namespace hanat::probes {
 
-AgentServer::AgentServer(uv::Loop& loop, Provider provider)
-    : loop_(loop), provider_(std::move(provider)), listener_(loop) {}
+AgentServer::AgentServer(uv::Loop& loop, Provider provider, uv::AcceptBudget::Limits budget)
+    : loop_(loop),
+      provider_(std::move(provider)),
+      listener_(loop),
+      accepts_(loop, budget, [this] { accept_one(); }) {}
 
 AgentServer::~AgentServer() = default;
 
@@ -32,6 +35,10 @@ std::error_code AgentServer::listen(const sockaddr_in& addr, std::string* error)
 
 void AgentServer::on_connection(std::error_code ec) {
   if (ec) return;  // accept errors (EMFILE, ...) are transient; the next connection retries
+  accepts_.offer();
+}
+
+void AgentServer::accept_one() {
   auto conn = std::make_unique<uv::Tcp>(loop_);
   if (conn->init_error() || listener_.accept(*conn)) return;
   if (conns_.size() >= kMaxConnections) return;  // conn is closed unanswered on return

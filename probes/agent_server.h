@@ -13,6 +13,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "core/uv/accept_budget.h"
 #include "core/uv/uv.h"
 #include "probes/types.h"
 
@@ -25,7 +26,10 @@ class AgentServer {
   // peer sees as an error, so a connection flood cannot grow our memory.
   static constexpr std::size_t kMaxConnections = 64;
 
-  AgentServer(uv::Loop& loop, Provider provider);
+  // `budget`: connections accepted per loop turn and per second, as the status socket
+  // (core/uv/accept_budget.h): a connection flood at the agent port cannot hold the loop,
+  // and with it this host's own probe sends, for more than a budget's worth per turn.
+  AgentServer(uv::Loop& loop, Provider provider, uv::AcceptBudget::Limits budget = {});
   ~AgentServer();
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;
@@ -35,9 +39,12 @@ class AgentServer {
   [[nodiscard]] std::uint16_t port() const { return port_; }
   [[nodiscard]] std::uint64_t served() const { return served_; }
   [[nodiscard]] std::size_t open_connections() const { return conns_.size(); }
+  // Times a connection had to wait for the accept budget.
+  [[nodiscard]] std::uint64_t deferred_accepts() const { return accepts_.deferred(); }
 
  private:
   void on_connection(std::error_code ec);
+  void accept_one();
   uv::Loop& loop_;
   Provider provider_;
   uv::Tcp listener_;
@@ -45,6 +52,7 @@ class AgentServer {
   std::uint64_t next_id_ = 1;
   std::uint64_t served_ = 0;
   std::unordered_map<std::uint64_t, std::unique_ptr<uv::Tcp>> conns_;
+  uv::AcceptBudget accepts_;
 };
 
 }  // namespace hanat::probes

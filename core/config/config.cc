@@ -1,11 +1,14 @@
 #include "core/config/config.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/stat.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -119,6 +122,72 @@ bool is_ec2_id(std::string_view s, std::string_view prefix) {
   return std::all_of(hex.begin(), hex.end(), [](char c) {
     return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
   });
+}
+
+std::vector<std::string> missing_interfaces(const Config& c) {
+  std::vector<std::string> out;
+  auto need = [&](const std::string& name, const char* key) {
+    if (name.empty() || if_nametoindex(name.c_str()) != 0) return;
+    out.push_back(std::string(key) + ": interface \"" + name + "\" does not exist on this host");
+  };
+  need(c.nat.egress_interface, "nat.egress_interface");
+  if (c.egress.interface != c.nat.egress_interface) need(c.egress.interface, "egress.interface");
+  return out;
+}
+
+std::optional<std::string> readable_secrets(const Config& c, const std::string& path) {
+  if (c.ec2.credentials != CredentialsSource::Static) return std::nullopt;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return std::nullopt;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "ec2.secret_access_key: \"" + path + "\" holds static keys and is readable by other " +
+         "users (mode " + mode + "): chmod 600 it, or use credentials = \"instance-role\"";
+}
+
+bool is_reserved_table(std::string_view name) {
+  // iptables-nft (the default iptables on Debian 11+, RHEL 8+, Amazon Linux 2023) creates
+  // "table ip filter", "nat", "mangle", "raw" and "security"; firewalld and Docker write
+  // rules into them through it. The comparison is exact: nft table names are
+  // case-sensitive, so "NAT" is a different table.
+  static constexpr std::string_view kReserved[] = {"filter", "nat", "mangle", "raw", "security"};
+  return std::find(std::begin(kReserved), std::end(kReserved), name) != std::end(kReserved);
+}
+
+std::vector<std::string> restart_keys(const Config& running, const Config& next) {
+  std::vector<std::string> keys;
+  auto check = [&](bool changed, const char* key) {
+    if (changed) keys.emplace_back(key);
+  };
+  const auto& a = running;
+  const auto& b = next;
+  // Group membership and the managed tables come from discovery, which runs once at start:
+  // a new name, discovery mode, member or table list would leave the old member list in
+  // place while matching other tables (destinations apply: they are engine config).
+  check(a.group.name != b.group.name, "group.name");
+  check(a.group.discovery != b.group.discovery, "group.discovery");
+  check(a.group.members != b.group.members, "group.members");
+  check(a.group.route_tables != b.group.route_tables, "group.route_tables");
+  check(a.nat.drift_check_interval != b.nat.drift_check_interval, "nat.drift_check_interval");
+  // The EC2 client, its credentials and the metadata client are built once at start;
+  // requests in flight belong to them (route_refresh_interval is engine config and applies).
+  check(a.ec2.region != b.ec2.region, "ec2.region");
+  check(a.ec2.endpoint != b.ec2.endpoint, "ec2.endpoint");
+  check(a.ec2.metadata_endpoint != b.ec2.metadata_endpoint, "ec2.metadata_endpoint");
+  check(a.ec2.allow_imdsv1 != b.ec2.allow_imdsv1, "ec2.allow_imdsv1");
+  check(a.ec2.credentials != b.ec2.credentials, "ec2.credentials");
+  check(a.ec2.access_key_id != b.ec2.access_key_id, "ec2.access_key_id");
+  check(a.ec2.secret_access_key != b.ec2.secret_access_key, "ec2.secret_access_key");
+  check(a.ec2.session_token != b.ec2.session_token, "ec2.session_token");
+  check(a.ec2.connect_timeout != b.ec2.connect_timeout, "ec2.connect_timeout");
+  check(a.ec2.request_timeout != b.ec2.request_timeout, "ec2.request_timeout");
+  // The floating ENI is attached during start-up, before discovery.
+  check(a.failover.floating_eni != b.failover.floating_eni, "failover.floating_eni");
+  // The socket is bound once; its path, mode and group are the running daemon's identity.
+  check(a.status.socket != b.status.socket, "status.socket");
+  check(a.status.mode != b.status.mode, "status.mode");
+  check(a.status.group != b.status.group, "status.group");
+  return keys;
 }
 
 core::Result<Config, Errors> parse(std::string_view text, const std::string& file) {

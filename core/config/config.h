@@ -63,7 +63,9 @@ struct ProbeConfig {
 };
 
 struct AgentConfig {
-  std::string listen_address = "0.0.0.0";
+  // Empty: this instance's private IPv4 address, read from instance metadata. Peers probe
+  // that address only, and a wildcard listener would also answer on the public side.
+  std::string listen_address;
   std::uint16_t port = 4790;
   friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
 };
@@ -195,6 +197,23 @@ using Errors = std::vector<Error>;
 core::Result<Config, Errors> parse(std::string_view text, const std::string& file);
 // Reads and parses a file; an unreadable file is one error naming it.
 core::Result<Config, Errors> load(const std::string& path);
+
+// The keys whose change between `running` and `next` a reload cannot apply (they need a
+// restart), dotted ("status.socket"), in file order. A reload that changes any of them is
+// refused whole: nothing of the new file is applied (DESIGN "Reload": all or nothing).
+std::vector<std::string> restart_keys(const Config& running, const Config& next);
+
+// Checks of a valid config against this host, one message each ("key: why"):
+// interfaces it names that do not exist here (nat.egress_interface, egress.interface) —
+// an error for a daemon that would run with it, a warning for --check-config, whose file
+// may be meant for another machine.
+std::vector<std::string> missing_interfaces(const Config& c);
+// Static EC2 keys in a file that users other than its owner can read: a warning.
+std::optional<std::string> readable_secrets(const Config& c, const std::string& path);
+
+// nftables table names that other tools own: iptables-nft keeps its tables under these
+// names in the ip family, and hanat replaces its own table whole on every repair.
+bool is_reserved_table(std::string_view name);
 
 // Helpers shared with other modules' input validation.
 std::optional<milliseconds> parse_duration(std::string_view s);

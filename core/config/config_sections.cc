@@ -104,7 +104,9 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
   r.section(root, "agent",
             {r.str("listen_address", c.agent.listen_address,
                    [](std::string_view s) -> std::string {
-                     return is_ipv4(s) ? "" : "\"" + std::string(s) + "\" is not an IPv4 address";
+                     return s.empty() || is_ipv4(s)
+                                ? ""
+                                : "\"" + std::string(s) + "\" is not an IPv4 address";
                    }),
              // 0 picks a free port: only useful in tests, peers must know the port.
              r.integer("port", c.agent.port, 0, 65535)});
@@ -159,7 +161,12 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                    std::all_of(s.begin(), s.end(), [](char ch) {
                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
                    });
-               return ok ? "" : "\"" + std::string(s) + "\" is not a valid nftables table name";
+               if (!ok) return "\"" + std::string(s) + "\" is not a valid nftables table name";
+               if (is_reserved_table(s))
+                 return "\"" + std::string(s) +
+                        "\" is a table of iptables-nft (filter, nat, mangle, raw, security): "
+                        "hanat replaces its table whole on every repair, choose another name";
+               return "";
              }),
        r.str("egress_interface", c.nat.egress_interface, interface_check),
        r.list<Cidr>("source_cidrs", c.nat.source_cidrs, convert_cidr),

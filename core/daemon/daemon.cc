@@ -32,15 +32,6 @@ std::string iso8601(WallTime t) {
 
 namespace {
 
-std::string join_errors(const config::Errors& errors) {
-  std::string out;
-  for (const auto& e : errors) {
-    if (!out.empty()) out += '\n';
-    out += e.to_string();
-  }
-  return out;
-}
-
 std::string monotonic_usec() {
   // systemd's notify-reload protocol pairs RELOADING=1 with the monotonic time at which
   // the reload began; older managers ignore the field.
@@ -75,6 +66,16 @@ std::error_code Daemon::start(std::string* why) {
     auto text = metrics_text();
     if (!text) return status::Json(json_pack("{s:b, s:s}", "ok", 0, "error", text.error().c_str()));
     return status::Json(json_pack("{s:s}", "text", text->c_str()));
+  });
+  status_->on("reload", [this](const json_t*) {
+    // Synchronous: the reply carries the outcome and the generation now running, so
+    // `hanatctl reload` knows whether this file is in effect.
+    log::notice("reload requested over the status socket");
+    const ReloadResult& r = reload();
+    json_t* o = json_pack("{s:b, s:b, s:I}", "ok", 1, "applied", r.ok ? 1 : 0, "generation",
+                          static_cast<json_int_t>(generation_));
+    if (!r.ok) json_object_set_new(o, "error", json_string(r.error.c_str()));
+    return status::Json(o);
   });
   status_->on("drain", [this](const json_t*) {
     log::notice("drain requested over the status socket");
@@ -179,6 +180,13 @@ std::error_code Daemon::start(std::string* why) {
     (void)exit_timer_->start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
                              [this] { stop("handover done"); });
   };
+  hooks.fatal = [this](const std::string& reason) {
+    exit_code_ = 1;
+    log::error("hanatd: cannot run: " + reason + "; exiting");
+    notify("STATUS=failed: " + reason);
+    (void)exit_timer_->start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                             [this] { stop("fatal error"); });
+  };
   node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
   node_->start();
   apply_metrics_config();
@@ -198,33 +206,47 @@ std::error_code Daemon::start(std::string* why) {
   return {};
 }
 
-void Daemon::reload() {
+const ReloadResult& Daemon::reload() {
   notify("RELOADING=1\nMONOTONIC_USEC=" + monotonic_usec());
   last_reload_.attempted = true;
   last_reload_.at = std::chrono::system_clock::now();
-  auto loaded = config::load(config_path_);
-  if (!loaded) {
+  auto refuse = [this](const std::vector<std::string>& errors) -> const ReloadResult& {
     last_reload_.ok = false;
-    last_reload_.error = join_errors(loaded.error());
+    last_reload_.error.clear();
+    for (const auto& e : errors) last_reload_.error += (last_reload_.error.empty() ? "" : "\n") + e;
     log::error("config " + log::quote(config_path_) + ": reload failed, keeping generation " +
                std::to_string(generation_) + ":");
-    for (const auto& e : loaded.error()) log::error("  " + e.to_string());
+    for (const auto& e : errors) log::error("  " + e);
     notify("READY=1\nSTATUS=running, config generation " + std::to_string(generation_) +
            " (last reload failed)");
-    return;
+    return last_reload_;
+  };
+  auto loaded = config::load(config_path_);
+  if (!loaded) {
+    std::vector<std::string> errors;
+    for (const auto& e : loaded.error()) errors.push_back(e.to_string());
+    return refuse(errors);
   }
-  const config::Config& next = loaded.value();
-  if (next.status.socket != config_->status.socket || next.status.mode != config_->status.mode ||
-      next.status.group != config_->status.group) {
-    log::warning(
-        "config: status.socket, status.mode and status.group apply at restart only, "
-        "ignoring their change");
+  // All or nothing: a key that only a restart can apply refuses the whole file, rather
+  // than run a mix of the old and the new (which "reloaded" would hide).
+  std::vector<std::string> errors;
+  for (const auto& key : config::restart_keys(*config_, loaded.value()))
+    errors.push_back(config_path_ + ": " + key + ": needs a restart");
+  // An interface that does not exist would fail every NAT apply after the reload and hand
+  // this host's routes away: refused, like a syntax error.
+  for (const auto& m : config::missing_interfaces(loaded.value()))
+    errors.push_back(config_path_ + ": " + m);
+  if (!errors.empty()) return refuse(errors);
+  if (auto w = config::readable_secrets(loaded.value(), config_path_)) log::warning(*w);
+  auto next = std::make_shared<const config::Config>(std::move(loaded).value());
+  if (node_) {
+    for (auto& e : node_->reconfigure(next)) errors.push_back(std::move(e));
+    if (!errors.empty()) return refuse(errors);
   }
-  status_->set_limits(next.status.max_clients, next.status.max_request_bytes,
-                      next.status.idle_timeout);
-  log::configure(next.log.level, next.log.debug);
-  config_ = std::make_shared<const config::Config>(std::move(loaded).value());
-  if (node_) node_->reconfigure(config_);
+  status_->set_limits(next->status.max_clients, next->status.max_request_bytes,
+                      next->status.idle_timeout);
+  log::configure(next->log.level, next->log.debug);
+  config_ = std::move(next);
   ++generation_;
   apply_metrics_config();
   loaded_at_ = last_reload_.at;
@@ -233,6 +255,7 @@ void Daemon::reload() {
   log::notice("config " + log::quote(config_path_) + ": reloaded, generation " +
               std::to_string(generation_));
   notify("READY=1\nSTATUS=running, config generation " + std::to_string(generation_));
+  return last_reload_;
 }
 
 void Daemon::request_stop(const char* reason) {

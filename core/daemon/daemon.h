@@ -40,8 +40,10 @@ class Daemon {
 
   // Opens the status socket and installs signal handlers; `why` explains a failure.
   [[nodiscard]] std::error_code start(std::string* why);
-  // Re-reads the config file (what SIGHUP does).
-  void reload();
+  // Re-reads the config file (what SIGHUP and `hanatctl reload` do). All or nothing: a
+  // file with errors, a change of a key that needs a restart, or a part that cannot be
+  // applied (agent port) keeps the running config whole; the result says why.
+  const ReloadResult& reload();
   // SIGTERM/SIGINT: the node hands its routes over (unless --no-handover), then the daemon
   // closes every handle so the loop run returns.
   void request_stop(const char* reason);
@@ -49,6 +51,8 @@ class Daemon {
   void stop(const char* reason);
 
   [[nodiscard]] std::uint64_t generation() const { return generation_; }
+  // hanatd's exit status: 0, or 1 after a fatal error of the running node.
+  [[nodiscard]] int exit_code() const { return exit_code_; }
   [[nodiscard]] const config::Config& config() const { return *config_; }
   [[nodiscard]] const ReloadResult& last_reload() const { return last_reload_; }
   [[nodiscard]] status::Json status_json() const;
@@ -83,6 +87,7 @@ class Daemon {
   std::chrono::milliseconds restart_prepared_until_{-1};
   // Why the coming stop is a restart ("" when it is a stop).
   std::string restart_reason() const;
+  int exit_code_ = 0;
 };
 
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).

@@ -123,17 +123,23 @@ void Node::drain(bool on) {
   post(engine::Drain{on, now()});
 }
 
-void Node::reconfigure(std::shared_ptr<const config::Config> cfg) {
+std::vector<std::string> Node::reconfigure(std::shared_ptr<const config::Config> cfg) {
+  // Probes, egress check and agent port first: they are the only part that can fail, and
+  // on failure nothing else has changed.
+  if (auto errors = reconfigure_probes(*cfg); !errors.empty()) return errors;
   const bool forward_changed = !cfg_ || cfg_->forward != cfg->forward;
   cfg_ = std::move(cfg);
   if (forward_changed) watch_forwarding();
-  if (!machine_) return;
+  if (!machine_) return {};
+  // The engine decides what survives (kinds, thresholds, destinations, timers) and
+  // re-applies the NAT table from the new [nat] section.
   auto e = std::make_shared<engine::Config>(engine_config(discovered_));
   discovered_.engine = *e;
   post(engine::ConfigChanged{e, now()});
   // The group's lists or the refresh interval may have changed: re-read the members now.
   start_refresh();
   refresh_members("configuration reloaded");
+  return {};
 }
 
 }  // namespace hanat::daemon

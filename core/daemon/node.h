@@ -69,6 +69,8 @@ class Node {
     // Plan mode only: discovery finished (write nothing, start nothing), or failed.
     std::function<void(const Discovered&, const Identity&)> planned;
     std::function<void(const std::string&)> plan_failed;
+    // The node cannot run (its agent port is taken): log is done, the daemon exits non-zero.
+    std::function<void(const std::string&)> fatal;
   };
   // plan_only: run identity and discovery once, report through hooks.planned or
   // hooks.plan_failed, and never write (no src/dst change, no NAT, no route).
@@ -85,7 +87,10 @@ class Node {
   // forwarding as they are (--no-handover, or a restart).
   void shutdown(bool handover = true);
   void drain(bool on);
-  void reconfigure(std::shared_ptr<const config::Config> cfg);
+  // Applies a new config (reload). Restart-only keys were refused before (restart_keys);
+  // what can still fail (the agent port cannot be bound, a probe socket cannot be opened)
+  // is returned, one error per line, and then nothing of `cfg` has been applied.
+  [[nodiscard]] std::vector<std::string> reconfigure(std::shared_ptr<const config::Config> cfg);
   // `hanatctl adopt rtb-...`: "" when done, else why not (node_members.cc).
   [[nodiscard]] std::string adopt(const std::string& table);
   // node_status.cc
@@ -115,6 +120,17 @@ class Node {
 
   // node_probes.cc
   void start_probes();
+  void start_agent();  // binds the agent port; failure is fatal (hooks.fatal)
+  void fatal(const std::string& why);
+  std::vector<std::string> reconfigure_probes(const config::Config& next);
+  core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> make_peer_monitor(
+      const config::Config& cfg);
+  core::Result<std::unique_ptr<probes::EgressCheck>, std::string> make_egress(
+      const config::Config& cfg);
+  core::Result<std::unique_ptr<probes::AgentServer>, std::string> bind_agent(
+      const config::Config& cfg);
+  // agent.listen_address, or this instance's private IP when it is empty.
+  [[nodiscard]] std::string agent_address(const config::Config& cfg) const;
   void start_notices();
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);

@@ -57,104 +57,218 @@ void Node::watch_own_link() {
   own_link_ = std::move(w).value();
 }
 
-void Node::start_peer_probes() {
+core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_monitor(
+    const config::Config& cfg) {
   std::vector<probes::PeerSpec> peers;
   for (const auto& m : discovered_.engine.members) {
     if (m.instance_id == id_.instance_id) continue;
     probes::PeerSpec p;
     p.id = m.instance_id;
     p.address = discovered_.addresses[m.instance_id];
-    p.kinds = cfg_->probe.kinds;
-    p.tcp_port = cfg_->probe.tcp_port;
-    p.agent_port = cfg_->agent.port;
+    p.kinds = cfg.probe.kinds;
+    p.tcp_port = cfg.probe.tcp_port;
+    p.agent_port = cfg.agent.port;
     peers.push_back(std::move(p));
   }
+  if (peers.empty()) return std::unique_ptr<probes::PeerMonitor>();
   probes::ProbeOptions po;
-  po.interval = cfg_->probe.interval;
-  po.timeout = cfg_->probe.timeout;
-  po.rise = cfg_->probe.rise;
-  po.fall = cfg_->probe.fall;
-  if (!peers.empty() && !own_link_) watch_own_link();
-  if (!peers.empty()) {
-    auto mon = probes::PeerMonitor::create(
-        loop_, peers, po,
-        {.on_result =
-             [this](const probes::ProbeResult& r) {
-               note_send_delay(r);
-               last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
-               // A probe sent while our own link was down fails at its timeout, and for a
-               // while after the link returns answers still get lost: neighbour entries
-               // (ARP, ours and the peer's) that failed during the outage are resolved
-               // again only at the next retransmission, every retrans_time_ms (1 s by
-               // default). Measured in the lab's flapping drill with 50 ms probes: agent
-               // probes kept failing for several hundred ms after carrier returned. So
-               // the grace is one timeout + one interval + 1 s.
-               const auto grace =
-                   cfg_->probe.timeout + cfg_->probe.interval + std::chrono::seconds(1);
-               if (!r.outcome.ok && r.outcome.failure != probes::Failure::AgentDown && own_link_ &&
-                   own_link_->impaired(r.at, grace)) {
-                 ++discounted_failures_;
-                 return;
-               }
-               engine::ProbeResult e;
-               e.peer = r.peer;
-               e.kind = r.kind;
-               e.ok = r.outcome.ok;
-               e.at = r.at;
-               e.reports_down = r.outcome.failure == probes::Failure::AgentDown;
-               post(e);
-             },
-         .on_transition = {}});
-    if (!mon) {
-      log::error("probes: " + mon.error());
-    } else {
-      peers_ = std::move(mon).value();
-      (void)peers_->start();
+  po.interval = cfg.probe.interval;
+  po.timeout = cfg.probe.timeout;
+  po.rise = cfg.probe.rise;
+  po.fall = cfg.probe.fall;
+  if (!own_link_) watch_own_link();
+  auto mon = probes::PeerMonitor::create(
+      loop_, peers, po,
+      {.on_result =
+           [this](const probes::ProbeResult& r) {
+             note_send_delay(r);
+             last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
+             // A probe sent while our own link was down fails at its timeout, and for a
+             // while after the link returns answers still get lost: neighbour entries
+             // (ARP, ours and the peer's) that failed during the outage are resolved
+             // again only at the next retransmission, every retrans_time_ms (1 s by
+             // default). Measured in the lab's flapping drill with 50 ms probes: agent
+             // probes kept failing for several hundred ms after carrier returned. So
+             // the grace is one timeout + one interval + 1 s.
+             const auto grace =
+                 cfg_->probe.timeout + cfg_->probe.interval + std::chrono::seconds(1);
+             if (!r.outcome.ok && r.outcome.failure != probes::Failure::AgentDown && own_link_ &&
+                 own_link_->impaired(r.at, grace)) {
+               ++discounted_failures_;
+               return;
+             }
+             engine::ProbeResult e;
+             e.peer = r.peer;
+             e.kind = r.kind;
+             e.ok = r.outcome.ok;
+             e.at = r.at;
+             e.reports_down = r.outcome.failure == probes::Failure::AgentDown;
+             post(e);
+           },
+       .on_transition = {}});
+  if (!mon) return core::Unexpected("probes: " + mon.error());
+  return std::move(mon).value();
+}
+
+core::Result<std::unique_ptr<probes::EgressCheck>, std::string> Node::make_egress(
+    const config::Config& cfg) {
+  if (cfg.egress.targets.empty()) return std::unique_ptr<probes::EgressCheck>();
+  probes::EgressSpec es;
+  for (const auto& t : cfg.egress.targets) es.targets.push_back({t.address, t.port});
+  es.interface = cfg.egress.interface.empty() ? cfg.nat.egress_interface : cfg.egress.interface;
+  es.k = cfg.egress.required;
+  probes::ProbeOptions eo;
+  eo.rise = cfg.probe.rise;
+  eo.fall = cfg.probe.fall;
+  eo.interval = cfg.egress.interval;
+  eo.timeout = cfg.egress.timeout;
+  auto eg = probes::EgressCheck::create(
+      loop_, es, eo,
+      {.on_result = [this](const probes::ProbeResult& r) { note_send_delay(r); },
+       .on_change =
+           [this](const probes::EgressWindow::Verdict& v) {
+             egress_health_ = v.state;
+             egress_detail_ = v.detail;
+             log::notice(std::string("egress self-check: ") + engine::to_string(v.state) + " (" +
+                         v.detail + ")");
+             feed_self_health();
+           }});
+  if (!eg) return core::Unexpected("egress self-check: " + eg.error());
+  return std::move(eg).value();
+}
+
+std::string Node::agent_address(const config::Config& cfg) const {
+  return cfg.agent.listen_address.empty() ? id_.private_ip : cfg.agent.listen_address;
+}
+
+core::Result<std::unique_ptr<probes::AgentServer>, std::string> Node::bind_agent(
+    const config::Config& cfg) {
+  const std::string addr = agent_address(cfg);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(cfg.agent.port);
+  if (inet_pton(AF_INET, addr.c_str(), &a.sin_addr) != 1) {
+    return core::Unexpected("agent port: listen address " + log::quote(addr) +
+                            " is not an IPv4 address (agent.listen_address empty: the "
+                            "instance's private IP from instance metadata)");
+  }
+  auto server = std::make_unique<probes::AgentServer>(loop_, [this] { return agent_reply(); });
+  std::string err;
+  if (server->listen(a, &err)) return core::Unexpected(err);
+  return server;
+}
+
+void Node::start_agent() {
+  auto server = bind_agent(*cfg_);
+  if (!server) {
+    // Fatal: whoever holds the port answers our peers' agent checks in our name, and a
+    // "down" from it makes every peer take this host's routes (systemd restarts us).
+    std::string why = server.error();
+    if (why.find("address already in use") != std::string::npos) {
+      why +=
+          " (another process holds the port: it would answer peers' agent checks for "
+          "this host)";
     }
+    return fatal(why);
+  }
+  agent_ = std::move(server).value();
+  log::info("agent check: answering on " + agent_address(*cfg_) + ":" +
+            std::to_string(agent_->port()));
+}
+
+void Node::fatal(const std::string& why) {
+  log::error(why);
+  phase_ = Phase::Stopped;
+  phase_error_ = why;
+  if (hooks_.fatal) hooks_.fatal(why);
+}
+
+void Node::start_peer_probes() {
+  // (Re)built from the current members: at start, and when the membership changes
+  // (node_members.cc). No peer left: no monitor, nothing probes a departed member.
+  if (auto mon = make_peer_monitor(*cfg_); !mon) {
+    log::error(mon.error());
+  } else {
+    peers_ = std::move(mon).value();
+    if (peers_) (void)peers_->start();
   }
 }
 
 void Node::start_probes() {
   start_peer_probes();
-  probes::ProbeOptions po;
-  po.interval = cfg_->probe.interval;
-  po.timeout = cfg_->probe.timeout;
-  po.rise = cfg_->probe.rise;
-  po.fall = cfg_->probe.fall;
-  if (!cfg_->egress.targets.empty()) {
-    probes::EgressSpec es;
-    for (const auto& t : cfg_->egress.targets) es.targets.push_back({t.address, t.port});
-    es.interface =
-        cfg_->egress.interface.empty() ? cfg_->nat.egress_interface : cfg_->egress.interface;
-    es.k = cfg_->egress.required;
-    probes::ProbeOptions eo = po;
-    eo.interval = cfg_->egress.interval;
-    eo.timeout = cfg_->egress.timeout;
-    auto eg = probes::EgressCheck::create(
-        loop_, es, eo,
-        {.on_result = [this](const probes::ProbeResult& r) { note_send_delay(r); },
-         .on_change =
-             [this](const probes::EgressWindow::Verdict& v) {
-               egress_health_ = v.state;
-               egress_detail_ = v.detail;
-               log::notice(std::string("egress self-check: ") + engine::to_string(v.state) + " (" +
-                           v.detail + ")");
-               feed_self_health();
-             }});
-    if (!eg) {
-      log::error("egress self-check: " + eg.error());
-    } else {
-      egress_ = std::move(eg).value();
-      (void)egress_->start();
-    }
+  if (auto eg = make_egress(*cfg_); !eg) {
+    log::error(eg.error());
+  } else if (*eg) {
+    egress_ = std::move(eg).value();
+    (void)egress_->start();
   }
-  agent_ = std::make_unique<probes::AgentServer>(loop_, [this] { return agent_reply(); });
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(cfg_->agent.port);
-  inet_pton(AF_INET, cfg_->agent.listen_address.c_str(), &a.sin_addr);
-  std::string err;
-  if (agent_->listen(a, &err)) log::error("agent check: " + err);
+}
+
+std::vector<std::string> Node::reconfigure_probes(const config::Config& next) {
+  // Everything is built before anything is swapped, so that a failure leaves the running
+  // probes, egress check and agent port exactly as they were (the reload is refused).
+  std::vector<std::string> errors;
+  const config::Config& cur = *cfg_;
+  const bool running = phase_ == Phase::Running;
+  const bool peers_changed = cur.probe != next.probe || cur.agent.port != next.agent.port;
+  const bool egress_changed =
+      cur.egress != next.egress || cur.probe.rise != next.probe.rise ||
+      cur.probe.fall != next.probe.fall ||
+      (next.egress.interface.empty() && cur.nat.egress_interface != next.nat.egress_interface);
+  const bool agent_changed =
+      agent_ && (agent_address(cur) != agent_address(next) || cur.agent.port != next.agent.port);
+  std::unique_ptr<probes::PeerMonitor> peers;
+  std::unique_ptr<probes::EgressCheck> egress;
+  if (running && peers_changed) {
+    auto m = make_peer_monitor(next);
+    if (!m)
+      errors.push_back(m.error());
+    else
+      peers = std::move(m).value();
+  }
+  if (running && egress_changed) {
+    auto e = make_egress(next);
+    if (!e)
+      errors.push_back(e.error());
+    else
+      egress = std::move(e).value();
+  }
+  if (!errors.empty()) return errors;
+  if (agent_changed) {
+    // The old listener is closed first: the new address may overlap it on the same port
+    // (0.0.0.0:4790 -> 10.0.1.5:4790), which bind refuses while the old one listens.
+    // uv_close closes the descriptor at once, only its callback waits for the loop.
+    agent_.reset();
+    auto a = bind_agent(next);
+    if (!a) {
+      errors.push_back("agent.listen_address/agent.port: " + a.error());
+      auto old = bind_agent(cur);
+      if (!old) {
+        fatal("agent port: cannot listen again on the running address after a failed reload: " +
+              old.error());
+      } else {
+        agent_ = std::move(old).value();
+      }
+      return errors;
+    }
+    agent_ = std::move(a).value();
+    log::notice("agent check: now answering on " + agent_address(next) + ":" +
+                std::to_string(agent_->port()));
+  }
+  if (running && peers_changed) {
+    // A fresh monitor: its trackers start Unknown for the new kinds, and the engine gets
+    // the same kinds through ConfigChanged, so all-kinds-failed can hold again.
+    peers_ = std::move(peers);
+    if (peers_) (void)peers_->start();
+  }
+  if (running && egress_changed) {
+    egress_ = std::move(egress);
+    egress_health_ = engine::Health::Unknown;
+    egress_detail_.clear();
+    if (egress_) (void)egress_->start();
+    feed_self_health();
+  }
+  return errors;
 }
 
 void Node::start_notices() {

@@ -130,6 +130,13 @@ void Node::phase_identity() {
             id_.private_ip = i->private_ips.empty() ? "" : i->private_ips.front();
             log::notice("identity: instance " + id_.instance_id + " in " + id_.zone + " (" +
                         id_.region + "), ENI " + id_.eni_id + ", " + id_.private_ip);
+            // The agent port is bound as soon as the private IP is known (its default
+            // address), before anything is written: a port someone else holds stops the
+            // daemon here.
+            if (!plan_only_ && !agent_) {
+              start_agent();
+              if (!agent_) return;
+            }
             phase_ = Phase::Client;
             phase_attempts_ = 0;
             run_phase();

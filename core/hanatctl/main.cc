@@ -26,6 +26,7 @@ void usage(std::FILE* out) {
                "       hanatctl [--socket PATH] prepare-restart [SECONDS]\n"
                "       hanatctl [--socket PATH] events [N]\n"
                "       hanatctl [--socket PATH] adopt rtb-...\n"
+               "       hanatctl [--socket PATH] reload\n"
                "       hanatctl --version | --help\n"
                "\n"
                "  -s, --socket PATH  hanatd's status socket (default %s)\n"
@@ -39,7 +40,10 @@ void usage(std::FILE* out) {
                "                     a restart: hanatd exits keeping its routes, table and\n"
                "                     forwarding (the package runs it before an upgrade)\n"
                "  adopt rtb-...      manage a table's foreign routes again (hanat never writes a\n"
-               "                     route that points outside the group unless told so)\n",
+               "                     route that points outside the group unless told so)\n"
+               "  reload             re-read the config file and wait for the outcome: exit 0\n"
+               "                     when the new generation runs, 2 with the errors when the\n"
+               "                     daemon kept the old one\n",
                kDefaultSocket);
 }
 
@@ -194,8 +198,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
-  } else if (words.size() != 1 ||
-             (cmd != "status" && cmd != "metrics" && cmd != "drain" && cmd != "undrain")) {
+  } else if (words.size() != 1 || (cmd != "status" && cmd != "metrics" && cmd != "drain" &&
+                                    cmd != "undrain" && cmd != "reload")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;
@@ -220,6 +224,14 @@ int main(int argc, char** argv) {
     std::fputs(hanat::status::format_status(parsed.j).c_str(), stdout);
   } else if (cmd == "events") {
     std::fputs(hanat::status::format_events(parsed.j).c_str(), stdout);
+  } else if (cmd == "reload") {
+    const json_int_t gen = json_integer_value(json_object_get(parsed.j, "generation"));
+    if (!json_is_true(json_object_get(parsed.j, "applied"))) {
+      std::fprintf(stderr, "hanatctl: reload refused, still running generation %lld:\n%s\n",
+                   static_cast<long long>(gen), str(parsed.j, "error").c_str());
+      return 2;
+    }
+    std::printf("reloaded, generation %lld\n", static_cast<long long>(gen));
   } else if (cmd == "metrics") {
     // Exposition text as the daemon formatted (and validated) it, ready for a scraper.
     std::fputs(str(parsed.j, "text").c_str(), stdout);

@@ -108,7 +108,8 @@ StatusServer::StatusServer(uv::Loop& loop, ServerOptions options)
       server_(loop),
       graveyard_(loop),
       turn_(loop),
-      rate_timer_(loop),
+      accepts_(loop, {opts_.max_accepts_per_turn, opts_.max_accepts_per_second},
+               [this] { accept_one(); }),
       refusal_(refusal_line(opts_.max_clients)) {}
 
 StatusServer::~StatusServer() {
@@ -150,20 +151,7 @@ std::error_code StatusServer::start(std::string* why) {
           log::warning("status socket: accept failed: " + e.message() + ", ignoring");
           return;
         }
-        if (accepted_this_turn_ >= opts_.max_accepts_per_turn) {
-          // Not accepting makes libuv stop polling the listening socket until uv_accept is
-          // called (resume_paused, next turn); the other connections wait in the backlog.
-          accept_deferred_ = true;
-          return;
-        }
-        if (!accept_rate_allows()) {
-          // Over the per-second budget: the listener rests until the second is over
-          // (rate_timer_). Meanwhile the kernel's backlog fills and further connects fail
-          // there (EAGAIN), at no cost to this loop.
-          accept_deferred_ = true;
-          return;
-        }
-        accept_one();
+        accepts_.offer();  // now, or held in the backlog until the budget allows
       })) {
     *why = "cannot listen on " + log::quote(opts_.path) + ": " + ec.message();
     return ec;
@@ -188,44 +176,17 @@ void StatusServer::start_turn() {
   // The idle phase runs after the timers of each turn and before its I/O poll (whose
   // timeout it makes 0 while active), so the due probe timers run first every turn.
   turn_armed_ = !turn_.start([this] {
-    bool used = served_this_turn_ > 0 || accepted_this_turn_ > 0 || reads_this_turn_ > 0;
+    bool used = served_this_turn_ > 0 || reads_this_turn_ > 0;
     resume_paused();
-    // A listener resting for the rate limit is resumed by its timer, not by this handle,
-    // which would otherwise keep the loop polling without sleeping until then.
-    if (!used && paused_.empty() && (!accept_deferred_ || rate_resting_)) {
+    if (!used && paused_.empty()) {
       (void)turn_.stop();
       turn_armed_ = false;
     }
   });
 }
 
-bool StatusServer::accept_rate_allows() {
-  if (rate_resting_) return false;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - rate_window_start_ >= std::chrono::seconds(1)) {
-    rate_window_start_ = now;
-    accepted_this_second_ = 0;
-  }
-  if (accepted_this_second_ < opts_.max_accepts_per_second) return true;
-  rate_resting_ = true;
-  auto rest = std::chrono::ceil<std::chrono::milliseconds>(rate_window_start_ +
-                                                           std::chrono::seconds(1) - now);
-  (void)rate_timer_.start(rest, std::chrono::milliseconds(0), [this] {
-    rate_resting_ = false;
-    resume_accepting();
-  });
-  return false;
-}
-
-void StatusServer::resume_accepting() {
-  if (!accept_deferred_ || !accept_rate_allows()) return;
-  accept_deferred_ = false;
-  accept_one();  // the connection libuv holds; uv_accept resumes polling the listener
-}
-
 void StatusServer::accept_one() {
-  ++accepted_this_second_;
-  if (accepted_this_turn_++ == 0) start_turn();
+  start_turn();
   auto client = std::make_unique<Client>(loop_);
   if (server_.accept(client->pipe)) return;
   Client& c = *client;
@@ -359,10 +320,8 @@ void StatusServer::pause(Client& c) {
 
 void StatusServer::resume_paused() {
   served_this_turn_ = 0;
-  accepted_this_turn_ = 0;
   reads_this_turn_ = 0;
   handler_time_this_turn_ = std::chrono::nanoseconds(0);
-  resume_accepting();
   // The oldest waiters first, as many as one turn may read and only while the request
   // budget lasts; the others keep their place at the front. A client paused again goes to
   // the back, so clients are served in turn however many requests each has queued.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/base/result.h"
+#include "core/uv/accept_budget.h"
 #include "core/uv/uv.h"
 
 namespace hanat::status {
@@ -122,9 +123,6 @@ class StatusServer {
   void resume_paused();
   void start_turn();
   [[nodiscard]] bool request_budget_spent() const;
-  [[nodiscard]] bool accept_rate_allows();
-  void resume_accepting();  // takes the connection held back, if the budgets allow
-
   uv::Loop& loop_;
   ServerOptions opts_;
   uv::PipeServer server_;
@@ -140,18 +138,14 @@ class StatusServer {
   uv::Idle turn_;
   bool turn_armed_ = false;
   int served_this_turn_ = 0;
-  int accepted_this_turn_ = 0;
   int reads_this_turn_ = 0;
   std::chrono::nanoseconds handler_time_this_turn_{0};
-  bool accept_deferred_ = false;  // a connection waits in libuv for the next turn
-  uv::Timer rate_timer_;          // ends a rest of the listener (max_accepts_per_second)
-  bool rate_resting_ = false;
-  int accepted_this_second_ = 0;
-  std::chrono::steady_clock::time_point rate_window_start_{};
   // Out of budget, input left in their buffer; resumed oldest first, at most
   // max_reads_per_turn per turn. Resuming all of them at once made each turn's work grow
   // with the number of clients (1,000 abusers: ~1,000 reads and epoll changes a turn).
   std::deque<Client*> paused_;
+  // max_accepts_per_turn and max_accepts_per_second (shared with the agent port).
+  uv::AcceptBudget accepts_;
   std::uint64_t rejected_ = 0;
   std::string refusal_;  // the "too many clients" reply line for the current max_clients
   bool bound_ = false;

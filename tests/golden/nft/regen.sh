@@ -43,7 +43,7 @@ table ip hanat {
  }
  chain forward_in {
   type filter hook prerouting priority mangle;
-  ct direction original fib daddr type unicast counter
+  ct direction original ip ttl > 1 fib daddr type unicast counter
  }
  chain forward_out {
   type filter hook postrouting priority mangle;

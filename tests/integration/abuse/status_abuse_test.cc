@@ -74,7 +74,7 @@ class StatusAbuseTest : public ::testing::Test {
                    "\"\nmode = \"0600\"\nmax_clients = 16\nmax_request_bytes = 4096\n"
                    "idle_timeout = \"300ms\"\n[log]\nlevel = \"info\"\n"
                    "[ec2]\nmetadata_endpoint = \"" +
-                   imds_.url() + "\"\n");
+                   imds_.url() + "\"\n[nat]\negress_interface = \"lo\"\n");
     hanatd_ = std::make_unique<Process>(
         std::vector<std::string>{HANATD_BIN, "--config", dir_.file("hanat.toml")},
         dir_.file("hanatd.out"), dir_.file("hanatd.err"));

@@ -84,13 +84,16 @@ class DaemonTest : public ::testing::Test {
     conf_ = dir_.file("hanat.toml");
     write_config("info");
   }
-  void write_config(const std::string& level, const std::string& extra = "") {
+  void write_config(const std::string& level, const std::string& extra = "",
+                    const std::string& nat_extra = "") {
     // The daemon runs in the root namespace here: its metadata endpoint must never be the
     // real 169.254.169.254, so it points at a loopback port held closed (the node keeps retrying
-    // its identity phase, which these shell tests do not need).
+    // its identity phase, which these shell tests do not need). The egress interface must
+    // exist on the host: lo is everywhere (the node never gets to apply a NAT here).
     write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                           "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
-                          "[ec2]\nmetadata_endpoint = \"" + imds_.url() + "\"\n");
+                          "[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                          "\"\n[nat]\negress_interface = \"lo\"\n" + nat_extra);
   }
   Daemon start(std::vector<std::string> env = {}) {
     // Under scripts/valgrind, names hanatd's memcheck log after the test
@@ -201,6 +204,96 @@ TEST_F(DaemonTest, BadReloadKeepsTheOldConfigAndShowsTheError) {
   d->signal(SIGHUP);
   EXPECT_TRUE(eventually([&] { return generation() == 2; }));
   EXPECT_THAT(ctl({"status"}).out, HasSubstr("last reload: ok"));
+}
+
+TEST_F(DaemonTest, HanatctlReloadExitsZeroWithTheNewGeneration) {
+  auto d = start();
+  write_config("debug");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("reloaded, generation 2"));
+  EXPECT_EQ(generation(), 2);
+  EXPECT_THAT(ctl({"status"}).out, HasSubstr("last reload: ok"));
+}
+
+TEST_F(DaemonTest, HanatctlReloadOfABadFileExitsTwoWithTheError) {
+  auto d = start();
+  write_config("info", "", "table = \"nat\"\n");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("reload refused, still running generation 1"));
+  EXPECT_THAT(r.err, HasSubstr(conf_ + ":12:9: nat.table: \"nat\" is a table of iptables-nft"));
+  EXPECT_EQ(generation(), 1);
+}
+
+// A key that only a restart applies refuses the whole file, by name: nothing of it runs
+// (here the log level, which alone would apply, stays "info").
+TEST_F(DaemonTest, ReloadThatNeedsARestartIsRefusedWholeNamingTheKey) {
+  auto d = start();
+  write_file(conf_, "[group]\nname = \"other\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\nmode = \"0600\"\n[log]\nlevel = \"debug\"\n[ec2]\n"
+                        "metadata_endpoint = \"" +
+                        imds_.url() + "\"\n[nat]\negress_interface = \"lo\"\n");
+  auto r = ctl({"reload"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(conf_ + ": group.name: needs a restart"));
+  EXPECT_EQ(generation(), 1);
+  auto s = ctl({"status"});
+  EXPECT_THAT(s.out, HasSubstr("group:       lab"));
+  EXPECT_THAT(s.out, HasSubstr("group.name: needs a restart"));
+  EXPECT_THAT(d->err(), HasSubstr("reload failed, keeping generation 1"));
+  // SIGHUP takes the same path: the status socket path is the daemon's identity.
+  write_config("info", "");
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "2\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                        "\"\n[nat]\negress_interface = \"lo\"\n");
+  d->signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] {
+    return ctl({"status"}).out.find("status.socket: needs a restart") != std::string::npos;
+  }));
+  EXPECT_EQ(generation(), 1);
+}
+
+// An interface that does not exist here: hanatd refuses to start, a reload that names
+// one is refused (every apply would fail and hand the routes away), and --check-config,
+// which may check a file meant for another machine, warns and exits 0.
+TEST_F(DaemonTest, MissingInterfaceStopsAStartAndAReloadAndWarnsInCheckConfig) {
+  const std::string missing = "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                              "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                              "\"\n[nat]\negress_interface = \"nosuch9\"\n";
+  write_file(conf_, missing);
+  auto r = run({HANATD_BIN, "--config", conf_}, dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("nat.egress_interface: interface \"nosuch9\" does not exist"));
+  EXPECT_THAT(r.err, HasSubstr("not starting"));
+  auto c = run({HANATD_BIN, "--check-config", conf_}, dir_);
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_THAT(c.err, HasSubstr("warning: nat.egress_interface: interface \"nosuch9\""));
+
+  write_config("info");
+  auto d = start();
+  write_file(conf_, missing);
+  auto rl = ctl({"reload"});
+  EXPECT_EQ(rl.code, 2);
+  EXPECT_THAT(rl.err, HasSubstr("nat.egress_interface: interface \"nosuch9\" does not exist"));
+  EXPECT_EQ(generation(), 1);
+}
+
+TEST_F(DaemonTest, StaticKeysInAFileOthersCanReadAreAWarning) {
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                        "\"\ncredentials = \"static\"\naccess_key_id = \"AKIDEXAMPLE\"\n"
+                        "secret_access_key = \"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"\n"
+                        "[nat]\negress_interface = \"lo\"\n");
+  ASSERT_EQ(::chmod(conf_.c_str(), 0644), 0);
+  auto c = run({HANATD_BIN, "--check-config", conf_}, dir_);
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_THAT(c.err, HasSubstr("holds static keys and is readable by other users (mode 0644)"));
+  EXPECT_THAT(c.err, Not(HasSubstr("wJalrXUtnFEMI")));
+  ASSERT_EQ(::chmod(conf_.c_str(), 0600), 0);
+  c = run({HANATD_BIN, "--check-config", conf_}, dir_);
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_THAT(c.err, Not(HasSubstr("readable by other users")));
 }
 
 TEST_F(DaemonTest, SigtermExitsZeroAndRemovesTheSocket) {

@@ -98,7 +98,7 @@ HostState host_state() {
   for (std::string line; std::getline(lines, line);) {
     const auto name = line.substr(line.find_last_of(' ') + 1);
     for (const char* ours :
-         {"hanat", "hanat_b", "lab_nofwd", "other", "first", "second", "foreign"}) {
+         {"hanat", "hanat_b", "lab_nofwd", "other", "first", "second", "foreign", "mine"}) {
       if (name == ours) tables += line + "\n";
     }
   }
@@ -245,6 +245,38 @@ TEST_F(NetfilterNetns, ForeignTableIsUntouchedByApplyAndRemove) {
   EXPECT_EQ(nft("list tables"), "table ip foreign\n");
 }
 
+// nat.table set to the name of a table someone else made: hanat would replace it whole.
+// It is refused, the table is left exactly as it was, and a rename to it keeps hanat's.
+TEST_F(NetfilterNetns, TableOfTheSameNameThatHanatDidNotCreateIsNeverReplaced) {
+  const std::string mine =
+      "table ip mine { chain input { type filter hook input priority 0; policy accept; "
+      "ip saddr 198.18.7.7 counter drop; }; }";
+  int rc = 0;
+  const std::string out = capture(nat_->exec("nft '" + mine + "' 2>&1"), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const std::string before = nft("-j list table ip mine");
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    auto spec = wan_spec();
+    spec.table = "mine";
+    auto a = m.apply(spec, {});
+    ASSERT_FALSE(a);
+    EXPECT_THAT(a.error().message,
+                HasSubstr("table ip mine exists and holds chain input, which hanat does not "
+                          "create"));
+    EXPECT_EQ(nft("-j list table ip mine"), before);
+    // Running on its own table, a reload to that name changes nothing either.
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    EXPECT_FALSE(m.apply(spec, {}));
+    EXPECT_EQ(nft("-j list table ip mine"), before);
+    EXPECT_EQ(nft("list tables"), "table ip mine\ntable ip hanat\n");
+    EXPECT_TRUE(m.check());
+  }
+  testing::expect_clean_close(loop);
+  (void)nft("delete table ip mine");
+}
+
 TEST_F(NetfilterNetns, RemoveOfAbsentTableSucceedsAndDestroyLeavesRules) {
   uv::Loop loop;
   {
@@ -268,6 +300,53 @@ TEST_F(NetfilterNetns, RenamedTableReplacesTheOldOne) {
     EXPECT_EQ(nft("list tables"), "table ip hanat_b\n");
     EXPECT_TRUE(m.check());
   }
+  testing::expect_clean_close(loop);
+}
+
+// A rename is one transaction: delete the old table and create the new one together. The
+// failure is injected half way by a table of the new name that another netlink socket
+// owns (NFT_TABLE_F_OWNER, Linux 5.12+): the kernel refuses NEWTABLE on it with EPERM
+// after the old table's DELTABLE was accepted, and aborts the whole transaction.
+TEST_F(NetfilterNetns, RenameThatFailsHalfWayLeavesTheOldTableInPlace) {
+  FILE* owner = popen(nat_->exec("nft -i >/dev/null 2>&1").c_str(), "w");
+  ASSERT_NE(owner, nullptr);
+  std::fputs("add table ip hanat_b { flags owner; }\n", owner);
+  std::fflush(owner);
+  bool owned = false;
+  for (int i = 0; i < 100 && !owned; ++i) {  // polled, at most 5 s
+    owned = nft("list tables").find("table ip hanat_b") != std::string::npos;
+    if (!owned) ::usleep(50000);
+  }
+  if (!owned) {
+    pclose(owner);
+    GTEST_SKIP() << "this kernel or nft has no owner flag for tables (Linux 5.12, nft 1.0.1)";
+  }
+  uv::Loop loop;
+  {
+    NatManager m(loop);
+    ASSERT_TRUE(m.apply(wan_spec(), {}));
+    const std::string before = nft("-j list table ip hanat");
+    auto renamed = wan_spec();
+    renamed.table = "hanat_b";
+    auto a = m.apply(renamed, {});
+    ASSERT_FALSE(a);
+    EXPECT_THAT(a.error().message, HasSubstr("hanat_b"));
+    // The old table is there, unchanged (same handles): the host still masquerades.
+    EXPECT_EQ(nft("-j list table ip hanat"), before);
+    EXPECT_FALSE(m.health().ok);
+    // Once the other owner is gone, the drift check's retry completes the rename, again
+    // in one transaction.
+    pclose(owner);
+    owner = nullptr;
+    bool renamed_ok = false;
+    for (int i = 0; i < 100 && !renamed_ok; ++i) {
+      renamed_ok = m.check().has_value();
+      if (!renamed_ok) ::usleep(50000);
+    }
+    EXPECT_TRUE(renamed_ok);
+    EXPECT_EQ(nft("list tables"), "table ip hanat_b\n");
+  }
+  if (owner != nullptr) pclose(owner);
   testing::expect_clean_close(loop);
 }
 

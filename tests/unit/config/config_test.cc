@@ -9,7 +9,9 @@ namespace hanat::config {
 namespace {
 
 using std::chrono::milliseconds;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr const char* kMinimal = "[group]\nname = \"g\"\n";
 
@@ -363,6 +365,55 @@ TEST(ConfigErrors, Ec2RateLimitsNameTheBadKeyOrValue) {
   }
   EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\nrate_limits = \"50/5\"\n").message,
               HasSubstr("expected a table"));
+}
+
+TEST(ConfigErrors, TablesOfIptablesNftAreRefusedWithTheLine) {
+  for (const char* name : {"filter", "nat", "mangle", "raw", "security"}) {
+    auto r = parse(std::string(kMinimal) + "[nat]\ntable = \"" + name + "\"\n", "h.toml");
+    ASSERT_FALSE(r.has_value()) << name;
+    ASSERT_EQ(r.error().size(), 1u) << name;
+    const auto& e = r.error().front();
+    EXPECT_EQ(e.key, "nat.table");
+    EXPECT_GT(e.line, 0);
+    EXPECT_THAT(e.to_string(), HasSubstr("h.toml:" + std::to_string(e.line) + ":"));
+    EXPECT_THAT(e.message, HasSubstr("iptables-nft"));
+  }
+  // Names are case-sensitive in nftables: "NAT" is not iptables-nft's table.
+  EXPECT_EQ(ok(std::string(kMinimal) + "[nat]\ntable = \"NAT\"\n").nat.table, "NAT");
+}
+
+TEST(Config, AgentListensOnThePrivateAddressByDefault) {
+  // Empty means "this instance's private IP from instance metadata" (resolved by hanatd).
+  EXPECT_EQ(ok(kMinimal).agent.listen_address, "");
+  EXPECT_EQ(
+      ok(std::string(kMinimal) + "[agent]\nlisten_address = \"198.18.1.5\"\n").agent.listen_address,
+      "198.18.1.5");
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[agent]\nlisten_address = \"eth0\"\n").message,
+              HasSubstr("not an IPv4 address"));
+}
+
+TEST(ConfigReload, RestartKeysNameEveryKeyAReloadCannotApply) {
+  const Config base = ok(kMinimal);
+  EXPECT_THAT(restart_keys(base, base), IsEmpty());
+  auto with = [&](const std::string& extra) { return ok(std::string(kMinimal) + extra); };
+  // Keys a reload applies: none of them needs a restart.
+  EXPECT_THAT(restart_keys(base, with("[probe]\nkinds = [\"icmp\", \"tcp\"]\ninterval = "
+                                      "\"300ms\"\ntimeout = \"100ms\"\ntcp_port = 2222\n"
+                                      "[agent]\nlisten_address = \"198.18.0.9\"\nport = 4791\n"
+                                      "[egress]\ntargets = [\"198.18.0.1\"]\n"
+                                      "[nat]\ntable = \"hanat2\"\negress_interface = \"ens6\"\n"
+                                      "[ec2]\nroute_refresh_interval = \"30s\"\n"
+                                      "[forward]\nmin_packets = 20\n")),
+              IsEmpty());
+  EXPECT_THAT(restart_keys(ok("[group]\nname = \"g\"\n"), ok("[group]\nname = \"h\"\n")),
+              ElementsAre("group.name"));
+  EXPECT_THAT(restart_keys(base, with("[ec2]\nendpoint = \"https://198.18.0.1\"\n")),
+              ElementsAre("ec2.endpoint"));
+  EXPECT_THAT(restart_keys(base, with("[status]\nsocket = \"/tmp/x.sock\"\nmode = \"0600\"\n"
+                                      "[failover]\nfloating_eni = \"eni-12345678\"\n")),
+              ElementsAre("failover.floating_eni", "status.socket", "status.mode"));
+  EXPECT_THAT(restart_keys(base, with("[nat]\ndrift_check_interval = \"1s\"\n")),
+              ElementsAre("nat.drift_check_interval"));
 }
 
 }  // namespace

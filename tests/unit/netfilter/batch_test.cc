@@ -146,8 +146,8 @@ TEST(Batch, ForwardCountingChainsAreInTheSameTransaction) {
                            "prio -150 [create,ack]\n"));
   EXPECT_EQ(b->end_seq, 11U);
   EXPECT_EQ(b->what(8),
-            "rule 1 in chain ip hanat forward_in (ct direction original fib daddr type unicast "
-            "counter)");
+            "rule 1 in chain ip hanat forward_in (ct direction original ip ttl > 1 fib daddr type "
+            "unicast counter)");
   EXPECT_EQ(b->what(10),
             "rule 1 in chain ip hanat forward_out (ct direction original fib saddr type unicast "
             "counter)");
@@ -315,9 +315,6 @@ TEST(Batch, ManyRulesSpanPagesWithoutSplittingMessages) {
   for (size_t i = 0; i < msgs.size(); ++i) EXPECT_EQ(msgs[i].seq, i + 1);
 }
 
-}  // namespace
-}  // namespace hanat::netfilter
-
 namespace hanat::netfilter {
 namespace {
 
@@ -339,6 +336,24 @@ TEST(BatchBytes, NoUninitialisedBytesReachTheKernel) {
   auto b = build(0xa5);
   ASSERT_FALSE(a.empty());
   EXPECT_EQ(a, b);
+}
+
+}  // namespace
+}  // namespace hanat::netfilter
+
+TEST(Batch, RenameDeletesTheOldTableInTheSameTransaction) {
+  auto b = build_batch(spec("eth0", {}, false, false), 1, "hanat_old");
+  ASSERT_TRUE(b) << b.error().message;
+  const std::string d = describe(*b);
+  EXPECT_THAT(d, HasSubstr("seq 2 newtable ip hanat_old [create,ack]\n"));
+  EXPECT_THAT(d, HasSubstr("seq 3 deltable ip hanat_old [ack]\n"));
+  EXPECT_THAT(d, HasSubstr("seq 4 newtable ip hanat [create,ack]\n"));
+  EXPECT_EQ(b->begin_seq, 1U);
+  // The same name is no rename; a bad old name is refused like a bad new one.
+  auto same = build_batch(spec("eth0", {}, false, false), 1, "hanat");
+  ASSERT_TRUE(same);
+  EXPECT_THAT(describe(*same), Not(HasSubstr("seq 5 newtable")));
+  EXPECT_FALSE(build_batch(spec("eth0", {}, false, false), 1, "1bad"));
 }
 
 }  // namespace

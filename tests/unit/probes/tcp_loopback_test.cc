@@ -1,6 +1,10 @@
 // TcpProber and AgentServer over 127.0.0.1 (port 0 everywhere).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include <memory>
 #include <optional>
@@ -123,6 +127,46 @@ TEST_F(TcpLoopback, AgentUpIsOkWithFacts) {
   EXPECT_EQ(o.failure, Failure::AgentDown);
   EXPECT_EQ(o.detail, "draining");
   EXPECT_EQ(server.served(), 3u);
+  EXPECT_TRUE(run_until(
+      loop, [&] { return server.open_connections() == 0; }, 2s));
+}
+
+// A connection flood is accepted at the status socket's pace (core/uv/accept_budget.h):
+// at most per_second a second, the rest waiting in the kernel's backlog, each answered in
+// the end.
+TEST_F(TcpLoopback, AgentServerAcceptsAtMostItsBudgetPerSecond) {
+  AgentServer server(loop,
+                     [] {
+                       return reply_for({.forwarding = true,
+                                         .masquerade = true,
+                                         .egress_ok = true,
+                                         .draining = false,
+                                         .egress_detail = {},
+                                         .forwarding_detail = {}},
+                                        "i-self");
+                     },
+                     {.per_turn = 4, .per_second = 10});
+  ASSERT_FALSE(server.listen(loopback(0)));
+  // The kernel completes these handshakes into the listen backlog (128) without accept().
+  std::vector<int> fds;
+  for (int i = 0; i < 25; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in a = loopback(server.port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    fds.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until(
+      loop, [&] { return server.served() >= 10; }, 2s));
+  ASSERT_TRUE(run_until(
+      loop, [&] { return server.served() > 10; }, 3s));
+  // The 11th waited for the next second.
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
+  EXPECT_GT(server.deferred_accepts(), 0u);
+  EXPECT_TRUE(run_until(
+      loop, [&] { return server.served() == 25; }, 5s));
+  for (int fd : fds) ::close(fd);
   EXPECT_TRUE(run_until(
       loop, [&] { return server.open_connections() == 0; }, 2s));
 }
