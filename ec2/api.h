@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Typed EC2 calls: one request struct per action (its Query API parameters, its throttling
 // bucket, the resource it writes) and one result struct parsed from the XML reply.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Pure pacing pieces: client-side token buckets that mirror EC2's API throttling buckets, and
 // capped, jittered exponential backoff. Time is passed in (monotonic milliseconds, e.g.

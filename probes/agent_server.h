@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The agent port: every hanatd listens on TCP and answers each connection with one agent
 // line (agent_line.h) describing its own health, then closes. The health comes from a

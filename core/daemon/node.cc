@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node.cc is the node's frame: construction, start() (the data-plane
 // manager and its health callbacks, then the start-up phases of node_startup.cc), the
 // event queue that feeds the engine (post, pump) and the timer for its next deadline, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/daemon/node wires hanatd's modules to the failover engine. Start-up runs in
 // phases: identity from IMDS (instance, zone, region, VPC, primary ENI), the EC2 client

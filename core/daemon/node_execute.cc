@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_execute.cc carries out the engine's actions: execute() applies the
 // NAT (netfilter), writes routes (write_route), moves Elastic IPs, sends recovery actions
 // for a peer that stayed down, logs transitions, and exits when the handover is finished.

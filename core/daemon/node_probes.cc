@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_probes.cc wires the signals that become engine events: peer probes
 // (discounted while this host's own link is down or just back), the egress self-check,
 // the forward check, the agent server that answers peers' agent probes with this host's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatctl: talks to hanatd over its status socket. See `hanatctl --help`.
 
 #include <jansson.h>
@@ -199,7 +200,7 @@ int main(int argc, char** argv) {
     }
     req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
   } else if (words.size() != 1 || (cmd != "status" && cmd != "metrics" && cmd != "drain" &&
-                                    cmd != "undrain" && cmd != "reload")) {
+                                   cmd != "undrain" && cmd != "reload")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;

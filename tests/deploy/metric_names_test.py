@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Every metric that deploy/prometheus/hanat.rules.yml and deploy/grafana/hanat.json name
 exists in what a running hanatd prints for `hanatctl metrics`.
 

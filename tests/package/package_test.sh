@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian package as an admin uses it: build it (scripts/package, lintian errors
 # fail) into a temporary directory (never the shared dist/), install it with dpkg -i, check
 # what it installed, validate the shipped config with hanatd --check-config, verify the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatd and hanatctl as a user runs them: real processes, a config file in a temp
 // directory, signals, the status socket, and systemd's notify protocol.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Two namespaces joined by a veth pair: "a" runs the probers (the test thread lives there for
 // the whole test), "b" is the peer NAT (kernel answers ICMP; an AgentServer and a TCP

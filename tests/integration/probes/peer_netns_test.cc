@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // PeerMonitor against a real peer in a network namespace.
 #include <algorithm>
 #include <map>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A living group (DESIGN rules 3 and 9): members that join and leave while the engine runs,
 // routes an operator pointed elsewhere on purpose (foreign: never written), and tagged
 // instances that run no hanatd (never allocated anything).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // TcpProber and AgentServer over 127.0.0.1 (port 0 everywhere).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
