@@ -563,29 +563,4 @@ Result<InstanceStateChangesOk, Ec2Error> TerminateInstancesRequest::parse(std::s
   return parse_state_changes(kAction, xml);
 }
 
-const std::vector<std::string_view>& all_actions() {
-  static const std::vector<std::string_view> kActions = {
-      DescribeInstancesRequest::kAction,
-      DescribeInstanceStatusRequest::kAction,
-      DescribeRouteTablesRequest::kAction,
-      DescribeSubnetsRequest::kAction,
-      DescribeNetworkInterfacesRequest::kAction,
-      DescribeAddressesRequest::kAction,
-      CreateRouteRequest::kAction,
-      ReplaceRouteRequest::kAction,
-      DeleteRouteRequest::kAction,
-      AssociateAddressRequest::kAction,
-      DisassociateAddressRequest::kAction,
-      AttachNetworkInterfaceRequest::kAction,
-      DetachNetworkInterfaceRequest::kAction,
-      ModifyInstanceAttributeRequest::kAction,
-      ModifyNetworkInterfaceAttributeRequest::kAction,
-      RebootInstancesRequest::kAction,
-      StopInstancesRequest::kAction,
-      StartInstancesRequest::kAction,
-      TerminateInstancesRequest::kAction,
-  };
-  return kActions;
-}
-
 }  // namespace hanat::ec2

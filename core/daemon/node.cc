@@ -41,6 +41,7 @@ void Node::start() {
   forward_ = std::make_unique<ForwardCheck>(*nat_);
   nat_->on_health_change([this](const netfilter::Health& h) {
     nat_healthy_ = h.ok;
+    nat_judged_ = true;
     nat_reason_ = h.reason;
     if (h.ok) {
       log::notice("data plane: masquerade table and forwarding verified");

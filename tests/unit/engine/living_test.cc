@@ -52,12 +52,12 @@ TEST(LivingGroup, MemberThatJoinsIsAllocatedNothingBeforeItIsUp) {
   h.send(MembersChanged{with(h.cfg().members, {"i-c", "eni-c", "c", 300}), h.now()});
   ASSERT_NE(member(h.snap(), "i-c"), nullptr);
   EXPECT_EQ(member(h.snap(), "i-c")->health, Health::Unknown);
-  EXPECT_NE(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"));
+  EXPECT_NE(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}));
   h.probes("i-c", true, 4);
-  EXPECT_NE(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"))
+  EXPECT_NE(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}))
       << "4 of rise=5 probes";
   h.probes("i-c", true, 1);
-  EXPECT_EQ(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"));
+  EXPECT_EQ(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}));
   EXPECT_THAT(only<WriteRoute>(h.take()), IsEmpty()) << "i-c claims its table; a never pushes";
 }
 
@@ -66,7 +66,7 @@ TEST(LivingGroup, RouteAtAJoiningMemberIsNotTakenWhileItsHealthIsUnknown) {
   h.start(kHomeTables);
   h.take();
   // The new instance claimed rtb-b before this member re-read the group: foreign until then.
-  h.observe({{"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", Target{TargetKind::Eni, "eni-c"}}});
+  h.observe({{"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", (Target{TargetKind::Eni, "eni-c"})}});
   EXPECT_TRUE(table(h.snap(), "rtb-b").routes.at(0).foreign);
   h.send(MembersChanged{with(h.cfg().members, {"i-c", "eni-c", "b", 300}), h.now()});
   EXPECT_FALSE(table(h.snap(), "rtb-b").routes.at(0).foreign);
