@@ -89,7 +89,8 @@ TEST(LivingGroup, TaggedInstanceWithoutHanatdGetsNothingAndIsReported) {
     h.advance(200ms);
     h.send(ProbeResult{"i-b", ProbeKind::Agent, false, h.now()});
   }
-  const MemberSnapshot* b = member(h.snap(), "i-b");
+  const Snapshot snap = h.snap();  // kept: b points into it
+  const MemberSnapshot* b = member(snap, "i-b");
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->health, Health::Up) << "it answers ICMP";
   EXPECT_FALSE(b->agent_answered);
