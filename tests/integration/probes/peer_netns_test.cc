@@ -82,28 +82,69 @@ TEST_F(NetnsTest, LivePeerStaysUpTenSecondsWithoutFalseDown) {
   make_monitor({ProbeKind::Icmp, ProbeKind::Tcp, ProbeKind::Agent}, o);
   ASSERT_TRUE(wait_state(Health::Up, 2s));
   log_.results.clear();
+  // The loop's own pulse, to tell a slot the scheduler skipped because this process did not
+  // run (a stall: CI runs this test at nice 19 beside the lab and other tests on two cores)
+  // from one skipped with the loop idle, which would be a scheduler bug.
+  std::vector<Time> pulse{Clock::now()};
+  uv::Timer pulser(loop_);
+  ASSERT_FALSE(pulser.start(5ms, 5ms, [&] { pulse.push_back(Clock::now()); }));
   run_until(
       loop_, [] { return false; }, 10s);  // observe for 10 s
+  ASSERT_FALSE(pulser.stop());
   EXPECT_EQ(log_.downs(), 0u) << "false DOWN: " << log_.transitions.back().reason;
   EXPECT_EQ(state(), Health::Up);
-  std::map<ProbeKind, int> ok, failed_;
-  std::map<ProbeKind, std::vector<Time>> planned;
-  for (const auto& r : log_.results) {
-    (r.outcome.ok ? ok : failed_)[r.kind]++;
-    planned[r.kind].push_back(r.planned);
-  }
+  // Was the loop stalled for at least half an interval somewhere in [from, to]?
+  auto stalled = [&](Time from, Time to) {
+    for (std::size_t j = 1; j < pulse.size(); ++j) {
+      if (pulse[j] >= from && pulse[j - 1] <= to && pulse[j] - pulse[j - 1] >= o.interval / 2) {
+        return true;
+      }
+    }
+    return false;
+  };
   for (ProbeKind k : {ProbeKind::Icmp, ProbeKind::Tcp, ProbeKind::Agent}) {
-    // 10 s at 20 Hz is 200 probes. The window is wall time, so the last probes may still be
-    // in flight when it closes; and a loop stalled past a whole interval skips that slot
-    // rather than bursting (schedule.cc). What must hold: at most a few skipped slots.
-    EXPECT_GE(ok[k] + failed_[k], 150) << to_string(k);
-    EXPECT_LE(ok[k] + failed_[k], 201) << to_string(k) << ": more probes than the schedule allows";
-    auto& p = planned[k];
-    std::sort(p.begin(), p.end());
+    std::vector<const ProbeResult*> rs;
+    for (const auto& r : log_.results) {
+      if (r.kind == k) rs.push_back(&r);
+    }
+    std::sort(rs.begin(), rs.end(),
+              [](const ProbeResult* x, const ProbeResult* y) { return x->planned < y->planned; });
+    // A slot is skipped when a probe is launched a whole interval or more after its planned
+    // time (schedule.cc): either the loop did not run (a stall) or the previous probe of the
+    // kind was still in flight (deferred). Either explains the skip; a late launch with the
+    // loop idle and nothing in flight does not.
     long skipped = 0;
-    for (std::size_t i = 1; i < p.size(); ++i) skipped += (p[i] - p[i - 1]) / o.interval - 1;
-    EXPECT_LE(skipped, 10) << to_string(k) << ": slots of the schedule skipped";
-    RecordProperty(std::string(to_string(k)) + "_failed", failed_[k]);
+    long unexplained = 0;
+    std::string why;
+    for (std::size_t i = 1; i < rs.size(); ++i) {
+      long n = (rs[i]->planned - rs[i - 1]->planned) / o.interval - 1;
+      if (n <= 0) continue;
+      skipped += n;
+      const ProbeResult& late = *rs[i - 1];
+      bool deferred = i >= 2 && rs[i - 2]->at >= late.planned;
+      if (deferred || stalled(late.planned, late.sent)) continue;
+      unexplained += n;
+      auto ms = [&](Time x) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(x - rs[0]->planned).count());
+      };
+      if (unexplained <= 5 * n) {  // the first few are enough to see the pattern
+        why += " [planned " + ms(late.planned) + " ms, sent " + ms(late.sent) + " ms]";
+      }
+    }
+    long sent = static_cast<long>(rs.size());
+    // 10 s at 20 Hz is 200 slots; every slot is either probed or skipped. The window is wall
+    // time, so the last probes may still be in flight when it closes.
+    EXPECT_GE(sent + skipped, 195)
+        << to_string(k) << ": slots lost (" << sent << " probes, " << skipped << " skipped)";
+    EXPECT_LE(sent, 201) << to_string(k) << ": more probes than the schedule allows";
+    EXPECT_LE(unexplained, 2) << to_string(k)
+                              << ": slots skipped with the loop running and nothing in flight:"
+                              << why;
+    RecordProperty(std::string(to_string(k)) + "_skipped", static_cast<int>(skipped));
+    int failed = static_cast<int>(
+        std::count_if(rs.begin(), rs.end(), [](const ProbeResult* r) { return !r->outcome.ok; }));
+    RecordProperty(std::string(to_string(k)) + "_failed", failed);
   }
 }
 
