@@ -108,16 +108,24 @@ TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
       first_sent.push_back(rs.front()->sent);
       for (std::size_t i = 1; i < rs.size(); ++i) {
         EXPECT_GE(rs[i]->sent, rs[i - 1]->at) << "overlap on " << target.first;
-        EXPECT_EQ(rs[i]->planned - rs[i - 1]->planned, o.interval) << "anchored schedule";
+        // Anchored: planned times stay on the grid. A loop stalled past a whole interval
+        // (this test also runs beside the lab at nice 19) skips a slot, never shifts it.
+        auto step = rs[i]->planned - rs[i - 1]->planned;
+        EXPECT_TRUE(step >= o.interval && step % o.interval == decltype(step){0})
+            << "anchored schedule: "
+            << std::chrono::duration_cast<std::chrono::microseconds>(step).count() << " us";
       }
     }
+    // 8 targets over 40 ms: planned 5 ms apart, and none sent before its planned time, so
+    // the first round is spread out rather than a burst at start. (The spread of the actual
+    // send times is not bounded from below: a stalled loop may send several late at once.)
+    for (std::size_t i = 0; i < first_planned.size(); ++i) {
+      EXPECT_GE(first_sent[i], first_planned[i]) << "sent before its slot";
+    }
     std::sort(first_planned.begin(), first_planned.end());
-    std::sort(first_sent.begin(), first_sent.end());
-    // 8 targets over 40 ms: planned 5 ms apart, and really sent spread out, not in a burst.
     for (std::size_t i = 1; i < first_planned.size(); ++i) {
       EXPECT_EQ(first_planned[i] - first_planned[i - 1], 5ms);
     }
-    EXPECT_GE(first_sent.back() - first_sent.front(), 30ms);
     ASSERT_EQ(transitions.size(), 4u);
     for (const auto& t : transitions) EXPECT_EQ(t.to, Health::Up);
     EXPECT_EQ((*m)->peer("i-2")->state(), Health::Up);
