@@ -19,7 +19,8 @@
 //                    feed_self_health()
 //   node_execute.cc  execute(): every engine action (NAT apply, route writes, EIPs,
 //                    recovery, notifications); write_route(), count_call()
-//   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets
+//   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets,
+//                    the source/destination check re-read and repaired with it
 //   node_members.cc  live membership: members re-read on an interval and on unknown route
 //                    targets, VPC scoping, explicit lists that survive a missing id, adopt
 //   node_status.cc   status(), fill_report(), summary() and their formatting helpers
@@ -143,12 +144,17 @@ class Node {
 
   // node_execute.cc
   void execute(const engine::Action& a);
+  // Applies forwarding and the masquerade table from cfg_ alone (no IMDS, no EC2): at
+  // start, on reload before the engine runs, and for the engine's ApplyNat.
+  void apply_nat();
   void write_route(const engine::WriteRoute& w);
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
   void count_call(const std::string& action, const ec2::Ec2Error* err);
 
   // node_routes.cc
   void describe_routes(engine::OpId op);
+  // Reads the forwarding ENI's source/destination check; turns it off when found on (drift).
+  void verify_source_dest_check();
 
   // node_members.cc
   struct MemberList {
@@ -230,6 +236,8 @@ class Node {
   std::uint64_t failovers_ = 0;
   std::uint64_t route_writes_ = 0;
   std::uint64_t throttles_ = 0;
+  std::uint64_t sdc_repairs_ = 0;  // source/destination check found on and turned off
+  bool sdc_in_flight_ = false;     // a read or repair of the check is under way
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -159,6 +159,7 @@ status::Json Node::status() const {
   set_int(counters, "failovers", static_cast<std::int64_t>(failovers_));
   set_int(counters, "route_writes", static_cast<std::int64_t>(route_writes_));
   set_int(counters, "throttles", static_cast<std::int64_t>(throttles_));
+  set_int(counters, "source_dest_check_repairs", static_cast<std::int64_t>(sdc_repairs_));
   if (machine_) {
     set_int(counters, "foreign_routes",
             static_cast<std::int64_t>(machine_->snapshot().foreign_routes));
@@ -167,7 +168,7 @@ status::Json Node::status() const {
     const auto& nc = nat_->counters();
     set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
     set_int(counters, "drift_repairs",
-            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
+            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs + sdc_repairs_));
     set_int(counters, "unnatted_flows_purged", static_cast<std::int64_t>(nc.purged));
     if (nat_->forward_watching()) {
       set_int(counters, "unnatted_packets_leaked",
@@ -306,10 +307,11 @@ void Node::fill_report(Report& r) const {
   r.failovers = failovers_;
   r.route_writes = route_writes_;
   r.throttles = throttles_;
+  r.source_dest_check_repairs = sdc_repairs_;
   if (nat_) {
     const auto& nc = nat_->counters();
     r.nat_applies = nc.applies;
-    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs;
+    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs + sdc_repairs_;
     r.unnatted_flows_purged = nc.purged;
   }
   r.ec2_calls = ec2_calls_;
