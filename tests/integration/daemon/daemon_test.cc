@@ -92,7 +92,8 @@ class DaemonTest : public ::testing::Test {
     // The daemon runs in the root namespace here: its metadata endpoint must never be the
     // real 169.254.169.254, so it points at a loopback port held closed (the node keeps retrying
     // its identity phase, which these shell tests do not need). The egress interface must
-    // exist on the host: lo is everywhere (the node never gets to apply a NAT here).
+    // exist: lo is everywhere. The node applies its NAT table and forwarding from this
+    // config at start, so the daemon runs in a network namespace of its own (start()).
     write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                           "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
                           "[ec2]\nmetadata_endpoint = \"" + imds_.url() +
@@ -106,7 +107,8 @@ class DaemonTest : public ::testing::Test {
     env.push_back(std::string("HANAT_VG_NAME=hanatd.") + info->test_suite_name() + "." +
                   info->name());
     Daemon p(new Process(std::vector<std::string>{HANATD_BIN, "--config", conf_},
-                         dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env)));
+                         dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env),
+                         /*own_netns=*/true));
     bool up = eventually([&] { return ctl({"status"}).code == 0; });
     EXPECT_TRUE(up) << "hanatd did not come up:\n" << p->err();
     return p;
@@ -422,7 +424,8 @@ TEST_F(DaemonTest, PingsTheSystemdWatchdogAtHalfTheInterval) {
 
 TEST_F(DaemonTest, SecondDaemonOnTheSameSocketRefusesToStart) {
   auto first = start();
-  Process second({HANATD_BIN, "--config", conf_}, dir_.file("2.out"), dir_.file("2.err"));
+  Process second({HANATD_BIN, "--config", conf_}, dir_.file("2.out"), dir_.file("2.err"), {},
+                 /*own_netns=*/true);
   auto code = second.wait(std::chrono::seconds(5));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 1);
