@@ -134,6 +134,8 @@ class Node {
   // agent.listen_address, or this instance's private IP when it is empty.
   [[nodiscard]] std::string agent_address(const config::Config& cfg) const;
   void start_notices();
+  // One reading of the Auto Scaling target lifecycle state ("" when there is none).
+  void on_lifecycle_state(const std::string& state);
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);
   void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
@@ -220,6 +222,9 @@ class Node {
   bool pumping_ = false;
   bool stopping_ = false;
   bool notice_sent_ = false;
+  std::string lifecycle_state_;     // the last target lifecycle state read ("" none)
+  bool lifecycle_drained_ = false;  // drained because of it (undrained at InService)
+  bool lifecycle_leave_ = false;    // leaving because of it (a lifecycle hook may wait)
   bool nat_healthy_ = false;
   bool nat_judged_ = false;  // the data plane was applied (or failed to) at least once
   std::string nat_reason_;

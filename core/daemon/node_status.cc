@@ -132,6 +132,10 @@ status::Json Node::status() const {
     set_int(j, "max", sd.max.count());
     json_object_set_new(self, "probe_send_delay_us", j);
   }
+  if (!lifecycle_state_.empty()) {
+    json_object_set_new(self, "lifecycle_state", jstr(lifecycle_state_));
+    json_object_set_new(self, "lifecycle_drained", json_boolean(lifecycle_drained_));
+  }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
