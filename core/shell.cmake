@@ -15,6 +15,7 @@ add_library(core STATIC
   daemon/forward_check.cc
   daemon/node.cc
   daemon/node_execute.cc
+  daemon/node_lifecycle.cc
   daemon/node_members.cc
   daemon/node_probes.cc
   daemon/node_routes.cc

@@ -19,6 +19,7 @@
 //                    feed_self_health()
 //   node_execute.cc  execute(): every engine action (NAT apply, route writes, EIPs,
 //                    recovery, notifications); write_route(), count_call()
+//   node_lifecycle.cc  the Auto Scaling lifecycle hook released after the handover
 //   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets,
 //                    the source/destination check re-read and repaired with it
 //   node_members.cc  live membership: members re-read on an interval and on unknown route
@@ -136,6 +137,9 @@ class Node {
   void start_notices();
   // One reading of the Auto Scaling target lifecycle state ("" when there is none).
   void on_lifecycle_state(const std::string& state);
+  // node_lifecycle.cc: CompleteLifecycleAction (CONTINUE) for the group's terminating
+  // hooks, then `then` (also at a bound, whatever the API does).
+  void complete_lifecycle_hooks(std::function<void()> then);
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);
   void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
@@ -192,6 +196,8 @@ class Node {
   std::shared_ptr<ec2::CredentialSource> creds_;
   ec2::RoleCredentials* role_ = nullptr;  // owned by creds_ when the role is used
   std::unique_ptr<ec2::Client> ec2_;
+  std::unique_ptr<ec2::Client> asg_;  // Auto Scaling, built when a lifecycle hook is released
+  std::string lifecycle_hook_state_;  // for status: what became of the hooks
   std::unique_ptr<netfilter::NatManager> nat_;
   std::unique_ptr<ForwardCheck> forward_;  // fed by nat_, so declared after it
   std::unique_ptr<probes::PeerMonitor> peers_;

@@ -138,6 +138,11 @@ void Node::execute(const engine::Action& a) {
                                    });
           }
         } else if constexpr (std::is_same_v<T, engine::Notify>) {
+          // Going back to the warm pool on scale-in runs the group's terminating hooks
+          // (Warmed:Pending:Wait): released once drained, as on termination.
+          if (x.to == engine::State::Drained && lifecycle_drained_ &&
+              lifecycle_state_.rfind("Warmed:", 0) == 0)
+            complete_lifecycle_hooks([] {});
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -175,8 +180,14 @@ void Node::execute(const engine::Action& a) {
                           " deleted");
             }
           }
-          phase_ = Phase::Stopped;
-          if (hooks_.exit_ready) hooks_.exit_ready();
+          auto exit_now = [this] {
+            phase_ = Phase::Stopped;
+            if (hooks_.exit_ready) hooks_.exit_ready();
+          };
+          // Leaving because Auto Scaling terminates this instance: a lifecycle hook may hold
+          // it in Terminating:Wait; release it now that the routes are handed over.
+          if (lifecycle_leave_) return complete_lifecycle_hooks(exit_now);
+          exit_now();
         }
       },
       a);

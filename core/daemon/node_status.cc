@@ -135,6 +135,8 @@ status::Json Node::status() const {
   if (!lifecycle_state_.empty()) {
     json_object_set_new(self, "lifecycle_state", jstr(lifecycle_state_));
     json_object_set_new(self, "lifecycle_drained", json_boolean(lifecycle_drained_));
+    if (!lifecycle_hook_state_.empty())
+      json_object_set_new(self, "lifecycle_hook", jstr(lifecycle_hook_state_));
   }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
