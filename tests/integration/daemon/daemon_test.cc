@@ -661,5 +661,31 @@ TEST(HanatctlCli, AFullBacklogIsAClearErrorAfterFiveSeconds) {
   ::close(lfd);
 }
 
+// Data plane first: forwarding and the masquerade table come from the config alone, so they
+// are in place while the node is still looking for its identity (the metadata endpoint here
+// refuses every connection, as IMDS does on a host booting without it).
+TEST_F(DaemonTest, AppliesTheDataPlaneBeforeItsIdentity) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (the daemon's own network namespace)";
+  auto d = start();
+  std::string phase;
+  bool nat_ok = false;
+  long long applies = 0;
+  EXPECT_TRUE(eventually([&] {
+    json_t* j = status_json();
+    if (j == nullptr) return false;
+    json_t* node = json_object_get(j, "node");
+    const char* p = json_string_value(json_object_get(node, "phase"));
+    phase = p != nullptr ? p : "";
+    nat_ok = json_is_true(json_object_get(json_object_get(node, "self"), "nat_ok"));
+    applies = json_integer_value(json_object_get(json_object_get(node, "counters"), "nat_applies"));
+    json_decref(j);
+    return nat_ok;
+  })) << d->err();
+  EXPECT_EQ(phase, "identity");
+  EXPECT_GE(applies, 1);
+  EXPECT_THAT(d->err(), HasSubstr("data plane: masquerade table and forwarding verified"));
+  EXPECT_THAT(d->err(), HasSubstr("instance metadata"));
+}
+
 }  // namespace
 }  // namespace hanat
