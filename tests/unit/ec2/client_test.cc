@@ -5,10 +5,9 @@
 
 #include "ec2/client.h"
 
-#include "ec2/autoscaling.h"
-
 #include <gtest/gtest.h>
 
+#include "ec2/autoscaling.h"
 #include "tests/support/uv_test_util.h"
 #include "tests/unit/ec2/fixture.h"
 #include "tests/unit/ec2/stub_server.h"
