@@ -30,8 +30,9 @@ constexpr std::string_view kTerminating = "autoscaling:EC2_INSTANCE_TERMINATING"
 void Node::complete_lifecycle_hooks(std::function<void()> then) {
   // `then` runs once: when every hook is answered, or at the bound.
   auto once = std::make_shared<std::function<void()>>(std::move(then));
-  auto finish = [once] {
+  auto finish = [this, once] {
     if (!*once) return;
+    (void)phase_timer_.stop();  // the bound below, when it was armed
     auto f = std::move(*once);
     *once = nullptr;
     f();
@@ -51,10 +52,11 @@ void Node::complete_lifecycle_hooks(std::function<void()> then) {
     }
     asg_ = std::make_unique<ec2::Client>(loop_, o, creds_);
   }
-  (void)phase_timer_.start(kOverallBound, milliseconds(0), [this, finish] {
+  (void)phase_timer_.start(kOverallBound, milliseconds(0), [this, once, finish] {
+    if (!*once) return;  // answered in time
     lifecycle_hook_state_ = "gave up after " + config::format_duration(kOverallBound);
     log::warning("Auto Scaling lifecycle hooks: no answer within " +
-                 config::format_duration(kOverallBound) + ", exiting anyway");
+                 config::format_duration(kOverallBound) + ", going on without");
     finish();
   });
   ec2::DescribeAutoScalingInstancesRequest req;

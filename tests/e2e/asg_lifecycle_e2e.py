@@ -124,6 +124,16 @@ def body(lab, ck, hanatd, hanatctl):
         ck.check(f"{state}: a new hanatd on nat1 takes zone a back", bool(back),
                  checks.targets(lab)[rt_a])
 
+    logs = ""
+    for name in [nat1["name"]] + [f"{nat1['name']}-{i + 2}" for i in range(len(LEAVE))]:
+        try:
+            with open(os.path.join(lab.dir, f"hanatd-{name}.log")) as f:
+                logs += f.read()
+        except OSError:
+            pass
+    ck.check("nat1's logs: every hook answered in time (no 'no answer within')",
+             "no answer within" not in logs and "CONTINUE" in logs)
+
 
 if __name__ == "__main__":
     checks.run("asg_lifecycle", body, {"nats": 2, "hosts_per_zone": 1}, __doc__)
