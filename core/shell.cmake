@@ -15,6 +15,7 @@ add_library(core STATIC
   daemon/forward_check.cc
   daemon/node.cc
   daemon/node_execute.cc
+  daemon/node_lifecycle.cc
   daemon/node_members.cc
   daemon/node_probes.cc
   daemon/node_routes.cc
@@ -22,7 +23,8 @@ add_library(core STATIC
   daemon/node_status.cc
   daemon/plan.cc
   daemon/report.cc
-  daemon/stop_kind.cc)
+  daemon/stop_kind.cc
+  daemon/lifecycle.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
   netfilter probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 

@@ -37,9 +37,10 @@ struct Endpoint {
   std::string path;
 };
 
-Endpoint parse_endpoint(const std::string& endpoint, const std::string& region) {
+Endpoint parse_endpoint(const std::string& endpoint, const std::string& region,
+                        const std::string& service) {
   Endpoint ep;
-  ep.url = endpoint.empty() ? default_endpoint(region) : endpoint;
+  ep.url = endpoint.empty() ? default_endpoint(region, service) : endpoint;
   const size_t scheme_end = ep.url.find("://");
   const std::string scheme =
       scheme_end == std::string::npos ? "https" : ep.url.substr(0, scheme_end);
@@ -80,12 +81,13 @@ BucketSpec with_headroom(BucketSpec s) {
 
 }  // namespace
 
-std::string default_endpoint(std::string_view region) {
+std::string default_endpoint(std::string_view region, std::string_view service) {
   const std::string r(region);
-  if (r.starts_with("cn-")) return "https://ec2." + r + ".amazonaws.com.cn/";
-  if (r.starts_with("us-isob-")) return "https://ec2." + r + ".sc2s.sgov.gov/";
-  if (r.starts_with("us-iso-")) return "https://ec2." + r + ".c2s.ic.gov/";
-  return "https://ec2." + r + ".amazonaws.com/";
+  const std::string s = "https://" + std::string(service) + ".";
+  if (r.starts_with("cn-")) return s + r + ".amazonaws.com.cn/";
+  if (r.starts_with("us-isob-")) return s + r + ".sc2s.sgov.gov/";
+  if (r.starts_with("us-iso-")) return s + r + ".c2s.ic.gov/";
+  return s + r + ".amazonaws.com/";
 }
 
 std::optional<WallTime> parse_http_date(std::string_view s) {
@@ -138,7 +140,7 @@ Client::Client(uv::Loop& loop, ClientOptions opts, std::shared_ptr<const Credent
                                     opts_.ca_file}),
       wake_(loop),
       rng_(opts_.jitter_seed != 0 ? opts_.jitter_seed : std::random_device{}()) {
-  Endpoint ep = parse_endpoint(opts_.endpoint, opts_.region);
+  Endpoint ep = parse_endpoint(opts_.endpoint, opts_.region, opts_.service);
   url_ = std::move(ep.url);
   host_ = std::move(ep.host);
   path_ = std::move(ep.path);
@@ -347,7 +349,7 @@ void Client::dispatch(Op& op) {
   hr.body = op.params.encode();
   SigningParams sp;
   sp.region = opts_.region;
-  sp.service = "ec2";
+  sp.service = opts_.service;
   HttpRequestSpec spec;
   spec.method = "POST";
   spec.url = url_;

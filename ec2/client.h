@@ -50,7 +50,10 @@ enum class Priority { RouteWrite = 0, Write = 1, Read = 2, Background = 3 };
 
 struct ClientOptions {
   std::string region;    // e.g. "eu-west-1"; also the SigV4 scope
-  std::string endpoint;  // "" -> default_endpoint(region); tests point it at moto
+  std::string endpoint;  // "" -> default_endpoint(region, service); tests point it at moto
+  // The SigV4 service name and the endpoint's first label: "ec2", or "autoscaling" for the
+  // Auto Scaling calls of ec2/autoscaling.h (same Query protocol, their own Version).
+  std::string service = "ec2";
   Millis connect_timeout{2000};
   Millis attempt_timeout{5000};    // one HTTP attempt
   Millis default_deadline{30000};  // whole call, retries included, when CallOptions has none
@@ -67,7 +70,9 @@ struct ClientOptions {
 // amazonaws.com.cn for the China regions (cn-north-1, cn-northwest-1), c2s.ic.gov and
 // sc2s.sgov.gov for the ISO regions (AWS SDK endpoints.json partitions "aws-cn", "aws-iso",
 // "aws-iso-b"); GovCloud (us-gov-*) uses amazonaws.com like the commercial partition.
-[[nodiscard]] std::string default_endpoint(std::string_view region);
+// Another service's (`service` "autoscaling") is the same with its own first label.
+[[nodiscard]] std::string default_endpoint(std::string_view region,
+                                           std::string_view service = "ec2");
 
 // The time in an HTTP Date header ("Wed, 02 Dec 2026 19:51:35 GMT", RFC 7231 IMF-fixdate),
 // or nullopt when it is not one.

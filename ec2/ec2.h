@@ -19,6 +19,7 @@
 // ClientOptions / ImdsOptions and decides what to log.
 
 #include "ec2/api.h"
+#include "ec2/autoscaling.h"
 #include "ec2/client.h"
 #include "ec2/credentials.h"
 #include "ec2/error.h"

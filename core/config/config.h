@@ -115,6 +115,8 @@ struct RateLimit {
 struct Ec2Config {
   std::string region;    // empty: from instance metadata
   std::string endpoint;  // empty: https://ec2.<region>.amazonaws.com
+  // Auto Scaling API (CompleteLifecycleAction); empty: https://autoscaling.<region>.amazonaws.com
+  std::string autoscaling_endpoint;
   std::string metadata_endpoint = "http://169.254.169.254";
   bool allow_imdsv1 = false;
   CredentialsSource credentials = CredentialsSource::InstanceRole;

@@ -193,6 +193,7 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                           : "\"" + std::string(s) + "\" is not an AWS region (e.g. \"eu-west-1\")";
              }),
        r.str("endpoint", c.ec2.endpoint, url_check),
+       r.str("autoscaling_endpoint", c.ec2.autoscaling_endpoint, url_check),
        r.str("metadata_endpoint", c.ec2.metadata_endpoint,
              [&](std::string_view s) { return s.empty() ? "must not be empty" : url_check(s); }),
        r.boolean("allow_imdsv1", c.ec2.allow_imdsv1),

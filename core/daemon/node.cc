@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node.cc is the node's frame: construction, start() (the data-plane
-// manager and its health callbacks, then the start-up phases of node_startup.cc), the
+// manager and its health callbacks, the data plane applied from the config alone, then the
+// start-up phases of node_startup.cc), the
 // event queue that feeds the engine (post, pump) and the timer for its next deadline, and
 // the operator's controls: shutdown (handover, then exit), drain and reconfigure.
 
@@ -76,6 +77,14 @@ void Node::start() {
     feed_self_health();
   });
   watch_forwarding();
+  // Data plane first: forwarding and the masquerade table need nothing but the config
+  // ([nat] names the egress interface and the private CIDRs), so they go in before the
+  // first IMDS or EC2 request. A NAT host that boots while IMDS or the EC2 API is down (or
+  // its role has no credentials yet) then forwards and NATs at once for the routes that
+  // already point at it; joining the group (identity, the source/destination check,
+  // discovery) follows with its own retries, and the engine's ApplyNat re-applies the same
+  // spec when it starts.
+  apply_nat();
   run_phase();
 }
 
@@ -132,7 +141,12 @@ std::vector<std::string> Node::reconfigure(std::shared_ptr<const config::Config>
   const bool forward_changed = !cfg_ || cfg_->forward != cfg->forward;
   cfg_ = std::move(cfg);
   if (forward_changed) watch_forwarding();
-  if (!machine_) return {};
+  if (!machine_) {
+    // Still starting (IMDS or EC2 not answering yet): the data plane already runs from the
+    // config alone (start()), so the new [nat] section is applied now, not at join.
+    if (nat_ && !plan_only_) apply_nat();
+    return {};
+  }
   // The engine decides what survives (kinds, thresholds, destinations, timers) and
   // re-applies the NAT table from the new [nat] section.
   auto e = std::make_shared<engine::Config>(engine_config(discovered_));

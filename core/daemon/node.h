@@ -19,7 +19,9 @@
 //                    feed_self_health()
 //   node_execute.cc  execute(): every engine action (NAT apply, route writes, EIPs,
 //                    recovery, notifications); write_route(), count_call()
-//   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets
+//   node_lifecycle.cc  the Auto Scaling lifecycle hook released after the handover
+//   node_routes.cc   route read-back: describe_routes(), EC2 routes as engine targets,
+//                    the source/destination check re-read and repaired with it
 //   node_members.cc  live membership: members re-read on an interval and on unknown route
 //                    targets, VPC scoping, explicit lists that survive a missing id, adopt
 //   node_status.cc   status(), fill_report(), summary() and their formatting helpers
@@ -133,6 +135,11 @@ class Node {
   // agent.listen_address, or this instance's private IP when it is empty.
   [[nodiscard]] std::string agent_address(const config::Config& cfg) const;
   void start_notices();
+  // One reading of the Auto Scaling target lifecycle state ("" when there is none).
+  void on_lifecycle_state(const std::string& state);
+  // node_lifecycle.cc: CompleteLifecycleAction (CONTINUE) for the group's terminating
+  // hooks, then `then` (also at a bound, whatever the API does).
+  void complete_lifecycle_hooks(std::function<void()> then);
   void feed_self_health();
   void note_send_delay(const probes::ProbeResult& r);
   void watch_forwarding();  // starts, reconfigures or stops the forward check from cfg_
@@ -143,12 +150,17 @@ class Node {
 
   // node_execute.cc
   void execute(const engine::Action& a);
+  // Applies forwarding and the masquerade table from cfg_ alone (no IMDS, no EC2): at
+  // start, on reload before the engine runs, and for the engine's ApplyNat.
+  void apply_nat();
   void write_route(const engine::WriteRoute& w);
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
   void count_call(const std::string& action, const ec2::Ec2Error* err);
 
   // node_routes.cc
   void describe_routes(engine::OpId op);
+  // Reads the forwarding ENI's source/destination check; turns it off when found on (drift).
+  void verify_source_dest_check();
 
   // node_members.cc
   struct MemberList {
@@ -184,6 +196,8 @@ class Node {
   std::shared_ptr<ec2::CredentialSource> creds_;
   ec2::RoleCredentials* role_ = nullptr;  // owned by creds_ when the role is used
   std::unique_ptr<ec2::Client> ec2_;
+  std::unique_ptr<ec2::Client> asg_;  // Auto Scaling, built when a lifecycle hook is released
+  std::string lifecycle_hook_state_;  // for status: what became of the hooks
   std::unique_ptr<netfilter::NatManager> nat_;
   std::unique_ptr<ForwardCheck> forward_;  // fed by nat_, so declared after it
   std::unique_ptr<probes::PeerMonitor> peers_;
@@ -214,6 +228,9 @@ class Node {
   bool pumping_ = false;
   bool stopping_ = false;
   bool notice_sent_ = false;
+  std::string lifecycle_state_;     // the last target lifecycle state read ("" none)
+  bool lifecycle_drained_ = false;  // drained because of it (undrained at InService)
+  bool lifecycle_leave_ = false;    // leaving because of it (a lifecycle hook may wait)
   bool nat_healthy_ = false;
   bool nat_judged_ = false;  // the data plane was applied (or failed to) at least once
   std::string nat_reason_;
@@ -230,6 +247,8 @@ class Node {
   std::uint64_t failovers_ = 0;
   std::uint64_t route_writes_ = 0;
   std::uint64_t throttles_ = 0;
+  std::uint64_t sdc_repairs_ = 0;  // source/destination check found on and turned off
+  bool sdc_in_flight_ = false;     // a read or repair of the check is under way
   std::chrono::steady_clock::time_point started_;
 };
 

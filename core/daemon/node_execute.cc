@@ -57,33 +57,40 @@ std::string outcome_of(const ec2::Ec2Error* err) {
 
 }  // namespace
 
+void Node::apply_nat() {
+  // Everything here comes from the config file: the egress interface, the private CIDRs,
+  // the sysctls. Nothing waits for IMDS or EC2, so start() can run it before any network
+  // call (node.cc) and the engine's ApplyNat repeats it (idempotent: one transaction that
+  // replaces the table).
+  netfilter::NatSpec spec;
+  spec.table = cfg_->nat.table;
+  spec.egress_interface = cfg_->nat.egress_interface;
+  for (const auto& c : cfg_->nat.source_cidrs) spec.source_cidrs.push_back(c.text);
+  spec.fully_random = cfg_->nat.fully_random;
+  spec.persistent = cfg_->nat.persistent;
+  spec.forward_counters = cfg_->forward.check;
+  spec.leak_counter = cfg_->forward.check;
+  netfilter::SysctlSpec sys;
+  if (cfg_->nat.conntrack_max) sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);
+  if (cfg_->nat.tcp_established_timeout)
+    sys.tcp_timeout_established_s =
+        static_cast<uint32_t>(cfg_->nat.tcp_established_timeout->count() / 1000);
+  if (cfg_->nat.udp_timeout)
+    sys.udp_timeout_s = static_cast<uint32_t>(cfg_->nat.udp_timeout->count() / 1000);
+  auto st = nat_->apply(spec, sys);
+  nat_healthy_ = st.has_value();
+  nat_judged_ = true;
+  nat_reason_ = st ? "" : st.error().message;
+  if (!st) log::error("data plane: " + st.error().message);
+}
+
 void Node::execute(const engine::Action& a) {
   std::visit(
       [this](const auto& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, engine::ApplyNat>) {
-          netfilter::NatSpec spec;
-          spec.table = cfg_->nat.table;
-          spec.egress_interface = cfg_->nat.egress_interface;
-          for (const auto& c : cfg_->nat.source_cidrs) spec.source_cidrs.push_back(c.text);
-          spec.fully_random = cfg_->nat.fully_random;
-          spec.persistent = cfg_->nat.persistent;
-          spec.forward_counters = cfg_->forward.check;
-          spec.leak_counter = cfg_->forward.check;
-          netfilter::SysctlSpec sys;
-          if (cfg_->nat.conntrack_max)
-            sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);
-          if (cfg_->nat.tcp_established_timeout)
-            sys.tcp_timeout_established_s =
-                static_cast<uint32_t>(cfg_->nat.tcp_established_timeout->count() / 1000);
-          if (cfg_->nat.udp_timeout)
-            sys.udp_timeout_s = static_cast<uint32_t>(cfg_->nat.udp_timeout->count() / 1000);
-          auto st = nat_->apply(spec, sys);
-          nat_healthy_ = st.has_value();
-          nat_judged_ = true;
-          nat_reason_ = st ? "" : st.error().message;
-          if (!st) log::error("data plane: " + st.error().message);
-          engine::NatApplied n{x.op, x.epoch, st.has_value(), nat_reason_, now()};
+          apply_nat();
+          engine::NatApplied n{x.op, x.epoch, nat_healthy_, nat_reason_, now()};
           queue_.push_back(n);
         } else if constexpr (std::is_same_v<T, engine::DescribeRoutes>) {
           describe_routes(x.op);
@@ -131,6 +138,11 @@ void Node::execute(const engine::Action& a) {
                                    });
           }
         } else if constexpr (std::is_same_v<T, engine::Notify>) {
+          // Going back to the warm pool on scale-in runs the group's terminating hooks
+          // (Warmed:Pending:Wait): released once drained, as on termination.
+          if (x.to == engine::State::Drained && lifecycle_drained_ &&
+              lifecycle_state_.rfind("Warmed:", 0) == 0)
+            complete_lifecycle_hooks([] {});
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -168,8 +180,14 @@ void Node::execute(const engine::Action& a) {
                           " deleted");
             }
           }
-          phase_ = Phase::Stopped;
-          if (hooks_.exit_ready) hooks_.exit_ready();
+          auto exit_now = [this] {
+            phase_ = Phase::Stopped;
+            if (hooks_.exit_ready) hooks_.exit_ready();
+          };
+          // Leaving because Auto Scaling terminates this instance: a lifecycle hook may hold
+          // it in Terminating:Wait; release it now that the routes are handed over.
+          if (lifecycle_leave_) return complete_lifecycle_hooks(exit_now);
+          exit_now();
         }
       },
       a);

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "core/daemon/lifecycle.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
 #include "core/log/log.h"
@@ -274,8 +275,9 @@ std::vector<std::string> Node::reconfigure_probes(const config::Config& next) {
 
 void Node::start_notices() {
   // Spot interruption notices appear in IMDS about two minutes before the instance is
-  // stopped (EC2 User Guide, "Spot Instance interruption notices"); an Auto Scaling
-  // lifecycle state of Terminated means the instance is leaving the group. Poll every 5 s,
+  // stopped (EC2 User Guide, "Spot Instance interruption notices"); every Auto Scaling
+  // target lifecycle state but InService takes the instance out of service (what each one
+  // asks for: lifecycle.h). Poll every 5 s,
   // the interval AWS recommends for the spot notice: the two-minute warning leaves ample
   // time for a make-before-break handover, and an ASG that must wait for it gives itself
   // the time with a lifecycle hook.
@@ -291,14 +293,46 @@ void Node::start_notices() {
         });
     imds_->target_lifecycle_state(
         [this](core::Result<std::optional<std::string>, ec2::Ec2Error> r) {
-          if (notice_sent_ || !r || !r.value()) return;
-          const std::string& s = *r.value();
-          if (s.find("Terminated") == std::string::npos) return;
-          notice_sent_ = true;
-          log::notice("Auto Scaling lifecycle state " + log::quote(s) + ": handing routes over");
-          post(engine::TerminationNotice{engine::TerminationKind::Asg, now()});
+          if (notice_sent_ || !r) return;
+          on_lifecycle_state(r.value().value_or(""));
         });
   });
+}
+
+void Node::on_lifecycle_state(const std::string& s) {
+  const bool changed = s != lifecycle_state_;
+  lifecycle_state_ = s;
+  switch (lifecycle_response(s)) {
+    case LifecycleResponse::Serve:
+      if (lifecycle_drained_) {
+        // Back from Standby or the warm pool: serve again (only a drain this code started;
+        // an operator's `hanatctl drain` stays).
+        lifecycle_drained_ = false;
+        log::notice("Auto Scaling lifecycle state " + log::quote(s) + ": serving again");
+        drain(false);
+      }
+      return;
+    case LifecycleResponse::Leave:
+      notice_sent_ = true;
+      lifecycle_leave_ = true;
+      log::notice("Auto Scaling lifecycle state " + log::quote(s) +
+                  ": handing routes over, then exiting");
+      post(engine::TerminationNotice{engine::TerminationKind::Asg, now()});
+      return;
+    case LifecycleResponse::Drain:
+      if (lifecycle_drained_ || !machine_) return;
+      if (machine_->snapshot().drained) return;  // an operator's drain already holds
+      lifecycle_drained_ = true;
+      log::notice("Auto Scaling lifecycle state " + log::quote(s) +
+                  ": out of service, handing routes over (draining)");
+      drain(true);
+      return;
+    case LifecycleResponse::Unknown:
+      if (changed)
+        log::warning("Auto Scaling lifecycle state " + log::quote(s) +
+                     " is not one this version knows, ignoring");
+      return;
+  }
 }
 
 std::string Node::forward_stall() const {

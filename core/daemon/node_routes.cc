@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_routes.cc reads the group's route tables back from EC2. When the
 // engine asks (DescribeRoutes), describe_routes() describes the tables and hands the managed
-// routes to the engine as RoutesObserved; tag() and target_of() turn EC2's tables and
-// routes into the engine's terms for it and for discovery (node_startup.cc).
+// routes to the engine as RoutesObserved, and verify_source_dest_check() re-reads this
+// host's source/destination check with it, repairing it when found on; tag() and target_of() turn
+// EC2's tables and routes into the engine's terms for it and for discovery (node_startup.cc).
 
 #include <algorithm>
 
@@ -58,6 +59,7 @@ using node_util::tag;
 using node_util::target_of;
 
 void Node::describe_routes(engine::OpId op) {
+  verify_source_dest_check();
   auto sent = now();
   ec2_->describe_route_tables(
       route_tables_request(), {ec2::Priority::Read, milliseconds(0)},
@@ -89,6 +91,46 @@ void Node::describe_routes(engine::OpId op) {
           o.tables.push_back(std::move(ot));
         }
         post(std::move(o));
+      });
+}
+
+void Node::verify_source_dest_check() {
+  // DESIGN rule 6: the check that start-up turned off (phase_source_dest_check) is read
+  // again at every route read-back, because anyone with ec2:ModifyNetworkInterfaceAttribute
+  // (an IaC apply that declares source_dest_check = true, a console click) can turn it back
+  // on, and EC2 then silently drops every forwarded packet of this NAT (EC2 User Guide, "NAT
+  // instances"). One filtered read per refresh; a write only when it is found on.
+  if (sdc_in_flight_ || !ec2_ || id_.eni_id.empty()) return;
+  sdc_in_flight_ = true;
+  ec2::DescribeNetworkInterfacesRequest req;
+  req.network_interface_ids = {id_.eni_id};
+  ec2_->describe_network_interfaces(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
+        count_call("DescribeNetworkInterfaces", err_of(r));
+        if (!r || r->network_interfaces.empty() ||
+            !r->network_interfaces.front().source_dest_check.value_or(false)) {
+          // Off, or not known this time: the next refresh reads it again.
+          sdc_in_flight_ = false;
+          return;
+        }
+        ++sdc_repairs_;
+        log::warning("source/destination check found enabled on " + id_.eni_id +
+                     " (changed outside hanat): EC2 drops forwarded packets, disabling it");
+        ec2::ModifyNetworkInterfaceAttributeRequest m;
+        m.network_interface_id = id_.eni_id;
+        m.source_dest_check = false;
+        ec2_->modify_network_interface_attribute(
+            m, {ec2::Priority::Write, milliseconds(0)}, [this](ec2::Ec2Result<ec2::SimpleOk> w) {
+              count_call("ModifyNetworkInterfaceAttribute", err_of(w));
+              sdc_in_flight_ = false;
+              if (!w) {
+                log::warning("disabling the source/destination check on " + id_.eni_id + ": " +
+                             w.error().describe() + ", retrying at the next route refresh");
+                return;
+              }
+              log::notice("source/destination check disabled again on " + id_.eni_id);
+            });
       });
 }
 

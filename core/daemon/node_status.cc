@@ -132,6 +132,12 @@ status::Json Node::status() const {
     set_int(j, "max", sd.max.count());
     json_object_set_new(self, "probe_send_delay_us", j);
   }
+  if (!lifecycle_state_.empty()) {
+    json_object_set_new(self, "lifecycle_state", jstr(lifecycle_state_));
+    json_object_set_new(self, "lifecycle_drained", json_boolean(lifecycle_drained_));
+    if (!lifecycle_hook_state_.empty())
+      json_object_set_new(self, "lifecycle_hook", jstr(lifecycle_hook_state_));
+  }
   json_object_set_new(self, "nat_ok", json_boolean(nat_healthy_));
   if (!nat_reason_.empty()) json_object_set_new(self, "nat_error", jstr(nat_reason_));
   json_object_set_new(self, "egress", json_string(engine::to_string(egress_health_)));
@@ -159,6 +165,7 @@ status::Json Node::status() const {
   set_int(counters, "failovers", static_cast<std::int64_t>(failovers_));
   set_int(counters, "route_writes", static_cast<std::int64_t>(route_writes_));
   set_int(counters, "throttles", static_cast<std::int64_t>(throttles_));
+  set_int(counters, "source_dest_check_repairs", static_cast<std::int64_t>(sdc_repairs_));
   if (machine_) {
     set_int(counters, "foreign_routes",
             static_cast<std::int64_t>(machine_->snapshot().foreign_routes));
@@ -167,7 +174,7 @@ status::Json Node::status() const {
     const auto& nc = nat_->counters();
     set_int(counters, "nat_applies", static_cast<std::int64_t>(nc.applies));
     set_int(counters, "drift_repairs",
-            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs));
+            static_cast<std::int64_t>(nc.table_repairs + nc.sysctl_repairs + sdc_repairs_));
     set_int(counters, "unnatted_flows_purged", static_cast<std::int64_t>(nc.purged));
     if (nat_->forward_watching()) {
       set_int(counters, "unnatted_packets_leaked",
@@ -306,10 +313,11 @@ void Node::fill_report(Report& r) const {
   r.failovers = failovers_;
   r.route_writes = route_writes_;
   r.throttles = throttles_;
+  r.source_dest_check_repairs = sdc_repairs_;
   if (nat_) {
     const auto& nc = nat_->counters();
     r.nat_applies = nc.applies;
-    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs;
+    r.drift_repairs = nc.table_repairs + nc.sysctl_repairs + sdc_repairs_;
     r.unnatted_flows_purged = nc.purged;
   }
   r.ec2_calls = ec2_calls_;

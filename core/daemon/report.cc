@@ -181,8 +181,13 @@ std::vector<Family> metric_families(const Report& r) {
                                "like) after the client's retries."),
                        static_cast<double>(r.throttles)));
   out.push_back(single(counter("hanat_drift_repairs_total",
-                               "Repairs of the NAT table or sysctls after something changed them."),
+                               "Repairs of the NAT table, sysctls or source/destination check "
+                               "after something changed them."),
                        static_cast<double>(r.drift_repairs)));
+  out.push_back(single(counter("hanat_source_dest_check_repairs_total",
+                               "Times the source/destination check of the forwarding ENI was "
+                               "found enabled at a route read-back and turned off again."),
+                       static_cast<double>(r.source_dest_check_repairs)));
   out.push_back(
       single(counter("hanat_nat_applies_total", "NAT table applies (commit and read-back)."),
              static_cast<double>(r.nat_applies)));

@@ -73,7 +73,8 @@ struct Report {
   std::uint64_t failovers = 0;
   std::uint64_t route_writes = 0;
   std::uint64_t throttles = 0;
-  std::uint64_t drift_repairs = 0;
+  std::uint64_t drift_repairs = 0;              // NAT table, sysctls and source/destination check
+  std::uint64_t source_dest_check_repairs = 0;  // the check found on and turned off again
   std::uint64_t nat_applies = 0;
   std::uint64_t unnatted_flows_purged = 0;    // conntrack entries forwarded without NAT, deleted
   std::uint64_t unnatted_packets_leaked = 0;  // packets that left un-NATed (forward check)

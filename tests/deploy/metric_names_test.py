@@ -91,9 +91,17 @@ def metrics_from_hanatd(hanatd, hanatctl):
     conf = os.path.join(d, "hanat.toml")
     with open(conf, "w") as f:
         f.write(f'[group]\nname = "metrics-test"\n[status]\nsocket = "{sock}"\n'
-                f'[ec2]\nmetadata_endpoint = "http://127.0.0.1:{closed.getsockname()[1]}"\n')
+                f'[ec2]\nmetadata_endpoint = "http://127.0.0.1:{closed.getsockname()[1]}"\n'
+                '[nat]\negress_interface = "lo"\n')
     err = open(os.path.join(d, "hanatd.err"), "w")
-    p = subprocess.Popen([hanatd, "--config", conf], stdout=err, stderr=err)
+    # hanatd applies forwarding and its masquerade table from the config at start, before
+    # it looks for its identity: as root, it runs in a network namespace of its own so the
+    # host's stay untouched (its metadata endpoint is then unreachable, which is all this
+    # run needs). Without root it cannot change them and runs here.
+    argv = [hanatd, "--config", conf]
+    if os.geteuid() == 0:
+        argv = ["unshare", "-n"] + argv
+    p = subprocess.Popen(argv, stdout=err, stderr=err)
     try:
         end = time.monotonic() + 30
         while time.monotonic() < end:

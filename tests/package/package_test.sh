@@ -147,9 +147,12 @@ signal.pause()' >"$port_file" &
     holder=$!
     for _ in $(seq 100); do [[ -s "$port_file" ]] && break; sleep 0.05; done
     [[ -d /run/hanat ]] || { mkdir -p /run/hanat && created_run=1; }
-    printf '[group]\nname = "pkgtest"\n[status]\nsocket = "/run/hanat/hanatd.sock"\nmode = "0600"\n[ec2]\nmetadata_endpoint = "http://127.0.0.1:%s"\n' \
+    printf '[group]\nname = "pkgtest"\n[status]\nsocket = "/run/hanat/hanatd.sock"\nmode = "0600"\n[ec2]\nmetadata_endpoint = "http://127.0.0.1:%s"\n[nat]\negress_interface = "lo"\n' \
       "$(cat "$port_file")" >"$cfg"
-    /usr/sbin/hanatd --config "$cfg" 2>"$log" &
+    # hanatd applies forwarding and its masquerade table from the config at start: in a
+    # network namespace of its own, so this host's stay untouched (unshare execs hanatd,
+    # $! is its pid; the metadata port is then unreachable, which is all this needs).
+    unshare -n /usr/sbin/hanatd --config "$cfg" 2>"$log" &
     hd=$!
     for _ in $(seq 200); do hanatctl status >/dev/null 2>&1 && break; sleep 0.05; done
     if dpkg -i "$deb" >"$work/upgrade.out" 2>&1 &&

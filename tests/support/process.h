@@ -4,6 +4,7 @@
 // a bare sleep), and temporary directories removed afterwards.
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,11 +67,17 @@ class TempDir {
 // when destroyed.
 class Process {
  public:
+  // own_netns: the child runs in a network namespace of its own (only a loopback, down).
+  // For hanatd, which applies forwarding and its masquerade table from the config before
+  // anything else: as root in the test's namespace it would change the host's. Without
+  // the privilege to unshare, the child cannot change the host's networking either and
+  // runs where it is; as root, a failed unshare ends the child (exit 126).
   Process(std::vector<std::string> argv, const std::string& out_path, const std::string& err_path,
-          std::vector<std::string> extra_env = {})
+          std::vector<std::string> extra_env = {}, bool own_netns = false)
       : out_path_(out_path), err_path_(err_path) {
     pid_ = ::fork();
     if (pid_ == 0) {
+      if (own_netns && ::unshare(CLONE_NEWNET) != 0 && ::geteuid() == 0) ::_exit(126);
       int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(out, 1);

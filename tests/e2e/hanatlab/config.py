@@ -50,8 +50,12 @@ def nat_sections(desc, nat, status_socket, overrides=None, credentials="static")
                 "source_cidrs": [desc["vpc"]["cidr"]]},
         # Through the lab's EC2 fault proxy when there is one (pass-through unless a test
         # sets a fault), so EC2 drills reach hanatd.
+        # Auto Scaling (CompleteLifecycleAction after a lifecycle handover) the same way:
+        # the default endpoint is a name, and lab tests look no name up.
         "ec2": {"region": desc["region"],
                 "endpoint": (desc.get("ec2_proxy") or {}).get("endpoint") or
+                desc["api"]["endpoint"],
+                "autoscaling_endpoint": (desc.get("ec2_proxy") or {}).get("endpoint") or
                 desc["api"]["endpoint"],
                 "metadata_endpoint": nat["imds"]["endpoint"], "credentials": credentials,
                 "access_key_id": desc["credentials"]["access_key_id"]

@@ -36,6 +36,12 @@ Two more keys emulate EC2 itself rather than a fault, and apply whatever the mod
              its bucket holds less than one token gets RequestLimitExceeded (HTTP 503), and
              is logged with mode "bucket".
 
+Auto Scaling: requests signed for the autoscaling service come through the same proxy to
+moto, which answers DescribeAutoScalingInstances and DescribeLifecycleHooks but has no
+CompleteLifecycleAction (moto 5.2.1); the proxy answers that one itself as Auto Scaling
+does (HTTP 200, an empty CompleteLifecycleActionResult) and logs its group, hook,
+instance and result.
+
 Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
 HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
 naming a route table adds route_table, destination and target (the target parameter's
@@ -106,6 +112,24 @@ def error_reply(code, request_id, date=None):
             + (f"Date: {http_date(date)}\r\n" if date is not None else "")
             + "Server: AmazonEC2\r\n\r\n").encode()
     return status, head + body
+
+
+def complete_lifecycle_reply(request_id):
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<CompleteLifecycleActionResponse '
+            'xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<CompleteLifecycleActionResult/><ResponseMetadata>"
+            f"<RequestId>{request_id}</RequestId></ResponseMetadata>"
+            "</CompleteLifecycleActionResponse>").encode()
+    head = ("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return 200, head + body
+
+
+def lifecycle_detail(body):
+    q = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
+    keys = {"AutoScalingGroupName": "group", "LifecycleHookName": "hook",
+            "InstanceId": "instance", "LifecycleActionResult": "result"}
+    return {v: q[k][0] for k, v in keys.items() if q.get(k)}
 
 
 def action_of(target, body):
@@ -361,6 +385,15 @@ class Proxy:
                 pass
             conn.close()
             self.write_log(action, mode, status, client, detail)
+            return
+        if action == "CompleteLifecycleAction":
+            status, data = complete_lifecycle_reply(f"hanatlab-{os.getpid()}-{self.n_req}")
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+            conn.close()
+            self.write_log(action, mode, status, client, lifecycle_detail(body))
             return
         if mode == "stall":
             # Hold the request until the fault ends; a client that gives up closes its end,

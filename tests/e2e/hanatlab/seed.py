@@ -9,10 +9,13 @@ import urllib.request
 from hanatlab import netns
 from hanatlab.netns import LabError
 
+# autoscaling:*: hanatd completes a lifecycle hook after a handover (asg_lifecycle_e2e.py).
 POLICY_EC2 = {"Version": "2012-10-17",
-              "Statement": [{"Effect": "Allow", "Action": ["ec2:*"], "Resource": "*"}]}
+              "Statement": [{"Effect": "Allow", "Action": ["ec2:*", "autoscaling:*"],
+                             "Resource": "*"}]}
 POLICY_USER = {"Version": "2012-10-17",
-               "Statement": [{"Effect": "Allow", "Action": ["ec2:*", "sts:AssumeRole"],
+               "Statement": [{"Effect": "Allow",
+                              "Action": ["ec2:*", "autoscaling:*", "sts:AssumeRole"],
                               "Resource": "*"}]}
 # On EC2 the trust principal would be {"Service": "ec2.amazonaws.com"}; moto 5.2.1 crashes
 # (HTTP 500, TypeError in access_control._check_principal) on a Service principal when the

@@ -78,7 +78,8 @@ class StatusAbuseTest : public ::testing::Test {
                    imds_.url() + "\"\n[nat]\negress_interface = \"lo\"\n");
     hanatd_ = std::make_unique<Process>(
         std::vector<std::string>{HANATD_BIN, "--config", dir_.file("hanat.toml")},
-        dir_.file("hanatd.out"), dir_.file("hanatd.err"));
+        dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::vector<std::string>{},
+        /*own_netns=*/true);  // hanatd applies its NAT table at start: not in the host's
     ASSERT_TRUE(eventually([&] { return status_ok(); })) << hanatd_->err();
   }
   void TearDown() override {

@@ -92,7 +92,8 @@ class DaemonTest : public ::testing::Test {
     // The daemon runs in the root namespace here: its metadata endpoint must never be the
     // real 169.254.169.254, so it points at a loopback port held closed (the node keeps retrying
     // its identity phase, which these shell tests do not need). The egress interface must
-    // exist on the host: lo is everywhere (the node never gets to apply a NAT here).
+    // exist: lo is everywhere. The node applies its NAT table and forwarding from this
+    // config at start, so the daemon runs in a network namespace of its own (start()).
     write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                           "\"\nmode = \"0600\"\n[log]\nlevel = \"" + level + "\"\n" + extra +
                           "[ec2]\nmetadata_endpoint = \"" + imds_.url() +
@@ -106,7 +107,8 @@ class DaemonTest : public ::testing::Test {
     env.push_back(std::string("HANAT_VG_NAME=hanatd.") + info->test_suite_name() + "." +
                   info->name());
     Daemon p(new Process(std::vector<std::string>{HANATD_BIN, "--config", conf_},
-                         dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env)));
+                         dir_.file("hanatd.out"), dir_.file("hanatd.err"), std::move(env),
+                         /*own_netns=*/true));
     bool up = eventually([&] { return ctl({"status"}).code == 0; });
     EXPECT_TRUE(up) << "hanatd did not come up:\n" << p->err();
     return p;
@@ -422,7 +424,8 @@ TEST_F(DaemonTest, PingsTheSystemdWatchdogAtHalfTheInterval) {
 
 TEST_F(DaemonTest, SecondDaemonOnTheSameSocketRefusesToStart) {
   auto first = start();
-  Process second({HANATD_BIN, "--config", conf_}, dir_.file("2.out"), dir_.file("2.err"));
+  Process second({HANATD_BIN, "--config", conf_}, dir_.file("2.out"), dir_.file("2.err"), {},
+                 /*own_netns=*/true);
   auto code = second.wait(std::chrono::seconds(5));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 1);
@@ -656,6 +659,32 @@ TEST(HanatctlCli, AFullBacklogIsAClearErrorAfterFiveSeconds) {
                                       "full (too many clients connecting?)"));
   ::close(held);
   ::close(lfd);
+}
+
+// Data plane first: forwarding and the masquerade table come from the config alone, so they
+// are in place while the node is still looking for its identity (the metadata endpoint here
+// refuses every connection, as IMDS does on a host booting without it).
+TEST_F(DaemonTest, AppliesTheDataPlaneBeforeItsIdentity) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (the daemon's own network namespace)";
+  auto d = start();
+  std::string phase;
+  bool nat_ok = false;
+  long long applies = 0;
+  EXPECT_TRUE(eventually([&] {
+    json_t* j = status_json();
+    if (j == nullptr) return false;
+    json_t* node = json_object_get(j, "node");
+    const char* p = json_string_value(json_object_get(node, "phase"));
+    phase = p != nullptr ? p : "";
+    nat_ok = json_is_true(json_object_get(json_object_get(node, "self"), "nat_ok"));
+    applies = json_integer_value(json_object_get(json_object_get(node, "counters"), "nat_applies"));
+    json_decref(j);
+    return nat_ok;
+  })) << d->err();
+  EXPECT_EQ(phase, "identity");
+  EXPECT_GE(applies, 1);
+  EXPECT_THAT(d->err(), HasSubstr("data plane: masquerade table and forwarding verified"));
+  EXPECT_THAT(d->err(), HasSubstr("instance metadata"));
 }
 
 }  // namespace

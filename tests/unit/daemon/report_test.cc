@@ -58,6 +58,7 @@ Report sample_report() {
   r.route_writes = 4;
   r.throttles = 1;
   r.drift_repairs = 2;
+  r.source_dest_check_repairs = 1;
   r.nat_applies = 5;
   r.unnatted_flows_purged = 7;
   r.unnatted_packets_leaked = 5;
@@ -88,6 +89,7 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_route_writes_total 4\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_ec2_throttles_total 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_drift_repairs_total 2\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_source_dest_check_repairs_total 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_nat_applies_total 5\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_flows_purged_total 7\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_packets_leaked_total 5\n"));

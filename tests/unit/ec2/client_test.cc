@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ec2/autoscaling.h"
 #include "tests/support/uv_test_util.h"
 #include "tests/unit/ec2/fixture.h"
 #include "tests/unit/ec2/stub_server.h"
@@ -94,6 +95,41 @@ Outcome run_replace(std::vector<StubReply> replies, ClientOptions* tweak = nullp
   }
   expect_clean_close(loop);
   return out;
+}
+
+// The Auto Scaling calls (ec2/autoscaling.h) go through the same client with the service
+// name in the SigV4 scope and Auto Scaling's API version in the form.
+TEST(Client, SignsForAnotherService) {
+  uv::Loop loop;
+  {
+    StubServer srv(loop, [](const StubRequest&) {
+      return StubReply::ok(
+          "<CompleteLifecycleActionResponse><CompleteLifecycleActionResult/><ResponseMetadata>"
+          "<RequestId>r-1</RequestId></ResponseMetadata></CompleteLifecycleActionResponse>");
+    });
+    ClientOptions o = options(srv);
+    o.service = std::string(kAutoScalingService);
+    Client c(loop, o, creds());
+    CompleteLifecycleActionRequest req;
+    req.group_name = "g";
+    req.hook_name = "h";
+    req.instance_id = "i-1";
+    std::optional<Ec2Result<SimpleOk>> got;
+    c.call(req, {Priority::Write, 0ms},
+           std::function<void(Ec2Result<SimpleOk>)>(
+               [&](Ec2Result<SimpleOk> r) { got = std::move(r); }));
+    ASSERT_TRUE(run_until(loop, [&] { return got.has_value(); }));
+    ASSERT_TRUE(got->has_value()) << got->error().describe();
+    EXPECT_EQ((*got)->request_id, "r-1");
+    ASSERT_EQ(srv.requests().size(), 1u);
+    const StubRequest& r0 = srv.requests()[0];
+    EXPECT_NE(r0.header("authorization").find("/eu-west-1/autoscaling/aws4_request, "),
+              std::string::npos)
+        << r0.header("authorization");
+    EXPECT_EQ(r0.body.rfind("Action=CompleteLifecycleAction&Version=2011-01-01&", 0), 0u)
+        << r0.body;
+  }
+  expect_clean_close(loop);
 }
 
 TEST(Client, SignsAndParses) {

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // conf/iam-policy.json is least privilege for exactly what the EC2 client can call:
-// the set of ec2:* actions it allows equals ec2::all_actions(), and every mutating action
-// is confined to resources tagged hanat:group. Describe* calls cannot be resource-scoped
-// in EC2 (the Service Authorization Reference lists no resource type for them), so they
-// are the only actions allowed on "*".
+// the set of ec2:* actions it allows equals ec2::all_actions(), its autoscaling:* actions
+// equal ec2::autoscaling_actions(), and every mutating action is confined to resources
+// tagged hanat:group (ec2:ResourceTag, autoscaling:ResourceTag on the Auto Scaling group).
+// Describe* calls cannot be resource-scoped in EC2 or Auto Scaling (the Service
+// Authorization Reference lists no resource type for them), so they are the only actions
+// allowed on "*".
 
 #include <gtest/gtest.h>
 #include <jansson.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "ec2/api.h"
+#include "ec2/autoscaling.h"
 
 namespace {
 
@@ -25,8 +28,9 @@ struct Statement {
   std::string sid;
   std::vector<std::string> actions;
   std::vector<std::string> resources;
-  std::string group_condition;  // StringEquals ec2:ResourceTag/hanat:group, or empty
-  bool has_other_keys = false;  // NotAction, NotResource, Deny...
+  std::string group_condition;    // StringEquals <service>:ResourceTag/hanat:group, or empty
+  std::string condition_service;  // "ec2" or "autoscaling": whose ResourceTag key it is
+  bool has_other_keys = false;    // NotAction, NotResource, Deny...
 };
 
 std::vector<std::string> strings_of(json_t* v) {
@@ -64,8 +68,11 @@ std::vector<Statement> load_policy() {
     st.actions = strings_of(json_object_get(s, "Action"));
     st.resources = strings_of(json_object_get(s, "Resource"));
     json_t* eq = json_object_get(json_object_get(s, "Condition"), "StringEquals");
-    if (json_t* g = json_object_get(eq, "ec2:ResourceTag/hanat:group"); json_is_string(g)) {
-      st.group_condition = json_string_value(g);
+    for (const char* key : {"ec2:ResourceTag/hanat:group", "autoscaling:ResourceTag/hanat:group"}) {
+      if (json_t* g = json_object_get(eq, key); json_is_string(g)) {
+        st.group_condition = json_string_value(g);
+        st.condition_service = std::string(key).substr(0, std::string(key).find(':'));
+      }
     }
     out.push_back(std::move(st));
   }
@@ -73,7 +80,11 @@ std::vector<Statement> load_policy() {
 }
 
 bool is_read_only(const std::string& action) {
-  return action.rfind("ec2:Describe", 0) == 0;
+  return action.rfind("ec2:Describe", 0) == 0 || action.rfind("autoscaling:Describe", 0) == 0;
+}
+
+std::string service_of(const std::string& action) {
+  return action.substr(0, action.find(':'));
 }
 
 TEST(IamPolicy, AllowsExactlyTheActionsTheClientCalls) {
@@ -81,13 +92,16 @@ TEST(IamPolicy, AllowsExactlyTheActionsTheClientCalls) {
   for (const auto& st : load_policy()) {
     for (const auto& a : st.actions) {
       EXPECT_EQ(a.find('*'), std::string::npos) << "wildcard action " << a << " in " << st.sid;
-      EXPECT_EQ(a.rfind("ec2:", 0), 0u) << "non-EC2 action " << a << " in " << st.sid;
+      EXPECT_TRUE(a.rfind("ec2:", 0) == 0 || a.rfind("autoscaling:", 0) == 0)
+          << "action of another service " << a << " in " << st.sid;
       EXPECT_TRUE(in_policy.insert(a).second) << a << " appears twice";
     }
   }
   std::set<std::string> client;
   for (auto a : hanat::ec2::all_actions()) client.insert("ec2:" + std::string(a));
   ASSERT_EQ(client.size(), 19u);
+  for (auto a : hanat::ec2::autoscaling_actions()) client.insert("autoscaling:" + std::string(a));
+  ASSERT_EQ(client.size(), 22u);
   for (const auto& a : client) {
     EXPECT_TRUE(in_policy.contains(a)) << "the client calls " << a << " but the policy lacks it";
   }
@@ -110,14 +124,16 @@ TEST(IamPolicy, EveryMutatingActionIsConfinedToTheGroupTag) {
     if (!any_mutating) continue;
     ++mutating;
     EXPECT_EQ(st.group_condition, "REPLACE-WITH-GROUP")
-        << st.sid << ": mutating actions need StringEquals ec2:ResourceTag/hanat:group";
+        << st.sid << ": mutating actions need StringEquals <service>:ResourceTag/hanat:group";
     ASSERT_FALSE(st.resources.empty()) << st.sid;
     for (const auto& r : st.resources) {
       EXPECT_NE(r, "*") << st.sid << ": mutating actions must name resource types";
-      EXPECT_EQ(r.rfind("arn:aws:ec2:", 0), 0u) << st.sid << ": " << r;
+      EXPECT_EQ(r.rfind("arn:aws:" + st.condition_service + ":", 0), 0u) << st.sid << ": " << r;
     }
     for (const auto& a : st.actions) {
       EXPECT_FALSE(is_read_only(a)) << st.sid << ": keep " << a << " in the Describe statement";
+      EXPECT_EQ(service_of(a), st.condition_service)
+          << st.sid << ": " << a << " needs its own service's ResourceTag condition";
     }
   }
   EXPECT_GE(mutating, 1);
