@@ -125,15 +125,21 @@ std::vector<Family> metric_families(const Report& r) {
       path_up.samples.push_back(
           Sample{{{"instance_id", m.instance_id}, {"path", path}}, health == "up" ? 1.0 : 0.0});
     }
-    for (const auto& [kind, us] : m.rtt_us) {
-      rtt.samples.push_back(
-          Sample{{{"instance_id", m.instance_id}, {"kind", kind}}, static_cast<double>(us) / 1e6});
+    for (const auto& [key, us] : m.rtt_us) {
+      // "icmp" (private path) or "icmp/public": the public path gets a path label.
+      std::vector<std::pair<std::string, std::string>> rl{{"instance_id", m.instance_id},
+                                                          {"kind", key}};
+      if (auto slash = key.find('/'); slash != std::string::npos) {
+        rl[1].second = key.substr(0, slash);
+        rl.emplace_back("path", key.substr(slash + 1));
+      }
+      rtt.samples.push_back(Sample{rl, static_cast<double>(us) / 1e6});
     }
   }
   out.push_back(std::move(up));
   out.push_back(std::move(since));
   out.push_back(std::move(rtt));
-  if (!path_up.samples.empty()) out.push_back(std::move(path_up));
+  out.push_back(std::move(path_up));
 
   Family on_alloc = gauge("hanat_route_table_on_allocated_target",
                           "1 when the table's managed routes point at the allocated target.");
