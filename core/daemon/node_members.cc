@@ -101,7 +101,16 @@ void Node::describe_members(std::function<void(core::Result<MemberList, std::str
           l.addresses[m.instance_id] = addr;
           // The instance's public IP or Elastic IP (ipAddress in DescribeInstances): a second
           // path to probe it on, reached through the internet gateway (DESIGN rule 4).
-          const std::string& pub = inst.public_ip;
+          std::string pub = inst.public_ip;
+          if (pub.rfind("127.", 0) == 0 || pub.rfind("0.", 0) == 0) {
+            // Not a path to the peer: probes of a loopback address are answered by this host
+            // itself, and would keep a dead peer "up" forever. (EC2 emulators hand out such
+            // addresses as Elastic IPs.)
+            warn_once("public-loopback:" + inst.instance_id,
+                      "member " + inst.instance_id + ": public address " + pub +
+                          " is not routable, probing its private address only");
+            pub.clear();
+          }
           const auto& paths = cfg_->probe.paths;
           m.public_path = !pub.empty() && std::find(paths.begin(), paths.end(),
                                                     engine::ProbePath::Public) != paths.end();
