@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The adapters (netfilter/, probes/) only measure and report; judgements live in core/engine
 # or in pure shared code (core/base). This script fails when a file under one of the given
 # directories includes anything from core/engine/.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # core/engine is the pure decision core: it must not do I/O. This script fails the build
 # when a file under it includes a header that brings I/O, clocks or threads in.
 # Usage: cmake -DENGINE_DIR=<dir> [-DADAPTER_DIRS=<dir>;...] -P check_engine_includes.cmake

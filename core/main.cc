@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatd: the hanat daemon. See `hanatd --help`.
 
 #include <csignal>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The daemon shell (everything in core/ but engine/ and uv/) and the two executables.
 add_library(core_config STATIC config/config.cc config/config.h config/config_rules.cc
   config/config_sections.cc config/config_sections.h config/toml_reader.cc config/toml_reader.h)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/api.h"
 
 #include <charconv>
@@ -560,31 +561,6 @@ std::string TerminateInstancesRequest::write_key() const {
 }
 Result<InstanceStateChangesOk, Ec2Error> TerminateInstancesRequest::parse(std::string_view xml) {
   return parse_state_changes(kAction, xml);
-}
-
-const std::vector<std::string_view>& all_actions() {
-  static const std::vector<std::string_view> kActions = {
-      DescribeInstancesRequest::kAction,
-      DescribeInstanceStatusRequest::kAction,
-      DescribeRouteTablesRequest::kAction,
-      DescribeSubnetsRequest::kAction,
-      DescribeNetworkInterfacesRequest::kAction,
-      DescribeAddressesRequest::kAction,
-      CreateRouteRequest::kAction,
-      ReplaceRouteRequest::kAction,
-      DeleteRouteRequest::kAction,
-      AssociateAddressRequest::kAction,
-      DisassociateAddressRequest::kAction,
-      AttachNetworkInterfaceRequest::kAction,
-      DetachNetworkInterfaceRequest::kAction,
-      ModifyInstanceAttributeRequest::kAction,
-      ModifyNetworkInterfaceAttributeRequest::kAction,
-      RebootInstancesRequest::kAction,
-      StopInstancesRequest::kAction,
-      StartInstancesRequest::kAction,
-      TerminateInstancesRequest::kAction,
-  };
-  return kActions;
 }
 
 }  // namespace hanat::ec2

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Typed EC2 calls: one request struct per action (its Query API parameters, its throttling
 // bucket, the resource it writes) and one result struct parsed from the XML reply.
@@ -449,7 +450,30 @@ struct TerminateInstancesRequest {
 };
 
 // Every EC2 action the client can call, for the least-privilege IAM policy check.
-[[nodiscard]] const std::vector<std::string_view>& all_actions();
+[[nodiscard]] inline const std::vector<std::string_view>& all_actions() {
+  static const std::vector<std::string_view> kActions = {
+      DescribeInstancesRequest::kAction,
+      DescribeInstanceStatusRequest::kAction,
+      DescribeRouteTablesRequest::kAction,
+      DescribeSubnetsRequest::kAction,
+      DescribeNetworkInterfacesRequest::kAction,
+      DescribeAddressesRequest::kAction,
+      CreateRouteRequest::kAction,
+      ReplaceRouteRequest::kAction,
+      DeleteRouteRequest::kAction,
+      AssociateAddressRequest::kAction,
+      DisassociateAddressRequest::kAction,
+      AttachNetworkInterfaceRequest::kAction,
+      DetachNetworkInterfaceRequest::kAction,
+      ModifyInstanceAttributeRequest::kAction,
+      ModifyNetworkInterfaceAttributeRequest::kAction,
+      RebootInstancesRequest::kAction,
+      StopInstancesRequest::kAction,
+      StartInstancesRequest::kAction,
+      TerminateInstancesRequest::kAction,
+  };
+  return kActions;
+}
 
 // Turns a non-2xx reply into an error value: EC2's <Response><Errors><Error> and the
 // <ErrorResponse> shape are both read; anything else becomes ErrorKind::Http.

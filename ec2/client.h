@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: ec2::Client — typed EC2 calls on the libuv loop.
 //

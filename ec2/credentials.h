@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Where the client's AWS credentials come from: static (config, tests), the standard
 // environment variables, or the instance role through IMDS (see imds.h: RoleCredentials).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: ec2/ — the EC2 Query API client hanatd uses for every decision it acts on.
 //

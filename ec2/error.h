@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The error value of every EC2 call: what EC2 said (code, message, request id) or what went
 // wrong on the way (transport, timeout, unreadable reply, ...).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/http_client.h"
 
 #include <algorithm>

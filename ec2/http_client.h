@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // HTTP on the libuv loop: curl multi driven by uv::Poll and uv::Timer (STYLE.md C3, the
 // pattern of curl's docs/examples/multi-uv.c). curl reports which sockets to watch and when

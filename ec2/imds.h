@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: IMDSv2 client and instance-role credentials, on the libuv loop.
 //

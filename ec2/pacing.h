@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Pure pacing pieces: client-side token buckets that mirror EC2's API throttling buckets, and
 // capped, jittered exponential backoff. Time is passed in (monotonic milliseconds, e.g.
@@ -46,31 +47,11 @@ struct BucketLimits {
   [[nodiscard]] std::optional<std::string> set(std::string_view key, BucketSpec spec);
 };
 
-// The EC2 actions this client calls (the keys BucketLimits::set accepts besides categories).
-// Inline, so that the config check can name a bad key without linking the client.
+// The EC2 actions this client calls (the keys BucketLimits::set accepts besides categories):
+// all_actions(), inline in api.h so that the config check can name a bad key without
+// linking the client.
 inline const std::vector<std::string_view>& known_actions() {
-  static const std::vector<std::string_view> kActions = {
-      DescribeInstancesRequest::kAction,
-      DescribeInstanceStatusRequest::kAction,
-      DescribeRouteTablesRequest::kAction,
-      DescribeSubnetsRequest::kAction,
-      DescribeNetworkInterfacesRequest::kAction,
-      DescribeAddressesRequest::kAction,
-      CreateRouteRequest::kAction,
-      ReplaceRouteRequest::kAction,
-      DeleteRouteRequest::kAction,
-      AssociateAddressRequest::kAction,
-      DisassociateAddressRequest::kAction,
-      AttachNetworkInterfaceRequest::kAction,
-      DetachNetworkInterfaceRequest::kAction,
-      ModifyInstanceAttributeRequest::kAction,
-      ModifyNetworkInterfaceAttributeRequest::kAction,
-      RebootInstancesRequest::kAction,
-      StopInstancesRequest::kAction,
-      StartInstancesRequest::kAction,
-      TerminateInstancesRequest::kAction,
-  };
-  return kActions;
+  return all_actions();
 }
 
 inline bool is_rate_limit_key(std::string_view key) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // AWS Signature Version 4 (header signing), pure: no clock reads, no I/O.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/xml.h"
 
 #include <expat.h>

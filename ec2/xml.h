@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // A small read-only XML tree built with expat, enough for EC2 Query API replies: element
 // names (EC2 uses one default namespace, so names are local), text of leaf elements, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Pure batch building (STYLE C4): NatSpec -> the bytes of one nfnetlink transaction, built
 // with libnftnl into a paged nftnl_batch as nftables does, plus a table that maps every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Pure comparison of the desired table with the one read back from the kernel. Semantics,
 // not bytes: rules are compared as their rendered expression lists (handles and positions are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Purge of flows that were forwarded without NAT (issue #23).
 //

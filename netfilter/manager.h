@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // NatManager: keeps the NAT data plane of this host in the desired state, on the loop.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // NftMonitor: nftables change notifications for hanat's table, on the loop (issue #23).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Netlink I/O for the netfilter module: commit a Batch, read hanat's table back.
 //

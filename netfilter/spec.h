@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: netfilter — hanat's data plane on the NAT host itself.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Forwarding and NAT-tuning sysctls through /proc/sys, written only when they differ and
 // always read back. Paths under /proc/sys/net resolve in the network namespace of the task

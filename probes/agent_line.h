@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The agent line: what a hanatd answers on its agent port, one line per connection, then
 // it closes. Two shapes, space-separated, ASCII, terminated by "\n":

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "probes/agent_server.h"
 
 #include "probes/agent_line.h"
@@ -42,8 +43,10 @@ void AgentServer::accept_one() {
   auto conn = std::make_unique<uv::Tcp>(loop_);
   if (conn->init_error() || listener_.accept(*conn)) return;
   if (conns_.size() >= kMaxConnections) return;  // conn is closed unanswered on return
+  std::optional<AgentReply> reply = provider_ ? provider_() : AgentReply{};
+  if (!reply) return;  // conn is closed unanswered on return
   std::uint64_t id = next_id_++;
-  std::string line = format_agent_line(provider_ ? provider_() : AgentReply{});
+  std::string line = format_agent_line(*reply);
   ++served_;
   // Closing after the write completes sends FIN after the line; the reader sees line + EOF.
   if (conn->write(std::move(line), [this, id](std::error_code) { conns_.erase(id); })) return;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The agent port: every hanatd listens on TCP and answers each connection with one agent
 // line (agent_line.h) describing its own health, then closes. The health comes from a
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <unordered_map>
@@ -21,7 +23,9 @@ namespace hanat::probes {
 
 class AgentServer {
  public:
-  using Provider = std::function<AgentReply()>;
+  // nullopt: not ready to judge itself yet; the connection is closed unanswered, which a
+  // peer counts as a failed agent probe, not as a "down" report.
+  using Provider = std::function<std::optional<AgentReply>()>;
   // At most this many connections are served at once; more are closed unanswered, which a
   // peer sees as an error, so a connection flood cannot grow our memory.
   static constexpr std::size_t kMaxConnections = 64;

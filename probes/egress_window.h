@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The egress self-check's verdict, pure: healthy when at least k of the n targets answered
 // within the window (fall x interval, so a single lost probe never fails it, and a dead

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // ICMP echo prober: one socket for all targets, replies matched by identifier, sequence
 // number and a per-prober random cookie in the payload, each probe with its own deadline.

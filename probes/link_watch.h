@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // LinkWatch: the operational state of one of this host's own interfaces, event-driven.
 //

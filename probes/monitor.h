@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The two things the daemon runs: PeerMonitor (liveness and data plane of the peer NATs) and
 // EgressCheck (this host's own way out). Both report every raw probe result (what

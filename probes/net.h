@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Socket helpers shared by the probers: numeric IPv4 parsing, source/device binding, and the
 // mapping of errno values to probe failure kinds.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Combines a peer's probe kinds into one state, for status and for tests. The engine runs its
 // own trackers on the raw results; this is the probes module's view, with the same rise/fall

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Drives a Schedule from one libuv timer and hands each launch to the right prober. Shared by
 // PeerMonitor and EgressCheck.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // When to send which probe. Pure (no clock reads, no I/O) so the spreading and no-overlap
 // rules are tested with a fake clock; the Runner drives it from one libuv timer.

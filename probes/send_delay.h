@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: probes/send_delay keeps how late the last probe sends left against their schedule
 // (sent - planned), so status and metrics show whether the loop keeps time. Every probe of

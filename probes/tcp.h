@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // TCP probers on libuv: a plain connect check, and the agent check (connect, read one line,
 // parse it). Each attempt owns its own socket, created by us so that SO_BINDTODEVICE and the

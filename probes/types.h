@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: probes/ decides whether a peer NAT is alive *and forwarding*, and whether this host's
 // own egress works. Three probe kinds run on the daemon's libuv loop:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Probe schedule of hanatd with and without abuse of its status socket (issue 10 item 4).
 
     bench/abuse/run.py [--runs 3] [--window 10] [--interval-ms 50] [--max-clients 1100]

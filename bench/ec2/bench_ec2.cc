@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // ec2 micro benchmarks: SigV4 signing of one EC2 request, and parsing a DescribeRouteTables
 // reply with 200 route tables (the size of a large failover's read).
 

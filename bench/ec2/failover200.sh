@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # 200-table failover through EC2's ReplaceRoute bucket (DESIGN "Defaults and targets": as fast
 # as EC2's mutating bucket allows, <= 33 s, no RequestLimitExceeded). Runs the moto
 # integration test that drives 200 ReplaceRoute calls through ec2::Client and the lab's EC2

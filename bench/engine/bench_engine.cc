@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Cost of one Machine::handle() for a 4-member group (two zones) with 200 route tables.
 //   BM_SteadyProbe       a successful probe of a healthy peer: the common case, every 200 ms
 //                        per peer and probe kind

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Failover benchmark (issue 8 item 4): every scenario of tests/e2e/hanatlab/scenarios.py x
 controller {hanat default profile (200 ms x fall 3), hanat fast profile (50 ms x fall 3),
 keepalived baseline (VRRP unicast, 1 s adverts, notify_master calling the AWS CLI)} x N

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Benchmarks of the netfilter module.
 //
 //   BM_BuildBatch     pure: NatSpec -> batch bytes (libnftnl), by number of source CIDRs

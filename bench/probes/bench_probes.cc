@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Probe load benchmarks, in network namespaces this process creates (needs root).
 //   BM_Icmp500TargetsAt10Hz: 500 ICMP targets, 100 ms interval, for 10 s (HANAT_BENCH_SECONDS
 //     overrides). Reports CPU seconds per 1,000 probes (user+sys of this process, which also

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Soak: two hanatd in the e2e lab with a random fault every ~20 s (issue 10 item 3).
 
     bench/soak/run.py [MINUTES] [--seed N] [--hanatd PATH] [--every S] [--bound S]

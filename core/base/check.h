@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Programming errors: HANAT_CHECK always aborts with the failed condition and place;
 // HANAT_ASSERT only in debug builds. Expected failures are values, never checks

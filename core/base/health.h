@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Rise/fall hysteresis for one health signal (a peer's probe kind, the egress check).
 // A signal flips to Down only after `fall` consecutive failures and back to Up only after

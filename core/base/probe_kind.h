@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The three ways hanat probes a peer. One enum for the whole daemon: the engine judges the
 // kinds, probes/ measures them and the config names them, so it lives in core/base where

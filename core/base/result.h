@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // A small value-or-error type shaped like C++23 std::expected, so switching to it later
 // is a rename. Expected failures (network, EC2, netlink, config) are values, never

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/config reads hanat's TOML configuration into a plain Config struct. Parsing
 // validates every field completely and collects every error, each naming file, line,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The rules of hanat's config that span fields or sections (the per-field checks are in
 // config_sections.cc).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The [section] tables of hanat's TOML, field by field: names, types, ranges, and the
 // per-value checks. Cross-field rules are in config_rules.cc.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Internal to core/config: the two halves of parse() after the TOML is read. Both report
 // into the Reader's error list.

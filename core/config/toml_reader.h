@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Internal to core/config: the TOML helpers that parse() is built from. Reader reads one
 // [section] at a time, checks each value and collects every error with file, line, column

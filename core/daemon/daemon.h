@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/daemon is hanatd's shell: it owns the loop's long-lived handles (signals,
 // status socket), holds the current config and its generation, turns SIGHUP into a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // ForwardCheck: the daemon's forward-path check. NatManager reads the forward counters of
 // hanat's table on the loop and reports them (netfilter/manager.h, ForwardSample); this

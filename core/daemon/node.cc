@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node.cc is the node's frame: construction, start() (the data-plane
 // manager and its health callbacks, then the start-up phases of node_startup.cc), the
 // event queue that feeds the engine (post, pump) and the timer for its next deadline, and
@@ -40,6 +41,7 @@ void Node::start() {
   forward_ = std::make_unique<ForwardCheck>(*nat_);
   nat_->on_health_change([this](const netfilter::Health& h) {
     nat_healthy_ = h.ok;
+    nat_judged_ = true;
     nat_reason_ = h.reason;
     if (h.ok) {
       log::notice("data plane: masquerade table and forwarding verified");

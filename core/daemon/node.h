@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/daemon/node wires hanatd's modules to the failover engine. Start-up runs in
 // phases: identity from IMDS (instance, zone, region, VPC, primary ENI), the EC2 client
@@ -139,7 +140,7 @@ class Node {
   // "forwarding stalled: <why>" while the forward check is DOWN, else empty.
   [[nodiscard]] std::string forward_stall() const;
   void watch_own_link();  // starts own_link_ on the interface holding the private IP
-  [[nodiscard]] probes::AgentReply agent_reply() const;
+  [[nodiscard]] std::optional<probes::AgentReply> agent_reply() const;
 
   // node_execute.cc
   void execute(const engine::Action& a);
@@ -217,6 +218,7 @@ class Node {
   bool stopping_ = false;
   bool notice_sent_ = false;
   bool nat_healthy_ = false;
+  bool nat_judged_ = false;  // the data plane was applied (or failed to) at least once
   std::string nat_reason_;
   engine::Health egress_health_ = engine::Health::Unknown;
   std::string egress_detail_;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_execute.cc carries out the engine's actions: execute() applies the
 // NAT (netfilter), writes routes (write_route), moves Elastic IPs, sends recovery actions
 // for a peer that stayed down, logs transitions, and exits when the handover is finished.
@@ -79,6 +80,7 @@ void Node::execute(const engine::Action& a) {
             sys.udp_timeout_s = static_cast<uint32_t>(cfg_->nat.udp_timeout->count() / 1000);
           auto st = nat_->apply(spec, sys);
           nat_healthy_ = st.has_value();
+          nat_judged_ = true;
           nat_reason_ = st ? "" : st.error().message;
           if (!st) log::error("data plane: " + st.error().message);
           engine::NatApplied n{x.op, x.epoch, st.has_value(), nat_reason_, now()};

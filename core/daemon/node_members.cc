@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_members.cc keeps the group's membership live (DESIGN rule 9).
 // describe_members() reads the members from EC2, scoped to this host's VPC, at start-up and
 // then every [group] refresh_interval, and at once when a managed route points at an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_probes.cc wires the signals that become engine events: peer probes
 // (discounted while this host's own link is down or just back), the egress self-check,
 // the forward check, the agent server that answers peers' agent probes with this host's
@@ -329,7 +330,13 @@ void Node::feed_self_health() {
   }
 }
 
-probes::AgentReply Node::agent_reply() const {
+std::optional<probes::AgentReply> Node::agent_reply() const {
+  // The port is bound right after identity (so that a port held by another process is found
+  // at once), before the data plane has been applied and verified. Until then this host has
+  // nothing to report: "down" would make every peer take its routes at once, although after
+  // a restart its table and forwarding are still in place and carrying traffic. Silence is
+  // what a stopped hanatd gives too: peers keep the host UP on ICMP meanwhile.
+  if (!nat_judged_) return std::nullopt;
   probes::SelfHealth h;
   h.masquerade = nat_healthy_;
   h.forwarding = nat_healthy_ || nat_reason_.find("ip_forward") == std::string::npos;

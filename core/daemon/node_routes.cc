@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_routes.cc reads the group's route tables back from EC2. When the
 // engine asks (DescribeRoutes), describe_routes() describes the tables and hands the managed
 // routes to the engine as RoutesObserved; tag() and target_of() turn EC2's tables and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_startup.cc runs the node's start-up phases, one after the other,
 // each retried with a capped backoff when it fails: identity from IMDS, the EC2 client and
 // its credentials, the source/destination check turned off, the floating ENI attached,

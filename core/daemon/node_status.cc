@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_status.cc is the node's status document: status() for the status
 // socket (phase, identity, data-plane health, counters, members, tables), fill_report()
 // for the metrics report, summary() for systemd's STATUS= line, and the small formatting

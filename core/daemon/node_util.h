@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/daemon/node_util.h holds the few helpers that several of the node's files
 // (see node.h) need: the clock, the error of an EC2 result, and the translation between

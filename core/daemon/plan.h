@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // `hanatd plan`: what a daemon on this host would do now, computed from discovery alone and
 // printed for a person to read before trusting the daemon with routes (like

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // A plain snapshot of what the daemon knows, for the Prometheus metrics: the daemon and its
 // node fill it in (Daemon::report), and metric_families() turns it into metric families

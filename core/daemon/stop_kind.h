@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: Tells a restart from a stop when SIGTERM arrives. A stop (shutdown, `systemctl
 // stop`, a removed package) hands this host's routes to a peer before exiting; a restart

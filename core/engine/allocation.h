@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Deterministic allocation of route tables to healthy members (DESIGN "Failover semantics" 1).
 // Every member computes the same answer from the same inputs, whatever order it holds them

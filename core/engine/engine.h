@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/engine is hanat's pure failover decision core. It receives events (probe
 // results, observed route tables, completions of its own actions, ticks) and returns the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The forward-path check: judges this NAT's own forwarding from two packet counters that the
 // netfilter module keeps in hanat's table (netfilter/batch.h, kForwardInChain): packets that

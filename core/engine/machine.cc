@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Machine, part 1: handle() and the per-state handlers, which only compute a Transition,
 // and enter(), the one place that applies it; snapshot(). What handle() folds in first is in
 // machine_facts.cc; the route writes that reconcile() makes are in machine_routes.cc.

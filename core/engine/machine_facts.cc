@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Machine, part 2: folding events into the facts the decisions read (DESIGN "Failover
 // semantics"): probe results into peer health, observed route tables, completions of our
 // own writes (epoch-guarded), NAT read-backs and config reloads. No decisions here: those

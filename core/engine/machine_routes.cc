@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Machine, part 3: the route bookkeeping: which writes to make (claim, hand over, rescue,
 // failback), their damping and write economy (want(), strike(), the token bucket), EIP moves
 // and recovery, and the allocation they follow. The per-state handlers are in machine.cc.

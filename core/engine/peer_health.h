@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // A peer's health as this member sees it, combined from one rise/fall tracker per configured
 // probe kind and path and the peer's own verdict from the agent check.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The engine's vocabulary: its configuration, the events it consumes, the actions it emits
 // and the snapshot it exposes. Plain data only; the behaviour lives in machine.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatctl: talks to hanatd over its status socket. See `hanatctl --help`.
 
 #include <jansson.h>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,17 @@ void usage(std::FILE* out) {
                "                     when the new generation runs, 2 with the errors when the\n"
                "                     daemon kept the old one\n",
                kDefaultSocket);
+}
+
+// A decimal integer from lo to hi, the whole word (no sign games, no suffix); nullopt
+// otherwise. Only such a number is ever spliced into a request.
+std::optional<long> whole_number(const std::string& w, long lo, long hi) {
+  if (w.empty() || w.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(w.c_str(), &end, 10);
+  if (*end != '\0' || errno != 0 || v < lo || v > hi) return std::nullopt;
+  return v;
 }
 
 struct JsonRef {
@@ -162,30 +175,25 @@ int main(int argc, char** argv) {
   std::string req = "{\"cmd\":\"" + cmd + "\"}";
   if (cmd == "events" && words.size() <= 2) {
     if (words.size() == 2) {
-      const std::string& w = words[1];
-      char* end = nullptr;
-      errno = 0;
-      long v = std::strtol(w.c_str(), &end, 10);
-      if (w.empty() || *end != '\0' || errno != 0 || v < 1 || v > 100000) {
-        std::fprintf(stderr, "hanatctl: events: \"%s\" is not a positive count\n", w.c_str());
+      auto v = whole_number(words[1], 1, 100000);
+      if (!v) {
+        std::fprintf(stderr, "hanatctl: events: \"%s\" is not a positive count\n",
+                     words[1].c_str());
         return 2;
       }
-      req = "{\"cmd\":\"events\",\"limit\":" + std::to_string(v) + "}";
+      req = "{\"cmd\":\"events\",\"limit\":" + std::to_string(*v) + "}";
     }
   } else if (cmd == "prepare-restart" && words.size() <= 2) {
     if (words.size() == 2) {
-      const std::string& w = words[1];
-      char* end = nullptr;
-      errno = 0;
-      long v = std::strtol(w.c_str(), &end, 10);
-      if (w.empty() || *end != '\0' || errno != 0 || v < 0 || v > 3600) {
+      auto v = whole_number(words[1], 0, 3600);
+      if (!v) {
         std::fprintf(stderr,
                      "hanatctl: prepare-restart: \"%s\" is not a number of seconds "
                      "from 0 to 3600\n",
-                     w.c_str());
+                     words[1].c_str());
         return 2;
       }
-      req = "{\"cmd\":\"prepare-restart\",\"within_s\":" + std::to_string(v) + "}";
+      req = "{\"cmd\":\"prepare-restart\",\"within_s\":" + std::to_string(*v) + "}";
     }
   } else if (cmd == "adopt") {
     // Route table ids are "rtb-" and hex digits: checked here, so that nothing but an id is
@@ -199,7 +207,7 @@ int main(int argc, char** argv) {
     }
     req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
   } else if (words.size() != 1 || (cmd != "status" && cmd != "metrics" && cmd != "drain" &&
-                                    cmd != "undrain" && cmd != "reload")) {
+                                   cmd != "undrain" && cmd != "reload")) {
     std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
     usage(stderr);
     return 2;

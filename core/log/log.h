@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/log writes one line per message to stderr with an sd-daemon priority prefix
 // ("<5>" for notice...), which journald turns into the entry's priority. Only the shell

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: metrics for node_exporter. hanatd does not serve HTTP; it writes its metrics to a
 // file that node_exporter's textfile collector reads (Debian's prometheus-node-exporter

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // The node_exporter text file, written atomically: node_exporter may read the file at any
 // moment, so it must never see half a document. The content goes to a temporary file in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "core/status/status_server.h"
 
 #include <grp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/status serves the daemon's unix status socket: one JSON request per line in,
 // one JSON reply per line out (jansson). It protects the loop from its clients: a line

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // `hanatctl status` for people: the status socket's JSON reply rendered as text. Pure (no
 // I/O, no clock: durations come from the reply), so it is unit-tested on fixed replies;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // AcceptBudget: how many connections a listener accepts per loop turn and per second, for
 // every TCP or unix listener of hanatd (the status socket, the agent port). libuv accepts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/uv holds thin RAII wrappers over libuv handles (STYLE.md C2). Each wrapper
 // owns a heap node holding the raw handle and its callbacks; raw.data points at the node.

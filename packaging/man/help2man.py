@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Builds a man page from a program's --help and a template, so that the options and
 commands the page lists are the ones the binary has (as toml2man.py does for
 hanat.toml(5) from conf/hanat.toml).

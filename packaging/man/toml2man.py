@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Builds hanat.toml(5) from conf/hanat.toml, the commented reference configuration.
 
 The example file is the single source of the configuration's documentation: a comment

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """deploy/cloudformation/hanat.yaml: its structure, its IAM policy, and a deployment into
 moto's CloudFormation that `hanatd plan` then reads as a NAT of the group would.
 

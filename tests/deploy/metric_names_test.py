@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Every metric that deploy/prometheus/hanat.rules.yml and deploy/grafana/hanat.json name
 exists in what a running hanatd prints for `hanatctl metrics`.
 
@@ -190,7 +191,10 @@ def inner_running_hanatd(hanatd, hanatctl, out_path):
         sock = os.path.join(d, "hanatd.sock")
         conf = os.path.join(d, "hanat.toml")
         with open(conf, "w") as f:
+            # The agent on loopback: moto's private IP for the instance is on no interface
+            # of this namespace, and hanatd refuses to run without its agent port.
             f.write(f'[group]\nname = "metrics-test"\n[nat]\negress_interface = "eth0"\n'
+                    f'[agent]\nlisten_address = "127.0.0.1"\n'
                     f'[status]\nsocket = "{sock}"\n[ec2]\nendpoint = "{endpoint}"\n'
                     f'metadata_endpoint = "http://127.0.0.1:{iport}"\n')
         err = open(os.path.join(d, "hanatd.err"), "w")

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """promtool on deploy/prometheus/hanat.rules.yml and the dashboard's queries.
 
 1. `promtool check rules` on the alert rules (syntax, PromQL, templates).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanatd's status socket under abuse, in the e2e lab (issue 10 item 4).
 
 Two NATs run hanatd with a fast probe interval. While an abuser opens 1,000 concurrent

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanatd's agent port under abuse, in the e2e lab (issue 18, "Agent").
 
 What an operator would see:

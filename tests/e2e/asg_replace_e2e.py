@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """e2e asg_replace (issue 16): an Auto Scaling replacement. nat2 (zone b) is terminated in
 EC2 and its host removed; nat1 takes zone b's table. A new instance with the group tag
 starts in zone b (new instance id, new ENI) and runs hanatd: zone b's table moves nat1 ->

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanatd end to end in the lab: two NAT hosts, each running hanatd in its own network
 namespace against moto (signatures checked) and its own fake IMDS, with private hosts whose
 routing follows the route tables. Each scenario asserts what an operator would see: the

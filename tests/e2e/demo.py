@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The two-NAT failover demo (`scripts/demo`, issue 8 item 3).
 
 Brings the e2e lab up (two NAT hosts, private hosts in zones a and b, an internet host,

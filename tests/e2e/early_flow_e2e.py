@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Scenario early_flow (issue #23): a flow that starts before hanatd gets NATed once hanatd
 has installed its table.
 

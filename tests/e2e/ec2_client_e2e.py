@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Scenario ec2_client (issue #18, the EC2 client part): two hanatd whose clock is 10
 minutes behind EC2's and whose environment names a proxy that cannot be reached still start
 and fail over.

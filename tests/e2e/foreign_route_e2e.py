@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """e2e foreign_route (issue 16, DESIGN rule 3): an operator points zone b's table at the
 VPC's transit gateway while both NATs are healthy, and later the NAT that used to serve it
 (nat2) is cut: no hanat write touches that table (counted per table at the lab's EC2

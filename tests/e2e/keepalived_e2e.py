@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The keepalived baseline end to end in the lab (issue 8, item 4's baseline): Debian's
 keepalived on both NAT hosts, VRRP unicast over the private legs, one instance per zone,
 notify_master calling the AWS CLI (ReplaceRoute) against moto.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The hanat e2e lab for humans (and scripts/demo):
 
   lab.py up [--nats N] [--hosts-per-zone N] [--name NAME] [--forwarding] [--masquerade]

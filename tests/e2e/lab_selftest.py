@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Self-test of the e2e lab (issue 8, item 1), without hanatd: a plain nft masquerade in
 each NAT namespace stands in for it.
 

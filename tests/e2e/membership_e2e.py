@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A living group (issue #16) in the lab, against moto (signatures checked).
 
 1. Explicit discovery that tolerates the real world: hanatd on both NATs with `discovery =

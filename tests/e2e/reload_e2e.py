@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Reload is all or nothing, in the e2e lab (issue 18, "Reload").
 
 Two NATs run hanatd; NAT 1's file is rewritten and reloaded with `hanatctl reload`, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Scenario ruleset_flush (issue #23): a firewall reload on the serving NAT under traffic.
 
 `nft -f` of a file that starts with `flush ruleset` (what most hosts' nftables.conf does)

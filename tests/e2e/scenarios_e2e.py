@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Failover scenarios end to end (issue 8 item 2): two hanatd (DESIGN's default probe
 profile, 200 ms x fall 3) in the lab, one lab shared by every scenario (lab.reset() between
 them), each scenario measured by tests/e2e/hanatlab/scenarios.py: the outage is the longest

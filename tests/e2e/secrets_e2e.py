@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Secrets and permissions, end to end in the lab (issue 10 item 5).
 
 A full hanatd life with every credential source the daemon has, at debug log level with

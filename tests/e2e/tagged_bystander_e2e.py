@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """e2e tagged_bystander (issue 16, DESIGN rules 3 and 9): every resource of the lab's VPC
 carries the group tag, as an IaC module's default tags put it there — the private hosts
 are tagged instances (they answer ICMP, run no hanatd), the public subnets' route table

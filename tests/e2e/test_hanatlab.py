@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Unit tests of the lab's pure parts (no namespaces, no moto): stream analysis, the
 fabric's route decision, the hanat.toml writer. Run: python3 -m unittest -v test_hanatlab
 (from tests/e2e)."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """e2e two_per_zone (issue 16): three NATs, two in zone a and one in zone b, two route
 tables per zone. Zone a's tables are spread over zone a's two NATs; cutting one moves its
 table to the other NAT of zone a (not to zone b's); once the cut NAT is back its table

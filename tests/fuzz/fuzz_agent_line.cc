@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_agent_line: the one-line agent check reply (probes/agent_line.h), both directions.
 // Invariants: a parsed line, formatted again, parses to the same reply, and formatting is
 // stable from then on; any reply built from the input formats into a line of at most

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Shared by the fuzz targets: an invariant check that reports what broke and aborts, so
 // libFuzzer (or the fuzz_regress runner under ctest) records the input as a crash.

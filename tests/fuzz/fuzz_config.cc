@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_config: hanat's TOML configuration (hanat::config::parse, toml++ underneath).
 // Invariants: a Config that parse() returns satisfies the validation rules it promises
 // (core/config/config.h: "A Config that parse() returns is valid"); a refusal carries at

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_ec2_xml: EC2 Query API replies. The first byte picks the parser (every typed reply
 // parser in ec2/api.h, parse_error, and the raw XML tree builder); the rest is the body.
 // Invariants: a typed parse succeeds only on well-formed XML whose root is

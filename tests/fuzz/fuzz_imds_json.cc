@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_imds_json: the JSON IMDS serves for instance-role credentials
 // (iam/security-credentials/<role>) and its ISO 8601 Expiration timestamps.
 // Invariants: accepted credentials have all three secrets and an expiration; a parsed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_status_request: what clients send to the status socket, cut into lines as
 // StatusServer::on_data does and fed to status::parse_request.
 // Invariants: a request is a JSON object whose "cmd" string is the returned cmd, and it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_regress: replays the seed corpora and every crash input ever found through the fuzz
 // targets without libFuzzer, so a plain (g++) or sanitizer build keeps them fixed in each
 // ctest run. A broken invariant or a sanitizer report aborts with the input named above.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """conf/cloud-init.yaml as cloud-init and the daemon would read it.
 
 Checks: the file is YAML user data (starts with #cloud-config, parses to a mapping), it

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanatd(8), hanatctl(8) and the bash completion offer what the binaries' --help lists
 (the completion is checked last). The pages are generated
 by packaging/man/help2man.py (as the package build does), rendered with man(1), and every

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian package as an admin uses it: build it (scripts/package, lintian errors
 # fail) into a temporary directory (never the shared dist/), install it with dpkg -i, check
 # what it installed, validate the shipped config with hanatd --check-config, verify the
@@ -86,7 +87,16 @@ if ((installed)); then
 else
   check "group hanat exists" getent group hanat
 fi
-check "hanatd --check-config /etc/hanat/hanat.toml" "$R/usr/sbin/hanatd" --check-config "$R/etc/hanat/hanat.toml"
+# The shipped config is a template that names no group: refused, and the unit's
+# ExecCondition (run here as the unit states it) skips the service; with the group named
+# the file is valid and the condition holds.
+check "hanatd --check-config refuses the template, naming group.name" sh -c \
+  "! '$R/usr/sbin/hanatd' --check-config '$R/etc/hanat/hanat.toml' 2>'$work/cc.err' && grep -q group.name '$work/cc.err'"
+cond=$(sed -n 's/^ExecCondition=//p' "$R/lib/systemd/system/hanat.service")
+check "the unit's ExecCondition skips the template" sh -c "! ${cond//\/etc\/hanat\/hanat.toml/$R/etc/hanat/hanat.toml}"
+sed 's/^# name = "egress-prod"$/name = "egress-prod"/' "$R/etc/hanat/hanat.toml" >"$work/named.toml"
+check "the template with its group named passes --check-config" "$R/usr/sbin/hanatd" --check-config "$work/named.toml"
+check "the unit's ExecCondition holds once the group is named" sh -c "${cond//\/etc\/hanat\/hanat.toml/$work/named.toml}"
 check "hanatd --version" "$R/usr/sbin/hanatd" --version
 # verify only warns (exit 0) on a misspelled directive: any output at all is a failure.
 if ((installed)); then

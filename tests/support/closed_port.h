@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // A loopback TCP port that is certain to refuse connections for as long as this object
 // lives: a socket bound to 127.0.0.1 port 0 (the kernel picks a free port) that never

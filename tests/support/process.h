@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Test helpers: child processes with captured output, waited on with deadlines (never
 // a bare sleep), and temporary directories removed afterwards.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanat's e2e lab (issue 8): see tests/e2e/README.md.
 
     import sys; sys.path.insert(0, "<repo>/tests/e2e")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What the living-group scenarios (two_per_zone, asg_replace, foreign_route,
 tagged_bystander; one file each in tests/e2e/) share: checks that print and collect
 failures, polls with a deadline, the route tables as EC2 has them, hanatd's route writes as

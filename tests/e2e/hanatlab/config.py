@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """hanat.toml for a lab NAT: every section of conf/hanat.toml that the lab determines, with
 per-test overrides."""
 

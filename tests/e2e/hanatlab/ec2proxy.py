@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """EC2 fault proxy: a small threaded HTTP proxy in the lab's API namespace, between the
 lab's EC2 clients (hanatd, the keepalived notify script) and moto_server, which has no
 fault injection of its own (see MOTO.md).

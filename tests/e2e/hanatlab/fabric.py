@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The fabric: plays the VPC router for the lab's private hosts.
 
 It polls DescribeRouteTables on moto (signed, with the lab's credentials) every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fake EC2 instance metadata service (IMDSv2 only) for one NAT host, run inside that NAT's
 namespace on 169.254.169.254:80 (the address is on the namespace's loopback).
 

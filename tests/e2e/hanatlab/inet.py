@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The internet host's services, run inside the internet namespace:
 
 - a UDP sink on ADDRESS:0 that records every packet of the lab's stream format

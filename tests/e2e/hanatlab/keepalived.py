@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The keepalived baseline: what users run today instead of hanat, in the lab.
 
 The classic NAT-instance HA setup of the 2013–2020 blog posts: Debian's keepalived on each

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The e2e lab: network namespaces for NAT hosts, private hosts, an internet host and an
 EC2 API (moto_server), seeded so that EC2's view matches the lab's addresses, with a fake
 IMDS per NAT and a fabric that applies the route tables to the private hosts.

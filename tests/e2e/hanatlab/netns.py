@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Low-level helpers: `ip` commands, per-thread network-namespace switching, and the
 processes the lab starts (tracked by pid and start time so teardown never signals a
 process that merely reused the pid)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Failover scenarios on the e2e lab, the same for every controller (hanatd profiles, the
 keepalived baseline): used by tests/e2e/scenarios_e2e.py (generous bounds, CI) and
 bench/failover/run.py (repetitions, medians, the keepalived ratio).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Seeds moto with the lab's VPC so that EC2's view matches the lab's addresses, then turns
 on moto's signature checking (MOTO.md: POST /moto-api/reset-auth with body 0) so every
 later call — the fabric's, the tests', hanatd's — must be signed with the lab's key."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Traffic tools: the UDP stream sender (run in a private host's namespace), a TCP whoami
 client, and the analysis of a stream as recorded by the internet host's sink.
 

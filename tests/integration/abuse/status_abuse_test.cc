@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatd's status socket abused by its clients, without the lab: hanatd runs as a real
 // process as in tests/integration/daemon (its metadata endpoint is a closed loopback port,
 // so only the shell runs: status socket, signals), fast enough for the sanitizer and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hanatd and hanatctl as a user runs them: real processes, a config file in a temp
 // directory, signals, the status socket, and systemd's notify protocol.
 
@@ -13,7 +14,9 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "core/metrics/prometheus.h"
@@ -561,9 +564,22 @@ TEST_F(DaemonTest, TextfileErrorIsLoggedOncePerChangeAndShownInStatus) {
   EXPECT_THAT(ctl({"status"}).out, Not(HasSubstr("FAILING")));
 }
 
-TEST(HanatdCli, CheckConfigOfTheExampleIsZero) {
+// The shipped file is a template: refused until it names the group, then valid.
+TEST(HanatdCli, CheckConfigOfTheExampleNeedsOnlyTheGroupName) {
   TempDir dir;
-  auto r = run({HANATD_BIN, "--check-config", HANAT_SOURCE_DIR "/conf/hanat.toml"}, dir);
+  auto t = run({HANATD_BIN, "--check-config", HANAT_SOURCE_DIR "/conf/hanat.toml"}, dir);
+  EXPECT_EQ(t.code, 2) << t.err;
+  EXPECT_THAT(t.err, HasSubstr("group.name"));
+  std::ifstream in(HANAT_SOURCE_DIR "/conf/hanat.toml");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string body = text.str();
+  const std::string commented = "\n# name = \"egress-prod\"\n";
+  auto at = body.find(commented);
+  ASSERT_NE(at, std::string::npos);
+  body.replace(at, commented.size(), "\nname = \"egress-prod\"\n");
+  write_file(dir.file("hanat.toml"), body);
+  auto r = run({HANATD_BIN, "--check-config", dir.file("hanat.toml")}, dir);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("ok"));
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // ec2::Client against a real moto_server with IAM signature checking switched on: every call
 // round-trips and its effect shows in the next Describe; a wrong secret gives AuthFailure; a
 // bad id gives EC2's error code. One moto_server per test binary, on a free loopback port,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Seeds a fresh moto_server for the ec2 integration tests and turns signature checking on.
 
 Usage: seed_moto.py http://127.0.0.1:PORT  -> prints one JSON object with the ids and the IAM

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """HTTPS server for the TLS-verification test: 127.0.0.1, port 0, answers 200 "ok".
 
 Usage: tls_server.py CERT KEY  -> prints the port on stdout, serves until killed.

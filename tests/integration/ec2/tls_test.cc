@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // TLS verification is always on for https: a self-signed server is refused with the system
 // CA bundle, and accepted when its certificate is the configured CA (ClientOptions::ca_file).
 

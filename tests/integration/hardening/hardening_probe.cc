@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // hardening_probe: does what hanatd needs its privileges for, and nothing else, so the
 // hardening test can run it under the unit's restrictions. Each step prints one line
 // "ok: ..." or "FAIL: ... <errno text>"; the exit status is 0 only if every requested step

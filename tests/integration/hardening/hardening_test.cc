@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Does the systemd unit's hardening let hanatd do its job, and is it tight?
 //
 // Why not systemd-run: in this build environment (a container) PID 1 is not systemd, so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The netfilter module against the real kernel, inside network namespaces this test creates.
 // Nothing is written to the host's own namespace: every netlink socket is opened and every
 // /proc/sys/net path resolved after EnterNetns, and TearDown checks that the host's ruleset

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Network-namespace helpers for the netfilter integration tests. Every namespace is created
 // here with a name carrying the test process's pid, and deleted by its destructor. All

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // EgressCheck: the self-check must leave through the configured interface.
 //   a: hea<pid> 198.18.1.1/24  <->  c ("internet"): hec<pid> 198.18.1.2/24, targets
 //      198.19.0.1 and 198.19.0.2 on its loopback, TCP listener on 198.19.0.1.

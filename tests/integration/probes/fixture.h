@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Two namespaces joined by a veth pair: "a" runs the probers (the test thread lives there for
 // the whole test), "b" is the peer NAT (kernel answers ICMP; an AgentServer and a TCP
@@ -8,8 +9,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "probes/agent_line.h"
@@ -72,6 +75,15 @@ class NetnsTest : public ::testing::Test {
     ASSERT_EQ(sh("ip -n " + b_->name() + " addr add " + kB + "/24 dev " + pb_), 0);
     ASSERT_EQ(sh("ip -n " + a_->name() + " link set " + pa_ + " up"), 0);
     ASSERT_EQ(sh("ip -n " + b_->name() + " link set " + pb_ + " up"), 0);
+    // A veth reports carrier (LOWER_UP) only once both ends are up and the kernel's link
+    // watch has run, a few ms later: tests that read the carrier must start after it.
+    bool carrier = false;
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+         !carrier && std::chrono::steady_clock::now() < end;) {
+      carrier = sh("ip -n " + a_->name() + " link show " + pa_ + " | grep -q LOWER_UP") == 0;
+      if (!carrier) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll pace
+    }
+    ASSERT_TRUE(carrier) << pa_ << " has no carrier 2 s after both ends went up";
     in_a_ = std::make_unique<InNetns>(a_->name());
     ASSERT_TRUE(in_a_->ok()) << "setns into " << a_->name();
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Failure kinds and both ICMP socket kinds, in namespaces.
 #include <algorithm>
 #include <thread>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // LinkWatch against the kernel: the thread is inside namespace a (NetnsTest), whose veth pa_
 // leads to b. Taking b's end down removes a's carrier (IFF_RUNNING clears), as a cut cable
 // or a detached ENI would.

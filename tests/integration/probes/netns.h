@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Network namespaces for probe tests. Everything lives in namespaces this process creates
 // (names carry the pid, so tests running in parallel never collide), uses only

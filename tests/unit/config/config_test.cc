@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "core/config/config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace hanat::config {
@@ -58,8 +61,24 @@ TEST(Config, DefaultsFollowTheDesign) {
   EXPECT_EQ(c.log.level, LogLevel::Info);
 }
 
-TEST(Config, ExampleConfigValidatesAndMatchesDefaults) {
+// The shipped example is a template: refused as it is (no group named), and with its
+// commented-out name filled in it documents exactly the defaults.
+TEST(Config, ExampleConfigIsATemplateThatNamesNoGroup) {
   auto r = load(std::string(HANAT_SOURCE_DIR) + "/conf/hanat.toml");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().front().key, "group.name");
+}
+
+TEST(Config, ExampleConfigValidatesAndMatchesDefaults) {
+  std::ifstream in(std::string(HANAT_SOURCE_DIR) + "/conf/hanat.toml");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string body = text.str();
+  const std::string commented = "\n# name = \"egress-prod\"\n";
+  auto at = body.find(commented);
+  ASSERT_NE(at, std::string::npos) << "the template's commented-out group name";
+  body.replace(at, commented.size(), "\nname = \"egress-prod\"\n");
+  auto r = parse(body, "hanat.toml");
   ASSERT_TRUE(r.has_value()) << r.error().front().to_string();
   Config defaults = ok("[group]\nname = \"egress-prod\"\n");
   // The example documents the defaults: parsing it must give exactly them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The metric families hanatd exports (hanatctl metrics, the node_exporter text file), built
 // from a hand-made Report; and the engine's "since" times that status and metrics show.
 

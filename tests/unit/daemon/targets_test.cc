@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // EC2 routes as the engine's targets (node_util::target_of): every target element of the EC2
 // API's Route type maps to its own kind, so that the engine can tell an operator's route
 // (foreign, never written) from one of the group's.

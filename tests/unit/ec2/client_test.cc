@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // ec2::Client against the in-process stub: signing on the wire, retries of throttling, 5xx,
 // stalls, resets, truncated and invalid bodies, no retry of client errors, pagination,
 // priorities, token-bucket pacing, superseded writes, cancellation and clean shutdown.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Query parameters, their form encoding, and the throttling bucket each request draws on.
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // HttpClient (curl multi on the libuv loop) against the in-process stub server.
 
 #include "ec2/http_client.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // IMDSv2 client and role credentials against a fake metadata server (in-process, 127.0.0.1
 // port 0) that requires the session token and answers 401 to a missing or stale one.
 

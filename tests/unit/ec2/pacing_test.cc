@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Token buckets and backoff, with time passed in.
 
 #include "ec2/pacing.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // XML replies (tests/fixtures/ec2) parsed into typed results and error values.
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Where ec2::Client and ImdsClient behave like the AWS SDKs: clock-skew correction from the
 // Date header, per-API token buckets, MaxResults paging with a per-page deadline, proxies
 // (IMDS never, EC2 as curl's environment says), IMDS retries of 5xx/429 without falling back

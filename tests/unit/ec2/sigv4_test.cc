@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The signer against AWS's official SigV4 test suite (aws-c-auth aws-signing-test-suite/v4),
 // vendored unmodified in tests/fixtures/sigv4/.
 

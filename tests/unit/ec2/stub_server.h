@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // An in-process HTTP/1.1 server on the test's libuv loop, 127.0.0.1 port 0. It answers each
 // request through a handler that can also misbehave: stall, reset the connection, or send a

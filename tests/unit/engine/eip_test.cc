@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Optional EIP move: a zone's Elastic IP follows the zone's anchor table (its first by id).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The forward-path check's rule (core/engine/forward_watch.h): counters in/out per window.
 #include "core/engine/forward_watch.h"
 

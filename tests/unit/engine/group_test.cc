@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Whole-group scenarios: several Machines share one set of route tables (Sim), so the damping
 // rule is seen from both sides of a partition and of a flapping link.
 #include <gmock/gmock.h>

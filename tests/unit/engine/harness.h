@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // Test harness for the failover Machine (STYLE C6): a fake clock, advance() that delivers a
 // Tick at every next_deadline() it crosses, and helpers that play the shell's part.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A living group (DESIGN rules 3 and 9): members that join and leave while the engine runs,
 // routes an operator pointed elsewhere on purpose (foreign: never written), and tagged
 // instances that run no hanatd (never allocated anything).
@@ -51,12 +52,12 @@ TEST(LivingGroup, MemberThatJoinsIsAllocatedNothingBeforeItIsUp) {
   h.send(MembersChanged{with(h.cfg().members, {"i-c", "eni-c", "c", 300}), h.now()});
   ASSERT_NE(member(h.snap(), "i-c"), nullptr);
   EXPECT_EQ(member(h.snap(), "i-c")->health, Health::Unknown);
-  EXPECT_NE(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"));
+  EXPECT_NE(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}));
   h.probes("i-c", true, 4);
-  EXPECT_NE(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"))
+  EXPECT_NE(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}))
       << "4 of rise=5 probes";
   h.probes("i-c", true, 1);
-  EXPECT_EQ(table(h.snap(), "rtb-c").allocated, Target(TargetKind::Eni, "eni-c"));
+  EXPECT_EQ(table(h.snap(), "rtb-c").allocated, (Target{TargetKind::Eni, "eni-c"}));
   EXPECT_THAT(only<WriteRoute>(h.take()), IsEmpty()) << "i-c claims its table; a never pushes";
 }
 
@@ -65,7 +66,7 @@ TEST(LivingGroup, RouteAtAJoiningMemberIsNotTakenWhileItsHealthIsUnknown) {
   h.start(kHomeTables);
   h.take();
   // The new instance claimed rtb-b before this member re-read the group: foreign until then.
-  h.observe({{"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", Target{TargetKind::Eni, "eni-c"}}});
+  h.observe({{"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", (Target{TargetKind::Eni, "eni-c"})}});
   EXPECT_TRUE(table(h.snap(), "rtb-b").routes.at(0).foreign);
   h.send(MembersChanged{with(h.cfg().members, {"i-c", "eni-c", "b", 300}), h.now()});
   EXPECT_FALSE(table(h.snap(), "rtb-b").routes.at(0).foreign);
@@ -88,7 +89,8 @@ TEST(LivingGroup, TaggedInstanceWithoutHanatdGetsNothingAndIsReported) {
     h.advance(200ms);
     h.send(ProbeResult{"i-b", ProbeKind::Agent, false, h.now()});
   }
-  const MemberSnapshot* b = member(h.snap(), "i-b");
+  const Snapshot snap = h.snap();  // kept: b points into it
+  const MemberSnapshot* b = member(snap, "i-b");
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->health, Health::Up) << "it answers ICMP";
   EXPECT_FALSE(b->agent_answered);

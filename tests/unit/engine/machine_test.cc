@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Scenario tests of the failover Machine, one per rule of DESIGN "Failover semantics",
 // each named after the behaviour it pins.
 #include "core/engine/machine.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Seeded random event sequences against one Machine in a group of 2-4 members, checking
 // invariants after every step (FRR's seeded-PRNG approach). The group lives: members join
 // and leave (DESIGN rule 9), operators point routes at foreign targets and adopt tables

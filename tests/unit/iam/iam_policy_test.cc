@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // conf/iam-policy.json is least privilege for exactly what the EC2 client can call:
 // the set of ec2:* actions it allows equals ec2::all_actions(), and every mutating action
 // is confined to resources tagged hanat:group. Describe* calls cannot be resource-scoped

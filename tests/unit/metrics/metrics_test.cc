@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The node_exporter text file: exposition format, atomic replacement, errors naming the
 // path, and the timer that rewrites it on the loop.
 

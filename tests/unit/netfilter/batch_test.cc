@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Golden and round-trip tests of the batch builder: no kernel involved. The golden rule files
 // were produced by `nft --debug=netlink` (tests/golden/nft/regen.sh), so equality means hanat
 // builds exactly the expressions nft builds for the same rule.

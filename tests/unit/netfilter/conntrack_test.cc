@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The purge decision of netfilter/conntrack.h on hand-built entries: no kernel needed.
 #include "netfilter/conntrack.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // notification_about(): which nftables notifications concern hanat's table. Messages are
 // built here as the kernel sends them (nfgenmsg, then the object's attributes, table first).
 #include "netfilter/monitor.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 #include "netfilter/spec.h"
 
 #include <gmock/gmock.h>

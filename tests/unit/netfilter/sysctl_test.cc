@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Sysctl against a directory laid out like /proc/sys: the pure mapping and the
 // write-if-different / read-back logic, without touching the real /proc/sys.
 #include "netfilter/sysctl.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // PeerMonitor on a real loop over 127.0.0.1 (TCP and agent kinds need no privilege), and
 // the validation of its inputs.
 #include "probes/monitor.h"

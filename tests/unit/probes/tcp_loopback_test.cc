@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // TcpProber and AgentServer over 127.0.0.1 (port 0 everywhere).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -129,6 +130,33 @@ TEST_F(TcpLoopback, AgentUpIsOkWithFacts) {
   EXPECT_EQ(server.served(), 3u);
   EXPECT_TRUE(run_until(
       loop, [&] { return server.open_connections() == 0; }, 2s));
+}
+
+// A provider with nothing to report yet (hanatd before its first data-plane check) closes
+// the connection unanswered: the peer sees a failed probe, never a "down" report.
+TEST_F(TcpLoopback, AgentNotReadyIsAFailedProbeNotADownReport) {
+  bool ready = false;
+  SelfHealth h{.forwarding = true,
+               .masquerade = true,
+               .egress_ok = true,
+               .draining = false,
+               .egress_detail = {},
+               .forwarding_detail = {}};
+  AgentServer server(loop, [&]() -> std::optional<AgentReply> {
+    if (!ready) return std::nullopt;
+    return reply_for(h, "i-peer");
+  });
+  std::string err;
+  ASSERT_FALSE(server.listen(loopback(0), &err)) << err;
+  Outcome o = agent(server.port());
+  EXPECT_FALSE(o.ok);
+  EXPECT_NE(o.failure, Failure::AgentDown) << o.detail;
+  EXPECT_FALSE(o.agent);
+  EXPECT_EQ(server.served(), 0u);
+  ready = true;
+  o = agent(server.port());
+  EXPECT_TRUE(o.ok) << o.detail;
+  EXPECT_EQ(server.served(), 1u);
 }
 
 // A connection flood is accepted at the status socket's pace (core/uv/accept_budget.h):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // status::parse_request: the pure request-line parser behind the status socket (also the
 // target of tests/fuzz/fuzz_status_request.cc).
 #include <gmock/gmock.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // `hanatctl status` text from fixed replies of the status socket.
 
 #include "core/status/status_text.h"
