@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Multi-path peer health (DESIGN rule 4): a peer probed on its private and its public address
 // is DOWN only when silent on both. A partition of the private path between two healthy NATs
 // (a security group that drops ICMP and the agent port) moves nothing; a peer without a
