@@ -1010,26 +1010,64 @@ class Lab:
         if mode == "down":
             ip(ns, "link", "set", port, "up" if up else "down")
         elif mode == "drop":
-            cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
-            if up and port in cuts:
-                cuts.remove(port)
-            elif not up and port not in cuts:
-                cuts.append(port)
-            self._save_state()
-            # One transaction: create-if-missing, delete, re-create with the current cuts.
-            script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
-            if cuts:
-                ports = ", ".join(f'"{p}"' for p in sorted(cuts))
-                script += ("table bridge lab_cut {\n"
-                           " chain cut_fwd { type filter hook forward priority 0; "
-                           f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
-                           " chain cut_in { type filter hook input priority 0; "
-                           f"iifname {{ {ports} }} drop; }}\n"
-                           " chain cut_out { type filter hook output priority 0; "
-                           f"oifname {{ {ports} }} drop; }}\n}}\n")
-            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"],
+                input_text=self._drop_script(ns, port, up))
         else:
             raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
+
+    def _drop_script(self, ns, port, up):
+        """Records switch port `port` of namespace ns as cut (up=False) or not, and returns
+        the nft script that makes ns's bridge drop frames of every cut port (one
+        transaction: create-if-missing, delete, re-create with the current cuts)."""
+        cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
+        if up and port in cuts:
+            cuts.remove(port)
+        elif not up and port not in cuts:
+            cuts.append(port)
+        self._save_state()
+        script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
+        if cuts:
+            ports = ", ".join(f'"{p}"' for p in sorted(cuts))
+            script += ("table bridge lab_cut {\n"
+                       " chain cut_fwd { type filter hook forward priority 0; "
+                       f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
+                       " chain cut_in { type filter hook input priority 0; "
+                       f"iifname {{ {ports} }} drop; }}\n"
+                       " chain cut_out { type filter hook output priority 0; "
+                       f"oifname {{ {ports} }} drop; }}\n}}\n")
+        return script
+
+    def set_links_together(self, nat, legs, up):
+        """Several legs of NAT `nat` silently cut (up=False) or restored at the same moment
+        (mode "drop" of set_link, the nft commands of the different switches run in
+        parallel): a NAT that dies is silent on its private and its public path at once,
+        where one set_link after the other leaves tens of ms between them on a loaded
+        machine, which a controller probing both paths would count as outage."""
+        jobs = []
+        for leg in legs:
+            if leg not in ("private", "public", "mgmt"):
+                raise ValueError(f"leg {leg!r}: one of 'private', 'public', 'mgmt'")
+            ns, port = self.nat(nat)["switch_ports"][leg]
+            jobs.append((ns, self._drop_script(ns, port, up)))
+        procs = [subprocess.Popen(["ip", "netns", "exec", ns, "nft", "-f", "-"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for ns, _ in jobs]
+        for p, (_, script) in zip(procs, jobs):
+            p.stdin.write(script)
+            p.stdin.close()
+        errors = []
+        for p, (ns, _) in zip(procs, jobs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.returncode != 0:
+                errors.append(f"nft in {ns} (exit {p.returncode}): {p.stderr.read().strip()}")
+            p.stdout.close()
+            p.stderr.close()
+        if errors:
+            raise LabError("; ".join(errors))
 
     def set_partition(self, a, b, on=True):
         """Partitions NATs a and b from each other (on=True) or heals it: every switch (the
