@@ -584,6 +584,20 @@ def test_elastic_ips(lab):
           lab.ping(n1["ns"], lab.host("b1")["address"]) and lab.ping(n1["ns"], "198.19.0.1"))
     lab.set_private_block(1, 2, False)
     check("private block lifted", lab.ping(n1["ns"], n2["private_address"]))
+    # The Elastic IP is delivered to the private leg (the ENI): a NAT whose private leg is
+    # cut is silent on both paths; one whose public leg is cut cannot answer on it.
+    lab.set_link(2, "private", False, mode="drop")
+    check("nat2's private leg cut: its Elastic IP is silent too",
+          not lab.ping(n1["ns"], n2["elastic_address"]))
+    lab.set_link(2, "private", True, mode="drop")
+    lab.set_link(2, "public", False, mode="drop")
+    check("nat2's public leg cut: its Elastic IP is silent, its private address answers",
+          not lab.ping(n1["ns"], n2["elastic_address"]) and
+          deadline_poll("nat2's private address after its private leg's return",
+                        lambda: lab.ping(n1["ns"], n2["private_address"]), 10))
+    lab.set_link(2, "public", True, mode="drop")
+    deadline_poll("nat2's Elastic IP after its public leg's return",
+                  lambda: lab.ping(n1["ns"], n2["elastic_address"]), 10)
     lab.set_partition(1, 2, True)
     check("partition: the Elastic-IP path is cut too",
           not lab.ping(n1["ns"], n2["elastic_address"]) and

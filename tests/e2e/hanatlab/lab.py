@@ -21,9 +21,12 @@ Elastic IPs: NAT k's EIP is 198.19.1.(10+k) (`elastic_address`). moto's own EIP 
 are in 127/8 (never a path to anything), so the EC2 proxy reports the lab's address in
 their place in DescribeInstances, and the internet namespace plays the internet gateway's
 1:1 NAT for it: traffic to 198.19.1.(10+k) is translated to NAT k's private address and
-routed to its public leg, and a NAT that sends it has its source translated to its own
-Elastic IP (so the reply comes back through the gateway, as it does between two EC2
-instances talking over their public addresses).
+delivered on the VPC segment (the inet namespace's "vpc" veth, 198.18.255.1/32, port "igw"
+of the switch) to NAT k's private leg, which stands for its ENI; a NAT that sends it has
+its source translated to its own Elastic IP, so the reply (out of the receiver's public
+leg) comes back through the gateway, as between two EC2 instances talking over their
+public addresses. A NAT whose private leg is cut is therefore silent on both paths, as an
+instance whose ENI is dead.
 """
 
 import atexit
@@ -52,6 +55,7 @@ VPC_CIDR = "198.18.0.0/16"
 INET_ADDR = "198.19.0.1"
 API_ADDR = "198.19.254.1"
 ELASTIC_PREFIX = "198.19.1."  # NAT k's Elastic IP: ELASTIC_PREFIX + str(10 + k)
+IGW_VPC_ADDR = "198.18.255.1"  # the internet gateway's address on the VPC segment
 IMDS_ADDR = "169.254.169.254"
 ROLE = "hanat-nat"
 ACCOUNT = "123456789012"
@@ -474,6 +478,14 @@ class Lab:
         for key in ("all", "default", "br0"):
             self.exec(inet, ["sysctl", "-qw", f"net.ipv4.conf.{key}.send_redirects=0"])
         self.exec(inet, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        # The internet gateway's attachment to the VPC: Elastic-IP traffic reaches a NAT on
+        # its private leg (the ENI, as in EC2, where one ENI carries both), so a NAT whose
+        # private leg is cut is silent on both probe paths. Only /32 routes to the NATs use
+        # it (no VPC-wide route: the internet host must not answer un-NATed private
+        # sources directly).
+        self._veth(sw, "igw", inet, "vpc", "br0")
+        ip(inet, "addr", "add", f"{IGW_VPC_ADDR}/32", "dev", "vpc")
+        ip(inet, "link", "set", "vpc", "up")
         ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
 
         zones_used = sorted(set(PRIVATE_ZONES) | set(self.nat_zones))
@@ -714,13 +726,14 @@ class Lab:
     def _apply_igw(self):
         """The internet gateway's view of the NATs' Elastic IPs, for the NATs the lab has
         now (and the partitions): the EC2 proxy's address map, and in the internet
-        namespace a route to each NAT's private address via its public leg plus one nft
-        table, replaced in one transaction:
+        namespace a route to each NAT's private address over the VPC segment (its ENI)
+        plus one nft table, replaced in one transaction:
           - to_private: a packet to NAT k's Elastic IP goes to NAT k's private address (EC2's
             internet gateway translates an Elastic IP to the primary private IP);
-          - from_elastic: a NAT's packet so translated leaves with the sender's own Elastic IP as
-            its source, so that the reply goes back through here and is translated back
-            (the receiver has the sender's public leg on-link and would answer directly);
+          - from_elastic: a NAT's packet so translated leaves with the sender's own Elastic
+            IP as its source, as EC2 translates it, so that the reply (sent out of the
+            receiver's public leg, its default route) comes back through here and is
+            translated back;
           - partition: the Elastic-IP path between two partitioned NATs is dropped too
             (set_partition: they lose each other everywhere)."""
         inet = self.desc["internet"]["ns"]
@@ -728,8 +741,8 @@ class Lab:
         write_json(self.desc["ec2_proxy"]["public_map"],
                    {n["eip"]["public_ip"]: n["elastic_address"] for n in nats})
         for n in nats:
-            ip(inet, "route", "replace", f"{n['private_address']}/32", "via",
-               n["public_address"], "dev", "br0")
+            ip(inet, "route", "replace", f"{n['private_address']}/32", "dev", "vpc",
+               "src", IGW_VPC_ADDR)
         dnat = "".join(f'  ip daddr {n["elastic_address"]} dnat to {n["private_address"]}\n'
                        for n in nats)
         snat = "".join(f'  ct status dnat ip saddr {{ {n["public_address"]}, '
