@@ -28,22 +28,33 @@ core::Result<std::unique_ptr<PeerMonitor>, std::string> PeerMonitor::create(
     auto addr = parse_ipv4(s.address, where + " address");
     if (!addr) return Err(addr.error());
     if (s.kinds.empty()) return Err(where + ": no probe kinds");
+    std::vector<std::pair<ProbePath, sockaddr_in>> paths{{ProbePath::Private, *addr}};
+    if (!s.public_address.empty()) {
+      auto pub = parse_ipv4(s.public_address, where + " public address");
+      if (!pub) return Err(pub.error());
+      paths.emplace_back(ProbePath::Public, *pub);
+    }
     std::set<ProbeKind> seen;
     for (ProbeKind k : s.kinds) {
       if (!seen.insert(k).second) return Err(where + ": probe kind '" + to_string(k) + "' twice");
-      Target t{.name = s.id, .kind = k, .addr = *addr, .expect_id = {}};
-      if (k == ProbeKind::Tcp) {
-        if (s.tcp_port == 0) return Err(where + ": tcp probe without a tcp port");
-        t.addr.sin_port = htons(s.tcp_port);
-      } else if (k == ProbeKind::Agent) {
-        if (s.agent_port == 0) return Err(where + ": agent probe without an agent port");
-        t.addr.sin_port = htons(s.agent_port);
-        t.expect_id = s.id;
-      } else {
-        need_icmp = true;
+    }
+    for (const auto& [path, paddr] : paths) {
+      for (ProbeKind k : s.kinds) {
+        Target t{.name = s.id, .kind = k, .addr = paddr, .expect_id = {}};
+        if (k == ProbeKind::Tcp) {
+          if (s.tcp_port == 0) return Err(where + ": tcp probe without a tcp port");
+          t.addr.sin_port = htons(s.tcp_port);
+        } else if (k == ProbeKind::Agent) {
+          if (s.agent_port == 0) return Err(where + ": agent probe without an agent port");
+          t.addr.sin_port = htons(s.agent_port);
+          t.expect_id = s.id;
+        } else {
+          need_icmp = true;
+        }
+        targets.push_back(std::move(t));
+        m->peer_of_.push_back(p);
+        m->path_of_.push_back(path);
       }
-      targets.push_back(std::move(t));
-      m->peer_of_.push_back(p);
     }
     m->health_.emplace_back(s.id, s.kinds, core::Thresholds{.rise = opts.rise, .fall = opts.fall});
   }
@@ -69,7 +80,13 @@ const PeerHealth* PeerMonitor::peer(std::string_view id) const {
   return nullptr;
 }
 
-void PeerMonitor::on_result(std::size_t target, const ProbeResult& r) {
+void PeerMonitor::on_result(std::size_t target, const ProbeResult& raw) {
+  ProbeResult r = raw;
+  r.path = path_of_[target];
+  if (r.path != ProbePath::Private) {
+    if (cb_.on_result) cb_.on_result(r);
+    return;
+  }
   PeerHealth& h = health_[peer_of_[target]];
   PeerHealth::Update u = h.record(r.kind, r.outcome, r.at);
   // Raw result first, then the transition it caused, so a consumer sees cause before effect.

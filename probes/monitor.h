@@ -41,7 +41,8 @@ class PeerMonitor {
   [[nodiscard]] std::error_code start() { return runner_->start(); }
   void stop() { runner_->stop(); }
 
-  // Every peer's combined state, in PeerSpec order (for the status socket).
+  // Every peer's combined state on its private path, in PeerSpec order (the engine judges
+  // both paths).
   [[nodiscard]] const std::vector<PeerHealth>& peers() const { return health_; }
   // nullptr for an unknown id.
   [[nodiscard]] const PeerHealth* peer(std::string_view id) const;
@@ -58,6 +59,7 @@ class PeerMonitor {
   std::unique_ptr<TcpProber> tcp_;
   std::vector<PeerHealth> health_;    // one per peer
   std::vector<std::size_t> peer_of_;  // target index -> peer index
+  std::vector<ProbePath> path_of_;    // target index -> the path it probes
   std::unique_ptr<Runner> runner_;
 };
 

@@ -30,6 +30,7 @@ using Time = Clock::time_point;
 // The probe kinds (core/base): the probes measure what the engine judges, and the config
 // names the same three.
 using core::ProbeKind;
+using core::ProbePath;
 using core::to_string;
 
 // Why a probe failed. `Unreachable` covers "no route" at send time and ICMP destination
@@ -84,6 +85,7 @@ struct Outcome {
 struct ProbeResult {
   std::string peer;  // PeerSpec::id, or the egress target's address for egress probes
   ProbeKind kind = ProbeKind::Icmp;
+  ProbePath path = ProbePath::Private;  // which of the peer's addresses was probed
   Outcome outcome;
   Time planned{};  // when the schedule wanted the probe sent
   Time sent{};     // when it was sent
@@ -98,6 +100,11 @@ struct PeerSpec {
   std::vector<ProbeKind> kinds{ProbeKind::Icmp, ProbeKind::Agent};
   std::uint16_t tcp_port = 0;    // for ProbeKind::Tcp
   std::uint16_t agent_port = 0;  // for ProbeKind::Agent
+  // Numeric IPv4 of the peer's public IP or Elastic IP; empty: not probed. Every kind is
+  // probed on it too, as a second path (results carry ProbePath::Public). EC2 translates
+  // the public address to the primary private one at the internet gateway, so the peer's
+  // agent listening on its private address answers there as well.
+  std::string public_address;
 };
 
 struct ProbeOptions {

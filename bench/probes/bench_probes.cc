@@ -142,7 +142,8 @@ void BM_Icmp500TargetsAt10Hz(benchmark::State& state) {
                      .address = lab.target(i),
                      .kinds = {ProbeKind::Icmp},
                      .tcp_port = 0,
-                     .agent_port = 0});
+                     .agent_port = 0,
+                     .public_address = {}});
   }
   ProbeOptions o;
   o.interval = 100ms;
@@ -184,7 +185,8 @@ void BM_TwoPeersAt5Hz(benchmark::State& state) {
                      .address = lab.target(i),
                      .kinds = {ProbeKind::Icmp, ProbeKind::Tcp, ProbeKind::Agent},
                      .tcp_port = agents.back()->port(),
-                     .agent_port = agents.back()->port()});
+                     .agent_port = agents.back()->port(),
+                     .public_address = {}});
   }
   ProbeOptions o;  // defaults: 200 ms interval and timeout
   Measured m;

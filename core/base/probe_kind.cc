@@ -15,4 +15,14 @@ const char* to_string(ProbeKind k) {
   return "?";
 }
 
+const char* to_string(ProbePath p) {
+  switch (p) {
+    case ProbePath::Private:
+      return "private";
+    case ProbePath::Public:
+      return "public";
+  }
+  return "?";
+}
+
 }  // namespace hanat::core

@@ -13,4 +13,13 @@ inline constexpr int kProbeKinds = 3;
 
 const char* to_string(ProbeKind k);
 
+// The network path a probe of a peer takes. Private: the peer's private address inside the
+// VPC. Public: its public IP or Elastic IP, reached through the internet gateway - a second
+// path that a security-group rule or NACL on the private side does not cut, so a partition of
+// the private path between two healthy NATs is not mistaken for a dead peer (DESIGN rule 4).
+enum class ProbePath : std::uint8_t { Private, Public };
+inline constexpr int kProbePaths = 2;
+
+const char* to_string(ProbePath p);
+
 }  // namespace hanat::core

@@ -23,6 +23,7 @@ using std::chrono::milliseconds;
 
 enum class Discovery : std::uint8_t { Tags, Explicit };
 using core::ProbeKind;  // core/base: config, probes and engine name the same three
+using core::ProbePath;
 enum class CredentialsSource : std::uint8_t { InstanceRole, Environment, Static };
 enum class RecoveryAction : std::uint8_t { None, Reboot, StopStart, Terminate };
 enum class LogLevel : std::uint8_t { Debug, Info, Notice, Warning, Error };
@@ -60,6 +61,9 @@ struct ProbeConfig {
   int fall = 3;
   std::vector<ProbeKind> kinds{ProbeKind::Icmp, ProbeKind::Agent};
   std::uint16_t tcp_port = 22;  // for the "tcp" kind
+  // Paths a peer is probed on. "public" applies to peers that have a public IP or an
+  // Elastic IP (DescribeInstances): such a peer is DOWN only when silent on both paths.
+  std::vector<ProbePath> paths{ProbePath::Private, ProbePath::Public};
   friend bool operator==(const ProbeConfig&, const ProbeConfig&) = default;
 };
 

@@ -34,6 +34,11 @@ void check_rules(Reader& r, const toml::table& root, Config& c) {
                 format_duration(c.probe.interval) + "): probes of one target would overlap");
   if (c.probe.kinds.empty())
     r.error(where("probe"), "probe.kinds", "must name at least one probe kind");
+  if (std::find(c.probe.paths.begin(), c.probe.paths.end(), ProbePath::Private) ==
+      c.probe.paths.end())
+    r.error(where("probe"), "probe.paths",
+            "must name \"private\" (every peer is probed on its private address; \"public\" "
+            "adds a second path)");
   if (static_cast<size_t>(c.egress.required) > std::max<size_t>(1, c.egress.targets.size()) &&
       !c.egress.targets.empty())
     r.error(where("egress"), "egress.required",

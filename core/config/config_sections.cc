@@ -100,7 +100,19 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                                           suggestion(s, {"icmp", "tcp", "agent"});
                                  return "";
                                }),
-             r.integer("tcp_port", c.probe.tcp_port, 1, 65535)});
+             r.integer("tcp_port", c.probe.tcp_port, 1, 65535),
+             r.list<ProbePath>("paths", c.probe.paths,
+                               [](std::string_view s, ProbePath& out) -> std::string {
+                                 if (s == "private")
+                                   out = ProbePath::Private;
+                                 else if (s == "public")
+                                   out = ProbePath::Public;
+                                 else
+                                   return "\"" + std::string(s) +
+                                          "\" is not a probe path (\"private\", \"public\")" +
+                                          suggestion(s, {"private", "public"});
+                                 return "";
+                               })});
 
   r.section(root, "agent",
             {r.str("listen_address", c.agent.listen_address,

@@ -55,10 +55,11 @@ namespace hanat::daemon {
 // What discovery found: the engine's view of the group plus what the shell needs to probe
 // and describe it.
 struct Discovered {
-  engine::Config engine;                           // members and destinations filled in
-  std::map<std::string, std::string> addresses;    // instance id -> private IPv4 to probe
-  std::map<std::string, std::string> table_zones;  // rtb id -> home zone
-  std::vector<engine::ObservedTable> observed;     // the tables as first described
+  engine::Config engine;                                // members and destinations filled in
+  std::map<std::string, std::string> addresses;         // instance id -> private IPv4 to probe
+  std::map<std::string, std::string> public_addresses;  // instance id -> public IPv4, if any
+  std::map<std::string, std::string> table_zones;       // rtb id -> home zone
+  std::vector<engine::ObservedTable> observed;          // the tables as first described
 };
 
 struct Identity {
@@ -165,8 +166,9 @@ class Node {
   // node_members.cc
   struct MemberList {
     std::vector<engine::Member> members;
-    std::map<std::string, std::string> addresses;  // instance id -> private IPv4
-    std::vector<std::string> missing;              // listed in group.members, not found
+    std::map<std::string, std::string> addresses;         // instance id -> private IPv4
+    std::map<std::string, std::string> public_addresses;  // instance id -> public IPv4
+    std::vector<std::string> missing;                     // listed in group.members, not found
   };
   void describe_members(std::function<void(core::Result<MemberList, std::string>)> done);
   void note_missing_members(const std::vector<std::string>& missing);
@@ -224,6 +226,7 @@ class Node {
   // likely a new member's claim, so the "foreign" WARNING waits for the re-read.
   std::vector<engine::RouteForeign> foreign_pending_;
   void log_foreign(const engine::RouteForeign& f);
+  void log_path_change(const engine::PeerPathChanged& c);
   std::deque<engine::Event> queue_;
   bool pumping_ = false;
   bool stopping_ = false;

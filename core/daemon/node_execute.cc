@@ -163,6 +163,8 @@ void Node::execute(const engine::Action& a) {
                        "(port " +
                        std::to_string(cfg_->agent.port) +
                        "): not running hanatd, it is allocated no route table");
+        } else if constexpr (std::is_same_v<T, engine::PeerPathChanged>) {
+          log_path_change(x);
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           log::event(
               log::Level::Notice, log::message_id::kHandoverFinished,
@@ -191,6 +193,24 @@ void Node::execute(const engine::Action& a) {
         }
       },
       a);
+}
+
+void Node::log_path_change(const engine::PeerPathChanged& c) {
+  const std::string path = core::to_string(c.path);
+  if (c.broken) {
+    // One path down, the other up: the peer is alive and keeps its tables. Typically a
+    // security group or NACL change that drops ICMP and the agent port on one side.
+    const bool priv_down = c.path == engine::ProbePath::Private ? c.to == engine::Health::Down
+                                                                : c.to == engine::Health::Up;
+    log::warning(
+        "peer " + c.peer + ": " +
+        (priv_down ? "private path down, public path up" : "public path down, private path up") +
+        " (check the security groups and NACLs between the NATs for ICMP and agent "
+        "port " +
+        std::to_string(cfg_->agent.port) + "): the peer keeps its route tables");
+  } else {
+    log::notice("peer " + c.peer + ": " + path + " path " + engine::to_string(c.to));
+  }
 }
 
 void Node::log_foreign(const engine::RouteForeign& f) {

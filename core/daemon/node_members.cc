@@ -43,7 +43,7 @@ bool same_members(const std::vector<engine::Member>& a, const std::vector<engine
     auto it = std::find_if(b.begin(), b.end(),
                            [&](const engine::Member& o) { return o.instance_id == m.instance_id; });
     if (it == b.end() || it->eni_id != m.eni_id || it->zone != m.zone ||
-        it->launch_time != m.launch_time)
+        it->launch_time != m.launch_time || it->public_path != m.public_path)
       return false;
   }
   return true;
@@ -100,6 +100,22 @@ void Node::describe_members(std::function<void(core::Result<MemberList, std::str
           }
           if (inst.instance_id == id_.instance_id && !id_.eni_id.empty()) m.eni_id = id_.eni_id;
           l.addresses[m.instance_id] = addr;
+          // The instance's public IP or Elastic IP (ipAddress in DescribeInstances): a second
+          // path to probe it on, reached through the internet gateway (DESIGN rule 4).
+          std::string pub = inst.public_ip;
+          if (pub.rfind("127.", 0) == 0 || pub.rfind("0.", 0) == 0) {
+            // Not a path to the peer: probes of a loopback address are answered by this host
+            // itself, and would keep a dead peer "up" forever. (EC2 emulators hand out such
+            // addresses as Elastic IPs.)
+            warn_once("public-loopback:" + inst.instance_id,
+                      "member " + inst.instance_id + ": public address " + pub +
+                          " is not routable, probing its private address only");
+            pub.clear();
+          }
+          const auto& paths = cfg_->probe.paths;
+          m.public_path = !pub.empty() && std::find(paths.begin(), paths.end(),
+                                                    engine::ProbePath::Public) != paths.end();
+          if (m.public_path) l.public_addresses[m.instance_id] = pub;
           l.members.push_back(std::move(m));
         }
         for (const auto& id : listed) {
@@ -216,6 +232,8 @@ void Node::apply_members(MemberList l) {
       if (m.instance_id == id_.instance_id) {
         l.members.push_back(m);
         l.addresses[m.instance_id] = discovered_.addresses[m.instance_id];
+        if (m.public_path)
+          l.public_addresses[m.instance_id] = discovered_.public_addresses[m.instance_id];
       }
     }
   } else {
@@ -252,6 +270,7 @@ void Node::apply_members(MemberList l) {
   }
   current = l.members;
   discovered_.addresses = std::move(l.addresses);
+  discovered_.public_addresses = std::move(l.public_addresses);
   post(engine::MembersChanged{current, now()});
   // Probes follow the members: new peers are probed from now on, departed ones no more.
   peers_.reset();

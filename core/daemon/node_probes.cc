@@ -67,6 +67,7 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
     probes::PeerSpec p;
     p.id = m.instance_id;
     p.address = discovered_.addresses[m.instance_id];
+    if (m.public_path) p.public_address = discovered_.public_addresses[m.instance_id];
     p.kinds = cfg.probe.kinds;
     p.tcp_port = cfg.probe.tcp_port;
     p.agent_port = cfg.agent.port;
@@ -84,7 +85,8 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
       {.on_result =
            [this](const probes::ProbeResult& r) {
              note_send_delay(r);
-             last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
+             last_rtt_[r.peer + "/" + probes::to_string(r.kind) +
+                       (r.path == probes::ProbePath::Public ? "/public" : "")] = r.outcome.rtt;
              // A probe sent while our own link was down fails at its timeout, and for a
              // while after the link returns answers still get lost: neighbour entries
              // (ARP, ours and the peer's) that failed during the outage are resolved
@@ -105,6 +107,7 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
              e.ok = r.outcome.ok;
              e.at = r.at;
              e.reports_down = r.outcome.failure == probes::Failure::AgentDown;
+             e.path = r.path;
              post(e);
            },
        .on_transition = {}});

@@ -300,6 +300,7 @@ void Node::phase_discovery() {
     auto d = std::make_shared<Discovered>();
     d->engine.members = ri->members;
     d->addresses = ri->addresses;
+    d->public_addresses = ri->public_addresses;
     if (d->addresses.count(id_.instance_id) == 0) {
       return fail_phase("discovering members",
                         "this instance (" + id_.instance_id +

@@ -243,6 +243,26 @@ status::Json Node::status() const {
                             json_integer(static_cast<json_int_t>(v.count())));
     }
     json_object_set_new(jm, "last_rtt_us", rtt);
+    if (m.public_path) {
+      if (auto pit = discovered_.public_addresses.find(m.instance_id);
+          pit != discovered_.public_addresses.end())
+        json_object_set_new(jm, "public_address", jstr(pit->second));
+      json_t* paths = json_object();
+      for (int p = 0; p < engine::kProbePaths; ++p) {
+        json_object_set_new(paths, core::to_string(static_cast<engine::ProbePath>(p)),
+                            json_string(engine::to_string(m.paths[static_cast<std::size_t>(p)])));
+      }
+      json_object_set_new(jm, "paths", paths);
+      if (!m.self && m.health == engine::Health::Up) {
+        const auto priv = m.paths[static_cast<std::size_t>(engine::ProbePath::Private)];
+        const auto pub = m.paths[static_cast<std::size_t>(engine::ProbePath::Public)];
+        // A peer alive on one path only keeps its tables; the operator has a path to fix.
+        if (priv == engine::Health::Down && pub != engine::Health::Down)
+          json_object_set_new(jm, "warning", jstr("private path down, public path up"));
+        else if (pub == engine::Health::Down && priv != engine::Health::Down)
+          json_object_set_new(jm, "warning", jstr("public path down, private path up"));
+      }
+    }
     json_array_append_new(members, jm);
   }
   json_object_set_new(root, "members", members);
@@ -336,6 +356,12 @@ void Node::fill_report(Report& r) const {
     for (const auto& [k, v] : last_rtt_) {
       if (k.rfind(m.instance_id + "/", 0) == 0)
         rm.rtt_us[k.substr(m.instance_id.size() + 1)] = v.count();
+    }
+    if (m.public_path) {
+      for (int p = 0; p < engine::kProbePaths; ++p) {
+        rm.paths[core::to_string(static_cast<engine::ProbePath>(p))] =
+            engine::to_string(m.paths[static_cast<std::size_t>(p)]);
+      }
     }
     r.members.push_back(std::move(rm));
   }

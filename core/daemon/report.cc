@@ -113,19 +113,34 @@ std::vector<Family> metric_families(const Report& r) {
   Family since = gauge("hanat_member_state_since_timestamp_seconds",
                        "When the member's health took its current value in this host's view.");
   Family rtt = gauge("hanat_probe_rtt_seconds", "Round-trip time of the last probe of a peer.");
+  Family path_up = gauge("hanat_peer_path_up",
+                         "Peers probed on their private and public address: 1 when the path "
+                         "answers, else 0. One path at 0 while hanat_member_up is 1 is a broken "
+                         "path (typically a security group): the peer keeps its tables.");
   for (const auto& m : r.members) {
     std::vector<std::pair<std::string, std::string>> l{
         {"instance_id", m.instance_id}, {"zone", m.zone}, {"self", m.self ? "true" : "false"}};
     up.samples.push_back(Sample{l, m.health == "up" ? 1.0 : 0.0});
     since.samples.push_back(Sample{l, seconds(m.since_unix_ms)});
-    for (const auto& [kind, us] : m.rtt_us) {
-      rtt.samples.push_back(
-          Sample{{{"instance_id", m.instance_id}, {"kind", kind}}, static_cast<double>(us) / 1e6});
+    for (const auto& [path, health] : m.paths) {
+      path_up.samples.push_back(
+          Sample{{{"instance_id", m.instance_id}, {"path", path}}, health == "up" ? 1.0 : 0.0});
+    }
+    for (const auto& [key, us] : m.rtt_us) {
+      // "icmp" (private path) or "icmp/public": the public path gets a path label.
+      std::vector<std::pair<std::string, std::string>> rl{{"instance_id", m.instance_id},
+                                                          {"kind", key}};
+      if (auto slash = key.find('/'); slash != std::string::npos) {
+        rl[1].second = key.substr(0, slash);
+        rl.emplace_back("path", key.substr(slash + 1));
+      }
+      rtt.samples.push_back(Sample{rl, static_cast<double>(us) / 1e6});
     }
   }
   out.push_back(std::move(up));
   out.push_back(std::move(since));
   out.push_back(std::move(rtt));
+  out.push_back(std::move(path_up));
 
   Family on_alloc = gauge("hanat_route_table_on_allocated_target",
                           "1 when the table's managed routes point at the allocated target.");

@@ -53,6 +53,8 @@ struct Report {
     std::string health;  // "up", "down", "unknown"
     std::int64_t since_unix_ms = 0;
     std::map<std::string, std::int64_t> rtt_us;  // probe kind -> last RTT
+    // Peers probed on two paths: path ("private", "public") -> "up", "down", "unknown".
+    std::map<std::string, std::string> paths;
   };
   std::vector<Member> members;
 

@@ -202,12 +202,20 @@ Snapshot Machine::snapshot() const {
   for (std::size_t i = 0; i < members_.size(); ++i) {
     const MemberState& m = members_[i];
     bool self = static_cast<int>(i) == self_;
-    s.members.push_back(MemberSnapshot{
-        m.m.instance_id, m.m.zone, self,
-        self ? (serving() ? Health::Up : Health::Down) : m.health.state(), m.health.reports_down(),
-        m.down_since, self ? state_since_ : m.health_since, self || m.agent_answered,
-        !self && agent_probed() && !m.agent_answered &&
-            m.health.tracker(ProbeKind::Agent).state() == Health::Down});
+    s.members.push_back(
+        MemberSnapshot{m.m.instance_id,
+                       m.m.zone,
+                       self,
+                       self ? (serving() ? Health::Up : Health::Down) : m.health.state(),
+                       m.health.reports_down(),
+                       m.down_since,
+                       self ? state_since_ : m.health_since,
+                       self || m.agent_answered,
+                       !self && agent_probed() && !m.agent_answered &&
+                           m.health.tracker(ProbeKind::Agent).state() == Health::Down,
+                       {self ? Health::Unknown : m.health.path_state(ProbePath::Private),
+                        self ? Health::Unknown : m.health.path_state(ProbePath::Public)},
+                       !self && m.health.probed(ProbePath::Public)});
   }
   for (std::size_t i : order_) {
     const TableState& t = tables_[i];

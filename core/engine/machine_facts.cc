@@ -47,7 +47,13 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
     dirty_ = true;
   }
   Health before = m.health.state();
+  Health path_before = m.health.path_state(r.path);
   HealthChange change = m.health.record(r);
+  if (m.health.probed(ProbePath::Public) && m.health.path_state(r.path) != path_before &&
+      m.health.path_state(r.path) != Health::Unknown) {
+    out.push_back(PeerPathChanged{m.m.instance_id, r.path, m.health.path_state(r.path),
+                                  m.health.path_broken()});
+  }
   if (r.kind == ProbeKind::Agent && !m.agent_answered && !m.no_agent_reported &&
       m.health.tracker(ProbeKind::Agent).state() == Health::Down) {
     m.no_agent_reported = true;
@@ -373,7 +379,7 @@ void Machine::index_config() {
     }
     ms.m = m;
     Health before = ms.health.state();
-    ms.health.configure(cfg_->peer_thresholds, cfg_->probe_kinds);
+    ms.health.configure(cfg_->peer_thresholds, cfg_->probe_kinds, m.public_path);
     if (ms.health.state() != before) ms.health_since = now_;
     next.push_back(std::move(ms));
   }

@@ -3,12 +3,43 @@
 
 namespace hanat::engine {
 
-void PeerHealth::configure(Thresholds t, const std::vector<ProbeKind>& kinds) {
-  enabled_.fill(false);
-  for (ProbeKind k : kinds) enabled_[static_cast<std::size_t>(k)] = true;
-  for (auto& tr : trackers_) tr.set_thresholds(t);
+void PeerHealth::configure(Thresholds t, const std::vector<ProbeKind>& kinds, bool public_path) {
+  kinds_.fill(false);
+  for (ProbeKind k : kinds) kinds_[static_cast<std::size_t>(k)] = true;
+  if (public_path_ && !public_path) {
+    for (auto& tr : trackers_[static_cast<std::size_t>(ProbePath::Public)]) tr = HealthTracker();
+  }
+  public_path_ = public_path;
+  for (auto& path : trackers_) {
+    for (auto& tr : path) tr.set_thresholds(t);
+  }
   Health next = combine();
   if (next != Health::Unknown) state_ = next;
+}
+
+Health PeerHealth::path_state(ProbePath p) const {
+  if (!probed(p)) return Health::Unknown;
+  bool any_up = false;
+  bool all_down = true;
+  bool any_enabled = false;
+  for (int k = 0; k < kProbeKinds; ++k) {
+    if (!enabled(p, static_cast<ProbeKind>(k))) continue;
+    any_enabled = true;
+    Health h = tracker(p, static_cast<ProbeKind>(k)).state();
+    any_up = any_up || h == Health::Up;
+    all_down = all_down && h == Health::Down;
+  }
+  if (!any_enabled) return Health::Unknown;
+  if (any_up) return Health::Up;
+  if (all_down) return Health::Down;
+  return Health::Unknown;
+}
+
+bool PeerHealth::path_broken() const {
+  if (!public_path_ || reports_down_ || state_ == Health::Down) return false;
+  Health priv = path_state(ProbePath::Private);
+  Health pub = path_state(ProbePath::Public);
+  return (priv == Health::Down) != (pub == Health::Down);
 }
 
 Health PeerHealth::combine() const {
@@ -16,11 +47,14 @@ Health PeerHealth::combine() const {
   bool any_up = false;
   bool all_down = true;
   bool any_enabled = false;
-  for (std::size_t i = 0; i < trackers_.size(); ++i) {
-    if (!enabled_[i]) continue;
-    any_enabled = true;
-    any_up = any_up || trackers_[i].state() == Health::Up;
-    all_down = all_down && trackers_[i].state() == Health::Down;
+  for (int p = 0; p < kProbePaths; ++p) {
+    for (int k = 0; k < kProbeKinds; ++k) {
+      if (!enabled(static_cast<ProbePath>(p), static_cast<ProbeKind>(k))) continue;
+      any_enabled = true;
+      Health h = tracker(static_cast<ProbePath>(p), static_cast<ProbeKind>(k)).state();
+      any_up = any_up || h == Health::Up;
+      all_down = all_down && h == Health::Down;
+    }
   }
   if (!any_enabled) return state_;
   if (all_down) return Health::Down;
@@ -30,20 +64,27 @@ Health PeerHealth::combine() const {
 
 HealthChange PeerHealth::record(const ProbeResult& r) {
   auto k = static_cast<std::size_t>(r.kind);
-  if (k >= trackers_.size() || !enabled_[k]) return HealthChange::Unchanged;
+  auto p = static_cast<std::size_t>(r.path);
+  if (k >= kinds_.size() || p >= trackers_.size() || !enabled(r.path, r.kind)) {
+    return HealthChange::Unchanged;
+  }
   if (r.kind == ProbeKind::Agent && !r.ok && r.reports_down) {
+    // The agent answered (on whichever path) and says its data plane is down: it is.
     reports_down_ = true;
-    for (auto& tr : trackers_) (void)tr.force(Health::Down);
+    for (auto& path : trackers_) {
+      for (auto& tr : path) (void)tr.force(Health::Down);
+    }
     why_ = "agent reports its data plane down";
   } else {
     if (r.kind == ProbeKind::Agent && r.ok) reports_down_ = false;
-    HealthChange c = trackers_[k].record(r.ok);
+    HealthChange c = trackers_[p][k].record(r.ok);
     if (c == HealthChange::Changed) {
-      const Thresholds& t = trackers_[k].thresholds();
-      why_ = r.ok ? std::to_string(t.rise) + " " + to_string(r.kind) +
-                        " probes succeeded, rise=" + std::to_string(t.rise)
-                  : std::to_string(t.fall) + " " + to_string(r.kind) +
-                        " probes failed, fall=" + std::to_string(t.fall);
+      const Thresholds& t = trackers_[p][k].thresholds();
+      std::string what = std::string(to_string(r.kind)) + " probes";
+      if (public_path_) what += std::string(" on the ") + to_string(r.path) + " path";
+      why_ =
+          r.ok ? std::to_string(t.rise) + " " + what + " succeeded, rise=" + std::to_string(t.rise)
+               : std::to_string(t.fall) + " " + what + " failed, fall=" + std::to_string(t.fall);
     }
   }
   Health next = combine();

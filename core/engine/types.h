@@ -3,6 +3,7 @@
 // The engine's vocabulary: its configuration, the events it consumes, the actions it emits
 // and the snapshot it exposes. Plain data only; the behaviour lives in machine.h.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -26,7 +27,9 @@ using core::Health;
 using core::HealthChange;
 using core::HealthTracker;
 using core::kProbeKinds;
+using core::kProbePaths;
 using core::ProbeKind;
+using core::ProbePath;
 using core::Thresholds;
 using core::to_string;
 
@@ -36,6 +39,9 @@ struct Member {
   std::string eni_id;  // when set, routes point at this ENI instead of the instance
   std::string zone;
   std::int64_t launch_time = 0;  // EC2 LaunchTime in seconds; older ranks first in ties
+  // The peer is probed on its public address too (it has one and `probe.paths` names
+  // "public"): it is DOWN only when silent on both paths.
+  bool public_path = false;
 };
 
 // What a route points at, as read from DescribeRouteTables or as written by the engine.
@@ -158,6 +164,7 @@ struct ProbeResult {
   bool ok = false;
   Time at{};
   bool reports_down = false;
+  ProbePath path = ProbePath::Private;  // the address the probe was sent to
 };
 
 struct ObservedRoute {
@@ -323,8 +330,18 @@ struct RouteForeign {
 struct PeerWithoutAgent {
   std::string peer;
 };
-using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer,
-                            Notify, PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent>;
+// One path to a peer changed while the peer is probed on both paths. `broken` is true while
+// exactly one path is down and the peer is alive: its tables stay with it, and the operator
+// has a path (typically a security group on the private side) to fix.
+struct PeerPathChanged {
+  std::string peer;
+  ProbePath path = ProbePath::Private;
+  Health to = Health::Unknown;
+  bool broken = false;
+};
+using Action =
+    std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer, Notify,
+                 PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent, PeerPathChanged>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 
@@ -344,6 +361,10 @@ struct MemberSnapshot {
   // The agent is probed, has never answered and its probes reached `fall`: the instance
   // carries the group tag but runs no hanatd. It is given nothing.
   bool no_agent = false;
+  // Per path (index: ProbePath) Up when a probe kind on it reached `rise`, Down when every
+  // kind on it reached `fall`, Unknown otherwise or when the path is not probed.
+  std::array<Health, kProbePaths> paths{};
+  bool public_path = false;  // the public path is probed
 };
 struct RouteSnapshot {
   std::string destination;

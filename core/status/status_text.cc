@@ -97,6 +97,7 @@ void print_node(std::string& out, const json_t* n) {
                  since.c_str());
       out += bool_word(m, "self", " (this host)", "");
       if (!str(m, "note").empty()) out += " [" + str(m, "note") + "]";
+      if (!str(m, "warning").empty()) out += " [WARNING: " + str(m, "warning") + "]";
       out += rtts + "\n";
     }
   }

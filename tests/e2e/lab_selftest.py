@@ -534,6 +534,80 @@ def test_ec2_proxy(lab):
     check("reset() ends the fault", error_of(replace) == (200, None))
 
 
+def test_elastic_ips(lab):
+    """The NATs' Elastic IPs are a path between them (issue 25): the EC2 proxy reports the
+    lab's address instead of moto's 127/8 one, the internet gateway translates it to the
+    NAT's private address and the sender's source to its own Elastic IP; a partition cuts
+    that path too, a private-path block (set_private_block) only the private one."""
+    n1, n2 = lab.nat(1), lab.nat(2)
+    env = lab.aws_env()
+    cp = subprocess.run(["ip", "netns", "exec", n1["ns"], "aws", "ec2", "describe-instances",
+                         "--instance-ids", n2["instance_id"], "--output", "json"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    inst = (json.loads(cp.stdout)["Reservations"][0]["Instances"][0]
+            if cp.returncode == 0 else {})
+    check("DescribeInstances through the EC2 proxy: nat2's public IP is its lab Elastic IP",
+          inst.get("PublicIpAddress") == n2["elastic_address"] and
+          inst["NetworkInterfaces"][0]["Association"]["PublicIp"] == n2["elastic_address"],
+          cp.stderr[-300:] or str(inst.get("PublicIpAddress")))
+    direct = lab.ec2().describe_instances(InstanceIds=[n2["instance_id"]])
+    check("moto itself still has its own address (the fabric and lab.ec2() see moto's)",
+          direct["Reservations"][0]["Instances"][0].get("PublicIpAddress") ==
+          n2["eip"]["public_ip"])
+    check("ICMP between the NATs' Elastic IPs, both ways",
+          lab.ping(n1["ns"], n2["elastic_address"]) and
+          lab.ping(n2["ns"], n1["elastic_address"]))
+    # A TCP listener on nat2's private address (where hanatd's agent listens) sees nat1
+    # connect to nat2's Elastic IP from nat1's Elastic IP.
+    lab.spawn(n2["ns"], [sys.executable, "-c", (
+        "import socket\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('{n2['private_address']}', 4790)); s.listen()\n"
+        "while True:\n"
+        "    c, a = s.accept(); c.sendall(a[0].encode()); c.close()\n")], "eip-listener")
+    seen = deadline_poll("the listener on nat2's private address", lambda: (
+        lambda cp: cp.returncode == 0 and cp.stdout.strip())(lab.exec(n1["ns"], [
+            sys.executable, "-c",
+            "import socket\n"
+            f"c = socket.create_connection(('{n2['elastic_address']}', 4790), timeout=1)\n"
+            "print(c.recv(64).decode())"], check=False)), 10)
+    check("TCP to nat2's Elastic IP reaches its private address from nat1's Elastic IP",
+          seen == n1["elastic_address"], str(seen))
+    lab.stop("eip-listener")
+    lab.set_private_block(1, 2, True)
+    check("private block: no ICMP between the private addresses, Elastic IPs still answer",
+          not lab.ping(n1["ns"], n2["private_address"]) and
+          not lab.ping(n2["ns"], n1["private_address"]) and
+          lab.ping(n1["ns"], n2["elastic_address"]) and
+          lab.ping(n2["ns"], n1["elastic_address"]))
+    check("private block: private hosts and the internet still reachable",
+          lab.ping(n1["ns"], lab.host("b1")["address"]) and lab.ping(n1["ns"], "198.19.0.1"))
+    lab.set_private_block(1, 2, False)
+    check("private block lifted", lab.ping(n1["ns"], n2["private_address"]))
+    # The Elastic IP is delivered to the private leg (the ENI): a NAT whose private leg is
+    # cut is silent on both paths; one whose public leg is cut cannot answer on it.
+    lab.set_link(2, "private", False, mode="drop")
+    check("nat2's private leg cut: its Elastic IP is silent too",
+          not lab.ping(n1["ns"], n2["elastic_address"]))
+    lab.set_link(2, "private", True, mode="drop")
+    lab.set_link(2, "public", False, mode="drop")
+    check("nat2's public leg cut: its Elastic IP is silent, its private address answers",
+          not lab.ping(n1["ns"], n2["elastic_address"]) and
+          deadline_poll("nat2's private address after its private leg's return",
+                        lambda: lab.ping(n1["ns"], n2["private_address"]), 10))
+    lab.set_link(2, "public", True, mode="drop")
+    deadline_poll("nat2's Elastic IP after its public leg's return",
+                  lambda: lab.ping(n1["ns"], n2["elastic_address"]), 10)
+    lab.set_partition(1, 2, True)
+    check("partition: the Elastic-IP path is cut too",
+          not lab.ping(n1["ns"], n2["elastic_address"]) and
+          not lab.ping(n2["ns"], n1["elastic_address"]))
+    lab.set_partition(1, 2, False)
+    deadline_poll("nat1 to reach nat2's Elastic IP again",
+                  lambda: lab.ping(n1["ns"], n2["elastic_address"]), 10)
+    check("partition healed: Elastic-IP path back", True)
+
+
 def test_configs(lab, hanatd):
     for n in lab.desc["nats"]:
         path = lab.write_config(n["name"], {"probe": {"interval": "50ms", "timeout": "50ms"}})
@@ -604,6 +678,8 @@ def main():
             test_aws_cli(lab)
             print(f"ec2 fault proxy: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_ec2_proxy(lab)
+            print(f"elastic ips: (at {time.monotonic() - t0:.1f} s)", flush=True)
+            test_elastic_ips(lab)
             print(f"configs: (at {time.monotonic() - t0:.1f} s)", flush=True)
             test_configs(lab, a.hanatd)
             gap = [d for n, ok, d in results if n.startswith("gap across")]

@@ -237,6 +237,21 @@ class Ec2ProxyTest(unittest.TestCase):
         self.assertEqual(ec2proxy.route_detail("/", b"Action=DescribeRouteTables"), {})
         self.assertEqual(ec2proxy.route_detail("/", b"Version=1"), {})
 
+    def test_public_map_rewrites_whole_addresses_and_the_length(self):
+        from hanatlab import ec2proxy
+        body = (b"<ipAddress>127.0.0.3</ipAddress><association><publicIp>127.0.0.3"
+                b"</publicIp></association><privateIpAddress>127.0.0.35</privateIpAddress>")
+        reply = (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        out = ec2proxy.rewrite_public(reply, {"127.0.0.3": "198.19.1.11"})
+        head, _, new = out.partition(b"\r\n\r\n")
+        self.assertEqual(new.count(b">198.19.1.11<"), 2)
+        self.assertIn(b">127.0.0.35<", new)  # only whole element texts
+        self.assertIn(f"Content-Length: {len(new)}".encode(), head)
+        self.assertEqual(head.lower().count(b"content-length"), 1)
+        chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        self.assertEqual(ec2proxy.rewrite_public(chunked, {"hello": "x"}), chunked)
+
     def test_error_replies_are_ec2s(self):
         from hanatlab import ec2proxy
         import xml.etree.ElementTree as ET

@@ -42,13 +42,19 @@ CompleteLifecycleAction (moto 5.2.1); the proxy answers that one itself as Auto 
 does (HTTP 200, an empty CompleteLifecycleActionResult) and logs its group, hook,
 instance and result.
 
+Public addresses: moto draws Elastic IPs from 127.0.0.0/8 (MOTO.md), which no host may use
+as a path to a NAT. With --public-map FILE (JSON {moto's address: the lab's address},
+re-read for every request), the addresses in a DescribeInstances reply (ipAddress, and
+publicIp in an instance's network interfaces) are replaced by the lab's, which the lab's
+internet gateway translates to the NAT's private address, as EC2's does for an Elastic IP.
+
 Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
 HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
 naming a route table adds route_table, destination and target (the target parameter's
 value), so a test can count the writes to one table.
 
 Usage: python3 -m hanatlab.ec2proxy --listen ADDR --upstream ADDR:PORT --control F --log F
-       --ready F   (the chosen port is written to the ready file as JSON)
+       --ready F [--public-map F]   (the chosen port is written to the ready file as JSON)
 """
 
 import argparse
@@ -70,6 +76,9 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 UPSTREAM_TIMEOUT = 60.0
 CLIENT_TIMEOUT = 30.0
+# Replies whose public addresses the --public-map rewrites (what hanatd reads a peer's
+# public address from).
+PUBLIC_MAP_ACTIONS = ("DescribeInstances",)
 
 ERRORS = {
     # EC2's error body (Query API): Response/Errors/Error{Code,Message} and a RequestID.
@@ -208,6 +217,20 @@ def read_request(conn):
     return head, body[:length], parts[1], action_of(parts[1], body[:length])
 
 
+def rewrite_public(reply, mapping):
+    """A whole HTTP reply with every address of `mapping` replaced where it is an XML
+    element's whole text (">127.0.0.3<"), and its Content-Length fixed. A chunked reply
+    (moto sends none) passes unchanged."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    if not sep or b"transfer-encoding: chunked" in head.lower():
+        return reply
+    for old, new in mapping.items():
+        body = body.replace(f">{old}<".encode(), f">{new}<".encode())
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"content-length:")]
+    lines.append(f"Content-Length: {len(body)}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 def rst_close(conn):
     """Closes with a TCP RST instead of a FIN (SO_LINGER on, timeout 0)."""
     try:
@@ -218,7 +241,8 @@ def rst_close(conn):
 
 
 class Proxy:
-    def __init__(self, upstream, control, log_path):
+    def __init__(self, upstream, control, log_path, public_map=None):
+        self.public_map_path = public_map
         host, _, port = upstream.rpartition(":")
         self.upstream = (host, int(port))
         self.control_path = control
@@ -235,6 +259,17 @@ class Proxy:
         except (OSError, ValueError):
             return {}
         return c if isinstance(c, dict) else {}
+
+    def public_map(self):
+        """{moto's public address: the lab's} from the --public-map file ({} without)."""
+        if not self.public_map_path:
+            return {}
+        try:
+            with open(self.public_map_path) as f:
+                m = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in m.items()} if isinstance(m, dict) else {}
 
     def take_token(self, action, buckets):
         """EC2's bucket for `action`: True when a token was taken (or none is emulated)."""
@@ -276,10 +311,11 @@ class Proxy:
         with self.lock:
             self.log.write(json.dumps(rec) + "\n")
 
-    def forward(self, conn, head, body, skew=None):
+    def forward(self, conn, head, body, skew=None, public_map=None):
         """Sends the request to moto unchanged and relays the reply until moto closes
-        (with EC2's skewed clock in its Date header when `skew` is set). Returns moto's HTTP
-        status (or 502 when moto could not be reached)."""
+        (with EC2's skewed clock in its Date header when `skew` is set; with the lab's
+        public addresses when `public_map` is not empty: the reply is then held whole).
+        Returns moto's HTTP status (or 502 when moto could not be reached)."""
         try:
             up = socket.create_connection(self.upstream, timeout=5)
         except OSError:
@@ -293,8 +329,15 @@ class Proxy:
             up.sendall(head + body)
             first = b""
             held = b""  # with a skew: the reply head, until its end, to rewrite its Date
+            pending = []  # with a public map: the whole reply, rewritten once moto closed
             while True:
                 chunk = up.recv(65536)
+                if chunk and public_map:
+                    pending.append(chunk)
+                    continue
+                if not chunk and pending:
+                    chunk = rewrite_public(b"".join(pending), public_map)
+                    pending = []
                 if not chunk:
                     break
                 if status is None:
@@ -410,7 +453,8 @@ class Proxy:
                         self.write_log(action, mode, "abandoned", client, detail)
                         return
         try:
-            status = self.forward(conn, head, body, skew)
+            status = self.forward(conn, head, body, skew, self.public_map()
+                                  if action in PUBLIC_MAP_ACTIONS else None)
         except OSError:
             status = None
         conn.close()
@@ -431,8 +475,9 @@ def main(argv=None):
     ap.add_argument("--control", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--public-map", help="JSON file {moto's public address: the lab's}")
     a = ap.parse_args(argv)
-    proxy = Proxy(a.upstream, a.control, a.log)
+    proxy = Proxy(a.upstream, a.control, a.log, a.public_map)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):

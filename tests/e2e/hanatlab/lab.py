@@ -16,6 +16,17 @@ Topology (every interface lives in a lab namespace; nothing is added to the root
 
 The VPC is 198.18.0.0/16 and every private-segment address is configured as /16, which
 plays the VPC's "local" route: all VPC addresses are on-link, as they are in a VPC.
+
+Elastic IPs: NAT k's EIP is 198.19.1.(10+k) (`elastic_address`). moto's own EIP addresses
+are in 127/8 (never a path to anything), so the EC2 proxy reports the lab's address in
+their place in DescribeInstances, and the internet namespace plays the internet gateway's
+1:1 NAT for it: traffic to 198.19.1.(10+k) is translated to NAT k's private address and
+delivered on the VPC segment (the inet namespace's "vpc" veth, 198.18.255.1/32, port "igw"
+of the switch) to NAT k's private leg, which stands for its ENI; a NAT that sends it has
+its source translated to its own Elastic IP, so the reply (out of the receiver's public
+leg) comes back through the gateway, as between two EC2 instances talking over their
+public addresses. A NAT whose private leg is cut is therefore silent on both paths, as an
+instance whose ENI is dead.
 """
 
 import atexit
@@ -43,6 +54,8 @@ STATE_ROOT = os.environ.get("HANAT_LAB_ROOT", tempfile.gettempdir())
 VPC_CIDR = "198.18.0.0/16"
 INET_ADDR = "198.19.0.1"
 API_ADDR = "198.19.254.1"
+ELASTIC_PREFIX = "198.19.1."  # NAT k's Elastic IP: ELASTIC_PREFIX + str(10 + k)
+IGW_VPC_ADDR = "198.18.255.1"  # the internet gateway's address on the VPC segment
 IMDS_ADDR = "169.254.169.254"
 ROLE = "hanat-nat"
 ACCOUNT = "123456789012"
@@ -459,6 +472,20 @@ class Lab:
                "02:" + ":".join(f"{random.randrange(256):02x}" for _ in range(5)))
             ip(ns, "link", "set", "br0", "up")
         ip(inet, "addr", "add", f"{INET_ADDR}/24", "dev", "br0")
+        # The internet namespace routes traffic to the NATs' Elastic IPs back out of the
+        # port it came in on (the internet gateway's hairpin): no ICMP redirect, which would
+        # send a NAT straight to its peer's public leg, where the Elastic IP is unknown.
+        for key in ("all", "default", "br0"):
+            self.exec(inet, ["sysctl", "-qw", f"net.ipv4.conf.{key}.send_redirects=0"])
+        self.exec(inet, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        # The internet gateway's attachment to the VPC: Elastic-IP traffic reaches a NAT on
+        # its private leg (the ENI, as in EC2, where one ENI carries both), so a NAT whose
+        # private leg is cut is silent on both probe paths. Only /32 routes to the NATs use
+        # it (no VPC-wide route: the internet host must not answer un-NATed private
+        # sources directly).
+        self._veth(sw, "igw", inet, "vpc", "br0")
+        ip(inet, "addr", "add", f"{IGW_VPC_ADDR}/32", "dev", "vpc")
+        ip(inet, "link", "set", "vpc", "up")
         ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
 
         zones_used = sorted(set(PRIVATE_ZONES) | set(self.nat_zones))
@@ -497,11 +524,14 @@ class Lab:
         # AWS CLI's endpoint; lab.ec2() and the fabric keep talking to moto directly.
         proxy = {"control": os.path.join(self.dir, "ec2-fault.json"),
                  "log": os.path.join(self.dir, "ec2-proxy.log"),
-                 "ready": os.path.join(self.dir, "ec2-proxy-ready.json")}
+                 "ready": os.path.join(self.dir, "ec2-proxy-ready.json"),
+                 "public_map": os.path.join(self.dir, "ec2-public-map.json")}
         write_json(proxy["control"], {"mode": None})
+        write_json(proxy["public_map"], {})
         self.spawn(api, [sys.executable, "-m", "hanatlab.ec2proxy", "--listen", API_ADDR,
                          "--upstream", f"{API_ADDR}:{port}", "--control", proxy["control"],
-                         "--log", proxy["log"], "--ready", proxy["ready"]], "ec2proxy")
+                         "--log", proxy["log"], "--ready", proxy["ready"],
+                         "--public-map", proxy["public_map"]], "ec2proxy")
 
         def proxy_port():
             if self._procs["ec2proxy"][0].poll() is not None:
@@ -559,6 +589,7 @@ class Lab:
 
         for nat in nats:
             self._start_imds(nat)
+        self._apply_igw()
 
         write_json(self.desc_path, self.desc)
         self.spawn(api, [sys.executable, "-m", "hanatlab.fabric", "--desc", self.desc_path],
@@ -582,6 +613,7 @@ class Lab:
                "zone": self.region + z,
                "private_address": f"198.18.{100 + zi}.{10 + k}",
                "public_address": f"198.19.0.{10 + k}",
+               "elastic_address": f"{ELASTIC_PREFIX}{10 + k}",
                "mgmt_address": f"198.19.254.{10 + k}",
                "interfaces": {"private": "priv", "public": "pub", "mgmt": "mgmt"},
                "switch_ports": {"private": [sw, f"n{k}"], "public": [inet, f"n{k}"],
@@ -650,6 +682,9 @@ class Lab:
         self.desc["nats"] = [x for x in self.desc["nats"] if x is not n]
         self.desc["removed_nats"].append(n)
         self.desc["namespaces"] = [x for x in self.desc["namespaces"] if x != n["ns"]]
+        ip(self.desc["internet"]["ns"], "route", "del", f"{n['private_address']}/32",
+           check=False)
+        self._apply_igw()
         write_json(self.desc_path, self.desc)
         return n
 
@@ -674,6 +709,7 @@ class Lab:
         ip(nat["ns"], "link", "set", "priv", "up")
         self._start_imds(nat)
         self.desc["nats"].append(nat)
+        self._apply_igw()
         self.desc["namespaces"] = list(self.state["namespaces"])
         write_json(self.desc_path, self.desc)
         deadline_poll(f"the IMDS of {nat['name']}",
@@ -686,6 +722,50 @@ class Lab:
         starts in the same zone. Returns (old, new) descriptions."""
         old = self.remove_nat(which)
         return old, self.add_nat(old["zone_letter"])
+
+    def _apply_igw(self):
+        """The internet gateway's view of the NATs' Elastic IPs, for the NATs the lab has
+        now (and the partitions): the EC2 proxy's address map, and in the internet
+        namespace a route to each NAT's private address over the VPC segment (its ENI)
+        plus one nft table, replaced in one transaction:
+          - to_private: a packet to NAT k's Elastic IP goes to NAT k's private address (EC2's
+            internet gateway translates an Elastic IP to the primary private IP);
+          - from_elastic: a NAT's packet so translated leaves with the sender's own Elastic
+            IP as its source, as EC2 translates it, so that the reply (sent out of the
+            receiver's public leg, its default route) comes back through here and is
+            translated back;
+          - partition: the Elastic-IP path between two partitioned NATs is dropped too
+            (set_partition: they lose each other everywhere)."""
+        inet = self.desc["internet"]["ns"]
+        nats = self.desc["nats"]
+        write_json(self.desc["ec2_proxy"]["public_map"],
+                   {n["eip"]["public_ip"]: n["elastic_address"] for n in nats})
+        for n in nats:
+            ip(inet, "route", "replace", f"{n['private_address']}/32", "dev", "vpc",
+               "src", IGW_VPC_ADDR)
+        dnat = "".join(f'  ip daddr {n["elastic_address"]} dnat to {n["private_address"]}\n'
+                       for n in nats)
+        snat = "".join(f'  ct status dnat ip saddr {{ {n["public_address"]}, '
+                       f'{n["private_address"]} }} snat to {n["elastic_address"]}\n'
+                       for n in nats)
+        part = ""
+        by_name = {n["name"]: n for n in nats}
+        for pair in self.state.get("partitions", []):
+            if pair[0] not in by_name or pair[1] not in by_name:
+                continue
+            x, y = by_name[pair[0]], by_name[pair[1]]
+            for a, b in ((x, y), (y, x)):
+                part += (f'  ip saddr {{ {a["public_address"]}, {a["private_address"]} }} '
+                         f'ip daddr {b["private_address"]} drop\n')
+        script = ("table ip lab_igw {}\ndelete table ip lab_igw\ntable ip lab_igw {\n"
+                  " chain to_private { type nat hook prerouting priority dstnat; policy accept;\n"
+                  + dnat + " }\n"
+                  " chain from_elastic {\n"
+                  "  type nat hook postrouting priority srcnat; policy accept;\n"
+                  + snat + " }\n"
+                  " chain partition { type filter hook forward priority 0; policy accept;\n"
+                  + part + " }\n}\n")
+        run(["ip", "netns", "exec", inet, "nft", "-f", "-"], input_text=script)
 
     def _fabric_settled(self):
         st = self.fabric_status()
@@ -943,31 +1023,71 @@ class Lab:
         if mode == "down":
             ip(ns, "link", "set", port, "up" if up else "down")
         elif mode == "drop":
-            cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
-            if up and port in cuts:
-                cuts.remove(port)
-            elif not up and port not in cuts:
-                cuts.append(port)
-            self._save_state()
-            # One transaction: create-if-missing, delete, re-create with the current cuts.
-            script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
-            if cuts:
-                ports = ", ".join(f'"{p}"' for p in sorted(cuts))
-                script += ("table bridge lab_cut {\n"
-                           " chain cut_fwd { type filter hook forward priority 0; "
-                           f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
-                           " chain cut_in { type filter hook input priority 0; "
-                           f"iifname {{ {ports} }} drop; }}\n"
-                           " chain cut_out { type filter hook output priority 0; "
-                           f"oifname {{ {ports} }} drop; }}\n}}\n")
-            run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+            run(["ip", "netns", "exec", ns, "nft", "-f", "-"],
+                input_text=self._drop_script(ns, port, up))
         else:
             raise ValueError(f"mode {mode!r}: 'down' or 'drop'")
+
+    def _drop_script(self, ns, port, up):
+        """Records switch port `port` of namespace ns as cut (up=False) or not, and returns
+        the nft script that makes ns's bridge drop frames of every cut port (one
+        transaction: create-if-missing, delete, re-create with the current cuts)."""
+        cuts = self.state.setdefault("cuts", {}).setdefault(ns, [])
+        if up and port in cuts:
+            cuts.remove(port)
+        elif not up and port not in cuts:
+            cuts.append(port)
+        self._save_state()
+        script = "table bridge lab_cut {}\ndelete table bridge lab_cut\n"
+        if cuts:
+            ports = ", ".join(f'"{p}"' for p in sorted(cuts))
+            script += ("table bridge lab_cut {\n"
+                       " chain cut_fwd { type filter hook forward priority 0; "
+                       f"iifname {{ {ports} }} drop; oifname {{ {ports} }} drop; }}\n"
+                       " chain cut_in { type filter hook input priority 0; "
+                       f"iifname {{ {ports} }} drop; }}\n"
+                       " chain cut_out { type filter hook output priority 0; "
+                       f"oifname {{ {ports} }} drop; }}\n}}\n")
+        return script
+
+    def set_links_together(self, nat, legs, up):
+        """Several legs of NAT `nat` silently cut (up=False) or restored at the same moment
+        (mode "drop" of set_link, the nft commands of the different switches run in
+        parallel): a NAT that dies is silent on its private and its public path at once,
+        where one set_link after the other leaves tens of ms between them on a loaded
+        machine, which a controller probing both paths would count as outage."""
+        jobs = []
+        for leg in legs:
+            if leg not in ("private", "public", "mgmt"):
+                raise ValueError(f"leg {leg!r}: one of 'private', 'public', 'mgmt'")
+            ns, port = self.nat(nat)["switch_ports"][leg]
+            jobs.append((ns, self._drop_script(ns, port, up)))
+        procs = [subprocess.Popen(["ip", "netns", "exec", ns, "nft", "-f", "-"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for ns, _ in jobs]
+        for p, (_, script) in zip(procs, jobs):
+            p.stdin.write(script)
+            p.stdin.close()
+        errors = []
+        for p, (ns, _) in zip(procs, jobs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.returncode != 0:
+                errors.append(f"nft in {ns} (exit {p.returncode}): {p.stderr.read().strip()}")
+            p.stdout.close()
+            p.stderr.close()
+        if errors:
+            raise LabError("; ".join(errors))
 
     def set_partition(self, a, b, on=True):
         """Partitions NATs a and b from each other (on=True) or heals it: every switch (the
         private segment, the internet and API bridges) drops frames between their two ports,
-        while both still reach every other host — a split between two healthy members."""
+        and the internet gateway drops what one sends to the other's Elastic IP, while both
+        still reach every other host — a split between two healthy members on every path.
+        (set_private_block cuts the private path alone.)"""
         pa, pb = self.nat(a), self.nat(b)
         parts = self.state.setdefault("partitions", [])
         pair = sorted([pa["name"], pb["name"]])
@@ -988,6 +1108,26 @@ class Lab:
                 script += ("table bridge lab_part {\n chain part_fwd {\n"
                            "  type filter hook forward priority 0;\n" + rules + " }\n}\n")
             run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=script)
+        self._apply_igw()  # and the path between their Elastic IPs
+
+    def set_private_block(self, a, b, on=True, agent_port=None):
+        """Drops ICMP echo requests and TCP to the agent port between NATs a's and b's
+        private addresses (on=True) or lets them through again: what a security-group
+        change that removes the NATs' rule for each other does. Each NAT's kernel drops
+        such packets from the other's private address on input (a table of its own); their
+        Elastic IPs (through the internet gateway), the private hosts, the internet and EC2
+        stay reachable."""
+        pa, pb = self.nat(a), self.nat(b)
+        port = agent_port or self.agent_port
+        for me, peer in ((pa, pb), (pb, pa)):
+            script = "table inet lab_sg {}\ndelete table inet lab_sg\n"
+            if on:
+                src = f'ip saddr {peer["private_address"]} ip daddr {me["private_address"]}'
+                script += ("table inet lab_sg {\n chain sg_in {\n"
+                           "  type filter hook input priority -10; policy accept;\n"
+                           f"  {src} icmp type echo-request drop\n"
+                           f"  {src} tcp dport {port} drop\n }}\n}}\n")
+            run(["ip", "netns", "exec", me["ns"], "nft", "-f", "-"], input_text=script)
 
     def set_forward_drop(self, nat, on=True):
         """Makes NAT `nat`'s kernel drop every forwarded packet (an nftables forward chain
@@ -1034,6 +1174,8 @@ class Lab:
         for n in self.desc["nats"]:
             self.set_imds(n["name"])
             self.set_forward_drop(n["name"], False)
+            run(["ip", "netns", "exec", n["ns"], "nft", "-f", "-"],
+                input_text="table inet lab_sg {}\ndelete table inet lab_sg\n")
             for leg in ("private", "public", "mgmt"):
                 self.set_link(n["name"], leg, True, mode="down")
                 self.set_link(n["name"], leg, True, mode="drop")

@@ -175,11 +175,13 @@ def arrivals_since(stream, since_ns, source=None):
 
 
 def cut_links(lab, nat, up=False):
-    """All legs of a NAT, one switch after the other (a few ms each): the EC2 leg first, so
-    the host cannot write a route in the moment it already sees its peers gone (with the
-    50 ms profile it would, and that is a drill artefact, not a failure mode)."""
-    for leg in ("mgmt", "private", "public"):
-        lab.set_link(nat, leg, up, mode="drop")
+    """All legs of a NAT: the EC2 leg first, so the host cannot write a route in the moment
+    it already sees its peers gone (with the 50 ms profile it would, and that is a drill
+    artefact, not a failure mode); then the private and public legs at the same moment
+    (a dead NAT is silent on both of the paths its peers probe: cut one after the other,
+    the outage would include the tens of ms between the two nft commands)."""
+    lab.set_link(nat, "mgmt", up, mode="drop")
+    lab.set_links_together(nat, ("private", "public"), up)
 
 
 def route_flips(lab, since_ms, until_ms=None):

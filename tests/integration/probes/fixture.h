@@ -125,7 +125,8 @@ class NetnsTest : public ::testing::Test {
                     .address = kB,
                     .kinds = std::move(kinds),
                     .tcp_port = tcp_port_,
-                    .agent_port = agent_ ? agent_->port() : std::uint16_t{0}};
+                    .agent_port = agent_ ? agent_->port() : std::uint16_t{0},
+                    .public_address = {}};
   }
 
   void make_monitor(std::vector<ProbeKind> kinds, ProbeOptions o, IcmpMode m = IcmpMode::Auto) {

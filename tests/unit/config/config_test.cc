@@ -186,6 +186,23 @@ TEST(ConfigErrors, UnrelatedUnknownKeyGetsNoSuggestion) {
   EXPECT_THAT(e.message, ::testing::Not(HasSubstr("did you mean")));
 }
 
+TEST(Config, ProbePathsDefaultToBothAndCanBePrivateOnly) {
+  EXPECT_EQ(ok(std::string(kMinimal)).probe.paths,
+            (std::vector<ProbePath>{ProbePath::Private, ProbePath::Public}));
+  EXPECT_EQ(ok(std::string(kMinimal) + "[probe]\npaths = [\"private\"]\n").probe.paths,
+            (std::vector<ProbePath>{ProbePath::Private}));
+}
+
+TEST(ConfigErrors, ProbePathsAreChecked) {
+  Error e = one_error(std::string(kMinimal) + "[probe]\npaths = [\"private\", \"publc\"]\n");
+  EXPECT_EQ(e.key, "probe.paths[1]");
+  EXPECT_THAT(e.message, HasSubstr("\"publc\" is not a probe path"));
+  EXPECT_THAT(e.message, HasSubstr("did you mean \"public\""));
+  e = one_error(std::string(kMinimal) + "[probe]\npaths = [\"public\"]\n");
+  EXPECT_EQ(e.key, "probe.paths");
+  EXPECT_THAT(e.message, HasSubstr("must name \"private\""));
+}
+
 TEST(ConfigErrors, WrongType) {
   EXPECT_THAT(one_error(std::string(kMinimal) + "[probe]\nrise = \"5\"\n").message,
               HasSubstr("expected an integer"));

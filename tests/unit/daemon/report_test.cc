@@ -34,8 +34,8 @@ Report sample_report() {
   r.nat_ok = true;
   r.egress = "unknown";
   r.members = {
-      {"i-a", "zone-a", true, "up", 1700000050000, {}},
-      {"i-b", "zone-b", false, "down", 1700000300250, {{"icmp", 250}, {"agent", 1500}}},
+      {"i-a", "zone-a", true, "up", 1700000050000, {}, {}},
+      {"i-b", "zone-b", false, "down", 1700000300250, {{"icmp", 250}, {"agent", 1500}}, {}},
   };
   Report::Table ta;
   ta.id = "rtb-a";
@@ -151,6 +151,19 @@ TEST(MetricFamilies, MembersAndProbes) {
               HasSubstr("hanat_probe_rtt_seconds{instance_id=\"i-b\",kind=\"icmp\"} 0.00025\n"));
   EXPECT_THAT(doc,
               HasSubstr("hanat_probe_rtt_seconds{instance_id=\"i-b\",kind=\"agent\"} 0.0015\n"));
+}
+
+TEST(MetricFamilies, PeerPaths) {
+  Report r = sample_report();
+  EXPECT_THAT(render(r), Not(HasSubstr("hanat_peer_path_up{")))
+      << "no sample for peers probed on one path";
+  r.members[1].paths = {{"private", "down"}, {"public", "up"}};
+  r.members[1].rtt_us["agent/public"] = 2000;
+  std::string doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_peer_path_up{instance_id=\"i-b\",path=\"private\"} 0\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_peer_path_up{instance_id=\"i-b\",path=\"public\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_probe_rtt_seconds{instance_id=\"i-b\",kind=\"agent\",path="
+                             "\"public\"} 0.002\n"));
 }
 
 TEST(MetricFamilies, ProbeSendDelay) {

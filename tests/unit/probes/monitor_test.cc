@@ -26,7 +26,8 @@ PeerSpec spec(std::string id, std::vector<ProbeKind> kinds, std::uint16_t tcp = 
                   .address = std::move(address),
                   .kinds = std::move(kinds),
                   .tcp_port = tcp,
-                  .agent_port = agent};
+                  .agent_port = agent,
+                  .public_address = {}};
 }
 
 TEST(PeerMonitorCreate, RejectsBadInputNamingPeerAndField) {
@@ -41,6 +42,10 @@ TEST(PeerMonitorCreate, RejectsBadInputNamingPeerAndField) {
   EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp}, 1, 2, "nat-b.internal")}),
             "peer 'i-a' address: 'nat-b.internal' is not a numeric IPv4 address");
   EXPECT_EQ(err({spec("i-a", {})}), "peer 'i-a': no probe kinds");
+  PeerSpec bad_public = spec("i-a", {ProbeKind::Tcp});
+  bad_public.public_address = "203.0.113.300";
+  EXPECT_EQ(err({bad_public}),
+            "peer 'i-a' public address: '203.0.113.300' is not a numeric IPv4 address");
   EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp, ProbeKind::Tcp})}),
             "peer 'i-a': probe kind 'tcp' twice");
   EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp}, 0)}), "peer 'i-a': tcp probe without a tcp port");
@@ -55,6 +60,52 @@ TEST(PeerMonitorCreate, RejectsBadInputNamingPeerAndField) {
   EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp})}, bad_if),
             "probes: interface: 'this-name-is-too-long' is not a valid interface name");
   EXPECT_EQ(err({spec("i-a", {ProbeKind::Tcp})}), "accepted");
+  expect_clean_close(loop);
+}
+
+TEST(PeerMonitorLoop, ProbesEveryKindOnThePublicAddressTooAndNamesThePath) {
+  uv::Loop loop;
+  {
+    AgentServer agent(loop, [] {
+      return reply_for({.forwarding = true,
+                        .masquerade = true,
+                        .egress_ok = true,
+                        .draining = false,
+                        .egress_detail = {},
+                        .forwarding_detail = {}},
+                       "i-b");
+    });
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_FALSE(agent.listen(a));
+    // Both "paths" are loopback here: what is checked is that each kind is probed once per
+    // path and that every result names its path.
+    PeerSpec p = spec("i-b", {ProbeKind::Tcp, ProbeKind::Agent}, agent.port(), agent.port());
+    p.public_address = "127.0.0.1";
+    std::map<std::pair<ProbePath, ProbeKind>, int> seen;
+    ProbeOptions o;
+    o.interval = 40ms;
+    o.timeout = 40ms;
+    auto m = PeerMonitor::create(loop, {p}, o,
+                                 {[&](const ProbeResult& r) {
+                                    EXPECT_TRUE(r.outcome.ok) << r.outcome.detail;
+                                    ++seen[{r.path, r.kind}];
+                                  },
+                                  {}});
+    ASSERT_TRUE(m) << m.error();
+    ASSERT_FALSE((*m)->start());
+    ASSERT_TRUE(run_until(
+        loop,
+        [&] {
+          return seen.size() == 4 &&
+                 std::all_of(seen.begin(), seen.end(),
+                             [](const auto& e) { return e.second >= 3; }) &&
+                 (*m)->peer("i-b")->state() == Health::Up;
+        },
+        3s));
+    (*m)->stop();
+  }
   expect_clean_close(loop);
 }
 

@@ -218,5 +218,16 @@ TEST(StatusText, ForeignRoutesBystandersAndMissingIds) {
   EXPECT_THAT(t, HasSubstr("missing route_tables: rtb-0gone, rtb-0gone2 (not managed)\n"));
 }
 
+TEST(StatusText, BrokenPathIsAWarningOnTheMember) {
+  Parsed p(R"json({"ok": true, "version": "0.1.0", "pid": 42, "uptime_ms": 1000,
+    "node": {"phase": "running", "state": "active",
+      "members": [
+        {"instance_id": "i-b", "zone": "zone-b", "self": false, "health": "up",
+         "agent_answered": true, "address": "198.18.2.10", "public_address": "198.19.0.12",
+         "paths": {"private": "down", "public": "up"},
+         "warning": "private path down, public path up"}]}})json");
+  EXPECT_THAT(format_status(p.j), HasSubstr(" [WARNING: private path down, public path up]"));
+}
+
 }  // namespace
 }  // namespace hanat::status
