@@ -33,6 +33,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/config/config.h"
@@ -227,6 +228,13 @@ class Node {
     std::string destination, target, outcome;
   };
   std::map<std::string, LastWrite> last_write_;  // route table id -> its last completed write
+  // Histograms and the probe failure counter for the metrics report (report.h).
+  metrics::Histogram failover_seconds_{kFailoverBuckets};
+  // Peers seen going DOWN whose takeover write has not been acknowledged yet -> when.
+  std::map<std::string, std::chrono::steady_clock::time_point> failover_open_;
+  std::map<std::string, metrics::Histogram> ec2_latency_;
+  std::map<std::string, metrics::Histogram> probe_rtt_;
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> probe_failures_;
   std::uint64_t failovers_ = 0;
   std::uint64_t route_writes_ = 0;
   std::uint64_t throttles_ = 0;

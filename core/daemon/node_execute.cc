@@ -138,7 +138,14 @@ void Node::execute(const engine::Action& a) {
                          engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
                          (x.detail.empty() ? "" : ": " + x.detail) + ")");
         } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
-          if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
+          if (x.to == engine::Health::Down && x.from == engine::Health::Up) {
+            ++failovers_;
+            failover_open_[x.peer] = std::chrono::steady_clock::now();
+          } else if (x.to == engine::Health::Up) {
+            // Back before this host took anything over (its tables went to another member,
+            // or it had none): no failover of this host's to time.
+            failover_open_.erase(x.peer);
+          }
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
@@ -224,10 +231,20 @@ void Node::write_route(const engine::WriteRoute& w) {
               {"HANAT_TARGET", target_text(w.target)}},
              "route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
                  (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
+  const bool claim = w.target.id == id_.instance_id || w.target.id == id_.eni_id;
   auto cb = [this, op = w.op, epoch = w.epoch, table = w.table, destination = w.destination,
-             written = target_text(w.target), verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
+             written = target_text(w.target), verb = w.verb,
+             claim](ec2::Ec2Result<ec2::SimpleOk> r) {
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
     count_call(action, err_of(r));
+    if (r && claim) {
+      // The first acknowledged claim after a peer went DOWN ends that peer's failover as
+      // the private hosts see it: their route points at a live NAT again.
+      const auto at = std::chrono::steady_clock::now();
+      for (const auto& [peer, since] : failover_open_)
+        failover_seconds_.observe(std::chrono::duration<double>(at - since).count());
+      failover_open_.clear();
+    }
     // A superseded write was never sent: it is not the table's last write.
     if (r || r.error().kind != ec2::ErrorKind::Superseded) {
       last_write_[table] =

@@ -195,6 +195,11 @@ void Node::phase_client() {
                  " is plain http: requests are not encrypted (tests only)");
   }
   ec2_ = std::make_unique<ec2::Client>(loop_, o, creds_);
+  ec2_->set_attempt_observer(
+      [this](const std::string& action, std::chrono::steady_clock::duration took) {
+        ec2_latency_.try_emplace(action, kEc2LatencyBuckets)
+            .first->second.observe(std::chrono::duration<double>(took).count());
+      });
   // Plan mode writes nothing, not even the source/destination check.
   phase_ = plan_only_ ? Phase::Discovery : Phase::SourceDestCheck;
   run_phase();
