@@ -54,6 +54,15 @@ def bounds(name, r, lab):
         wrote = [m for m in ev if m.startswith("route ") and lab.nat(2)["eni_id"] in m]
         out.append((f"hanatctl events on nat2 shows nat1 down with its reason ({down[-1:]}) "
                     f"and the route write ({wrote[-1:]})", bool(down) and bool(wrote)))
+    if name == "link_cut" and "failover_histogram" in notes:
+        # hanat_failover_duration_seconds times detection to the acknowledged write: one
+        # observation for this failover, and a part of the outage the stream measured
+        # (detection itself is most of the rest), so never longer than it.
+        h = notes["failover_histogram"]
+        out.append((f"nat2's hanat_failover_duration_seconds: _count +{h['count']:.0f} "
+                    f"(want +1), _sum +{h['sum_s'] * 1000:.0f} ms within the "
+                    f"{r['outage_ms']:.0f} ms outage",
+                    h["count"] == 1 and 0 < h["sum_s"] * 1000 <= r["outage_ms"] + 100))
     if name == "no_forward" and "nat1_forward" in r["notes"]:
         out.append((f"nat1 reports its forward check down "
                     f"({r['notes']['nat1_forward']}: {r['notes']['nat1_forward_detail']})",
