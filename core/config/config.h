@@ -167,6 +167,16 @@ struct MetricsConfig {
   friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
 };
 
+// [hooks]: commands run on transitions, for keepalived notify_* users (core/daemon/hooks.h).
+struct HooksConfig {
+  // argv of the command run on every transition: an absolute path to an executable, then
+  // its arguments; empty: no hook. The transition is in the environment (HANAT_*).
+  std::vector<std::string> on_transition;
+  milliseconds timeout{10000};  // then SIGKILL
+  int max_in_flight = 4;        // further transitions are dropped (counted, WARNING)
+  friend bool operator==(const HooksConfig&, const HooksConfig&) = default;
+};
+
 struct Config {
   GroupConfig group;
   ProbeConfig probe;
@@ -179,6 +189,7 @@ struct Config {
   StatusConfig status;
   LogConfig log;
   MetricsConfig metrics;
+  HooksConfig hooks;
   friend bool operator==(const Config&, const Config&) = default;
 };
 

@@ -38,6 +38,7 @@
 
 #include "core/config/config.h"
 #include "core/daemon/forward_check.h"
+#include "core/daemon/hooks.h"
 #include "core/daemon/report.h"
 #include "core/engine/machine.h"
 #include "core/status/status_server.h"
@@ -228,6 +229,9 @@ class Node {
     std::string destination, target, outcome;
   };
   std::map<std::string, LastWrite> last_write_;  // route table id -> its last completed write
+  // [hooks] on_transition: fire_hook() adds the host's identity to `vars`.
+  HookRunner hook_runner_{loop_};
+  void fire_hook(std::vector<std::pair<std::string, std::string>> vars);
   // Histograms and the probe failure counter for the metrics report (report.h).
   metrics::Histogram failover_seconds_{kFailoverBuckets};
   // Peers seen going DOWN whose takeover write has not been acknowledged yet -> when.

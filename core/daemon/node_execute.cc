@@ -131,6 +131,11 @@ void Node::execute(const engine::Action& a) {
                                    });
           }
         } else if constexpr (std::is_same_v<T, engine::Notify>) {
+          fire_hook({{"HANAT_EVENT", "state"},
+                     {"HANAT_STATE", engine::to_string(x.to)},
+                     {"HANAT_PREVIOUS", engine::to_string(x.from)},
+                     {"HANAT_REASON", std::string(engine::to_string(x.reason)) +
+                                          (x.detail.empty() ? "" : ": " + x.detail)}});
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -138,6 +143,11 @@ void Node::execute(const engine::Action& a) {
                          engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
                          (x.detail.empty() ? "" : ": " + x.detail) + ")");
         } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
+          fire_hook({{"HANAT_EVENT", "peer"},
+                     {"HANAT_PEER", x.peer},
+                     {"HANAT_STATE", engine::to_string(x.to)},
+                     {"HANAT_PREVIOUS", engine::to_string(x.from)},
+                     {"HANAT_REASON", x.detail}});
           if (x.to == engine::Health::Down && x.from == engine::Health::Up) {
             ++failovers_;
             failover_open_[x.peer] = std::chrono::steady_clock::now();
@@ -237,6 +247,14 @@ void Node::write_route(const engine::WriteRoute& w) {
              claim](ec2::Ec2Result<ec2::SimpleOk> r) {
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
     count_call(action, err_of(r));
+    if (r) {
+      // This host's routes changed: it took the route (claim) or handed it away.
+      fire_hook({{"HANAT_EVENT", "route"},
+                 {"HANAT_STATE", claim ? "acquired" : "released"},
+                 {"HANAT_ROUTE_TABLE", table},
+                 {"HANAT_DESTINATION", destination},
+                 {"HANAT_TARGET", written}});
+    }
     if (r && claim) {
       // The first acknowledged claim after a peer went DOWN ends that peer's failover as
       // the private hosts see it: their route points at a live NAT again.
@@ -275,6 +293,14 @@ void Node::write_route(const engine::WriteRoute& w) {
 void Node::count_call(const std::string& action, const ec2::Ec2Error* err) {
   ++ec2_calls_[{action, outcome_of(err)}];
   if (err != nullptr && ec2::is_throttling_code(err->code)) ++throttles_;
+}
+
+void Node::fire_hook(std::vector<std::pair<std::string, std::string>> vars) {
+  if (cfg_->hooks.on_transition.empty()) return;
+  vars.emplace_back("HANAT_GROUP", cfg_->group.name);
+  vars.emplace_back("HANAT_INSTANCE_ID", id_.instance_id);
+  vars.emplace_back("HANAT_ZONE", id_.zone);
+  hook_runner_.fire(cfg_->hooks, vars);
 }
 
 }  // namespace hanat::daemon

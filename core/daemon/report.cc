@@ -214,6 +214,18 @@ std::vector<Family> metric_families(const Report& r) {
     }
     out.push_back(std::move(f));
   }
+  {
+    Family f = counter("hanat_hook_runs_total",
+                       "[hooks] on_transition runs by outcome: ok, failed (non-zero exit or a "
+                       "signal), timeout (killed at hooks.timeout), dropped (hooks.max_in_flight "
+                       "reached), spawn_error (could not be executed).");
+    for (const char* o : {"ok", "failed", "timeout", "dropped", "spawn_error"}) {
+      auto it = r.hook_runs.find(o);
+      f.samples.push_back(
+          Sample{{{"outcome", o}}, static_cast<double>(it == r.hook_runs.end() ? 0 : it->second)});
+    }
+    out.push_back(std::move(f));
+  }
   out.push_back(single(counter("hanat_ec2_throttles_total",
                                "EC2 calls that failed throttled (RequestLimitExceeded and the "
                                "like) after the client's retries."),

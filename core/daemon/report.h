@@ -93,6 +93,9 @@ struct Report {
   std::uint64_t unnatted_packets_leaked = 0;  // packets that left un-NATed (forward check)
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls;  // (action, outcome)
 
+  // [hooks] runs by outcome (ok, failed, timeout, dropped, spawn_error).
+  std::map<std::string, std::uint64_t> hook_runs;
+
   // Histograms since the daemon started.
   metrics::Histogram failover_seconds{kFailoverBuckets};
   std::map<std::string, metrics::Histogram> ec2_latency;  // action -> per-attempt latency
