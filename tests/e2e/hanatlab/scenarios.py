@@ -255,6 +255,20 @@ def sc_link_cut(lab, ctl, p):
                                            "sum_s": after[1] - hist_before[1]}
         else:
             notes["failover_histogram"] = {"count": 0, "sum_s": 0.0}
+    hook_dir = getattr(ctl, "hook_dir", None)
+    if hook_dir:
+        # The hook runs asynchronously after the transition: poll for both lines.
+        log = os.path.join(hook_dir, lab.nat(2)["instance_id"] + ".log")
+        nat1 = lab.nat(1)["instance_id"]
+
+        def hook_lines():
+            lines = open(log).read().splitlines() if os.path.exists(log) else []
+            done = (any(x.startswith(f"event=peer state=down previous=up peer={nat1} ")
+                        for x in lines)
+                    and any(x.startswith("event=route state=acquired ") for x in lines))
+            return lines if done else None
+        notes["nat2_hook"] = wait_for(hook_lines, 5.0) or (
+            open(log).read().splitlines() if os.path.exists(log) else [])
     if isinstance(ctl, HanatController):
         # What an operator reads afterwards on the surviving NAT: `hanatctl events`.
         notes["nat2_events"] = [e["message"] for e in
