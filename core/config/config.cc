@@ -182,6 +182,7 @@ core::Result<std::string, std::string> apply_host_defaults(Config& c,
                             "): set it to the interface facing the internet gateway");
   }
   c.nat.egress_interface = *iface;
+  c.nat.egress_interface_from_route = true;
   return "nat.egress_interface: \"" + *iface + "\" (the interface of the default route)";
 }
 

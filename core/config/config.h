@@ -95,6 +95,7 @@ struct NatConfig {
   std::string table = "hanat";
   // Empty: the interface of this host's IPv4 default route (apply_host_defaults).
   std::string egress_interface;
+  bool egress_interface_from_route = false;  // apply_host_defaults chose it
   std::vector<Cidr> source_cidrs;  // empty: masquerade everything leaving egress_interface
   bool fully_random = false;
   bool persistent = false;

@@ -114,6 +114,7 @@ class Node {
   void retry_phase(std::chrono::milliseconds in);
   void run_phase();
   void phase_identity();
+  void check_egress_mac();  // WARNING when the default-route interface is not the primary ENI
   void phase_client();
   void phase_source_dest_check();
   void phase_floating_eni();
