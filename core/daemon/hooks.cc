@@ -29,6 +29,9 @@ void HookRunner::fire(const config::HooksConfig& cfg,
   std::vector<std::string> env{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   for (const auto& [k, v] : vars) env.push_back(k + "=" + v);
   const std::uint64_t id = next_id_++;
+  // uv_spawn returns once the child has exec'd (libuv waits on a close-on-exec pipe to
+  // report exec errors): a fork and an exec of a small daemon, well under a millisecond,
+  // and never the hook's own run time.
   auto run = std::make_unique<Run>(loop_);
   run->what = what;
   auto ec = run->proc.spawn(loop_, cfg.on_transition, env,
