@@ -134,6 +134,21 @@ int main(int argc, char** argv) {
   }
   // Checks against this host. --check-config may validate a file meant for another
   // machine: there they are warnings; a daemon that would run with them refuses to start.
+  const auto host = hanat::config::apply_host_defaults(loaded.value());
+  if (check_only) {
+    if (!host) {
+      std::fprintf(stderr, "%s: warning: %s (fine if the file is for another machine)\n",
+                   config_path.c_str(), host.error().c_str());
+    } else if (!host->empty()) {
+      std::printf("%s: %s\n", config_path.c_str(), host->c_str());
+    }
+  } else if (!host) {
+    std::fprintf(stderr, "%s: %s\nhanatd: invalid configuration for this host, not starting\n",
+                 config_path.c_str(), host.error().c_str());
+    return 2;
+  } else if (!host->empty()) {
+    std::fprintf(stderr, "%s: %s\n", config_path.c_str(), host->c_str());
+  }
   const auto missing = hanat::config::missing_interfaces(loaded.value());
   const auto readable = hanat::config::readable_secrets(loaded.value(), config_path);
   if (readable) std::fprintf(stderr, "%s: warning: %s\n", config_path.c_str(), readable->c_str());

@@ -13,6 +13,7 @@ add_library(core STATIC
   status/status_server.cc
   daemon/daemon.cc
   daemon/forward_check.cc
+  daemon/hooks.cc
   daemon/node.cc
   daemon/node_execute.cc
   daemon/node_lifecycle.cc

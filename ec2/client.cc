@@ -24,7 +24,8 @@ struct Client::Op {
   bool prepaid = false;
   bool resigned = false;  // the one re-signed retry after a clock-skew error was made
   bool queued = false;
-  HttpClient::RequestId http_id = 0;  // non-zero while on the wire
+  HttpClient::RequestId http_id = 0;              // non-zero while on the wire
+  std::chrono::steady_clock::time_point sent_at;  // of the attempt on the wire
   std::optional<Ec2Error> last_error;
   std::unique_ptr<Handler> handler;
 };
@@ -373,6 +374,7 @@ void Client::dispatch(Op& op) {
     return;
   }
   op.http_id = sent.value();
+  op.sent_at = std::chrono::steady_clock::now();
 }
 
 void Client::on_reply(CallId id, HttpResponse resp) {
@@ -380,6 +382,7 @@ void Client::on_reply(CallId id, HttpResponse resp) {
   if (it == ops_.end()) return;
   Op& op = *it->second;
   op.http_id = 0;
+  if (on_attempt_) on_attempt_(op.action, std::chrono::steady_clock::now() - op.sent_at);
   if (!resp.date.empty()) {
     if (auto server = parse_http_date(resp.date)) {
       // Date has whole seconds: EC2's clock is somewhere in [date, date + 1 s), so take the

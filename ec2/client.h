@@ -27,6 +27,7 @@
 // local one, signs with local time + offset, and re-signs and resends a call once at once
 // when EC2 still says the signature time was wrong.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -198,6 +199,13 @@ class Client {
   [[nodiscard]] std::chrono::milliseconds clock_offset() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock_offset_);
   }
+  // Called once per HTTP attempt that got an answer or failed on the wire (not for calls
+  // cancelled or superseded before sending), with the action and the time from handing the
+  // signed request to curl until the reply: EC2's latency as this host sees it, without
+  // the client's pacing and backoff waits.
+  using AttemptObserver =
+      std::function<void(const std::string& action, std::chrono::steady_clock::duration took)>;
+  void set_attempt_observer(AttemptObserver f) { on_attempt_ = std::move(f); }
   // The token bucket `action` draws on (created on first use), for a caller that paces its
   // own submissions from the client's buckets instead of keeping a copy.
   [[nodiscard]] TokenBucket& bucket(std::string_view action, Bucket category);
@@ -245,6 +253,7 @@ class Client {
   CallId next_id_ = 1;
   uint64_t seq_ = 0;
   bool pumping_ = false;
+  AttemptObserver on_attempt_;
 };
 
 namespace detail {

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -134,6 +135,55 @@ std::vector<std::string> missing_interfaces(const Config& c) {
   need(c.nat.egress_interface, "nat.egress_interface");
   if (c.egress.interface != c.nat.egress_interface) need(c.egress.interface, "egress.interface");
   return out;
+}
+
+core::Result<std::string, std::string> default_route_interface(std::string_view text) {
+  // Iface Destination Gateway Flags RefCnt Use Metric Mask MTU Window IRTT, tab-separated,
+  // addresses as hex words in host byte order (net/ipv4/fib_trie.c, fib_route_seq_show).
+  std::string best;
+  long best_metric = 0;
+  std::istringstream in{std::string(text)};
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gw, flags, refcnt, use, metric, mask;
+    if (!(f >> iface >> dest >> gw >> flags >> refcnt >> use >> metric >> mask)) continue;
+    char* end = nullptr;
+    const unsigned long fl = std::strtoul(flags.c_str(), &end, 16);
+    if ((fl & 0x1) == 0) continue;  // RTF_UP
+    if (std::strtoul(dest.c_str(), nullptr, 16) != 0 ||
+        std::strtoul(mask.c_str(), nullptr, 16) != 0)
+      continue;
+    const long m = std::strtol(metric.c_str(), nullptr, 10);
+    if (best.empty() || m < best_metric) {
+      best = iface;
+      best_metric = m;
+    }
+  }
+  if (best.empty()) return core::Unexpected(std::string("no IPv4 default route"));
+  return best;
+}
+
+core::Result<std::string, std::string> apply_host_defaults(Config& c,
+                                                           const std::string& proc_net_route) {
+  if (!c.nat.egress_interface.empty()) return std::string();
+  std::ifstream in(proc_net_route);
+  if (!in) {
+    return core::Unexpected("nat.egress_interface is not set and " + proc_net_route +
+                            " cannot be read: " + std::strerror(errno));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto iface = default_route_interface(ss.str());
+  if (!iface) {
+    return core::Unexpected("nat.egress_interface is not set and this host has " + iface.error() +
+                            " (" + proc_net_route +
+                            "): set it to the interface facing the internet gateway");
+  }
+  c.nat.egress_interface = *iface;
+  c.nat.egress_interface_from_route = true;
+  return "nat.egress_interface: \"" + *iface + "\" (the interface of the default route)";
 }
 
 std::optional<std::string> readable_secrets(const Config& c, const std::string& path) {

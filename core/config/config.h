@@ -97,7 +97,9 @@ struct ForwardConfig {
 
 struct NatConfig {
   std::string table = "hanat";
-  std::string egress_interface = "eth0";
+  // Empty: the interface of this host's IPv4 default route (apply_host_defaults).
+  std::string egress_interface;
+  bool egress_interface_from_route = false;  // apply_host_defaults chose it
   std::vector<Cidr> source_cidrs;  // empty: masquerade everything leaving egress_interface
   bool fully_random = false;
   bool persistent = false;
@@ -173,6 +175,16 @@ struct MetricsConfig {
   friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
 };
 
+// [hooks]: commands run on transitions, for keepalived notify_* users (core/daemon/hooks.h).
+struct HooksConfig {
+  // argv of the command run on every transition: an absolute path to an executable, then
+  // its arguments; empty: no hook. The transition is in the environment (HANAT_*).
+  std::vector<std::string> on_transition;
+  milliseconds timeout{10000};  // then SIGKILL
+  int max_in_flight = 4;        // further transitions are dropped (counted, WARNING)
+  friend bool operator==(const HooksConfig&, const HooksConfig&) = default;
+};
+
 struct Config {
   GroupConfig group;
   ProbeConfig probe;
@@ -185,6 +197,7 @@ struct Config {
   StatusConfig status;
   LogConfig log;
   MetricsConfig metrics;
+  HooksConfig hooks;
   friend bool operator==(const Config&, const Config&) = default;
 };
 
@@ -215,6 +228,20 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
 // an error for a daemon that would run with it, a warning for --check-config, whose file
 // may be meant for another machine.
 std::vector<std::string> missing_interfaces(const Config& c);
+
+// The interface of the IPv4 default route in the text of /proc/net/route (the kernel's
+// FIB dump: hex destination and mask, RTF_UP in Flags), the one with the lowest metric
+// when there are several; or why there is none.
+[[nodiscard]] core::Result<std::string, std::string> default_route_interface(
+    std::string_view proc_net_route);
+
+// Fills in what the file leaves to the host: an empty nat.egress_interface becomes the
+// default route's interface, read from `proc_net_route` (/proc/net/route is that of the
+// reader's network namespace). On an EC2 NAT instance that is the primary ENI, the one the
+// VPC's internet gateway route reaches (ens5, eth0 ... depending on the AMI). Returns a
+// line saying what was chosen ("" when the file named everything), or why nothing could be.
+[[nodiscard]] core::Result<std::string, std::string> apply_host_defaults(
+    Config& c, const std::string& proc_net_route = "/proc/net/route");
 // Static EC2 keys in a file that users other than its owner can read: a warning.
 std::optional<std::string> readable_secrets(const Config& c, const std::string& path);
 

@@ -2,7 +2,12 @@
 // The rules of hanat's config that span fields or sections (the per-field checks are in
 // config_sections.cc).
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "core/config/config_sections.h"
@@ -56,6 +61,23 @@ void check_rules(Reader& r, const toml::table& root, Config& c) {
             "keys are set but credentials is not \"static\"; they would be ignored");
   if (c.failover.hold_down_max < c.failover.hold_down)
     r.error(where("failover"), "failover.hold_down_max", "is shorter than failover.hold_down");
+  if (!c.hooks.on_transition.empty()) {
+    // Checked when the file is read (--check-config, start, reload), not at the first
+    // transition: a hook that cannot run should stop the change that introduced it.
+    const std::string& cmd = c.hooks.on_transition.front();
+    struct stat st {};
+    std::string why;
+    if (cmd.empty() || cmd[0] != '/') {
+      why = "must be an absolute path to an executable";
+    } else if (::stat(cmd.c_str(), &st) != 0) {
+      why = std::strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+      why = "not a regular file";
+    } else if (::access(cmd.c_str(), X_OK) != 0) {
+      why = std::string("not executable: ") + std::strerror(errno);
+    }
+    if (!why.empty()) r.error(where("hooks"), "hooks.on_transition", "\"" + cmd + "\": " + why);
+  }
 }
 
 }  // namespace hanat::config::detail

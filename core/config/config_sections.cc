@@ -40,9 +40,9 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
   using std::chrono::minutes;
   using std::chrono::seconds;
 
-  static const std::vector<std::string_view> kSections = {"group",   "probe", "agent",  "egress",
-                                                          "forward", "nat",   "ec2",    "failover",
-                                                          "status",  "log",   "metrics"};
+  static const std::vector<std::string_view> kSections = {"group",   "probe", "agent",   "egress",
+                                                          "forward", "nat",   "ec2",     "failover",
+                                                          "status",  "log",   "metrics", "hooks"};
   for (const auto& [k, v] : root) {
     if (std::find(kSections.begin(), kSections.end(), k.str()) == kSections.end()) {
       r.error(k.source(), std::string(k.str()), "unknown section" + suggestion(k.str(), kSections));
@@ -321,6 +321,21 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                      return s.empty() || s[0] == '/' ? "" : "must be an absolute path";
                    }),
              r.duration("interval", c.metrics.interval, seconds(1), hours(1))});
+
+  // The command is checked here, so that --check-config and a reload refuse a hook that
+  // cannot run rather than hanatd finding out at the first failover. An absolute path:
+  // hanatd's environment under systemd has no useful PATH, and execvp's search would
+  // make the command depend on it.
+  r.section(root, "hooks",
+            {r.list<std::string>(
+                 "on_transition", c.hooks.on_transition,
+                 [](std::string_view s, std::string& out) -> std::string {
+                   out = s;
+                   return s.empty() ? "must not be empty" : "";
+                 },
+                 false),
+             r.duration("timeout", c.hooks.timeout, milliseconds(100), minutes(10)),
+             r.integer("max_in_flight", c.hooks.max_in_flight, 1, 64)});
 }
 
 }  // namespace hanat::config::detail

@@ -231,6 +231,12 @@ const ReloadResult& Daemon::reload() {
   // All or nothing: a key that only a restart can apply refuses the whole file, rather
   // than run a mix of the old and the new (which "reloaded" would hide).
   std::vector<std::string> errors;
+  // What the file leaves to the host is looked up again: the default route may have moved.
+  if (auto host = config::apply_host_defaults(loaded.value()); !host) {
+    errors.push_back(config_path_ + ": " + host.error());
+  } else if (!host->empty()) {
+    log::info(config_path_ + ": " + *host);
+  }
   for (const auto& key : config::restart_keys(*config_, loaded.value()))
     errors.push_back(config_path_ + ": " + key + ": needs a restart");
   // An interface that does not exist would fail every NAT apply after the reload and hand

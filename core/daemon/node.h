@@ -35,10 +35,12 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/config/config.h"
 #include "core/daemon/forward_check.h"
+#include "core/daemon/hooks.h"
 #include "core/daemon/report.h"
 #include "core/engine/machine.h"
 #include "core/status/status_server.h"
@@ -115,6 +117,7 @@ class Node {
   void retry_phase(std::chrono::milliseconds in);
   void run_phase();
   void phase_identity();
+  void check_egress_mac();  // WARNING when the default-route interface is not the primary ENI
   void phase_client();
   void phase_source_dest_check();
   void phase_floating_eni();
@@ -247,6 +250,16 @@ class Node {
     std::string destination, target, outcome;
   };
   std::map<std::string, LastWrite> last_write_;  // route table id -> its last completed write
+  // [hooks] on_transition: fire_hook() adds the host's identity to `vars`.
+  HookRunner hook_runner_{loop_};
+  void fire_hook(std::vector<std::pair<std::string, std::string>> vars);
+  // Histograms and the probe failure counter for the metrics report (report.h).
+  metrics::Histogram failover_seconds_{kFailoverBuckets};
+  // Peers seen going DOWN whose takeover write has not been acknowledged yet -> when.
+  std::map<std::string, std::chrono::steady_clock::time_point> failover_open_;
+  std::map<std::string, metrics::Histogram> ec2_latency_;
+  std::map<std::string, metrics::Histogram> probe_rtt_;
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> probe_failures_;
   std::uint64_t failovers_ = 0;
   std::uint64_t route_writes_ = 0;
   std::uint64_t throttles_ = 0;

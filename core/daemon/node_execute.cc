@@ -143,6 +143,11 @@ void Node::execute(const engine::Action& a) {
           if (x.to == engine::State::Drained && lifecycle_drained_ &&
               lifecycle_state_.rfind("Warmed:", 0) == 0)
             complete_lifecycle_hooks([] {});
+          fire_hook({{"HANAT_EVENT", "state"},
+                     {"HANAT_STATE", engine::to_string(x.to)},
+                     {"HANAT_PREVIOUS", engine::to_string(x.from)},
+                     {"HANAT_REASON", std::string(engine::to_string(x.reason)) +
+                                          (x.detail.empty() ? "" : ": " + x.detail)}});
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -150,7 +155,19 @@ void Node::execute(const engine::Action& a) {
                          engine::to_string(x.to) + " (" + engine::to_string(x.reason) +
                          (x.detail.empty() ? "" : ": " + x.detail) + ")");
         } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
-          if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
+          fire_hook({{"HANAT_EVENT", "peer"},
+                     {"HANAT_PEER", x.peer},
+                     {"HANAT_STATE", engine::to_string(x.to)},
+                     {"HANAT_PREVIOUS", engine::to_string(x.from)},
+                     {"HANAT_REASON", x.detail}});
+          if (x.to == engine::Health::Down && x.from == engine::Health::Up) {
+            ++failovers_;
+            failover_open_[x.peer] = std::chrono::steady_clock::now();
+          } else if (x.to == engine::Health::Up) {
+            // Back before this host took anything over (its tables went to another member,
+            // or it had none): no failover of this host's to time.
+            failover_open_.erase(x.peer);
+          }
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
@@ -262,10 +279,28 @@ void Node::write_route(const engine::WriteRoute& w) {
               {"HANAT_TARGET", target_text(w.target)}},
              "route " + w.table + " " + w.destination + " -> " + target_text(w.target) +
                  (w.verb == engine::RouteVerb::Create ? " (create)" : ""));
+  const bool claim = w.target.id == id_.instance_id || w.target.id == id_.eni_id;
   auto cb = [this, op = w.op, epoch = w.epoch, table = w.table, destination = w.destination,
-             written = target_text(w.target), verb = w.verb](ec2::Ec2Result<ec2::SimpleOk> r) {
+             written = target_text(w.target), verb = w.verb,
+             claim](ec2::Ec2Result<ec2::SimpleOk> r) {
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
     count_call(action, err_of(r));
+    if (r) {
+      // This host's routes changed: it took the route (claim) or handed it away.
+      fire_hook({{"HANAT_EVENT", "route"},
+                 {"HANAT_STATE", claim ? "acquired" : "released"},
+                 {"HANAT_ROUTE_TABLE", table},
+                 {"HANAT_DESTINATION", destination},
+                 {"HANAT_TARGET", written}});
+    }
+    if (r && claim) {
+      // The first acknowledged claim after a peer went DOWN ends that peer's failover as
+      // the private hosts see it: their route points at a live NAT again.
+      const auto at = std::chrono::steady_clock::now();
+      for (const auto& [peer, since] : failover_open_)
+        failover_seconds_.observe(std::chrono::duration<double>(at - since).count());
+      failover_open_.clear();
+    }
     // A superseded write was never sent: it is not the table's last write.
     if (r || r.error().kind != ec2::ErrorKind::Superseded) {
       last_write_[table] =
@@ -296,6 +331,14 @@ void Node::write_route(const engine::WriteRoute& w) {
 void Node::count_call(const std::string& action, const ec2::Ec2Error* err) {
   ++ec2_calls_[{action, outcome_of(err)}];
   if (err != nullptr && ec2::is_throttling_code(err->code)) ++throttles_;
+}
+
+void Node::fire_hook(std::vector<std::pair<std::string, std::string>> vars) {
+  if (cfg_->hooks.on_transition.empty()) return;
+  vars.emplace_back("HANAT_GROUP", cfg_->group.name);
+  vars.emplace_back("HANAT_INSTANCE_ID", id_.instance_id);
+  vars.emplace_back("HANAT_ZONE", id_.zone);
+  hook_runner_.fire(cfg_->hooks, vars);
 }
 
 }  // namespace hanat::daemon

@@ -87,6 +87,13 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
              note_send_delay(r);
              last_rtt_[r.peer + "/" + probes::to_string(r.kind) +
                        (r.path == probes::ProbePath::Public ? "/public" : "")] = r.outcome.rtt;
+             if (r.outcome.ok) {
+               probe_rtt_.try_emplace(probes::to_string(r.kind), kProbeRttBuckets)
+                   .first->second.observe(std::chrono::duration<double>(r.outcome.rtt).count());
+             } else {
+               ++probe_failures_[{r.peer, probes::to_string(r.kind),
+                                  probes::to_string(r.outcome.failure)}];
+             }
              // A probe sent while our own link was down fails at its timeout, and for a
              // while after the link returns answers still get lost: neighbour entries
              // (ARP, ours and the peer's) that failed during the outage are resolved

@@ -7,7 +7,10 @@
 // probes and the notices (node_probes.cc). Plan mode stops after discovery.
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
+#include <fstream>
+#include <string>
 
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
@@ -131,6 +134,7 @@ void Node::phase_identity() {
             id_.private_ip = i->private_ips.empty() ? "" : i->private_ips.front();
             log::notice("identity: instance " + id_.instance_id + " in " + id_.zone + " (" +
                         id_.region + "), ENI " + id_.eni_id + ", " + id_.private_ip);
+            check_egress_mac();
             // The agent port is bound as soon as the private IP is known (its default
             // address), before anything is written: a port someone else holds stops the
             // daemon here.
@@ -195,6 +199,11 @@ void Node::phase_client() {
                  " is plain http: requests are not encrypted (tests only)");
   }
   ec2_ = std::make_unique<ec2::Client>(loop_, o, creds_);
+  ec2_->set_attempt_observer(
+      [this](const std::string& action, std::chrono::steady_clock::duration took) {
+        ec2_latency_.try_emplace(action, kEc2LatencyBuckets)
+            .first->second.observe(std::chrono::duration<double>(took).count());
+      });
   // Plan mode writes nothing, not even the source/destination check.
   phase_ = plan_only_ ? Phase::Discovery : Phase::SourceDestCheck;
   run_phase();
@@ -419,6 +428,26 @@ void Node::start_engine(Discovered d) {
   start_refresh();
   post(engine::Tick{now()});
   if (stopping_) post(engine::Shutdown{now()});
+}
+
+void Node::check_egress_mac() {
+  // Cross-check of the default nat.egress_interface (the default route's) against instance
+  // metadata: the primary ENI's MAC is the one whose source/destination check hanat turns
+  // off and that the VPC routes the private subnets to. Another interface carrying the
+  // default route (a second ENI's DHCP client won the metric) masquerades on the wrong
+  // one. A file that names the interface is the operator's choice: not second-guessed.
+  if (!cfg_->nat.egress_interface_from_route || id_.mac.empty()) return;
+  std::ifstream in("/sys/class/net/" + cfg_->nat.egress_interface + "/address");
+  std::string mac;
+  if (!(in >> mac)) return;
+  auto lower = [](std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  if (lower(mac) == lower(id_.mac)) return;
+  warn_once("egress-mac", "nat.egress_interface " + log::quote(cfg_->nat.egress_interface) +
+                              " (the default route's) has MAC " + mac + ", not the primary ENI's " +
+                              id_.mac + " (instance metadata): set nat.egress_interface");
 }
 
 }  // namespace hanat::daemon

@@ -341,6 +341,11 @@ void Node::fill_report(Report& r) const {
     r.unnatted_flows_purged = nc.purged;
   }
   r.ec2_calls = ec2_calls_;
+  r.failover_seconds = failover_seconds_;
+  r.ec2_latency = ec2_latency_;
+  r.probe_rtt = probe_rtt_;
+  r.probe_failures = probe_failures_;
+  r.hook_runs = hook_runner_.counts();
   if (!machine_) return;
   auto s = machine_->snapshot();
   r.state = engine::to_string(s.state);

@@ -191,6 +191,56 @@ std::vector<Family> metric_families(const Report& r) {
           Sample{{{"action", k.first}, {"outcome", k.second}}, static_cast<double>(v)});
     out.push_back(std::move(f));
   }
+  {
+    Family f{"hanat_failover_duration_seconds",
+             "Time from detecting a peer DOWN (fall threshold reached) to EC2 acknowledging "
+             "this host's first route write that took over (one observation per peer that "
+             "went down and whose route this host took).",
+             Type::Histogram,
+             {}};
+    metrics::append(f, {}, r.failover_seconds);
+    out.push_back(std::move(f));
+  }
+  {
+    Family f{"hanat_ec2_request_duration_seconds",
+             "EC2 API latency per HTTP attempt by action (request handed to the network until "
+             "the reply or the failure; pacing and retry waits not included).",
+             Type::Histogram,
+             {}};
+    for (const auto& [action, h] : r.ec2_latency) metrics::append(f, {{"action", action}}, h);
+    out.push_back(std::move(f));
+  }
+  {
+    Family f{"hanat_probe_rtt_histogram_seconds",
+             "Round-trip time of answered peer probes by kind.",
+             Type::Histogram,
+             {}};
+    for (const auto& [kind, h] : r.probe_rtt) metrics::append(f, {{"kind", kind}}, h);
+    out.push_back(std::move(f));
+  }
+  {
+    Family f = counter("hanat_probe_failures_total",
+                       "Failed peer probes by peer, kind and failure (timeout, refused, "
+                       "unreachable, agent-down, error).");
+    for (const auto& [k, v] : r.probe_failures) {
+      const auto& [peer, kind, failure] = k;
+      f.samples.push_back(Sample{{{"instance_id", peer}, {"kind", kind}, {"failure", failure}},
+                                 static_cast<double>(v)});
+    }
+    out.push_back(std::move(f));
+  }
+  {
+    Family f = counter("hanat_hook_runs_total",
+                       "[hooks] on_transition runs by outcome: ok, failed (non-zero exit or a "
+                       "signal), timeout (killed at hooks.timeout), dropped (hooks.max_in_flight "
+                       "reached), spawn_error (could not be executed).");
+    for (const char* o : {"ok", "failed", "timeout", "dropped", "spawn_error"}) {
+      auto it = r.hook_runs.find(o);
+      f.samples.push_back(
+          Sample{{{"outcome", o}}, static_cast<double>(it == r.hook_runs.end() ? 0 : it->second)});
+    }
+    out.push_back(std::move(f));
+  }
   out.push_back(single(counter("hanat_ec2_throttles_total",
                                "EC2 calls that failed throttled (RequestLimitExceeded and the "
                                "like) after the client's retries."),

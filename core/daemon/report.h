@@ -10,12 +10,26 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "core/metrics/histogram.h"
 #include "core/metrics/prometheus.h"
 
 namespace hanat::daemon {
+
+// Histogram bounds in seconds. Failover: detection to the route write acknowledged, at
+// the defaults about 0.6 s of detection plus one EC2 round trip; the fast profile aims at
+// 350 ms, a throttled or retried write takes seconds. EC2: one HTTP attempt, tens of ms
+// in region, up to the attempt timeout. Probe RTT: tens of µs on a lab veth, sub-ms within
+// a zone, a few ms across zones, up to the probe timeout.
+inline const std::vector<double> kFailoverBuckets{0.1, 0.2, 0.35, 0.5, 0.75, 1,
+                                                  1.5, 2.5, 5,    10,  30,   60};
+inline const std::vector<double> kEc2LatencyBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                    0.5,   1,    2.5,   5,    10};
+inline const std::vector<double> kProbeRttBuckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                  0.01,   0.025,   0.05,   0.1,   0.25};
 
 struct Report {
   // The daemon.
@@ -81,6 +95,16 @@ struct Report {
   std::uint64_t unnatted_flows_purged = 0;    // conntrack entries forwarded without NAT, deleted
   std::uint64_t unnatted_packets_leaked = 0;  // packets that left un-NATed (forward check)
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls;  // (action, outcome)
+
+  // [hooks] runs by outcome (ok, failed, timeout, dropped, spawn_error).
+  std::map<std::string, std::uint64_t> hook_runs;
+
+  // Histograms since the daemon started.
+  metrics::Histogram failover_seconds{kFailoverBuckets};
+  std::map<std::string, metrics::Histogram> ec2_latency;  // action -> per-attempt latency
+  std::map<std::string, metrics::Histogram> probe_rtt;    // probe kind -> RTT of answered probes
+  // (peer instance id, probe kind, failure: timeout, refused, unreachable, agent-down, error)
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> probe_failures;
 };
 
 // The metric families for `r`, named hanat_*, counters ending in _total, times in seconds.

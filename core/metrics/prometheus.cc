@@ -100,9 +100,17 @@ core::Result<std::string, std::string> format(const std::vector<Family>& familie
     out += "# HELP " + f.name;
     if (!f.help.empty()) out += " " + escape_help(f.help);
     out += "\n";
-    out += "# TYPE " + f.name + (f.type == Type::Counter ? " counter\n" : " gauge\n");
+    out += "# TYPE " + f.name +
+           (f.type == Type::Counter     ? " counter\n"
+            : f.type == Type::Histogram ? " histogram\n"
+                                        : " gauge\n");
     for (const auto& s : f.samples) {
-      out += f.name;
+      const bool hist_suffix = s.suffix == "_bucket" || s.suffix == "_sum" || s.suffix == "_count";
+      if (!s.suffix.empty() && (f.type != Type::Histogram || !hist_suffix)) {
+        return core::Unexpected("metric \"" + f.name + "\": sample suffix \"" +
+                                escape_label_value(s.suffix) + "\" outside a histogram");
+      }
+      out += f.name + s.suffix;
       if (!s.labels.empty()) {
         out += '{';
         std::set<std::string_view> names;
@@ -238,10 +246,22 @@ core::Result<size_t, std::string> check_exposition(std::string_view text) {
       return bad(std::string(name) + ": bad value \"" + std::string(value) + "\"");
     if (sp != std::string_view::npos && !valid_timestamp(rest.substr(sp + 1)))
       return bad(std::string(name) + ": bad timestamp");
-    if (name != current) {
-      if (closed.count(name) != 0) return bad(std::string(name) + ": samples not together");
+    // A histogram's samples are <family>_bucket, _sum and _count.
+    std::string_view family = name;
+    for (std::string_view sfx : {"_bucket", "_sum", "_count"}) {
+      if (name.size() > sfx.size() && name.substr(name.size() - sfx.size()) == sfx) {
+        auto t = types.find(name.substr(0, name.size() - sfx.size()));
+        if (t != types.end() && t->second == "histogram") {
+          family = name.substr(0, name.size() - sfx.size());
+          if (sfx == "_bucket" && line.find("le=\"") == std::string_view::npos)
+            return bad(std::string(name) + ": histogram bucket without an le label");
+        }
+      }
+    }
+    if (family != current) {
+      if (closed.count(family) != 0) return bad(std::string(family) + ": samples not together");
       if (!current.empty()) closed.insert(current);
-      current = std::string(name);
+      current = std::string(family);
     }
     ++samples;
   }

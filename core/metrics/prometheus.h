@@ -16,11 +16,19 @@
 
 namespace hanat::metrics {
 
-enum class Type { Gauge, Counter };
+enum class Type { Gauge, Counter, Histogram };
 
 struct Sample {
-  std::vector<std::pair<std::string, std::string>> labels;  // name -> value, in order
+  using Labels = std::vector<std::pair<std::string, std::string>>;
+  Sample() = default;
+  // Not an aggregate, so that `{labels, value}` leaves the suffix empty without a warning.
+  Sample(Labels l, double v, std::string sfx = {})
+      : labels(std::move(l)), value(v), suffix(std::move(sfx)) {}
+  Labels labels;  // name -> value, in order
   double value = 0;
+  // Appended to the family name: "_bucket", "_sum" or "_count" in a histogram family
+  // (histogram.h writes them), empty otherwise.
+  std::string suffix;
 };
 
 struct Family {
@@ -49,8 +57,10 @@ struct Family {
 // Checks a document against the text format 0.0.4, as a scraper reads it (what promtool's
 // "check metrics" does for syntax): every line a HELP, TYPE or other comment, or a sample
 // `name{label="value",...} value [timestamp]` with valid names, escapes and value; one
-// TYPE per family, before its samples; a family's samples together; the document ends with
-// a line feed. Returns the number of samples, or "line N: what is wrong".
+// TYPE per family, before its samples; a family's samples together (a histogram's
+// `_bucket`, `_sum` and `_count` samples belong to its family, and each bucket has an `le`
+// label); the document ends with a line feed. Returns the number of samples, or "line N: what is
+// wrong".
 [[nodiscard]] core::Result<size_t, std::string> check_exposition(std::string_view text);
 
 }  // namespace hanat::metrics

@@ -78,6 +78,46 @@ std::error_code Loop::close() {
 
 // ---- Timer
 
+std::error_code Process::spawn(Loop& loop, const std::vector<std::string>& argv,
+                               const std::vector<std::string>& env,
+                               std::function<void(std::int64_t, int)> on_exit) {
+  if (node_ != nullptr || argv.empty()) return make_error(UV_EINVAL);
+  std::vector<char*> args, envp;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;  // /dev/null
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 1;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  uv_process_options_t o{};
+  o.file = args[0];
+  o.args = args.data();
+  o.env = envp.data();
+  o.stdio_count = 3;
+  o.stdio = stdio;
+  o.exit_cb = [](uv_process_t* p, std::int64_t status, int sig) {
+    auto* n = node_of<NodeT>(p->data);
+    detail::invoke(n->on_exit, n->closing, status, sig);
+  };
+  node_ = new NodeT();
+  node_->raw.data = node_;
+  node_->on_exit = std::move(on_exit);
+  const int rc = uv_spawn(loop.raw(), &node_->raw, &o);
+  init_ = true;  // initialised even on failure: must be closed (libuv src/unix/process.c)
+  init_error_ = make_error(rc);
+  return init_error_;
+}
+
+std::error_code Process::kill(int signum) {
+  // A failed spawn leaves pid 0, and kill(0, ...) would signal hanatd's own process group.
+  if (!valid() || init_error_ || node_->raw.pid <= 0) return make_error(UV_EINVAL);
+  return make_error(uv_process_kill(&node_->raw, signum));
+}
+
 Timer::Timer(Loop& loop) {
   create([&](uv_timer_t* t) { return uv_timer_init(loop.raw(), t); });
 }

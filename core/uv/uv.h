@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -141,6 +142,9 @@ struct SignalCallbacks {
 struct IdleCallbacks {
   std::function<void()> on_idle;
 };
+struct ProcessCallbacks {
+  std::function<void(std::int64_t, int)> on_exit;
+};
 struct StreamCallbacks {
   std::function<void(std::error_code)> on_connection;
   std::function<void(std::error_code, std::string_view)> on_read;
@@ -180,6 +184,22 @@ class Idle : public detail::Owner<uv_idle_t, detail::IdleCallbacks> {
   explicit Idle(Loop& loop);
   [[nodiscard]] std::error_code start(std::function<void()> cb);
   [[nodiscard]] std::error_code stop();
+};
+
+// A child process. libuv reaps it (its SIGCHLD handler runs on the loop) and calls
+// on_exit once with the exit status and the terminating signal (0 if none). The handle
+// exists from spawn() on, even when spawn fails (uv_spawn initialises it before forking),
+// so it is always closed by the destructor; destroying it does not kill the child.
+class Process : public detail::Owner<uv_process_t, detail::ProcessCallbacks> {
+ public:
+  Process() = default;
+  // argv[0] is executed as given (no PATH search); env replaces the environment; stdin is
+  // /dev/null, stdout and stderr are hanatd's own. Call once.
+  [[nodiscard]] std::error_code spawn(Loop& loop, const std::vector<std::string>& argv,
+                                      const std::vector<std::string>& env,
+                                      std::function<void(std::int64_t, int)> on_exit);
+  [[nodiscard]] std::error_code kill(int signum);
+  [[nodiscard]] int pid() const { return node_ ? node_->raw.pid : 0; }
 };
 
 // Shared stream behaviour of Tcp and Pipe: listen/accept, read, write.

@@ -66,12 +66,17 @@ def check(what, ok, detail=""):
 
 
 def parse_exposition(text):
-    """{family: [labels dict, ...]} from the text format (every family has a TYPE line)."""
+    """{family: [labels dict, ...]} from the text format (every family has a TYPE line; a
+    histogram's _bucket, _sum and _count series count as families of their own)."""
     fams = {}
     for line in text.splitlines():
-        m = re.match(r"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) ", line)
+        m = re.match(r"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (\w+)", line)
         if m:
             fams.setdefault(m.group(1), [])
+            if m.group(2) == "histogram":
+                # What a query selects of a histogram: its _bucket, _sum and _count series.
+                for suffix in ("_bucket", "_sum", "_count"):
+                    fams.setdefault(m.group(1) + suffix, [])
             continue
         if not line or line.startswith("#"):
             continue
@@ -426,7 +431,13 @@ def main():
           not problems, "\n".join(problems))
     check(f"the files name most of hanat's metrics ({len(tokens)} of {len(fams)})",
           len(tokens) >= 20, sorted(set(fams) - tokens))
-    unused = sorted(set(fams) - tokens - {
+    # A histogram is used when any of its series is (a quantile needs only _bucket).
+    used = set(tokens)
+    for t in tokens:
+        for suffix in ("_bucket", "_sum", "_count"):
+            if t.endswith(suffix) and t[:-len(suffix)] in fams:
+                used |= {t[:-len(suffix)] + x for x in ("", "_bucket", "_sum", "_count")}
+    unused = sorted(set(fams) - used - {
         # Timestamps that only make sense in hanatctl status, not on a graph or an alert.
         "hanat_config_loaded_timestamp_seconds", "hanat_config_last_reload_timestamp_seconds",
         "hanat_state_since_timestamp_seconds", "hanat_member_state_since_timestamp_seconds",

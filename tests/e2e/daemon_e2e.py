@@ -121,7 +121,8 @@ def parse_metrics(text):
     out = {}
     for i, line in enumerate(text.splitlines(), 1):
         if not line or line.startswith("#"):
-            if line.startswith("# TYPE ") and line.split()[-1] not in ("counter", "gauge"):
+            if line.startswith("# TYPE ") and line.split()[-1] not in ("counter", "gauge",
+                                                                      "histogram"):
                 raise ValueError(f"line {i}: unknown type: {line!r}")
             continue
         m = METRIC_LINE.match(line)

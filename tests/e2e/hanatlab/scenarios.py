@@ -225,11 +225,52 @@ def via(lab, nat):
 # scenarios: each does its fault and returns once the outcome is known (or its window is
 # over), with a dict of notes; run_scenario measures around it.
 
+def failover_histogram(lab, nat):
+    """(count, sum) of hanat_failover_duration_seconds in NAT `nat`'s hanatctl metrics, or
+    None when hanatd does not answer."""
+    try:
+        text = lab.hanatd_request(nat, {"cmd": "metrics"}).get("text", "")
+    except OSError:
+        return None
+    got = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            prefix = f"hanat_failover_duration_seconds_{part} "
+            if line.startswith(prefix):
+                got[part] = float(line[len(prefix):])
+    return (got["count"], got["sum"]) if len(got) == 2 else None
+
+
 def sc_link_cut(lab, ctl, p):
     """All links of the active NAT cut (silently: frames dropped at the switches)."""
+    hist_before = failover_histogram(lab, 2) if isinstance(ctl, HanatController) else None
     cut_links(lab, 1)
     notes = {"moved": bool(wait_for(lambda: lab.default_route(STREAM_HOST) == via(lab, 2),
                                     p["window"]))}
+    if hist_before is not None:
+        # The takeover write's acknowledgement ends nat2's failover timing; the fabric moved
+        # the route from the same write, so the observation is there or about to be.
+        after = wait_for(lambda: (lambda h: h if h and h[0] > hist_before[0] else None)(
+            failover_histogram(lab, 2)), 3.0)
+        if after:
+            notes["failover_histogram"] = {"count": after[0] - hist_before[0],
+                                           "sum_s": after[1] - hist_before[1]}
+        else:
+            notes["failover_histogram"] = {"count": 0, "sum_s": 0.0}
+    hook_dir = getattr(ctl, "hook_dir", None)
+    if hook_dir:
+        # The hook runs asynchronously after the transition: poll for both lines.
+        log = os.path.join(hook_dir, lab.nat(2)["instance_id"] + ".log")
+        nat1 = lab.nat(1)["instance_id"]
+
+        def hook_lines():
+            lines = open(log).read().splitlines() if os.path.exists(log) else []
+            done = (any(x.startswith(f"event=peer state=down previous=up peer={nat1} ")
+                        for x in lines)
+                    and any(x.startswith("event=route state=acquired ") for x in lines))
+            return lines if done else None
+        notes["nat2_hook"] = wait_for(hook_lines, 5.0) or (
+            open(log).read().splitlines() if os.path.exists(log) else [])
     if isinstance(ctl, HanatController):
         # What an operator reads afterwards on the surviving NAT: `hanatctl events`.
         notes["nat2_events"] = [e["message"] for e in

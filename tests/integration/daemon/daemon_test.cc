@@ -284,6 +284,51 @@ TEST_F(DaemonTest, MissingInterfaceStopsAStartAndAReloadAndWarnsInCheckConfig) {
   EXPECT_EQ(generation(), 1);
 }
 
+// Without nat.egress_interface, hanatd takes the interface of the default route of its
+// own network namespace. A namespace of the test's (unshare -n, gone with its last
+// process): a veth with an address in 198.18.0.0/15 and a default route through it.
+TEST_F(DaemonTest, EgressInterfaceDefaultsToTheDefaultRoutesInterface) {
+  if (::geteuid() != 0 || ::access("/usr/bin/unshare", X_OK) != 0)
+    GTEST_SKIP() << "needs root and unshare(1) for a network namespace";
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() + "\"\n");
+  const std::string setup =
+      "set -e; ip link set lo up; ip link add vh0 type veth peer name vh1; "
+      "ip link set vh0 up; ip link set vh1 up; ip addr add 198.18.7.1/24 dev vh0; "
+      "ip route add default via 198.18.7.2 dev vh0; ";
+  auto c = run({"/usr/bin/unshare", "-n", "/bin/sh", "-c",
+                setup + "exec \"$0\" --check-config \"$1\"", HANATD_BIN, conf_},
+               dir_);
+  ASSERT_EQ(c.code, 0) << c.out << c.err;
+  EXPECT_THAT(c.out, HasSubstr("nat.egress_interface: \"vh0\" (the interface of the default "
+                               "route)"));
+  // No default route in a namespace of only lo: a warning for --check-config, and a
+  // daemon that would run there refuses to start, saying what to set.
+  auto none = run({"/usr/bin/unshare", "-n", HANATD_BIN, "--check-config", conf_}, dir_);
+  EXPECT_EQ(none.code, 0) << none.err;
+  EXPECT_THAT(none.err, HasSubstr("warning: nat.egress_interface is not set and this host has "
+                                  "no IPv4 default route"));
+  auto start = run({"/usr/bin/unshare", "-n", HANATD_BIN, "--config", conf_}, dir_);
+  EXPECT_EQ(start.code, 2);
+  EXPECT_THAT(start.err, HasSubstr("set it to the interface facing the internet gateway"));
+  EXPECT_THAT(start.err, HasSubstr("not starting"));
+}
+
+TEST_F(DaemonTest, ReloadRefusesAHookThatCannotRun) {
+  auto d = start();
+  write_config("info", "[hooks]\non_transition = [\"" + dir_.file("no-such-hook") + "\"]\n");
+  auto rl = ctl({"reload"});
+  EXPECT_EQ(rl.code, 2);
+  EXPECT_THAT(rl.err, HasSubstr("hooks.on_transition: \"" + dir_.file("no-such-hook") +
+                                "\": No such file or directory"));
+  EXPECT_EQ(generation(), 1);
+  write_file(dir_.file("hook.sh"), "#!/bin/sh\nexit 0\n");
+  ASSERT_EQ(::chmod(dir_.file("hook.sh").c_str(), 0755), 0);
+  write_config("info", "[hooks]\non_transition = [\"" + dir_.file("hook.sh") + "\"]\n");
+  EXPECT_EQ(ctl({"reload"}).code, 0);
+  EXPECT_EQ(generation(), 2);
+}
+
 TEST_F(DaemonTest, StaticKeysInAFileOthersCanReadAreAWarning) {
   write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
                         "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +

@@ -4,6 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -450,6 +453,60 @@ TEST(ConfigReload, RestartKeysNameEveryKeyAReloadCannotApply) {
               ElementsAre("failover.floating_eni", "status.socket", "status.mode"));
   EXPECT_THAT(restart_keys(base, with("[nat]\ndrift_check_interval = \"1s\"\n")),
               ElementsAre("nat.drift_check_interval"));
+}
+
+}  // namespace
+}  // namespace hanat::config
+
+namespace hanat::config {
+namespace {
+
+// /proc/net/route as Linux 6.1 prints it (net/ipv4/fib_trie.c): a DHCP default route
+// on ens5 (metric 100), the subnet route, and a second default route on ens6 with a
+// higher metric, as a second ENI's DHCP client adds it.
+constexpr const char* kRoutes =
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    "ens6\t00000000\t0110A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n"
+    "ens5\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+    "ens5\t0000A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+
+TEST(HostDefaults, DefaultRouteWithTheLowestMetricWins) {
+  auto r = default_route_interface(kRoutes);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(*r, "ens5");
+}
+
+TEST(HostDefaults, NoDefaultRouteOrOnlyOneThatIsDownIsAnError) {
+  const std::string header =
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n";
+  EXPECT_EQ(default_route_interface(header).error(), "no IPv4 default route");
+  EXPECT_EQ(default_route_interface("").error(), "no IPv4 default route");
+  // Flags without RTF_UP (0x1), and a /0 destination with a /8 mask: neither is a default.
+  EXPECT_FALSE(default_route_interface(
+      header + "eth0\t00000000\t0100A8C0\t0002\t0\t0\t0\t00000000\t0\t0\t0\n" +
+      "eth1\t00000000\t0100A8C0\t0003\t0\t0\t0\t000000FF\t0\t0\t0\n"));
+  // A truncated line is skipped, not a crash.
+  EXPECT_FALSE(default_route_interface(header + "eth0\t00000000\n"));
+}
+
+TEST(HostDefaults, EmptyEgressInterfaceTakesTheDefaultRoutesAndSaysSo) {
+  const std::string path = ::testing::TempDir() + "/hanat-route-" + std::to_string(::getpid());
+  std::ofstream(path) << kRoutes;
+  Config c = ok(kMinimal);
+  EXPECT_EQ(c.nat.egress_interface, "");
+  auto r = apply_host_defaults(c, path);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(*r, "nat.egress_interface: \"ens5\" (the interface of the default route)");
+  EXPECT_EQ(c.nat.egress_interface, "ens5");
+  // Named in the file: kept, nothing said.
+  Config named = ok(std::string(kMinimal) + "[nat]\negress_interface = \"eth1\"\n");
+  EXPECT_EQ(*apply_host_defaults(named, path), "");
+  EXPECT_EQ(named.nat.egress_interface, "eth1");
+  std::remove(path.c_str());
+  auto missing = apply_host_defaults(c = ok(kMinimal), path);
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error(), ::testing::HasSubstr("nat.egress_interface is not set and " + path +
+                                                    " cannot be read"));
 }
 
 }  // namespace

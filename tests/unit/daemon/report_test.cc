@@ -269,3 +269,40 @@ TEST(MetricFamilies, ForeignRoutesPerTable) {
 
 }  // namespace
 }  // namespace hanat::daemon
+
+namespace hanat::daemon {
+namespace {
+
+TEST(MetricFamilies, HistogramsAndProbeFailures) {
+  Report r = sample_report();
+  r.failover_seconds.observe(0.62);
+  r.ec2_latency.try_emplace("ReplaceRoute", kEc2LatencyBuckets).first->second.observe(0.03);
+  r.ec2_latency.try_emplace("DescribeRouteTables", kEc2LatencyBuckets).first->second.observe(7);
+  r.probe_rtt.try_emplace("icmp", kProbeRttBuckets).first->second.observe(0.0004);
+  r.probe_failures[{"i-b", "agent", "timeout"}] = 3;
+  std::string doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_failover_duration_seconds histogram\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_failover_duration_seconds_bucket{le=\"0.5\"} 0\n"
+                             "hanat_failover_duration_seconds_bucket{le=\"0.75\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_failover_duration_seconds_bucket{le=\"+Inf\"} 1\n"
+                             "hanat_failover_duration_seconds_sum 0.62\n"
+                             "hanat_failover_duration_seconds_count 1\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_ec2_request_duration_seconds_bucket{action=\"ReplaceRoute\","
+                             "le=\"0.025\"} 0\n"
+                             "hanat_ec2_request_duration_seconds_bucket{action=\"ReplaceRoute\","
+                             "le=\"0.05\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_ec2_request_duration_seconds_bucket{action="
+                             "\"DescribeRouteTables\",le=\"5\"} 0\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_probe_rtt_histogram_seconds_count{kind=\"icmp\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_probe_failures_total{instance_id=\"i-b\",kind=\"agent\","
+                             "failure=\"timeout\"} 3\n"));
+}
+
+TEST(MetricFamilies, NoFailoverYetIsAZeroHistogram) {
+  std::string doc = render(Report{});
+  EXPECT_THAT(doc, HasSubstr("\nhanat_failover_duration_seconds_count 0\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_ec2_request_duration_seconds histogram\n"));
+}
+
+}  // namespace
+}  // namespace hanat::daemon

@@ -207,6 +207,37 @@ TEST(ClientFaults, ThrottlingIsRetriedUntilSuccess) {
   EXPECT_EQ(o.requests, 3u);
 }
 
+// The latency observer (hanat_ec2_request_duration_seconds) sees every HTTP attempt, a
+// retried one too, with its action, and a stalled attempt with the time it took to fail.
+TEST(ClientLatency, ObserverSeesEachAttemptWithItsAction) {
+  uv::Loop loop;
+  {
+    size_t n = 0;
+    std::vector<StubReply> replies{StubReply::stall(),
+                                   StubReply::status_body(503, fixture("throttling.xml")),
+                                   StubReply::ok(ok_reply("ReplaceRoute"))};
+    StubServer srv(loop,
+                   [&](const StubRequest&) { return replies[std::min(n++, replies.size() - 1)]; });
+    Client c(loop, options(srv), creds());
+    std::vector<std::pair<std::string, std::chrono::steady_clock::duration>> seen;
+    c.set_attempt_observer([&](const std::string& action, std::chrono::steady_clock::duration d) {
+      seen.emplace_back(action, d);
+    });
+    std::optional<Ec2Result<SimpleOk>> got;
+    c.replace_route(replace("rtb-1", "eni-1"), {Priority::RouteWrite, 0ms},
+                    [&](Ec2Result<SimpleOk> r) { got = std::move(r); });
+    ASSERT_TRUE(run_until(
+        loop, [&] { return got.has_value(); }, 8s));
+    ASSERT_TRUE(got->has_value()) << got->error().describe();
+    ASSERT_EQ(seen.size(), 3u);
+    for (const auto& [action, d] : seen) EXPECT_EQ(action, "ReplaceRoute");
+    // The first attempt stalled until the 300 ms attempt timeout; the others answered.
+    EXPECT_GE(seen[0].second, 290ms);
+    EXPECT_LT(seen[2].second, 290ms);
+  }
+  expect_clean_close(loop);
+}
+
 TEST(ClientFaults, ServerErrorsAreRetried) {
   auto o = run_replace({StubReply::status_body(500, fixture("html_500.html")),
                         StubReply::status_body(503, ""), StubReply::ok(ok_reply("ReplaceRoute"))});
