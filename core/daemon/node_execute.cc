@@ -139,6 +139,7 @@ void Node::execute(const engine::Action& a) {
                          (x.detail.empty() ? "" : ": " + x.detail) + ")");
         } else if constexpr (std::is_same_v<T, engine::PeerChanged>) {
           if (x.to == engine::Health::Down && x.from == engine::Health::Up) ++failovers_;
+          health_reason_[x.peer] = x.detail;
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +

@@ -84,6 +84,12 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
            [this](const probes::ProbeResult& r) {
              note_send_delay(r);
              last_rtt_[r.peer + "/" + probes::to_string(r.kind)] = r.outcome.rtt;
+             LastProbe& lp = last_probe_[r.peer][probes::to_string(r.kind)];
+             lp.ok = r.outcome.ok;
+             lp.failure = r.outcome.ok ? "" : probes::to_string(r.outcome.failure);
+             lp.detail = r.outcome.detail;
+             lp.discounted = false;
+             lp.at = r.at;
              // A probe sent while our own link was down fails at its timeout, and for a
              // while after the link returns answers still get lost: neighbour entries
              // (ARP, ours and the peer's) that failed during the outage are resolved
@@ -96,6 +102,7 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
              if (!r.outcome.ok && r.outcome.failure != probes::Failure::AgentDown && own_link_ &&
                  own_link_->impaired(r.at, grace)) {
                ++discounted_failures_;
+               lp.discounted = true;
                return;
              }
              engine::ProbeResult e;

@@ -417,6 +417,8 @@ void Node::start_engine(Discovered d) {
   start_notices();
   start_refresh();
   post(engine::Tick{now()});
+  if (drain_pending_) post(engine::Drain{*drain_pending_, now()});
+  drain_pending_.reset();
   if (stopping_) post(engine::Shutdown{now()});
 }
 
