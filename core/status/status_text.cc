@@ -227,6 +227,13 @@ std::string format_status(const json_t* st) {
     if (!str(m, "error").empty()) out += ", FAILING: " + str(m, "error");
     out += "\n";
   }
+  const json_t* dm = json_object_get(st, "drain_mark");
+  if (json_is_true(json_object_get(dm, "started_drained"))) {
+    out += "drain mark:  " + str(dm, "path") + ": started drained (hanatctl undrain removes it)\n";
+  }
+  if (!str(dm, "error").empty()) {
+    out += "drain mark:  FAILING: " + str(dm, "error") + " (a drain ends if hanatd restarts)\n";
+  }
   const json_t* node = json_object_get(st, "node");
   if (json_is_object(node)) print_node(out, node);
   return out;

@@ -310,6 +310,21 @@ TEST(DrainWait, FinishedOnlyWhenDrainedAndNoRouteHere) {
   EXPECT_FALSE(drain_finished(no_node.j));
 }
 
+TEST(StatusText, DrainMarkStartedDrainedOrFailing) {
+  Parsed started(R"({"ok": true, "drain_mark": {"path": "/var/lib/hanat/drained",
+    "started_drained": true}})");
+  EXPECT_THAT(format_status(started.j),
+              HasSubstr("drain mark:  /var/lib/hanat/drained: started drained (hanatctl undrain "
+                        "removes it)\n"));
+  Parsed failing(R"({"ok": true, "drain_mark": {"path": "/x/drained", "started_drained": false,
+    "error": "cannot create directory /x: Permission denied"}})");
+  std::string t = format_status(failing.j);
+  EXPECT_THAT(t, HasSubstr("drain mark:  FAILING: cannot create directory /x: Permission denied"));
+  EXPECT_THAT(t, Not(HasSubstr("started drained")));
+  Parsed quiet(R"({"ok": true, "drain_mark": {"path": "/x/drained", "started_drained": false}})");
+  EXPECT_THAT(format_status(quiet.j), Not(HasSubstr("drain mark")));
+}
+
 TEST(StatusText, Iso8601Milliseconds) {
   EXPECT_EQ(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(iso8601_ms(1796256063123), "2026-12-03T00:01:03.123Z");
