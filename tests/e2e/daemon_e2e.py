@@ -476,8 +476,14 @@ def run(lab):
     r = stream.stop()
     check(f"SIGTERM: outage {r['max_gap_ms']:.0f} ms < 1000 ms", r["max_gap_ms"] < 1000, r)
 
-    # --- drain --wait with no peer to take the routes (nat2 is gone): exit 3 at the
-    # timeout, naming the tables still here; the routes stay; undrain resumes.
+    # --- drain --wait with no peer to take the routes: exit 3 at the timeout, naming the
+    # tables still here; the routes stay; undrain resumes. nat2's hanatd has exited, but its
+    # kernel still answers pings (a restarting peer stays up, DESIGN rule 10): its links are
+    # cut so that nat1 sees it DOWN on every probe kind.
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(2, leg, False, mode="drop")
+    need("nat1 sees nat2 down", lambda: [m for m in node(lab, 1)["members"]
+                                          if not m["self"] and m["health"] == "down"], 15)
     t_w = time.time()
     w = ctl(lab, 1, "drain", "--wait", "--timeout", "2")
     check("drain --wait with no healthy peer: exit 3 after the timeout, naming both tables",
@@ -489,6 +495,8 @@ def run(lab):
     u = ctl(lab, 1, "undrain")
     check("undrain after the refused drain answers", u.returncode == 0, u.stderr)
     need("nat1 active again after undrain", lambda: active(lab, 1), 15)
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(2, leg, True, mode="drop")
 
     # --- spot notice on nat1 (nat2 back up first): nat1 hands its tables to nat2 and exits.
     p2 = start(lab, 2)
