@@ -34,6 +34,7 @@ void usage(std::FILE* out) {
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
                "\n"
+               "Options may come before or after plan.\n"
                "Signals: SIGHUP reloads the configuration (an invalid file keeps the\n"
                "running one), SIGTERM and SIGINT stop the daemon.\n"
                "The configuration is documented in hanat.toml(5) and conf/hanat.toml.\n",
