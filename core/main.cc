@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // hanatd: the hanat daemon. See `hanatd --help`.
 
+#include <getopt.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -32,6 +34,7 @@ void usage(std::FILE* out) {
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
                "\n"
+               "Options may come before or after plan.\n"
                "Signals: SIGHUP reloads the configuration (an invalid file keeps the\n"
                "running one), SIGTERM and SIGINT stop the daemon.\n"
                "The configuration is documented in hanat.toml(5) and conf/hanat.toml.\n",
@@ -90,40 +93,75 @@ int run_plan(const std::string& path, hanat::config::Config cfg) {
 
 int main(int argc, char** argv) {
   std::string config_path = kDefaultConfig;
+  bool config_given = false;
   bool check_only = false;
   bool handover = true;
   bool plan = false;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      usage(stdout);
-      return 0;
-    }
-    if (a == "-V" || a == "--version") {
-      std::printf("hanatd %s\n", HANAT_VERSION);
-      return 0;
-    }
-    if (a == "-c" || a == "--config") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "hanatd: %s needs a file name\n", a.c_str());
+  // GNU getopt_long permutes: options may come before or after `plan`
+  // ("hanatd --config x plan" and "hanatd plan --config x" are the same).
+  enum { kNoHandover = 256, kCheckConfig };
+  static const option kLong[] = {{"config", required_argument, nullptr, 'c'},
+                                 {"no-handover", no_argument, nullptr, kNoHandover},
+                                 {"check-config", no_argument, nullptr, kCheckConfig},
+                                 {"version", no_argument, nullptr, 'V'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  opterr = 0;  // our own messages, naming the argument
+  for (;;) {
+    const int prev = optind;
+    const int c = getopt_long(argc, argv, ":c:Vh", kLong, nullptr);
+    if (c == -1) break;
+    switch (c) {
+      case 'c':
+        config_path = optarg;
+        config_given = true;
+        break;
+      case kNoHandover:
+        handover = false;
+        break;
+      case kCheckConfig:
+        check_only = true;
+        break;
+      case 'V':
+        std::printf("hanatd %s\n", HANAT_VERSION);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case ':':
+        std::fprintf(stderr, "hanatd: %s needs a file name\n", argv[optind - 1]);
+        return 2;
+      default: {
+        std::string what =
+            optopt != 0 ? std::string("-") + static_cast<char>(optopt) : std::string(argv[prev]);
+        if (optopt == 0 && optind > prev) what = argv[optind - 1];
+        std::fprintf(stderr, "hanatd: unknown argument \"%s\"\n", what.c_str());
+        usage(stderr);
         return 2;
       }
-      config_path = args[++i];
-    } else if (a.rfind("--config=", 0) == 0) {
-      config_path = a.substr(9);
-    } else if (a == "plan" && i == 0) {
-      plan = true;
-    } else if (a == "--no-handover") {
-      handover = false;
-    } else if (a == "--check-config") {
-      check_only = true;
-      if (i + 1 < args.size() && args[i + 1].rfind('-', 0) != 0) config_path = args[++i];
-    } else {
-      std::fprintf(stderr, "hanatd: unknown argument \"%s\"\n", a.c_str());
-      usage(stderr);
+    }
+  }
+  // What is left: `plan`, or the FILE of --check-config.
+  std::vector<std::string> words(argv + optind, argv + argc);
+  if (check_only) {
+    if (words.size() > 1 || (words.size() == 1 && config_given && words[0] != config_path)) {
+      std::fprintf(stderr, "hanatd: --check-config takes one file, got \"%s\"%s\n",
+                   words.back().c_str(),
+                   config_given ? (" and --config \"" + config_path + "\"").c_str() : "");
       return 2;
     }
+    if (words.size() == 1) config_path = words[0];
+  } else if (words.size() == 1 && words[0] == "plan") {
+    plan = true;
+  } else if (!words.empty()) {
+    if (words[0] == "plan") {
+      std::fprintf(stderr, "hanatd: plan: unexpected argument \"%s\" (plan takes none)\n",
+                   words[1].c_str());
+    } else {
+      std::fprintf(stderr, "hanatd: unknown argument \"%s\"\n", words[0].c_str());
+    }
+    usage(stderr);
+    return 2;
   }
 
   auto loaded = hanat::config::load(config_path);

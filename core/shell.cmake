@@ -24,8 +24,9 @@ add_library(core STATIC
   daemon/node_status.cc
   daemon/plan.cc
   daemon/report.cc
-  daemon/stop_kind.cc
-  daemon/lifecycle.cc)
+  daemon/lifecycle.cc
+  daemon/state_dir.cc
+  daemon/stop_kind.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
   netfilter probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 

@@ -238,6 +238,8 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
   check(a.status.socket != b.status.socket, "status.socket");
   check(a.status.mode != b.status.mode, "status.mode");
   check(a.status.group != b.status.group, "status.group");
+  // The drain mark was read from the old directory at start; a new one would not hold it.
+  check(a.status.state_directory != b.status.state_directory, "status.state_directory");
   return keys;
 }
 

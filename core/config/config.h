@@ -160,6 +160,8 @@ struct StatusConfig {
   int max_clients = 64;
   std::size_t max_request_bytes = 64 * 1024;
   milliseconds idle_timeout{10000};
+  // Files kept across restarts (the drain mark): core/daemon/state_dir.h.
+  std::string state_directory = "/var/lib/hanat";
   friend bool operator==(const StatusConfig&, const StatusConfig&) = default;
 };
 

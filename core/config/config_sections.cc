@@ -293,7 +293,11 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
              }},
        r.str("group", c.status.group), r.integer("max_clients", c.status.max_clients, 1, 10000),
        r.integer("max_request_bytes", c.status.max_request_bytes, 64, 16 * 1024 * 1024),
-       r.duration("idle_timeout", c.status.idle_timeout, milliseconds(100), hours(1))});
+       r.duration("idle_timeout", c.status.idle_timeout, milliseconds(100), hours(1)),
+       r.str("state_directory", c.status.state_directory, [](std::string_view s) -> std::string {
+         if (s.empty() || s[0] != '/') return "must be an absolute path";
+         return "";
+       })});
 
   static const std::vector<std::string_view> kComponents = {"engine",    "ec2",    "probes",
                                                             "netfilter", "status", "daemon"};

@@ -33,6 +33,9 @@ std::string iso8601(WallTime t) {
 
 namespace {
 
+// The drain mark's file name in [status] state_directory.
+constexpr const char* kDrainMark = "drained";
+
 std::string monotonic_usec() {
   // systemd's notify-reload protocol pairs RELOADING=1 with the monotonic time at which
   // the reload began; older managers ignore the field.
@@ -81,12 +84,24 @@ std::error_code Daemon::start(std::string* why) {
   status_->on("drain", [this](const json_t*) {
     log::notice("drain requested over the status socket");
     node_->drain(true);
-    return status::Json(json_pack("{s:s}", "result", "draining"));
+    persist_drain(true);
+    json_t* o = json_pack("{s:s}", "result", "draining");
+    if (!drain_mark_error_.empty()) {
+      json_object_set_new(o, "warning",
+                          json_string(("not kept across a restart: " + drain_mark_error_).c_str()));
+    }
+    return status::Json(o);
   });
   status_->on("undrain", [this](const json_t*) {
     log::notice("undrain requested over the status socket");
     node_->drain(false);
-    return status::Json(json_pack("{s:s}", "result", "undrained"));
+    persist_drain(false);
+    drained_by_mark_ = false;
+    json_t* o = json_pack("{s:s}", "result", "undrained");
+    if (!drain_mark_error_.empty()) {
+      json_object_set_new(o, "warning", json_string(drain_mark_error_.c_str()));
+    }
+    return status::Json(o);
   });
   status_->on("events", [](const json_t* req) {
     // The last decisions, oldest first; {"limit": N} keeps the newest N.
@@ -189,6 +204,19 @@ std::error_code Daemon::start(std::string* why) {
                              [this] { stop("fatal error"); });
   };
   node_ = std::make_unique<Node>(loop_, config_, handover_on_stop_, std::move(hooks));
+  // A drain outlives the process (DESIGN rule 10 keeps routes across a restart; an operator
+  // who drained a host for maintenance must not see it take routes back because hanatd
+  // restarted meanwhile). The node hands the drain to the engine once it runs.
+  state_ = std::make_unique<StateDir>(config_->status.state_directory);
+  if (auto mark = state_->read(kDrainMark); !mark) {
+    drain_mark_error_ = mark.error();
+    log::warning("drain mark: " + mark.error() + ", starting undrained");
+  } else if (mark.value()) {
+    drained_by_mark_ = true;
+    log::notice("drain mark " + log::quote(state_->file(kDrainMark)) +
+                " exists: starting drained (hanatctl undrain removes it)");
+    node_->drain(true);
+  }
   node_->start();
   apply_metrics_config();
   // `systemctl status hanat` shows one line about what the daemon is doing; refresh it
@@ -300,6 +328,21 @@ std::string Daemon::restart_reason() const {
   return "";
 }
 
+void Daemon::persist_drain(bool on) {
+  if (!state_) return;
+  std::string err;
+  if (on) {
+    err = state_->write(kDrainMark, "drained at " + iso8601(std::chrono::system_clock::now()) +
+                                        " by hanatctl drain; hanatctl undrain removes this file\n");
+  } else {
+    err = state_->remove(kDrainMark);
+  }
+  drain_mark_error_ = err;
+  if (!err.empty()) {
+    log::warning("drain mark: " + err + (on ? ": the drain ends if hanatd restarts" : ""));
+  }
+}
+
 void Daemon::stop(const char* reason) {
   log::info(std::string("hanatd: closing (") + reason + ")");
   // Closing every handle lets uv_run return: the loop has nothing left to wait for.
@@ -356,6 +399,14 @@ status::Json Daemon::status_json() const {
     if (!textfile_->last_error().empty())
       json_object_set_new(m, "error", json_string(textfile_->last_error().c_str()));
     json_object_set_new(root, "metrics", m);
+  }
+  if (state_) {
+    json_t* d = json_object();
+    json_object_set_new(d, "path", json_string(state_->file(kDrainMark).c_str()));
+    json_object_set_new(d, "started_drained", json_boolean(drained_by_mark_));
+    if (!drain_mark_error_.empty())
+      json_object_set_new(d, "error", json_string(drain_mark_error_.c_str()));
+    json_object_set_new(root, "drain_mark", d);
   }
   if (node_) json_object_set_new(root, "node", node_->status().release());
   return status::Json(root);

@@ -15,6 +15,7 @@
 #include "core/config/config.h"
 #include "core/daemon/node.h"
 #include "core/daemon/report.h"
+#include "core/daemon/state_dir.h"
 #include "core/metrics/textfile.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
@@ -89,6 +90,13 @@ class Daemon {
   // Why the coming stop is a restart ("" when it is a stop).
   std::string restart_reason() const;
   int exit_code_ = 0;
+  // The drain mark in [status] state_directory: `hanatctl drain` writes it, `undrain`
+  // removes it, and a daemon started while it exists starts drained.
+  std::unique_ptr<StateDir> state_;
+  bool drained_by_mark_ = false;  // started drained because the mark existed
+  std::string drain_mark_error_;  // why the mark could not be read or written ("" if fine)
+  // Writes (on) or removes (off) the drain mark; logs and keeps a failure for status.
+  void persist_drain(bool on);
 };
 
 // sd_notify with the given state; a no-op outside systemd (no NOTIFY_SOCKET).

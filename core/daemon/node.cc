@@ -130,7 +130,10 @@ void Node::shutdown(bool handover) {
 }
 
 void Node::drain(bool on) {
-  if (!machine_) return;
+  if (!machine_) {
+    drain_pending_ = on;
+    return;
+  }
   post(engine::Drain{on, now()});
 }
 

@@ -243,6 +243,20 @@ class Node {
   engine::Health egress_health_ = engine::Health::Unknown;
   std::string egress_detail_;
   std::map<std::string, std::chrono::microseconds> last_rtt_;  // "peer/kind" -> rtt
+  // The last result of each probe kind of each peer, for `hanatctl peers`.
+  struct LastProbe {
+    bool ok = false;
+    std::string failure;  // probes::Failure as text ("timeout", "refused", ...); "" when ok
+    std::string detail;
+    bool discounted = false;  // failed while this host's own link was impaired: not counted
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, std::map<std::string, LastProbe>> last_probe_;  // peer -> kind -> last
+  // peer -> why its health last changed (the engine's PeerChanged detail), for `peers`.
+  std::map<std::string, std::string> health_reason_;
+  // A drain asked for before the engine runs (a drain mark found at start): posted to the
+  // engine when it starts.
+  std::optional<bool> drain_pending_;
   // (action, outcome) -> completed calls; outcome "ok", the EC2 code or the failure kind.
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls_;
   struct LastWrite {

@@ -168,6 +168,7 @@ void Node::execute(const engine::Action& a) {
             // or it had none): no failover of this host's to time.
             failover_open_.erase(x.peer);
           }
+          health_reason_[x.peer] = x.detail;
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +

@@ -94,6 +94,12 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
                ++probe_failures_[{r.peer, probes::to_string(r.kind),
                                   probes::to_string(r.outcome.failure)}];
              }
+             LastProbe& lp = last_probe_[r.peer][probes::to_string(r.kind)];
+             lp.ok = r.outcome.ok;
+             lp.failure = r.outcome.ok ? "" : probes::to_string(r.outcome.failure);
+             lp.detail = r.outcome.detail;
+             lp.discounted = false;
+             lp.at = r.at;
              // A probe sent while our own link was down fails at its timeout, and for a
              // while after the link returns answers still get lost: neighbour entries
              // (ARP, ours and the peer's) that failed during the outage are resolved
@@ -106,6 +112,7 @@ core::Result<std::unique_ptr<probes::PeerMonitor>, std::string> Node::make_peer_
              if (!r.outcome.ok && r.outcome.failure != probes::Failure::AgentDown && own_link_ &&
                  own_link_->impaired(r.at, grace)) {
                ++discounted_failures_;
+               lp.discounted = true;
                return;
              }
              engine::ProbeResult e;

@@ -426,6 +426,10 @@ void Node::start_engine(Discovered d) {
   start_probes();
   start_notices();
   start_refresh();
+  // A drain asked for before the engine ran goes first: a host started drained never
+  // claims a route, not even for one tick.
+  if (drain_pending_) post(engine::Drain{*drain_pending_, now()});
+  drain_pending_.reset();
   post(engine::Tick{now()});
   if (stopping_) post(engine::Shutdown{now()});
 }

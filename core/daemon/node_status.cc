@@ -263,6 +263,25 @@ status::Json Node::status() const {
           json_object_set_new(jm, "warning", jstr("public path down, private path up"));
       }
     }
+    if (auto hr = health_reason_.find(m.instance_id); hr != health_reason_.end() && !m.self) {
+      // Why the peer is in its current health: for DOWN, the probes that failed (or the
+      // agent's own report) when it fell.
+      json_object_set_new(jm, "reason", jstr(hr->second));
+    }
+    if (auto lp = last_probe_.find(m.instance_id); lp != last_probe_.end() && !m.self) {
+      json_t* jp = json_object();
+      for (const auto& [kind, p] : lp->second) {
+        json_t* k = json_object();
+        json_object_set_new(k, "ok", json_boolean(p.ok));
+        if (!p.failure.empty()) json_object_set_new(k, "failure", jstr(p.failure));
+        if (!p.detail.empty()) json_object_set_new(k, "detail", jstr(p.detail));
+        if (p.discounted) json_object_set_new(k, "discounted", json_true());
+        set_int(k, "at_unix_ms", wall_ms(p.at));
+        set_int(k, "ago_ms", ms_ago(p.at));
+        json_object_set_new(jp, kind.c_str(), k);
+      }
+      json_object_set_new(jm, "probes", jp);
+    }
     json_array_append_new(members, jm);
   }
   json_object_set_new(root, "members", members);
@@ -272,6 +291,13 @@ status::Json Node::status() const {
     json_object_set_new(jt, "id", jstr(t.id));
     json_object_set_new(jt, "zone", jstr(t.zone));
     json_object_set_new(jt, "allocated", jstr(target_text(t.allocated)));
+    // The member behind the allocated target (routes may point at a member's ENI).
+    for (const auto& m : discovered_.engine.members) {
+      if (!t.allocated.id.empty() &&
+          (t.allocated.id == m.instance_id || t.allocated.id == m.eni_id)) {
+        json_object_set_new(jt, "allocated_member", jstr(m.instance_id));
+      }
+    }
     json_object_set_new(jt, "on_allocated", json_boolean(on_allocated(t)));
     set_int(jt, "writes", static_cast<std::int64_t>(t.writes));
     if (t.adopted) json_object_set_new(jt, "adopted", json_true());
@@ -296,6 +322,12 @@ status::Json Node::status() const {
       json_object_set_new(jr, "current", jstr(target_text(r.current)));
       json_object_set_new(jr, "in_flight", json_boolean(r.in_flight.has_value()));
       json_object_set_new(jr, "foreign", json_boolean(r.foreign));
+      // Served by this host: what `hanatctl drain --wait` waits to see move away.
+      const bool here =
+          !r.current.id.empty() &&
+          (r.current.id == id_.instance_id || r.current.id == id_.eni_id ||
+           (!cfg_->failover.floating_eni.empty() && r.current.id == cfg_->failover.floating_eni));
+      json_object_set_new(jr, "here", json_boolean(here));
       if (r.foreign) {
         json_object_set_new(jr, "status", jstr("foreign (" + target_text(r.current) + ")"));
       }

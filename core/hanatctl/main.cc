@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // hanatctl: talks to hanatd over its status socket. See `hanatctl --help`.
 
+#include <getopt.h>
 #include <jansson.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/status/status_text.h"
@@ -20,21 +24,42 @@ namespace {
 
 constexpr const char* kDefaultSocket = "/run/hanat/hanatd.sock";
 
+constexpr long kDefaultWaitSeconds = 60;
+// `drain --wait`: the routes still pointed at this host when the timeout ran out.
+constexpr int kExitNotMoved = 3;
+
 void usage(std::FILE* out) {
   std::fprintf(out,
                "Usage: hanatctl [--socket PATH] status [--json]\n"
+               "       hanatctl [--socket PATH] peers [--json]\n"
+               "       hanatctl [--socket PATH] routes [--json]\n"
                "       hanatctl [--socket PATH] metrics\n"
-               "       hanatctl [--socket PATH] drain | undrain\n"
+               "       hanatctl [--socket PATH] drain [--wait [--timeout SECONDS]]\n"
+               "       hanatctl [--socket PATH] undrain\n"
                "       hanatctl [--socket PATH] prepare-restart [SECONDS]\n"
                "       hanatctl [--socket PATH] events [N]\n"
                "       hanatctl [--socket PATH] adopt rtb-...\n"
                "       hanatctl [--socket PATH] reload\n"
                "       hanatctl --version | --help\n"
                "\n"
-               "  -s, --socket PATH  hanatd's status socket (default %s)\n"
-               "  status             show the daemon's state; --json prints the raw reply\n"
+               "Options:\n"
+               "  -s, --socket PATH    hanatd's status socket (default %s)\n"
+               "  -j, --json           print the daemon's JSON reply as it came\n"
+               "  -w, --wait           drain: wait until no route points at this host\n"
+               "  -t, --timeout SECONDS  drain --wait: give up after SECONDS (default %ld)\n"
+               "  -V, --version        print the version and exit\n"
+               "  -h, --help           print this help and exit\n"
+               "\n"
+               "Commands:\n"
+               "  status             show the daemon's state (the default command)\n"
+               "  peers              per peer: state and since when, why it is DOWN, and the\n"
+               "                     last result of each probe kind with its age\n"
+               "  routes             per route table: destination, current target, the\n"
+               "                     allocated target and member, foreign routes, last write\n"
                "  metrics            print counters and states in the Prometheus text format\n"
-               "  drain              hand this host's routes to a healthy peer and keep none\n"
+               "  drain              hand this host's routes to a healthy peer and keep none;\n"
+               "                     kept across restarts (a drain mark in the state\n"
+               "                     directory) until undrain\n"
                "  undrain            take routes back per the allocation\n"
                "  events             the last N (default all kept, up to 256) decisions: peer\n"
                "                     changes, route writes, state changes, with reasons\n"
@@ -45,8 +70,13 @@ void usage(std::FILE* out) {
                "                     route that points outside the group unless told so)\n"
                "  reload             re-read the config file and wait for the outcome: exit 0\n"
                "                     when the new generation runs, 2 with the errors when the\n"
-               "                     daemon kept the old one\n",
-               kDefaultSocket);
+               "                     daemon kept the old one\n"
+               "\n"
+               "Options may come before or after the command.\n"
+               "Exit status: 0 on success; 1 when the daemon cannot be reached or answers\n"
+               "with an error; 2 for bad arguments (and a refused reload); 3 when drain\n"
+               "--wait timed out with routes still on this host (the tables are named).\n",
+               kDefaultSocket, kDefaultWaitSeconds);
 }
 
 // A decimal integer from lo to hi, the whole word (no sign games, no suffix); nullopt
@@ -136,62 +166,142 @@ std::string str(const json_t* o, const char* key) {
   return json_is_string(v) ? json_string_value(v) : "";
 }
 
+// Parses the one reply line; prints the daemon's error and returns false when it is not ok.
+bool parse_reply(const std::string& reply, JsonRef& parsed) {
+  json_error_t err;
+  parsed.j = json_loads(reply.c_str(), 0, &err);
+  if (parsed.j == nullptr) {
+    std::fprintf(stderr, "hanatctl: the daemon sent an unreadable reply: %s\n", err.text);
+    return false;
+  }
+  if (!json_is_true(json_object_get(parsed.j, "ok"))) {
+    std::fprintf(stderr, "hanatctl: %s\n", str(parsed.j, "error").c_str());
+    return false;
+  }
+  return true;
+}
+
+// `drain --wait`: polls the status until the drain has finished (no route points here)
+// or the deadline passes. A poll every 200 ms costs the daemon one status reply each.
+int wait_drained(const std::string& socket_path, long timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  std::vector<std::string> here;
+  for (;;) {
+    std::string reply;
+    if (int rc = request(socket_path, "{\"cmd\":\"status\"}", reply); rc != 0) return rc;
+    JsonRef st;
+    if (!parse_reply(reply, st)) return 1;
+    if (hanat::status::drain_finished(st.j)) {
+      std::printf("drained: no route points at this host\n");
+      return 0;
+    }
+    here = hanat::status::tables_here(st.j);
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::string names;
+  for (const auto& t : here) names += (names.empty() ? "" : ", ") + t;
+  if (names.empty()) {
+    std::fprintf(stderr,
+                 "hanatctl: drain --wait: not drained after %ld s (the daemon is still "
+                 "starting or handing over)\n",
+                 timeout_s);
+  } else {
+    std::fprintf(stderr,
+                 "hanatctl: drain --wait: after %ld s these route tables still point at this "
+                 "host: %s (no healthy peer or fallback took them?)\n",
+                 timeout_s, names.c_str());
+  }
+  return kExitNotMoved;
+}
+
+int bad_usage(const std::string& message) {
+  std::fprintf(stderr, "hanatctl: %s\n", message.c_str());
+  std::fprintf(stderr, "Try \"hanatctl --help\".\n");
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string socket_path = kDefaultSocket;
-  std::vector<std::string> words;
   bool json = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      usage(stdout);
-      return 0;
-    }
-    if (a == "-V" || a == "--version") {
-      std::printf("hanatctl %s\n", HANAT_VERSION);
-      return 0;
-    }
-    if (a == "-s" || a == "--socket") {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "hanatctl: %s needs a path\n", a.c_str());
-        return 2;
+  bool wait = false;
+  std::optional<long> timeout_s;
+  // GNU getopt_long permutes: options may come before or after the command and its
+  // arguments ("hanatctl status --json", "hanatctl drain --wait -t 30"); "--" ends them.
+  static const option kLong[] = {{"socket", required_argument, nullptr, 's'},
+                                 {"json", no_argument, nullptr, 'j'},
+                                 {"wait", no_argument, nullptr, 'w'},
+                                 {"timeout", required_argument, nullptr, 't'},
+                                 {"version", no_argument, nullptr, 'V'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  opterr = 0;  // our own messages, naming the argument
+  for (;;) {
+    const int prev = optind;
+    const int c = getopt_long(argc, argv, ":s:jwt:Vh", kLong, nullptr);
+    if (c == -1) break;
+    switch (c) {
+      case 's':
+        socket_path = optarg;
+        break;
+      case 'j':
+        json = true;
+        break;
+      case 'w':
+        wait = true;
+        break;
+      case 't': {
+        timeout_s = whole_number(optarg, 1, 86400);
+        if (!timeout_s) {
+          return bad_usage(std::string("--timeout: \"") + optarg +
+                           "\" is not a number of seconds from 1 to 86400");
+        }
+        break;
       }
-      socket_path = argv[++i];
-    } else if (a.rfind("--socket=", 0) == 0) {
-      socket_path = a.substr(9);
-    } else if (a == "--json") {
-      json = true;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "hanatctl: unknown option \"%s\"\n", a.c_str());
-      usage(stderr);
-      return 2;
-    } else {
-      words.push_back(a);
+      case 'V':
+        std::printf("hanatctl %s\n", HANAT_VERSION);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case ':':
+        return bad_usage(std::string(argv[optind - 1]) + " needs a value");
+      default: {
+        std::string what =
+            optopt != 0 ? std::string("-") + static_cast<char>(optopt) : std::string(argv[prev]);
+        if (optopt == 0 && optind > prev) what = argv[optind - 1];
+        return bad_usage("unknown option \"" + what + "\"");
+      }
     }
   }
+  std::vector<std::string> words(argv + optind, argv + argc);
   if (words.empty()) words.emplace_back("status");
   const std::string& cmd = words[0];
-  std::string req = "{\"cmd\":\"" + cmd + "\"}";
+  if ((wait || timeout_s) && cmd != "drain") {
+    return bad_usage("--wait and --timeout belong to drain, not \"" + cmd + "\"");
+  }
+  if (timeout_s && !wait) return bad_usage("drain: --timeout needs --wait");
+  // The request names the daemon's command; "peers" and "routes" are views of the status.
+  std::string req;
+  const std::vector<std::string> bare = {"status", "peers",   "routes", "metrics",
+                                         "drain",  "undrain", "reload"};
   if (cmd == "events" && words.size() <= 2) {
+    req = "{\"cmd\":\"events\"}";
     if (words.size() == 2) {
       auto v = whole_number(words[1], 1, 100000);
-      if (!v) {
-        std::fprintf(stderr, "hanatctl: events: \"%s\" is not a positive count\n",
-                     words[1].c_str());
-        return 2;
-      }
+      if (!v) return bad_usage("events: \"" + words[1] + "\" is not a positive count");
       req = "{\"cmd\":\"events\",\"limit\":" + std::to_string(*v) + "}";
     }
   } else if (cmd == "prepare-restart" && words.size() <= 2) {
+    req = "{\"cmd\":\"prepare-restart\"}";
     if (words.size() == 2) {
       auto v = whole_number(words[1], 0, 3600);
       if (!v) {
-        std::fprintf(stderr,
-                     "hanatctl: prepare-restart: \"%s\" is not a number of seconds "
-                     "from 0 to 3600\n",
-                     words[1].c_str());
-        return 2;
+        return bad_usage("prepare-restart: \"" + words[1] +
+                         "\" is not a number of seconds from 0 to 3600");
       }
       req = "{\"cmd\":\"prepare-restart\",\"within_s\":" + std::to_string(*v) + "}";
     }
@@ -206,9 +316,16 @@ int main(int argc, char** argv) {
       return 2;
     }
     req = "{\"cmd\":\"adopt\",\"table\":\"" + words[1] + "\"}";
-  } else if (words.size() != 1 || (cmd != "status" && cmd != "metrics" && cmd != "drain" &&
-                                   cmd != "undrain" && cmd != "reload")) {
-    std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", words[0].c_str());
+  } else if (std::find(bare.begin(), bare.end(), cmd) != bare.end()) {
+    if (words.size() > 1) {
+      return bad_usage(cmd + ": unexpected argument \"" + words[1] + "\" (" + cmd + " takes none)");
+    }
+    const bool view = cmd == "peers" || cmd == "routes";
+    req = "{\"cmd\":\"" + std::string(view ? "status" : cmd) + "\"}";
+  } else if (cmd == "events" || cmd == "prepare-restart") {
+    return bad_usage(cmd + ": unexpected argument \"" + words[2] + "\"");
+  } else {
+    std::fprintf(stderr, "hanatctl: unknown command \"%s\"\n", cmd.c_str());
     usage(stderr);
     return 2;
   }
@@ -216,20 +333,15 @@ int main(int argc, char** argv) {
   std::string reply;
   if (int rc = request(socket_path, req, reply); rc != 0) return rc;
   JsonRef parsed;
-  json_error_t err;
-  parsed.j = json_loads(reply.c_str(), 0, &err);
-  if (parsed.j == nullptr) {
-    std::fprintf(stderr, "hanatctl: the daemon sent an unreadable reply: %s\n", err.text);
-    return 1;
-  }
-  if (!json_is_true(json_object_get(parsed.j, "ok"))) {
-    std::fprintf(stderr, "hanatctl: %s\n", str(parsed.j, "error").c_str());
-    return 1;
-  }
+  if (!parse_reply(reply, parsed)) return 1;
   if (json) {
     std::printf("%s\n", reply.c_str());
   } else if (cmd == "status") {
     std::fputs(hanat::status::format_status(parsed.j).c_str(), stdout);
+  } else if (cmd == "peers") {
+    std::fputs(hanat::status::format_peers(parsed.j).c_str(), stdout);
+  } else if (cmd == "routes") {
+    std::fputs(hanat::status::format_routes(parsed.j).c_str(), stdout);
   } else if (cmd == "events") {
     std::fputs(hanat::status::format_events(parsed.j).c_str(), stdout);
   } else if (cmd == "reload") {
@@ -245,6 +357,11 @@ int main(int argc, char** argv) {
     std::fputs(str(parsed.j, "text").c_str(), stdout);
   } else {
     std::printf("%s\n", str(parsed.j, "result").c_str());
+    if (!str(parsed.j, "warning").empty()) {
+      std::fprintf(stderr, "hanatctl: warning: %s\n", str(parsed.j, "warning").c_str());
+    }
   }
+  if (cmd == "drain" && wait)
+    return wait_drained(socket_path, timeout_s.value_or(kDefaultWaitSeconds));
   return 0;
 }

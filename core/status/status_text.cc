@@ -2,7 +2,9 @@
 #include "core/status/status_text.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <string>
 
@@ -226,9 +228,166 @@ std::string format_status(const json_t* st) {
     if (!str(m, "error").empty()) out += ", FAILING: " + str(m, "error");
     out += "\n";
   }
+  const json_t* dm = json_object_get(st, "drain_mark");
+  if (json_is_true(json_object_get(dm, "started_drained"))) {
+    out += "drain mark:  " + str(dm, "path") + ": started drained (hanatctl undrain removes it)\n";
+  }
+  if (!str(dm, "error").empty()) {
+    out += "drain mark:  FAILING: " + str(dm, "error") + " (a drain ends if hanatd restarts)\n";
+  }
   const json_t* node = json_object_get(st, "node");
   if (json_is_object(node)) print_node(out, node);
   return out;
+}
+
+std::string iso8601_ms(std::int64_t unix_ms) {
+  if (unix_ms < 0) unix_ms = 0;
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt("%s.%03dZ", buf, static_cast<int>(unix_ms % 1000));
+}
+
+namespace {
+
+// "since 2026-12-02T20:50:01.123Z (12.3s ago)" from an object's *_unix_ms and age keys.
+std::string since_text(const json_t* o, const char* at_key, const char* age_key) {
+  std::string out;
+  if (has_int(o, at_key)) out += "since " + iso8601_ms(num(o, at_key));
+  if (has_int(o, age_key)) {
+    out += (out.empty() ? "for " : " (") + human_duration(num(o, age_key)) +
+           (out.empty() ? "" : " ago)");
+  }
+  return out;
+}
+
+const json_t* node_of(const json_t* reply) {
+  const json_t* n = json_object_get(reply, "node");
+  return json_is_object(n) ? n : nullptr;
+}
+
+}  // namespace
+
+std::string format_peers(const json_t* reply) {
+  const json_t* n = node_of(reply);
+  const json_t* members = n != nullptr ? json_object_get(n, "members") : nullptr;
+  if (json_array_size(members) == 0) return "no peers (the daemon is still starting)\n";
+  std::string out;
+  size_t i;
+  const json_t* m;
+  // This host first, on one line: its "health" is its own state.
+  json_array_foreach(members, i, m) {
+    if (!json_is_true(json_object_get(m, "self"))) continue;
+    out += str(m, "instance_id") + " (this host) in " + str(m, "zone") + ": " + str(m, "health");
+    if (json_is_true(json_object_get(n, "drained"))) out += " (drained)";
+    if (std::string s = since_text(m, "since_unix_ms", "for_ms"); !s.empty()) out += " " + s;
+    out += "\n";
+  }
+  bool any = false;
+  json_array_foreach(members, i, m) {
+    if (json_is_true(json_object_get(m, "self"))) continue;
+    any = true;
+    std::string health = str(m, "health");
+    for (auto& ch : health) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    out += "\n" + str(m, "instance_id") + " in " + str(m, "zone");
+    if (!str(m, "address").empty()) out += ", " + str(m, "address");
+    if (!str(m, "note").empty()) out += " [" + str(m, "note") + "]";
+    out += "\n  state:   " + health;
+    if (std::string s = since_text(m, "since_unix_ms", "for_ms"); !s.empty()) out += " " + s;
+    out += "\n";
+    if (!str(m, "reason").empty()) {
+      out += std::string("  ") + (health == "DOWN" ? "down:    " : "reason:  ") + str(m, "reason") +
+             "\n";
+    }
+    const char* kind;
+    const json_t* p;
+    json_object_foreach(const_cast<json_t*>(json_object_get(m, "probes")), kind, p) {
+      std::string label = std::string(kind) + ":";
+      label.resize(std::max<size_t>(label.size(), 8), ' ');
+      out += "  " + label + " ";
+      if (json_is_true(json_object_get(p, "ok"))) {
+        out += "ok";
+      } else {
+        out += "FAILED " + (str(p, "failure").empty() ? std::string("?") : str(p, "failure"));
+      }
+      if (!str(p, "detail").empty()) out += " (" + str(p, "detail") + ")";
+      if (json_is_true(json_object_get(p, "discounted"))) out += " [not counted: own link down]";
+      if (has_int(p, "ago_ms")) out += ", " + human_duration(num(p, "ago_ms")) + " ago";
+      out += "\n";
+    }
+  }
+  if (!any) out += "no peers in the group\n";
+  return out;
+}
+
+std::string format_routes(const json_t* reply) {
+  const json_t* n = node_of(reply);
+  const json_t* tables = n != nullptr ? json_object_get(n, "tables") : nullptr;
+  if (json_array_size(tables) == 0) return "no route tables (the daemon is still starting)\n";
+  std::string out;
+  size_t i;
+  const json_t* t;
+  json_array_foreach(tables, i, t) {
+    std::string allocated = str(t, "allocated");
+    if (!str(t, "allocated_member").empty() && str(t, "allocated_member") != allocated) {
+      allocated += " (" + str(t, "allocated_member") + ")";
+    }
+    size_t j;
+    const json_t* r;
+    json_array_foreach(json_object_get(t, "routes"), j, r) {
+      std::string current = str(r, "current");
+      if (json_is_true(json_object_get(r, "here"))) current += " (this host)";
+      out += fmt("%-24s %-12s %-18s ", str(t, "id").c_str(), str(t, "zone").c_str(),
+                 str(r, "destination").c_str());
+      out += "current " + current + ", allocated " + allocated;
+      if (json_is_true(json_object_get(r, "foreign"))) {
+        out += json_is_true(json_object_get(t, "adopted"))
+                   ? ", FOREIGN (adopted: hanat writes it)"
+                   : ", FOREIGN (never written; hanatctl adopt " + str(t, "id") + ")";
+      }
+      if (json_is_true(json_object_get(r, "in_flight"))) out += ", write in flight";
+      if (has_int(t, "hold_down_ms"))
+        out += ", hold-down " + human_duration(num(t, "hold_down_ms"));
+      if (!str(r, "last_error").empty()) out += ", last error: " + str(r, "last_error");
+      out += "\n";
+    }
+    const json_t* lw = json_object_get(t, "last_write");
+    if (json_is_object(lw)) {
+      out += "    last write: " + str(lw, "destination") + " -> " + str(lw, "target") + " " +
+             str(lw, "outcome") + " at " + str(lw, "at");
+      if (has_int(lw, "ago_ms")) out += " (" + human_duration(num(lw, "ago_ms")) + " ago)";
+      out += "\n";
+    } else {
+      out += "    last write: none since hanatd started\n";
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> tables_here(const json_t* reply) {
+  std::vector<std::string> out;
+  const json_t* n = node_of(reply);
+  if (n == nullptr) return out;
+  size_t i;
+  const json_t* t;
+  json_array_foreach(json_object_get(n, "tables"), i, t) {
+    size_t j;
+    const json_t* r;
+    json_array_foreach(json_object_get(t, "routes"), j, r) {
+      if (json_is_true(json_object_get(r, "here"))) {
+        out.push_back(str(t, "id"));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool drain_finished(const json_t* reply) {
+  const json_t* n = node_of(reply);
+  return n != nullptr && str(n, "state") == "drained" && tables_here(reply).empty();
 }
 
 std::string format_events(const json_t* reply) {

@@ -335,6 +335,37 @@ def run(lab):
           and f"last write: 0.0.0.0/0 -> {eni[2]} ok at" in text
           and re.search(r"ReplaceRoute( \S+=\d+)* ok=\d", text) is not None, text)
 
+    # hanatctl peers: nat1's state on nat2, since when, why it is DOWN, and the last result
+    # of each probe kind.
+    pt = ctl(lab, 2, "peers")
+    print("      " + pt.stdout.replace("\n", "\n      "))
+    nat1_block = pt.stdout.split(lab.nat(1)["instance_id"] + " in ", 1)[-1]
+    check("hanatctl peers on nat2: nat1 DOWN since after the cut, with the reason and a "
+          "failed result per probe kind",
+          pt.returncode == 0 and re.search(r"state:\s+DOWN since \d{4}-\d\d-\d\dT", nat1_block)
+          and re.search(r"down:\s+\d+ (icmp|agent) probes failed, fall=3", nat1_block)
+          and re.search(r"icmp:\s+FAILED \w+", nat1_block)
+          and re.search(r"agent:\s+FAILED \w+", nat1_block) is not None, pt.stdout + pt.stderr)
+    pj = ctl(lab, 2, "peers", "--json")
+    try:
+        pm = [m for m in json.loads(pj.stdout)["node"]["members"]
+              if m["instance_id"] == lab.nat(1)["instance_id"]][0]
+    except (ValueError, KeyError, IndexError):
+        pm = {}
+    check("hanatctl peers --json: nat1's reason and per-kind last results (failed, recent)",
+          "probes failed" in pm.get("reason", "") and
+          pm.get("probes", {}).get("icmp", {}).get("ok") is False and
+          0 <= pm.get("probes", {}).get("icmp", {}).get("ago_ms", -1) < 5000, pj.stdout[:600])
+    # hanatctl routes: table a now on nat2 (this host), allocated to nat2, written after the cut.
+    rt = ctl(lab, 2, "routes")
+    print("      " + rt.stdout.replace("\n", "\n      "))
+    check("hanatctl routes on nat2: table a current and allocated nat2's ENI, last write ok",
+          rt.returncode == 0 and re.search(
+              re.escape(rt_a) + r"\s+\S+\s+0\.0\.0\.0/0\s+current " + re.escape(eni[2]) +
+              r" \(this host\), allocated " + re.escape(eni[2]) + r" \(" +
+              re.escape(lab.nat(2)["instance_id"]) + r"\)\n\s+last write: 0\.0\.0\.0/0 -> " +
+              re.escape(eni[2]) + r" ok at ", rt.stdout) is not None, rt.stdout + rt.stderr)
+
     # hanatctl metrics: valid exposition text that agrees with status.
     m = ctl(lab, 2, "metrics")
     try:
@@ -380,15 +411,48 @@ def run(lab):
     check("hanatctl status shows state, members and route tables",
           "state:       active" in text and "members:" in text and "route tables:" in text
           and rt_a in text, text)
-    d = ctl(lab, 1, "drain")
-    check("hanatctl drain answers", d.returncode == 0 and "draining" in d.stdout, d.stderr)
-    check("drain: table a moves to nat2",
-          poll("table a on nat2", lambda: routes(lab)[rt_a] == eni[2], 15), routes(lab))
-    check("drain: nat1 reports drained",
-          poll("nat1 drained", lambda: node(lab, 1).get("state") == "drained", 10),
+    mark = os.path.join(lab.nat(1)["dir"], "state", "drained")
+    t_drain = time.time()
+    d = subprocess.run([HANATCTL, "--socket", os.path.join(lab.nat(1)["dir"], "hanatd.sock"),
+                        "drain", "--wait", "--timeout", "20"], capture_output=True, text=True,
+                       timeout=30)
+    check("hanatctl drain --wait exits 0 once the routes moved",
+          d.returncode == 0 and "draining" in d.stdout and "drained: no route points" in d.stdout,
+          (d.returncode, d.stdout, d.stderr))
+    check("drain --wait: when it returned, EC2 had table a on nat2 already",
+          routes(lab)[rt_a] == eni[2], routes(lab))
+    check(f"drain --wait: took {time.time() - t_drain:.1f} s (< 20 s)", time.time() - t_drain < 20)
+    check("drain: nat1 reports drained", node(lab, 1).get("state") == "drained",
           node(lab, 1).get("state"))
+    check("drain: the drain mark is in nat1's state directory", os.path.exists(mark), mark)
+    rt = ctl(lab, 1, "routes")
+    check("hanatctl routes on nat1: table a current nat2's ENI (not this host)",
+          re.search(re.escape(rt_a) + r"\s+\S+\s+0\.0\.0\.0/0\s+current " +
+                    re.escape(eni[2]) + r", allocated " + re.escape(eni[2]), rt.stdout)
+          is not None, rt.stdout + rt.stderr)
+
+    # --- restart with the drain mark: nat1's hanatd crashes and comes back drained; table a
+    # stays on nat2 past the failback delay (3 s), until undrain.
+    p1.kill()
+    p1.wait(timeout=5)
+    p1 = start(lab, 1)
+    check("restart with the drain mark: nat1 comes back drained",
+          poll("nat1 drained again", lambda: node(lab, 1).get("state") == "drained", 20),
+          node(lab, 1).get("state"))
+    st1 = lab.hanatd_status(1)
+    check("restart with the drain mark: status says it started drained",
+          st1.get("drain_mark", {}).get("started_drained") is True, st1.get("drain_mark"))
+    with open(os.path.join(lab.dir, f"hanatd-{lab.nat(1)['name']}.log")) as f:
+        log1 = f.read()
+    check("restart with the drain mark: the log says so",
+          f'drain mark "{mark}" exists: starting drained' in log1, log1[-800:])
+    # An observation window, not a wait: failback_delay (3 s) + two route refreshes (2 s).
+    moved = poll("table a leaving nat2", lambda: routes(lab)[rt_a] != eni[2], 7)
+    check("restart with the drain mark: table a stays on nat2 past the failback delay",
+          not moved, routes(lab))
     u = ctl(lab, 1, "undrain")
     check("hanatctl undrain answers", u.returncode == 0, u.stderr)
+    check("undrain: the drain mark is removed", not os.path.exists(mark), mark)
     check("undrain: table a returns to nat1",
           poll("table a back on nat1", lambda: routes(lab)[rt_a] == eni[1], 30), routes(lab))
 
@@ -412,6 +476,28 @@ def run(lab):
     flowing_via(lab, stream, 1, "SIGTERM")
     r = stream.stop()
     check(f"SIGTERM: outage {r['max_gap_ms']:.0f} ms < 1000 ms", r["max_gap_ms"] < 1000, r)
+
+    # --- drain --wait with no peer to take the routes: exit 3 at the timeout, naming the
+    # tables still here; the routes stay; undrain resumes. nat2's hanatd has exited, but its
+    # kernel still answers pings (a restarting peer stays up, DESIGN rule 10): its links are
+    # cut so that nat1 sees it DOWN on every probe kind.
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(2, leg, False, mode="drop")
+    need("nat1 sees nat2 down", lambda: [m for m in node(lab, 1)["members"]
+                                          if not m["self"] and m["health"] == "down"], 15)
+    t_w = time.time()
+    w = ctl(lab, 1, "drain", "--wait", "--timeout", "2")
+    check("drain --wait with no healthy peer: exit 3 after the timeout, naming both tables",
+          w.returncode == 3 and rt_a in w.stderr and rt_b in w.stderr
+          and "still point at this host" in w.stderr and 2 <= time.time() - t_w < 8,
+          (w.returncode, w.stdout, w.stderr))
+    check("drain with no healthy peer: both tables stay on nat1",
+          routes(lab)[rt_a] == eni[1] and routes(lab)[rt_b] == eni[1], routes(lab))
+    u = ctl(lab, 1, "undrain")
+    check("undrain after the refused drain answers", u.returncode == 0, u.stderr)
+    need("nat1 active again after undrain", lambda: active(lab, 1), 15)
+    for leg in ("private", "public", "mgmt"):
+        lab.set_link(2, leg, True, mode="drop")
 
     # --- spot notice on nat1 (nat2 back up first): nat1 hands its tables to nat2 and exits.
     p2 = start(lab, 2)

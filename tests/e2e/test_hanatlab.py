@@ -182,6 +182,7 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(c["ec2"]["secret_access_key"], "s\"e\\cret")
         self.assertEqual(c["egress"]["targets"], ["198.19.0.1:4242"])
         self.assertEqual(c["status"]["socket"], "/tmp/x/hanatd.sock")
+        self.assertEqual(c["status"]["state_directory"], "/tmp/x/state")
         self.assertIs(c["failover"]["preempt"], True)
 
     def test_overrides_merge_and_remove(self):

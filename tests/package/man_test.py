@@ -64,7 +64,8 @@ def main(argv):
                                          "SIGTERM", "prepare-restart", "remove_on_exit",
                                          "MESSAGE_ID"]),
                 (hanatctl, "hanatctl.8.in", ["status", "metrics", "drain", "undrain",
-                                             "prepare-restart", "--socket"])):
+                                             "prepare-restart", "--socket", "peers", "routes",
+                                             "--wait", "--timeout", "/var/lib/hanat/drained"])):
             page = render(binary, os.path.join(TOP, "packaging", "man", name), tmp)
             terms = help_terms(binary)
             check(f"{name[:-3]}: --help lists options and commands ({len(terms)})",

@@ -3,6 +3,7 @@
 per-test overrides."""
 
 import json
+import os
 
 
 def toml_value(v, where):
@@ -64,7 +65,10 @@ def nat_sections(desc, nat, status_socket, overrides=None, credentials="static")
                 if credentials == "static" else None,
                 "route_refresh_interval": "5s"},
         "failover": {"preempt": True, "failback_delay": "30s"},
-        "status": {"socket": status_socket, "mode": "0600"},
+        # The drain mark lives next to the socket, in the lab's own directory, never in
+        # the host's /var/lib/hanat.
+        "status": {"socket": status_socket, "mode": "0600",
+                   "state_directory": os.path.join(os.path.dirname(status_socket), "state")},
         "log": {"level": "info"},
     }
     for sec, keys in (overrides or {}).items():

@@ -582,6 +582,86 @@ TEST_F(DaemonTest, TextfileIsWrittenAtomicallyFollowsReloadAndIsRemovedOnExit) {
   EXPECT_NE(::access(prom.c_str(), F_OK), 0) << "the text file outlived the daemon";
 }
 
+// `hanatctl drain` leaves a drain mark in [status] state_directory; a hanatd started
+// while it exists starts drained and says so (log and status), and `undrain` removes it.
+// (This daemon never reaches its engine: no metadata service. The routes moving away and
+// staying away across a restart are asserted in the lab, tests/e2e/daemon_e2e.py.)
+TEST_F(DaemonTest, DrainIsKeptAcrossARestartUntilUndrain) {
+  const std::string state = dir_.file("state");
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\nmode = \"0600\"\nstate_directory = \"" + state +
+                        "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                        "\"\n[nat]\negress_interface = \"lo\"\n");
+  const std::string mark = state + "/drained";
+  auto started_drained = [&] {
+    json_t* j = status_json();
+    bool v = json_is_true(json_object_get(json_object_get(j, "drain_mark"), "started_drained"));
+    json_decref(j);
+    return v;
+  };
+  {
+    auto d = start();
+    EXPECT_FALSE(started_drained());
+    auto r = ctl({"drain"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("draining"));
+    EXPECT_EQ(r.err, "");  // no "not kept across a restart" warning
+    EXPECT_TRUE(std::filesystem::exists(mark));
+    EXPECT_THAT(d->err(), Not(HasSubstr("starting drained")));
+  }
+  {
+    auto d = start();
+    EXPECT_TRUE(started_drained());
+    EXPECT_THAT(d->err(), HasSubstr("drain mark \"" + mark +
+                                    "\" exists: starting drained (hanatctl undrain removes it)"));
+    auto r = ctl({"undrain"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(mark));
+    EXPECT_FALSE(started_drained());
+  }
+  {
+    auto d = start();
+    EXPECT_FALSE(started_drained());
+  }
+}
+
+// A drain mark that cannot be written is reported to the operator, not silently lost.
+TEST_F(DaemonTest, DrainWarnsWhenTheMarkCannotBeKept) {
+  const std::string blocker = dir_.file("not-a-dir");
+  write_file(blocker, "x");
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\nmode = \"0600\"\nstate_directory = \"" + blocker +
+                        "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                        "\"\n[nat]\negress_interface = \"lo\"\n");
+  auto d = start();
+  auto r = ctl({"drain"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: not kept across a restart:"));
+  EXPECT_THAT(r.err, HasSubstr(blocker));
+  json_t* j = status_json();
+  EXPECT_THAT(json_string_value(json_object_get(json_object_get(j, "drain_mark"), "error")),
+              HasSubstr(blocker));
+  json_decref(j);
+}
+
+// Without an engine yet, `drain --wait` cannot finish: it gives up at its timeout with
+// exit 3, and says why.
+TEST_F(DaemonTest, DrainWaitTimesOutWithExitThree) {
+  const std::string state = dir_.file("state");
+  write_file(conf_, "[group]\nname = \"lab\"\n[status]\nsocket = \"" + sock_ +
+                        "\"\nmode = \"0600\"\nstate_directory = \"" + state +
+                        "\"\n[ec2]\nmetadata_endpoint = \"" + imds_.url() +
+                        "\"\n[nat]\negress_interface = \"lo\"\n");
+  auto d = start();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = ctl({"drain", "--wait", "--timeout", "1"});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("drain --wait: not drained after 1 s"));
+  EXPECT_GE(took, std::chrono::seconds(1));
+  EXPECT_LT(took, std::chrono::seconds(10));
+}
+
 TEST_F(DaemonTest, TextfileErrorIsLoggedOncePerChangeAndShownInStatus) {
   const std::string prom = dir_.file("later/hanat.prom");
   write_config("info", metrics_section(prom));
@@ -683,6 +763,76 @@ TEST(HanatctlCli, AdoptTakesExactlyOneRouteTableId) {
   auto ok = run({HANATCTL_BIN, "--socket", dir.file("nobody.sock"), "adopt", "rtb-0a1b2c3d"}, dir);
   EXPECT_EQ(ok.code, 1);
   EXPECT_THAT(ok.err, HasSubstr("cannot connect to"));
+}
+
+// getopt_long: options before or after the command; a word a command does not take, an
+// unknown option or an option of another command is exit 2 with a message naming it, and
+// nothing is sent.
+TEST(HanatctlCli, ArgumentsBeforeOrAfterTheCommandAndClearErrors) {
+  TempDir dir;
+  const std::string sock = dir.file("nobody.sock");
+  struct Bad {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {{"status", "foo"}, "status: unexpected argument \"foo\" (status takes none)"},
+           {{"peers", "i-1"}, "peers: unexpected argument \"i-1\""},
+           {{"events", "5", "6"}, "events: unexpected argument \"6\""},
+           {{"status", "--frobnicate"}, "unknown option \"--frobnicate\""},
+           {{"-x", "status"}, "unknown option \"-x\""},
+           {{"peers", "--wait"}, "--wait and --timeout belong to drain, not \"peers\""},
+           {{"drain", "--timeout", "5"}, "drain: --timeout needs --wait"},
+           {{"drain", "--wait", "--timeout", "0"}, "--timeout: \"0\" is not a number of seconds"},
+           {{"drain", "--wait", "--timeout"}, "--timeout needs a value"},
+           {{"frobnicate"}, "unknown command \"frobnicate\""}}) {
+    std::vector<std::string> argv{HANATCTL_BIN, "--socket", sock};
+    argv.insert(argv.end(), b.args.begin(), b.args.end());
+    auto r = run(argv, dir);
+    EXPECT_EQ(r.code, 2) << b.args[0];
+    EXPECT_THAT(r.err, HasSubstr("hanatctl: " + b.message)) << b.args[0];
+    EXPECT_THAT(r.err, Not(HasSubstr("cannot connect"))) << b.args[0];
+  }
+  // Well-formed in any order: they reach the (absent) daemon.
+  for (std::vector<std::string> args :
+       std::vector<std::vector<std::string>>{{"--socket", sock, "status", "--json"},
+                                             {"status", "--json", "--socket", sock},
+                                             {"-j", "routes", "-s", sock},
+                                             {"peers", "--socket=" + sock},
+                                             {"drain", "-w", "-t", "5", "-s", sock}}) {
+    std::vector<std::string> argv{HANATCTL_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, dir);
+    EXPECT_EQ(r.code, 1) << args[0] << " " << args[1];
+    EXPECT_THAT(r.err, HasSubstr("cannot connect to " + sock)) << args[0];
+  }
+}
+
+TEST(HanatdCli, PlanMayFollowItsOptionsAndExtraWordsAreNamed) {
+  TempDir dir;
+  const std::string missing = dir.file("missing.toml");
+  // Both orders read the file (and fail on it being absent), not on the arguments.
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--config", missing, "plan"}, {"plan", "--config", missing}, {"plan", "-c", missing}}) {
+    std::vector<std::string> argv{HANATD_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, dir);
+    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_THAT(r.err, HasSubstr(missing + ":0:0: cannot read the file")) << args[0];
+    EXPECT_THAT(r.err, Not(HasSubstr("unknown argument"))) << args[0];
+  }
+  auto extra = run({HANATD_BIN, "plan", "extra"}, dir);
+  EXPECT_EQ(extra.code, 2);
+  EXPECT_THAT(extra.err, HasSubstr("hanatd: plan: unexpected argument \"extra\""));
+  auto word = run({HANATD_BIN, "frobnicate"}, dir);
+  EXPECT_EQ(word.code, 2);
+  EXPECT_THAT(word.err, HasSubstr("hanatd: unknown argument \"frobnicate\""));
+  auto two = run({HANATD_BIN, "--check-config", "a.toml", "b.toml"}, dir);
+  EXPECT_EQ(two.code, 2);
+  EXPECT_THAT(two.err, HasSubstr("--check-config takes one file"));
+  auto needs = run({HANATD_BIN, "--config"}, dir);
+  EXPECT_EQ(needs.code, 2);
+  EXPECT_THAT(needs.err, HasSubstr("hanatd: --config needs a file name"));
 }
 
 TEST(HanatctlCli, AFullBacklogIsAClearErrorAfterFiveSeconds) {

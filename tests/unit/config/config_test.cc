@@ -329,6 +329,9 @@ TEST(ConfigErrors, ValuesOfStringsAreChecked) {
               HasSubstr("absolute path"));
   EXPECT_THAT(one_error(std::string(kMinimal) + "[status]\nmode = \"0999\"\n").message,
               HasSubstr("octal mode"));
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[status]\nstate_directory = \"var/lib/hanat\"\n").message,
+      HasSubstr("must be an absolute path"));
   EXPECT_THAT(one_error(std::string(kMinimal) + "[egress]\ntargets = [\"example.com\"]\n").message,
               HasSubstr("numeric IPv4"));
   EXPECT_THAT(one_error(std::string(kMinimal) + "[log]\ndebug = [\"ec3\"]\n").message,
@@ -453,6 +456,9 @@ TEST(ConfigReload, RestartKeysNameEveryKeyAReloadCannotApply) {
               ElementsAre("failover.floating_eni", "status.socket", "status.mode"));
   EXPECT_THAT(restart_keys(base, with("[nat]\ndrift_check_interval = \"1s\"\n")),
               ElementsAre("nat.drift_check_interval"));
+  // The drain mark was read from the old directory at start.
+  EXPECT_THAT(restart_keys(base, with("[status]\nstate_directory = \"/srv/hanat\"\n")),
+              ElementsAre("status.state_directory"));
 }
 
 }  // namespace

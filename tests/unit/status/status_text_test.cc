@@ -229,5 +229,117 @@ TEST(StatusText, BrokenPathIsAWarningOnTheMember) {
   EXPECT_THAT(format_status(p.j), HasSubstr(" [WARNING: private path down, public path up]"));
 }
 
+// A node two seconds after its peer fell: what `peers`, `routes` and `drain --wait` read.
+constexpr const char* kAfterCut = R"json({"ok": true, "version": "0.1.0", "pid": 7,
+  "node": {"phase": "running", "state": "active", "drained": false,
+    "members": [
+      {"instance_id": "i-b", "zone": "zone-b", "self": true, "health": "active",
+       "since_unix_ms": 1796256000000, "for_ms": 65000},
+      {"instance_id": "i-a", "zone": "zone-a", "self": false, "health": "down",
+       "address": "198.18.0.10", "since_unix_ms": 1796256063000, "for_ms": 2000,
+       "reason": "3 icmp probes failed, fall=3",
+       "probes": {"agent": {"ok": false, "failure": "timeout", "detail": "no answer within 100ms",
+                            "at_unix_ms": 1796256064900, "ago_ms": 100},
+                  "icmp": {"ok": false, "failure": "timeout", "at_unix_ms": 1796256064950,
+                           "ago_ms": 50, "discounted": true}}},
+      {"instance_id": "i-c", "zone": "zone-c", "self": false, "health": "up",
+       "since_unix_ms": 1796256000000, "for_ms": 65000, "reason": "5 icmp probes succeeded, rise=5",
+       "probes": {"icmp": {"ok": true, "at_unix_ms": 1796256064980, "ago_ms": 20}}}],
+    "tables": [
+      {"id": "rtb-a", "zone": "zone-a", "allocated": "eni-b", "allocated_member": "i-b",
+       "writes": 1,
+       "last_write": {"at": "2026-12-03T00:01:03.500Z", "ago_ms": 1500,
+                      "destination": "0.0.0.0/0", "target": "eni-b", "outcome": "ok"},
+       "routes": [{"destination": "0.0.0.0/0", "current": "eni-b", "here": true,
+                   "foreign": false, "in_flight": false}]},
+      {"id": "rtb-c", "zone": "zone-c", "allocated": "eni-c", "allocated_member": "i-c",
+       "writes": 0,
+       "routes": [{"destination": "0.0.0.0/0", "current": "tgw-01", "here": false,
+                   "foreign": true, "in_flight": false}]}]}})json";
+
+TEST(PeersText, DownPeerShowsSinceReasonAndEachProbeKind) {
+  Parsed p(kAfterCut);
+  EXPECT_EQ(format_peers(p.j),
+            "i-b (this host) in zone-b: active since 2026-12-03T00:00:00.000Z (1m05s ago)\n"
+            "\n"
+            "i-a in zone-a, 198.18.0.10\n"
+            "  state:   DOWN since 2026-12-03T00:01:03.000Z (2.0s ago)\n"
+            "  down:    3 icmp probes failed, fall=3\n"
+            "  agent:   FAILED timeout (no answer within 100ms), 100ms ago\n"
+            "  icmp:    FAILED timeout [not counted: own link down], 50ms ago\n"
+            "\n"
+            "i-c in zone-c\n"
+            "  state:   UP since 2026-12-03T00:00:00.000Z (1m05s ago)\n"
+            "  reason:  5 icmp probes succeeded, rise=5\n"
+            "  icmp:    ok, 20ms ago\n");
+}
+
+TEST(PeersText, StartingDaemonAndLonelyHost) {
+  Parsed starting(R"({"ok": true, "node": {"phase": "identity"}})");
+  EXPECT_EQ(format_peers(starting.j), "no peers (the daemon is still starting)\n");
+  Parsed alone(R"({"ok": true, "node": {"members": [
+    {"instance_id": "i-b", "zone": "z", "self": true, "health": "drained"}], "drained": true}})");
+  EXPECT_EQ(format_peers(alone.j),
+            "i-b (this host) in z: drained (drained)\nno peers in the group\n");
+}
+
+TEST(RoutesText, CurrentAllocatedForeignAndLastWrite) {
+  Parsed p(kAfterCut);
+  std::string t = format_routes(p.j);
+  EXPECT_THAT(t, HasSubstr("rtb-a                    zone-a       0.0.0.0/0          current "
+                           "eni-b (this host), allocated eni-b (i-b)\n"
+                           "    last write: 0.0.0.0/0 -> eni-b ok at 2026-12-03T00:01:03.500Z "
+                           "(1.5s ago)\n"));
+  EXPECT_THAT(t, HasSubstr("current tgw-01, allocated eni-c (i-c), FOREIGN (never written; "
+                           "hanatctl adopt rtb-c)\n"
+                           "    last write: none since hanatd started\n"));
+  Parsed starting(R"({"ok": true, "node": {"phase": "discovery"}})");
+  EXPECT_EQ(format_routes(starting.j), "no route tables (the daemon is still starting)\n");
+}
+
+TEST(DrainWait, FinishedOnlyWhenDrainedAndNoRouteHere) {
+  Parsed active(kAfterCut);
+  EXPECT_EQ(tables_here(active.j), std::vector<std::string>{"rtb-a"});
+  EXPECT_FALSE(drain_finished(active.j));
+  // Drained by the handover deadline with a route still here (no peer took it): not done.
+  Parsed stuck(R"({"ok": true, "node": {"state": "drained", "drained": true, "tables": [
+    {"id": "rtb-a", "routes": [{"destination": "0.0.0.0/0", "here": true}]},
+    {"id": "rtb-b", "routes": [{"destination": "0.0.0.0/0", "here": false}]}]}})");
+  EXPECT_EQ(tables_here(stuck.j), std::vector<std::string>{"rtb-a"});
+  EXPECT_FALSE(drain_finished(stuck.j));
+  // Routes gone but the handover not finished yet (a write in flight): not done.
+  Parsed draining(R"({"ok": true, "node": {"state": "draining", "tables": []}})");
+  EXPECT_FALSE(drain_finished(draining.j));
+  Parsed done(R"({"ok": true, "node": {"state": "drained", "drained": true, "tables": [
+    {"id": "rtb-a", "routes": [{"destination": "0.0.0.0/0", "here": false}]}]}})");
+  EXPECT_TRUE(drain_finished(done.j));
+  EXPECT_TRUE(tables_here(done.j).empty());
+  // A daemon still starting (no engine yet) has not drained anything.
+  Parsed starting(R"({"ok": true, "node": {"phase": "identity"}})");
+  EXPECT_FALSE(drain_finished(starting.j));
+  Parsed no_node(R"({"ok": true})");
+  EXPECT_FALSE(drain_finished(no_node.j));
+}
+
+TEST(StatusText, DrainMarkStartedDrainedOrFailing) {
+  Parsed started(R"({"ok": true, "drain_mark": {"path": "/var/lib/hanat/drained",
+    "started_drained": true}})");
+  EXPECT_THAT(format_status(started.j),
+              HasSubstr("drain mark:  /var/lib/hanat/drained: started drained (hanatctl undrain "
+                        "removes it)\n"));
+  Parsed failing(R"({"ok": true, "drain_mark": {"path": "/x/drained", "started_drained": false,
+    "error": "cannot create directory /x: Permission denied"}})");
+  std::string t = format_status(failing.j);
+  EXPECT_THAT(t, HasSubstr("drain mark:  FAILING: cannot create directory /x: Permission denied"));
+  EXPECT_THAT(t, Not(HasSubstr("started drained")));
+  Parsed quiet(R"({"ok": true, "drain_mark": {"path": "/x/drained", "started_drained": false}})");
+  EXPECT_THAT(format_status(quiet.j), Not(HasSubstr("drain mark")));
+}
+
+TEST(StatusText, Iso8601Milliseconds) {
+  EXPECT_EQ(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(iso8601_ms(1796256063123), "2026-12-03T00:01:03.123Z");
+}
+
 }  // namespace
 }  // namespace hanat::status
