@@ -3,10 +3,10 @@
 
 #include <charconv>
 
+#include "ec2/reply.h"
 #include "ec2/xml.h"
 
 namespace hanat::ec2 {
-namespace {
 
 using core::Result;
 using core::Unexpected;
@@ -18,9 +18,7 @@ Ec2Error bad_reply(std::string_view action, std::string msg) {
   return e;
 }
 
-// Parses `xml` and checks that its root is <ActionResponse>. An error document in a 2xx reply
-// becomes that error.
-Result<XmlNode, Ec2Error> parse_root(std::string_view action, std::string_view xml) {
+Result<XmlNode, Ec2Error> parse_response(std::string_view action, std::string_view xml) {
   auto doc = parse_xml(xml);
   if (!doc) return Unexpected(bad_reply(action, doc.error()));
   const std::string expected = std::string(action) + "Response";
@@ -31,6 +29,8 @@ Result<XmlNode, Ec2Error> parse_root(std::string_view action, std::string_view x
   }
   return std::move(doc).value();
 }
+
+namespace {
 
 std::optional<bool> parse_bool(const XmlNode& n, std::string_view name) {
   const XmlNode* c = n.child(name);
@@ -62,7 +62,7 @@ const std::string& nested(const XmlNode& n, std::string_view a, std::string_view
 
 template <class Ok>
 Result<Ok, Ec2Error> simple(std::string_view action, std::string_view xml) {
-  auto root = parse_root(action, xml);
+  auto root = parse_response(action, xml);
   if (!root) return Unexpected(std::move(root).error());
   Ok ok;
   ok.request_id = root->text_of("requestId");
@@ -99,7 +99,7 @@ void add_target(Params& p, const RouteTarget& t) {
 
 Result<InstanceStateChangesOk, Ec2Error> parse_state_changes(std::string_view action,
                                                              std::string_view xml) {
-  auto root = parse_root(action, xml);
+  auto root = parse_response(action, xml);
   if (!root) return Unexpected(std::move(root).error());
   InstanceStateChangesOk ok;
   ok.request_id = root->text_of("requestId");
@@ -180,7 +180,7 @@ Params DescribeInstancesRequest::params() const {
 }
 
 Result<DescribeInstancesOk, Ec2Error> DescribeInstancesRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeInstancesOk ok;
   ok.request_id = root->text_of("requestId");
@@ -229,7 +229,7 @@ Params DescribeInstanceStatusRequest::params() const {
 
 Result<DescribeInstanceStatusOk, Ec2Error> DescribeInstanceStatusRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeInstanceStatusOk ok;
   ok.request_id = root->text_of("requestId");
@@ -263,7 +263,7 @@ Params DescribeRouteTablesRequest::params() const {
 }
 
 Result<DescribeRouteTablesOk, Ec2Error> DescribeRouteTablesRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeRouteTablesOk ok;
   ok.request_id = root->text_of("requestId");
@@ -312,7 +312,7 @@ Params DescribeSubnetsRequest::params() const {
 }
 
 Result<DescribeSubnetsOk, Ec2Error> DescribeSubnetsRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeSubnetsOk ok;
   ok.request_id = root->text_of("requestId");
@@ -338,7 +338,7 @@ Params DescribeNetworkInterfacesRequest::params() const {
 
 Result<DescribeNetworkInterfacesOk, Ec2Error> DescribeNetworkInterfacesRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeNetworkInterfacesOk ok;
   ok.request_id = root->text_of("requestId");
@@ -384,7 +384,7 @@ Params DescribeAddressesRequest::params() const {
 }
 
 Result<DescribeAddressesOk, Ec2Error> DescribeAddressesRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeAddressesOk ok;
   ok.request_id = root->text_of("requestId");
@@ -456,7 +456,7 @@ Params AssociateAddressRequest::params() const {
   return p;
 }
 Result<AssociateAddressOk, Ec2Error> AssociateAddressRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   return AssociateAddressOk{root->text_of("requestId"), root->text_of("associationId")};
 }
@@ -479,7 +479,7 @@ Params AttachNetworkInterfaceRequest::params() const {
 }
 Result<AttachNetworkInterfaceOk, Ec2Error> AttachNetworkInterfaceRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   return AttachNetworkInterfaceOk{root->text_of("requestId"), root->text_of("attachmentId")};
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/autoscaling.h"
 
+#include "ec2/reply.h"
 #include "ec2/xml.h"
 
 namespace hanat::ec2 {
@@ -8,27 +9,6 @@ namespace {
 
 using core::Result;
 using core::Unexpected;
-
-Ec2Error bad_reply(std::string_view action, std::string msg) {
-  Ec2Error e;
-  e.kind = ErrorKind::BadReply;
-  e.message = std::string(action) + " reply: " + std::move(msg);
-  return e;
-}
-
-// <ActionResponse><ActionResult>...</ActionResult><ResponseMetadata><RequestId>: the
-// Result element (absent for actions that return nothing) and the request id.
-Result<XmlNode, Ec2Error> parse_root(std::string_view action, std::string_view xml) {
-  auto doc = parse_xml(xml);
-  if (!doc) return Unexpected(bad_reply(action, doc.error()));
-  const std::string expected = std::string(action) + "Response";
-  if (doc->name != expected) {
-    if (doc->find("Code") != nullptr) return Unexpected(parse_error(200, xml));
-    return Unexpected(
-        bad_reply(action, "root element is <" + doc->name + ">, expected <" + expected + ">"));
-  }
-  return std::move(doc).value();
-}
 
 std::string request_id(const XmlNode& root) {
   const XmlNode* m = root.child("ResponseMetadata");
@@ -62,7 +42,7 @@ Params DescribeAutoScalingInstancesRequest::params() const {
 
 Result<DescribeAutoScalingInstancesOk, Ec2Error> DescribeAutoScalingInstancesRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeAutoScalingInstancesOk ok;
   ok.request_id = request_id(*root);
@@ -82,7 +62,7 @@ Params DescribeLifecycleHooksRequest::params() const {
 
 Result<DescribeLifecycleHooksOk, Ec2Error> DescribeLifecycleHooksRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   DescribeLifecycleHooksOk ok;
   ok.request_id = request_id(*root);
@@ -103,7 +83,7 @@ Params CompleteLifecycleActionRequest::params() const {
 }
 
 Result<SimpleOk, Ec2Error> CompleteLifecycleActionRequest::parse(std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   return SimpleOk{request_id(*root)};
 }
