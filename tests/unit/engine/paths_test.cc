@@ -152,7 +152,8 @@ TEST(PeerPathsMachine, PrivatePartitionWritesNothingAndWarns) {
   EXPECT_EQ(changes[0].path, ProbePath::Private);
   EXPECT_EQ(changes[0].to, Health::Down);
   EXPECT_TRUE(changes[0].broken);
-  const MemberSnapshot& b = h.snap().members[1];
+  const Snapshot snap = h.snap();
+  const MemberSnapshot& b = snap.members[1];
   EXPECT_EQ(b.health, Health::Up);
   EXPECT_TRUE(b.public_path);
   EXPECT_EQ(b.paths[static_cast<std::size_t>(ProbePath::Private)], Health::Down);
