@@ -42,6 +42,8 @@ void HookRunner::fire(const config::HooksConfig& cfg,
     log::warning(what + ": cannot run: " + ec.message());
     return;  // run's destructor closes the handle uv_spawn initialised
   }
+  // The timeout counts from the spawn, not from the start of this loop iteration.
+  loop_.update_time();
   (void)run->timer.start(cfg.timeout, std::chrono::milliseconds(0), [this, id, t = cfg.timeout] {
     auto it = runs_.find(id);
     if (it == runs_.end()) return;

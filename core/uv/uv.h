@@ -45,6 +45,10 @@ class Loop {
   [[nodiscard]] std::chrono::milliseconds now() const {
     return std::chrono::milliseconds(uv_now(&loop_));
   }
+  // Refreshes the cached clock that now() and every timer start from. libuv reads the
+  // clock once per loop iteration; a timer started late in a long callback (or before the
+  // loop first runs) would otherwise count from that older instant and fire early.
+  void update_time() { uv_update_time(&loop_); }
   // Handles not closing (still owned by a live wrapper), with their type names.
   [[nodiscard]] std::vector<std::string> open_handles();
   // Lets pending close callbacks run, then closes the loop. Fails with UV_EBUSY (and

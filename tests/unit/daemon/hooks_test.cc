@@ -105,11 +105,13 @@ TEST_F(HookTest, HangingHookIsKilledAtTheTimeoutAndTheLoopKeepsServing) {
     ASSERT_TRUE(run_until(
         loop, [&] { return count(hooks, "timeout") == 1; }, 5s));
     const auto took = std::chrono::steady_clock::now() - start;
-    // libuv timers run on the loop's cached millisecond clock (uv_now), so the kill may
-    // come up to 1 ms before 300 ms measured on steady_clock.
+    // The timer starts from the loop's clock refreshed at the spawn (uv_update_time), in
+    // whole milliseconds: the kill may come up to 1 ms before 300 ms on steady_clock.
     EXPECT_GE(took, 299ms);
     EXPECT_LT(took, 3s);  // killed, not waited for (the script would sleep 30 s)
-    EXPECT_GE(ticks, 10);
+    // A 10 ms timer ticked while the hook hung (a blocked loop would show none; a loaded
+    // machine shows fewer than 30).
+    EXPECT_GE(ticks, 5);
     EXPECT_EQ(hooks.in_flight(), 0u);
   }
   expect_clean_close(loop);
