@@ -15,5 +15,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hanatlab import checks, connkeep  # noqa: E402
 
 if __name__ == "__main__":
-    checks.run("failback_keeps_connections", connkeep.e2e_body("failback"), dict(nats=2, hosts_per_zone=2),
+    checks.run("failback_keeps_connections",
+               connkeep.e2e_body("failback"), dict(nats=2, hosts_per_zone=2),
                __doc__)

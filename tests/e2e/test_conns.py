@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from hanatlab import conns
+from hanatlab import connkeep, conns
 
 MS = 1_000_000
 
@@ -204,6 +204,67 @@ class LoopbackTest(unittest.TestCase):
             finally:
                 srv.terminate()
                 srv.wait(timeout=10)
+
+
+class FakeLab:
+    def nat(self, k):
+        return {"public_address": f"198.19.0.1{k}"}
+
+
+def scenario_result(kept, name="drain"):
+    """A connkeep scenario result as today's lab gives it (kept=False) or as the target
+    wants it (kept=True)."""
+    n = connkeep.COUNT
+    r = {"established": n, "before": {"198.19.0.11": n}, "route_moved_ms": 150.0,
+         "new_source": "198.19.0.12", "count": n, "survived": n if kept else 0,
+         "reset": 0 if kept else n, "stalled": 0, "over_stall": 0,
+         "max_echo_ms": 40.0, "line": "..", "nat1_controller_running": True,
+         "first_reset_ms": None if kept else 218.0, "last_reset_ms": None if kept else 245.0,
+         "probe": {} if kept else {"midstream_from_taker": n, "rst_to_taker": n,
+                                   "taker_rst_to_private": n}}
+    if name == "spot":
+        half = dict(r, count=n // 2, survived=n // 2 if kept else 0,
+                    reset=0 if kept else n // 2, first_reset_ms=None if kept else 2373.0,
+                    last_reset_ms=None if kept else 2458.0)
+        long_ = dict(half, survived=0, reset=n // 2,
+                     first_reset_ms=8100.0 if kept else 2373.0,
+                     last_reset_ms=8200.0 if kept else 2458.0)
+        r.update(short=half, long=long_, termination_ms=8000.0,
+                 route_moved_ms=2300.0)
+    return r
+
+
+class ExpectationsTest(unittest.TestCase):
+    """The switch between today's behaviour and issue 20's target: each mode passes its own
+    result and fails the other's, so neither set of checks is vacuous."""
+
+    def failed(self, name, result, keep):
+        return [w for w, ok, _ in connkeep.expectations(name, result, FakeLab(), keep=keep)
+                if not ok]
+
+    def test_each_mode_accepts_its_result_and_rejects_the_other(self):
+        for name in ("drain", "failback", "spot", "cut"):
+            with self.subTest(name=name):
+                today, target = scenario_result(False, name), scenario_result(True, name)
+                self.assertEqual(self.failed(name, today, keep=False), [])
+                self.assertEqual(self.failed(name, target, keep=True), [])
+                self.assertTrue(self.failed(name, today, keep=True))
+                self.assertTrue(self.failed(name, target, keep=False))
+
+    def test_target_rejects_a_stall_and_the_wrong_new_source(self):
+        r = scenario_result(True)
+        r["over_stall"] = 1
+        self.assertEqual(self.failed("drain", r, keep=True),
+                         [f"none stalled more than {connkeep.STALL_MS} ms"])
+        r = scenario_result(True)
+        r["new_source"] = "198.19.0.11"
+        self.assertEqual(len(self.failed("drain", r, keep=True)), 1)
+
+    def test_spot_target_rejects_a_reset_before_the_termination(self):
+        r = scenario_result(True, "spot")
+        r["long"]["first_reset_ms"] = 2400.0
+        self.assertEqual(self.failed("spot", r, keep=True),
+                         ["the rest ended at the termination, not before"])
 
 
 if __name__ == "__main__":

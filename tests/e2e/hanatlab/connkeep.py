@@ -7,12 +7,15 @@ zone's private hosts to an echo server on the internet host, each sending 16 byt
 Scenarios (each on a lab with two NATs, nat1 in zone a and nat2 in zone b, whose
 controller was started and is ready; the connections are spread over the zone's hosts):
 
-| name | connections | event |
-|---|---|---|
-| `drain` | zone a, through nat1 | nat1 hands its tables over: `hanatctl drain` (keepalived: SIGTERM, its priority-0 advert) |
-| `failback` | zone b, through nat1 (nat2's controller stopped first: nat1 took zone b) | nat2's controller starts again and takes its home table back after `failback_delay` |
-| `spot` | zone a, through nat1; half of them closed by the clients 6 s after the notice | spot interruption notice in nat1's IMDS, termination (all links cut) 8 s later |
-| `cut` | zone a, through nat1 | every link of nat1 cut (a dead NAT) |
+- `drain`: connections from zone a through nat1; nat1 hands its tables over (`hanatctl
+  drain`; keepalived: SIGTERM, its priority-0 advert).
+- `failback`: nat2's controller stopped first (nat1 takes zone b), connections from zone b
+  through nat1; nat2's controller starts again and takes its home table back after
+  `failback_delay`.
+- `spot`: connections from zone a through nat1, half of them closed by the clients 6 s
+  after a spot interruption notice in nat1's IMDS; the termination (every link of nat1
+  cut) 8 s after the notice.
+- `cut`: connections from zone a through nat1; every link of nat1 cut (a dead NAT).
 
 Each returns a dict: the connections' outcomes (survived / reset / stalled, the longest
 echo wait, the addresses the server saw before), when the route moved and the first reset
@@ -362,7 +365,11 @@ def expectations(name, r, lab, keep=None):
                      and s["last_reset_ms"] < r["termination_ms"],
                      r["line"])]
         return out
-    if keep:
+    if keep and name == "cut":
+        # Issue 21's target for a NAT's death (stateful failover): >= 99 % survive.
+        out.append((f">= 99 % of {COUNT} connections survived",
+                    r["survived"] >= 0.99 * COUNT, r["line"]))
+    elif keep:
         out += [(f"{COUNT}/{COUNT} connections survived", r["survived"] == COUNT, r["line"]),
                 (f"none stalled more than {STALL_MS} ms", r["over_stall"] == 0,
                  r["max_echo_ms"])]
