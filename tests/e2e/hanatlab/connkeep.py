@@ -80,9 +80,13 @@ def _wait(fn, timeout, interval=0.05):
         time.sleep(interval)  # pacing of the deadline poll
 
 
+_OPEN = []  # LabConns of the running scenario, stopped by run_scenario whatever happens
+
+
 def _open(lab, server, hosts, total, timeout=30):
     per = max(1, total // len(hosts))
     c = conns.LabConns(lab, server, hosts, per, stall_ms=STALL_MS)
+    _OPEN.append(c)
     c.wait_ready(timeout)
     return c
 
@@ -325,7 +329,11 @@ def run_scenario(lab, ctl, name, server, hanatctl=None, ready_timeout=40.0):
     t0 = time.monotonic()
     ctl.start_all()
     ctl.wait_ready(ready_timeout)
-    res = SCENARIOS[name](lab, ctl, server, hanatctl)
+    try:
+        res = SCENARIOS[name](lab, ctl, server, hanatctl)
+    finally:
+        while _OPEN:
+            _OPEN.pop().stop()  # no client left running when a scenario failed half-way
     res.update(scenario=name, controller=ctl.name, seconds=round(time.monotonic() - t0, 1))
     return res
 
