@@ -138,6 +138,8 @@ def probe_install(lab, port, taker):
         f"counter comment \"syn_from_taker\"\n"
         f"  tcp dport {port} ip saddr {t['public_address']} tcp flags & (syn|rst) == 0 "
         f"counter comment \"midstream_from_taker\"\n"
+        f"  tcp dport {port} ip saddr 198.18.0.0/16 tcp flags & rst == rst counter "
+        f"comment \"unnatted_private_rst\"\n"
         f"  tcp dport {port} ip saddr 198.18.0.0/16 counter comment \"unnatted_private\"\n"
         f" }}\n"
         f" chain out {{ type filter hook output priority -300; policy accept;\n"
@@ -206,6 +208,20 @@ def planned_handover(lab, ctl, nat, hanatctl=None):
 
 # ---------------------------------------------------------------------------------------
 # scenarios
+
+def undrain(lab, ctl):
+    """A drain outlives hanatd's restart (its drain mark in the state directory): undone
+    after a scenario, so the next one on the same lab starts with every NAT active."""
+    for n in lab.desc["nats"]:
+        if ctl.running(n["name"]):
+            try:
+                lab.hanatd_request(n["name"], {"cmd": "undrain"})
+            except Exception:  # noqa: BLE001 - the mark is removed below in any case
+                pass
+        mark = os.path.join(n["dir"], "state", "drained")
+        if os.path.exists(mark):
+            os.remove(mark)
+
 
 def sc_drain(lab, ctl, server, hanatctl=None):
     hosts = zone_hosts(lab, "a")
@@ -334,6 +350,8 @@ def run_scenario(lab, ctl, name, server, hanatctl=None, ready_timeout=40.0):
     finally:
         while _OPEN:
             _OPEN.pop().stop()  # no client left running when a scenario failed half-way
+        if is_hanat(ctl):
+            undrain(lab, ctl)
     res.update(scenario=name, controller=ctl.name, seconds=round(time.monotonic() - t0, 1))
     return res
 
