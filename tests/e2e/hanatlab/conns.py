@@ -541,6 +541,11 @@ def client_main(a):
 # ---------------------------------------------------------------------------------------
 # in the lab
 
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 class LabServer:
     """The echo server in the lab's internet namespace (port 0; the bound port read back
     from its ready file). Stopped with the lab, or by stop()."""
@@ -555,7 +560,7 @@ class LabServer:
             sys.executable, "-m", "hanatlab.conns", "serve", "--address", self.address,
             "--ready", ready, "--log", self.log], name)
         self.port = deadline_poll(f"the echo server {name} to listen", lambda: os.path.exists(
-            ready) and json.load(open(ready))["port"], 10)
+            ready) and _load(ready)["port"], 10)
 
     def events(self, run=None):
         return read_server_log(self.log, run)
@@ -600,7 +605,7 @@ class LabConns:
         for _, _, ready, _, _ in self.clients:
             if not os.path.exists(ready):
                 return None
-            n += json.load(open(ready))["established"]
+            n += _load(ready)["established"]
         return n
 
     def wait_ready(self, timeout=20):
