@@ -267,5 +267,28 @@ class ExpectationsTest(unittest.TestCase):
                          ["the rest ended at the termination, not before"])
 
 
+class BenchTableTest(unittest.TestCase):
+    """bench/failover/run.py --connections: its table of medians over repetitions."""
+
+    def test_conn_table(self):
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                            "failover", "run.py")
+        spec = importlib.util.spec_from_file_location("failover_run", path)
+        run = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run)
+        runs = [dict(scenario_result(False), scenario="drain", controller="hanat-default",
+                     new_source_nat="nat2", route_moved_ms=ms, first_reset_ms=ms + 60)
+                for ms in (100.0, 150.0, 400.0)]
+        runs[1]["survived"], runs[1]["reset"] = 5, 195
+        runs.append({"scenario": "drain", "controller": "keepalived", "error": "not ready"})
+        text = run.conn_table(runs, ["drain"], ["hanat-default", "keepalived"])
+        lines = text.splitlines()
+        self.assertEqual(len(lines), 4, text)
+        self.assertEqual(lines[2], "| drain | hanat-default | 3 | 200 | 0 (0-5) | 200 | 0 | 40 "
+                                   "| 150 | 210 | nat2 x3 |")
+        self.assertTrue(lines[3].startswith("| drain | keepalived | 0 (1 errors) |"), lines[3])
+
+
 if __name__ == "__main__":
     unittest.main()
