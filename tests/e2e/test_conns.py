@@ -222,6 +222,8 @@ def scenario_result(kept, name="drain"):
          "first_reset_ms": None if kept else 218.0, "last_reset_ms": None if kept else 245.0,
          "probe": {} if kept else {"midstream_from_taker": n, "rst_to_taker": n,
                                    "taker_rst_to_private": n}}
+    if name == "stop":
+        r.update(clients_closed_ms=3300.0, controller_exit_ms=3400.0 if kept else 20.0)
     if name == "spot":
         half = dict(r, count=n // 2, survived=n // 2 if kept else 0,
                     reset=0 if kept else n // 2, first_reset_ms=None if kept else 2373.0,
@@ -243,7 +245,7 @@ class ExpectationsTest(unittest.TestCase):
                 if not ok]
 
     def test_each_mode_accepts_its_result_and_rejects_the_other(self):
-        for name in ("drain", "failback", "spot", "cut"):
+        for name in ("drain", "failback", "spot", "stop", "cut"):
             with self.subTest(name=name):
                 today, target = scenario_result(False, name), scenario_result(True, name)
                 self.assertEqual(self.failed(name, today, keep=False), [])

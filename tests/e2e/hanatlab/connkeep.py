@@ -16,6 +16,9 @@ controller was started and is ready; the connections are spread over the zone's 
   after a spot interruption notice in nat1's IMDS (or 0.5 s after the route moved if that
   was later, at most 7.5 s); the termination (every link of nat1 cut) 8 s after the
   notice.
+- `stop`: connections from zone a through nat1; SIGTERM to nat1's controller (`systemctl
+  stop`); the clients close OBSERVE_S after the route moved, and the controller's exit is
+  timed against that (issue 20: hanatd exits only once its old flows ended).
 - `cut`: connections from zone a through nat1; every link of nat1 cut (a dead NAT).
 
 Each returns a dict: the connections' outcomes (survived / reset / stalled, the longest
@@ -50,6 +53,7 @@ MOVE_TIMEOUT_S = 20  # the route's move after the event (failback: failback_dela
 SPOT_NOTICE_S = 8    # termination this long after the notice
 SPOT_SHORT_END_S = 6  # the short-lived half closes this long after the notice
 SPOT_SHORT_LAST_S = 7.5  # ... or after the handover, but never later than this
+STOP_WAIT_S = 30  # stop: how long the controller may take to exit after SIGTERM
 
 PROBE_TABLE = "connlab_probe"
 
@@ -321,6 +325,39 @@ def sc_spot(lab, ctl, server, hanatctl=None):
     return res
 
 
+def sc_stop(lab, ctl, server, hanatctl=None):
+    """`systemctl stop` on nat1: SIGTERM to its controller. Issue 20: hanatd hands over at
+    once but exits only when its old flows have ended (or at flow_drain); today it exits
+    right after the handover. The clients close their connections OBSERVE_S after the
+    route moved; the controller's exit is timed against that."""
+    import threading
+    hosts = zone_hosts(lab, "a")
+    res = {"hosts": hosts}
+    c = _open(lab, server, hosts, COUNT)
+    res["established"] = c.established()
+    res["before"] = _before(c)
+    exited = {}
+
+    def stop():
+        exited["code"] = ctl.stop(1, signal.SIGTERM, timeout=STOP_WAIT_S)
+        exited["t_ns"] = time.time_ns()
+    th = threading.Thread(target=stop, daemon=True)
+    t_ev = time.time_ns()
+    th.start()
+    moved = _wait(lambda: _moved_at(lab, hosts[0], 2, t_ev), MOVE_TIMEOUT_S)
+    res["route_moved_ms"] = None if moved is None else round(moved - t_ev / 1e6, 1)
+    time.sleep(OBSERVE_S)  # the connections run on after the move: the observation
+    res["new_source"] = _new_source(lab, hosts[0])
+    t_close = time.time_ns()
+    _outcome(res, c, t_ev)
+    res["clients_closed_ms"] = round((t_close - t_ev) / 1e6, 1)
+    th.join(STOP_WAIT_S + 5)
+    res["controller_exit_ms"] = (round((exited["t_ns"] - t_ev) / 1e6, 1) if "t_ns" in exited
+                                 else None)
+    res["controller_exit_code"] = exited.get("code")
+    return res
+
+
 def sc_cut(lab, ctl, server, hanatctl=None):
     from hanatlab.scenarios import cut_links
     hosts = zone_hosts(lab, "a")
@@ -346,7 +383,8 @@ def _new_source(lab, host):
         return f"failed: {str(e)[:200]}"
 
 
-SCENARIOS = {"drain": sc_drain, "failback": sc_failback, "spot": sc_spot, "cut": sc_cut}
+SCENARIOS = {"drain": sc_drain, "failback": sc_failback, "spot": sc_spot, "stop": sc_stop,
+             "cut": sc_cut}
 
 
 def run_scenario(lab, ctl, name, server, hanatctl=None, ready_timeout=40.0):
@@ -412,6 +450,12 @@ def expectations(name, r, lab, keep=None):
         if name == "drain":
             out.append(("nat1's controller still runs while its old connections are open",
                         r.get("nat1_controller_running") is True, None))
+        if name == "stop":
+            out.append(("nat1's hanatd exits after the clients closed its old connections",
+                        r.get("controller_exit_ms") is not None and
+                        r["controller_exit_ms"] >= r["clients_closed_ms"],
+                        f"exit {r.get('controller_exit_ms')} ms, clients closed "
+                        f"{r.get('clients_closed_ms')} ms after SIGTERM"))
     else:
         out.append((f"today: all {COUNT} connections are reset after the move",
                     r["reset"] == COUNT and r["survived"] == 0, r["line"]))
@@ -422,6 +466,13 @@ def expectations(name, r, lab, keep=None):
                         "with an RST",
                         p.get("midstream_from_taker", 0) > 0 and p.get("rst_to_taker", 0)
                         >= COUNT and p.get("taker_rst_to_private", 0) >= COUNT, p))
+        if name == "stop":
+            out.append(("today: nat1's hanatd exits right after the handover, before the "
+                        "clients closed",
+                        r.get("controller_exit_ms") is not None and
+                        r["controller_exit_ms"] < r["clients_closed_ms"],
+                        f"exit {r.get('controller_exit_ms')} ms, clients closed "
+                        f"{r.get('clients_closed_ms')} ms after SIGTERM"))
     return out
 
 
