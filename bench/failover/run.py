@@ -19,13 +19,13 @@ every run as JSON. Root, the lab's tools, keepalived and the AWS CLI (for the ba
 With --connections it measures connection survival instead (issues 20 and 21,
 tests/e2e/hanatlab/connkeep.py): 200 long-lived TCP connections (16 bytes each way every
 50 ms) through nat1 across a drain, nat2's failback, a spot notice with termination 8 s
-later and a link cut; per run how many survived, were reset or stalled, the longest echo
+later, a stop (SIGTERM to the controller) and a link cut; per run how many survived, were reset or stalled, the longest echo
 wait, when the route moved and the first reset came, and where a new connection leaves.
 Controllers default to hanat-default and keepalived; hanat's failback_delay is 3 s there
 (the failback scenario would otherwise wait its default 30 s).
 
   bench/failover/run.py --connections --hanatd build/bin/hanatd [--reps 3]
-                        [--scenarios drain,failback,spot,cut] [--json F]
+                        [--scenarios drain,failback,spot,stop,cut] [--json F]
 """
 
 import argparse
