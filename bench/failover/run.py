@@ -15,6 +15,17 @@ every run as JSON. Root, the lab's tools, keepalived and the AWS CLI (for the ba
 
   bench/failover/run.py --hanatd build/bin/hanatd [--reps 5] [--scenarios a,b]
                         [--controllers hanat-default,hanat-fast,keepalived] [--json F]
+
+With --connections it measures connection survival instead (issues 20 and 21,
+tests/e2e/hanatlab/connkeep.py): 200 long-lived TCP connections (16 bytes each way every
+50 ms) through nat1 across a drain, nat2's failback, a spot notice with termination 8 s
+later, a stop (SIGTERM to the controller) and a link cut; per run how many survived, were reset or stalled, the longest echo
+wait, when the route moved and the first reset came, and where a new connection leaves.
+Controllers default to hanat-default and keepalived; hanat's failback_delay is 3 s there
+(the failback scenario would otherwise wait its default 30 s).
+
+  bench/failover/run.py --connections --hanatd build/bin/hanatd [--reps 3]
+                        [--scenarios drain,failback,spot,stop,cut] [--json F]
 """
 
 import argparse
@@ -102,6 +113,117 @@ def targets(s):
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# connection survival (--connections)
+
+CONN_CONTROLLERS = ("hanat-default", "keepalived")
+
+
+def conn_table(results, scenarios, controllers):
+    """Markdown table of connection-survival runs: medians over repetitions."""
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+
+    def f(v, unit=""):
+        return "-" if v is None else f"{v:.0f}{unit}"
+    lines = ["| scenario | controller | runs | established | survived (min-max) | reset | "
+             "stalled | longest echo wait ms | route moved after ms | first reset after ms "
+             "| new connection via |",
+             "|" + "---|" * 11]
+    for scen in scenarios:
+        for c in controllers:
+            rs = [r for r in results if r["scenario"] == scen and r["controller"] == c]
+            ok = [r for r in rs if "error" not in r]
+            if not rs:
+                continue
+            if not ok:
+                lines.append(f"| {scen} | {c} | 0 ({len(rs)} errors) |" + " |" * 8)
+                continue
+            surv = [r["survived"] for r in ok]
+            via = {}
+            for r in ok:
+                via[r.get("new_source_nat") or r.get("new_source")] = via.get(
+                    r.get("new_source_nat") or r.get("new_source"), 0) + 1
+            lines.append(
+                f"| {scen} | {c} | {len(ok)}" + (f" ({len(rs) - len(ok)} errors)" if
+                                                 len(rs) > len(ok) else "") +
+                f" | {f(med([r['established'] for r in ok]))} | {f(med(surv))} "
+                f"({min(surv)}-{max(surv)}) | {f(med([r['reset'] for r in ok]))} | "
+                f"{f(med([r['stalled'] for r in ok]))} | "
+                f"{f(med([r['max_echo_ms'] for r in ok]))} | "
+                f"{f(med([r.get('route_moved_ms') for r in ok]))} | "
+                f"{f(med([r.get('first_reset_ms') for r in ok]))} | "
+                + ", ".join(f"{k} x{v}" for k, v in sorted(via.items(), key=str)) + " |")
+    return "\n".join(lines)
+
+
+def run_connections(a, scenarios, controllers, hanatd):
+    from hanatlab import connkeep, conns
+    meta = {"kind": "connections", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                            time.gmtime()),
+            "host": platform.node(), "cpus": os.cpu_count(), "load_before": loadavg(),
+            "reps": a.reps, "scenarios": scenarios, "controllers": controllers,
+            "hanatd": hanatd, "advert_int": a.advert_int, "count": connkeep.COUNT}
+    results = []
+    t0 = time.monotonic()
+
+    def save():
+        meta["load_after"] = loadavg()
+        meta["seconds"] = round(time.monotonic() - t0, 1)
+        with open(a.json, "w") as f:
+            json.dump({"meta": meta, "runs": results}, f, indent=1)
+
+    import contextlib
+    try:
+        with contextlib.ExitStack() as stack:
+            ctls = {}
+            for c in controllers:
+                lab = stack.enter_context(Lab(nats=2, hosts_per_zone=2, name="connbench"))
+                if c.startswith("hanat-"):
+                    ctl = sc.HanatController(lab, hanatd, c.split("-", 1)[1],
+                                             {"failover": {"failback_delay": "3s"}})
+                    ctl.name = c
+                else:
+                    ctl = make_controller(lab, c, hanatd, a.advert_int)
+                ctls[c] = (lab, ctl, conns.LabServer(lab))
+            for rep in range(1, a.reps + 1):
+                for c in controllers:
+                    lab, ctl, server = ctls[c]
+                    for scen in scenarios:
+                        t = time.monotonic()
+                        try:
+                            r = connkeep.run_scenario(lab, ctl, scen, server)
+                            src = r.get("new_source")
+                            nat = lab.nat_by_source(src) if src else None
+                            r["new_source_nat"] = nat["name"] if nat else src
+                        except Exception as e:  # noqa: BLE001 - recorded, bench goes on
+                            traceback.print_exc()
+                            r = {"scenario": scen, "error": str(e)[:500]}
+                        r.update(rep=rep, controller=c, load=loadavg())
+                        results.append(r)
+                        print(f"[{time.monotonic() - t0:6.0f} s] {c:13} {scen:9} rep {rep}: " +
+                              (r["line"] + f"; route moved {r.get('route_moved_ms')} ms, "
+                               f"first reset {r.get('first_reset_ms')} ms, new connection "
+                               f"via {r.get('new_source_nat')}" if "error" not in r else
+                               f"ERROR {r['error'][:200]}") +
+                              f" ({time.monotonic() - t:.0f} s)", flush=True)
+                        sc.cleanup(lab, ctl)
+                        save()
+    except LabUnavailable as e:
+        print(f"the lab cannot run here: {e}")
+        return 77
+    finally:
+        save()
+    print()
+    print(f"connection survival: {a.reps} reps, {connkeep.COUNT} connections, "
+          f"{os.cpu_count()} CPUs, load {meta['load_before']} -> {meta['load_after']}, "
+          f"{meta['seconds']:.0f} s")
+    print(conn_table(results, scenarios, controllers))
+    print(f"\nraw results: {os.path.abspath(a.json)}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hanatd", default=os.path.join(HERE, "..", "..", "build", "bin", "hanatd"))
@@ -115,17 +237,41 @@ def main():
                     help="keepalived's advert interval (default: keepalived's 1 s)")
     ap.add_argument("--report", metavar="JSON",
                     help="print the table of an earlier run's JSON and exit (runs nothing)")
+    ap.add_argument("--connections", action="store_true",
+                    help="measure connection survival (drain, failback, spot, cut) instead")
     a = ap.parse_args()
     if a.report:
         with open(a.report) as f:
             data = json.load(f)
         m = data["meta"]
+        if m.get("kind") == "connections":
+            print(f"connection survival of {m['started']}: {m['reps']} reps, {m['count']} "
+                  f"connections, {m['cpus']} CPUs, load {m['load_before']} -> "
+                  f"{m.get('load_after')}, {len(data['runs'])} runs")
+            print(conn_table(data["runs"], m["scenarios"], m["controllers"]))
+            return 0
         text, s = table(data["runs"], m["scenarios"], m["controllers"])
         print(f"failover benchmark of {m['started']}: {m['reps']} reps, mode {m['mode']}, "
               f"{m['cpus']} CPUs, load {m['load_before']} -> {m.get('load_after')}, "
               f"{len(data['runs'])} runs")
         print(text + "\n\n" + "\n".join(targets(s)))
         return 0
+    if a.connections:
+        from hanatlab import connkeep
+        scenarios = [x for x in (a.scenarios if a.scenarios != ",".join(sc.SCENARIOS) else
+                                 ",".join(connkeep.SCENARIOS)).split(",") if x]
+        controllers = [x for x in (a.controllers if a.controllers != ",".join(CONTROLLERS)
+                                   else ",".join(CONN_CONTROLLERS)).split(",") if x]
+        bad = [x for x in scenarios if x not in connkeep.SCENARIOS]
+        bad += [x for x in controllers if x not in CONTROLLERS]
+        if bad or a.reps < 1:
+            ap.error(f"unknown scenario/controller {bad} (scenarios with --connections: "
+                     f"{', '.join(connkeep.SCENARIOS)}; controllers: {', '.join(CONTROLLERS)}); "
+                     "--reps >= 1")
+        hanatd = os.path.abspath(a.hanatd)
+        if any(c.startswith("hanat") for c in controllers) and not os.access(hanatd, os.X_OK):
+            ap.error(f"--hanatd {hanatd}: not an executable")
+        return run_connections(a, scenarios, controllers, hanatd)
     scenarios = [x for x in a.scenarios.split(",") if x]
     controllers = [x for x in a.controllers.split(",") if x]
     bad = [x for x in scenarios if x not in sc.SCENARIOS]
