@@ -10,7 +10,7 @@
 #include <libnftnl/table.h>
 #include <linux/fib_rules.h>
 #include <linux/if_link.h>
-#include <linux/if_tunnel.h>
+#include <linux/neighbour.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -137,27 +138,59 @@ Error err(int neg_errno, const std::string& what) {
   return Error{errno_code(e), what + ": " + std::strerror(e)};
 }
 
-// ip link add <name> type ipip local <local> remote <peer> ttl 64 [mtu <mtu>] up
-// An explicit TTL rather than "inherit": the outer packet then never inherits an inner TTL
-// of 1 that B's forwarding already decremented, and the kernel enables PMTU discovery
-// (DF on the outer header) for tunnels with a fixed TTL (ip_tunnel.c).
-int create_ipip(Socket& s, const std::string& name, const SteerTunnel& t) {
+// The tunnel device's MAC address, derived from the member's own private address so the
+// other side of the pair knows it without asking: 02:68 (locally administered, unicast) and
+// the four address bytes.
+std::array<uint8_t, 6> tunnel_mac(uint32_t addr) {
+  return {0x02,
+          0x68,
+          static_cast<uint8_t>(addr >> 24),
+          static_cast<uint8_t>(addr >> 16),
+          static_cast<uint8_t>(addr >> 8),
+          static_cast<uint8_t>(addr)};
+}
+
+// ip link add <name> address <mac(local)> [mtu <mtu>] type vxlan id <vni> local <local>
+//   remote <peer> dstport <port> nolearning ttl 64 up
+// Without a lower device the kernel gives a VXLAN device an MTU of 1500 (ETH_DATA_LEN): what
+// a flow to the internet carries, and 1550 bytes outside, well within the VPC's 9001.
+// nolearning: the one remote is fixed, the forwarding database needs no source learning.
+int create_vxlan(Socket& s, const std::string& name, const SteerTunnel& t) {
   Msg m(s, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
   auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(m.nlh, sizeof(ifinfomsg)));
   ifm->ifi_family = AF_UNSPEC;
   ifm->ifi_flags = IFF_UP;
   ifm->ifi_change = IFF_UP;
   mnl_attr_put_strz(m.nlh, IFLA_IFNAME, name.c_str());
+  const auto mac = tunnel_mac(t.local);
+  mnl_attr_put(m.nlh, IFLA_ADDRESS, mac.size(), mac.data());
   if (t.mtu != 0) mnl_attr_put_u32(m.nlh, IFLA_MTU, t.mtu);
   nlattr* info = mnl_attr_nest_start(m.nlh, IFLA_LINKINFO);
-  mnl_attr_put_strz(m.nlh, IFLA_INFO_KIND, "ipip");
+  mnl_attr_put_strz(m.nlh, IFLA_INFO_KIND, "vxlan");
   nlattr* data = mnl_attr_nest_start(m.nlh, IFLA_INFO_DATA);
-  mnl_attr_put_u32(m.nlh, IFLA_IPTUN_LOCAL, htonl(t.local));
-  mnl_attr_put_u32(m.nlh, IFLA_IPTUN_REMOTE, htonl(t.peer));
-  mnl_attr_put_u8(m.nlh, IFLA_IPTUN_TTL, 64);
-  mnl_attr_put_u8(m.nlh, IFLA_IPTUN_PMTUDISC, 1);
+  mnl_attr_put_u32(m.nlh, IFLA_VXLAN_ID, steer_vni(t.local, t.peer));
+  mnl_attr_put_u32(m.nlh, IFLA_VXLAN_LOCAL, htonl(t.local));
+  mnl_attr_put_u32(m.nlh, IFLA_VXLAN_GROUP, htonl(t.peer));  // a unicast "group": the remote
+  mnl_attr_put_u16(m.nlh, IFLA_VXLAN_PORT, htons(t.port));
+  mnl_attr_put_u8(m.nlh, IFLA_VXLAN_LEARNING, 0);
+  mnl_attr_put_u8(m.nlh, IFLA_VXLAN_TTL, 64);
   mnl_attr_nest_end(m.nlh, data);
   mnl_attr_nest_end(m.nlh, info);
+  return s.ack(m.nlh);
+}
+
+// ip neigh replace <peer> lladdr <mac(peer)> dev <link> nud permanent: the route below uses
+// the peer's private address as its on-link gateway, so the kernel never resolves it (no ARP
+// over the tunnel) and frames carry the MAC the peer's device has.
+int peer_neighbour(Socket& s, const SteerSpec& spec, uint32_t ifindex) {
+  Msg m(s, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
+  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(m.nlh, sizeof(ndmsg)));
+  ndm->ndm_family = AF_INET;
+  ndm->ndm_ifindex = static_cast<int>(ifindex);
+  ndm->ndm_state = NUD_PERMANENT;
+  mnl_attr_put_u32(m.nlh, NDA_DST, htonl(spec.peer));
+  const auto mac = tunnel_mac(spec.peer);
+  mnl_attr_put(m.nlh, NDA_LLADDR, mac.size(), mac.data());
   return s.ack(m.nlh);
 }
 
@@ -188,7 +221,7 @@ int rule(Socket& s, bool add, const SteerSpec& spec) {
   return !add && rc == -ENOENT ? 0 : rc;
 }
 
-// ip route replace default dev <link> table <table> proto 245 scope link
+// ip route replace default via <peer> dev <link> onlink table <table> proto 245
 int default_route(Socket& s, const SteerSpec& spec, uint32_t ifindex) {
   Msg m(s, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(m.nlh, sizeof(rtmsg)));
@@ -197,29 +230,31 @@ int default_route(Socket& s, const SteerSpec& spec, uint32_t ifindex) {
   rtm->rtm_table = spec.route_table < 256 ? static_cast<uint8_t>(spec.route_table)
                                           : static_cast<uint8_t>(RT_TABLE_UNSPEC);
   rtm->rtm_protocol = kSteerRouteProto;
-  rtm->rtm_scope = RT_SCOPE_LINK;
+  rtm->rtm_scope = RT_SCOPE_UNIVERSE;
   rtm->rtm_type = RTN_UNICAST;
+  rtm->rtm_flags = RTNH_F_ONLINK;
   mnl_attr_put_u32(m.nlh, RTA_TABLE, spec.route_table);
+  mnl_attr_put_u32(m.nlh, RTA_GATEWAY, htonl(spec.peer));
   mnl_attr_put_u32(m.nlh, RTA_OIF, ifindex);
   return s.ack(m.nlh);
 }
 
 // The tunnel device of a pair, fresh: an old one (same name, or a crash's leftover) is
-// deleted first, because the kernel refuses a second ipip device with the same addresses.
+// deleted first, because the kernel refuses a second VXLAN device with the same VNI and port.
 Status make_tunnel(Socket& s, const SteerTunnel& t) {
   const std::string name = steer_link_name(t.peer);
   const std::string what = "tunnel " + name + " to peer " + ip_text(t.peer);
   if (const int rc = delete_link(s, name); rc < 0) return core::Unexpected(err(rc, what));
-  if (const int rc = create_ipip(s, name, t); rc < 0) {
+  if (const int rc = create_vxlan(s, name, t); rc < 0) {
     if (rc == -EOPNOTSUPP) {
       return fail(errno_code(EOPNOTSUPP),
-                  what + ": the kernel has no ipip support (module ipip, CONFIG_NET_IPIP)");
+                  what + ": the kernel has no VXLAN support (module vxlan, CONFIG_VXLAN)");
     }
     return core::Unexpected(err(rc, what));
   }
-  // Loose reverse-path filtering on the tunnel: see steer.h (the effective value is the
-  // maximum of conf.all and conf.<dev>, so 2 wins over a strict conf.all).
-  if (auto w = Sysctl().write("net.ipv4.conf." + name + ".rp_filter", "2"); !w) {
+  // No reverse-path filtering on the tunnel: see steer.h (a device without an IPv4 address
+  // fails any rp_filter check).
+  if (auto w = Sysctl().write("net.ipv4.conf." + name + ".rp_filter", "0"); !w) {
     (void)delete_link(s, name);
     return core::Unexpected(w.error());
   }
@@ -287,7 +322,7 @@ Status Steering::install(const SteerSpec& spec) {
   // Whatever an earlier install for this peer left goes first (rule before link: a rule
   // pointing at a table without a route would send marked packets to main's default).
   if (auto r = checked(rule(*s, false, spec), peer + ": deleting old rule"); !r) return r;
-  if (auto t = make_tunnel(*s, {spec.local, spec.peer, spec.mtu}); !t) return t;
+  if (auto t = make_tunnel(*s, {spec.local, spec.peer, spec.mtu, spec.port}); !t) return t;
   auto undo = [&] {
     (void)rule(*s, false, spec);
     (void)delete_link(*s, steer_link_name(spec.peer));
@@ -304,6 +339,9 @@ Status Steering::install(const SteerSpec& spec) {
   // The table first, then the route, then the rule: a mark with no rule yet is harmless
   // (the packet follows main), a rule is added only once its route exists.
   if (st) st = nft_.commit(*table);
+  if (st) {
+    st = checked(peer_neighbour(*s, spec, ifindex), peer + ": neighbour entry on " + link);
+  }
   if (st) {
     st = checked(
         default_route(*s, spec, ifindex),
@@ -393,10 +431,22 @@ Status Steering::remove(uint32_t peer) {
 }
 
 Status accept_steered(const SteerTunnel& tunnel) {
-  if (tunnel.peer == 0 || tunnel.local == 0 || tunnel.local == tunnel.peer) {
+  if (tunnel.peer == 0 || tunnel.local == 0 || tunnel.local == tunnel.peer || tunnel.port == 0) {
     return fail(std::make_error_code(std::errc::invalid_argument),
                 "accepting steered flows: local " + ip_text(tunnel.local) + ", peer " +
-                    ip_text(tunnel.peer) + ": not a pair of addresses");
+                    ip_text(tunnel.peer) + ", port " + std::to_string(tunnel.port) +
+                    ": not a pair of addresses and a port");
+  }
+  // The kernel applies the larger of conf.all.rp_filter and conf.<dev>.rp_filter, so a
+  // non-zero conf.all would drop every steered packet however the device is set.
+  auto all = Sysctl().read("net.ipv4.conf.all.rp_filter");
+  if (!all) return core::Unexpected(all.error());
+  if (*all != "0") {
+    return fail(std::make_error_code(std::errc::operation_not_permitted),
+                "accepting steered flows from " + ip_text(tunnel.peer) +
+                    ": net.ipv4.conf.all.rp_filter is " + *all +
+                    ", which drops every packet arriving on the tunnel (it has no IPv4 "
+                    "address); set it to 0 and filter per interface (conf.<if>.rp_filter)");
   }
   auto s = rtnl_open();
   if (!s) return core::Unexpected(s.error());
@@ -519,7 +569,7 @@ core::Result<SteerCleanup, Error> cleanup_stale_steering() {
           &name_attr);
       if (name_attr == nullptr) return;
       const char* name = mnl_attr_get_str(name_attr);
-      if (is_steer_link_name(name) && link_kind(nlh) == "ipip") links.emplace_back(name);
+      if (is_steer_link_name(name) && link_kind(nlh) == "vxlan") links.emplace_back(name);
     });
     if (rc < 0) return core::Unexpected(err(rc, "listing links"));
   }

@@ -11,18 +11,33 @@
 // Why a tunnel, not a next hop. In AWS the members sit in different subnets (usually
 // different AZs): "next hop = A's private address" is not on-link for B, and a packet B
 // sends to its subnet's router is forwarded by the VPC route table of B's subnet — by its
-// destination, the internet, to the internet gateway — not to A. So B encapsulates: an IPIP
-// tunnel (RFC 2003, IP protocol 4) from B's private address to A's. IPIP rather than GRE or
-// FOU: 20 bytes of overhead (GRE 24, FOU 28), no key or port to agree on, no extra module
-// beyond ipip, and the VPC routes it like any packet between two private addresses. The
-// outer packet fits: the VPC MTU is 9001 and a flow to the internet carries at most 1500-byte
-// packets (the internet gateway's MTU), so 1520 bytes cross the VPC unfragmented. The
-// security groups of the members must allow IP protocol 4 between them (README).
+// destination, the internet, to the internet gateway — not to A. So B encapsulates, from
+// its private address to A's, and the VPC routes the outer packet like any packet between
+// two private addresses.
+//
+// Why VXLAN (RFC 7348, UDP port 4789) rather than IPIP, GRE or FOU. IPIP (20 bytes) would be
+// the lightest, but ipip, ip_gre and fou are optional modules that some kernels do not build
+// (this project's CI kernel has none of them: CONFIG_NET_IPIP, CONFIG_NET_IPGRE_DEMUX and
+// CONFIG_NET_FOU unset), while VXLAN is built in wherever container networking is expected.
+// Being UDP, it also gets a source port from the inner flow's hash, so the ENA driver's
+// receive-side scaling spreads steered flows over A's queues instead of putting every one on
+// the queue of a single protocol-4 "flow". Its 50 bytes of overhead fit: a flow to the
+// internet carries at most 1500-byte packets (the internet gateway's MTU), the device's MTU
+// is 1500 by default, and 1550 bytes cross a VPC whose MTU is 9001 unfragmented. The
+// members' security groups must allow UDP 4789 (SteerSpec::port) between them (README).
+//
+// One VXLAN device per pair of members, the same on both sides: VNI steer_vni(B, A) (a
+// symmetric function of the two addresses), remote the other member, no learning, and as MAC
+// address 02:68:<own address>. B reaches A with `default via <A> dev <link> onlink` and a
+// permanent neighbour entry <A> -> 02:68:<A>: no ARP crosses the tunnel, and A's device
+// accepts the frame as addressed to it.
 //
 // On B (install()):
-//   link  hanat-<A hex>   ipip local B remote A, up, rp_filter 2
+//   link  hanat-<A hex>   vxlan id <vni> local B remote A dstport 4789 nolearning, up,
+//                         rp_filter 0
+//   neigh <A> lladdr 02:68:<A> dev hanat-<A hex> nud permanent
+//   route default via <A> dev hanat-<A hex> onlink table <table> proto 245
 //   rule  fwmark <mark> lookup <table>, priority <rule_priority>, protocol kSteerRouteProto
-//   route default dev hanat-<A hex> table <table>
 //   table ip hanat_steer_<A hex>  (steer_batch.h): flows set, mark rule, catch_unknown chain
 //
 // No NAT at B: a steered packet leaves through the tunnel device, and hanat's masquerade
@@ -31,7 +46,7 @@
 // conntrack stays on for these packets, which the catch rule needs: "TCP, not a SYN, and B
 // has no entry" is exactly `ct state new,invalid` with the SYN bit clear after conntrack
 // has seen the packet (steer_batch.cc). The outer packet is B's own (source B's private
-// address, protocol 4): the masquerade rule, if it matches at all, maps B's address to
+// address, UDP): the masquerade rule, if it matches at all, maps B's address to
 // itself. Another masquerade rule the operator installed without an oifname would NAT
 // steered packets too: keep such rules to the egress interface.
 //
@@ -43,18 +58,22 @@
 // tunnel device as established flows; a forward chain filtering by iif must accept
 // hanat-*, and an input chain must accept IP protocol 4 from the members.
 //
-// On A (accept_steered(), by the leaving member): the same ipip link towards B (one device
-// per pair: the kernel keys IPIP tunnels by their addresses, so the taking and the leaving
-// side of a pair share it), with rp_filter 2 on it. The effective rp_filter is the maximum of
-// conf.all and conf.<dev> (Documentation/networking/ip-sysctl.rst): 2 (loose) accepts the
-// private host's source, which A reaches through its private interface and not through the
-// tunnel, whatever conf.all says; strict (1) would drop every steered packet. Forwarding is
-// on already (a NAT); the decapsulated packet matches A's conntrack entry and is translated
-// as before.
+// On A (accept_steered(), by the leaving member): the same VXLAN link towards B (one device
+// per pair: the kernel allows one device per VNI and port, so the taking and the leaving side
+// of a pair share it), with rp_filter 0 on it. Reverse-path filtering cannot pass these
+// packets in any mode: the tunnel device has no IPv4 address, and for such a device
+// fib_validate_source() (net/ipv4/fib_frontend.c) rejects a source that does not route back
+// through the device itself whenever rp_filter is non-zero, loose mode included (counted in
+// TcpExtIPReversePathFilter). The effective value is the larger of conf.all and conf.<dev>
+// (Documentation/networking/ip-sysctl.rst), so accept_steered() refuses, naming the
+// sysctl, when conf.all.rp_filter is not 0 (systemd's 50-default.conf sets default and each
+// interface to 2 but leaves conf.all at 0). Forwarding is on already (a NAT); the
+// decapsulated packet matches A's conntrack entry and is translated as before.
 //
-// Removal leaves nothing: remove() deletes the table, the rule and the link (the route goes
-// with its device). A crash leaves them; cleanup_stale_steering() at start-up removes every
-// hanat_steer_* table, every rule of protocol kSteerRouteProto and every hanat-* ipip link.
+// Removal leaves nothing: remove() deletes the table, the rule and the link (the route and
+// the neighbour entry go with their device). A crash leaves them; cleanup_stale_steering() at
+// start-up removes every hanat_steer_* table, every rule of protocol kSteerRouteProto and every
+// hanat-* VXLAN link (its routes and neighbour entries go with it).
 //
 // Like the nftables commit, everything here is a few messages to the local kernel and runs
 // synchronously on the loop, every read bounded by SO_RCVTIMEO (netlink.h).
@@ -79,7 +98,8 @@ inline constexpr uint8_t kSteerRouteProto = 245;
 struct SteerTunnel {
   uint32_t local = 0;
   uint32_t peer = 0;
-  uint32_t mtu = 0;  // 0 = the kernel's choice (path MTU to the peer - 20)
+  uint32_t mtu = 0;  // 0 = the kernel's choice for VXLAN without a lower device: 1500
+  uint16_t port = kSteerVxlanPort;
 };
 
 class Steering {
@@ -117,7 +137,8 @@ class Steering {
   std::optional<uint32_t> catching_;
 };
 
-// The leaving member's side: the ipip link towards the taking member, with rp_filter 2.
+// The leaving member's side: the VXLAN link towards the taking member, with rp_filter 0.
+// Refused while net.ipv4.conf.all.rp_filter is not 0 (see above).
 // Idempotent. stop_accepting() removes it (absent is fine).
 [[nodiscard]] Status accept_steered(const SteerTunnel& tunnel);
 [[nodiscard]] Status stop_accepting(uint32_t peer);
@@ -130,7 +151,7 @@ struct SteerCleanup {
 };
 
 // Removes steering state a previous process left (crash, kill -9): every nftables table
-// `ip hanat_steer_*`, every policy rule of protocol kSteerRouteProto, every ipip link named
+// `ip hanat_steer_*`, every policy rule of protocol kSteerRouteProto, every VXLAN link named
 // hanat-<8 hex digits>. Nothing else is touched.
 [[nodiscard]] core::Result<SteerCleanup, Error> cleanup_stale_steering();
 

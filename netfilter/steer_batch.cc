@@ -179,6 +179,29 @@ core::Result<RulePtr, Error> jump_rule(const SteerSpec& spec) {
   return r;
 }
 
+// meta mark <mark> meta mark set 0x00000000, in the forward chain: after the routing
+// decision has used the mark, before the packet reaches the tunnel device. The VXLAN driver
+// routes the outer packet with the inner packet's mark (vxlan_xmit_one: flowi4_mark =
+// skb->mark): left set, the fwmark rule would send the outer packet into the tunnel again,
+// which the driver drops as a loop (counted as tx collisions).
+core::Result<RulePtr, Error> clear_rule(const SteerSpec& spec) {
+  auto r = make_rule(spec, kSteerForwardChain);
+  if (!r) return core::Unexpected(enomem("clear rule"));
+  const uint32_t zero = 0;
+  auto imm = make_expr("immediate");
+  auto meta = make_expr("meta");
+  if (!imm || !meta) return core::Unexpected(enomem("clear rule"));
+  nftnl_expr_set_u32(imm.get(), NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+  nftnl_expr_set(imm.get(), NFTNL_EXPR_IMM_DATA, &zero, sizeof zero);
+  nftnl_expr_set_u32(meta.get(), NFTNL_EXPR_META_KEY, NFT_META_MARK);
+  nftnl_expr_set_u32(meta.get(), NFTNL_EXPR_META_SREG, NFT_REG_1);
+  const bool built = add(r.get(), meta_load(NFT_META_MARK, NFT_REG_1)) &&
+                     add(r.get(), cmp(NFT_CMP_EQ, &spec.mark, 4)) && add(r.get(), std::move(imm)) &&
+                     add(r.get(), std::move(meta));
+  if (!built) return core::Unexpected(enomem("clear rule"));
+  return r;
+}
+
 TablePtr make_table(const std::string& name) {
   TablePtr t(nftnl_table_alloc(), nftnl_table_free);
   if (!t) return t;
@@ -329,6 +352,9 @@ Status validate(const SteerSpec& spec) {
                 who + ": rule priority " + std::to_string(spec.rule_priority) +
                     " not in 1..32765 (before the main table's rule)");
   }
+  if (spec.port == 0) {
+    return fail(std::make_error_code(std::errc::invalid_argument), who + ": port 0");
+  }
   if (spec.max_flows == 0) {
     return fail(std::make_error_code(std::errc::invalid_argument), who + ": max_flows 0");
   }
@@ -350,6 +376,12 @@ std::string steer_table_name(uint32_t peer) {
 
 std::string steer_link_name(uint32_t peer) {
   return std::string(kSteerLinkPrefix) + hex8(peer);
+}
+
+uint32_t steer_vni(uint32_t a, uint32_t b) {
+  const uint32_t x = a ^ b;  // symmetric; members differ, so x != 0
+  const uint32_t vni = (x ^ (x >> 24)) & 0xffffffU;
+  return vni == 0 ? 1 : vni;
 }
 
 std::array<uint8_t, 20> steer_key(const Flow& flow) {
@@ -385,6 +417,9 @@ core::Result<std::vector<RulePtr>, Error> steer_rules(const SteerSpec& spec) {
   auto j = jump_rule(spec);
   if (!j) return core::Unexpected(j.error());
   rules.push_back(std::move(*j));
+  auto c = clear_rule(spec);
+  if (!c) return core::Unexpected(c.error());
+  rules.push_back(std::move(*c));
   return rules;
 }
 
@@ -437,14 +472,15 @@ core::Result<Batch, Error> build_steer_table(const SteerSpec& spec, uint32_t fir
   SetPtr s = make_set(spec);
   ChainPtr pre(nftnl_chain_alloc(), nftnl_chain_free);
   ChainPtr catcher(nftnl_chain_alloc(), nftnl_chain_free);
+  ChainPtr fwd(nftnl_chain_alloc(), nftnl_chain_free);
   Builder b(first_seq);
-  if (!t || !s || !pre || !catcher || !b.ok()) return core::Unexpected(enomem(table));
+  if (!t || !s || !pre || !catcher || !fwd || !b.ok()) return core::Unexpected(enomem(table));
   nftnl_set_set_u32(s.get(), NFTNL_SET_ID, kSetId);
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, kKeyType);
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, kKeyLen);
   nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT);
   nftnl_set_set_u32(s.get(), NFTNL_SET_DESC_SIZE, spec.max_flows);
-  for (nftnl_chain* c : {pre.get(), catcher.get()}) {
+  for (nftnl_chain* c : {pre.get(), catcher.get(), fwd.get()}) {
     nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
     nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
   }
@@ -453,6 +489,10 @@ core::Result<Batch, Error> build_steer_table(const SteerSpec& spec, uint32_t fir
   nftnl_chain_set_u32(pre.get(), NFTNL_CHAIN_HOOKNUM, NF_INET_PRE_ROUTING);
   nftnl_chain_set_s32(pre.get(), NFTNL_CHAIN_PRIO, kSteerChainPriority);
   nftnl_chain_set_str(catcher.get(), NFTNL_CHAIN_NAME, std::string(kSteerCatchChain).c_str());
+  nftnl_chain_set_str(fwd.get(), NFTNL_CHAIN_NAME, std::string(kSteerForwardChain).c_str());
+  nftnl_chain_set_str(fwd.get(), NFTNL_CHAIN_TYPE, "filter");
+  nftnl_chain_set_u32(fwd.get(), NFTNL_CHAIN_HOOKNUM, NF_INET_FORWARD);
+  nftnl_chain_set_s32(fwd.get(), NFTNL_CHAIN_PRIO, kSteerChainPriority);
   const std::string tw = "table ip " + table;
   const std::string cw = "chain ip " + table + " ";
   const bool built =
@@ -471,6 +511,11 @@ core::Result<Batch, Error> build_steer_table(const SteerSpec& spec, uint32_t fir
       b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*rules)[1].get(),
             nftnl_rule_nlmsg_build_payload,
             "rule 2 in " + cw + std::string(kSteerChain) + " (jump catch_unknown)") &&
+      b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, fwd.get(), nftnl_chain_nlmsg_build_payload,
+            cw + std::string(kSteerForwardChain)) &&
+      b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*rules)[2].get(),
+            nftnl_rule_nlmsg_build_payload,
+            "rule 1 in " + cw + std::string(kSteerForwardChain) + " (clear mark)") &&
       b.end();
   if (!built) return core::Unexpected(enomem(tw));
   return b.finish();

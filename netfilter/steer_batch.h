@@ -19,6 +19,9 @@
 //       meta l4proto tcp tcp flags & syn == 0 ct state new,invalid fib daddr type unicast
 //         meta mark set <mark>
 //     }
+//     chain forward {                       # type filter hook forward priority mangle
+//       meta mark <mark> meta mark set 0x00000000   # routed already; see clear_rule()
+//     }
 //   }
 //
 // A table per peer makes remove() one DELTABLE and lets two handovers (to two peers) never
@@ -39,10 +42,14 @@ inline constexpr std::string_view kSteerTablePrefix = "hanat_steer_";
 inline constexpr std::string_view kSteerSet = "flows";
 inline constexpr std::string_view kSteerChain = "prerouting";
 inline constexpr std::string_view kSteerCatchChain = "catch_unknown";
+inline constexpr std::string_view kSteerForwardChain = "forward";
 inline constexpr int32_t kSteerChainPriority = -150;  // NF_IP_PRI_MANGLE
 // Tunnel devices are "hanat-" + the peer's address in 8 hex digits: 14 characters, within
 // IFNAMSIZ - 1, and recognisable by the start-up cleanup.
 inline constexpr std::string_view kSteerLinkPrefix = "hanat-";
+// IANA's VXLAN port (RFC 7348). The security groups must allow it between members.
+inline constexpr uint16_t kSteerVxlanPort = 4789;
+
 // Set elements per NEWSETELEM message: about 44 bytes each, so a message (11 KiB) fits in
 // one 16 KiB page of the batch. nftnl_batch moves a message that crosses its page limit to a
 // fresh page; one larger than a whole page overflows that page too and is lost.
@@ -50,15 +57,16 @@ inline constexpr size_t kSteerElemsPerMessage = 256;
 
 // What the taking member needs to steer one leaving peer's flows to it.
 struct SteerSpec {
-  uint32_t local = 0;            // this member's private address: the tunnel's outer source
-  uint32_t peer = 0;             // the leaving member's private address: the outer destination
-  uint32_t mark = 0;             // fwmark of steered packets (non-zero); one per peer
-  uint32_t route_table = 0;      // routing table with the default into the tunnel (1..2^32-1,
-                                 // not 253-255: default, main, local)
-  uint32_t rule_priority = 0;    // the fwmark rule's priority; before "main" (32766)
-  uint32_t max_flows = 65536;    // the set's size; the kernel refuses elements beyond it
-  uint32_t max_timeout_s = 300;  // cap on an element's life: the handover's flow_drain
-  uint32_t mtu = 0;              // tunnel MTU; 0 = the kernel's (path to the peer - 20)
+  uint32_t local = 0;               // this member's private address: the tunnel's outer source
+  uint32_t peer = 0;                // the leaving member's private address: the outer destination
+  uint32_t mark = 0;                // fwmark of steered packets (non-zero); one per peer
+  uint32_t route_table = 0;         // routing table with the default into the tunnel (1..2^32-1,
+                                    // not 253-255: default, main, local)
+  uint32_t rule_priority = 0;       // the fwmark rule's priority; before "main" (32766)
+  uint32_t max_flows = 65536;       // the set's size; the kernel refuses elements beyond it
+  uint32_t max_timeout_s = 300;     // cap on an element's life: the handover's flow_drain
+  uint32_t mtu = 0;                 // tunnel MTU; 0 = the kernel's (1500 for VXLAN, see steer.h)
+  uint16_t port = kSteerVxlanPort;  // the VXLAN UDP port both members use
 
   friend bool operator==(const SteerSpec&, const SteerSpec&) = default;
 };
@@ -68,6 +76,10 @@ struct SteerSpec {
 
 [[nodiscard]] std::string steer_table_name(uint32_t peer);
 [[nodiscard]] std::string steer_link_name(uint32_t peer);
+
+// The VXLAN network identifier of the tunnel between two members: the same whichever side
+// asks (both devices must carry it), 24 bits, never 0.
+[[nodiscard]] uint32_t steer_vni(uint32_t a, uint32_t b);
 
 // The set element key of a flow: saddr . daddr . l4proto . sport . dport, each field in
 // network order in a 32-bit register slot (nftables pads concatenated fields to 4 bytes).
@@ -88,7 +100,8 @@ struct SteerSpec {
 [[nodiscard]] core::Result<Batch, Error> build_steer_table(const SteerSpec& spec,
                                                            uint32_t first_seq);
 
-// The rules, for golden tests and read-back: prerouting's two, and the catch rule.
+// The rules, for golden tests and read-back: prerouting's two, forward's one; and the catch
+// rule.
 [[nodiscard]] core::Result<std::vector<RulePtr>, Error> steer_rules(const SteerSpec& spec);
 [[nodiscard]] core::Result<RulePtr, Error> steer_catch_rule(const SteerSpec& spec);
 

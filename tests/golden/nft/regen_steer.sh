@@ -19,6 +19,10 @@ table ip hanat_steer_c6120202 {
   ip saddr . ip daddr . meta l4proto . th sport . th dport @flows meta mark set 0x48000001
   jump catch_unknown
  }
+ chain forward {
+  type filter hook forward priority mangle;
+  meta mark 0x48000001 meta mark set 0
+ }
 }
 NFT
 ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' |

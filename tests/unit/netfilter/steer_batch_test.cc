@@ -57,6 +57,15 @@ TEST(SteerBatch, NamesCarryThePeerAddressInHex) {
   EXPECT_LE(steer_link_name(0xffffffff).size(), 15U) << "IFNAMSIZ - 1";
 }
 
+TEST(SteerBatch, VniIsTheSameFromBothSidesAndFitsIn24Bits) {
+  const uint32_t a = ip(198, 18, 2, 2);
+  const uint32_t b = ip(198, 18, 3, 2);
+  EXPECT_EQ(steer_vni(a, b), steer_vni(b, a));
+  EXPECT_NE(steer_vni(a, b), steer_vni(a, ip(198, 18, 4, 2)));
+  EXPECT_LT(steer_vni(ip(10, 255, 255, 255), ip(11, 0, 0, 0)), 1U << 24);
+  EXPECT_NE(steer_vni(ip(10, 0, 0, 1), ip(11, 0, 0, 1)), 0U) << "VNI 0 is avoided";
+}
+
 TEST(SteerBatch, RulesAreTheExpressionsNftBuildsForTheSameText) {
   SteerSpec s = spec();
   s.peer = ip(198, 18, 2, 2);
@@ -64,9 +73,9 @@ TEST(SteerBatch, RulesAreTheExpressionsNftBuildsForTheSameText) {
   ASSERT_TRUE(rules) << rules.error().message;
   auto catcher = steer_catch_rule(s);
   ASSERT_TRUE(catcher) << catcher.error().message;
-  const std::string text = rule_debug_text(catcher->get()) + "\n" +
-                           rule_debug_text((*rules)[0].get()) + "\n" +
-                           rule_debug_text((*rules)[1].get()) + "\n";
+  const std::string text =
+      rule_debug_text(catcher->get()) + "\n" + rule_debug_text((*rules)[0].get()) + "\n" +
+      rule_debug_text((*rules)[1].get()) + "\n" + rule_debug_text((*rules)[2].get()) + "\n";
   EXPECT_EQ(text, read_golden("steer_rules.txt"));
 }
 
@@ -91,8 +100,10 @@ TEST(SteerBatch, TableIsReplacedAtomicallyWithAnEmptyBoundedSet) {
   EXPECT_THAT(d, HasSubstr("type filter hook prerouting prio -150"));
   EXPECT_THAT(d, Not(HasSubstr("newsetelem")));
   EXPECT_EQ(b->begin_seq, 10U);
+  EXPECT_THAT(d,
+              HasSubstr("newchain ip hanat_steer_c6120202 forward type filter hook 2 prio -150"));
   EXPECT_EQ(b->what(b->objects.back().first),
-            "rule 2 in chain ip hanat_steer_c6120202 prerouting (jump catch_unknown)");
+            "rule 1 in chain ip hanat_steer_c6120202 forward (clear mark)");
 }
 
 TEST(SteerBatch, FlowsGetTheirConntrackTimeoutCappedByTheDrain) {
