@@ -17,8 +17,8 @@
 //
 // Why VXLAN (RFC 7348, UDP port 4789) rather than IPIP, GRE or FOU. IPIP (20 bytes) would be
 // the lightest, but ipip, ip_gre and fou are optional modules that some kernels do not build
-// (this project's CI kernel has none of them: CONFIG_NET_IPIP, CONFIG_NET_IPGRE_DEMUX and
-// CONFIG_NET_FOU unset), while VXLAN is built in wherever container networking is expected.
+// (the kernel hanat's test suite runs on has none: CONFIG_NET_IPIP, CONFIG_NET_IPGRE_DEMUX
+// and CONFIG_NET_FOU unset), while VXLAN is built in wherever container networking is expected.
 // Being UDP, it also gets a source port from the inner flow's hash, so the ENA driver's
 // receive-side scaling spreads steered flows over A's queues instead of putting every one on
 // the queue of a single protocol-4 "flow". Its 50 bytes of overhead fit: a flow to the
@@ -38,7 +38,9 @@
 //   neigh <A> lladdr 02:68:<A> dev hanat-<A hex> nud permanent
 //   route default via <A> dev hanat-<A hex> onlink table <table> proto 245
 //   rule  fwmark <mark> lookup <table>, priority <rule_priority>, protocol kSteerRouteProto
-//   table ip hanat_steer_<A hex>  (steer_batch.h): flows set, mark rule, catch_unknown chain
+//   table ip hanat_steer_<A hex>  (steer_batch.h): flows set, mark rule, catch_unknown chain,
+//                         and a forward chain that clears the mark once the packet is routed
+//                         (VXLAN would route the outer packet by it, back into the tunnel)
 //
 // No NAT at B: a steered packet leaves through the tunnel device, and hanat's masquerade
 // rules match `oifname "<egress>"` only, so the nat hook gives B's conntrack entry for it a
@@ -56,7 +58,7 @@
 // from the private subnets, drops them: let packets out to hanat-* devices pass (e.g.
 // `oifname "hanat-*" accept` before the drop). On A, decapsulated packets arrive on the
 // tunnel device as established flows; a forward chain filtering by iif must accept
-// hanat-*, and an input chain must accept IP protocol 4 from the members.
+// hanat-*, and an input chain must accept UDP 4789 from the members.
 //
 // On A (accept_steered(), by the leaving member): the same VXLAN link towards B (one device
 // per pair: the kernel allows one device per VNI and port, so the taking and the leaving side

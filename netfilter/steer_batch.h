@@ -28,6 +28,7 @@
 // share state. Priority mangle (-150) runs after conntrack (-200), whose view the catch rule
 // needs, and before the routing decision that reads the mark.
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
