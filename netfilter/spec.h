@@ -4,7 +4,8 @@
 //
 // hanat owns exactly one nftables table (`table ip hanat` by default) holding one base chain
 // (`type nat hook postrouting priority srcnat`) with masquerade rules, plus the forwarding and
-// conntrack sysctls a NAT needs. It never reads or writes any other table.
+// conntrack sysctls a NAT needs. It never reads or writes any other table, except the
+// per-peer `ip hanat_steer_*` tables of a connection-keeping handover (steer.h).
 //
 //   spec.h     NatSpec / SysctlSpec (plain values; the daemon maps `[nat]` onto them), Error
 //   batch.h    pure: NatSpec -> one atomic nfnetlink batch (libnftnl), and its description
@@ -12,6 +13,8 @@
 //   netlink.h  I/O: commit a batch (libmnl, ACK per message), dump the table back
 //   sysctl.h   I/O: /proc/sys writes, read back and verified
 //   conntrack.h  pure decision + I/O (ctnetlink): purge flows that were forwarded without NAT
+//   steer_batch.h  pure: the steering table of a connection-keeping handover (flow set, mark)
+//   steer.h    I/O: the tunnel, rule and route to a leaving peer, its table; start-up cleanup
 //   manager.h  on the loop: apply, verify, drift check on a timer, repair, health
 //
 // Nothing here logs above debug (STYLE C5): every outcome is a value for the shell to log.

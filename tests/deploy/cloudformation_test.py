@@ -8,7 +8,7 @@ moto's CloudFormation that `hanatd plan` then reads as a NAT of the group would.
    condition or pseudo parameter of the template; the policy
    statements equal conf/iam-policy.json (REPLACE-WITH-GROUP = Ref GroupName); the launch
    template tags instances and network interfaces with hanat:group; the security group
-   admits ICMP and TCP 4790 from itself and everything from PrivateCidr.
+   admits ICMP, TCP 4790 and UDP 4789 from itself and everything from PrivateCidr.
 2. Deployment: moto_server (127.0.0.1, free port) gets a VPC, public and private subnets
    and tagged private route tables, then the stack (two zones; then three zones with
    ElasticIps = create). Asserted: CREATE_COMPLETE, one Auto Scaling group of size 1 per
@@ -212,7 +212,7 @@ def check_template(t):
     ingress = [r["Properties"] for r in res.values()
                if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
     self_ref = {"Fn::GetAtt": ["NatSecurityGroup", "GroupId"]}
-    for proto, port in (("icmp", -1), ("tcp", 4790)):
+    for proto, port in (("icmp", -1), ("tcp", 4790), ("udp", 4789)):
         check(f"the NATs admit {proto} {port} from each other",
               any(i["IpProtocol"] == proto and i["FromPort"] == port and
                   i.get("SourceSecurityGroupId") == self_ref and i["GroupId"] == self_ref

@@ -619,6 +619,11 @@ class Lab:
                "switch_ports": {"private": [sw, f"n{k}"], "public": [inet, f"n{k}"],
                                 "mgmt": [api, f"n{k}"]}}
         self._veth(sw, f"n{k}", ns, "priv", "br0")
+        # AWS's intra-VPC MTU (9001) on the NATs' VPC legs: the steering tunnel between
+        # members (netfilter/steer.h, VXLAN, 50 bytes) then carries 1500-byte packets from
+        # one NAT to the other unfragmented, as it does in a VPC.
+        ip(sw, "link", "set", f"n{k}", "mtu", "9001")
+        ip(ns, "link", "set", "priv", "mtu", "9001")
         self._veth(inet, f"n{k}", ns, "pub", "br0")
         self._veth(api, f"n{k}", ns, "mgmt", "br0")
         ip(ns, "addr", "add", f"{nat['private_address']}/16", "dev", "priv")
