@@ -279,12 +279,8 @@ void ChannelServer::tick() {
   }
   for (uint64_t id : late) close(id, "no hello within 2 s", true);
   for (auto& [member, t] : tables_) {
-    const auto before = t.snapshot();
-    if (t.expire(now) == 0) continue;
     FlowDelta delta;
-    for (const Flow& f : before) {
-      if (!t.contains(f)) delta.removed.push_back(f);
-    }
+    if (t.expire(now, &delta.removed) == 0) continue;
     if (on_flows_) on_flows_(member, t, delta);
   }
 }

@@ -56,10 +56,11 @@ size_t FlowTable::replace(const std::vector<Flow>& flows, ms now) {
   return refused;
 }
 
-size_t FlowTable::expire(ms now) {
+size_t FlowTable::expire(ms now, std::vector<Flow>* removed) {
   size_t n = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (it->second.expires <= now) {
+      if (removed != nullptr) removed->push_back(it->second.flow);
       it = entries_.erase(it);
       ++n;
     } else {

@@ -55,8 +55,9 @@ class FlowTable {
   // Replaces everything with `flows` (a resync); returns how many were refused.
   size_t replace(const std::vector<Flow>& flows, ms now);
   void clear() { entries_.clear(); }
-  // Drops expired entries; returns how many.
-  size_t expire(ms now);
+  // Drops expired entries; returns how many (and appends them to `removed` if given).
+  // One pass over the table: the server calls it once a second.
+  size_t expire(ms now, std::vector<Flow>* removed = nullptr);
 
   [[nodiscard]] size_t size() const { return entries_.size(); }
   [[nodiscard]] bool contains(const Flow& f) const { return entries_.count(f) != 0; }

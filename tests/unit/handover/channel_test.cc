@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/support/uv_test_util.h"
 
@@ -196,6 +198,26 @@ TEST(Channel, DroppingAMemberForgetsItsFlowsAndClosesItsConnection) {
     EXPECT_EQ(t.held, 0U);
     EXPECT_TRUE(t.last.replaced);
     ASSERT_TRUE(run_until(loop, [&] { return s.closed.has_value(); }));
+  }
+  expect_clean_close(loop);
+}
+
+TEST(Channel, MemberThatSendsNoHelloIsClosedAfterTheHelloTimeout) {
+  uv::Loop loop;
+  {
+    Taker t(loop);
+    // A plain socket from the member's address that connects and stays silent.
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    const sockaddr_in to = addr("127.0.0.1", t.server.port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    ASSERT_TRUE(run_until(loop, [&] { return t.server.connections() == 1; }));
+    ASSERT_TRUE(run_until(
+        loop, [&] { return t.server.connections() == 0; },
+        ChannelServer::kHelloTimeout + std::chrono::seconds(3)));
+    EXPECT_EQ(t.server.counters().rejected_hello, 1U);
+    EXPECT_THAT(t.rejects, ::testing::ElementsAre("no hello within 2 s"));
+    ::close(fd);
   }
   expect_clean_close(loop);
 }

@@ -73,7 +73,9 @@ TEST(FlowTable, EntriesExpireAfterTheirClampedTimeout) {
   EXPECT_EQ(t.expire(59999ms), 0U);
   EXPECT_EQ(t.expire(60000ms), 1U);
   EXPECT_FALSE(t.contains(flow(1)));
-  EXPECT_EQ(t.expire(120000ms), 1U);
+  std::vector<Flow> removed;
+  EXPECT_EQ(t.expire(120000ms, &removed), 1U);
+  EXPECT_EQ(removed, std::vector<Flow>{flow(2)});
   EXPECT_EQ(t.expire(299999ms), 0U);
   EXPECT_EQ(t.expire(300000ms), 2U);
   EXPECT_EQ(t.size(), 0U);
