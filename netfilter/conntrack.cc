@@ -17,7 +17,10 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <variant>
+#include <vector>
 
 namespace hanat::netfilter {
 
@@ -105,22 +108,58 @@ int attr_table_cb(const nlattr* attr, void* data) {
   return MNL_CB_OK;
 }
 
-// CTA_TUPLE_* -> its IPv4 addresses; false if the tuple is not IPv4.
-bool parse_tuple(const nlattr* nest, CtTuple& out) {
+// CTA_TUPLE_* -> its IPv4 addresses and, when `flow` is given, its protocol and ports.
+// An error names what is missing; "not IPv4" when the tuple carries no IPv4 addresses.
+std::optional<std::string> parse_tuple(const nlattr* nest, CtTuple& out, Flow* flow = nullptr) {
   std::array<const nlattr*, CTA_MAX + 1> tuple{};
-  if (mnl_attr_parse_nested(nest, attr_table_cb, tuple.data()) < 0) return false;
-  if (tuple[CTA_TUPLE_IP] == nullptr) return false;
+  if (mnl_attr_parse_nested(nest, attr_table_cb, tuple.data()) < 0) return "tuple unreadable";
+  if (tuple[CTA_TUPLE_IP] == nullptr) return "tuple without addresses";
   std::array<const nlattr*, CTA_MAX + 1> ip{};
-  if (mnl_attr_parse_nested(tuple[CTA_TUPLE_IP], attr_table_cb, ip.data()) < 0) return false;
+  if (mnl_attr_parse_nested(tuple[CTA_TUPLE_IP], attr_table_cb, ip.data()) < 0) {
+    return "tuple addresses unreadable";
+  }
   const nlattr* src = ip[CTA_IP_V4_SRC];
   const nlattr* dst = ip[CTA_IP_V4_DST];
-  if (src == nullptr || dst == nullptr || mnl_attr_validate(src, MNL_TYPE_U32) < 0 ||
-      mnl_attr_validate(dst, MNL_TYPE_U32) < 0) {
-    return false;
+  if (src == nullptr || dst == nullptr) return "not IPv4";
+  if (mnl_attr_validate(src, MNL_TYPE_U32) < 0 || mnl_attr_validate(dst, MNL_TYPE_U32) < 0) {
+    return "tuple IPv4 address truncated";
   }
   out.src = ntohl(mnl_attr_get_u32(src));
   out.dst = ntohl(mnl_attr_get_u32(dst));
-  return true;
+  if (flow == nullptr) return std::nullopt;
+  flow->src = out.src;
+  flow->dst = out.dst;
+  if (tuple[CTA_TUPLE_PROTO] == nullptr) return "tuple without protocol";
+  std::array<const nlattr*, CTA_MAX + 1> proto{};
+  if (mnl_attr_parse_nested(tuple[CTA_TUPLE_PROTO], attr_table_cb, proto.data()) < 0) {
+    return "tuple protocol unreadable";
+  }
+  const nlattr* num = proto[CTA_PROTO_NUM];
+  if (num == nullptr || mnl_attr_validate(num, MNL_TYPE_U8) < 0) return "tuple protocol number";
+  flow->proto = mnl_attr_get_u8(num);
+  // ctnetlink sends ports and the ICMP id in network byte order (nf_conntrack_proto_*.c,
+  // *_tuple_to_nlattr).
+  auto u16 = [&](int type, uint16_t& to) {
+    const nlattr* a = proto[static_cast<size_t>(type)];
+    if (a == nullptr || mnl_attr_validate(a, MNL_TYPE_U16) < 0) return false;
+    to = ntohs(mnl_attr_get_u16(a));
+    return true;
+  };
+  switch (flow->proto) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+      if (!u16(CTA_PROTO_SRC_PORT, flow->sport) || !u16(CTA_PROTO_DST_PORT, flow->dport)) {
+        return "tuple ports";
+      }
+      break;
+    case IPPROTO_ICMP:
+      if (!u16(CTA_PROTO_ICMP_ID, flow->sport)) return "tuple ICMP id";
+      flow->dport = 0;
+      break;
+    default:
+      break;  // another protocol: parsed, never carried
+  }
+  return std::nullopt;
 }
 
 void copy_attr(const nlattr* a, std::vector<uint8_t>& to) {
@@ -142,7 +181,7 @@ int on_entry(const nlmsghdr* nlh, void* data) {
   ++st->result->seen;
   if (tb[CTA_TUPLE_ORIG] == nullptr || tb[CTA_TUPLE_REPLY] == nullptr) return MNL_CB_OK;
   CtEntry e;
-  if (!parse_tuple(tb[CTA_TUPLE_ORIG], e.orig) || !parse_tuple(tb[CTA_TUPLE_REPLY], e.reply)) {
+  if (parse_tuple(tb[CTA_TUPLE_ORIG], e.orig) || parse_tuple(tb[CTA_TUPLE_REPLY], e.reply)) {
     return MNL_CB_OK;
   }
   if (tb[CTA_STATUS] != nullptr && mnl_attr_validate(tb[CTA_STATUS], MNL_TYPE_U32) == 0) {
@@ -157,7 +196,7 @@ int on_entry(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
-std::vector<uint32_t> local_addresses() {
+std::vector<uint32_t> local_addresses_of_namespace() {
   std::vector<uint32_t> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
@@ -190,12 +229,18 @@ class CtSocket {
   // Dumps the IPv4 table, collecting the entries to delete.
   core::Result<std::vector<Victim>, Error> dump(const PurgeFilter& f, PurgeResult& r) {
     std::vector<Victim> victims;
+    DumpState st{&f, &r, &victims};
+    if (auto ok = dump(on_entry, &st); !ok) return core::Unexpected(ok.error());
+    return victims;
+  }
+
+  // Dumps the IPv4 table, calling `cb` (a libmnl callback) with `data` for each entry.
+  core::Result<std::monostate, Error> dump(mnl_cb_t cb, void* data) {
     const uint32_t seq = seq_++;
     nlmsghdr* nlh = put_ct_header(rx_.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq);
     if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
       return fail_errno(errno, "dump request");
     }
-    DumpState st{&f, &r, &victims};
     const uint32_t portid = mnl_socket_get_portid(sock_.get());
     for (;;) {
       const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
@@ -203,11 +248,11 @@ class CtSocket {
         if (errno == EINTR) continue;
         return read_error(errno, "dump");
       }
-      const int rc = mnl_cb_run(rx_.data(), static_cast<size_t>(n), seq, portid, on_entry, &st);
+      const int rc = mnl_cb_run(rx_.data(), static_cast<size_t>(n), seq, portid, cb, data);
       if (rc == MNL_CB_STOP) break;
       if (rc < 0) return fail_errno(errno, "dump");
     }
-    return victims;
+    return std::monostate{};
   }
 
   // Deletes the victims, many per datagram; returns how many the kernel deleted.
@@ -281,7 +326,7 @@ class CtSocket {
 
 core::Result<PurgeResult, Error> purge_unnatted(PurgeFilter filter,
                                                 std::chrono::milliseconds timeout) {
-  const auto local = local_addresses();
+  const auto local = local_ipv4_addresses();
   filter.local.insert(filter.local.end(), local.begin(), local.end());
   auto sock = CtSocket::open(timeout);
   if (!sock) return core::Unexpected(sock.error());
@@ -292,6 +337,143 @@ core::Result<PurgeResult, Error> purge_unnatted(PurgeFilter filter,
   if (!deleted) return core::Unexpected(deleted.error());
   r.purged = *deleted;
   return r;
+}
+
+// ---- Reading flows for the connection-keeping handover -------------------------------------
+
+std::vector<uint32_t> local_ipv4_addresses() {
+  return local_addresses_of_namespace();
+}
+
+core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t len) {
+  if (msg == nullptr || len < sizeof(nlmsghdr))
+    return core::Unexpected<std::string>("conntrack message: truncated header");
+  // Netlink messages are 4-aligned in a receive buffer; input from elsewhere (a test, the
+  // fuzzer) may not be: copy it then, so no attribute is read misaligned.
+  std::vector<uint32_t> aligned;
+  if (reinterpret_cast<uintptr_t>(msg) % alignof(nlmsghdr) != 0) {
+    aligned.resize((len + 3) / 4);
+    std::memcpy(aligned.data(), msg, len);
+    msg = aligned.data();
+  }
+  const auto* nlh = static_cast<const nlmsghdr*>(msg);
+  auto bad = [](const std::string& what) {
+    return core::Unexpected<std::string>("conntrack message: " + what);
+  };
+  if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nfgenmsg))) return bad("shorter than its headers");
+  if (nlh->nlmsg_len > len) {
+    return bad("length " + std::to_string(nlh->nlmsg_len) + " beyond the " + std::to_string(len) +
+               " bytes read");
+  }
+  if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK) {
+    return bad("not ctnetlink (subsystem " + std::to_string(nlh->nlmsg_type >> 8) + ")");
+  }
+  CtMessage m;
+  switch (nlh->nlmsg_type & 0xff) {
+    case IPCTNL_MSG_CT_NEW:
+      // The kernel flags the event of a newly confirmed entry NLM_F_CREATE|NLM_F_EXCL
+      // (nf_conntrack_netlink.c, ctnetlink_conntrack_event); dump replies and the events
+      // about later changes of state carry neither.
+      m.kind = (nlh->nlmsg_flags & NLM_F_CREATE) != 0 ? CtKind::New : CtKind::Update;
+      break;
+    case IPCTNL_MSG_CT_DELETE:
+      m.kind = CtKind::Destroy;
+      break;
+    default:
+      return bad("type " + std::to_string(nlh->nlmsg_type & 0xff) + " is no conntrack entry");
+  }
+  const auto* gen = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  m.family = gen->nfgen_family;
+  if (m.family != AF_INET) return m;
+  std::array<const nlattr*, CTA_MAX + 1> tb{};
+  if (mnl_attr_parse(nlh, sizeof(nfgenmsg), attr_table_cb, tb.data()) < 0) {
+    return bad("attributes unreadable");
+  }
+  if (tb[CTA_TUPLE_ORIG] == nullptr) return bad("no original tuple");
+  if (tb[CTA_TUPLE_REPLY] == nullptr) return bad("no reply tuple");
+  if (auto e = parse_tuple(tb[CTA_TUPLE_ORIG], m.entry.orig, &m.flow)) {
+    return bad("original " + *e);
+  }
+  if (auto e = parse_tuple(tb[CTA_TUPLE_REPLY], m.entry.reply)) return bad("reply " + *e);
+  if (tb[CTA_STATUS] != nullptr) {
+    if (mnl_attr_validate(tb[CTA_STATUS], MNL_TYPE_U32) < 0) return bad("status truncated");
+    m.entry.status = ntohl(mnl_attr_get_u32(tb[CTA_STATUS]));
+  }
+  if (tb[CTA_TIMEOUT] != nullptr) {
+    if (mnl_attr_validate(tb[CTA_TIMEOUT], MNL_TYPE_U32) < 0) return bad("timeout truncated");
+    m.flow.timeout_s = ntohl(mnl_attr_get_u32(tb[CTA_TIMEOUT]));
+  }
+  if (tb[CTA_ID] != nullptr) {
+    if (mnl_attr_validate(tb[CTA_ID], MNL_TYPE_U32) < 0) return bad("id truncated");
+    m.id = ntohl(mnl_attr_get_u32(tb[CTA_ID]));
+  }
+  return m;
+}
+
+core::Result<FlowFilter, Error> flow_filter(const std::vector<std::string>& cidrs) {
+  FlowFilter f;
+  for (const auto& c : cidrs) {
+    auto p = parse_ipv4_prefix(c);
+    if (!p) {
+      return fail(std::make_error_code(std::errc::invalid_argument),
+                  "handover source cidr \"" + c + "\": " + p.error());
+    }
+    f.sources.push_back(*p);
+  }
+  return f;
+}
+
+bool should_carry(const CtMessage& m, const FlowFilter& f) {
+  if (m.family != AF_INET) return false;
+  if (m.flow.proto != IPPROTO_TCP && m.flow.proto != IPPROTO_UDP && m.flow.proto != IPPROTO_ICMP) {
+    return false;
+  }
+  // Source-NATed here: only such a flow breaks when another NAT takes its packets. A destroy
+  // event carries the status too (ctnetlink_conntrack_event dumps it for every event).
+  if (!m.entry.status || (*m.entry.status & IPS_SRC_NAT) == 0) return false;
+  PurgeFilter locals;
+  locals.local = f.local;
+  const CtEntry& e = m.entry;
+  if (is_local(e.orig.src, locals) || is_local(e.orig.dst, locals)) return false;
+  if (f.sources.empty()) return true;
+  return std::any_of(f.sources.begin(), f.sources.end(),
+                     [&](const Ipv4Prefix& p) { return in_prefix(e.orig.src, p); });
+}
+
+namespace {
+
+struct FlowDumpState {
+  const FlowFilter* filter;
+  size_t max;
+  FlowDump* out;
+};
+
+int on_flow(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<FlowDumpState*>(data);
+  auto m = parse_ct_message(nlh, nlh->nlmsg_len);
+  if (!m || m->family != AF_INET) return MNL_CB_OK;
+  ++st->out->seen;
+  if (!should_carry(*m, *st->filter)) return MNL_CB_OK;
+  if (st->out->flows.size() >= st->max) {
+    ++st->out->skipped;  // read on: the reply must be consumed to its end anyway
+    return MNL_CB_OK;
+  }
+  st->out->flows.push_back(m->flow);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+core::Result<FlowDump, Error> dump_flows(FlowFilter filter, size_t max,
+                                         std::chrono::milliseconds timeout) {
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  FlowDump out;
+  FlowDumpState st{&filter, max, &out};
+  if (auto ok = sock->dump(on_flow, &st); !ok) return core::Unexpected(ok.error());
+  return out;
 }
 
 }  // namespace hanat::netfilter

@@ -20,15 +20,26 @@
 //   should_purge()        pure: the decision on one parsed entry (unit-tested)
 //   purge_unnatted()      I/O: ctnetlink dump + delete through libmnl
 //
+// The connection-keeping handover (DESIGN.md, "Connection survival") reads the same table:
+//
+//   parse_ct_message()    pure: one ctnetlink message (dump reply or event) -> CtMessage
+//   should_carry()        pure: whether a parsed entry is a flow this host translates for
+//                         the given sources (source-NATed here, forwarded)
+//   dump_flows()          I/O: ctnetlink dump, filtered by should_carry()
+//   CtEvents (ct_events.h) the NEW/DESTROY event stream on the loop
+//
 // Like the nftables commit, the purge runs synchronously on the loop (DESIGN.md,
 // Architecture): it runs only after an apply or a repair, every socket read is bounded by
 // SO_RCVTIMEO, and deletes go out many per datagram.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "netfilter/flow.h"
 #include "netfilter/spec.h"
 
 namespace hanat::netfilter {
@@ -73,5 +84,63 @@ struct PurgeResult {
 // of this namespace's interfaces. Each socket read waits at most `timeout`.
 [[nodiscard]] core::Result<PurgeResult, Error> purge_unnatted(
     PurgeFilter filter, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+// ---- Reading flows for the connection-keeping handover -------------------------------------
+
+enum class CtKind {
+  New,      // an event for a newly confirmed entry (IPCTNL_MSG_CT_NEW with NLM_F_CREATE)
+  Update,   // an existing entry: a dump reply, or an event about a change of state
+  Destroy,  // IPCTNL_MSG_CT_DELETE: an event for an entry that ended (or was deleted)
+};
+
+// One parsed ctnetlink message. For a family other than IPv4 (the event groups carry IPv6
+// too) only `kind` and `family` are set.
+struct CtMessage {
+  CtKind kind = CtKind::Update;
+  uint8_t family = 0;          // AF_INET, AF_INET6, ...
+  CtEntry entry;               // addresses of both directions, status
+  Flow flow;                   // the original tuple with ports (ICMP: the echo id), timeout
+  std::optional<uint32_t> id;  // CTA_ID
+
+  friend bool operator==(const CtMessage&, const CtMessage&) = default;
+};
+
+// Parses one netlink message (`len` bytes from `msg`, any alignment) of the ctnetlink
+// subsystem. Errors (a message of another subsystem or type, a truncated header or
+// attribute, a tuple without addresses, a protocol without its ports) name what is wrong;
+// nothing in the input can make it read outside [msg, msg + len).
+[[nodiscard]] core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t len);
+
+// The flows the handover carries: from one of `sources`, source-NATed by this host.
+struct FlowFilter {
+  std::vector<Ipv4Prefix> sources;  // empty = any source (as the masquerade rule)
+  std::vector<uint32_t> local;      // this host's IPv4 addresses, host byte order
+};
+
+// The filter for CIDR texts (an unparsable one is an error naming it). `local` stays empty:
+// dump_flows() and CtEvents fill it.
+[[nodiscard]] core::Result<FlowFilter, Error> flow_filter(const std::vector<std::string>& cidrs);
+
+// Whether `m` is a flow the taking NAT must steer back here: an IPv4 TCP, UDP or ICMP flow
+// that this host source-NATed (IPS_SRC_NAT; a flow forwarded without NAT needs no steering),
+// whose original source lies in the filter's sources, and no end of which is a local address
+// (the host's own connections never leave through another NAT).
+[[nodiscard]] bool should_carry(const CtMessage& m, const FlowFilter& f);
+
+// This namespace's IPv4 interface addresses (host byte order).
+[[nodiscard]] std::vector<uint32_t> local_ipv4_addresses();
+
+struct FlowDump {
+  std::vector<Flow> flows;  // at most `max` of them
+  uint64_t seen = 0;        // IPv4 entries dumped
+  uint64_t skipped = 0;     // flows that matched but did not fit `max`
+};
+
+// Dumps the IPv4 conntrack table of the calling thread's namespace and returns the flows
+// should_carry() selects (`filter.local` is completed with this namespace's addresses).
+// Synchronous and bounded like the purge: each read waits at most `timeout`.
+[[nodiscard]] core::Result<FlowDump, Error> dump_flows(
+    FlowFilter filter, size_t max,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
 }  // namespace hanat::netfilter

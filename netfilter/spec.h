@@ -59,6 +59,9 @@ struct SysctlSpec {
   std::optional<uint32_t> tcp_timeout_close_wait_s;   // ..._tcp_timeout_close_wait
   std::optional<uint32_t> udp_timeout_s;              // ..._udp_timeout
   std::optional<uint32_t> udp_timeout_stream_s;       // ..._udp_timeout_stream
+  // net.netfilter.nf_conntrack_events: 1 for the connection-keeping handover (ct_events.h:
+  // the default 2 gives flows older than the event listener no DESTROY event).
+  std::optional<uint32_t> conntrack_events;
 
   friend bool operator==(const SysctlSpec&, const SysctlSpec&) = default;
 };

@@ -34,6 +34,7 @@ std::vector<SysctlEntry> sysctl_entries(const SysctlSpec& spec) {
   add("net.netfilter.nf_conntrack_tcp_timeout_close_wait", spec.tcp_timeout_close_wait_s);
   add("net.netfilter.nf_conntrack_udp_timeout", spec.udp_timeout_s);
   add("net.netfilter.nf_conntrack_udp_timeout_stream", spec.udp_timeout_stream_s);
+  add("net.netfilter.nf_conntrack_events", spec.conntrack_events);
   return out;
 }
 

@@ -187,6 +187,22 @@ struct HooksConfig {
   friend bool operator==(const HooksConfig&, const HooksConfig&) = default;
 };
 
+// [handover]: the connection-keeping handover's flow transfer (DESIGN.md, "Connection
+// survival"; handover/channel.h).
+struct HandoverConfig {
+  // How long a leaving member keeps translating (and announcing) the flows it handed over.
+  milliseconds flow_drain{300000};
+  // Flows one taker holds per sending member; more are refused (and reset, as without the
+  // channel).
+  int max_flows = 100000;
+  // A file holding the group's pre-shared key (HMAC-SHA256 over every frame); empty: none.
+  std::string psk_file;
+  // The member channel's TCP port, on the agent's listen address; 0: agent.port + 1 (and a
+  // free port when agent.port is 0 too, in tests). See effective_channel_port().
+  std::uint16_t channel_port = 0;
+  friend bool operator==(const HandoverConfig&, const HandoverConfig&) = default;
+};
+
 struct Config {
   GroupConfig group;
   ProbeConfig probe;
@@ -200,8 +216,17 @@ struct Config {
   LogConfig log;
   MetricsConfig metrics;
   HooksConfig hooks;
+  HandoverConfig handover;
   friend bool operator==(const Config&, const Config&) = default;
 };
+
+// The port the member channel listens on: handover.channel_port, or agent.port + 1 when it
+// is 0 (0 when agent.port is 0: a free port, in tests).
+[[nodiscard]] inline std::uint16_t effective_channel_port(const Config& c) {
+  if (c.handover.channel_port != 0) return c.handover.channel_port;
+  if (c.agent.port == 0 || c.agent.port == 65535) return 0;
+  return static_cast<std::uint16_t>(c.agent.port + 1);
+}
 
 struct Error {
   std::string file;

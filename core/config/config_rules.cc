@@ -61,6 +61,10 @@ void check_rules(Reader& r, const toml::table& root, Config& c) {
             "keys are set but credentials is not \"static\"; they would be ignored");
   if (c.failover.hold_down_max < c.failover.hold_down)
     r.error(where("failover"), "failover.hold_down_max", "is shorter than failover.hold_down");
+  if (c.handover.channel_port != 0 && c.handover.channel_port == c.agent.port)
+    r.error(where("handover"), "handover.channel_port",
+            std::to_string(c.handover.channel_port) +
+                " is agent.port too; the channel needs a port of its own");
   if (!c.hooks.on_transition.empty()) {
     // Checked when the file is read (--check-config, start, reload), not at the first
     // transition: a hook that cannot run should stop the change that introduced it.

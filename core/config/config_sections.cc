@@ -40,9 +40,9 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
   using std::chrono::minutes;
   using std::chrono::seconds;
 
-  static const std::vector<std::string_view> kSections = {"group",   "probe", "agent",   "egress",
-                                                          "forward", "nat",   "ec2",     "failover",
-                                                          "status",  "log",   "metrics", "hooks"};
+  static const std::vector<std::string_view> kSections = {
+      "group",    "probe",  "agent", "egress",  "forward", "nat",     "ec2",
+      "failover", "status", "log",   "metrics", "hooks",   "handover"};
   for (const auto& [k, v] : root) {
     if (std::find(kSections.begin(), kSections.end(), k.str()) == kSections.end()) {
       r.error(k.source(), std::string(k.str()), "unknown section" + suggestion(k.str(), kSections));
@@ -340,6 +340,18 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
                  false),
              r.duration("timeout", c.hooks.timeout, milliseconds(100), minutes(10)),
              r.integer("max_in_flight", c.hooks.max_in_flight, 1, 64)});
+
+  // flow_drain is bounded by what any leave can wait for: the spot notice gives 2 minutes,
+  // an Auto Scaling lifecycle hook at most 2 hours (its heartbeat timeout maximum, 7200 s).
+  r.section(root, "handover",
+            {r.duration("flow_drain", c.handover.flow_drain, milliseconds(0), hours(2)),
+             r.integer("max_flows", c.handover.max_flows, 1, 4000000),
+             r.str("psk_file", c.handover.psk_file,
+                   [](std::string_view s) -> std::string {
+                     return s.empty() || s[0] == '/' ? "" : "must be an absolute path";
+                   }),
+             // 0 picks a free port: only useful in tests, peers must know the port.
+             r.integer("channel_port", c.handover.channel_port, 0, 65535)});
 }
 
 }  // namespace hanat::config::detail

@@ -77,6 +77,10 @@ void Node::apply_nat() {
         static_cast<uint32_t>(cfg_->nat.tcp_established_timeout->count() / 1000);
   if (cfg_->nat.udp_timeout)
     sys.udp_timeout_s = static_cast<uint32_t>(cfg_->nat.udp_timeout->count() / 1000);
+  // Every flow must announce its end to the handover's event stream, also one older than
+  // the listener (netfilter/ct_events.h). Events cost nothing while nobody listens
+  // (ctnetlink checks for listeners before building one).
+  sys.conntrack_events = 1;
   auto st = nat_->apply(spec, sys);
   nat_healthy_ = st.has_value();
   nat_judged_ = true;

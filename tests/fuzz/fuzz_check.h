@@ -32,6 +32,8 @@ int imds_json(const std::uint8_t* data, std::size_t size);
 int config_toml(const std::uint8_t* data, std::size_t size);
 int status_request(const std::uint8_t* data, std::size_t size);
 int agent_line(const std::uint8_t* data, std::size_t size);
+int ct_message(const std::uint8_t* data, std::size_t size);
+int handover_frame(const std::uint8_t* data, std::size_t size);
 
 }  // namespace hanat::fuzz
 

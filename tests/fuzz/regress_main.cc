@@ -28,6 +28,8 @@ constexpr Named kTargets[] = {
     {"fuzz_config", hanat::fuzz::config_toml},
     {"fuzz_status_request", hanat::fuzz::status_request},
     {"fuzz_agent_line", hanat::fuzz::agent_line},
+    {"fuzz_ct_message", hanat::fuzz::ct_message},
+    {"fuzz_handover_frame", hanat::fuzz::handover_frame},
 };
 
 bool read_file(const fs::path& p, std::string& out) {

@@ -517,3 +517,44 @@ TEST(HostDefaults, EmptyEgressInterfaceTakesTheDefaultRoutesAndSaysSo) {
 
 }  // namespace
 }  // namespace hanat::config
+
+namespace hanat::config {
+namespace {
+
+TEST(Config, HandoverDefaultsAndKeys) {
+  const Config d = ok(kMinimal);
+  EXPECT_EQ(d.handover.flow_drain, std::chrono::minutes(5));
+  EXPECT_EQ(d.handover.max_flows, 100000);
+  EXPECT_EQ(d.handover.psk_file, "");
+  EXPECT_EQ(d.handover.channel_port, 0);
+  EXPECT_EQ(effective_channel_port(d), 4791);
+  EXPECT_EQ(effective_channel_port(ok(std::string(kMinimal) + "[agent]\nport = 4791\n")), 4792);
+  const Config c = ok(std::string(kMinimal) +
+                      "[handover]\nflow_drain = \"90s\"\nmax_flows = 500\n"
+                      "psk_file = \"/etc/hanat/handover.psk\"\nchannel_port = 5000\n");
+  EXPECT_EQ(c.handover.flow_drain, std::chrono::seconds(90));
+  EXPECT_EQ(c.handover.max_flows, 500);
+  EXPECT_EQ(c.handover.psk_file, "/etc/hanat/handover.psk");
+  EXPECT_EQ(c.handover.channel_port, 5000);
+  EXPECT_EQ(effective_channel_port(c), 5000);
+}
+
+TEST(ConfigErrors, HandoverValuesAreCheckedWithFileLineAndKey) {
+  const Error e = one_error(std::string(kMinimal) + "[handover]\nmax_flows = 0\n");
+  EXPECT_EQ(e.key, "handover.max_flows");
+  EXPECT_EQ(e.line, 4);
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[handover]\nflow_drain = \"3h\"\n").key,
+              "handover.flow_drain");
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[handover]\npsk_file = \"psk\"\n").message,
+              HasSubstr("must be an absolute path"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[handover]\nchannel_port = 70000\n").key,
+              "handover.channel_port");
+  const Error same = one_error(std::string(kMinimal) + "[handover]\nchannel_port = 4790\n");
+  EXPECT_EQ(same.key, "handover.channel_port");
+  EXPECT_THAT(same.message, HasSubstr("is agent.port too"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[handover]\nflow_dran = \"1m\"\n").message,
+              HasSubstr("did you mean \"flow_drain\""));
+}
+
+}  // namespace
+}  // namespace hanat::config

@@ -47,13 +47,15 @@ TEST(SysctlEntries, ForwardingAlwaysThenOptionalTuning) {
   s.udp_timeout_s = 30;
   s.udp_timeout_stream_s = 120;
   s.tcp_timeout_close_wait_s = 60;
+  s.conntrack_events = 1;
   EXPECT_THAT(sysctl_entries(s),
               ElementsAre(SysctlEntry{"net.ipv4.ip_forward", "1"},
                           SysctlEntry{"net.netfilter.nf_conntrack_max", "1048576"},
                           SysctlEntry{"net.netfilter.nf_conntrack_tcp_timeout_established", "350"},
                           SysctlEntry{"net.netfilter.nf_conntrack_tcp_timeout_close_wait", "60"},
                           SysctlEntry{"net.netfilter.nf_conntrack_udp_timeout", "30"},
-                          SysctlEntry{"net.netfilter.nf_conntrack_udp_timeout_stream", "120"}));
+                          SysctlEntry{"net.netfilter.nf_conntrack_udp_timeout_stream", "120"},
+                          SysctlEntry{"net.netfilter.nf_conntrack_events", "1"}));
 }
 
 TEST_F(FakeProcSys, AppliesOnlyWhatDiffersAndReadsBack) {

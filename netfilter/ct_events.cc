@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "netfilter/ct_events.h"
+
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace hanat::netfilter {
+
+core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
+    uv::Loop& loop, FlowFilter filter, size_t max_flows,
+    std::function<void(const FlowEvents&)> on_events, int rcvbuf) {
+  mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (sock == nullptr) {
+    const int e = errno;
+    return fail(std::error_code(e, std::generic_category()),
+                "conntrack event socket: " + std::string(std::strerror(e)));
+  }
+  auto close_on_error = [sock](const std::string& what) {
+    const int e = errno;
+    mnl_socket_close(sock);
+    return fail(std::error_code(e, std::generic_category()),
+                "conntrack event socket: " + what + ": " + std::strerror(e));
+  };
+  if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return close_on_error("bind");
+  // Updates (NFNLGRP_CONNTRACK_UPDATE: every TCP state change) are not needed: a flow is
+  // carried from its first packet to its end, whatever its state in between.
+  for (int group : {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY}) {
+    if (mnl_socket_setsockopt(sock, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
+      return close_on_error("join group " + std::to_string(group));
+    }
+  }
+  const int fd = mnl_socket_get_fd(sock);
+  // Best effort: SO_RCVBUFFORCE needs CAP_NET_ADMIN, SO_RCVBUF is capped by rmem_max.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  std::unique_ptr<CtEvents> ev(
+      new CtEvents(loop, sock, std::move(filter), max_flows, std::move(on_events)));
+  if (auto ec = ev->watch(); ec) {
+    return fail(ec, "conntrack event socket: watching it on the loop: " + ec.message());
+  }
+  return ev;
+}
+
+CtEvents::CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
+                   std::function<void(const FlowEvents&)> on_events)
+    : sock_(sock),
+      filter_(std::move(filter)),
+      max_flows_(max_flows),
+      on_events_(std::move(on_events)),
+      buf_(MNL_SOCKET_BUFFER_SIZE * 4),
+      rewatch_(loop),
+      poll_(std::make_unique<uv::Poll>(loop, mnl_socket_get_fd(sock))) {}
+
+CtEvents::~CtEvents() {
+  poll_.reset();  // uv_close before the fd number can be reused
+  mnl_socket_close(sock_);
+}
+
+std::error_code CtEvents::watch() {
+  return poll_->start(UV_READABLE, [this](int status, int) {
+    FlowEvents out;
+    const bool lost = read_some(out);
+    if (lost) {
+      // Events were lost: only a fresh dump tells which flows exist now. Anything read in
+      // this wake-up is older than the dump and superseded by it.
+      out.events.clear();
+      auto dump = dump_flows(filter_, max_flows_);
+      if (dump) {
+        out.resync = std::move(dump->flows);
+      } else {
+        ++counters_.resync_errors;
+      }
+    }
+    // An overrun sets the socket's error, which poll reports as POLLERR, and libuv stops a
+    // poll handle on POLLERR (uv__poll_io). The read above cleared it: watch again from the
+    // next loop iteration (not from inside this callback, which start() would replace while
+    // it runs).
+    if (status < 0) {
+      (void)rewatch_.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                           [this] { (void)watch(); });
+    }
+    // Last: the callback may destroy this stream.
+    if ((!out.events.empty() || out.resync) && on_events_) on_events_(out);
+  });
+}
+
+bool CtEvents::read_some(FlowEvents& out) {
+  bool lost = false;
+  for (int reads = 0; reads < kMaxReadsPerWake; ++reads) {
+    const ssize_t n = mnl_socket_recvfrom(sock_, buf_.data(), buf_.size());
+    if (n < 0) {
+      if (errno == ENOBUFS) {
+        ++counters_.overruns;
+        lost = true;
+        continue;  // the socket stays usable; later messages follow
+      }
+      break;  // EAGAIN: drained (anything else: the next readable event retries)
+    }
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
+      auto m = parse_ct_message(nlh, nlh->nlmsg_len);
+      if (!m) {
+        ++counters_.malformed;
+        continue;
+      }
+      if (m->kind == CtKind::Update || !should_carry(*m, filter_)) {
+        ++counters_.filtered;
+        continue;
+      }
+      ++counters_.delivered;
+      out.events.push_back(FlowEvent{m->kind == CtKind::Destroy, m->flow});
+    }
+  }
+  return lost;
+}
+
+}  // namespace hanat::netfilter

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#pragma once
+// CtEvents: the conntrack NEW/DESTROY event stream on the loop, filtered to the flows a
+// connection-keeping handover carries (netfilter/conntrack.h, should_carry()).
+//
+// The kernel announces conntrack entries to the NFNLGRP_CONNTRACK_NEW and _DESTROY multicast
+// groups of NETLINK_NETFILTER (nf_conntrack_netlink.c, ctnetlink_conntrack_event). Two
+// kernel facts shape this class:
+//
+//  - Lost events. A listener that falls behind loses messages; the next read fails with
+//    ENOBUFS (netlink(7)). A lost NEW or DESTROY cannot be recovered from the stream, so the
+//    stream re-dumps the table (dump_flows()) and delivers the complete set as a resync.
+//  - Which entries have events at all. net.netfilter.nf_conntrack_events is 2 ("auto") by
+//    default since Linux 5.19, so also on Debian 12's 6.1: an entry gets the event extension
+//    only if a ctnetlink listener existed when it was created (nf_conntrack_ecache.c,
+//    nf_ct_ecache_ext_add). An entry older than the listener sends no DESTROY. With 1 every
+//    entry has it. The handover sets 1 (SysctlSpec) for that reason; the resync on overrun and
+//    the receiver's per-entry timeout cover whatever still slips through.
+//
+// Work per wake-up is bounded (kMaxReadsPerWake datagrams); the poll is level-triggered, so
+// what is left is read on the next loop iteration and probes and timers are not starved.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/uv/uv.h"
+#include "netfilter/conntrack.h"
+
+struct mnl_socket;
+
+namespace hanat::netfilter {
+
+struct FlowEvent {
+  bool destroyed = false;  // false: a new flow
+  Flow flow;
+
+  friend bool operator==(const FlowEvent&, const FlowEvent&) = default;
+};
+
+// What one wake-up delivers: the events in kernel order, or — after lost events — the
+// complete current set (`resync`), which replaces everything known before.
+struct FlowEvents {
+  std::vector<FlowEvent> events;
+  std::optional<std::vector<Flow>> resync;
+};
+
+struct CtEventCounters {
+  uint64_t delivered = 0;  // events that passed the filter
+  uint64_t filtered = 0;   // well-formed events about other flows
+  uint64_t malformed = 0;  // messages parse_ct_message() refused
+  uint64_t overruns = 0;   // ENOBUFS reads (events lost, table re-dumped)
+  uint64_t resync_errors = 0;
+};
+
+class CtEvents {
+ public:
+  static constexpr int kDefaultRcvBuf = 4 * 1024 * 1024;
+  static constexpr int kMaxReadsPerWake = 64;
+
+  // Opens the event socket in the calling thread's namespace (joining the groups needs
+  // CAP_NET_ADMIN) and starts watching it on `loop`. `filter.local` is completed with the
+  // namespace's addresses. `max_flows` bounds a resync dump.
+  [[nodiscard]] static core::Result<std::unique_ptr<CtEvents>, Error> open(
+      uv::Loop& loop, FlowFilter filter, size_t max_flows,
+      std::function<void(const FlowEvents&)> on_events, int rcvbuf = kDefaultRcvBuf);
+
+  CtEvents(const CtEvents&) = delete;
+  CtEvents& operator=(const CtEvents&) = delete;
+  ~CtEvents();
+
+  [[nodiscard]] const CtEventCounters& counters() const { return counters_; }
+
+ private:
+  CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
+           std::function<void(const FlowEvents&)> on_events);
+  std::error_code watch();
+  // Reads at most kMaxReadsPerWake datagrams; whether events were lost.
+  bool read_some(FlowEvents& out);
+
+  mnl_socket* sock_;
+  FlowFilter filter_;
+  size_t max_flows_;
+  std::function<void(const FlowEvents&)> on_events_;
+  std::vector<uint8_t> buf_;
+  CtEventCounters counters_;
+  uv::Timer rewatch_;               // re-arms the poll after libuv stopped it on an error
+  std::unique_ptr<uv::Poll> poll_;  // destroyed before the socket is closed
+};
+
+}  // namespace hanat::netfilter

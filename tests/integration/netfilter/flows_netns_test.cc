@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// Reading the flows a handover carries from a real conntrack table (netfilter/conntrack.h,
+// netfilter/ct_events.h): traffic is forwarded and masqueraded through a NAT namespace made
+// here, then dumped and streamed (new, then destroy) with the tuples the private host used.
+//
+//   priv (198.18.1.2) -- lan0 [nat] wan0 (198.19.1.1) -- (198.19.1.2) out
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "netfilter/batch.h"
+#include "netfilter/conntrack.h"
+#include "netfilter/ct_events.h"
+#include "netfilter/netlink.h"
+#include "tests/integration/netfilter/netns_util.h"
+#include "tests/support/uv_test_util.h"
+
+namespace hanat::netfilter {
+namespace {
+
+using testing::EnterNetns;
+using testing::Netns;
+
+sockaddr_in sin(const char* ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+
+uint32_t ip(const char* text) {
+  return ntohl(sin(text, 0).sin_addr.s_addr);
+}
+
+// A UDP socket in the calling thread's namespace bound to `addr`:0; -1 on failure.
+int udp_here(const char* addr) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const sockaddr_in a = sin(addr, 0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return -1;
+  return fd;
+}
+
+// The same inside `ns` (the socket stays there after the thread leaves).
+int udp_in(const Netns& ns, const char* addr) {
+  EnterNetns in(ns);
+  if (!in.ok()) return -1;
+  return udp_here(addr);
+}
+
+uint16_t port_of(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+  return ntohs(a.sin_port);
+}
+
+// Sends from `fd` to out's 198.19.1.2:`port` until one datagram arrives at `rx` (ARP on fresh
+// veths may eat the first); the source address it arrived with, or "".
+std::string send_seen(int fd, int rx, uint16_t port) {
+  const sockaddr_in to = sin("198.19.1.2", port);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    pollfd p{rx, POLLIN, 0};
+    if (::poll(&p, 1, 200) != 1) continue;
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    char buf[8];
+    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
+      char text[INET_ADDRSTRLEN] = {};
+      inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
+      return text;
+    }
+  }
+  return {};
+}
+
+// IPCTNL_MSG_CT_DELETE without a tuple flushes the namespace's table (ctnetlink_del_conntrack
+// -> ctnetlink_flush_conntrack); every entry with the event extension announces DESTROY.
+bool flush_conntrack() {
+  mnl_socket* s = mnl_socket_open(NETLINK_NETFILTER);
+  if (s == nullptr) return false;
+  std::vector<uint8_t> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = 1;
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = AF_INET;
+  nfg->version = NFNETLINK_V0;
+  bool ok = mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) == 0 &&
+            mnl_socket_sendto(s, nlh, nlh->nlmsg_len) >= 0;
+  if (ok) {
+    const ssize_t n = mnl_socket_recvfrom(s, buf.data(), buf.size());
+    ok = n > 0 && mnl_cb_run(buf.data(), static_cast<size_t>(n), 1, mnl_socket_get_portid(s),
+                             nullptr, nullptr) >= 0;
+  }
+  mnl_socket_close(s);
+  return ok;
+}
+
+bool write_proc(const std::string& path, const std::string& value) {
+  std::ofstream f(path);
+  f << value;
+  return static_cast<bool>(f.flush());
+}
+
+class FlowsNetns : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = testing::netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    testing::remove_stale_netns();
+    nat_ = std::make_unique<Netns>("nat");
+    priv_ = std::make_unique<Netns>("priv");
+    out_ = std::make_unique<Netns>("out");
+    ASSERT_TRUE(nat_->ok() && priv_->ok() && out_->ok());
+    const std::string p = priv_->name(), o = out_->name();
+    ASSERT_EQ(nat_->ip("link add lan0 type veth peer name eth0 netns " + p), 0);
+    ASSERT_EQ(nat_->ip("link add wan0 type veth peer name eth0 netns " + o), 0);
+    ASSERT_EQ(nat_->ip("addr add 198.18.1.1/24 dev lan0"), 0);
+    ASSERT_EQ(nat_->ip("addr add 198.19.1.1/24 dev wan0"), 0);
+    ASSERT_EQ(nat_->ip("link set lan0 up"), 0);
+    ASSERT_EQ(nat_->ip("link set wan0 up"), 0);
+    ASSERT_EQ(priv_->ip("addr add 198.18.1.2/24 dev eth0"), 0);
+    ASSERT_EQ(priv_->ip("link set eth0 up"), 0);
+    ASSERT_EQ(priv_->ip("route add default via 198.18.1.1"), 0);
+    ASSERT_EQ(out_->ip("addr add 198.19.1.2/24 dev eth0"), 0);
+    ASSERT_EQ(out_->ip("link set eth0 up"), 0);
+    enter_ = std::make_unique<EnterNetns>(*nat_);
+    ASSERT_TRUE(enter_->ok());
+    ASSERT_TRUE(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
+    // The masquerade table also loads conntrack into the namespace.
+    NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.source_cidrs = {"198.18.1.0/24"};
+    auto nl = Netlink::open();
+    ASSERT_TRUE(nl);
+    auto batch = build_batch(spec, nl->next_seq());
+    ASSERT_TRUE(batch);
+    ASSERT_TRUE(nl->commit(*batch));
+  }
+  void TearDown() override {
+    enter_.reset();
+    out_.reset();
+    priv_.reset();
+    nat_.reset();
+  }
+  std::unique_ptr<Netns> nat_, priv_, out_;
+  std::unique_ptr<EnterNetns> enter_;
+};
+
+Flow udp_flow(const char* src, uint16_t sport, uint16_t dport) {
+  Flow f;
+  f.proto = IPPROTO_UDP;
+  f.src = ip(src);
+  f.dst = ip("198.19.1.2");
+  f.sport = sport;
+  f.dport = dport;
+  return f;
+}
+
+bool has(const std::vector<Flow>& v, const Flow& f) {
+  return std::find(v.begin(), v.end(), f) != v.end();
+}
+
+TEST_F(FlowsNetns, MasqueradedFlowsAreDumpedThenStreamedNewAndDestroyed) {
+  // Every entry gets the event extension, also those older than the listener (the kernel's
+  // default 2, "auto", gives it only to entries created while a listener exists).
+  ASSERT_TRUE(write_proc("/proc/sys/net/netfilter/nf_conntrack_events", "1"));
+  const int rx = udp_in(*out_, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = port_of(rx);
+  auto filter = flow_filter({"198.18.1.0/24"});
+  ASSERT_TRUE(filter) << filter.error().message;
+
+  // A flow that exists before anything listens: found by the dump.
+  const int early = udp_in(*priv_, "198.18.1.2");
+  ASSERT_GE(early, 0);
+  ASSERT_EQ(send_seen(early, rx, port), "198.19.1.1");
+  const Flow early_flow = udp_flow("198.18.1.2", port_of(early), port);
+  // The NAT host's own flow from a configured source range is never carried.
+  const int own = udp_here("198.18.1.1");  // this thread is in nat
+  ASSERT_GE(own, 0);
+  ASSERT_EQ(send_seen(own, rx, port), "198.19.1.1");  // masqueraded too
+
+  auto dump = dump_flows(*filter, 100);
+  ASSERT_TRUE(dump) << dump.error().message;
+  EXPECT_GE(dump->seen, 2U);
+  ASSERT_EQ(dump->flows.size(), 1U);
+  EXPECT_EQ(dump->flows[0], early_flow);
+  EXPECT_GT(dump->flows[0].timeout_s, 0U);
+  // The bound holds: with max 0 nothing is returned and the flow is counted as skipped.
+  auto none = dump_flows(*filter, 0);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->flows.empty());
+  EXPECT_EQ(none->skipped, 1U);
+
+  uv::Loop loop;
+  {
+    std::vector<FlowEvent> events;
+    auto stream = CtEvents::open(loop, *filter, 100, [&](const FlowEvents& e) {
+      EXPECT_FALSE(e.resync.has_value());
+      events.insert(events.end(), e.events.begin(), e.events.end());
+    });
+    ASSERT_TRUE(stream) << stream.error().message;
+
+    // A new flow: announced as new, with the private host's tuple.
+    const int late = udp_in(*priv_, "198.18.1.2");
+    ASSERT_GE(late, 0);
+    ASSERT_EQ(send_seen(late, rx, port), "198.19.1.1");
+    const Flow late_flow = udp_flow("198.18.1.2", port_of(late), port);
+    ASSERT_TRUE(testing::run_until(loop, [&] { return !events.empty(); }));
+    ASSERT_EQ(events.size(), 1U);
+    EXPECT_FALSE(events[0].destroyed);
+    EXPECT_EQ(events[0].flow, late_flow);
+
+    // Both end (flushed): two destroys, the early flow's too; the NAT's own flow is filtered.
+    events.clear();
+    ASSERT_TRUE(flush_conntrack());
+    ASSERT_TRUE(testing::run_until(loop, [&] { return events.size() >= 2; }));
+    std::vector<Flow> destroyed;
+    for (const auto& e : events) {
+      EXPECT_TRUE(e.destroyed);
+      destroyed.push_back(e.flow);
+    }
+    EXPECT_TRUE(has(destroyed, early_flow));
+    EXPECT_TRUE(has(destroyed, late_flow));
+    EXPECT_EQ(destroyed.size(), 2U);
+    EXPECT_EQ((*stream)->counters().malformed, 0U);
+    EXPECT_GE((*stream)->counters().filtered, 1U);  // the NAT host's own flow
+    stream->reset();
+    ::close(late);
+  }
+  testing::expect_clean_close(loop);
+  for (int fd : {early, own, rx}) ::close(fd);
+}
+
+TEST_F(FlowsNetns, LostEventsAreReplacedByAResyncDump) {
+  const int rx = udp_in(*out_, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = port_of(rx);
+  auto filter = flow_filter({"198.18.1.0/24"});
+  ASSERT_TRUE(filter);
+  uv::Loop loop;
+  {
+    std::optional<std::vector<Flow>> resync;
+    // A receive buffer too small for the events of many flows: the kernel reports ENOBUFS.
+    auto stream = CtEvents::open(
+        loop, *filter, 1000,
+        [&](const FlowEvents& e) {
+          if (e.resync) resync = e.resync;
+        },
+        256);
+    ASSERT_TRUE(stream) << stream.error().message;
+    std::vector<int> fds;
+    for (int i = 0; i < 40; ++i) {
+      const int fd = udp_in(*priv_, "198.18.1.2");
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
+      fds.push_back(fd);
+    }
+    ASSERT_TRUE(testing::run_until(loop, [&] { return resync.has_value(); }));
+    EXPECT_GE((*stream)->counters().overruns, 1U);
+    EXPECT_EQ(resync->size(), 40U);
+    for (int fd : fds) EXPECT_TRUE(has(*resync, udp_flow("198.18.1.2", port_of(fd), port)));
+    stream->reset();
+    for (int fd : fds) ::close(fd);
+  }
+  testing::expect_clean_close(loop);
+  ::close(rx);
+}
+
+}  // namespace
+}  // namespace hanat::netfilter
