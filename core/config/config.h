@@ -188,7 +188,7 @@ struct HooksConfig {
 };
 
 // [handover]: the connection-keeping handover's flow transfer (DESIGN.md, "Connection
-// survival"; handover/channel.h).
+// survival"; core/handover/channel.h).
 struct HandoverConfig {
   // How long a leaving member keeps translating (and announcing) the flows it handed over.
   milliseconds flow_drain{300000};

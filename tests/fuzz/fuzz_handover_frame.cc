@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-// fuzz_handover_frame: the member channel's decoder (handover/codec.h) on arbitrary bytes.
+// fuzz_handover_frame: the member channel's decoder (core/handover/codec.h) on arbitrary bytes.
 // Byte 0 picks the mode: bit 0 set = a keyed decoder (psk "fuzz", nonce 0), as the taker's
 // after the hellos. The rest is fed in chunks whose sizes come from the input itself.
 // Invariants: errors are prefixed "handover frame: "; a decoded frame, encoded again (with
@@ -7,7 +7,7 @@
 // frame's bound.
 #include <string>
 
-#include "handover/codec.h"
+#include "core/handover/codec.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace hanat::fuzz {

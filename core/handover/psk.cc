@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "handover/psk.h"
+#include "core/handover/psk.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

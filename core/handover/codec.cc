@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "handover/codec.h"
+#include "core/handover/codec.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "handover/channel.h"
+#include "core/handover/channel.h"
 
 #include <arpa/inet.h>
 #include <uv.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-#include "handover/flow_table.h"
+#include "core/handover/flow_table.h"
 
 #include <algorithm>
 #include <tuple>

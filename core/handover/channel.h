@@ -30,8 +30,8 @@
 
 #include "core/uv/accept_budget.h"
 #include "core/uv/uv.h"
-#include "handover/codec.h"
-#include "handover/flow_table.h"
+#include "core/handover/codec.h"
+#include "core/handover/flow_table.h"
 
 namespace hanat::handover {
 
