@@ -15,6 +15,8 @@ every run as JSON. Root, the lab's tools, keepalived and the AWS CLI (for the ba
 
   bench/failover/run.py --hanatd build/bin/hanatd [--reps 5] [--scenarios a,b]
                         [--controllers hanat-default,hanat-fast,keepalived] [--json F]
+  (hanat-default-1path, hanat-fast-1path: the same profiles probing peers on their private
+  path only, for a one-path/two-path comparison in one run)
 """
 
 import argparse
@@ -32,7 +34,8 @@ sys.path.insert(0, E2E)
 from hanatlab import Lab, LabUnavailable  # noqa: E402
 from hanatlab import scenarios as sc  # noqa: E402
 
-CONTROLLERS = ("hanat-default", "hanat-fast", "keepalived")
+CONTROLLERS = ("hanat-default", "hanat-fast", "keepalived", "hanat-default-1path",
+               "hanat-fast-1path")
 # DESIGN.md targets: (scenario, controller) -> bound on the median outage in ms.
 TARGETS = {("link_cut", "hanat-default"): 1000, ("link_cut", "hanat-fast"): 350,
            ("graceful", "hanat-default"): 100, ("graceful", "hanat-fast"): 100,
@@ -42,7 +45,13 @@ RATIO_TARGET = 4.0  # hanat at least 4x shorter than keepalived (link cut)
 
 def make_controller(lab, name, hanatd, advert_int):
     if name.startswith("hanat-"):
-        return sc.HanatController(lab, hanatd, name.split("-", 1)[1])
+        # "-1path": peers probed on their private address only ([probe] paths), to compare
+        # one path with two in the same run.
+        profile = name.split("-")[1]
+        one = {"probe": {"paths": ["private"]}} if name.endswith("-1path") else None
+        ctl = sc.HanatController(lab, hanatd, profile, overrides=one)
+        ctl.name = name
+        return ctl
     from hanatlab.keepalived import Keepalived
     return Keepalived(lab, advert_int=advert_int)
 
