@@ -67,6 +67,12 @@ FloatingDecision decide_floating(const FloatingView& v) {
   if (!v.holder_state) {
     return {FloatingStep::DescribeHolder, eni + " is attached to " + v.holder + ", not a member"};
   }
+  if (!v.members_known) {
+    return {FloatingStep::Wait, eni + ": waiting for " + v.holder + " to release it (a " +
+                                    *v.holder_state +
+                                    " instance; the group's members are not "
+                                    "read yet)"};
+  }
   return {FloatingStep::Wait, eni + ": waiting for " + v.holder + " to release it (a " +
                                   *v.holder_state +
                                   " instance outside the group: never taken from it)"};

@@ -36,7 +36,9 @@ struct FloatingView {
   std::string status;             // available | in-use | attaching | detaching
   std::string holder;             // attachment's instance id; "" when not attached
   std::string attachment_status;  // attaching | attached | detaching | detached
-  // The holder as the engine sees it (meaningful when holder_is_member).
+  // The holder as the engine sees it (meaningful when holder_is_member). Before the engine
+  // runs the members are not known: a running holder is then waited for, not judged.
+  bool members_known = true;
   bool holder_is_member = false;
   bool holder_down = false;          // health DOWN
   bool holder_reports_down = false;  // DOWN because its agent says so (it answers)

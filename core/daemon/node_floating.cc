@@ -89,6 +89,7 @@ void Node::floating_decide(const ec2::NetworkInterface& ni,
   v.attachment_status = ni.attachment_status;
   v.holder_state = std::move(holder_state);
   v.takeover_after = cfg_->failover.floating_eni_takeover_after;
+  v.members_known = machine_ != nullptr;
   if (machine_ && !v.holder.empty()) {
     for (const auto& m : machine_->snapshot().members) {
       if (m.instance_id != v.holder || m.self) continue;
@@ -115,7 +116,9 @@ void Node::floating_decide(const ec2::NetworkInterface& ni,
       return floating_next(cfg_->group.refresh_interval);
     case FloatingStep::WrongZone:
       // Configuration, not a transient state: looked at again only at the refresh
-      // interval (the ENI cannot change zone; the check is for a replaced ENI id).
+      // interval (the ENI cannot change zone; the check is for a replaced ENI id). Counted
+      // once per look, so the failures metric shows it as it does an EC2 refusal.
+      ++floating_failures_;
       floating_state("error: " + d.why, true);
       return floating_next(cfg_->group.refresh_interval);
     case FloatingStep::Wait:
@@ -124,6 +127,13 @@ void Node::floating_decide(const ec2::NetworkInterface& ni,
     case FloatingStep::DescribeHolder:
       return floating_describe_holder(ni);
     case FloatingStep::ForceDetach:
+      // A member whose own data plane or link is failing may be the one cut off: its view
+      // of the holder is no evidence, and the ENI would land on a host that cannot serve.
+      if (egress_health_ == engine::Health::Down || (own_link_ && !own_link_->up())) {
+        floating_state(d.why + ", but this host's own egress or link is down: not taking it",
+                       false);
+        return floating_next(milliseconds(1000));
+      }
       return floating_detach(ni, d.why);
     case FloatingStep::Attach:
       return floating_attach(ni);

@@ -88,6 +88,14 @@ TEST(FloatingEni, AStoppedHolderLosesItAtOnceARunningStrangerNever) {
   auto d = decide_floating(v);
   EXPECT_EQ(d.step, FloatingStep::Wait);
   EXPECT_THAT(d.why, HasSubstr("outside the group: never taken from it"));
+  // Before the engine runs nobody is known as a member: a running holder is waited for.
+  v.members_known = false;
+  d = decide_floating(v);
+  EXPECT_EQ(d.step, FloatingStep::Wait);
+  EXPECT_THAT(d.why, HasSubstr("members are not read yet"));
+  v.holder_state = "stopped";
+  EXPECT_EQ(decide_floating(v).step, FloatingStep::ForceDetach) << "stopped needs no members";
+  v.members_known = true;
   // A member EC2 shows stopped (read before discovery dropped it) goes at once too.
   v.holder_is_member = true;
   v.holder_state = "stopped";
