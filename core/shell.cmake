@@ -12,10 +12,12 @@ add_library(core STATIC
   log/log.cc
   status/status_server.cc
   daemon/daemon.cc
+  daemon/floating_eni.cc
   daemon/forward_check.cc
   daemon/hooks.cc
   daemon/node.cc
   daemon/node_execute.cc
+  daemon/node_floating.cc
   daemon/node_lifecycle.cc
   daemon/node_members.cc
   daemon/node_probes.cc

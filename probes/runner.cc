@@ -14,7 +14,7 @@ Runner::Runner(uv::Loop& loop, std::vector<Target> targets, std::chrono::millise
       on_result_(std::move(on_result)),
       schedule_(interval),
       timer_(loop) {
-  for (std::size_t i = 0; i < targets_.size(); ++i) (void)schedule_.add();
+  for (const Target& t : targets_) (void)schedule_.add(t.same_phase_as);
 }
 
 Runner::~Runner() {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -25,6 +26,8 @@ struct Target {
   ProbeKind kind = ProbeKind::Icmp;
   sockaddr_in addr{};     // port set for Tcp and Agent
   std::string expect_id;  // agent: the instance id the peer must report
+  // Sent in the same phase of the interval as this earlier target (Schedule::add).
+  std::optional<std::size_t> same_phase_as;
 };
 
 class Runner {

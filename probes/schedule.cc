@@ -14,8 +14,14 @@ std::chrono::nanoseconds spread_offset(std::size_t i, std::size_t n,
   return std::chrono::nanoseconds{si * step + (si * rem) / sn};
 }
 
-Schedule::SlotId Schedule::add() {
-  slots_.push_back({});
+Schedule::SlotId Schedule::add(std::optional<SlotId> same_phase_as) {
+  Slot s;
+  if (same_phase_as && *same_phase_as < slots_.size()) {
+    s.phase = slots_[*same_phase_as].phase;
+  } else {
+    s.phase = phases_++;
+  }
+  slots_.push_back(s);
   return slots_.size() - 1;
 }
 
@@ -25,7 +31,8 @@ void Schedule::start(Time start) {
     // A probe still in flight from before a restart keeps its flag, so due() defers the
     // slot instead of overlapping it.
     bool in_flight = slots_[s].in_flight;
-    slots_[s] = Slot{.next = start + spread_offset(s, slots_.size(), interval_),
+    slots_[s] = Slot{.phase = slots_[s].phase,
+                     .next = start + spread_offset(slots_[s].phase, phases_, interval_),
                      .in_flight = in_flight,
                      .deferred = false};
     heap_.push({slots_[s].next, s});

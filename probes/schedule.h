@@ -7,6 +7,10 @@
 //   - Slot i of n first fires at start + interval * i / n, so n targets are spread evenly over
 //     the interval instead of bursting together (a burst of 500 sends would also show up as
 //     scheduling jitter of the last ones).
+//   - Slots added as sharing a phase with an earlier slot fire at the same offset: the spread is
+//     over phases, not slots. A peer probed on two paths shares the phase of each probe kind
+//     across its paths, so the last path's fall-th failure (a peer is DOWN only when every
+//     path failed) comes as early as with one path instead of up to a slot later.
 //   - A slot fires every `interval` after its planned time (anchored, so jitter does not
 //     accumulate into drift).
 //   - A slot never has two probes in flight: when it is due while its previous probe is still
@@ -38,7 +42,8 @@ class Schedule {
 
   explicit Schedule(std::chrono::nanoseconds interval) : interval_(interval) {}
 
-  SlotId add();
+  // A slot with a phase of its own, or sharing the phase of the earlier slot `same_phase_as`.
+  SlotId add(std::optional<SlotId> same_phase_as = std::nullopt);
   // Sets every slot's first due time, spread from `start`.
   void start(Time start);
   // Slots due at `now`: launches to perform now. Due slots still in flight are deferred.
@@ -49,12 +54,16 @@ class Schedule {
   [[nodiscard]] std::optional<Time> next_deadline() const;
 
   [[nodiscard]] bool in_flight(SlotId s) const { return slots_[s].in_flight; }
+  // When the slot is next due (idle) or was planned (in flight or deferred).
+  [[nodiscard]] Time next_due(SlotId s) const { return slots_[s].next; }
+  [[nodiscard]] std::size_t phases() const { return phases_; }
   [[nodiscard]] std::size_t size() const { return slots_.size(); }
   [[nodiscard]] std::uint64_t deferred() const { return deferred_; }
   [[nodiscard]] std::uint64_t skipped() const { return skipped_; }
 
  private:
   struct Slot {
+    std::size_t phase = 0;
     Time next{};
     bool in_flight = false;
     bool deferred = false;
@@ -68,6 +77,7 @@ class Schedule {
 
   std::chrono::nanoseconds interval_;
   std::vector<Slot> slots_;
+  std::size_t phases_ = 0;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;
   std::uint64_t deferred_ = 0;
   std::uint64_t skipped_ = 0;

@@ -15,12 +15,14 @@ every run as JSON. Root, the lab's tools, keepalived and the AWS CLI (for the ba
 
   bench/failover/run.py --hanatd build/bin/hanatd [--reps 5] [--scenarios a,b]
                         [--controllers hanat-default,hanat-fast,keepalived] [--json F]
+  (hanat-default-1path, hanat-fast-1path: the same profiles probing peers on their private
+  path only, for a one-path/two-path comparison in one run)
 
 With --connections it measures connection survival instead (issues 20 and 21,
 tests/e2e/hanatlab/connkeep.py): 200 long-lived TCP connections (16 bytes each way every
 50 ms) through nat1 across a drain, nat2's failback, a spot notice with termination 8 s
-later, a stop (SIGTERM to the controller) and a link cut; per run how many survived, were reset or stalled, the longest echo
-wait, when the route moved and the first reset came, and where a new connection leaves.
+later, a stop (SIGTERM to the controller) and a link cut; per run how many survived, were
+reset or stalled, the longest echo wait, when the route moved and the first reset came, and where a new connection leaves.
 Controllers default to hanat-default and keepalived; hanat's failback_delay is 3 s there
 (the failback scenario would otherwise wait its default 30 s).
 
@@ -43,7 +45,8 @@ sys.path.insert(0, E2E)
 from hanatlab import Lab, LabUnavailable  # noqa: E402
 from hanatlab import scenarios as sc  # noqa: E402
 
-CONTROLLERS = ("hanat-default", "hanat-fast", "keepalived")
+CONTROLLERS = ("hanat-default", "hanat-fast", "keepalived", "hanat-default-1path",
+               "hanat-fast-1path")
 # DESIGN.md targets: (scenario, controller) -> bound on the median outage in ms.
 TARGETS = {("link_cut", "hanat-default"): 1000, ("link_cut", "hanat-fast"): 350,
            ("graceful", "hanat-default"): 100, ("graceful", "hanat-fast"): 100,
@@ -53,7 +56,13 @@ RATIO_TARGET = 4.0  # hanat at least 4x shorter than keepalived (link cut)
 
 def make_controller(lab, name, hanatd, advert_int):
     if name.startswith("hanat-"):
-        return sc.HanatController(lab, hanatd, name.split("-", 1)[1])
+        # "-1path": peers probed on their private address only ([probe] paths), to compare
+        # one path with two in the same run.
+        profile = name.split("-")[1]
+        one = {"probe": {"paths": ["private"]}} if name.endswith("-1path") else None
+        ctl = sc.HanatController(lab, hanatd, profile, overrides=one)
+        ctl.name = name
+        return ctl
     from hanatlab.keepalived import Keepalived
     return Keepalived(lab, advert_int=advert_int)
 

@@ -232,7 +232,7 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
   check(a.ec2.session_token != b.ec2.session_token, "ec2.session_token");
   check(a.ec2.connect_timeout != b.ec2.connect_timeout, "ec2.connect_timeout");
   check(a.ec2.request_timeout != b.ec2.request_timeout, "ec2.request_timeout");
-  // The floating ENI is attached during start-up, before discovery.
+  // The floating ENI is watched from start-up on; another ENI would leave the first attached.
   check(a.failover.floating_eni != b.failover.floating_eni, "failover.floating_eni");
   // The socket is bound once; its path, mode and group are the running daemon's identity.
   check(a.status.socket != b.status.socket, "status.socket");

@@ -146,6 +146,9 @@ struct FailoverConfig {
   std::string fallback_target;  // nat-… (empty: none)
   bool move_eip = false;
   std::string floating_eni;  // eni-… (empty: none)
+  // How long the floating ENI's holder, a member, must be DOWN (silent on every probe)
+  // before it is force-detached from it (a stopped instance is detached at once).
+  milliseconds floating_eni_takeover_after{10000};
   RecoveryAction recovery_action = RecoveryAction::None;
   milliseconds recovery_after{60000};
   milliseconds recovery_cooldown{600000};

@@ -255,6 +255,8 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
              r.boolean("move_eip", c.failover.move_eip),
              r.str("floating_eni", c.failover.floating_eni,
                    [](std::string_view s) { return s.empty() ? "" : check_id(s, "eni"); }),
+             r.duration("floating_eni_takeover_after", c.failover.floating_eni_takeover_after,
+                        milliseconds(0), hours(1)),
              r.enumeration<RecoveryAction>("recovery_action", c.failover.recovery_action,
                                            {{"none", RecoveryAction::None},
                                             {"reboot", RecoveryAction::Reboot},

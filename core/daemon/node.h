@@ -14,6 +14,7 @@
 //                    timer; shutdown, drain, reconfigure
 //   node_startup.cc  the start-up phases (identity, EC2 client, source/destination check,
 //                    floating ENI, discovery), engine_config(), start_engine()
+//   node_floating.cc the floating ENI kept attached here, beside the rest (floating_eni.h)
 //   node_probes.cc   probe and notice wiring: peer probes and the own-link watch, egress
 //                    self-check, forward check, agent server, IMDS termination notices,
 //                    feed_self_health()
@@ -192,8 +193,23 @@ class Node {
   bool plan_only_ = false;
   Phase phase_ = Phase::Identity;
   std::string phase_error_;
-  std::string floating_eni_state_;  // for status: attached / waiting for <owner> / gave up
-  std::optional<std::chrono::steady_clock::time_point> floating_since_;
+  // node_floating.cc: the floating ENI, watched beside everything else (floating_eni.h).
+  std::string floating_eni_state_;  // for status: attached / waiting for ... / error: ...
+  bool floating_error_ = false;     // floating_eni_state_ is an error
+  bool floating_attached_ = false;
+  int floating_attempts_ = 0;  // failures since the last success (backoff)
+  std::uint64_t floating_failures_ = 0;
+  std::uint64_t floating_force_detaches_ = 0;
+  std::unique_ptr<uv::Timer> floating_timer_;
+  void start_floating_eni();
+  void floating_check();
+  void floating_next(std::chrono::milliseconds in);
+  void floating_state(const std::string& state, bool error);
+  void floating_failed(const std::string& what, const ec2::Ec2Error& e);
+  void floating_decide(const ec2::NetworkInterface& ni, std::optional<std::string> holder_state);
+  void floating_describe_holder(const ec2::NetworkInterface& ni);
+  void floating_detach(const ec2::NetworkInterface& ni, const std::string& why);
+  void floating_attach(const ec2::NetworkInterface& ni);
   int phase_attempts_ = 0;
   Identity id_;
 

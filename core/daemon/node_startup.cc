@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_startup.cc runs the node's start-up phases, one after the other,
 // each retried with a capped backoff when it fails: identity from IMDS, the EC2 client and
-// its credentials, the source/destination check turned off, the floating ENI attached,
-// discovery of the group's members and route tables. Then start_engine() builds the
-// engine's configuration (engine_config(), also used on reload) and starts the engine, the
-// probes and the notices (node_probes.cc). Plan mode stops after discovery.
+// its credentials, the source/destination check turned off, the floating ENI's watch
+// started (node_floating.cc), discovery of the group's members and route tables. Then
+// start_engine() builds the engine's configuration (engine_config(), also used on reload) and
+// starts the engine, the probes and the notices (node_probes.cc). Plan mode stops after discovery.
 
 #include <algorithm>
 #include <cctype>
@@ -243,63 +243,13 @@ void Node::phase_source_dest_check() {
 }
 
 void Node::phase_floating_eni() {
-  const std::string& eni = cfg_->failover.floating_eni;
-  if (eni.empty()) {
-    phase_ = Phase::Discovery;
-    return run_phase();
-  }
-  // A floating ENI carries addresses that must follow the active NAT. EC2 refuses to
-  // attach an ENI that another instance still holds (it must be detached first, which the
-  // previous owner's handover or its termination does), so wait for it, bounded by
-  // handover_timeout x 6, then carry on without it and say so.
-  if (!floating_since_) floating_since_ = Clock::now();
-  auto limit = cfg_->failover.handover_timeout * 6;
-  auto next = [this] {
-    phase_ = Phase::Discovery;
-    phase_attempts_ = 0;
-    run_phase();
-  };
-  ec2::DescribeNetworkInterfacesRequest req;
-  req.network_interface_ids = {eni};
-  ec2_->describe_network_interfaces(
-      req, {ec2::Priority::Read, milliseconds(0)},
-      [this, eni, limit, next](ec2::Ec2Result<ec2::DescribeNetworkInterfacesOk> r) {
-        count_call("DescribeNetworkInterfaces", err_of(r));
-        if (!r) return fail_phase("floating ENI " + eni, r.error().describe());
-        if (r->network_interfaces.empty()) return fail_phase("floating ENI " + eni, "not found");
-        const auto& ni = r->network_interfaces.front();
-        if (ni.attached_instance_id == id_.instance_id) {
-          floating_eni_state_ = "attached";
-          log::notice("floating ENI " + eni + " is attached to this host");
-          return next();
-        }
-        if (!ni.attached_instance_id.empty()) {
-          auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - *floating_since_);
-          if (waited >= limit) {
-            floating_eni_state_ = "gave up: still attached to " + ni.attached_instance_id;
-            log::error("floating ENI " + eni + " is still attached to " + ni.attached_instance_id +
-                       " after " + config::format_duration(waited) + ", continuing without it");
-            return next();
-          }
-          floating_eni_state_ = "waiting for " + ni.attached_instance_id + " to release it";
-          log::info("floating ENI " + eni + " is attached to " + ni.attached_instance_id +
-                    ", waiting for it to be released");
-          return retry_phase(milliseconds(1000));
-        }
-        ec2::AttachNetworkInterfaceRequest a;
-        a.network_interface_id = eni;
-        a.instance_id = id_.instance_id;
-        a.device_index = 1;
-        ec2_->attach_network_interface(
-            a, {ec2::Priority::Write, milliseconds(0)},
-            [this, eni](ec2::Ec2Result<ec2::AttachNetworkInterfaceOk> w) {
-              count_call("AttachNetworkInterface", err_of(w));
-              if (!w) return fail_phase("attaching floating ENI " + eni, w.error().describe());
-              log::notice("floating ENI " + eni + " attached (" + w->attachment_id + ")");
-              // Loop back: the next pass reads it back as attached to this host.
-              run_phase();
-            });
-      });
+  // The floating ENI is watched from here on beside everything else (node_floating.cc):
+  // one that cannot be attached now — held by a live peer, in another zone, refused by
+  // EC2 — must not keep this member from probing, failing over and serving routes.
+  start_floating_eni();
+  phase_ = Phase::Discovery;
+  phase_attempts_ = 0;
+  run_phase();
 }
 
 void Node::phase_discovery() {

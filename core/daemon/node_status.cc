@@ -117,6 +117,11 @@ status::Json Node::status() const {
   if (!cfg_->failover.floating_eni.empty()) {
     json_object_set_new(self, "floating_eni", jstr(cfg_->failover.floating_eni));
     json_object_set_new(self, "floating_eni_state", jstr(floating_eni_state_));
+    json_object_set_new(self, "floating_eni_attached", json_boolean(floating_attached_));
+    json_object_set_new(self, "floating_eni_error", json_boolean(floating_error_));
+    set_int(self, "floating_eni_failures", static_cast<std::int64_t>(floating_failures_));
+    set_int(self, "floating_eni_force_detaches",
+            static_cast<std::int64_t>(floating_force_detaches_));
   }
   if (own_link_) {
     json_object_set_new(self, "own_link", jstr(own_link_->ifname()));
@@ -366,6 +371,10 @@ void Node::fill_report(Report& r) const {
   r.route_writes = route_writes_;
   r.throttles = throttles_;
   r.source_dest_check_repairs = sdc_repairs_;
+  r.floating_eni = cfg_->failover.floating_eni;
+  r.floating_eni_attached = floating_attached_;
+  r.floating_eni_failures = floating_failures_;
+  r.floating_eni_force_detaches = floating_force_detaches_;
   if (nat_) {
     const auto& nc = nat_->counters();
     r.nat_applies = nc.applies;

@@ -253,6 +253,29 @@ std::vector<Family> metric_families(const Report& r) {
                                "Times the source/destination check of the forwarding ENI was "
                                "found enabled at a route read-back and turned off again."),
                        static_cast<double>(r.source_dest_check_repairs)));
+  {
+    // Families always present (HELP and TYPE even without a floating ENI); samples only
+    // where one is configured, labelled with it.
+    Family a = gauge("hanat_floating_eni_attached",
+                     "1 when failover.floating_eni is attached to this host, else 0. A standby "
+                     "member waits with 0; the group's maximum is 1 while some member holds it.");
+    Family f = counter("hanat_floating_eni_failures_total",
+                       "Failed steps of keeping the floating ENI (read, attach, force-detach "
+                       "errors, a wrong Availability Zone); the status names the last one.");
+    Family d = counter("hanat_floating_eni_force_detaches_total",
+                       "Force-detaches of the floating ENI from a holder that was stopped or "
+                       "DOWN (silent) for failover.floating_eni_takeover_after.");
+    if (!r.floating_eni.empty()) {
+      a.samples.push_back(Sample{{{"eni", r.floating_eni}}, r.floating_eni_attached ? 1.0 : 0.0});
+      f.samples.push_back(
+          Sample{{{"eni", r.floating_eni}}, static_cast<double>(r.floating_eni_failures)});
+      d.samples.push_back(
+          Sample{{{"eni", r.floating_eni}}, static_cast<double>(r.floating_eni_force_detaches)});
+    }
+    out.push_back(std::move(a));
+    out.push_back(std::move(f));
+    out.push_back(std::move(d));
+  }
   out.push_back(
       single(counter("hanat_nat_applies_total", "NAT table applies (commit and read-back)."),
              static_cast<double>(r.nat_applies)));

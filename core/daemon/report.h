@@ -95,6 +95,12 @@ struct Report {
   std::uint64_t unnatted_flows_purged = 0;    // conntrack entries forwarded without NAT, deleted
   std::uint64_t unnatted_packets_leaked = 0;  // packets that left un-NATed (forward check)
   std::map<std::pair<std::string, std::string>, std::uint64_t> ec2_calls;  // (action, outcome)
+  // failover.floating_eni ("" when none): attached here, failed EC2 steps (read, attach,
+  // detach; a wrong zone counts once per look), force-detaches from a dead holder.
+  std::string floating_eni;
+  bool floating_eni_attached = false;
+  std::uint64_t floating_eni_failures = 0;
+  std::uint64_t floating_eni_force_detaches = 0;
 
   // [hooks] runs by outcome (ok, failed, timeout, dropped, spawn_error).
   std::map<std::string, std::uint64_t> hook_runs;

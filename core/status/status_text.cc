@@ -70,8 +70,14 @@ void print_node(std::string& out, const json_t* n) {
                  static_cast<double>(num(sd, "max")) / 1000.0, num(sd, "samples"));
     }
     if (!str(self, "floating_eni").empty()) {
-      out += "floating ENI: " + str(self, "floating_eni") + " " + str(self, "floating_eni_state") +
-             "\n";
+      // The state names the ENI itself unless it is a bare word ("attached", "checking").
+      std::string st = str(self, "floating_eni_state");
+      out += "floating ENI: " +
+             (st.find("eni-") == std::string::npos ? str(self, "floating_eni") + " " + st : st);
+      if (has_int(self, "floating_eni_failures") && num(self, "floating_eni_failures") > 0) {
+        out += " (" + std::to_string(num(self, "floating_eni_failures")) + " failed steps)";
+      }
+      out += "\n";
     }
   }
   if (!str(n, "state").empty()) {

@@ -158,6 +158,25 @@ class DecideTest(unittest.TestCase):
                          (None, None, None, None))
 
 
+class DecideEnisTest(unittest.TestCase):
+    NATS = {"i-1": ("nat1", "eni-1"), "i-2": ("nat2", "eni-2")}
+
+    def test_secondary_enis_follow_their_attachment(self):
+        nis = [{"NetworkInterfaceId": "eni-1", "PrivateIpAddress": "198.18.101.11",
+                "Attachment": {"InstanceId": "i-1", "Status": "attached"}},
+               {"NetworkInterfaceId": "eni-f", "PrivateIpAddress": "198.18.101.50",
+                "Attachment": {"InstanceId": "i-2", "Status": "attached"}},
+               {"NetworkInterfaceId": "eni-g", "PrivateIpAddress": "198.18.101.60",
+                "Attachment": {"InstanceId": "i-2", "Status": "detaching"}},
+               {"NetworkInterfaceId": "eni-h", "PrivateIpAddress": "198.18.101.70"},
+               {"NetworkInterfaceId": "eni-x", "PrivateIpAddress": "198.18.101.80",
+                "Attachment": {"InstanceId": "i-other", "Status": "attached"}}]
+        self.assertEqual(fabric.decide_enis(nis, self.NATS),
+                         {"198.18.101.50": "nat2", "198.18.101.60": None,
+                          "198.18.101.70": None, "198.18.101.80": None},
+                         "primary ENIs are left alone; detaching, free or foreign: on no NAT")
+
+
 DESC = {
     "group": "lab", "region": "us-east-1", "agent_port": 4790,
     "vpc": {"cidr": "198.18.0.0/16"},

@@ -158,7 +158,9 @@ ROUTE_TARGET_PARAMS = ("NetworkInterfaceId", "InstanceId", "NatGatewayId", "Gate
 def route_detail(target, body):
     """For a request that names a route table (ReplaceRoute, CreateRoute, DeleteRoute,
     ...): {"route_table", "destination", "target"} (the keys it has), so a test can tell
-    which table a controller wrote, not only that it wrote. {} for other requests."""
+    which table a controller wrote, not only that it wrote; for Attach/Detach-
+    NetworkInterface {"eni", "attachment", "instance", "device_index", "force"} (the keys it
+    has). {} for other requests."""
     for src in (body.decode("latin-1"), urllib.parse.urlsplit(target).query):
         q = urllib.parse.parse_qs(src, keep_blank_values=True)
         if "Action" not in q:
@@ -172,6 +174,15 @@ def route_detail(target, body):
             if q.get(k):
                 out["target"] = q[k][0]
                 break
+        # Attach/DetachNetworkInterface: which ENI or attachment, where, and whether the
+        # detach was forced (moto accepts Force and ignores it: a test checks it here).
+        for k, key in (("AttachmentId", "attachment"), ("Force", "force"),
+                       ("DeviceIndex", "device_index"), ("InstanceId", "instance")):
+            if q.get(k) and q["Action"][0] in ("AttachNetworkInterface",
+                                                "DetachNetworkInterface"):
+                out[key] = q[k][0]
+        if q.get("NetworkInterfaceId") and "target" not in out:
+            out["eni"] = q["NetworkInterfaceId"][0]
         return out
     return {}
 

@@ -8,7 +8,14 @@ the subnet's private hosts:
   ENI or instance of a lab NAT  -> `default via <that NAT's private address>`
   missing route, state blackhole, a target listed in the control file's "blackhole" list
   (moto never produces blackholes), or a target that is no lab NAT -> no default route.
-Every change is logged as a JSON line with the wall-clock time in ms, e.g.
+With "follow_enis": true in the control file, it also plays EC2's ENI attachment for the
+lab's secondary ENIs (a floating ENI): each poll reads the VPC's network interfaces, and the
+private address of every ENI attached to a lab NAT other than its primary one is put on that
+NAT's private leg (a /32 on "priv"), taken off the NAT that had it, and the private hosts'
+neighbour entries for it are flushed (as EC2 delivers an ENI's address to the instance it is
+attached to now). Logged as {"eni": .., "address": .., "nat": .., "from_nat": ..}; the
+status file's "eni_addresses" maps each such address to its NAT (null: attached to none).
+Every route change is logged as a JSON line with the wall-clock time in ms, e.g.
   {"t_ms": 1763791234567.1, "ts": "2025-11-22T06:40:34.567Z", "host": "a1",
    "subnet": "subnet-..", "route_table": "rtb-..",
    "target": "eni-..", "nat": "nat2", "from": "198.18.101.11", "to": "198.18.102.12"}
@@ -68,6 +75,52 @@ def decide(route_tables, subnets, targets, blackhole):
     return out
 
 
+def decide_enis(interfaces, nats):
+    """Pure: {private address: nat name or None} for every ENI of `interfaces`
+    (DescribeNetworkInterfaces' list) that is not a lab NAT's primary ENI, placed on the NAT
+    (`nats`: instance id -> (name, primary ENI id)) it is attached to; None when attached to
+    no lab NAT."""
+    out = {}
+    primaries = {eni for _, eni in nats.values()}
+    for ni in interfaces:
+        if ni.get("NetworkInterfaceId") in primaries:
+            continue
+        addr = ni.get("PrivateIpAddress")
+        if not addr:
+            continue
+        att = ni.get("Attachment") or {}
+        hit = nats.get(att.get("InstanceId") or "")
+        attached = att.get("Status", "attached") in ("attached", "attaching")
+        out[addr] = hit[0] if hit and attached else None
+    return out
+
+
+def move_address(addr, old_ns, new_ns, dev, host_namespaces):
+    """Moves addr/32 from old_ns to new_ns (either may be None) on `dev`, then flushes the
+    hosts' neighbour entries for it so their next packet asks who has it now."""
+    ok, err = True, ""
+    if old_ns:
+        subprocess.run(["ip", "-n", old_ns, "addr", "del", f"{addr}/32", "dev", dev],
+                       capture_output=True, text=True, timeout=10)
+    if new_ns:
+        cp = subprocess.run(["ip", "-n", new_ns, "addr", "replace", f"{addr}/32", "dev", dev],
+                            capture_output=True, text=True, timeout=10)
+        ok, err = cp.returncode == 0, cp.stderr.strip()
+    for ns in host_namespaces:
+        subprocess.run(["ip", "-n", ns, "neigh", "flush", "to", addr], capture_output=True,
+                       text=True, timeout=10)
+    return ok, err
+
+
+def read_control(path):
+    try:
+        with open(path) as f:
+            c = json.load(f)
+        return c if isinstance(c, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def stamp(t):
     """{"t_ms": epoch ms, "ts": "2026-11-22T06:40:01.123Z"} for wall-clock time t (s)."""
     ms = int(t * 1000) % 1000
@@ -122,6 +175,14 @@ def main(argv=None):
             out[n["instance_id"]] = (n["name"], n["private_address"])
         return out
     targets = nat_targets(desc)
+
+    def nat_enis(d):
+        return {n["instance_id"]: (n["name"], n["eni_id"]) for n in d["nats"]}
+
+    def nat_ns(d):
+        return {n["name"]: (n["ns"], n["interfaces"]["private"]) for n in d["nats"]}
+    enis, namespaces = nat_enis(desc), nat_ns(desc)
+    eni_applied = {}  # address -> nat name it is on (None: on none)
     # The lab rewrites its description (atomically) when a NAT is removed or added (an
     # Auto Scaling replacement): the fabric then follows routes to the new NAT's ENI.
     desc_mtime = os.stat(a.desc).st_mtime_ns
@@ -143,7 +204,8 @@ def main(argv=None):
             m = os.stat(a.desc).st_mtime_ns
             if m != desc_mtime:
                 with open(a.desc) as f:
-                    targets = nat_targets(json.load(f))
+                    d = json.load(f)
+                targets, enis, namespaces = nat_targets(d), nat_enis(d), nat_ns(d)
                 desc_mtime = m
         except (OSError, ValueError, KeyError):
             pass  # keep the NATs known so far; the next poll reads it again
@@ -175,9 +237,33 @@ def main(argv=None):
                         # Retried at the next poll (and logged again).
                         log.write(json.dumps(dict(stamp(time.time()), host=h["name"],
                                                   error=err, to=via, failed=True)) + "\n")
+        if read_control(fab["control"]).get("follow_enis"):
+            try:
+                nis = ec2.describe_network_interfaces(
+                    Filters=[{"Name": "vpc-id", "Values": [desc["vpc"]["id"]]}])[
+                        "NetworkInterfaces"]
+            except Exception as e:  # keep the addresses where they are until moto answers
+                nis = None
+                log.write(json.dumps(dict(stamp(t0), error=f"enis: {e}")) + "\n")
+            if nis is not None:
+                for addr, nat in decide_enis(nis, enis).items():
+                    if addr in eni_applied and eni_applied[addr] == nat:
+                        continue
+                    old = eni_applied.get(addr)
+                    log.write(json.dumps(dict(stamp(time.time()), address=addr, nat=nat,
+                                              from_nat=old, eni=True)) + "\n")
+                    old_ns = namespaces.get(old, (None, None))[0] if old else None
+                    new_ns, dev = namespaces.get(nat, (None, "priv")) if nat else (None, "priv")
+                    ok, err = move_address(addr, old_ns, new_ns, dev,
+                                           [h["ns"] for h in desc["hosts"]])
+                    if ok:
+                        eni_applied[addr] = nat
+                    else:
+                        log.write(json.dumps(dict(stamp(time.time()), address=addr, error=err,
+                                                  failed=True)) + "\n")
         polls += 1
         st = {"polls": polls, "last_poll_ms": round(t0 * 1000, 1), "last_error": last_error,
-              "routes": applied, "pid": os.getpid()}
+              "routes": applied, "eni_addresses": eni_applied, "pid": os.getpid()}
         tmp = fab["status"] + ".tmp"
         with open(tmp, "w") as f:
             json.dump(st, f)

@@ -962,9 +962,28 @@ class Lab:
             pass
         return out
 
+    def _fabric_control(self, **keys):
+        path = self.desc["fabric"]["control"]
+        try:
+            with open(path) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            c = {}
+        c.update(keys)
+        write_json(path, c)
+
     def set_blackhole(self, targets):
         """Makes the fabric treat these ENI/instance ids as blackhole targets."""
-        write_json(self.desc["fabric"]["control"], {"blackhole": list(targets)})
+        self._fabric_control(blackhole=list(targets))
+
+    def follow_enis(self, on=True):
+        """Makes the fabric put every secondary ENI's private address on the NAT that EC2
+        says it is attached to (fabric.py: "follow_enis"), e.g. a floating ENI's."""
+        self._fabric_control(follow_enis=bool(on))
+
+    def eni_address_nat(self, address):
+        """The NAT name the fabric last put `address` on (None: none or not yet)."""
+        return ((self.fabric_status() or {}).get("eni_addresses") or {}).get(address)
 
     def default_route(self, host):
         """The next hop of a private host's default route (None: no default route)."""

@@ -109,6 +109,63 @@ TEST(PeerMonitorLoop, ProbesEveryKindOnThePublicAddressTooAndNamesThePath) {
   expect_clean_close(loop);
 }
 
+TEST(PeerMonitorLoop, SendsAKindOnBothPathsInTheSameSlot) {
+  // A peer is DOWN only once every path reached `fall`: were its public probes a slot behind
+  // its private ones, the outage after a dead NAT would grow by that slot (bench/failover
+  // link_cut measured ~40 ms at the defaults). Each kind's two paths share one planned time,
+  // and the kinds are spread over the interval as with one path.
+  uv::Loop loop;
+  {
+    AgentServer agent(loop, [] {
+      return reply_for({.forwarding = true,
+                        .masquerade = true,
+                        .egress_ok = true,
+                        .draining = false,
+                        .egress_detail = {},
+                        .forwarding_detail = {}},
+                       "i-b");
+    });
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_FALSE(agent.listen(a));
+    PeerSpec p = spec("i-b", {ProbeKind::Tcp, ProbeKind::Agent}, agent.port(), agent.port());
+    p.public_address = "127.0.0.1";
+    std::map<std::pair<ProbePath, ProbeKind>, std::vector<Time>> planned;
+    ProbeOptions o;
+    o.interval = 40ms;
+    o.timeout = 20ms;
+    auto m = PeerMonitor::create(loop, {p}, o,
+                                 {[&](const ProbeResult& r) {
+                                    planned[{r.path, r.kind}].push_back(r.planned);
+                                  },
+                                  {}});
+    ASSERT_TRUE(m) << m.error();
+    EXPECT_EQ((*m)->schedule().size(), 4u);
+    EXPECT_EQ((*m)->schedule().phases(), 2u) << "one phase per kind, whatever the paths";
+    ASSERT_FALSE((*m)->start());
+    ASSERT_TRUE(run_until(
+        loop,
+        [&] {
+          return planned.size() == 4 && std::all_of(planned.begin(), planned.end(),
+                                                    [](auto& e) { return e.second.size() >= 2; });
+        },
+        3s));
+    (*m)->stop();
+    for (ProbeKind k : {ProbeKind::Tcp, ProbeKind::Agent}) {
+      const auto& priv = planned[{ProbePath::Private, k}];
+      const auto& pub = planned[{ProbePath::Public, k}];
+      for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(priv[i], pub[i]) << to_string(k) << " round " << i << ": paths in one slot";
+      }
+    }
+    auto kinds_apart = planned[{ProbePath::Private, ProbeKind::Agent}][0] -
+                       planned[{ProbePath::Private, ProbeKind::Tcp}][0];
+    EXPECT_EQ(kinds_apart, 20ms) << "the two kinds half an interval apart, as with one path";
+  }
+  expect_clean_close(loop);
+}
+
 TEST(PeerMonitorLoop, SpreadsProbesAndNeverOverlapsATarget) {
   uv::Loop loop;
   {

@@ -156,5 +156,41 @@ TEST(Schedule, NextDeadlineIsEarliestIdleSlot) {
   EXPECT_EQ(s.next_deadline(), Time{} + 1s + 25ms);
 }
 
+TEST(Schedule, SlotsSharingAPhaseFireTogetherAndTheSpreadIsOverPhases) {
+  // One peer, two kinds, two paths: the second path's slots share the first path's phases,
+  // so the four slots fire at two offsets, interval/2 apart, as one path's two slots would.
+  Schedule s(200ms);
+  auto icmp_private = s.add();
+  auto agent_private = s.add();
+  auto icmp_public = s.add(icmp_private);
+  auto agent_public = s.add(agent_private);
+  EXPECT_EQ(s.phases(), 2u);
+  s.start(Time{});
+  EXPECT_EQ(s.next_due(icmp_public), s.next_due(icmp_private));
+  EXPECT_EQ(s.next_due(agent_public), s.next_due(agent_private));
+  EXPECT_EQ(s.next_due(agent_private) - s.next_due(icmp_private), 100ms);
+  auto first = s.due(Time{});
+  ASSERT_EQ(first.size(), 2u) << "both paths' ICMP probes go out in the same slot";
+  EXPECT_EQ(first[0].slot, icmp_private);
+  EXPECT_EQ(first[1].slot, icmp_public);
+  // Sharing a phase does not share the no-overlap rule's flag: each slot is its own target.
+  EXPECT_FALSE(s.complete(icmp_private, Time{} + 5ms));
+  EXPECT_TRUE(s.in_flight(icmp_public));
+  std::set<Schedule::SlotId> launched;
+  for (const auto& l : s.due(Time{} + 200ms)) launched.insert(l.slot);
+  EXPECT_EQ(launched, (std::set<Schedule::SlotId>{icmp_private, agent_private, agent_public}))
+      << "icmp_public, still in flight, is deferred";
+  auto again = s.complete(icmp_public, Time{} + 210ms);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->planned, Time{} + 200ms);
+}
+
+TEST(Schedule, UnknownSharedSlotGetsAPhaseOfItsOwn) {
+  Schedule s(100ms);
+  (void)s.add(7);  // no slot 7 yet
+  (void)s.add();
+  EXPECT_EQ(s.phases(), 2u);
+}
+
 }  // namespace
 }  // namespace hanat::probes
