@@ -101,14 +101,16 @@ def decide_eips(zone_eips, addresses, recorded, nats):
 
 
 def eip_script(zone_eips, decided):
-    """The `lab_eip` table for `decided` (decide_eips), replaced in one transaction."""
+    """The `lab_eip` table for `decided` (decide_eips), replaced in one transaction. Source
+    NAT of locally delivered packets is done in the input hook (priority 100: nft accepts
+    the name srcnat only for postrouting)."""
     rules = ""
     for z in zone_eips:
         d = decided.get(z["zone_letter"])
         if d is not None:
             rules += f'  ip saddr {d[2]} snat to {z["lab_address"]}\n'
     return ("table ip lab_eip {}\ndelete table ip lab_eip\ntable ip lab_eip {\n"
-            " chain in { type nat hook input priority srcnat; policy accept;\n"
+            " chain in { type nat hook input priority 100; policy accept;\n"
             + rules + " }\n}\n")
 
 
@@ -259,6 +261,13 @@ def main(argv=None):
                     want = {d[1]: by_name[d[0]]["public_address"] for d in decided.values()
                             if d is not None and d[2] == d[1]}
                     ok = True
+                    # The internet host answers the EIP's lab address: its route lookup
+                    # needs a route for it before the output hook translates it back.
+                    for z in zone_eips:
+                        cp = subprocess.run(["ip", "-n", inet_ns, "route", "replace",
+                                             f'{z["lab_address"]}/32', "dev", "br0"],
+                                            capture_output=True, text=True, timeout=10)
+                        ok = ok and cp.returncode == 0
                     for ip_, via in want.items():
                         cp = subprocess.run(["ip", "-n", inet_ns, "route", "replace",
                                              f"{ip_}/32", "via", via, "dev", "br0"],
