@@ -14,6 +14,9 @@ the EIP's lab address 198.19.1.(100+Z).
      so, and each zone's traffic still leaves with its own EIP.
   3. nat1 returns and fails back: zone a's EIP is back on nat1's primary IP, zone a's
      traffic leaves with it again, nat2 released the secondary IP.
+  4. nat2's hanatd restarts with failover.eips listing zone b's EIP under an allocation id
+     that does not exist: its status names the key and InvalidAllocationID.NotFound, and
+     nat1 cut again, nat2 still takes zone a's route and EIP.
 
 Public-path probing is off (probe.paths = ["private"]): moto leaves a moved EIP's address
 on the old holder's DescribeInstances entry, which would make a NAT probe its own address.
@@ -140,6 +143,39 @@ def body(lab, ck, hanatd, hanatctl):
              and secondary_ips(lab, 2) == [], secondary_ips(lab, 2))
     moves = ((checks.status_json(lab, hanatctl, 2) or {}).get("eips") or {}).get("moves", {})
     ck.check("nat2 counted its EIP moves by result", moves.get("ok", 0) >= 2, moves)
+
+    # 4. A listed allocation that does not exist: an error naming it; routes still move.
+    missing = "eipalloc-0123456789abcdef0"
+    ctl.kill(2)  # a restart moves nothing (DESIGN rule 10)
+    listed = sc.HanatController(lab, hanatd, checks.overrides(checks.LIVE, {
+        "failover": {"move_eip": True,
+                     "eips": {eips["a"]["zone"]: eips["a"]["allocation_id"],
+                              eips["b"]["zone"]: missing}},
+        "probe": {"paths": ["private"]}}))
+    listed.start(2)
+
+    def problems():
+        node = checks.status_json(lab, hanatctl, 2) or {}
+        return [p for p in (node.get("eips") or {}).get("problems", [])
+                if "InvalidAllocationID.NotFound" in p and missing in p]
+    ck.check("nat2's status names the missing allocation (InvalidAllocationID.NotFound)",
+             bool(ck.poll("the missing allocation in status", problems, 20)),
+             (checks.status_json(lab, hanatctl, 2) or {}).get("eips"))
+    ck.check("hanatctl status shows it as an ERROR line",
+             f"failover.eips.{eips['b']['zone']}" in checks.status_text(lab, hanatctl, 2),
+             checks.status_text(lab, hanatctl, 2))
+    ck.need("nat2 running again", lambda: (checks.status_json(lab, hanatctl, 2) or {}).get(
+        "state") == "active", 20)
+    checks.cut(lab, 1, False)
+    ck.check("nat1 cut again: zone a's table still moves to nat2",
+             bool(ck.poll("zone a's table on nat2",
+                          lambda: checks.targets(lab)[rt_a] == nat2["eni_id"], 15)),
+             checks.targets(lab)[rt_a])
+    ck.check("and zone a's EIP follows it",
+             bool(ck.poll("zone a's EIP on nat2", lambda: (fabric_eip(lab, "a") or [None])[0]
+                          == "nat2", 15)), fabric_eip(lab, "a"))
+    checks.cut(lab, 1, True)
+    listed.kill(2)
 
 
 if __name__ == "__main__":

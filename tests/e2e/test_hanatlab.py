@@ -237,6 +237,10 @@ class ConfigTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "credentials='env'"):
             config.nat_sections(DESC, NAT, "/s", credentials="env")
 
+    def test_dict_is_an_inline_table(self):
+        text = config.render({"failover": {"eips": {"us-east-1a": "eipalloc-1", "b": "x"}}})
+        self.assertIn('eips = { "us-east-1a" = "eipalloc-1", "b" = "x" }', text)
+
     def test_bad_override_is_named(self):
         with self.assertRaisesRegex(ValueError, r"\[probe\] interval"):
             config.render(config.nat_sections(DESC, NAT, "/s", {"probe": {"interval": 1.5}}))
