@@ -16,6 +16,7 @@ add_library(core STATIC
   daemon/forward_check.cc
   daemon/hooks.cc
   daemon/node.cc
+  daemon/node_eips.cc
   daemon/node_execute.cc
   daemon/node_floating.cc
   daemon/node_lifecycle.cc

@@ -470,6 +470,34 @@ Result<SimpleOk, Ec2Error> DisassociateAddressRequest::parse(std::string_view xm
   return simple<SimpleOk>(kAction, xml);
 }
 
+Params AssignPrivateIpAddressesRequest::params() const {
+  Params p(kAction);
+  p.add("NetworkInterfaceId", network_interface_id);
+  p.add("SecondaryPrivateIpAddressCount", std::to_string(secondary_count));
+  return p;
+}
+Result<AssignPrivateIpAddressesOk, Ec2Error> AssignPrivateIpAddressesRequest::parse(
+    std::string_view xml) {
+  auto root = parse_root(kAction, xml);
+  if (!root) return Unexpected(std::move(root).error());
+  AssignPrivateIpAddressesOk ok;
+  ok.request_id = root->text_of("requestId");
+  for (const XmlNode* ip : root->items("assignedPrivateIpAddressesSet")) {
+    ok.assigned.push_back(ip->text_of("privateIpAddress"));
+  }
+  return ok;
+}
+
+Params UnassignPrivateIpAddressesRequest::params() const {
+  Params p(kAction);
+  p.add("NetworkInterfaceId", network_interface_id);
+  p.add_list("PrivateIpAddress", private_ips);
+  return p;
+}
+Result<SimpleOk, Ec2Error> UnassignPrivateIpAddressesRequest::parse(std::string_view xml) {
+  return simple<SimpleOk>(kAction, xml);
+}
+
 Params AttachNetworkInterfaceRequest::params() const {
   Params p(kAction);
   p.add("NetworkInterfaceId", network_interface_id);

@@ -191,6 +191,13 @@ struct AssociateAddressOk {
   std::string association_id;
 };
 
+struct AssignPrivateIpAddressesOk {
+  std::string request_id;
+  // The addresses this call assigned (EC2). moto lists every private IP of the ENI here:
+  // callers pick the one that was not there before.
+  std::vector<std::string> assigned;
+};
+
 struct AttachNetworkInterfaceOk {
   std::string request_id;
   std::string attachment_id;
@@ -359,6 +366,32 @@ struct DisassociateAddressRequest {
   static core::Result<Ok, Ec2Error> parse(std::string_view xml);
 };
 
+// One more secondary private IP on an ENI, chosen by EC2 from the ENI's subnet
+// (SecondaryPrivateIpAddressCount=1), for an Elastic IP of another zone to map to.
+struct AssignPrivateIpAddressesRequest {
+  static constexpr std::string_view kAction = "AssignPrivateIpAddresses";
+  using Ok = AssignPrivateIpAddressesOk;
+  std::string network_interface_id;
+  int secondary_count = 1;
+  [[nodiscard]] Params params() const;
+  [[nodiscard]] Bucket bucket() const { return Bucket::Mutating; }
+  [[nodiscard]] std::string write_key() const { return "eni-ips:" + network_interface_id; }
+  static core::Result<Ok, Ec2Error> parse(std::string_view xml);
+};
+
+// Gives secondary private IPs back. An Elastic IP still associated with one of them is
+// disassociated by EC2 (EC2 API reference, UnassignPrivateIpAddresses).
+struct UnassignPrivateIpAddressesRequest {
+  static constexpr std::string_view kAction = "UnassignPrivateIpAddresses";
+  using Ok = SimpleOk;
+  std::string network_interface_id;
+  std::vector<std::string> private_ips;
+  [[nodiscard]] Params params() const;
+  [[nodiscard]] Bucket bucket() const { return Bucket::Mutating; }
+  [[nodiscard]] std::string write_key() const { return "eni-ips:" + network_interface_id; }
+  static core::Result<Ok, Ec2Error> parse(std::string_view xml);
+};
+
 struct AttachNetworkInterfaceRequest {
   static constexpr std::string_view kAction = "AttachNetworkInterface";
   using Ok = AttachNetworkInterfaceOk;
@@ -463,6 +496,8 @@ struct TerminateInstancesRequest {
       DeleteRouteRequest::kAction,
       AssociateAddressRequest::kAction,
       DisassociateAddressRequest::kAction,
+      AssignPrivateIpAddressesRequest::kAction,
+      UnassignPrivateIpAddressesRequest::kAction,
       AttachNetworkInterfaceRequest::kAction,
       DetachNetworkInterfaceRequest::kAction,
       ModifyInstanceAttributeRequest::kAction,

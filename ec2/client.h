@@ -155,6 +155,14 @@ class Client {
     return call(std::move(r), o, wrap<DisassociateAddressRequest>(std::forward<F>(f)));
   }
   template <class F>
+  CallId assign_private_ip_addresses(AssignPrivateIpAddressesRequest r, CallOptions o, F&& f) {
+    return call(std::move(r), o, wrap<AssignPrivateIpAddressesRequest>(std::forward<F>(f)));
+  }
+  template <class F>
+  CallId unassign_private_ip_addresses(UnassignPrivateIpAddressesRequest r, CallOptions o, F&& f) {
+    return call(std::move(r), o, wrap<UnassignPrivateIpAddressesRequest>(std::forward<F>(f)));
+  }
+  template <class F>
   CallId attach_network_interface(AttachNetworkInterfaceRequest r, CallOptions o, F&& f) {
     return call(std::move(r), o, wrap<AttachNetworkInterfaceRequest>(std::forward<F>(f)));
   }

@@ -18,6 +18,7 @@
 #include <netinet/ip.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -115,6 +116,37 @@ bool add_masq(nftnl_rule* r, bool fully_random, bool persistent) {
   if (persistent) flags |= NF_NAT_RANGE_PERSISTENT;
   if (flags != 0) nftnl_expr_set_u32(masq.get(), NFTNL_EXPR_MASQ_FLAGS, flags);
   nftnl_rule_add_expr(r, masq.release());
+  return true;
+}
+
+// Adds `snat to <address>` as nft 1.0 linearises it: the address in register 1, then a
+// nat expression reading it. `as_dumped` adds what the kernel fills in itself (batch.h).
+bool add_snat(nftnl_rule* r, uint32_t addr, bool as_dumped) {
+  auto imm = make_expr("immediate");
+  auto nat = make_expr("nat");
+  if (!imm || !nat) return false;
+  const uint32_t net_addr = htonl(addr);
+  nftnl_expr_set_u32(imm.get(), NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+  nftnl_expr_set(imm.get(), NFTNL_EXPR_IMM_DATA, &net_addr, sizeof net_addr);
+  nftnl_expr_set_u32(nat.get(), NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
+  nftnl_expr_set_u32(nat.get(), NFTNL_EXPR_NAT_FAMILY, NFPROTO_IPV4);
+  nftnl_expr_set_u32(nat.get(), NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+  if (as_dumped) {
+    nftnl_expr_set_u32(nat.get(), NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
+    nftnl_expr_set_u32(nat.get(), NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS);
+  }
+  nftnl_rule_add_expr(r, imm.release());
+  nftnl_rule_add_expr(r, nat.release());
+  return true;
+}
+
+// Adds `accept`.
+bool add_accept(nftnl_rule* r) {
+  auto imm = make_expr("immediate");
+  if (!imm) return false;
+  nftnl_expr_set_u32(imm.get(), NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+  nftnl_expr_set_u32(imm.get(), NFTNL_EXPR_IMM_VERDICT, NF_ACCEPT);
+  nftnl_rule_add_expr(r, imm.release());
   return true;
 }
 
@@ -299,9 +331,45 @@ ChainPtr make_chain(const NatSpec& spec, std::string_view name, const char* type
   return chain;
 }
 
-std::string rule_what(const NatSpec& spec, size_t index, const std::optional<Ipv4Prefix>& src) {
+// One rule of chain postrouting: a snat rule (`snat_to` set) or a masquerade rule.
+struct PostroutingRule {
+  std::optional<Ipv4Prefix> src;
+  std::optional<uint32_t> snat_to;  // host byte order
+  std::string text;
+};
+
+// The rules of chain postrouting, in order (the spec must be valid).
+std::vector<PostroutingRule> postrouting_rules(const NatSpec& spec) {
+  std::vector<PostroutingRule> out;
+  for (const auto& s : spec.snat) {
+    in_addr a{};
+    inet_pton(AF_INET, s.address.c_str(), &a);
+    for (const auto& c : s.source_cidrs) {
+      const Ipv4Prefix p = parse_ipv4_prefix(c).value();
+      out.push_back({p, ntohl(a.s_addr), snat_rule_text(spec, p, s.address)});
+    }
+  }
+  for (const auto& src : rule_sources(spec)) {
+    out.push_back({src, std::nullopt, rule_text(spec, src)});
+  }
+  return out;
+}
+
+// The distinct snat addresses, in first-use order (host byte order).
+std::vector<uint32_t> snat_addresses(const NatSpec& spec) {
+  std::vector<uint32_t> out;
+  for (const auto& s : spec.snat) {
+    in_addr a{};
+    inet_pton(AF_INET, s.address.c_str(), &a);
+    const uint32_t h = ntohl(a.s_addr);
+    if (std::find(out.begin(), out.end(), h) == out.end()) out.push_back(h);
+  }
+  return out;
+}
+
+std::string rule_what(const NatSpec& spec, size_t index, const std::string& text) {
   return "rule " + std::to_string(index + 1) + " in chain ip " + spec.table + " " +
-         std::string(kChainName) + " (" + rule_text(spec, src) + ")";
+         std::string(kChainName) + " (" + text + ")";
 }
 
 std::string leak_rule_what(const NatSpec& spec, size_t index,
@@ -313,6 +381,12 @@ std::string leak_rule_what(const NatSpec& spec, size_t index,
          std::string(kLeakChain) + " (" + text + ")";
 }
 
+std::string leak_accept_what(const NatSpec& spec, size_t index, uint32_t addr) {
+  return "rule " + std::to_string(index + 1) + " in chain ip " + spec.table + " " +
+         std::string(kLeakChain) + " (oifname \"" + spec.egress_interface + "\" ip saddr " +
+         to_string(Ipv4Prefix{addr, 32}) + " accept)";
+}
+
 }  // namespace
 
 std::string Batch::what(uint32_t seq) const {
@@ -322,22 +396,25 @@ std::string Batch::what(uint32_t seq) const {
   return "batch";
 }
 
-core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec) {
+core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec, bool as_dumped) {
   if (auto v = validate(spec); !v) return core::Unexpected(v.error());
-  const auto sources = rule_sources(spec);
+  const auto wanted = postrouting_rules(spec);
   std::vector<RulePtr> rules;
-  for (size_t i = 0; i < sources.size(); ++i) {
-    const auto& src = sources[i];
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const auto& w = wanted[i];
     RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
-    const std::string what = rule_what(spec, i, src);
+    const std::string what = rule_what(spec, i, w.text);
     if (!r) return core::Unexpected(enomem(what));
     nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
     nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
     nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(kChainName).c_str());
     bool built = add_meta_oifname(r.get(), spec.egress_interface);
     // 0.0.0.0/0 matches every packet: no saddr match at all is the same rule, cheaper.
-    if (built && src && src->len > 0) built = add_saddr_prefix(r.get(), *src);
-    if (built) built = add_masq(r.get(), spec.fully_random, spec.persistent);
+    if (built && w.src && w.src->len > 0) built = add_saddr_prefix(r.get(), *w.src);
+    if (built) {
+      built = w.snat_to ? add_snat(r.get(), *w.snat_to, as_dumped)
+                        : add_masq(r.get(), spec.fully_random, spec.persistent);
+    }
     if (!built) return core::Unexpected(enomem(what));
     rules.push_back(std::move(r));
   }
@@ -365,10 +442,24 @@ core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outg
 core::Result<std::vector<RulePtr>, Error> leak_counter_rules(const NatSpec& spec) {
   if (auto v = validate(spec); !v) return core::Unexpected(v.error());
   const auto sources = rule_sources(spec);
+  const auto snat = snat_addresses(spec);
   std::vector<RulePtr> rules;
+  for (size_t i = 0; i < snat.size(); ++i) {
+    const std::string what = leak_accept_what(spec, i, snat[i]);
+    RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
+    if (!r) return core::Unexpected(enomem(what));
+    nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, spec.table.c_str());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, std::string(kLeakChain).c_str());
+    if (!(add_meta_oifname(r.get(), spec.egress_interface) &&
+          add_saddr_prefix(r.get(), Ipv4Prefix{snat[i], 32}) && add_accept(r.get()))) {
+      return core::Unexpected(enomem(what));
+    }
+    rules.push_back(std::move(r));
+  }
   for (size_t i = 0; i < sources.size(); ++i) {
     const auto& src = sources[i];
-    const std::string what = leak_rule_what(spec, i, src);
+    const std::string what = leak_rule_what(spec, snat.size() + i, src);
     RulePtr r(nftnl_rule_alloc(), nftnl_rule_free);
     if (!r) return core::Unexpected(enomem(what));
     nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_IPV4);
@@ -408,11 +499,12 @@ core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq,
           b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain.get(), nftnl_chain_nlmsg_build_payload,
                 "chain ip " + spec.table + " " + std::string(kChainName));
   const auto sources = rule_sources(spec);
+  const auto wanted = postrouting_rules(spec);
   for (size_t i = 0; built && i < rules->size(); ++i) {
     // Named after the rule it installs, numbered in chain order, so a kernel error reads
     // `rule 2 in chain ip hanat postrouting (oifname "eth0" ip saddr ... masquerade): ...`.
     built = b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*rules)[i].get(),
-                  nftnl_rule_nlmsg_build_payload, rule_what(spec, i, sources[i]));
+                  nftnl_rule_nlmsg_build_payload, rule_what(spec, i, wanted[i].text));
   }
   if (built && spec.forward_counters) {
     // In the same transaction as the masquerade chain: replacing the table resets both
@@ -441,9 +533,12 @@ core::Result<Batch, Error> build_batch(const NatSpec& spec, uint32_t first_seq,
     if (!leak) return core::Unexpected(leak.error());
     built = b.add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.get(), nftnl_chain_nlmsg_build_payload,
                   "chain ip " + spec.table + " " + std::string(kLeakChain));
+    const auto snat = snat_addresses(spec);
     for (size_t i = 0; built && i < leak->size(); ++i) {
       built = b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, (*leak)[i].get(),
-                    nftnl_rule_nlmsg_build_payload, leak_rule_what(spec, i, sources[i]));
+                    nftnl_rule_nlmsg_build_payload,
+                    i < snat.size() ? leak_accept_what(spec, i, snat[i])
+                                    : leak_rule_what(spec, i, sources[i - snat.size()]));
     }
   }
   if (!built || !b.end()) return core::Unexpected(enomem("batch"));

@@ -70,15 +70,24 @@ struct Batch {
 
 using RulePtr = std::unique_ptr<nftnl_rule, void (*)(const nftnl_rule*)>;
 
-// The desired rules of `spec` as libnftnl objects (validated first). One rule per source
-// CIDR, in the order given; a /0 CIDR means "any source" and gets no saddr match.
-[[nodiscard]] core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec);
+// The desired rules of chain postrouting as libnftnl objects (validated first): the snat
+// rules, one per (rule, CIDR), then one masquerade rule per source CIDR, in the order given;
+// a /0 CIDR means "any source" and gets no saddr match.
+//
+// `as_dumped`: the rules as the kernel dumps them back rather than as nft builds them. Only
+// `snat to` differs: nft sends the address register alone, and the kernel's nft_nat_init
+// sets NF_NAT_RANGE_MAP_IPS and addr_max = addr_min itself, which nft_nat_dump reports
+// (`[ nat snat ip addr_min reg 1 addr_max reg 1 flags 0x1 ]`).
+[[nodiscard]] core::Result<std::vector<RulePtr>, Error> desired_rules(const NatSpec& spec,
+                                                                      bool as_dumped = false);
 
 // The counting rule of chain forward_in (`outgoing` false) or forward_out (true).
 [[nodiscard]] core::Result<RulePtr, Error> forward_counter_rule(const NatSpec& spec, bool outgoing);
 
-// The counting rules of chain leak_out, one per source CIDR (one for any source when the
-// list is empty), in order.
+// The rules of chain leak_out: first one `oifname "<if>" ip saddr <address> accept` per
+// distinct snat address (a packet SNATed to a secondary private IP that is not configured
+// on the host is no leak, though fib does not call its source local), then the counting
+// rules, one per source CIDR (one for any source when the list is empty), in order.
 [[nodiscard]] core::Result<std::vector<RulePtr>, Error> leak_counter_rules(const NatSpec& spec);
 
 // Replace the table atomically: BEGIN, NEWTABLE (create if missing), DELTABLE, NEWTABLE,

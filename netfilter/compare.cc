@@ -26,7 +26,8 @@ std::string opt_text(const std::optional<int32_t>& v) {
 }  // namespace
 
 core::Result<TableState, Error> desired_state(const NatSpec& spec) {
-  auto rules = desired_rules(spec);
+  // Compared with what the kernel dumps, so in the form it dumps (batch.h, desired_rules).
+  auto rules = desired_rules(spec, /*as_dumped=*/true);
   if (!rules) return core::Unexpected(rules.error());
   TableState t;
   t.name = spec.table;

@@ -91,6 +91,19 @@ Status validate(const NatSpec& spec) {
     auto p = parse_ipv4_prefix(cidr);
     if (!p) return fail(einval, "nat source CIDR " + p.error());
   }
+  for (const auto& r : spec.snat) {
+    in_addr a{};
+    if (inet_pton(AF_INET, r.address.c_str(), &a) != 1) {
+      return fail(einval, "nat snat address \"" + r.address + "\": not an IPv4 address");
+    }
+    if (r.source_cidrs.empty()) {
+      return fail(einval, "nat snat to " + r.address + ": no source CIDR");
+    }
+    for (const auto& cidr : r.source_cidrs) {
+      auto p = parse_ipv4_prefix(cidr);
+      if (!p) return fail(einval, "nat snat source CIDR " + p.error());
+    }
+  }
   return ok();
 }
 
@@ -106,6 +119,12 @@ std::string rule_text(const NatSpec& spec, const std::optional<Ipv4Prefix>& src)
     s += " persistent";
   }
   return s;
+}
+
+std::string snat_rule_text(const NatSpec& spec, const Ipv4Prefix& src, const std::string& address) {
+  std::string s = "oifname \"" + spec.egress_interface + "\"";
+  if (src.len > 0) s += " ip saddr " + to_string(src);
+  return s + " snat to " + address;
 }
 
 }  // namespace hanat::netfilter

@@ -31,8 +31,18 @@
 
 namespace hanat::netfilter {
 
+// Source NAT to a fixed address for some sources, ahead of the masquerade rules: the
+// sources of a zone whose Elastic IP this host carries on a secondary private IP leave with
+// that IP (EC2 maps it 1:1 to the EIP), not with the primary IP masquerade would pick.
+struct SnatRule {
+  std::vector<std::string> source_cidrs;  // IPv4 "a.b.c.d/len"; at least one
+  std::string address;                    // IPv4 "a.b.c.d"
+  friend bool operator==(const SnatRule&, const SnatRule&) = default;
+};
+
 // The desired masquerade state. One rule per source CIDR (or one rule for all sources when
-// the list is empty), all matching the egress interface by name.
+// the list is empty), all matching the egress interface by name. `snat` rules come first:
+// `oifname "<if>" ip saddr <cidr> snat to <address>`, one per CIDR, in order.
 struct NatSpec {
   std::string table = "hanat";
   std::string egress_interface;
@@ -47,6 +57,7 @@ struct NatSpec {
   // egress interface still carrying a configured source. Off by default for the same reason;
   // hanatd turns it on with the forward counters.
   bool leak_counter = false;
+  std::vector<SnatRule> snat;
 
   friend bool operator==(const NatSpec&, const NatSpec&) = default;
 };
@@ -99,5 +110,8 @@ struct Ipv4Prefix {
 
 // `oifname "eth0" ip saddr 198.18.0.0/15 masquerade fully-random` — the rule as nft prints it.
 [[nodiscard]] std::string rule_text(const NatSpec& spec, const std::optional<Ipv4Prefix>& src);
+// `oifname "eth0" ip saddr 198.18.2.0/24 snat to 198.18.0.20`.
+[[nodiscard]] std::string snat_rule_text(const NatSpec& spec, const Ipv4Prefix& src,
+                                         const std::string& address);
 
 }  // namespace hanat::netfilter

@@ -233,6 +233,9 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
   check(a.ec2.connect_timeout != b.ec2.connect_timeout, "ec2.connect_timeout");
   check(a.ec2.request_timeout != b.ec2.request_timeout, "ec2.request_timeout");
   // The floating ENI is watched from start-up on; another ENI would leave the first attached.
+  // The zones' Elastic IPs are looked up once, at start (node_eips.cc).
+  check(a.failover.move_eip != b.failover.move_eip, "failover.move_eip");
+  check(a.failover.eips != b.failover.eips, "failover.eips");
   check(a.failover.floating_eni != b.failover.floating_eni, "failover.floating_eni");
   // The socket is bound once; its path, mode and group are the running daemon's identity.
   check(a.status.socket != b.status.socket, "status.socket");

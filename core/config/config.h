@@ -145,6 +145,10 @@ struct FailoverConfig {
   milliseconds hold_down_max{300000};
   std::string fallback_target;  // nat-… (empty: none)
   bool move_eip = false;
+  // Availability zone -> Elastic IP allocation (eipalloc-…) that zone's traffic leaves with.
+  // Empty with move_eip: the allocations tagged hanat:group = group.name, each naming its
+  // zone in a hanat:zone tag.
+  std::map<std::string, std::string> eips;
   std::string floating_eni;  // eni-… (empty: none)
   // How long the floating ENI's holder, a member, must be DOWN (silent on every probe)
   // before it is force-detached from it (a stopped instance is detached at once).

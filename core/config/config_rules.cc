@@ -37,6 +37,9 @@ void check_rules(Reader& r, const toml::table& root, Config& c) {
     r.error(where("probe"), "probe.timeout",
             format_duration(c.probe.timeout) + " is longer than probe.interval (" +
                 format_duration(c.probe.interval) + "): probes of one target would overlap");
+  if (!c.failover.eips.empty() && !c.failover.move_eip)
+    r.error(where("failover"), "failover.eips",
+            "lists Elastic IPs but move_eip = false; set move_eip = true to move them");
   if (c.probe.kinds.empty())
     r.error(where("probe"), "probe.kinds", "must name at least one probe kind");
   if (std::find(c.probe.paths.begin(), c.probe.paths.end(), ProbePath::Private) ==

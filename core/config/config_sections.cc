@@ -253,6 +253,28 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
              r.str("fallback_target", c.failover.fallback_target,
                    [](std::string_view s) { return s.empty() ? "" : check_id(s, "nat"); }),
              r.boolean("move_eip", c.failover.move_eip),
+             Field{"eips",
+                   [&r, &c](const Node& n, const std::string& key) {
+                     const toml::table* t = n.as_table();
+                     if (t == nullptr) {
+                       return r.error(n, key,
+                                      "expected a table of zone = \"eipalloc-...\", e.g. "
+                                      "{ \"eu-west-1a\" = \"eipalloc-0123456789abcdef0\" }");
+                     }
+                     c.failover.eips.clear();
+                     for (const auto& [k, v] : *t) {
+                       const std::string ekey = key + "." + std::string(k.str());
+                       const auto* str = v.as_string();
+                       std::string bad = str == nullptr ? "expected an \"eipalloc-...\" string"
+                                                        : check_id(str->get(), "eipalloc");
+                       if (k.str().empty()) bad = "the zone name is empty";
+                       if (!bad.empty()) {
+                         r.error(v, ekey, bad);
+                         continue;
+                       }
+                       c.failover.eips[std::string(k.str())] = str->get();
+                     }
+                   }},
              r.str("floating_eni", c.failover.floating_eni,
                    [](std::string_view s) { return s.empty() ? "" : check_id(s, "eni"); }),
              r.duration("floating_eni_takeover_after", c.failover.floating_eni_takeover_after,

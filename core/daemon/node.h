@@ -63,6 +63,9 @@ struct Discovered {
   std::map<std::string, std::string> public_addresses;  // instance id -> public IPv4, if any
   std::map<std::string, std::string> table_zones;       // rtb id -> home zone
   std::vector<engine::ObservedTable> observed;          // the tables as first described
+  // zone -> CIDRs of the subnets associated with the zone's route tables (failover.move_eip:
+  // the sources a zone's snat rule matches).
+  std::map<std::string, std::vector<std::string>> zone_cidrs;
 };
 
 struct Identity {
@@ -185,6 +188,24 @@ class Node {
   void check_unknown_targets(const engine::Target& t, const std::string& table);
   void warn_once(const std::string& key, const std::string& message);
   void start_peer_probes();  // node_probes.cc
+
+  // Elastic IP per zone (failover.move_eip), node_eips.cc.
+  struct ZoneEipShell {
+    std::string zone, allocation_id, public_ip;
+    std::string eni_id, private_ip;  // where EC2 last said (or we made) it associated
+    std::string secondary_ip;        // assigned by hanat to this host for a zone not its own
+  };
+  void discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next);
+  [[nodiscard]] std::vector<engine::ZoneEip> engine_eips() const;
+  [[nodiscard]] std::vector<netfilter::SnatRule> snat_rules() const;
+  void associate_eip(const engine::AssociateAddress& a);
+  void release_eip(const engine::ReleaseEip& r);
+  [[nodiscard]] json_t* eips_json() const;
+  std::map<std::string, ZoneEipShell> eips_;                    // zone ->
+  std::map<std::string, std::vector<std::string>> zone_cidrs_;  // zone -> source CIDRs
+  std::vector<std::string> known_private_ips_;      // this ENI's private IPs as last known
+  std::vector<std::string> eip_problems_;           // discovery errors, for status
+  std::map<std::string, std::uint64_t> eip_moves_;  // result -> AssociateAddress calls
 
   uv::Loop& loop_;
   std::shared_ptr<const config::Config> cfg_;

@@ -70,6 +70,8 @@ void Node::apply_nat() {
   spec.persistent = cfg_->nat.persistent;
   spec.forward_counters = cfg_->forward.check;
   spec.leak_counter = cfg_->forward.check;
+  // Zones whose Elastic IP sits on a secondary private IP of this host (node_eips.cc).
+  spec.snat = snat_rules();
   netfilter::SysctlSpec sys;
   if (cfg_->nat.conntrack_max) sys.conntrack_max = static_cast<uint64_t>(*cfg_->nat.conntrack_max);
   if (cfg_->nat.tcp_established_timeout)
@@ -101,16 +103,9 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::WriteRoute>) {
           write_route(x);
         } else if constexpr (std::is_same_v<T, engine::AssociateAddress>) {
-          ec2::AssociateAddressRequest r;
-          r.allocation_id = x.allocation_id;
-          r.network_interface_id = id_.eni_id;
-          r.allow_reassociation = true;
-          ec2_->associate_address(
-              r, {ec2::Priority::Write, milliseconds(0), kPrepaid},
-              [this, op = x.op, epoch = x.epoch](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
-                count_call("AssociateAddress", err_of(res));
-                post(done_of(op, epoch, res ? nullptr : &res.error()));
-              });
+          associate_eip(x);  // node_eips.cc
+        } else if constexpr (std::is_same_v<T, engine::ReleaseEip>) {
+          release_eip(x);
         } else if constexpr (std::is_same_v<T, engine::RecoverPeer>) {
           const char* action = x.what == engine::RecoveryAction::Terminate   ? "TerminateInstances"
                                : x.what == engine::RecoveryAction::StopStart ? "StopInstances"

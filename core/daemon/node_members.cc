@@ -112,6 +112,16 @@ void Node::describe_members(std::function<void(core::Result<MemberList, std::str
                           " is not routable, probing its private address only");
             pub.clear();
           }
+          for (const auto& [eip_zone, eip] : eips_) {
+            if (pub.empty() || pub != eip.public_ip) continue;
+            // A zone's Elastic IP follows the zone's tables (failover.move_eip): it may be
+            // on this host by now, which would answer the peer's probes for it.
+            warn_once("public-eip:" + inst.instance_id,
+                      "member " + inst.instance_id + ": public address " + pub + " is zone " +
+                          log::quote(eip_zone) +
+                          "'s Elastic IP, which moves; probing its private address only");
+            pub.clear();
+          }
           const auto& paths = cfg_->probe.paths;
           m.public_path = !pub.empty() && std::find(paths.begin(), paths.end(),
                                                     engine::ProbePath::Public) != paths.end();

@@ -222,6 +222,8 @@ void Node::phase_source_dest_check() {
         if (!r) return fail_phase("source/destination check", r.error().describe());
         bool on = r->network_interfaces.empty() ||
                   r->network_interfaces.front().source_dest_check.value_or(true);
+        if (!r->network_interfaces.empty())
+          known_private_ips_ = r->network_interfaces.front().private_ips;
         if (!on) {
           phase_ = Phase::FloatingEni;
           phase_attempts_ = 0;
@@ -276,7 +278,8 @@ void Node::phase_discovery() {
           std::vector<std::string> need_subnets;
           for (const auto& t : tables) {
             std::string zone = tag(t.tags, "hanat:zone");
-            if (zone.empty()) {
+            // The subnets' CIDRs are the sources of a zone's snat rule (node_eips.cc).
+            if (zone.empty() || cfg_->failover.move_eip) {
               for (const auto& a : t.associations)
                 if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
             }
@@ -291,7 +294,8 @@ void Node::phase_discovery() {
             }
             d->observed.push_back(std::move(ot));
           }
-          auto finish = [this, d, tables](const std::map<std::string, std::string>& subnet_zone) {
+          auto finish = [this, d, tables](const std::map<std::string, std::string>& subnet_zone,
+                                          const std::map<std::string, std::string>& subnet_cidr) {
             for (const auto& t : tables) {
               std::string& zone = d->table_zones[t.route_table_id];
               if (zone.empty()) {
@@ -309,15 +313,28 @@ void Node::phase_discovery() {
                     " has no hanat:zone tag and no associated subnet: it has no home zone");
             }
             for (auto& ot : d->observed) ot.zone = d->table_zones[ot.id];
+            for (const auto& t : tables) {
+              const std::string& zone = d->table_zones[t.route_table_id];
+              for (const auto& a : t.associations) {
+                auto c = subnet_cidr.find(a.subnet_id);
+                if (zone.empty() || c == subnet_cidr.end()) continue;
+                auto& cidrs = d->zone_cidrs[zone];
+                if (std::find(cidrs.begin(), cidrs.end(), c->second) == cidrs.end())
+                  cidrs.push_back(c->second);
+              }
+            }
             if (plan_only_) {
               phase_ = Phase::Stopped;
               d->engine = engine_config(*d);
               if (hooks_.planned) hooks_.planned(*d, id_);
               return;
             }
+            if (cfg_->failover.move_eip) {
+              return discover_eips(d, [this, d] { start_engine(std::move(*d)); });
+            }
             start_engine(std::move(*d));
           };
-          if (need_subnets.empty()) return finish({});
+          if (need_subnets.empty()) return finish({}, {});
           ec2::DescribeSubnetsRequest sr;
           sr.subnet_ids = need_subnets;
           ec2_->describe_subnets(sr, {ec2::Priority::Read, milliseconds(0)},
@@ -326,10 +343,12 @@ void Node::phase_discovery() {
                                    if (!rs)
                                      return fail_phase("discovering subnets",
                                                        rs.error().describe());
-                                   std::map<std::string, std::string> zones;
-                                   for (const auto& s : rs->subnets)
+                                   std::map<std::string, std::string> zones, cidrs;
+                                   for (const auto& s : rs->subnets) {
                                      zones[s.subnet_id] = s.availability_zone;
-                                   finish(zones);
+                                     cidrs[s.subnet_id] = s.cidr_block;
+                                   }
+                                   finish(zones, cidrs);
                                  });
         });
   });
@@ -353,6 +372,7 @@ engine::Config Node::engine_config(const Discovered& d) const {
   e.recovery = to_engine(cfg_->failover.recovery_action);
   e.recovery_after = cfg_->failover.recovery_after;
   e.recovery_cooldown = cfg_->failover.recovery_cooldown;
+  if (cfg_->failover.move_eip) e.eips = engine_eips();
   return e;
 }
 

@@ -343,6 +343,7 @@ status::Json Node::status() const {
     json_array_append_new(tables, jt);
   }
   json_object_set_new(root, "tables", tables);
+  if (cfg_->failover.move_eip) json_object_set_new(root, "eips", eips_json());
   return status::Json(root);
 }
 
@@ -370,6 +371,7 @@ void Node::fill_report(Report& r) const {
   r.failovers = failovers_;
   r.route_writes = route_writes_;
   r.throttles = throttles_;
+  r.eip_moves = eip_moves_;
   r.source_dest_check_repairs = sdc_repairs_;
   r.floating_eni = cfg_->failover.floating_eni;
   r.floating_eni_attached = floating_attached_;

@@ -183,6 +183,14 @@ std::vector<Family> metric_families(const Report& r) {
                                "CreateRoute) this host sent."),
                        static_cast<double>(r.route_writes)));
   {
+    Family f = counter("hanat_eip_moves_total",
+                       "Elastic IP moves (AssociateAddress onto this host, failover.move_eip) "
+                       "by result: ok, or the EC2 error code / failure kind.");
+    for (const auto& [result, v] : r.eip_moves)
+      f.samples.push_back(Sample{{{"result", result}}, static_cast<double>(v)});
+    out.push_back(std::move(f));
+  }
+  {
     Family f = counter("hanat_ec2_calls_total",
                        "Completed EC2 API calls by action and outcome (ok or the EC2 error "
                        "code; transport failures by kind), after the client's retries.");

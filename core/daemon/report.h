@@ -89,6 +89,8 @@ struct Report {
   std::uint64_t failovers = 0;
   std::uint64_t route_writes = 0;
   std::uint64_t throttles = 0;
+  // AssociateAddress calls of the Elastic IP move by result ("ok" or the EC2 error code).
+  std::map<std::string, std::uint64_t> eip_moves;
   std::uint64_t drift_repairs = 0;              // NAT table, sysctls and source/destination check
   std::uint64_t source_dest_check_repairs = 0;  // the check found on and turned off again
   std::uint64_t nat_applies = 0;

@@ -243,7 +243,16 @@ Snapshot Machine::snapshot() const {
     s.tables.push_back(std::move(ts));
   }
   for (const auto& e : eips_) {
-    s.eips.push_back(EipSnapshot{e.eip.zone, e.eip.allocation_id, e.held, e.op});
+    EipSnapshot es;
+    es.zone = e.eip.zone;
+    es.allocation_id = e.eip.allocation_id;
+    es.held = e.held;
+    es.home = self_ >= 0 && members_[static_cast<std::size_t>(self_)].m.zone == e.eip.zone;
+    es.in_flight = e.op;
+    es.attempts = e.attempts;
+    es.last_error = e.last_error;
+    if (e.attempts > 0 && e.retry_at > now_) es.retry_at = e.retry_at;
+    s.eips.push_back(std::move(es));
   }
   s.pending_ops = pending_.size();
   s.stale_completions = stale_completions_;

@@ -79,6 +79,7 @@ class Machine {
     std::optional<OpId> op;
     int attempts = 0;
     Time retry_at{};
+    std::string last_error;
   };
   struct PendingOp {
     OpKind kind = OpKind::Write;

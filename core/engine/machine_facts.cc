@@ -214,7 +214,10 @@ void Machine::absorb_ec2(const Ec2Done& d) {
       } else if (d.outcome == Ec2Outcome::Ok) {
         e.held = true;
         e.attempts = 0;
+        e.last_error.clear();
       } else {
+        if (d.outcome == Ec2Outcome::Throttled) budget_->drain(p.api, now_);
+        e.last_error = d.code.empty() ? "retryable error" : d.code;
         ++e.attempts;
         e.retry_at =
             now_ + (d.outcome == Ec2Outcome::Fatal ? cfg_->retry_max : backoff(e.attempts));

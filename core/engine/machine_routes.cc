@@ -150,7 +150,10 @@ bool Machine::claiming(const RouteState& r) const {
 }
 
 void Machine::move_eips(std::vector<Action>& out) {
+  const std::string* own_zone =
+      self_ >= 0 ? &members_[static_cast<std::size_t>(self_)].m.zone : nullptr;
   for (EipState& e : eips_) {
+    const bool home = own_zone != nullptr && *own_zone == e.eip.zone;
     // The anchor is the zone's first table by id; every member picks the same one, so one
     // EIP never has two members claiming it unless they fight over the anchor route itself,
     // which damping bounds.
@@ -159,9 +162,18 @@ void Machine::move_eips(std::vector<Action>& out) {
       if (t.zone == e.eip.zone && (anchor == nullptr || t.id < anchor->id)) anchor = &t;
     }
     if (anchor == nullptr || anchor->routes.empty() || !claiming(anchor->routes.front())) {
-      e.held = false;  // whoever serves the zone now moves it (AllowReassociation)
+      // Whoever serves the zone now moves it (AllowReassociation); this host lets go of the
+      // private IP and the SNAT rule it kept for the zone.
+      if (e.held) out.push_back(ReleaseEip{e.eip.allocation_id, e.eip.zone, home});
+      e.held = false;
       continue;
     }
+    // Only after the route write succeeded: until then the zone's traffic still leaves
+    // through the previous member, and an EIP moved ahead of the route would strand the
+    // flows that member is still translating with it. A write in flight (or one that
+    // failed) leaves the belief on the old target.
+    const RouteState& r = anchor->routes.front();
+    if (r.op || holder(r.belief) != Holder::Self) continue;
     if (e.held || e.op || !serving()) continue;
     if (now_ < e.retry_at) {
       consider(e.retry_at);
@@ -169,7 +181,7 @@ void Machine::move_eips(std::vector<Action>& out) {
     }
     if (!take_token(WriteApi::AssociateAddress)) continue;
     OpId op = next_op();
-    out.push_back(AssociateAddress{op, epoch_, e.eip.allocation_id, e.eip.zone});
+    out.push_back(AssociateAddress{op, epoch_, e.eip.allocation_id, e.eip.zone, home});
     pending_[op] =
         PendingOp{OpKind::Eip, epoch_, e.eip.allocation_id, 0, {}, WriteApi::AssociateAddress};
     e.op = op;

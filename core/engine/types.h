@@ -111,8 +111,9 @@ struct Config {
   RecoveryAction recovery = RecoveryAction::None;
   Millis recovery_after{60'000};      // a peer must stay DOWN this long before recovery
   Millis recovery_cooldown{600'000};  // at most one recovery per peer per cool-down
-  // Optional EIP move. The member that holds (or is claiming) the zone's anchor table - the
-  // first of the zone's tables by id - associates the zone's EIP with itself.
+  // Optional EIP move. The member whose write of the zone's anchor table - the first of the
+  // zone's tables by id - succeeded associates the zone's EIP with itself: with its primary
+  // private IP for its own zone, with a secondary private IP of its own for any other zone.
   std::vector<ZoneEip> eips;
 };
 
@@ -290,11 +291,24 @@ struct WriteRoute {  // ReplaceRoute / CreateRoute; answer with Ec2Done
   std::string destination;
   Target target;
 };
-struct AssociateAddress {  // AssociateAddress(AllowReassociation) onto this host; Ec2Done
+// AssociateAddress(AllowReassociation) onto this host; answer with Ec2Done. `home`: the
+// zone is this member's own zone, so the EIP goes on the primary private IP (which the
+// masquerade rule already uses); otherwise onto a secondary private IP that the shell assigns
+// to this host for the zone and SNATs the zone's sources to.
+struct AssociateAddress {
   OpId op = 0;
   Epoch epoch = 0;
   std::string allocation_id;
   std::string zone;
+  bool home = true;
+};
+// This member no longer serves the zone of an EIP it had associated: whoever serves it now
+// moves the EIP away (AllowReassociation). The shell drops the zone's SNAT rule and releases
+// the secondary private IP it assigned for the zone. No answer.
+struct ReleaseEip {
+  std::string allocation_id;
+  std::string zone;
+  bool home = true;
 };
 struct RecoverPeer {  // RebootInstances / StopInstances+StartInstances / TerminateInstances
   OpId op = 0;
@@ -340,8 +354,8 @@ struct PeerPathChanged {
   bool broken = false;
 };
 using Action =
-    std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, RecoverPeer, Notify,
-                 PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent, PeerPathChanged>;
+    std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, ReleaseEip, RecoverPeer,
+                 Notify, PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent, PeerPathChanged>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 
@@ -390,7 +404,11 @@ struct EipSnapshot {
   std::string zone;
   std::string allocation_id;
   bool held = false;  // associated with this host by our last successful call
+  bool home = true;   // the zone is this member's own (primary private IP)
   std::optional<OpId> in_flight;
+  int attempts = 0;        // failed attempts since the last success
+  std::string last_error;  // EC2 error code of the last failure
+  std::optional<Time> retry_at;
 };
 struct Snapshot {
   State state = State::Starting;

@@ -39,6 +39,33 @@ std::string fmt(const char* f, A... a) {
   return buf;
 }
 
+// The "elastic IPs:" lines (failover.move_eip): each zone's EIP and where it is.
+void print_eips(std::string& out, const json_t* n, const char* indent) {
+  const json_t* eips = json_object_get(n, "eips");
+  if (!json_is_object(eips)) return;
+  out += "elastic IPs:\n";
+  size_t i;
+  const json_t* e;
+  json_array_foreach(json_object_get(eips, "zones"), i, e) {
+    out += std::string(indent) + fmt("%-12s %-26s %-15s ", str(e, "zone").c_str(),
+                                     str(e, "allocation_id").c_str(), str(e, "public_ip").c_str());
+    if (json_is_true(json_object_get(e, "here"))) {
+      out += "on this host, " + str(e, "private_ip") +
+             (json_is_true(json_object_get(e, "home")) ? " (primary)" : " (secondary)");
+    } else if (!str(e, "network_interface_id").empty()) {
+      out += "on " + str(e, "network_interface_id") + " " + str(e, "private_ip");
+    } else {
+      out += "not associated";
+    }
+    if (json_is_true(json_object_get(e, "in_flight"))) out += ", move in flight";
+    if (!str(e, "last_error").empty()) out += ", last error: " + str(e, "last_error");
+    out += "\n";
+  }
+  json_array_foreach(json_object_get(eips, "problems"), i, e) {
+    out += std::string(indent) + "ERROR: " + (json_is_string(e) ? json_string_value(e) : "") + "\n";
+  }
+}
+
 void print_node(std::string& out, const json_t* n) {
   const json_t* self = json_object_get(n, "self");
   out += "phase:       " + str(n, "phase");
@@ -109,6 +136,7 @@ void print_node(std::string& out, const json_t* n) {
       out += rtts + "\n";
     }
   }
+  print_eips(out, n, "  ");
   const json_t* tables = json_object_get(n, "tables");
   if (json_array_size(tables) > 0) {
     out += "route tables:\n";
@@ -369,6 +397,7 @@ std::string format_routes(const json_t* reply) {
       out += "    last write: none since hanatd started\n";
     }
   }
+  print_eips(out, n, "");
   return out;
 }
 

@@ -177,6 +177,38 @@ class DecideEnisTest(unittest.TestCase):
                          "primary ENIs are left alone; detaching, free or foreign: on no NAT")
 
 
+class DecideEipsTest(unittest.TestCase):
+    NATS = [{"name": "nat1", "eni_id": "eni-1", "private_address": "198.18.101.11",
+             "public_address": "198.19.0.11"},
+            {"name": "nat2", "eni_id": "eni-2", "private_address": "198.18.102.12",
+             "public_address": "198.19.0.12"}]
+    ZONES = [{"zone_letter": "a", "allocation_id": "eipalloc-a", "lab_address": "198.19.1.101"},
+             {"zone_letter": "b", "allocation_id": "eipalloc-b", "lab_address": "198.19.1.102"}]
+
+    def test_primary_secondary_and_unassociated(self):
+        addrs = [{"AllocationId": "eipalloc-a", "NetworkInterfaceId": "eni-2",
+                  "PrivateIpAddress": "198.18.102.12"},
+                 {"AllocationId": "eipalloc-b", "NetworkInterfaceId": "eni-2",
+                  "PrivateIpAddress": "198.18.102.12"}]
+        # moto shows the primary IP; the proxy's record says zone a's went to a secondary.
+        rec = {"eipalloc-a": {"eni": "eni-2", "private_ip": "198.18.102.77"},
+               "eipalloc-b": {"eni": "eni-2", "private_ip": "198.18.102.12"}}
+        d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
+        self.assertEqual(d, {"a": ("nat2", "198.18.102.77", "198.18.102.77"),
+                             "b": ("nat2", "198.18.102.12", "198.19.0.12")})
+        script = fabric.eip_script(self.ZONES, d)
+        self.assertIn("ip saddr 198.18.102.77 snat to 198.19.1.101", script)
+        self.assertIn("ip saddr 198.19.0.12 snat to 198.19.1.102", script)
+        # A record of another ENI is stale (the EIP moved since): the primary IP counts.
+        addrs[0]["NetworkInterfaceId"] = "eni-1"
+        d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
+        self.assertEqual(d["a"], ("nat1", "198.18.101.11", "198.19.0.11"))
+        d = fabric.decide_eips(self.ZONES, [{"AllocationId": "eipalloc-a",
+                                             "NetworkInterfaceId": ""}], {}, self.NATS)
+        self.assertEqual(d, {"a": None, "b": None})
+        self.assertNotIn("snat", fabric.eip_script(self.ZONES, d))
+
+
 DESC = {
     "group": "lab", "region": "us-east-1", "agent_port": 4790,
     "vpc": {"cidr": "198.18.0.0/16"},
@@ -223,6 +255,10 @@ class ConfigTest(unittest.TestCase):
         self.assertNotIn("secret_access_key", c["ec2"])
         with self.assertRaisesRegex(ValueError, "credentials='env'"):
             config.nat_sections(DESC, NAT, "/s", credentials="env")
+
+    def test_dict_is_an_inline_table(self):
+        text = config.render({"failover": {"eips": {"us-east-1a": "eipalloc-1", "b": "x"}}})
+        self.assertIn('eips = { "us-east-1a" = "eipalloc-1", "b" = "x" }', text)
 
     def test_bad_override_is_named(self):
         with self.assertRaisesRegex(ValueError, r"\[probe\] interval"):

@@ -17,6 +17,9 @@ def toml_value(v, where):
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x, where) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, keys quoted
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x, where)}"
+                                for k, x in v.items()) + " }"
     raise ValueError(f"{where}: cannot write a {type(v).__name__} as a TOML value")
 
 

@@ -48,6 +48,13 @@ re-read for every request), the addresses in a DescribeInstances reply (ipAddres
 publicIp in an instance's network interfaces) are replaced by the lab's, which the lab's
 internet gateway translates to the NAT's private address, as EC2's does for an Elastic IP.
 
+Elastic IPs on a private IP: moto ignores AssociateAddress's PrivateIpAddress (the EIP shows
+on the ENI's primary IP whatever was asked). With --eip-state FILE the proxy records, for
+each AssociateAddress moto accepted, {allocation id: {"eni", "private_ip"}} (private_ip
+"" when none was named) in FILE (rewritten atomically), which the lab's fabric reads to
+deliver the EIP's traffic to the private IP EC2 would have associated. The proxy fakes only
+this record; moto keeps the association itself.
+
 Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
 HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
 naming a route table adds route_table, destination and target (the target parameter's
@@ -252,8 +259,10 @@ def rst_close(conn):
 
 
 class Proxy:
-    def __init__(self, upstream, control, log_path, public_map=None):
+    def __init__(self, upstream, control, log_path, public_map=None, eip_state=None):
         self.public_map_path = public_map
+        self.eip_state_path = eip_state
+        self.eip_state = {}
         host, _, port = upstream.rpartition(":")
         self.upstream = (host, int(port))
         self.control_path = control
@@ -469,8 +478,26 @@ class Proxy:
         except OSError:
             status = None
         conn.close()
+        if action == "AssociateAddress" and status == 200 and self.eip_state_path:
+            self.record_association(target, body)
         self.write_log(action, mode, status if status is not None else "upstream-error", client,
                        detail)
+
+    def record_association(self, target, body):
+        """Keeps the private IP an accepted AssociateAddress named (see --eip-state)."""
+        q = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
+        if "Action" not in q:
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+        alloc = (q.get("AllocationId") or [""])[0]
+        if not alloc:
+            return
+        with self.lock:
+            self.eip_state[alloc] = {"eni": (q.get("NetworkInterfaceId") or [""])[0],
+                                     "private_ip": (q.get("PrivateIpAddress") or [""])[0]}
+            tmp = self.eip_state_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.eip_state, f)
+            os.replace(tmp, self.eip_state_path)
 
 
 class Server(socketserver.ThreadingTCPServer):
@@ -487,8 +514,9 @@ def main(argv=None):
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
     ap.add_argument("--public-map", help="JSON file {moto's public address: the lab's}")
+    ap.add_argument("--eip-state", help="JSON file the private IPs of AssociateAddress go to")
     a = ap.parse_args(argv)
-    proxy = Proxy(a.upstream, a.control, a.log, a.public_map)
+    proxy = Proxy(a.upstream, a.control, a.log, a.public_map, a.eip_state)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):

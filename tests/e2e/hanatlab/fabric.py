@@ -24,6 +24,17 @@ application.) An entry is written just before the change is applied; a failed `i
 entry with "failed": true and is retried at the next poll. A status file (JSON) is
 rewritten after every poll: polls, last_poll_ms, last_error, routes {host: next hop}.
 
+Zone Elastic IPs (lab option zone_eips, hanatd's failover.move_eip): the fabric also plays
+the internet gateway's 1:1 NAT for each zone's EIP, following what EC2 says it is associated
+with. Every poll reads the EIPs (DescribeAddresses: the ENI) and the EC2 proxy's record of
+the private IP each AssociateAddress named (moto ignores PrivateIpAddress and always shows
+the ENI's primary IP: MOTO.md), and keeps in the internet namespace one nft table
+`lab_eip` whose input chain translates the source of the holder's packets to the EIP's lab
+address (198.19.1.(100+Z)): the NAT's public-leg address when the EIP is on its primary
+private IP (what its masquerade leaves with), else that secondary private IP, routed back
+via the NAT's public leg. Each change is logged as {"eip": zone, "nat", "private_ip",
+"source", "address"} and the status file gains "eips" {zone: [nat, private_ip]}.
+
 Usage (inside the API namespace, where moto is reachable):
   python3 -m hanatlab.fabric --desc LAB.json
 """
@@ -121,6 +132,50 @@ def read_control(path):
         return {}
 
 
+def decide_eips(zone_eips, addresses, recorded, nats):
+    """Pure decision for the zone EIPs: {zone letter: (nat name, private ip, source)} or
+    None for an EIP that is on no lab NAT. `addresses` is DescribeAddresses' list,
+    `recorded` the proxy's {allocation id: {"eni", "private_ip"}}, `nats` the lab's NATs."""
+    by_alloc = {a.get("AllocationId"): a for a in addresses}
+    by_eni = {n["eni_id"]: n for n in nats}
+    out = {}
+    for z in zone_eips:
+        a = by_alloc.get(z["allocation_id"]) or {}
+        nat = by_eni.get(a.get("NetworkInterfaceId") or "")
+        if nat is None:
+            out[z["zone_letter"]] = None
+            continue
+        rec = recorded.get(z["allocation_id"]) or {}
+        ip = rec.get("private_ip") if rec.get("eni") == nat["eni_id"] else None
+        ip = ip or nat["private_address"]
+        source = nat["public_address"] if ip == nat["private_address"] else ip
+        out[z["zone_letter"]] = (nat["name"], ip, source)
+    return out
+
+
+def eip_script(zone_eips, decided):
+    """The `lab_eip` table for `decided` (decide_eips), replaced in one transaction. Source
+    NAT of locally delivered packets is done in the input hook (priority 100: nft accepts
+    the name srcnat only for postrouting)."""
+    rules = ""
+    for z in zone_eips:
+        d = decided.get(z["zone_letter"])
+        if d is not None:
+            rules += f'  ip saddr {d[2]} snat to {z["lab_address"]}\n'
+    return ("table ip lab_eip {}\ndelete table ip lab_eip\ntable ip lab_eip {\n"
+            " chain in { type nat hook input priority 100; policy accept;\n"
+            + rules + " }\n}\n")
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            v = json.load(f)
+        return v if isinstance(v, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def stamp(t):
     """{"t_ms": epoch ms, "ts": "2026-11-22T06:40:01.123Z"} for wall-clock time t (s)."""
     ms = int(t * 1000) % 1000
@@ -190,6 +245,10 @@ def main(argv=None):
     for h in desc["hosts"]:
         hosts_by_subnet.setdefault(h["subnet_id"], []).append(h)
     applied = {}  # host name -> next hop currently applied ("unset" before the first poll)
+    zone_eips = desc.get("zone_eips") or []
+    eips_applied = None  # decide_eips' last applied result
+    eip_routes = set()  # secondary IPs routed via a NAT's public leg in the internet ns
+    inet_ns = desc["internet"]["ns"]
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -206,6 +265,7 @@ def main(argv=None):
                 with open(a.desc) as f:
                     d = json.load(f)
                 targets, enis, namespaces = nat_targets(d), nat_enis(d), nat_ns(d)
+                zone_eips = d.get("zone_eips") or []
                 desc_mtime = m
         except (OSError, ValueError, KeyError):
             pass  # keep the NATs known so far; the next poll reads it again
@@ -261,9 +321,60 @@ def main(argv=None):
                     else:
                         log.write(json.dumps(dict(stamp(time.time()), address=addr, error=err,
                                                   failed=True)) + "\n")
+        if zone_eips and tables is not None:
+            try:
+                addrs = ec2.describe_addresses(
+                    AllocationIds=[z["allocation_id"] for z in zone_eips])["Addresses"]
+            except Exception as e:
+                addrs = None
+                log.write(json.dumps(dict(stamp(t0), error="eips: " + str(e))) + "\n")
+            if addrs is not None:
+                try:
+                    with open(a.desc) as f:
+                        nats = json.load(f)["nats"]
+                except (OSError, ValueError, KeyError):
+                    nats = desc["nats"]
+                decided = decide_eips(zone_eips, addrs,
+                                      read_json(desc["ec2_proxy"].get("eip_state", "")), nats)
+                if decided != eips_applied:
+                    for z, d in sorted(decided.items()):
+                        if eips_applied is None or eips_applied.get(z) != d:
+                            log.write(json.dumps(dict(
+                                stamp(time.time()), eip=z, nat=d and d[0],
+                                private_ip=d and d[1], source=d and d[2])) + "\n")
+                    by_name = {n["name"]: n for n in nats}
+                    want = {d[1]: by_name[d[0]]["public_address"] for d in decided.values()
+                            if d is not None and d[2] == d[1]}
+                    ok = True
+                    # The internet host answers the EIP's lab address: its route lookup
+                    # needs a route for it before the output hook translates it back.
+                    for z in zone_eips:
+                        cp = subprocess.run(["ip", "-n", inet_ns, "route", "replace",
+                                             f'{z["lab_address"]}/32', "dev", "br0"],
+                                            capture_output=True, text=True, timeout=10)
+                        ok = ok and cp.returncode == 0
+                    for ip_, via in want.items():
+                        cp = subprocess.run(["ip", "-n", inet_ns, "route", "replace",
+                                             f"{ip_}/32", "via", via, "dev", "br0"],
+                                            capture_output=True, text=True, timeout=10)
+                        ok = ok and cp.returncode == 0
+                    for ip_ in eip_routes - set(want):
+                        subprocess.run(["ip", "-n", inet_ns, "route", "del", f"{ip_}/32"],
+                                       capture_output=True, text=True, timeout=10)
+                    eip_routes = set(want)
+                    cp = subprocess.run(["ip", "netns", "exec", inet_ns, "nft", "-f", "-"],
+                                        input=eip_script(zone_eips, decided),
+                                        capture_output=True, text=True, timeout=10)
+                    if ok and cp.returncode == 0:
+                        eips_applied = decided
+                    else:
+                        log.write(json.dumps(dict(stamp(time.time()), eip_failed=True,
+                                                  error=cp.stderr.strip())) + "\n")
         polls += 1
         st = {"polls": polls, "last_poll_ms": round(t0 * 1000, 1), "last_error": last_error,
-              "routes": applied, "eni_addresses": eni_applied, "pid": os.getpid()}
+              "routes": applied, "eni_addresses": eni_applied, "pid": os.getpid(),
+              "eips": {z: (list(d[:2]) if d else None)
+                       for z, d in (eips_applied or {}).items()}}
         tmp = fab["status"] + ".tmp"
         with open(tmp, "w") as f:
             json.dump(st, f)

@@ -525,13 +525,15 @@ class Lab:
         proxy = {"control": os.path.join(self.dir, "ec2-fault.json"),
                  "log": os.path.join(self.dir, "ec2-proxy.log"),
                  "ready": os.path.join(self.dir, "ec2-proxy-ready.json"),
-                 "public_map": os.path.join(self.dir, "ec2-public-map.json")}
+                 "public_map": os.path.join(self.dir, "ec2-public-map.json"),
+                 "eip_state": os.path.join(self.dir, "ec2-eip-state.json")}
         write_json(proxy["control"], {"mode": None})
         write_json(proxy["public_map"], {})
         self.spawn(api, [sys.executable, "-m", "hanatlab.ec2proxy", "--listen", API_ADDR,
                          "--upstream", f"{API_ADDR}:{port}", "--control", proxy["control"],
                          "--log", proxy["log"], "--ready", proxy["ready"],
-                         "--public-map", proxy["public_map"]], "ec2proxy")
+                         "--public-map", proxy["public_map"],
+                         "--eip-state", proxy["eip_state"]], "ec2proxy")
 
         def proxy_port():
             if self._procs["ec2proxy"][0].poll() is not None:

@@ -74,6 +74,31 @@ NFT
 ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' > leak_counter.txt
 rm -f "/tmp/$ns.nft"
 
+# A zone's sources SNATed to the secondary private IP that carries its Elastic IP, ahead of
+# the masquerade rules, with the leak counter that must not count them (NatSpec::snat).
+cat > "/tmp/$ns.nft" <<'NFT'
+table ip hanat {
+ chain postrouting {
+  type nat hook postrouting priority srcnat;
+  oifname "eth0" ip saddr 198.18.2.0/24 snat to 198.18.0.20
+  oifname "eth0" ip saddr 198.18.3.0/25 snat to 198.18.0.20
+  oifname "eth0" ip saddr 198.18.0.0/15 masquerade
+ }
+ chain leak_out {
+  type filter hook postrouting priority srcnat + 1;
+  oifname "eth0" ip saddr 198.18.0.20 accept
+  oifname "eth0" ip saddr 198.18.0.0/15 ct direction original fib saddr type unicast counter
+ }
+}
+NFT
+ip netns exec "$ns" nft --debug=netlink -f "/tmp/$ns.nft" | grep -v '^ip (null)' > snat_zone.txt
+# The same rules as the kernel dumps them back (nft_nat_dump adds addr_max and the
+# MAP_IPS flag that nft_nat_init set): what the read-back comparison expects.
+ip netns exec "$ns" nft --debug=netlink list table ip hanat | sed -n '/^ip hanat/,/^$/p' |
+  sed 's/^\(ip hanat [a-z_]*\) [0-9 ]*$/\1/' > snat_zone_dumped.txt
+ip netns exec "$ns" nft delete table ip hanat
+rm -f "/tmp/$ns.nft"
+
 # What `nft -j list table ip hanat` prints for the table the namespace tests install, as
 # written by nft itself from the rule text. The tests drop "handle" and "metainfo" before
 # comparing (handles are assigned by the kernel).

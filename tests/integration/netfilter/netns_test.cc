@@ -172,6 +172,33 @@ TEST_F(NetfilterNetns, CommitThenReadBackMatchesDesiredState) {
   EXPECT_THAT(v.error().message, HasSubstr("rule 1 in chain ip hanat postrouting"));
 }
 
+TEST_F(NetfilterNetns, ZoneSnatReadsBackAsDesiredAndNothingElseVerifies) {
+  // The kernel dumps `snat to` with addr_max and the MAP_IPS flag it set itself
+  // (nft_nat_init): the read-back must still match, and a drift check must not repair it
+  // forever.
+  auto nl = Netlink::open();
+  ASSERT_TRUE(nl) << nl.error().message;
+  auto spec = wan_spec();
+  spec.leak_counter = true;
+  spec.snat = {{{"198.18.2.0/24", "198.18.3.0/25"}, "198.18.0.20"}};
+  auto batch = build_batch(spec, nl->next_seq());
+  ASSERT_TRUE(batch) << batch.error().message;
+  auto st = nl->commit(*batch);
+  ASSERT_TRUE(st) << st.error().message;
+  auto have = nl->read_table("hanat");
+  ASSERT_TRUE(have) << have.error().message;
+  auto want = desired_state(spec);
+  ASSERT_TRUE(want);
+  EXPECT_EQ(compare(*want, *have), std::nullopt);
+  EXPECT_TRUE(nl->verify(spec));
+  EXPECT_THAT(nft("list table ip hanat"), HasSubstr("ip saddr 198.18.2.0/24 snat to 198.18.0.20"));
+  auto other = spec;
+  other.snat[0].address = "198.18.0.21";
+  auto v = nl->verify(other);
+  ASSERT_FALSE(v);
+  EXPECT_THAT(v.error().message, HasSubstr("rule 1 in chain ip hanat postrouting"));
+}
+
 TEST_F(NetfilterNetns, ThousandRuleBatchCommitsAndVerifies) {
   // More ACKs than a default-sized netlink receive buffer holds: every one must arrive.
   NatSpec spec;

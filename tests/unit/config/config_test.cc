@@ -409,6 +409,37 @@ TEST(ConfigErrors, Ec2RateLimitsNameTheBadKeyOrValue) {
               HasSubstr("expected a table"));
 }
 
+TEST(Config, ElasticIpsPerZone) {
+  Config c =
+      ok(std::string(kMinimal) +
+         "[failover]\nmove_eip = true\neips = { \"eu-west-1a\" = \"eipalloc-0123456789abcdef0\","
+         " \"eu-west-1b\" = \"eipalloc-12345678\" }\n");
+  EXPECT_TRUE(c.failover.move_eip);
+  ASSERT_EQ(c.failover.eips.size(), 2u);
+  EXPECT_EQ(c.failover.eips.at("eu-west-1a"), "eipalloc-0123456789abcdef0");
+  EXPECT_EQ(c.failover.eips.at("eu-west-1b"), "eipalloc-12345678");
+  EXPECT_TRUE(ok(std::string(kMinimal) + "[failover]\nmove_eip = true\n").failover.eips.empty())
+      << "no list: found by tag";
+}
+
+TEST(ConfigErrors, ElasticIpsNameTheBadZoneOrId) {
+  Error e =
+      one_error(std::string(kMinimal) +
+                "[failover]\nmove_eip = true\neips = { \"eu-west-1a\" = \"eip-1234abcd\" }\n");
+  EXPECT_EQ(e.key, "failover.eips.eu-west-1a");
+  EXPECT_THAT(e.message, HasSubstr("eipalloc-"));
+  EXPECT_THAT(
+      one_error(std::string(kMinimal) + "[failover]\nmove_eip = true\neips = \"x\"\n").message,
+      HasSubstr("expected a table of zone"));
+  Error off = one_error(std::string(kMinimal) +
+                        "[failover]\neips = { \"eu-west-1a\" = \"eipalloc-12345678\" }\n");
+  EXPECT_EQ(off.key, "failover.eips");
+  EXPECT_THAT(off.message, HasSubstr("move_eip = false"));
+  EXPECT_THAT(
+      restart_keys(ok(kMinimal), ok(std::string(kMinimal) + "[failover]\nmove_eip = true\n")),
+      ElementsAre("failover.move_eip"));
+}
+
 TEST(ConfigErrors, TablesOfIptablesNftAreRefusedWithTheLine) {
   for (const char* name : {"filter", "nat", "mangle", "raw", "security"}) {
     auto r = parse(std::string(kMinimal) + "[nat]\ntable = \"" + name + "\"\n", "h.toml");

@@ -62,6 +62,7 @@ Report sample_report() {
   r.nat_applies = 5;
   r.unnatted_flows_purged = 7;
   r.unnatted_packets_leaked = 5;
+  r.eip_moves = {{"ok", 2}, {"InvalidAllocationID.NotFound", 1}};
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -90,6 +91,9 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_ec2_throttles_total 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_drift_repairs_total 2\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_source_dest_check_repairs_total 1\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_eip_moves_total counter\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"ok\"} 2\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"InvalidAllocationID.NotFound\"} 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_nat_applies_total 5\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_flows_purged_total 7\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_unnatted_packets_leaked_total 5\n"));

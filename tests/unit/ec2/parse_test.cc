@@ -216,9 +216,26 @@ TEST(ParseError, ThrottlingAndServerErrorsAreRetryable) {
   EXPECT_EQ(in200.error().code, "InvalidRouteTableID.NotFound");
 }
 
+TEST(Parse, AssignPrivateIpAddressesListsTheNewAddress) {
+  auto r = AssignPrivateIpAddressesRequest::parse(fixture("assign_private_ip_addresses.xml"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->assigned, std::vector<std::string>{"10.0.2.187"});
+  AssignPrivateIpAddressesRequest a;
+  a.network_interface_id = "eni-1";
+  EXPECT_EQ(a.params().encode(),
+            "Action=AssignPrivateIpAddresses&Version=2016-11-15&NetworkInterfaceId=eni-1&"
+            "SecondaryPrivateIpAddressCount=1");
+  UnassignPrivateIpAddressesRequest u;
+  u.network_interface_id = "eni-1";
+  u.private_ips = {"10.0.2.187"};
+  EXPECT_EQ(u.params().encode(),
+            "Action=UnassignPrivateIpAddresses&Version=2016-11-15&NetworkInterfaceId=eni-1&"
+            "PrivateIpAddress.1=10.0.2.187");
+}
+
 TEST(Actions, ListsEveryCallableAction) {
   const auto& a = all_actions();
-  EXPECT_EQ(a.size(), 19u);
+  EXPECT_EQ(a.size(), 21u);
   EXPECT_NE(std::find(a.begin(), a.end(), "ReplaceRoute"), a.end());
   EXPECT_NE(std::find(a.begin(), a.end(), "ModifyNetworkInterfaceAttribute"), a.end());
 }

@@ -113,6 +113,48 @@ TEST(BatchGolden, ForwardCounters) {
   EXPECT_EQ(debug_text(*b), read_golden("forward_counters.txt"));
 }
 
+NatSpec snat_zone_spec() {
+  auto s = spec("eth0", {"198.18.0.0/15"}, false, false);
+  s.leak_counter = true;
+  s.snat = {{{"198.18.2.0/24", "198.18.3.0/25"}, "198.18.0.20"}};
+  return s;
+}
+
+TEST(BatchGolden, SnatForAZoneAheadOfMasquerade) {
+  auto b = build_batch(snat_zone_spec(), 1);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(debug_text(*b), read_golden("snat_zone.txt"));
+  EXPECT_THAT(b->what(b->begin_seq + 5),
+              HasSubstr("rule 1 in chain ip hanat postrouting (oifname \"eth0\" ip saddr "
+                        "198.18.2.0/24 snat to 198.18.0.20)"));
+}
+
+TEST(BatchGolden, SnatInTheFormTheKernelDumpsItBack) {
+  // The read-back comparison expects what the kernel dumps (golden file from
+  // `nft --debug=netlink list table`), not what nft sends.
+  const auto s = snat_zone_spec();
+  auto rules = desired_rules(s, /*as_dumped=*/true);
+  auto leak = leak_counter_rules(s);
+  ASSERT_TRUE(rules);
+  ASSERT_TRUE(leak);
+  std::string text;
+  for (const auto& r : *rules) text += rule_debug_text(r.get()) + "\n";
+  for (const auto& r : *leak) text += rule_debug_text(r.get()) + "\n";
+  EXPECT_EQ(text, read_golden("snat_zone_dumped.txt"));
+}
+
+TEST(BatchSpec, SnatRuleWithoutSourcesOrWithABadAddressIsRefused) {
+  auto s = spec("eth0", {}, false, false);
+  s.snat = {{{}, "198.18.0.20"}};
+  auto b = build_batch(s, 1);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().message, "nat snat to 198.18.0.20: no source CIDR");
+  s.snat = {{{"198.18.2.0/24"}, "198.18.0.300"}};
+  b = build_batch(s, 1);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().message, "nat snat address \"198.18.0.300\": not an IPv4 address");
+}
+
 TEST(BatchGolden, LeakCounterAfterSourceNat) {
   auto s = spec("eth0", {"198.18.0.0/15", "198.19.1.64/26"}, false, false);
   s.leak_counter = true;

@@ -297,6 +297,32 @@ TEST(RoutesText, CurrentAllocatedForeignAndLastWrite) {
   EXPECT_EQ(format_routes(starting.j), "no route tables (the daemon is still starting)\n");
 }
 
+TEST(RoutesText, EachZonesElasticIpAndWhereItIs) {
+  Parsed p(R"({"ok": true, "node": {"tables": [{"id": "rtb-a", "zone": "zone-a",
+    "allocated": "eni-b", "routes": [{"destination": "0.0.0.0/0", "current": "eni-b",
+    "here": true}]}], "eips": {"zones": [
+    {"zone": "zone-a", "allocation_id": "eipalloc-0a", "public_ip": "198.19.1.10",
+     "here": true, "home": false, "private_ip": "198.18.0.77", "network_interface_id": "eni-b"},
+    {"zone": "zone-b", "allocation_id": "eipalloc-0b", "public_ip": "198.19.1.11",
+     "here": true, "home": true, "private_ip": "198.18.0.20", "network_interface_id": "eni-b"},
+    {"zone": "zone-c", "allocation_id": "eipalloc-0c", "public_ip": "198.19.1.12",
+     "here": false, "network_interface_id": "eni-c", "private_ip": "198.18.0.30",
+     "last_error": "InvalidAllocationID.NotFound"}],
+    "problems": ["failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP"]}}})");
+  std::string t = format_routes(p.j);
+  EXPECT_THAT(t, HasSubstr("elastic IPs:\n"
+                           "zone-a       eipalloc-0a                198.19.1.10     on this host, "
+                           "198.18.0.77 (secondary)\n"
+                           "zone-b       eipalloc-0b                198.19.1.11     on this host, "
+                           "198.18.0.20 (primary)\n"
+                           "zone-c       eipalloc-0c                198.19.1.12     on eni-c "
+                           "198.18.0.30, last error: InvalidAllocationID.NotFound\n"
+                           "ERROR: failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP\n"));
+  EXPECT_THAT(format_status(p.j), HasSubstr("elastic IPs:\n  zone-a "));
+  EXPECT_THAT(format_routes(Parsed(kAfterCut).j), Not(HasSubstr("elastic IPs")))
+      << "nothing about EIPs when move_eip is off";
+}
+
 TEST(DrainWait, FinishedOnlyWhenDrainedAndNoRouteHere) {
   Parsed active(kAfterCut);
   EXPECT_EQ(tables_here(active.j), std::vector<std::string>{"rtb-a"});

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// DOC: core/daemon/node_eips.cc — the stable egress IP per zone (failover.move_eip).
+//
+// Each zone has one Elastic IP, listed in failover.eips or found by tag (hanat:group and
+// hanat:zone on the allocation). The engine decides when this host must carry a zone's EIP
+// (AssociateAddress, emitted only after this host's write of the zone's anchor route
+// succeeded) and when it no longer does (ReleaseEip). This file carries those out:
+//
+//   own zone     AssociateAddress onto the primary private IP of the primary ENI. The
+//                masquerade rules already translate to that address, which EC2 maps 1:1
+//                to the EIP (EC2 User Guide, "Elastic IP addresses": an EIP is associated
+//                with one private IPv4 address of an ENI).
+//   other zone   AssignPrivateIpAddresses (one secondary private IP, chosen by EC2 from the
+//                ENI's subnet), an nftables `snat to` that IP for the zone's source CIDRs
+//                (the CIDRs of the subnets associated with the zone's route tables), then
+//                AssociateAddress onto that IP. Released: the snat rule goes and
+//                UnassignPrivateIpAddresses gives the IP back (an EIP still on it is
+//                disassociated by EC2, so a release never strands the address).
+//
+// AllowReassociation is always set: the member that serves the zone now takes the EIP from
+// the one that served it before, which may be dead. Every outcome goes back to the engine as
+// Ec2Done and is counted in hanat_eip_moves_total. A missing allocation is an error in the
+// log and in status; routes still move without it.
+
+#include <algorithm>
+#include <string>
+
+#include "core/daemon/node.h"
+#include "core/daemon/node_util.h"
+#include "core/log/log.h"
+
+namespace hanat::daemon {
+
+using node_util::err_of;
+using node_util::now;
+using node_util::tag;
+using std::chrono::milliseconds;
+
+namespace {
+
+// "ok", the EC2 error code, or the kind of failure: the result label of an EIP move.
+std::string result_of(const ec2::Ec2Error* err) {
+  if (err == nullptr) return "ok";
+  if (err->kind == ec2::ErrorKind::Api && !err->code.empty()) return err->code;
+  return std::string(ec2::to_string(err->kind));
+}
+
+engine::Ec2Done eip_done(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err) {
+  engine::Ec2Done d;
+  d.op = op;
+  d.epoch = epoch;
+  d.at = now();
+  if (err == nullptr) return d;
+  d.code = err->code.empty() ? err->describe() : err->code;
+  if (ec2::is_throttling_code(err->code)) {
+    d.outcome = engine::Ec2Outcome::Throttled;
+  } else if (ec2::is_retryable(*err)) {
+    d.outcome = engine::Ec2Outcome::Retryable;
+  } else {
+    d.outcome = engine::Ec2Outcome::Fatal;
+  }
+  return d;
+}
+
+}  // namespace
+
+void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next) {
+  ec2::DescribeAddressesRequest req;
+  const auto& listed = cfg_->failover.eips;
+  if (!listed.empty()) {
+    // By filter, not by AllocationId.N: one unknown id would fail the whole call (EC2
+    // answers InvalidAllocationID.NotFound), and the zones whose ids exist must still work.
+    ec2::Filter f{"allocation-id", {}};
+    for (const auto& [zone, alloc] : listed) f.values.push_back(alloc);
+    req.filters.push_back(std::move(f));
+  } else {
+    req.filters.push_back({"tag:hanat:group", {cfg_->group.name}});
+    req.filters.push_back({"domain", {"vpc"}});
+  }
+  ec2_->describe_addresses(
+      req, {ec2::Priority::Read, milliseconds(0)},
+      [this, d, next](ec2::Ec2Result<ec2::DescribeAddressesOk> r) {
+        count_call("DescribeAddresses", err_of(r));
+        eip_problems_.clear();
+        eips_.clear();
+        auto problem = [this](const std::string& p) {
+          eip_problems_.push_back(p);
+          log::error("elastic IP: " + p + "; routes move without it");
+        };
+        if (!r) {
+          problem("DescribeAddresses: " + r.error().describe());
+          return next();
+        }
+        const auto& listed_eips = cfg_->failover.eips;
+        if (!listed_eips.empty()) {
+          for (const auto& [zone, alloc] : listed_eips) {
+            auto a = std::find_if(r->addresses.begin(), r->addresses.end(),
+                                  [&](const ec2::Address& x) { return x.allocation_id == alloc; });
+            if (a == r->addresses.end()) {
+              problem("failover.eips." + zone + " = " + log::quote(alloc) +
+                      ": no such Elastic IP in " + id_.region + " (InvalidAllocationID.NotFound)");
+              continue;
+            }
+            eips_[zone] =
+                ZoneEipShell{zone, alloc, a->public_ip, a->network_interface_id, a->private_ip, ""};
+          }
+        } else {
+          std::vector<const ec2::Address*> sorted;
+          for (const auto& a : r->addresses) sorted.push_back(&a);
+          std::sort(sorted.begin(), sorted.end(), [](const auto* x, const auto* y) {
+            return x->allocation_id < y->allocation_id;
+          });
+          for (const ec2::Address* a : sorted) {
+            std::string zone = tag(a->tags, "hanat:zone");
+            if (zone.empty()) {
+              problem(a->allocation_id + " (" + a->public_ip +
+                      ") carries hanat:group but no hanat:zone tag naming its zone");
+              continue;
+            }
+            if (auto prev = eips_.find(zone); prev != eips_.end()) {
+              problem(a->allocation_id + " is a second Elastic IP tagged for zone " +
+                      log::quote(zone) + " (" + prev->second.allocation_id + " is used)");
+              continue;
+            }
+            eips_[zone] = ZoneEipShell{
+                zone, a->allocation_id, a->public_ip, a->network_interface_id, a->private_ip, ""};
+          }
+        }
+        bool restored = false;
+        for (auto& [zone, e] : eips_) {
+          // Associated with a secondary IP of this ENI by an earlier run of hanatd: that IP
+          // is the zone's again (its snat rule comes back now, the engine re-associates).
+          if (e.eni_id == id_.eni_id && !e.private_ip.empty() && e.private_ip != id_.private_ip) {
+            e.secondary_ip = e.private_ip;
+            restored = true;
+          }
+        }
+        zone_cidrs_ = d->zone_cidrs;
+        if (restored) apply_nat();
+        for (const auto& [zone, e] : eips_) {
+          bool has_table = false;
+          for (const auto& [rtb, z] : d->table_zones) has_table = has_table || z == zone;
+          if (!has_table) {
+            warn_once("eip-zone-" + zone, "elastic IP " + e.allocation_id + " is for zone " +
+                                              log::quote(zone) +
+                                              ", which has no managed route table: never moved");
+          }
+          log::info("elastic IP " + e.allocation_id + " (" + e.public_ip + ") serves zone " +
+                    log::quote(zone));
+        }
+        next();
+      });
+}
+
+std::vector<engine::ZoneEip> Node::engine_eips() const {
+  std::vector<engine::ZoneEip> out;
+  for (const auto& [zone, e] : eips_) out.push_back({zone, e.allocation_id});
+  return out;
+}
+
+std::vector<netfilter::SnatRule> Node::snat_rules() const {
+  std::vector<netfilter::SnatRule> out;
+  for (const auto& [zone, e] : eips_) {
+    if (e.secondary_ip.empty()) continue;
+    auto c = zone_cidrs_.find(zone);
+    if (c == zone_cidrs_.end() || c->second.empty()) continue;
+    out.push_back({c->second, e.secondary_ip});
+  }
+  return out;
+}
+
+void Node::associate_eip(const engine::AssociateAddress& x) {
+  auto it = eips_.find(x.zone);
+  if (it == eips_.end()) {
+    post(eip_done(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
+    return;
+  }
+  auto associate = [this, op = x.op, epoch = x.epoch, zone = x.zone](const std::string& ip) {
+    ec2::AssociateAddressRequest r;
+    r.allocation_id = eips_[zone].allocation_id;
+    r.network_interface_id = id_.eni_id;
+    r.private_ip = ip;
+    r.allow_reassociation = true;
+    // The engine took this write's token from the client's bucket (node_execute.cc).
+    ec2_->associate_address(
+        r, {ec2::Priority::Write, milliseconds(0), /*prepaid=*/true},
+        [this, op, epoch, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
+          count_call("AssociateAddress", err_of(res));
+          const ec2::Ec2Error* err = res ? nullptr : &res.error();
+          ++eip_moves_[result_of(err)];
+          auto& e = eips_[zone];
+          if (res) {
+            e.eni_id = id_.eni_id;
+            e.private_ip = ip;
+            log::notice("elastic IP " + e.allocation_id + " (" + e.public_ip + ") of zone " +
+                        log::quote(zone) + " associated with " + ip + " on " + id_.eni_id);
+          } else {
+            log::error("elastic IP " + e.allocation_id + " of zone " + log::quote(zone) +
+                       ": AssociateAddress: " + err->describe());
+          }
+          post(eip_done(op, epoch, err));
+        });
+  };
+  if (x.home) return associate(id_.private_ip);
+  ZoneEipShell& e = it->second;
+  auto cidrs = zone_cidrs_.find(x.zone);
+  if (cidrs == zone_cidrs_.end() || cidrs->second.empty()) {
+    // Without the zone's source CIDRs no snat rule can pick its sources out: the EIP would
+    // sit on an address nothing leaves with.
+    ec2::Ec2Error err;
+    err.kind = ec2::ErrorKind::Api;
+    err.code = "hanat.NoZoneSubnets";
+    err.message = "zone " + x.zone + " has no subnet associated with its route tables";
+    ++eip_moves_[err.code];
+    log::error("elastic IP " + e.allocation_id + " of zone " + log::quote(x.zone) + ": " +
+               err.message + ", not moved");
+    post(eip_done(x.op, x.epoch, &err));
+    return;
+  }
+  if (!e.secondary_ip.empty()) return associate(e.secondary_ip);
+  ec2::AssignPrivateIpAddressesRequest a;
+  a.network_interface_id = id_.eni_id;
+  std::vector<std::string> before = known_private_ips_;
+  before.push_back(id_.private_ip);
+  ec2_->assign_private_ip_addresses(
+      a, {ec2::Priority::Write, milliseconds(0)},
+      [this, op = x.op, epoch = x.epoch, zone = x.zone, before,
+       associate](ec2::Ec2Result<ec2::AssignPrivateIpAddressesOk> res) {
+        count_call("AssignPrivateIpAddresses", err_of(res));
+        std::string ip;
+        if (res) {
+          for (const auto& cand : res->assigned) {
+            if (std::find(before.begin(), before.end(), cand) == before.end()) ip = cand;
+          }
+        }
+        if (ip.empty()) {
+          ec2::Ec2Error none;
+          none.kind = ec2::ErrorKind::Api;
+          none.code = "hanat.NoAddressAssigned";
+          none.message = "AssignPrivateIpAddresses returned no new address";
+          const ec2::Ec2Error* err = res ? &none : &res.error();
+          ++eip_moves_[result_of(err)];
+          log::error("elastic IP of zone " + log::quote(zone) +
+                     ": no secondary private IP: " + err->describe());
+          post(eip_done(op, epoch, err));
+          return;
+        }
+        known_private_ips_.push_back(ip);
+        eips_[zone].secondary_ip = ip;
+        log::notice("secondary private IP " + ip + " assigned to " + id_.eni_id + " for zone " +
+                    log::quote(zone));
+        // The zone's sources leave with this IP from now on; then the EIP follows it.
+        apply_nat();
+        associate(ip);
+      });
+}
+
+void Node::release_eip(const engine::ReleaseEip& x) {
+  auto it = eips_.find(x.zone);
+  if (it == eips_.end()) return;
+  ZoneEipShell& e = it->second;
+  log::notice("elastic IP " + e.allocation_id + " of zone " + log::quote(x.zone) +
+              ": this host no longer serves the zone, its new server takes it");
+  if (e.eni_id == id_.eni_id) {
+    e.eni_id.clear();
+    e.private_ip.clear();
+  }
+  if (x.home || e.secondary_ip.empty()) return;
+  const std::string ip = e.secondary_ip;
+  e.secondary_ip.clear();
+  apply_nat();  // the zone's sources (if any still come) masquerade again
+  ec2::UnassignPrivateIpAddressesRequest u;
+  u.network_interface_id = id_.eni_id;
+  u.private_ips = {ip};
+  ec2_->unassign_private_ip_addresses(
+      u, {ec2::Priority::Write, milliseconds(0)}, [this, ip](ec2::Ec2Result<ec2::SimpleOk> res) {
+        count_call("UnassignPrivateIpAddresses", err_of(res));
+        if (!res) {
+          log::warning("secondary private IP " + ip + " on " + id_.eni_id +
+                       ": UnassignPrivateIpAddresses: " + res.error().describe() +
+                       ", leaving it assigned");
+          return;
+        }
+        std::erase(known_private_ips_, ip);
+      });
+}
+
+json_t* Node::eips_json() const {
+  json_t* out = json_object();
+  json_t* zones = json_array();
+  std::map<std::string, const engine::EipSnapshot*> snap;
+  engine::Snapshot s;
+  if (machine_) s = machine_->snapshot();
+  for (const auto& es : s.eips) snap[es.zone] = &es;
+  for (const auto& [zone, e] : eips_) {
+    json_t* j = json_object();
+    json_object_set_new(j, "zone", json_string(zone.c_str()));
+    json_object_set_new(j, "allocation_id", json_string(e.allocation_id.c_str()));
+    json_object_set_new(j, "public_ip", json_string(e.public_ip.c_str()));
+    const bool here = !e.eni_id.empty() && e.eni_id == id_.eni_id;
+    json_object_set_new(j, "here", json_boolean(here));
+    if (!e.private_ip.empty())
+      json_object_set_new(j, "private_ip", json_string(e.private_ip.c_str()));
+    if (!e.eni_id.empty())
+      json_object_set_new(j, "network_interface_id", json_string(e.eni_id.c_str()));
+    if (!e.secondary_ip.empty())
+      json_object_set_new(j, "secondary_ip", json_string(e.secondary_ip.c_str()));
+    if (auto p = snap.find(zone); p != snap.end()) {
+      json_object_set_new(j, "held", json_boolean(p->second->held));
+      json_object_set_new(j, "home", json_boolean(p->second->home));
+      json_object_set_new(j, "in_flight", json_boolean(p->second->in_flight.has_value()));
+      if (!p->second->last_error.empty())
+        json_object_set_new(j, "last_error", json_string(p->second->last_error.c_str()));
+    }
+    json_array_append_new(zones, j);
+  }
+  json_object_set_new(out, "zones", zones);
+  json_t* problems = json_array();
+  for (const auto& p : eip_problems_) json_array_append_new(problems, json_string(p.c_str()));
+  json_object_set_new(out, "problems", problems);
+  json_t* moves = json_object();
+  for (const auto& [k, v] : eip_moves_)
+    json_object_set_new(moves, k.c_str(), json_integer(static_cast<json_int_t>(v)));
+  json_object_set_new(out, "moves", moves);
+  return out;
+}
+
+}  // namespace hanat::daemon
