@@ -308,6 +308,10 @@ status::Json Node::status() const {
     set_int(jr, "at_unix_ms",
             std::chrono::duration_cast<std::chrono::milliseconds>(r.at.time_since_epoch()).count());
     json_object_set_new(jr, "result", jstr(r.result));
+    set_int(jr, "ago_ms",
+            std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now() - r.at)
+                                          .count()));
     json_object_set_new(jr, "in_progress", json_boolean(stop_starting_.count(peer) != 0));
     if (!last || r.at > last_at) {
       last = jr;
