@@ -24,6 +24,7 @@ add_library(core STATIC
   daemon/node_startup.cc
   daemon/node_status.cc
   daemon/plan.cc
+  daemon/recovery_record.cc
   daemon/report.cc
   daemon/lifecycle.cc
   daemon/state_dir.cc

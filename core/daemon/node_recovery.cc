@@ -10,11 +10,11 @@
 // again within the cool-down, and a stop-start cut short by the restart is finished.
 
 #include <algorithm>
-#include <sstream>
 
 #include "core/daemon/daemon.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
+#include "core/daemon/recovery_record.h"
 #include "core/daemon/state_dir.h"
 #include "core/log/log.h"
 
@@ -256,12 +256,13 @@ void Node::keep_recovering(MemberList& l) const {
 }
 
 void Node::save_recoveries() {
-  std::ostringstream out;
-  out << "# hanatd: the last recovery action per peer (peer, action, unix ms, result)\n";
+  std::vector<RecoveryEntry> entries;
   for (const auto& [peer, r] : recoveries_)
-    out << peer << '\t' << r.action << '\t' << unix_ms(r.at) << '\t' << r.result << '\n';
+    entries.push_back({peer, r.action,
+                       std::chrono::duration_cast<milliseconds>(r.at.time_since_epoch()).count(),
+                       r.result});
   StateDir dir(cfg_->status.state_directory);
-  if (auto err = dir.write(kRecoveryFile, out.str()); !err.empty())
+  if (auto err = dir.write(kRecoveryFile, format_recoveries(entries)); !err.empty())
     log::warning("recovery record: " + err +
                  ": a restarted hanatd will not know this cool-down, ignoring");
 }
@@ -274,39 +275,19 @@ void Node::load_recoveries() {
     return;
   }
   if (!text.value()) return;
-  std::istringstream in(**text);
-  std::string line;
-  int n = 0;
+  auto parsed = parse_recoveries(**text);
+  for (const auto& e : parsed.errors)
+    log::warning("recovery record " + dir.file(kRecoveryFile) + " " + e + ", ignoring it");
   const auto wall = std::chrono::system_clock::now();
   const auto steady = now();
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream f(line);
-    std::string peer, action, at, result;
-    std::getline(f, peer, '\t');
-    std::getline(f, action, '\t');
-    std::getline(f, at, '\t');
-    std::getline(f, result);
-    std::int64_t ms = 0;
-    bool ok = peer.rfind("i-", 0) == 0 && !action.empty() && !at.empty();
-    if (ok) {
-      try {
-        std::size_t used = 0;
-        ms = std::stoll(at, &used);
-        ok = used == at.size();
-      } catch (const std::exception&) {
-        ok = false;
-      }
-    }
-    if (!ok) {
-      log::warning("recovery record " + dir.file(kRecoveryFile) + " line " + std::to_string(n) +
-                   ": not \"<instance-id> TAB <action> TAB <unix ms> TAB <result>\", ignoring it");
-      continue;
-    }
+  std::vector<std::string> resume;
+  for (const auto& e : parsed.entries) {
+    const std::string& peer = e.peer;
+    const std::string& action = e.action;
+    const std::string& result = e.result;
     RecoveryRecord r;
     r.action = action;
-    r.at = std::chrono::system_clock::time_point(milliseconds(ms));
+    r.at = std::chrono::system_clock::time_point(milliseconds(e.at_unix_ms));
     r.result = result;
     recoveries_[peer] = r;
     // Into the engine's clock; a time in the future (the wall clock stepped back) counts
@@ -316,16 +297,19 @@ void Node::load_recoveries() {
     log::notice("recovery record: " + action + " of " + peer + " at " + iso8601(r.at) + " (" +
                 result + "): no further recovery of it within failover.recovery_cooldown");
     if (action == "stop-start" && result.rfind("in progress", 0) == 0 &&
-        wall - r.at < kStopStartDeadline) {
-      // hanatd restarted in the middle of a stop-start: finish it, or the peer stays
-      // stopped. Not the engine's operation (op 0): its cool-down is already recorded.
-      StopStart& run = stop_starting_[peer];
-      run.deadline = std::chrono::steady_clock::now() + kStopStartDeadline;
-      for (const auto& m : discovered_.engine.members)
-        if (m.instance_id == peer) recovering_members_[peer] = m;
-      note_recovery_step(peer, "resumed after a restart, waiting for stopped");
-      stop_start_poll(peer);
-    }
+        wall - r.at < kStopStartDeadline)
+      resume.push_back(peer);
+  }
+  // hanatd restarted in the middle of a stop-start: finish it, or the peer stays stopped.
+  // Not the engine's operation (op 0): its cool-down is already recorded. After the whole
+  // file is read: each step rewrites it from recoveries_.
+  for (const auto& peer : resume) {
+    StopStart& run = stop_starting_[peer];
+    run.deadline = std::chrono::steady_clock::now() + kStopStartDeadline;
+    for (const auto& m : discovered_.engine.members)
+      if (m.instance_id == peer) recovering_members_[peer] = m;
+    note_recovery_step(peer, "resumed after a restart, waiting for stopped");
+    stop_start_poll(peer);
   }
 }
 
