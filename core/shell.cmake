@@ -22,10 +22,12 @@ add_library(core STATIC
   daemon/node_lifecycle.cc
   daemon/node_members.cc
   daemon/node_probes.cc
+  daemon/node_recovery.cc
   daemon/node_routes.cc
   daemon/node_startup.cc
   daemon/node_status.cc
   daemon/plan.cc
+  daemon/recovery_record.cc
   daemon/report.cc
   daemon/lifecycle.cc
   daemon/state_dir.cc

@@ -165,6 +165,17 @@ class Node {
   // Counts a completed EC2 call by action and outcome ("ok" or the error code).
   void count_call(const std::string& action, const ec2::Ec2Error* err);
 
+  // node_recovery.cc: the engine's RecoverPeer carried out, persisted and reported.
+  void recover_peer(const engine::RecoverPeer& r);
+  void stop_start_poll(const std::string& peer);
+  void stop_start_start(const std::string& peer);
+  void finish_recovery(const std::string& peer, const ec2::Ec2Error* err,
+                       const std::string& result);
+  void note_recovery_step(const std::string& peer, const std::string& step);
+  // Reads the state directory's record at engine start: PastRecovery per peer, status.
+  void load_recoveries();
+  void save_recoveries();
+
   // node_routes.cc
   void describe_routes(engine::OpId op);
   // Reads the forwarding ENI's source/destination check; turns it off when found on (drift).
@@ -185,6 +196,9 @@ class Node {
   void start_refresh();
   void refresh_members(const std::string& why);
   void apply_members(MemberList l);
+  // Peers being stop-started stay members while EC2 lists them stopping or stopped
+  // (node_recovery.cc).
+  void keep_recovering(MemberList& l) const;
   void check_unknown_targets(const engine::Target& t, const std::string& table);
   void warn_once(const std::string& key, const std::string& message);
   void start_peer_probes();  // node_probes.cc
@@ -317,6 +331,23 @@ class Node {
   std::uint64_t sdc_repairs_ = 0;  // source/destination check found on and turned off
   bool sdc_in_flight_ = false;     // a read or repair of the check is under way
   std::chrono::steady_clock::time_point started_;
+  // Recovery actions (node_recovery.cc). One record per peer, the last action against it;
+  // kept in [status] state_directory so that a restarted hanatd keeps the cool-down.
+  struct RecoveryRecord {
+    std::string action;  // reboot | stop-start | terminate
+    std::chrono::system_clock::time_point at;
+    std::string result;  // "in progress: <step>", "ok", or "failed: <EC2 code or why>"
+  };
+  std::map<std::string, RecoveryRecord> recoveries_;
+  struct StopStart {
+    engine::OpId op = 0;
+    engine::Epoch epoch = 0;
+    std::chrono::steady_clock::time_point deadline;
+    int start_attempts = 0;
+    std::unique_ptr<uv::Timer> timer;
+  };
+  std::map<std::string, StopStart> stop_starting_;            // peer -> run in progress
+  std::map<std::string, engine::Member> recovering_members_;  // as last listed, by peer
 };
 
 }  // namespace hanat::daemon

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // DOC: core/daemon/node_execute.cc carries out the engine's actions: execute() applies the
-// NAT (netfilter), writes routes (write_route), moves Elastic IPs, sends recovery actions
-// for a peer that stayed down, logs transitions, and exits when the handover is finished.
+// NAT (netfilter), writes routes (write_route), moves Elastic IPs, hands recovery actions
+// for a silent peer to node_recovery.cc, logs transitions, and exits when the handover is finished.
 // Each EC2 call made here goes back to the engine as Ec2Done. count_call(), which counts
 // every completed EC2 call by action and outcome (start-up and read-back use it too), lives
 // here with the outcome labels it shares with write_route().
@@ -107,35 +107,7 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::ReleaseEip>) {
           release_eip(x);
         } else if constexpr (std::is_same_v<T, engine::RecoverPeer>) {
-          const char* action = x.what == engine::RecoveryAction::Terminate   ? "TerminateInstances"
-                               : x.what == engine::RecoveryAction::StopStart ? "StopInstances"
-                                                                             : "RebootInstances";
-          auto cb = [this, op = x.op, epoch = x.epoch, what = x.what, peer = x.peer,
-                     action](ec2::Ec2Result<ec2::InstanceStateChangesOk> res) {
-            count_call(action, err_of(res));
-            if (res) log::notice("peer " + peer + ": recovery action sent");
-            post(done_of(op, epoch, res ? nullptr : &res.error()));
-            (void)what;
-          };
-          log::notice("peer " + x.peer + ": stayed down, recovery action " +
-                      std::to_string(static_cast<int>(x.what)));
-          if (x.what == engine::RecoveryAction::Terminate) {
-            ec2::TerminateInstancesRequest r;
-            r.instance_ids = {x.peer};
-            ec2_->terminate_instances(r, {ec2::Priority::Write, milliseconds(0)}, cb);
-          } else if (x.what == engine::RecoveryAction::StopStart) {
-            ec2::StopInstancesRequest r;
-            r.instance_ids = {x.peer};
-            ec2_->stop_instances(r, {ec2::Priority::Write, milliseconds(0)}, cb);
-          } else {
-            ec2::RebootInstancesRequest r;
-            r.instance_ids = {x.peer};
-            ec2_->reboot_instances(r, {ec2::Priority::Write, milliseconds(0)},
-                                   [cb](ec2::Ec2Result<ec2::SimpleOk> res) {
-                                     if (res) return cb(ec2::InstanceStateChangesOk{});
-                                     cb(core::Unexpected(res.error()));
-                                   });
-          }
+          recover_peer(x);  // node_recovery.cc
         } else if constexpr (std::is_same_v<T, engine::Notify>) {
           // Going back to the warm pool on scale-in runs the group's terminating hooks
           // (Warmed:Pending:Wait): released once drained, as on termination.

@@ -229,6 +229,7 @@ void Node::refresh_members(const std::string& why) {
 }
 
 void Node::apply_members(MemberList l) {
+  keep_recovering(l);
   note_missing_members(l.missing);
   auto& current = discovered_.engine.members;
   if (l.addresses.count(id_.instance_id) == 0) {

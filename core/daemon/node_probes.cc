@@ -51,6 +51,7 @@ void Node::watch_own_link() {
                    " is down: failed peer probes are not counted against the peers until it "
                    "is back");
     }
+    feed_self_health();  // no recovery action while it is down
   });
   if (!w) {
     log::warning(w.error() + ": peer probe failures are taken at face value");
@@ -368,6 +369,10 @@ void Node::feed_self_health() {
     h.detail += (h.detail.empty() ? "" : "; ") + ("egress self-check failed: " + egress_detail_);
   }
   h.at = now();
+  // Only a configured egress check that is Up vouches for this host end to end: it clears
+  // a self-suspicion (every peer silent at once) for a recovery action.
+  h.egress_confirmed = egress_ && egress_health_ == engine::Health::Up;
+  h.link_ok = !own_link_ || own_link_->up();
   post(h);
   if (!nat_healthy_ && nat_) {
     engine::NatApplied n;

@@ -372,6 +372,11 @@ engine::Config Node::engine_config(const Discovered& d) const {
   e.recovery = to_engine(cfg_->failover.recovery_action);
   e.recovery_after = cfg_->failover.recovery_after;
   e.recovery_cooldown = cfg_->failover.recovery_cooldown;
+  // Peers that fall silent within one detection time of each other fell silent at once
+  // (probes of all peers go out in the same interval; each needs `fall` misses).
+  e.suspect_window = std::chrono::duration_cast<engine::Millis>(
+      cfg_->probe.interval * cfg_->probe.fall + cfg_->probe.timeout);
+  e.egress_check = !cfg_->egress.targets.empty();
   if (cfg_->failover.move_eip) e.eips = engine_eips();
   return e;
 }
@@ -396,6 +401,8 @@ void Node::start_engine(Discovered d) {
   start_probes();
   start_notices();
   start_refresh();
+  load_recoveries();  // the cool-down of recovery actions before a restart
+  feed_self_health();
   // A drain asked for before the engine ran goes first: a host started drained never
   // claims a route, not even for one tick.
   if (drain_pending_) post(engine::Drain{*drain_pending_, now()});

@@ -230,6 +230,13 @@ status::Json Node::status() const {
     json_object_set_new(jm, "zone", jstr(m.zone));
     json_object_set_new(jm, "self", json_boolean(m.self));
     json_object_set_new(jm, "agent_answered", json_boolean(m.agent_answered));
+    if (!m.self) {
+      // silent: nothing answered since it went DOWN (only such a peer may be recovered);
+      // agent_silent: its host answers, its hanatd does not (kept UP, given no table).
+      json_object_set_new(jm, "silent", json_boolean(m.silent));
+      json_object_set_new(jm, "agent_silent", json_boolean(m.agent_silent));
+      if (m.agent_silent) json_object_set_new(jm, "note", jstr("hanatd not answering"));
+    }
     if (m.no_agent) json_object_set_new(jm, "note", jstr("not running hanatd"));
     json_object_set_new(
         jm, "health",
@@ -290,6 +297,36 @@ status::Json Node::status() const {
     json_array_append_new(members, jm);
   }
   json_object_set_new(root, "members", members);
+  // Recovery (DESIGN rule 8): the last action per peer, as kept in the state directory,
+  // and whether this member currently suspects itself (every peer silent at once).
+  json_t* rec = json_object();
+  json_object_set_new(rec, "action", jstr(config::to_string(cfg_->failover.recovery_action)));
+  json_object_set_new(rec, "suspect", json_boolean(s.suspect));
+  json_object_set_new(rec, "self_confirmed", json_boolean(s.self_confirmed));
+  json_t* last = nullptr;
+  std::chrono::system_clock::time_point last_at{};
+  json_t* peers = json_object();
+  for (const auto& [peer, r] : recoveries_) {
+    json_t* jr = json_object();
+    json_object_set_new(jr, "target", jstr(peer));
+    json_object_set_new(jr, "action", jstr(r.action));
+    set_int(jr, "at_unix_ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(r.at.time_since_epoch()).count());
+    json_object_set_new(jr, "result", jstr(r.result));
+    set_int(jr, "ago_ms",
+            std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now() - r.at)
+                                          .count()));
+    json_object_set_new(jr, "in_progress", json_boolean(stop_starting_.count(peer) != 0));
+    if (!last || r.at > last_at) {
+      last = jr;
+      last_at = r.at;
+    }
+    json_object_set_new(peers, peer.c_str(), jr);
+  }
+  if (last) json_object_set(rec, "last", last);
+  json_object_set_new(rec, "peers", peers);
+  json_object_set_new(root, "recovery", rec);
   json_t* tables = json_array();
   for (const auto& t : s.tables) {
     json_t* jt = json_object();

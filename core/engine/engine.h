@@ -34,7 +34,11 @@
 //   (machine_routes.cc); 5 failback -> claim() (LiveMember / Fallback cases,
 //   machine_routes.cc); 6 self-health -> on_serving() to Failing (machine.cc); 7 write
 //   economy -> want() and the token bucket (machine_routes.cc); 8 optional actions ->
-//   move_eips(), maybe_recover() (machine_routes.cc).
+//   move_eips(), maybe_recover() (machine_routes.cc); 8's safe recovery and
+//   self-suspicion (a member that sees every peer fall silent at once suspects itself
+//   first) and 10's agent-silent peer -> maybe_recover(), suspicion(), agent_silent() and
+//   their use in claim() and recompute_allocation(); the rules are spelled out in
+//   machine.h's header comment.
 
 #include "core/engine/allocation.h"
 #include "core/engine/machine.h"

@@ -215,8 +215,21 @@ Snapshot Machine::snapshot() const {
                            m.health.tracker(ProbeKind::Agent).state() == Health::Down,
                        {self ? Health::Unknown : m.health.path_state(ProbePath::Private),
                         self ? Health::Unknown : m.health.path_state(ProbePath::Public)},
-                       !self && m.health.probed(ProbePath::Public)});
+                       !self && m.health.probed(ProbePath::Public),
+                       false,
+                       false,
+                       std::nullopt});
+    MemberSnapshot& ms = s.members.back();
+    ms.silent = !self && silent(m);
+    ms.agent_silent = !self && agent_silent(m);
+    if (auto r = last_recovery_.find(m.m.instance_id); r != last_recovery_.end()) {
+      ms.last_recovery = r->second;
+    }
   }
+  auto first = suspicion();
+  s.suspect = first.has_value();
+  s.self_confirmed = first ? confirmed_since(*first) : checks_pass();
+  s.link_ok = link_ok_;
   for (std::size_t i : order_) {
     const TableState& t = tables_[i];
     TableSnapshot ts;

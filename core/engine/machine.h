@@ -13,6 +13,40 @@
 // priority order, the state's policy says which target it wants (claim for self, hand over
 // to a peer, rescue to the fallback) and the write pipeline emits what is missing, paced by
 // a token bucket, never duplicating an in-flight write, retrying with exponential backoff.
+//
+// Recovery (DESIGN rules 8 and 10; maybe_recover()): a peer is rebooted, stop-started or
+// terminated only when
+//  - it is *silent*: DOWN because every probe kind on every probed path reached `fall`, and
+//    nothing answered since - an agent that answers "down" or "draining", or a host that
+//    still answers ICMP or TCP while its hanatd is stopped, is alive and never fenced;
+//  - it stayed silent for `recovery_after`, and this member has not recovered it within
+//    `recovery_cooldown` (PastRecovery carries the cool-down across restarts);
+//  - this member serves (Standby/Active: NAT verified, egress not failed) and its own link
+//    is up, and it is not a self-suspect (below) unless its own checks clear it;
+//  - the peer ranks after this member by (launch time, id) and no healthy member ranks
+//    before this one, so two members never fence each other.
+//
+// Self-suspicion: when every peer (one or more) fell silent within `suspect_window` of each
+// other, the likelier cause is this member's own path (its NIC, its security group, its
+// subnet), not all of its peers dying together. While that holds:
+//  - no recovery action, unless the egress self-check is configured and has passed without
+//    a break since before the first of those peers fell silent (with the link up and the
+//    NAT verified): traffic through this host's egress still reaches the internet, so the
+//    host works and the silence is on the peers' side. Without an egress check nothing can
+//    clear the suspicion: a member whose only peer fell silent never fences it.
+//  - routes held by those peers are taken over only while this member's own checks pass
+//    now: the egress check Up where one is configured (where none is, the NAT read-back and
+//    the link are all there is, as before), and the link up. Blackhole, missing and
+//    departed routes are taken as always: nobody serves them.
+// The egress check proves the public side only: a member whose private leg alone fails
+// without losing carrier (the link watch sees nothing) and whose egress still works looks,
+// to itself, exactly like a member whose peers all died; with one peer that cannot be told
+// apart from inside the host.
+//
+// An agent-silent peer (its agent answered before and now fails on every path, the host
+// still answering other probes: hanatd stopped, crashed or restarting) stays UP: its routes
+// are not taken (DESIGN rule 10, the nftables table outlives the process) and it is never
+// fenced, but it is allocated no table until its agent answers again (rule 9).
 
 #include <optional>
 #include <string>
@@ -44,7 +78,15 @@ class Machine {
     PeerHealth health;    // unused for self
     Time health_since{};  // when health last changed (or the member appeared)
     std::optional<Time> down_since;
-    std::optional<Time> last_recovery;
+    // The last probe of any kind that got an answer (an agent saying down or draining
+    // included): a peer heard since it went DOWN is not silent.
+    std::optional<Time> last_heard;
+    // Failed probes per (path, kind) since anything last answered; silent_since is set when
+    // every probed kind on every probed path has `fall` of them.
+    std::array<std::array<int, kProbeKinds>, kProbePaths> fails_since_heard{};
+    std::optional<Time> silent_since;
+    // Failed agent probes per path since its agent last answered anything.
+    std::array<int, kProbePaths> agent_fails{};
     bool agent_answered = false;  // its hanatd answered `up` at least once
     bool no_agent_reported = false;
   };
@@ -135,6 +177,21 @@ class Machine {
   void hand_over_or_rescue(TableState& t, std::vector<Action>& out);
   void want(TableState& t, std::size_t r, const Target& target, std::vector<Action>& out);
   void maybe_recover(std::vector<Action>& out);
+  // Recovery and suspicion helpers (see the header comment).
+  [[nodiscard]] bool silent(const MemberState& m) const;
+  [[nodiscard]] bool every_kind_failed(const MemberState& m) const;
+  [[nodiscard]] bool agent_silent(const MemberState& m) const;
+  // When every peer (>= 1) is silent and they fell silent within suspect_window: the first
+  // of those times. nullopt: no self-suspicion.
+  [[nodiscard]] std::optional<Time> suspicion() const;
+  // Own checks pass now (takeover while suspect).
+  [[nodiscard]] bool checks_pass() const;
+  // Own checks have vouched for this member without a break since `since` (recovery while
+  // suspect): the egress check is configured and Up, the link up, the NAT verified.
+  [[nodiscard]] bool confirmed_since(Time since) const {
+    return cfg_->egress_check && confirmed_since_ && *confirmed_since_ <= since;
+  }
+  void update_confirmation();
   void move_eips(std::vector<Action>& out);
   [[nodiscard]] bool claiming(const RouteState& r) const;
   void strike(TableState& t, const std::string& writer);
@@ -185,6 +242,12 @@ class Machine {
 
   bool egress_ok_ = true;
   std::string egress_detail_;
+  bool egress_confirmed_ = false;
+  bool link_ok_ = true;
+  std::optional<Time> confirmed_since_;  // egress confirmed, link up and NAT ok since
+  // Recovery actions by peer id. Kept apart from members_: a stop-started peer may leave
+  // the member list and join again, and its cool-down must survive that.
+  std::unordered_map<std::string, Time> last_recovery_;
   bool nat_ok_ = false;
   bool nat_failed_ = false;
   bool nat_wanted_ = true;  // an ApplyNat is due (start, failure, reload)

@@ -22,9 +22,16 @@ void Machine::absorb(const Event& ev, std::vector<Action>& out) {
   } else if (const auto* n = std::get_if<NatApplied>(&ev)) {
     absorb_nat(*n);
   } else if (const auto* s = std::get_if<SelfHealth>(&ev)) {
-    if (s->ok != egress_ok_) dirty_ = true;
+    if (s->ok != egress_ok_ || s->link_ok != link_ok_ || s->egress_confirmed != egress_confirmed_)
+      dirty_ = true;
     egress_ok_ = s->ok;
     egress_detail_ = s->detail;
+    egress_confirmed_ = s->egress_confirmed;
+    link_ok_ = s->link_ok;
+  } else if (const auto* pr = std::get_if<PastRecovery>(&ev)) {
+    auto [it, fresh] = last_recovery_.try_emplace(pr->peer, pr->at);
+    if (!fresh) it->second = std::max(it->second, pr->at);
+    dirty_ = true;
   } else if (const auto* c = std::get_if<ConfigChanged>(&ev)) {
     absorb_config(*c);
   } else if (const auto* mc = std::get_if<MembersChanged>(&ev)) {
@@ -34,12 +41,47 @@ void Machine::absorb(const Event& ev, std::vector<Action>& out) {
   } else if (!std::holds_alternative<Tick>(ev)) {
     dirty_ = true;  // drain, shutdown, termination: decided by the state handlers
   }
+  update_confirmation();
+}
+
+void Machine::update_confirmation() {
+  const bool ok = cfg_->egress_check && egress_confirmed_ && link_ok_ && nat_ok_;
+  if (!ok) {
+    confirmed_since_.reset();
+  } else if (!confirmed_since_) {
+    confirmed_since_ = now_;
+  }
 }
 
 void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
   auto it = member_by_target_.find(r.peer);
   if (it == member_by_target_.end() || it->second == self_) return;
   MemberState& m = members_[static_cast<std::size_t>(it->second)];
+  if (r.ok || r.reports_down) {
+    // Anything that answers - ICMP, TCP, an agent saying up, down or draining - is alive.
+    if (!m.last_heard || *m.last_heard < r.at) m.last_heard = r.at;
+    for (auto& path : m.fails_since_heard) path.fill(0);
+    if (m.silent_since) dirty_ = true;  // recovery and suspicion read it
+    m.silent_since.reset();
+  } else if (static_cast<std::size_t>(r.path) < kProbePaths &&
+             static_cast<std::size_t>(r.kind) < kProbeKinds) {
+    int& n =
+        m.fails_since_heard[static_cast<std::size_t>(r.path)][static_cast<std::size_t>(r.kind)];
+    n = std::min(n + 1, cfg_->peer_thresholds.fall);
+    if (!m.silent_since && every_kind_failed(m)) {
+      m.silent_since = r.at;
+      dirty_ = true;
+    }
+  }
+  bool agent_silent_before = agent_silent(m);
+  if (r.kind == ProbeKind::Agent && static_cast<std::size_t>(r.path) < kProbePaths) {
+    if (r.ok || r.reports_down) {
+      m.agent_fails.fill(0);
+    } else {
+      int& n = m.agent_fails[static_cast<std::size_t>(r.path)];
+      n = std::min(n + 1, cfg_->peer_thresholds.fall);
+    }
+  }
   if (r.kind == ProbeKind::Agent && r.ok && !m.agent_answered) {
     // Its hanatd runs: from now on it may be allocated tables (DESIGN rule 9).
     m.agent_answered = true;
@@ -58,6 +100,10 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
       m.health.tracker(ProbeKind::Agent).state() == Health::Down) {
     m.no_agent_reported = true;
     out.push_back(PeerWithoutAgent{m.m.instance_id});
+  }
+  if (agent_silent(m) != agent_silent_before) {
+    alloc_dirty_ = true;  // an agent-silent peer is allocated nothing (DESIGN rule 9)
+    dirty_ = true;
   }
   if (change != HealthChange::Changed) return;
   Health after = m.health.state();

@@ -67,6 +67,7 @@ void Machine::claim(TableState& t, std::vector<Action>& out) {
   const bool held = now_ < t.hold_until;
   const Time failback_at = *eligible_since_ + cfg_->failback_delay;
   const bool home = t.zone == members_[static_cast<std::size_t>(self_)].m.zone;
+  const bool suspect = suspicion().has_value();
   for (std::size_t i = 0; i < t.routes.size(); ++i) {
     bool go = false;
     bool wait_failback = false;
@@ -82,11 +83,18 @@ void Machine::claim(TableState& t, std::vector<Action>& out) {
         go = t.adopted;
         break;
       case Holder::DeadMember:
-        go = !held;
+        // A self-suspect (every peer silent at once) takes a peer's routes only while its
+        // own checks pass: the egress check Up (where configured) and the link up.
+        go = !held && (!suspect || checks_pass());
         break;
-      case Holder::LiveMember:  // failback: only the home member, only with preempt
+      case Holder::LiveMember: {  // failback: only the home member, only with preempt
+        // Never from a peer whose hanatd is away while its host answers: its nftables table
+        // still NATs the traffic (DESIGN rule 10).
+        int m = member_of(t.routes[i].belief);
+        if (m >= 0 && agent_silent(members_[static_cast<std::size_t>(m)])) continue;
         wait_failback = cfg_->preempt && home;
         break;
+      }
       case Holder::Fallback:  // leave the NAT Gateway once this member has proven stable
         wait_failback = true;
         break;
@@ -190,6 +198,10 @@ void Machine::move_eips(std::vector<Action>& out) {
 
 void Machine::maybe_recover(std::vector<Action>& out) {
   if (cfg_->recovery == RecoveryAction::None || self_ < 0) return;
+  // This member's own data plane and link must be healthy (DESIGN rules 6 and 8): a member
+  // that cannot reach anything sees every peer fail. serving() already means the NAT is
+  // verified and the egress check has not failed.
+  if (!serving() || !healthy_self() || !link_ok_) return;
   // Two members must never fence each other, whatever their (possibly partitioned) views.
   // Members are ranked by (launch time, id); a member recovers only peers ranked after it,
   // and only while no healthy peer ranks before it. Of any pair, only one can ever act on
@@ -205,13 +217,19 @@ void Machine::maybe_recover(std::vector<Action>& out) {
       return;
     }
   }
+  // Self-suspicion: every peer fell silent at once. Only an egress check that passed from
+  // before the first of them fell silent until now clears it.
+  if (auto first = suspicion(); first && !confirmed_since(*first)) return;
   for (std::size_t i = 0; i < members_.size(); ++i) {
     int idx = static_cast<int>(i);
     MemberState& m = members_[i];
-    if (idx == self_ || m.health.state() != Health::Down || !m.down_since) continue;
+    // Never a peer that answers anything: its agent saying down or draining, or its host
+    // answering ICMP or TCP while its hanatd is stopped (DESIGN rules 8 and 10).
+    if (idx == self_ || !silent(m)) continue;
     if (rank(idx) < rank(self_)) continue;
-    Time due = *m.down_since + cfg_->recovery_after;
-    if (m.last_recovery) due = std::max(due, *m.last_recovery + cfg_->recovery_cooldown);
+    Time due = *m.silent_since + cfg_->recovery_after;
+    auto last = last_recovery_.find(m.m.instance_id);
+    if (last != last_recovery_.end()) due = std::max(due, last->second + cfg_->recovery_cooldown);
     if (now_ < due) {
       consider(due);
       continue;
@@ -219,9 +237,59 @@ void Machine::maybe_recover(std::vector<Action>& out) {
     OpId op = next_op();
     out.push_back(RecoverPeer{op, epoch_, m.m.instance_id, cfg_->recovery});
     pending_[op] = PendingOp{OpKind::Recover, epoch_, "", 0, {}, WriteApi::ReplaceRoute};
-    m.last_recovery = now_;
+    last_recovery_[m.m.instance_id] = now_;
     consider(now_ + cfg_->recovery_cooldown);
   }
+}
+
+bool Machine::every_kind_failed(const MemberState& m) const {
+  bool any = false;
+  for (int p = 0; p < kProbePaths; ++p) {
+    if (!m.health.probed(static_cast<ProbePath>(p))) continue;
+    for (ProbeKind k : cfg_->probe_kinds) {
+      any = true;
+      if (m.fails_since_heard[static_cast<std::size_t>(p)][static_cast<std::size_t>(k)] <
+          cfg_->peer_thresholds.fall) {
+        return false;
+      }
+    }
+  }
+  return any;
+}
+
+bool Machine::silent(const MemberState& m) const {
+  return m.silent_since.has_value() && m.health.state() == Health::Down;
+}
+
+bool Machine::agent_silent(const MemberState& m) const {
+  if (!agent_probed() || !m.agent_answered || m.health.reports_down()) return false;
+  bool any = false;
+  for (int p = 0; p < kProbePaths; ++p) {
+    auto path = static_cast<ProbePath>(p);
+    if (!m.health.probed(path)) continue;
+    any = true;
+    if (m.agent_fails[static_cast<std::size_t>(p)] < cfg_->peer_thresholds.fall) return false;
+  }
+  return any;
+}
+
+std::optional<Time> Machine::suspicion() const {
+  std::optional<Time> first;
+  std::optional<Time> last;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    if (static_cast<int>(i) == self_) continue;
+    const MemberState& m = members_[i];
+    if (!silent(m)) return std::nullopt;  // one peer heard: our own path works
+    if (!first || *m.silent_since < *first) first = m.silent_since;
+    if (!last || *m.silent_since > *last) last = m.silent_since;
+  }
+  if (!first || *last - *first > cfg_->suspect_window) return std::nullopt;
+  return first;
+}
+
+bool Machine::checks_pass() const {
+  if (!link_ok_ || !healthy_self()) return false;
+  return !cfg_->egress_check || egress_confirmed_;
 }
 
 void Machine::strike(TableState& t, const std::string& writer) {
@@ -248,9 +316,12 @@ void Machine::recompute_allocation() {
     // instance that carries the group tag but runs no hanatd answers ICMP, yet would never
     // claim what it is given. Without agent probes there is no way to tell; every Up peer
     // counts, as before.
+    // Nor one whose agent answered before but is silent now (hanatd stopped or restarting,
+    // the host still answering): a route given to it would reach a host that may do no NAT.
     bool up = idx == self_ ? serving()
                            : members_[i].health.state() == Health::Up &&
-                                 (members_[i].agent_answered || !agent_probed());
+                                 (members_[i].agent_answered || !agent_probed()) &&
+                                 !agent_silent(members_[i]);
     if (!up) continue;
     healthy.push_back({members_[i].m.instance_id, members_[i].m.zone, members_[i].m.launch_time});
     index.push_back(idx);

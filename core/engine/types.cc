@@ -48,6 +48,7 @@ std::vector<std::string> validate(const Config& cfg) {
   positive(cfg.nat_retry, "nat_retry");
   positive(cfg.recovery_after, "recovery_after");
   if (cfg.recovery_cooldown < Millis{0}) bad("recovery_cooldown must not be negative");
+  positive(cfg.suspect_window, "suspect_window");
   if (cfg.destinations.empty()) bad("destinations is empty");
   std::set<std::string> dests;
   for (const auto& d : cfg.destinations) {

@@ -111,6 +111,13 @@ struct Config {
   RecoveryAction recovery = RecoveryAction::None;
   Millis recovery_after{60'000};      // a peer must stay DOWN this long before recovery
   Millis recovery_cooldown{600'000};  // at most one recovery per peer per cool-down
+  // Peers that fall silent within this of each other fell silent "at once": if that is every
+  // peer, this member suspects its own path first (see machine.h, "Self-suspicion"). The
+  // shell gives one detection time: probe interval x fall + probe timeout.
+  Millis suspect_window{1'000};
+  // The shell runs the egress self-check (probes through this host's egress interface to
+  // internet targets). Only that check can clear a self-suspicion for a recovery action.
+  bool egress_check = false;
   // Optional EIP move. The member whose write of the zone's anchor table - the first of the
   // zone's tables by id - succeeded associates the zone's EIP with itself: with its primary
   // private IP for its own zone, with a secondary private IP of its own for any other zone.
@@ -206,6 +213,13 @@ struct SelfHealth {  // egress check, forwarding, masquerade read-back
   bool ok = true;
   std::string detail;
   Time at{};
+  // The egress self-check is configured and currently Up: a probe through this host's
+  // egress interface reached the internet targets. Distinct from `ok`, which is also true
+  // while that check is unknown or not configured.
+  bool egress_confirmed = false;
+  // This host's own link (the interface of its private address) has carrier. While it is
+  // down, failed peer probes are not even reported; recovery waits for it too.
+  bool link_ok = true;
 };
 struct Drain {
   bool on = true;  // false: undrain
@@ -242,8 +256,16 @@ struct Adopt {
   std::string table;
   Time at{};
 };
+// A recovery action this member started before a restart, read back from the state
+// directory: the cool-down counts from `at` (already converted to the engine's clock; in the
+// past). A later one for the same peer wins.
+struct PastRecovery {
+  std::string peer;
+  Time at{};
+};
 using Event = std::variant<ProbeResult, RoutesObserved, Ec2Done, NatApplied, SelfHealth, Drain,
-                           TerminationNotice, Shutdown, ConfigChanged, Tick, MembersChanged, Adopt>;
+                           TerminationNotice, Shutdown, ConfigChanged, Tick, MembersChanged, Adopt,
+                           PastRecovery>;
 
 // ---- actions ------------------------------------------------------------------------------
 
@@ -379,6 +401,14 @@ struct MemberSnapshot {
   // kind on it reached `fall`, Unknown otherwise or when the path is not probed.
   std::array<Health, kProbePaths> paths{};
   bool public_path = false;  // the public path is probed
+  // DOWN and nothing answered since: no probe of any kind on any path succeeded and its
+  // agent did not answer, not even "down" or "draining". Only such a peer may be recovered.
+  bool silent = false;
+  // Its agent is probed, answered before and now fails `fall` on every path while the host
+  // still answers other probes (hanatd stopped or restarting): kept UP, never fenced, but
+  // allocated no table (a route pointed at it would reach a host that may do no NAT).
+  bool agent_silent = false;
+  std::optional<Time> last_recovery;  // this member's last recovery action against it
 };
 struct RouteSnapshot {
   std::string destination;
@@ -426,6 +456,11 @@ struct Snapshot {
   std::uint64_t foreign_routes = 0;  // managed routes currently foreign
   double write_tokens = 0;
   std::optional<Time> handover_deadline;
+  // Self-suspicion (machine.h): every peer fell silent at once. `self_confirmed`: this
+  // member's own checks vouch for it (recovery may go ahead).
+  bool suspect = false;
+  bool self_confirmed = false;
+  bool link_ok = true;
 };
 
 const char* to_string(State s);

@@ -50,6 +50,7 @@ inline constexpr std::string_view kRouteWrite = "d037baf3d89b4d8da25f46babf74b20
 inline constexpr std::string_view kRouteWriteFailed = "25287c6bb61f436ebb5d822e82b91316";
 inline constexpr std::string_view kStateChanged = "276bee8dc85749749f2554d964c6e278";
 inline constexpr std::string_view kHandoverFinished = "0f113f9f33bc4723a62df80bd91469ad";
+inline constexpr std::string_view kRecovery = "3ad4ea2979c24b9581bbbb82d021d8c3";
 }  // namespace message_id
 
 // A decision: the same line as write() on stderr, or, when stderr is journald's stream

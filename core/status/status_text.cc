@@ -137,6 +137,25 @@ void print_node(std::string& out, const json_t* n) {
     }
   }
   print_eips(out, n, "  ");
+  // Recovery (DESIGN rule 8): the configured action, the last one taken, self-suspicion.
+  const json_t* rec = json_object_get(n, "recovery");
+  if (json_is_object(rec) &&
+      (str(rec, "action") != "none" || json_is_object(json_object_get(rec, "last")))) {
+    out += "recovery:    " + str(rec, "action");
+    const json_t* last = json_object_get(rec, "last");
+    if (json_is_object(last)) {
+      out += " (last: " + str(last, "action") + " of " + str(last, "target") + ", " +
+             str(last, "result");
+      if (has_int(last, "ago_ms")) out += ", " + human_duration(num(last, "ago_ms")) + " ago";
+      out += ")";
+    }
+    if (json_is_true(json_object_get(rec, "suspect"))) {
+      out += json_is_true(json_object_get(rec, "self_confirmed"))
+                 ? " [every peer silent at once; own egress check confirms this host]"
+                 : " [every peer silent at once: suspecting this host, fencing nobody]";
+    }
+    out += "\n";
+  }
   const json_t* tables = json_object_get(n, "tables");
   if (json_array_size(tables) > 0) {
     out += "route tables:\n";

@@ -137,8 +137,15 @@ TEST(Group, RecoveryIsNeverMutualInAPartition) {
   auto b = base_config("i-b");
   a.recovery = b.recovery = RecoveryAction::Reboot;
   a.recovery_after = b.recovery_after = 30s;
+  a.egress_check = b.egress_check = true;  // both see the internet: neither suspects itself
   Sim sim{{a, b}, kTables};
   sim.run(10s, 200ms, connected);
+  for (const char* id : {"i-a", "i-b"}) {
+    SelfHealth up;
+    up.egress_confirmed = true;
+    up.at = sim.now();
+    sim.send(id, up);
+  }
   sim.run(5min, 200ms, [](const std::string&, const std::string&, Time) { return false; });
   EXPECT_GE(sim.recoveries("i-a"), 1) << "the older member recovers the peer it sees dead";
   EXPECT_EQ(sim.recoveries("i-b"), 0) << "the younger one never fences the older";
