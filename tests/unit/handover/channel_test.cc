@@ -3,7 +3,7 @@
 // flows to a taker; non-members, foreign groups and wrong pre-shared keys are refused.
 // Loopback carries all of 127.0.0.0/8, so the "member" binds 127.0.0.1 and the "stranger"
 // 127.0.0.2.
-#include "handover/channel.h"
+#include "core/handover/channel.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // The member channel's frames (handover/codec.h): round trips, bounds, MACs.
-#include "handover/codec.h"
+#include "core/handover/codec.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

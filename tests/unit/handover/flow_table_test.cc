@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // FlowTable (handover/flow_table.h): bounds, expiry, destroy, duplicates, resync.
-#include "handover/flow_table.h"
+#include "core/handover/flow_table.h"
 
 #include <gtest/gtest.h>
 

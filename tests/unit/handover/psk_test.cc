@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // load_psk() (handover/psk.h) on files made here.
-#include "handover/psk.h"
+#include "core/handover/psk.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
