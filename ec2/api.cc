@@ -478,7 +478,7 @@ Params AssignPrivateIpAddressesRequest::params() const {
 }
 Result<AssignPrivateIpAddressesOk, Ec2Error> AssignPrivateIpAddressesRequest::parse(
     std::string_view xml) {
-  auto root = parse_root(kAction, xml);
+  auto root = parse_response(kAction, xml);
   if (!root) return Unexpected(std::move(root).error());
   AssignPrivateIpAddressesOk ok;
   ok.request_id = root->text_of("requestId");
