@@ -93,7 +93,10 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
         }
         const auto& listed_eips = cfg_->failover.eips;
         if (!listed_eips.empty()) {
-          for (const auto& [zone, alloc] : listed_eips) {
+          // Not a structured binding: clang (the sanitizer build) cannot capture one.
+          for (const auto& entry : listed_eips) {
+            const std::string& zone = entry.first;
+            const std::string& alloc = entry.second;
             auto a = std::find_if(r->addresses.begin(), r->addresses.end(),
                                   [&](const ec2::Address& x) { return x.allocation_id == alloc; });
             if (a == r->addresses.end()) {
