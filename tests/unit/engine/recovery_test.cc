@@ -262,7 +262,8 @@ TEST(AgentSilent, KeepsItsRoutesIsNeverFencedAndIsAllocatedNothing) {
   // i-b's hanatd crashed: no agent answer, the host still pings.
   auto r = run(h, {{"i-b", Answer{true, false, false}}, {"i-c", kUp}}, 30min);
   EXPECT_THAT(r, IsEmpty());
-  const auto& b = member(h.snap(), "i-b");
+  const auto snap = h.snap();
+  const auto& b = member(snap, "i-b");
   EXPECT_EQ(b.health, Health::Up) << "restart is not stop (DESIGN rule 10)";
   EXPECT_TRUE(b.agent_silent);
   EXPECT_NE(table(h.snap(), "rtb-b").allocated, inst("i-b"));
