@@ -1242,6 +1242,9 @@ class Lab:
         path = path or os.path.join(n["dir"], "hanat.toml")
         text = cfgmod.render(cfgmod.nat_sections(
             self.desc, n, os.path.join(n["dir"], "hanatd.sock"), overrides, credentials))
-        with open(path, "w") as f:
+        # 0600 as a real deployment has it: hanatd warns about static keys others can read.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(text)
         return path
