@@ -63,13 +63,35 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
     if (m.silent_since && suspicion()) {
       // Every peer fell silent at once and one of them answers again: the silence was most
       // likely this member's own path (machine.h "Self-suspicion"), and it ends peer by
-      // peer as probes get through again. What the others did meanwhile proves nothing, so
-      // their silence is judged afresh from now: otherwise the first answer would lift the
-      // suspicion and fence every peer whose next probe has not come back yet.
-      for (auto& other : members_) {
-        if (&other == &m || !other.silent_since) continue;
-        for (auto& path : other.fails_since_heard) path.fill(0);
-        other.silent_since.reset();
+      // peer as probes get through again. Nothing seen through that path is evidence, so
+      // every silent peer, this one included, is judged afresh from now (Unknown, its runs
+      // cleared): otherwise the first answer would lift the suspicion, and every peer still
+      // climbing back to `rise` would have its tables taken, and those whose next probe has
+      // not come back yet would be fenced. Only with two or more peers: a lone peer always
+      // falls silent "at once", which tells nothing about this member's path (and its
+      // answer is the ordinary start of its rise). Reported in instance-id order.
+      std::vector<MemberState*> afresh;
+      for (std::size_t i = 0; i < members_.size(); ++i) {
+        if (static_cast<int>(i) != self_ && members_[i].silent_since) {
+          afresh.push_back(&members_[i]);
+        }
+      }
+      std::sort(afresh.begin(), afresh.end(), [](const MemberState* x, const MemberState* y) {
+        return x->m.instance_id < y->m.instance_id;
+      });
+      if (afresh.size() < 2) afresh.clear();
+      for (MemberState* other : afresh) {
+        for (auto& path : other->fails_since_heard) path.fill(0);
+        other->silent_since.reset();
+        const Health was = other->health.state();
+        other->health.forget("judged afresh: every peer fell silent at once and " +
+                             m.m.instance_id +
+                             " answers again, so this member's own path was broken");
+        if (was == Health::Unknown) continue;
+        out.push_back(PeerChanged{other->m.instance_id, was, Health::Unknown, other->health.why()});
+        other->health_since = now_;
+        other->down_since.reset();
+        alloc_dirty_ = true;
       }
     }
     for (auto& path : m.fails_since_heard) path.fill(0);

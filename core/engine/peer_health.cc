@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "core/engine/peer_health.h"
 
+#include <utility>
+
 namespace hanat::engine {
 
 void PeerHealth::configure(Thresholds t, const std::vector<ProbeKind>& kinds, bool public_path) {
@@ -15,6 +17,15 @@ void PeerHealth::configure(Thresholds t, const std::vector<ProbeKind>& kinds, bo
   }
   Health next = combine();
   if (next != Health::Unknown) state_ = next;
+}
+
+void PeerHealth::forget(std::string why) {
+  for (auto& path : trackers_) {
+    for (auto& tr : path) tr = HealthTracker(tr.thresholds());
+  }
+  reports_down_ = false;
+  state_ = Health::Unknown;
+  why_ = std::move(why);
 }
 
 Health PeerHealth::path_state(ProbePath p) const {

@@ -36,6 +36,9 @@ class PeerHealth {
   void configure(Thresholds t, const std::vector<ProbeKind>& kinds, bool public_path = false);
   // Records one result; returns Changed when the combined state flipped.
   HealthChange record(const ProbeResult& r);
+  // Back to Unknown with every tracker's runs cleared (thresholds and configuration kept):
+  // what was observed is no evidence, the peer must reach `fall` or `rise` afresh.
+  void forget(std::string why);
 
   [[nodiscard]] Health state() const { return state_; }
   [[nodiscard]] bool reports_down() const { return reports_down_; }

@@ -79,7 +79,38 @@ class PeerModel {
   }
   [[nodiscard]] Health health() const { return health_; }
 
+  // Silence (machine.h "Recovery"): every configured kind failed `fall` times since the peer
+  // last answered anything.
+  void hear(const ProbeResult& r, const std::vector<ProbeKind>& kinds, Thresholds t) {
+    if (r.ok || r.reports_down) {
+      fails_heard_.clear();
+      silent_since_.reset();
+      return;
+    }
+    int& n = fails_heard_[r.kind];
+    n = std::min(n + 1, t.fall);
+    if (silent_since_) return;
+    for (ProbeKind k : kinds) {
+      if (fails_heard_[k] < t.fall) return;
+    }
+    silent_since_ = r.at;
+  }
+  [[nodiscard]] std::optional<Time> silent_since() const {
+    return health_ == Health::Down ? silent_since_ : std::nullopt;
+  }
+  [[nodiscard]] bool heard_silent() const { return silent_since_.has_value(); }
+  // Judged afresh: back to Unknown, nothing counted.
+  void forget() {
+    runs_.clear();
+    fails_heard_.clear();
+    silent_since_.reset();
+    says_down_ = false;
+    health_ = Health::Unknown;
+  }
+
  private:
+  std::map<ProbeKind, int> fails_heard_;
+  std::optional<Time> silent_since_;
   struct Run {
     int ok = 0;
     int failed = 0;
@@ -260,6 +291,23 @@ class RandomRun {
         ev));
     if (const auto* p = std::get_if<ProbeResult>(&ev)) {
       PeerModel& pm = peers_[p->peer];
+      if ((p->ok || p->reports_down) && pm.heard_silent() && suspected()) {
+        // Two or more peers fell silent at once and one answers: every silent peer, this
+        // one included, is judged afresh (reported in instance-id order).
+        std::set<std::string> ids;
+        for (const auto& m : cfg_.members) {
+          if (m.instance_id != cfg_.self && peers_[m.instance_id].heard_silent())
+            ids.insert(m.instance_id);
+        }
+        if (ids.size() < 2) ids.clear();  // a lone peer's silence tells nothing
+        for (const auto& id : ids) {
+          PeerModel& other = peers_[id];
+          const Health was = other.health();
+          other.forget();
+          if (was != Health::Unknown) changes_.push_back({id, was, Health::Unknown});
+        }
+      }
+      pm.hear(*p, cfg_.probe_kinds, cfg_.peer_thresholds);
       const Health before = pm.health();
       if (pm.record(*p, cfg_.probe_kinds, cfg_.peer_thresholds)) {
         changes_.push_back({p->peer, before, pm.health()});
@@ -271,6 +319,20 @@ class RandomRun {
       for (const auto& t : o->tables) listed_.insert(t.id);
     }
     return h_->send(ev);
+  }
+  // The judge's reading of self-suspicion: every peer silent (DOWN and unheard), and they
+  // fell silent within suspect_window of each other.
+  bool suspected() {
+    std::optional<Time> first;
+    std::optional<Time> last;
+    for (const auto& m : cfg_.members) {
+      if (m.instance_id == cfg_.self) continue;
+      auto at = peers_[m.instance_id].silent_since();
+      if (!at) return false;
+      if (!first || *at < *first) first = at;
+      if (!last || *at > *last) last = at;
+    }
+    return first && *last - *first <= cfg_.suspect_window;
   }
   void note(std::string what) {
     trace_.push_back(std::to_string(step_) + ": " + what);

@@ -15,7 +15,9 @@
 namespace hanat::engine::testing {
 namespace {
 
+using ::testing::Contains;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 const std::vector<TableSpec> kTwo{{"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", inst("i-b")}};
@@ -217,6 +219,60 @@ TEST(SelfSuspicion, WhenItEndsThePeersStillSilentAreJudgedAfresh) {
   r = run(h, {{"i-b", kUp}, {"i-c", kSilent}}, 3s);
   ASSERT_THAT(r, SizeIs(1));
   EXPECT_EQ(r[0].peer, "i-c");
+}
+
+// i-a (self) and i-c share zone a, each with a table there: when i-c is DOWN its table is
+// this member's to take. Egress check configured.
+const std::vector<TableSpec> kZoneAPair{
+    {"rtb-a", "a", inst("i-a")}, {"rtb-b", "b", inst("i-b")}, {"rtb-c", "a", inst("i-c")}};
+Config zone_a_pair() {
+  Config c = three();
+  c.members = {{"i-a", "", "a", 100}, {"i-b", "", "b", 200}, {"i-c", "", "a", 300}};
+  c.egress_check = true;
+  return c;
+}
+
+TEST(SelfSuspicion, WhenItEndsThePeersStillSilentTakeNoTableWhileTheyComeBack) {
+  Harness h{zone_a_pair()};
+  started(h, kZoneAPair, {{"i-b", kUp}, {"i-c", kUp}});
+  h.send(self(true, true, h.now()));
+  h.take();
+  // This member's own path breaks: its egress check fails, every peer falls silent at once.
+  h.send(SelfHealth{false, "egress self-check failed", h.now(), false, true});
+  h.complete_writes();  // it hands its own table to i-b
+  h.take();
+  rounds(h, {{"i-b", kSilent}, {"i-c", kSilent}}, 5);
+  EXPECT_TRUE(h.snap().suspect);
+  EXPECT_EQ(member(h.snap(), "i-c").health, Health::Down);
+  EXPECT_THAT(write_tables(h.take()), IsEmpty()) << "own egress failed";
+  // The path comes back: i-b answers first, the egress check passes, i-c's answers follow
+  // a round later. Neither ever was down: nothing of theirs is taken while they climb back
+  // to `rise`.
+  rounds(h, {{"i-b", kUp}, {"i-c", kSilent}}, 1);
+  EXPECT_EQ(member(h.snap(), "i-c").health, Health::Unknown);
+  h.send(self(true, true, h.now()));
+  EXPECT_EQ(member(h.snap(), "i-b").health, Health::Unknown);
+  rounds(h, {{"i-b", kUp}, {"i-c", kUp}}, 6);
+  EXPECT_THAT(write_tables(h.take()), Not(::testing::AnyOf(Contains("rtb-b"), Contains("rtb-c"))));
+  EXPECT_EQ(member(h.snap(), "i-c").health, Health::Up);
+  EXPECT_EQ(table(h.snap(), "rtb-c").routes[0].current, inst("i-c"));
+}
+
+TEST(SelfSuspicion, APeerJudgedAfreshThatStaysSilentIsTakenOverAfterFall) {
+  Harness h{zone_a_pair()};
+  started(h, kZoneAPair, {{"i-b", kUp}, {"i-c", kUp}});
+  h.send(SelfHealth{false, "egress self-check failed", h.now(), false, true});
+  h.complete_writes();  // it hands its own table to i-b
+  h.take();
+  rounds(h, {{"i-b", kSilent}, {"i-c", kSilent}}, 5);
+  rounds(h, {{"i-b", kUp}, {"i-c", kSilent}}, 1);
+  h.send(self(true, true, h.now()));
+  h.take();
+  // i-c really died with this member's outage: `fall` fresh misses and it is DOWN again.
+  rounds(h, {{"i-b", kUp}, {"i-c", kSilent}}, 3);
+  EXPECT_EQ(member(h.snap(), "i-c").health, Health::Down);
+  rounds(h, {{"i-b", kUp}, {"i-c", kSilent}}, 2);
+  EXPECT_THAT(write_tables(h.take()), ::testing::Contains("rtb-c"));
 }
 
 TEST(SelfSuspicion, AnEgressCheckThatPassedThroughoutClearsIt) {
