@@ -38,6 +38,10 @@
 //    now: the egress check Up where one is configured (where none is, the NAT read-back and
 //    the link are all there is, as before), and the link up. Blackhole, missing and
 //    departed routes are taken as always: nobody serves them.
+// When one of two or more peers that fell silent at once answers again, the suspicion is
+// taken as confirmed: every one of those peers is judged afresh (Unknown, its runs and its
+// silence cleared), so none of them loses its tables or is fenced on what this member saw
+// through its own broken path while they climb back to `rise`.
 // The egress check proves the public side only: a member whose private leg alone fails
 // without losing carrier (the link watch sees nothing) and whose egress still works looks,
 // to itself, exactly like a member whose peers all died; with one peer that cannot be told
