@@ -101,13 +101,23 @@ struct CtMessage {
   CtEntry entry;               // addresses of both directions, status
   Flow flow;                   // the original tuple with ports (ICMP: the echo id), timeout
   std::optional<uint32_t> id;  // CTA_ID
+  // The reply tuple's destination port (ICMP: its echo id), host byte order: for a
+  // source-NATed flow the public port this host chose. 0 when the reply tuple has none.
+  uint16_t reply_dport = 0;
+  std::optional<TcpInfo> tcp;  // CTA_PROTOINFO_TCP when sent (TCP entries)
 
   friend bool operator==(const CtMessage&, const CtMessage&) = default;
 };
 
+// What stateful failover replicates of a parsed entry (a dump reply, a NEW or UPDATE event):
+// nullopt for a destroy event, a family other than IPv4, a protocol other than TCP, UDP and
+// ICMP, or an entry without status or public port.
+[[nodiscard]] std::optional<ReplicatedFlow> replicated_flow(const CtMessage& m);
+
 // Parses one netlink message (`len` bytes from `msg`, any alignment) of the ctnetlink
 // subsystem. Errors (a message of another subsystem or type, a truncated header or
-// attribute, a tuple without addresses, a protocol without its ports) name what is wrong;
+// attribute, a tuple without addresses, a protocol without its ports, a malformed TCP
+// protoinfo) name what is wrong;
 // nothing in the input can make it read outside [msg, msg + len).
 [[nodiscard]] core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t len);
 
