@@ -20,6 +20,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -424,14 +426,18 @@ bool should_carry(const CtMessage& m, const FlowFilter& f) {
 
 namespace {
 
+// Collects what should_carry() selects, as Flow (the handover) or ReplicatedFlow (stateful
+// failover), into `Out` (FlowDump or ReplicatedDump).
+template <class Out>
 struct FlowDumpState {
   const FlowFilter* filter;
   size_t max;
-  FlowDump* out;
+  Out* out;
 };
 
+template <class Out>
 int on_flow(const nlmsghdr* nlh, void* data) {
-  auto* st = static_cast<FlowDumpState*>(data);
+  auto* st = static_cast<FlowDumpState<Out>*>(data);
   auto m = parse_ct_message(nlh, nlh->nlmsg_len);
   if (!m || m->family != AF_INET) return MNL_CB_OK;
   ++st->out->seen;
@@ -440,22 +446,37 @@ int on_flow(const nlmsghdr* nlh, void* data) {
     ++st->out->skipped;  // read on: the reply must be consumed to its end anyway
     return MNL_CB_OK;
   }
-  st->out->flows.push_back(m->flow);
+  if constexpr (std::is_same_v<Out, FlowDump>) {
+    st->out->flows.push_back(m->flow);
+  } else if (auto r = replicated_flow(*m)) {
+    st->out->flows.push_back(*r);
+  }
   return MNL_CB_OK;
+}
+
+template <class Out>
+core::Result<Out, Error> dump_carried(FlowFilter filter, size_t max,
+                                      std::chrono::milliseconds timeout) {
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  Out out;
+  FlowDumpState<Out> st{&filter, max, &out};
+  if (auto ok = sock->dump(on_flow<Out>, &st); !ok) return core::Unexpected(ok.error());
+  return out;
 }
 
 }  // namespace
 
 core::Result<FlowDump, Error> dump_flows(FlowFilter filter, size_t max,
                                          std::chrono::milliseconds timeout) {
-  const auto local = local_ipv4_addresses();
-  filter.local.insert(filter.local.end(), local.begin(), local.end());
-  auto sock = CtSocket::open(timeout);
-  if (!sock) return core::Unexpected(sock.error());
-  FlowDump out;
-  FlowDumpState st{&filter, max, &out};
-  if (auto ok = sock->dump(on_flow, &st); !ok) return core::Unexpected(ok.error());
-  return out;
+  return dump_carried<FlowDump>(std::move(filter), max, timeout);
+}
+
+core::Result<ReplicatedDump, Error> dump_replicated_flows(FlowFilter filter, size_t max,
+                                                          std::chrono::milliseconds timeout) {
+  return dump_carried<ReplicatedDump>(std::move(filter), max, timeout);
 }
 
 }  // namespace hanat::netfilter

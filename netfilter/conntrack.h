@@ -153,4 +153,16 @@ struct FlowDump {
     FlowFilter filter, size_t max,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
+struct ReplicatedDump {
+  std::vector<ReplicatedFlow> flows;  // at most `max` of them
+  uint64_t seen = 0;                  // IPv4 entries dumped
+  uint64_t skipped = 0;               // flows that matched but did not fit `max`
+};
+
+// The same selection as dump_flows() with what stateful failover replicates of each
+// (replicated_flow()): the initial state a member sends before its event stream.
+[[nodiscard]] core::Result<ReplicatedDump, Error> dump_replicated_flows(
+    FlowFilter filter, size_t max,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
 }  // namespace hanat::netfilter

@@ -112,6 +112,18 @@ std::vector<Flow> flows_from(uint32_t src) {
   return out;
 }
 
+// What B's table reports for `src`, as replication reads it (dump_replicated_flows()).
+std::vector<ReplicatedFlow> replicated_from(uint32_t src) {
+  auto filter = flow_filter({});
+  auto dump = dump_replicated_flows(*filter, 1000);
+  std::vector<ReplicatedFlow> out;
+  if (!dump) return out;
+  for (const auto& f : dump->flows) {
+    if (f.flow.src == src) out.push_back(f);
+  }
+  return out;
+}
+
 class CtInstallNetns : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -195,6 +207,15 @@ TEST_F(CtInstallNetns, InstalledUdpFlowContinuesWithTheSamePublicPortOnThisAddre
   const auto entries = flows_from(ip("198.18.5.2"));
   ASSERT_EQ(entries.size(), 1U);
   EXPECT_EQ(entries[0], f.flow);
+  // Read back as replication reads a table, the entry is the replicated flow again: the
+  // kernel's binding put the public port into the reply tuple, and the status bits are
+  // those of a translated, answered flow.
+  const auto back = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(back.size(), 1U);
+  EXPECT_EQ(back[0].public_port, public_port);
+  EXPECT_EQ(back[0].status & (IPS_SRC_NAT | IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED),
+            IPS_SRC_NAT | IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED);
+  EXPECT_GT(back[0].flow.timeout_s, 0U);
 
   // The same original tuple again, on another port: the kernel's EEXIST (NLM_F_EXCL).
   ReplicatedFlow again = f;
@@ -279,6 +300,17 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
   auto report = install_flows({f}, ip("198.19.5.1"));
   ASSERT_TRUE(report) << report.error().message;
   ASSERT_EQ(report->flows[0].outcome, InstallOutcome::Installed) << report->flows[0].error;
+  // The kernel took the TCP protoinfo: ESTABLISHED, both window scales (kept only when both
+  // directions carry IP_CT_TCP_FLAG_WINDOW_SCALE) and liberal window tracking.
+  const auto installed = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(installed.size(), 1U);
+  EXPECT_EQ(installed[0].public_port, public_port);
+  ASSERT_TRUE(installed[0].tcp.has_value());
+  EXPECT_EQ(installed[0].tcp->state, 3);  // TCP_CONNTRACK_ESTABLISHED
+  EXPECT_EQ(installed[0].tcp->wscale_orig, 7);
+  EXPECT_EQ(installed[0].tcp->wscale_reply, 7);
+  EXPECT_EQ(installed[0].tcp->flags_orig & (0x01 | 0x02 | 0x08), 0x01 | 0x02 | 0x08);
+  EXPECT_EQ(installed[0].tcp->flags_reply & (0x01 | 0x02 | 0x08), 0x01 | 0x02 | 0x08);
 
   const auto seg = mid_stream_segment(ip("198.18.5.2"), ip("198.19.5.2"), cport, kServerPort);
   const sockaddr_in to = sin("198.19.5.2", 0);
@@ -308,12 +340,51 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
   const std::string counter =
       testing::capture("nft list chain ip ctinstall_test forward_check 2>&1");
   EXPECT_NE(counter.find("counter packets 0 bytes 0"), std::string::npos) << counter;
-  // And still the one installed entry: the segment created no other.
-  const auto entries = flows_from(ip("198.18.5.2"));
+  // And still the one installed entry: the segment created no other. Nothing listens on
+  // the server, so its stack answers with a RST to B's address and public port; B matches
+  // it to the entry's reply direction and the entry closes (TCP_CONNTRACK_CLOSE).
+  std::vector<ReplicatedFlow> entries;
+  for (int i = 0; i < 20; ++i) {  // the RST is on its way: poll, 2 s at most
+    entries = replicated_from(ip("198.18.5.2"));
+    if (entries.size() != 1 || !entries[0].tcp || entries[0].tcp->state == 8) break;
+    pollfd none{-1, 0, 0};
+    (void)::poll(&none, 0, 100);
+  }
   ASSERT_EQ(entries.size(), 1U);
-  EXPECT_EQ(entries[0], f.flow);
+  EXPECT_EQ(entries[0].flow, f.flow);
+  ASSERT_TRUE(entries[0].tcp.has_value());
+  EXPECT_EQ(entries[0].tcp->state, 8);  // TCP_CONNTRACK_CLOSE
   (void)testing::sh("nft delete table ip ctinstall_test");
   for (int fd : {holder, tx, rx}) ::close(fd);
+}
+
+// Why the window-scale flags travel with the scales: without IP_CT_TCP_FLAG_WINDOW_SCALE
+// in both directions the kernel drops the scales (nlattr_to_tcp), and the entry would size
+// a scaled window 2^scale times too small.
+TEST_F(CtInstallNetns, WindowScalesWithoutTheirFlagsAreDroppedByTheKernel) {
+  ReplicatedFlow f = replica(IPPROTO_TCP, "198.18.5.7", 5000, 443, 42000);
+  f.tcp = TcpInfo{3, 7, 7, 0, 0};
+  auto report = install_flows({f}, ip("198.19.5.1"));
+  ASSERT_TRUE(report) << report.error().message;
+  ASSERT_EQ(report->flows[0].outcome, InstallOutcome::Installed) << report->flows[0].error;
+  auto entries = replicated_from(ip("198.18.5.7"));
+  ASSERT_EQ(entries.size(), 1U);
+  ASSERT_TRUE(entries[0].tcp.has_value());
+  EXPECT_EQ(entries[0].tcp->wscale_orig, 0);
+  EXPECT_EQ(entries[0].tcp->wscale_reply, 0);
+  // With the flags (what a dump of the translating NAT carries) they are kept.
+  auto removed = remove_flows({f});
+  ASSERT_TRUE(removed) << removed.error().message;
+  ASSERT_EQ(*removed, 1U);
+  f.tcp = TcpInfo{3, 7, 7, 0x01, 0x01};
+  report = install_flows({f}, ip("198.19.5.1"));
+  ASSERT_TRUE(report) << report.error().message;
+  ASSERT_EQ(report->flows[0].outcome, InstallOutcome::Installed) << report->flows[0].error;
+  entries = replicated_from(ip("198.18.5.7"));
+  ASSERT_EQ(entries.size(), 1U);
+  ASSERT_TRUE(entries[0].tcp.has_value());
+  EXPECT_EQ(entries[0].tcp->wscale_orig, 7);
+  EXPECT_EQ(entries[0].tcp->wscale_reply, 7);
 }
 
 TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotInstalled) {
