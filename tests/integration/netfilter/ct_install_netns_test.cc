@@ -358,6 +358,32 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
   for (int fd : {holder, tx, rx}) ::close(fd);
 }
 
+// Many flows go out 64 requests per datagram; each result lands on its own flow.
+TEST_F(CtInstallNetns, ManyFlowsAreInstalledInBatchesWithOneResultEach) {
+  std::vector<ReplicatedFlow> flows;
+  for (uint16_t i = 0; i < 300; ++i) {
+    flows.push_back(replica(IPPROTO_UDP, "198.18.6.1", static_cast<uint16_t>(10000 + i), 53,
+                            static_cast<uint16_t>(30000 + i)));
+  }
+  flows[150] = flows[10];       // the same original tuple again, in another datagram: EEXIST
+  flows[151].flow.proto = 132;  // SCTP: refused before any request
+  auto report = install_flows(flows, ip("198.19.5.1"));
+  ASSERT_TRUE(report) << report.error().message;
+  ASSERT_EQ(report->flows.size(), 300U);
+  EXPECT_EQ(report->installed, 298U);
+  EXPECT_EQ(report->collided, 1U);
+  EXPECT_EQ(report->failed, 1U);
+  EXPECT_EQ(report->flows[10].outcome, InstallOutcome::Installed);
+  EXPECT_EQ(report->flows[150], (FlowInstall{InstallOutcome::Collided, EEXIST}));
+  EXPECT_EQ(report->flows[151], (FlowInstall{InstallOutcome::Failed, EINVAL}));
+  EXPECT_EQ(report->flows[299].outcome, InstallOutcome::Installed);
+  EXPECT_EQ(replicated_from(ip("198.18.6.1")).size(), 298U);
+  auto removed = remove_flows(flows);
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(*removed, 298U);  // the duplicate's tuple is gone by then, SCTP never was
+  EXPECT_TRUE(replicated_from(ip("198.18.6.1")).empty());
+}
+
 // Why the window-scale flags travel with the scales: without IP_CT_TCP_FLAG_WINDOW_SCALE
 // in both directions the kernel drops the scales (nlattr_to_tcp), and the entry would size
 // a scaled window 2^scale times too small.
