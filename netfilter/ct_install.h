@@ -41,7 +41,10 @@
 //    the new entry never saw ("ACK is over upper bound"), and an INVALID reply is not
 //    de-NATed but delivered to this host, whose stack answers with a RST — so the entry is
 //    also marked IP_CT_TCP_FLAG_BE_LIBERAL in both directions (only out-of-window RSTs stay
-//    INVALID), as conntrackd does for the flows it injects unless TCPWindowTracking is on.
+//    INVALID). conntrackd does the same for the entries it commits unless TCPWindowTracking
+//    is on (conntrackd.conf(5): "TCP state-entries have window tracking disabled by
+//    default"), and so does the kernel for flows whose packets conntrack will not all see
+//    (nft_flow_offload.c, flow_offload_ct_tcp).
 //
 // Synchronous and bounded like the purge (conntrack.h): every read waits at most `timeout`.
 
