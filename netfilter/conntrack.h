@@ -28,6 +28,12 @@
 //   dump_flows()          I/O: ctnetlink dump, filtered by should_carry()
 //   CtEvents (ct_events.h) the NEW/DESTROY event stream on the loop
 //
+// Stateful failover (issue #21) reads it too, with the public port, status and TCP state:
+//
+//   replicated_flow()        pure: a parsed entry -> ReplicatedFlow (flow.h)
+//   dump_replicated_flows()  I/O: dump_flows()' selection as ReplicatedFlows
+//   install_flows() (ct_install.h) the survivor's side: recreate them here
+//
 // Like the nftables commit, the purge runs synchronously on the loop (DESIGN.md,
 // Architecture): it runs only after an apply or a repair, every socket read is bounded by
 // SO_RCVTIMEO, and deletes go out many per datagram.
