@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
@@ -19,10 +20,19 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
+#include "netfilter/ct_socket.h"
+
 namespace hanat::netfilter {
+
+using detail::attr_table_cb;
+using detail::CtSocket;
+using detail::fail_errno;
+using detail::put_ct_header;
 
 core::Result<PurgeFilter, Error> purge_filter(const NatSpec& spec) {
   PurgeFilter f;
@@ -69,44 +79,14 @@ bool should_purge(const CtEntry& e, const PurgeFilter& f) {
 
 namespace {
 
-std::error_code errno_code(int e) {
-  return {e, std::generic_category()};
-}
-
-core::Unexpected<Error> fail_errno(int e, const std::string& what) {
-  return fail(errno_code(e), "conntrack: " + what + ": " + std::strerror(e));
-}
-
-constexpr size_t kRxBufSize = 64 * 1024;
 // Deletes per datagram: their ACKs (about 1 KiB of receive buffer each) must fit the
 // default socket receive buffer before we read them.
 constexpr size_t kDeletesPerSend = 64;
-
-using SocketPtr = std::unique_ptr<mnl_socket, int (*)(mnl_socket*)>;
 
 // The raw attributes that name an entry for IPCTNL_MSG_CT_DELETE, copied from the dump.
 struct Victim {
   std::vector<uint8_t> attrs;
 };
-
-nlmsghdr* put_ct_header(uint8_t* buf, uint16_t msg, uint16_t flags, uint32_t seq) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = static_cast<uint16_t>((NFNL_SUBSYS_CTNETLINK << 8) | msg);
-  nlh->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
-  nlh->nlmsg_seq = seq;
-  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  nfg->nfgen_family = AF_INET;
-  nfg->version = NFNETLINK_V0;
-  nfg->res_id = 0;
-  return nlh;
-}
-
-int attr_table_cb(const nlattr* attr, void* data) {
-  auto* tb = static_cast<const nlattr**>(data);
-  const uint16_t type = mnl_attr_get_type(attr);
-  if (type <= CTA_MAX) tb[type] = attr;
-  return MNL_CB_OK;
-}
 
 // CTA_TUPLE_* -> its IPv4 addresses and, when `flow` is given, its protocol and ports.
 // An error names what is missing; "not IPv4" when the tuple carries no IPv4 addresses.
@@ -162,6 +142,61 @@ std::optional<std::string> parse_tuple(const nlattr* nest, CtTuple& out, Flow* f
   return std::nullopt;
 }
 
+// The destination port of a reply tuple (ICMP: its echo id); 0 when absent. The reply tuple
+// was already checked for addresses by parse_tuple().
+uint16_t reply_port(const nlattr* nest, uint8_t proto) {
+  std::array<const nlattr*, CTA_MAX + 1> tuple{};
+  if (mnl_attr_parse_nested(nest, attr_table_cb, tuple.data()) < 0) return 0;
+  if (tuple[CTA_TUPLE_PROTO] == nullptr) return 0;
+  std::array<const nlattr*, CTA_MAX + 1> p{};
+  if (mnl_attr_parse_nested(tuple[CTA_TUPLE_PROTO], attr_table_cb, p.data()) < 0) return 0;
+  const nlattr* a = p[proto == IPPROTO_ICMP ? CTA_PROTO_ICMP_ID : CTA_PROTO_DST_PORT];
+  if (a == nullptr || mnl_attr_validate(a, MNL_TYPE_U16) < 0) return 0;
+  return ntohs(mnl_attr_get_u16(a));
+}
+
+// CTA_PROTOINFO -> CTA_PROTOINFO_TCP (nf_conntrack_proto_tcp.c, tcp_to_nlattr). An error
+// names the malformed part; a protoinfo without a TCP nest is no TCP info (nullopt, no error).
+std::optional<std::string> parse_tcp_info(const nlattr* nest, std::optional<TcpInfo>& out) {
+  std::array<const nlattr*, CTA_MAX + 1> info{};
+  if (mnl_attr_parse_nested(nest, attr_table_cb, info.data()) < 0) return "protoinfo unreadable";
+  const nlattr* tcp_nest = info[CTA_PROTOINFO_TCP];
+  if (tcp_nest == nullptr) return std::nullopt;
+  std::array<const nlattr*, CTA_MAX + 1> tcp{};
+  if (mnl_attr_parse_nested(tcp_nest, attr_table_cb, tcp.data()) < 0) {
+    return "TCP protoinfo unreadable";
+  }
+  TcpInfo t;
+  auto u8 = [&](int type, uint8_t& to) {
+    const nlattr* a = tcp[static_cast<size_t>(type)];
+    if (a == nullptr) return true;
+    if (mnl_attr_validate(a, MNL_TYPE_U8) < 0) return false;
+    to = mnl_attr_get_u8(a);
+    return true;
+  };
+  // Flags travel as struct nf_ct_tcp_flags {flags, mask}; a dump sends mask 0.
+  auto flags = [&](int type, uint8_t& to) {
+    const nlattr* a = tcp[static_cast<size_t>(type)];
+    if (a == nullptr) return true;
+    if (mnl_attr_get_payload_len(a) < sizeof(nf_ct_tcp_flags)) return false;
+    to = static_cast<const nf_ct_tcp_flags*>(mnl_attr_get_payload(a))->flags;
+    return true;
+  };
+  if (tcp[CTA_PROTOINFO_TCP_STATE] == nullptr) return "TCP protoinfo without state";
+  if (!u8(CTA_PROTOINFO_TCP_STATE, t.state)) return "TCP state truncated";
+  if (t.state >= TCP_CONNTRACK_MAX) return "TCP state " + std::to_string(t.state) + " unknown";
+  if (!u8(CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, t.wscale_orig) ||
+      !u8(CTA_PROTOINFO_TCP_WSCALE_REPLY, t.wscale_reply)) {
+    return "TCP window scale truncated";
+  }
+  if (!flags(CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, t.flags_orig) ||
+      !flags(CTA_PROTOINFO_TCP_FLAGS_REPLY, t.flags_reply)) {
+    return "TCP flags truncated";
+  }
+  out = t;
+  return std::nullopt;
+}
+
 void copy_attr(const nlattr* a, std::vector<uint8_t>& to) {
   const auto* p = reinterpret_cast<const uint8_t*>(a);
   const size_t len = MNL_ALIGN(a->nla_len);
@@ -209,118 +244,49 @@ std::vector<uint32_t> local_addresses_of_namespace() {
   return out;
 }
 
-class CtSocket {
- public:
-  static core::Result<CtSocket, Error> open(std::chrono::milliseconds timeout) {
-    SocketPtr sock(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC), mnl_socket_close);
-    if (!sock) return fail_errno(errno, "netlink socket");
-    if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return fail_errno(errno, "bind");
-    int on = 1;
-    (void)mnl_socket_setsockopt(sock.get(), NETLINK_CAP_ACK, &on, sizeof on);
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-    if (setsockopt(mnl_socket_get_fd(sock.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
-      return fail_errno(errno, "SO_RCVTIMEO");
-    }
-    return CtSocket(std::move(sock), timeout);
-  }
+// Dumps the IPv4 table, collecting the entries to delete.
+core::Result<std::vector<Victim>, Error> collect_victims(CtSocket& sock, const PurgeFilter& f,
+                                                         PurgeResult& r) {
+  std::vector<Victim> victims;
+  DumpState st{&f, &r, &victims};
+  if (auto ok = sock.dump(on_entry, &st); !ok) return core::Unexpected(ok.error());
+  return victims;
+}
 
-  // Dumps the IPv4 table, collecting the entries to delete.
-  core::Result<std::vector<Victim>, Error> dump(const PurgeFilter& f, PurgeResult& r) {
-    std::vector<Victim> victims;
-    DumpState st{&f, &r, &victims};
-    if (auto ok = dump(on_entry, &st); !ok) return core::Unexpected(ok.error());
-    return victims;
-  }
-
-  // Dumps the IPv4 table, calling `cb` (a libmnl callback) with `data` for each entry.
-  core::Result<std::monostate, Error> dump(mnl_cb_t cb, void* data) {
-    const uint32_t seq = seq_++;
-    nlmsghdr* nlh = put_ct_header(rx_.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq);
-    if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
-      return fail_errno(errno, "dump request");
+// Deletes the victims, many per datagram; returns how many the kernel deleted.
+core::Result<uint64_t, Error> remove_victims(CtSocket& sock, const std::vector<Victim>& victims) {
+  uint64_t deleted = 0;
+  std::vector<uint8_t> tx;
+  std::vector<uint8_t> msg(MNL_SOCKET_BUFFER_SIZE);
+  for (size_t begin = 0; begin < victims.size(); begin += kDeletesPerSend) {
+    const size_t end = std::min(victims.size(), begin + kDeletesPerSend);
+    tx.clear();
+    const uint32_t first = sock.take_seq(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      nlmsghdr* nlh = put_ct_header(msg.data(), IPCTNL_MSG_CT_DELETE, NLM_F_ACK,
+                                    first + static_cast<uint32_t>(i - begin));
+      std::memcpy(mnl_nlmsg_get_payload_tail(nlh), victims[i].attrs.data(),
+                  victims[i].attrs.size());
+      nlh->nlmsg_len += static_cast<uint32_t>(victims[i].attrs.size());
+      tx.insert(tx.end(), msg.data(), msg.data() + nlh->nlmsg_len);
     }
-    const uint32_t portid = mnl_socket_get_portid(sock_.get());
-    for (;;) {
-      const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return read_error(errno, "dump");
-      }
-      const int rc = mnl_cb_run(rx_.data(), static_cast<size_t>(n), seq, portid, cb, data);
-      if (rc == MNL_CB_STOP) break;
-      if (rc < 0) return fail_errno(errno, "dump");
-    }
-    return std::monostate{};
-  }
-
-  // Deletes the victims, many per datagram; returns how many the kernel deleted.
-  core::Result<uint64_t, Error> remove(const std::vector<Victim>& victims) {
-    uint64_t deleted = 0;
-    std::vector<uint8_t> tx;
-    for (size_t begin = 0; begin < victims.size(); begin += kDeletesPerSend) {
-      const size_t end = std::min(victims.size(), begin + kDeletesPerSend);
-      tx.clear();
-      const uint32_t first = seq_;
-      for (size_t i = begin; i < end; ++i) {
-        const size_t at = tx.size();
-        const size_t len =
-            MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + victims[i].attrs.size();
-        tx.resize(at + len);
-        nlmsghdr* nlh = put_ct_header(tx.data() + at, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq_++);
-        std::memcpy(mnl_nlmsg_get_payload_tail(nlh), victims[i].attrs.data(),
-                    victims[i].attrs.size());
-        nlh->nlmsg_len += static_cast<uint32_t>(victims[i].attrs.size());
-      }
-      if (mnl_socket_sendto(sock_.get(), tx.data(), tx.size()) < 0) {
-        return fail_errno(errno, "delete");
-      }
-      size_t pending = end - begin;
-      while (pending > 0) {
-        const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return read_error(errno, "delete");
-        }
-        int len = static_cast<int>(n);
-        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data()); mnl_nlmsg_ok(nlh, len);
-             nlh = mnl_nlmsg_next(nlh, &len)) {
-          if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq < first || nlh->nlmsg_seq >= seq_)
-            continue;
-          if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr)) continue;
-          const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-          --pending;
+    int hard = 0;
+    auto sent = sock.send_acked(
+        tx, first, end - begin,
+        [&](size_t, int error) {
           // ENOENT: the entry expired, or was replaced (its id changed) since the dump.
-          if (err->error == 0) {
+          if (error == 0) {
             ++deleted;
-          } else if (-err->error != ENOENT) {
-            return fail_errno(-err->error, "delete");
+          } else if (error != ENOENT && hard == 0) {
+            hard = error;
           }
-        }
-      }
-    }
-    return deleted;
+        },
+        "delete");
+    if (!sent) return core::Unexpected(sent.error());
+    if (hard != 0) return fail_errno(hard, "delete");
   }
-
- private:
-  CtSocket(SocketPtr sock, std::chrono::milliseconds timeout)
-      : sock_(std::move(sock)), timeout_(timeout), rx_(kRxBufSize) {}
-
-  core::Unexpected<Error> read_error(int e, const std::string& what) const {
-    if (e == EAGAIN || e == EWOULDBLOCK) {
-      return fail(std::make_error_code(std::errc::timed_out),
-                  "conntrack: " + what + ": no answer from the kernel within " +
-                      std::to_string(timeout_.count()) + " ms");
-    }
-    return fail_errno(e, what);
-  }
-
-  SocketPtr sock_;
-  std::chrono::milliseconds timeout_;
-  std::vector<uint8_t> rx_;
-  uint32_t seq_ = 1;
-};
+  return deleted;
+}
 
 }  // namespace
 
@@ -331,9 +297,9 @@ core::Result<PurgeResult, Error> purge_unnatted(PurgeFilter filter,
   auto sock = CtSocket::open(timeout);
   if (!sock) return core::Unexpected(sock.error());
   PurgeResult r;
-  auto victims = sock->dump(filter, r);
+  auto victims = collect_victims(*sock, filter, r);
   if (!victims) return core::Unexpected(victims.error());
-  auto deleted = sock->remove(*victims);
+  auto deleted = remove_victims(*sock, *victims);
   if (!deleted) return core::Unexpected(deleted.error());
   r.purged = *deleted;
   return r;
@@ -395,6 +361,10 @@ core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t le
     return bad("original " + *e);
   }
   if (auto e = parse_tuple(tb[CTA_TUPLE_REPLY], m.entry.reply)) return bad("reply " + *e);
+  m.reply_dport = reply_port(tb[CTA_TUPLE_REPLY], m.flow.proto);
+  if (tb[CTA_PROTOINFO] != nullptr && m.flow.proto == IPPROTO_TCP) {
+    if (auto e = parse_tcp_info(tb[CTA_PROTOINFO], m.tcp)) return bad(*e);
+  }
   if (tb[CTA_STATUS] != nullptr) {
     if (mnl_attr_validate(tb[CTA_STATUS], MNL_TYPE_U32) < 0) return bad("status truncated");
     m.entry.status = ntohl(mnl_attr_get_u32(tb[CTA_STATUS]));
@@ -408,6 +378,20 @@ core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t le
     m.id = ntohl(mnl_attr_get_u32(tb[CTA_ID]));
   }
   return m;
+}
+
+std::optional<ReplicatedFlow> replicated_flow(const CtMessage& m) {
+  if (m.kind == CtKind::Destroy || m.family != AF_INET || !m.entry.status) return std::nullopt;
+  if (m.flow.proto != IPPROTO_TCP && m.flow.proto != IPPROTO_UDP && m.flow.proto != IPPROTO_ICMP) {
+    return std::nullopt;
+  }
+  if (m.reply_dport == 0) return std::nullopt;
+  ReplicatedFlow r;
+  r.flow = m.flow;
+  r.public_port = m.reply_dport;
+  r.status = *m.entry.status;
+  if (m.flow.proto == IPPROTO_TCP) r.tcp = m.tcp;
+  return r;
 }
 
 core::Result<FlowFilter, Error> flow_filter(const std::vector<std::string>& cidrs) {
@@ -442,14 +426,18 @@ bool should_carry(const CtMessage& m, const FlowFilter& f) {
 
 namespace {
 
+// Collects what should_carry() selects, as Flow (the handover) or ReplicatedFlow (stateful
+// failover), into `Out` (FlowDump or ReplicatedDump).
+template <class Out>
 struct FlowDumpState {
   const FlowFilter* filter;
   size_t max;
-  FlowDump* out;
+  Out* out;
 };
 
+template <class Out>
 int on_flow(const nlmsghdr* nlh, void* data) {
-  auto* st = static_cast<FlowDumpState*>(data);
+  auto* st = static_cast<FlowDumpState<Out>*>(data);
   auto m = parse_ct_message(nlh, nlh->nlmsg_len);
   if (!m || m->family != AF_INET) return MNL_CB_OK;
   ++st->out->seen;
@@ -458,22 +446,37 @@ int on_flow(const nlmsghdr* nlh, void* data) {
     ++st->out->skipped;  // read on: the reply must be consumed to its end anyway
     return MNL_CB_OK;
   }
-  st->out->flows.push_back(m->flow);
+  if constexpr (std::is_same_v<Out, FlowDump>) {
+    st->out->flows.push_back(m->flow);
+  } else if (auto r = replicated_flow(*m)) {
+    st->out->flows.push_back(*r);
+  }
   return MNL_CB_OK;
+}
+
+template <class Out>
+core::Result<Out, Error> dump_carried(FlowFilter filter, size_t max,
+                                      std::chrono::milliseconds timeout) {
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  Out out;
+  FlowDumpState<Out> st{&filter, max, &out};
+  if (auto ok = sock->dump(on_flow<Out>, &st); !ok) return core::Unexpected(ok.error());
+  return out;
 }
 
 }  // namespace
 
 core::Result<FlowDump, Error> dump_flows(FlowFilter filter, size_t max,
                                          std::chrono::milliseconds timeout) {
-  const auto local = local_ipv4_addresses();
-  filter.local.insert(filter.local.end(), local.begin(), local.end());
-  auto sock = CtSocket::open(timeout);
-  if (!sock) return core::Unexpected(sock.error());
-  FlowDump out;
-  FlowDumpState st{&filter, max, &out};
-  if (auto ok = sock->dump(on_flow, &st); !ok) return core::Unexpected(ok.error());
-  return out;
+  return dump_carried<FlowDump>(std::move(filter), max, timeout);
+}
+
+core::Result<ReplicatedDump, Error> dump_replicated_flows(FlowFilter filter, size_t max,
+                                                          std::chrono::milliseconds timeout) {
+  return dump_carried<ReplicatedDump>(std::move(filter), max, timeout);
 }
 
 }  // namespace hanat::netfilter

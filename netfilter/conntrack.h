@@ -28,6 +28,12 @@
 //   dump_flows()          I/O: ctnetlink dump, filtered by should_carry()
 //   CtEvents (ct_events.h) the NEW/DESTROY event stream on the loop
 //
+// Stateful failover (issue #21) reads it too, with the public port, status and TCP state:
+//
+//   replicated_flow()        pure: a parsed entry -> ReplicatedFlow (flow.h)
+//   dump_replicated_flows()  I/O: dump_flows()' selection as ReplicatedFlows
+//   install_flows() (ct_install.h) the survivor's side: recreate them here
+//
 // Like the nftables commit, the purge runs synchronously on the loop (DESIGN.md,
 // Architecture): it runs only after an apply or a repair, every socket read is bounded by
 // SO_RCVTIMEO, and deletes go out many per datagram.
@@ -101,13 +107,23 @@ struct CtMessage {
   CtEntry entry;               // addresses of both directions, status
   Flow flow;                   // the original tuple with ports (ICMP: the echo id), timeout
   std::optional<uint32_t> id;  // CTA_ID
+  // The reply tuple's destination port (ICMP: its echo id), host byte order: for a
+  // source-NATed flow the public port this host chose. 0 when the reply tuple has none.
+  uint16_t reply_dport = 0;
+  std::optional<TcpInfo> tcp;  // CTA_PROTOINFO_TCP when sent (TCP entries)
 
   friend bool operator==(const CtMessage&, const CtMessage&) = default;
 };
 
+// What stateful failover replicates of a parsed entry (a dump reply, a NEW or UPDATE event):
+// nullopt for a destroy event, a family other than IPv4, a protocol other than TCP, UDP and
+// ICMP, or an entry without status or public port.
+[[nodiscard]] std::optional<ReplicatedFlow> replicated_flow(const CtMessage& m);
+
 // Parses one netlink message (`len` bytes from `msg`, any alignment) of the ctnetlink
 // subsystem. Errors (a message of another subsystem or type, a truncated header or
-// attribute, a tuple without addresses, a protocol without its ports) name what is wrong;
+// attribute, a tuple without addresses, a protocol without its ports, a malformed TCP
+// protoinfo) name what is wrong;
 // nothing in the input can make it read outside [msg, msg + len).
 [[nodiscard]] core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t len);
 
@@ -140,6 +156,18 @@ struct FlowDump {
 // should_carry() selects (`filter.local` is completed with this namespace's addresses).
 // Synchronous and bounded like the purge: each read waits at most `timeout`.
 [[nodiscard]] core::Result<FlowDump, Error> dump_flows(
+    FlowFilter filter, size_t max,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+struct ReplicatedDump {
+  std::vector<ReplicatedFlow> flows;  // at most `max` of them
+  uint64_t seen = 0;                  // IPv4 entries dumped
+  uint64_t skipped = 0;               // flows that matched but did not fit `max`
+};
+
+// The same selection as dump_flows() with what stateful failover replicates of each
+// (replicated_flow()): the initial state a member sends before its event stream.
+[[nodiscard]] core::Result<ReplicatedDump, Error> dump_replicated_flows(
     FlowFilter filter, size_t max,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 

@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // fuzz_ct_message: netfilter::parse_ct_message() on arbitrary bytes, as a ctnetlink event or
-// dump reply might arrive (and should_carry() on whatever parses).
+// dump reply might arrive (and should_carry() on whatever parses); a flow replicated_flow()
+// yields is turned into its install request (append_install_message()) and parsed back.
 // Invariants: no read outside the input (ASan), an error is prefixed "conntrack message: ",
-// a parsed IPv4 message's flow carries the original tuple's addresses, and ICMP flows have
-// dport 0.
+// a parsed IPv4 message's flow carries the original tuple's addresses, ICMP flows have
+// dport 0, and an install request parses to the same flow and TCP state.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "netfilter/conntrack.h"
+#include "netfilter/ct_install.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace hanat::fuzz {
@@ -29,6 +32,19 @@ int ct_message(const std::uint8_t* data, std::size_t size) {
   }
   netfilter::FlowFilter any;
   (void)netfilter::should_carry(*m, any);
+  auto r = netfilter::replicated_flow(*m);
+  if (!r || netfilter::install_problem(*r)) return 0;
+  FUZZ_CHECK(r->public_port != 0, "replicated flow without public port");
+  std::vector<std::uint8_t> req;
+  netfilter::append_install_message(req, *r, 0xc6130909U, 1);
+  auto back = netfilter::parse_ct_message(req.data(), req.size());
+  FUZZ_CHECK(back.has_value(), "install request does not parse: " + (back ? "" : back.error()));
+  FUZZ_CHECK(back->kind == netfilter::CtKind::New, "install request is not a NEW message");
+  FUZZ_CHECK(back->flow == r->flow, "install request names another flow");
+  FUZZ_CHECK(back->flow.timeout_s == std::max<std::uint32_t>(r->flow.timeout_s, 1),
+             "install request with another timeout");
+  FUZZ_CHECK((back->tcp ? back->tcp->state : 0xff) == (r->tcp ? r->tcp->state : 0xff),
+             "install request with another TCP state");
   return 0;
 }
 

@@ -34,6 +34,12 @@ struct CtSpec {
   bool with_ports = true;
   bool no_status = false;
   bool short_status = false;  // a CTA_STATUS with a 2-byte payload
+  // CTA_PROTOINFO / CTA_PROTOINFO_TCP as tcp_to_nlattr() sends it (flags with mask 0).
+  bool with_tcp_info = false;
+  bool tcp_info_without_state = false;
+  uint8_t tcp_state = 3;  // TCP_CONNTRACK_ESTABLISHED
+  uint8_t wscale_orig = 0, wscale_reply = 0;
+  uint8_t flags_orig = 0, flags_reply = 0;
 };
 
 inline void put_tuple(nlmsghdr* nlh, uint16_t type, const CtSpec& s, uint32_t src, uint32_t dst,
@@ -76,6 +82,19 @@ inline std::vector<uint8_t> build_ct(const CtSpec& s) {
   }
   mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(s.timeout));
   mnl_attr_put_u32(nlh, CTA_ID, htonl(s.id));
+  if (s.with_tcp_info) {
+    nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+    nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
+    if (!s.tcp_info_without_state) mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, s.tcp_state);
+    mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, s.wscale_orig);
+    mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_WSCALE_REPLY, s.wscale_reply);
+    const uint8_t orig[2] = {s.flags_orig, 0};
+    const uint8_t reply[2] = {s.flags_reply, 0};
+    mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, sizeof orig, orig);
+    mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_REPLY, sizeof reply, reply);
+    mnl_attr_nest_end(nlh, tcp);
+    mnl_attr_nest_end(nlh, info);
+  }
   buf.resize(nlh->nlmsg_len);
   return buf;
 }
