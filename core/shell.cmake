@@ -31,7 +31,8 @@ add_library(core STATIC
   daemon/report.cc
   daemon/lifecycle.cc
   daemon/state_dir.cc
-  daemon/stop_kind.cc)
+  daemon/stop_kind.cc
+  daemon/keep_plan.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
   netfilter probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 
