@@ -85,6 +85,7 @@ void Node::start() {
   // discovery) follows with its own retries, and the engine's ApplyNat re-applies the same
   // spec when it starts.
   apply_nat();
+  start_steering();
   run_phase();
 }
 

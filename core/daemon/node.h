@@ -37,17 +37,21 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_set>
 #include <vector>
 
 #include "core/config/config.h"
 #include "core/daemon/forward_check.h"
 #include "core/daemon/hooks.h"
+#include "core/daemon/keep_plan.h"
 #include "core/daemon/report.h"
 #include "core/engine/machine.h"
+#include "core/handover/channel.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 #include "ec2/ec2.h"
 #include "netfilter/manager.h"
+#include "netfilter/steer.h"
 #include "probes/agent_server.h"
 #include "probes/link_watch.h"
 #include "probes/monitor.h"
@@ -346,7 +350,29 @@ class Node {
     int start_attempts = 0;
     std::unique_ptr<uv::Timer> timer;
   };
-  std::map<std::string, StopStart> stop_starting_;            // peer -> run in progress
+  // node_keep.cc: the connection-keeping handover's taking side (keep_plan.h).
+  void start_steering();  // start-up: stale steering removed, netlink opened
+  void start_channel();   // engine start: the member channel's server
+  void on_channel_flows(const std::string& member, const handover::FlowTable& table,
+                        const handover::FlowDelta& delta);
+  void drop_steering(const std::string& member, keep::SteerVerdict why);
+  // Drops the steering of members that went DOWN or left (after health or membership news).
+  void review_steering();
+  [[nodiscard]] json_t* keep_json() const;  // node_status.cc
+  struct SteeredPeer {
+    uint32_t address = 0;  // private IPv4, host order; 0 until installed
+    keep::SteerSlot slot;
+    std::unordered_set<netfilter::Flow, handover::FlowKeyHash> flows;  // in the kernel's set
+    std::uint64_t errors = 0;
+  };
+  std::unique_ptr<netfilter::Steering> steering_;
+  std::unique_ptr<handover::ChannelServer> channel_;
+  std::map<std::string, SteeredPeer> steered_;      // member -> its steering
+  std::map<uint32_t, uint32_t> steer_slots_;        // peer address -> slot index
+  std::optional<std::string> steering_catcher_;     // the member catch-unknown-TCP steers to
+  std::set<std::string> peer_down_;                 // members DOWN in this member's view
+  std::string keep_error_;                          // why the taking side is off, for status
+  std::map<std::string, StopStart> stop_starting_;  // peer -> run in progress
   std::map<std::string, engine::Member> recovering_members_;  // as last listed, by peer
 };
 

@@ -140,6 +140,12 @@ void Node::execute(const engine::Action& a) {
             failover_open_.erase(x.peer);
           }
           health_reason_[x.peer] = x.detail;
+          if (x.to == engine::Health::Down) {
+            peer_down_.insert(x.peer);
+          } else {
+            peer_down_.erase(x.peer);
+          }
+          review_steering();
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +

@@ -217,6 +217,7 @@ status::Json Node::status() const {
     json_object_set_new(root, "missing", missing);
   }
 
+  json_object_set_new(root, "handover", keep_json());
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
@@ -382,6 +383,43 @@ status::Json Node::status() const {
   json_object_set_new(root, "tables", tables);
   if (cfg_->failover.move_eip) json_object_set_new(root, "eips", eips_json());
   return status::Json(root);
+}
+
+json_t* Node::keep_json() const {
+  // The connection-keeping handover's taking side: the channel and each member's steering.
+  json_t* o = json_object();
+  if (!keep_error_.empty()) json_object_set_new(o, "error", jstr(keep_error_));
+  json_object_set_new(o, "steering_ready", json_boolean(steering_ != nullptr));
+  if (channel_) {
+    json_t* ch = json_object();
+    const auto& c = channel_->counters();
+    set_int(ch, "port", channel_->port());
+    set_int(ch, "connections", static_cast<std::int64_t>(channel_->connections()));
+    set_int(ch, "accepted", static_cast<std::int64_t>(c.accepted));
+    set_int(ch, "rejected_address", static_cast<std::int64_t>(c.rejected_address));
+    set_int(ch, "rejected_hello", static_cast<std::int64_t>(c.rejected_hello));
+    set_int(ch, "closed_bounds", static_cast<std::int64_t>(c.closed_bounds));
+    set_int(ch, "flows_received", static_cast<std::int64_t>(c.flows_received));
+    json_t* held = json_object();
+    for (const auto& [m, n] : channel_->held())
+      set_int(held, m.c_str(), static_cast<std::int64_t>(n));
+    json_object_set_new(ch, "held", held);
+    json_object_set_new(o, "channel", ch);
+  }
+  json_t* steered = json_array();
+  for (const auto& [m, p] : steered_) {
+    json_t* j = json_object();
+    json_object_set_new(j, "member", jstr(m));
+    set_int(j, "mark", p.slot.mark);
+    set_int(j, "route_table", p.slot.route_table);
+    set_int(j, "rule_priority", p.slot.rule_priority);
+    set_int(j, "flows", static_cast<std::int64_t>(p.flows.size()));
+    set_int(j, "errors", static_cast<std::int64_t>(p.errors));
+    json_object_set_new(j, "catch_unknown_tcp", json_boolean(steering_catcher_ == m));
+    json_array_append_new(steered, j);
+  }
+  json_object_set_new(o, "steering", steered);
+  return o;
 }
 
 void Node::fill_report(Report& r) const {
