@@ -37,7 +37,6 @@
 #include <set>
 #include <string>
 #include <tuple>
-#include <unordered_set>
 #include <vector>
 
 #include "core/config/config.h"
@@ -45,6 +44,7 @@
 #include "core/daemon/hooks.h"
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/report.h"
+#include "core/daemon/steer_keeper.h"
 #include "core/engine/machine.h"
 #include "core/handover/channel.h"
 #include "core/status/status_server.h"
@@ -355,21 +355,11 @@ class Node {
   void start_channel();   // engine start: the member channel's server
   void on_channel_flows(const std::string& member, const handover::FlowTable& table,
                         const handover::FlowDelta& delta);
-  void drop_steering(const std::string& member, keep::SteerVerdict why);
   // Drops the steering of members that went DOWN or left (after health or membership news).
   void review_steering();
   [[nodiscard]] json_t* keep_json() const;  // node_status.cc
-  struct SteeredPeer {
-    uint32_t address = 0;  // private IPv4, host order; 0 until installed
-    keep::SteerSlot slot;
-    std::unordered_set<netfilter::Flow, handover::FlowKeyHash> flows;  // in the kernel's set
-    std::uint64_t errors = 0;
-  };
-  std::unique_ptr<netfilter::Steering> steering_;
+  std::unique_ptr<SteerKeeper> keeper_;
   std::unique_ptr<handover::ChannelServer> channel_;
-  std::map<std::string, SteeredPeer> steered_;      // member -> its steering
-  std::map<uint32_t, uint32_t> steer_slots_;        // peer address -> slot index
-  std::optional<std::string> steering_catcher_;     // the member catch-unknown-TCP steers to
   std::set<std::string> peer_down_;                 // members DOWN in this member's view
   std::string keep_error_;                          // why the taking side is off, for status
   std::map<std::string, StopStart> stop_starting_;  // peer -> run in progress

@@ -70,7 +70,7 @@ void Node::start_steering() {
     log::warning(keep_error_ + ": connections of a member handing over to this one are reset");
     return;
   }
-  steering_ = std::make_unique<netfilter::Steering>(std::move(*s));
+  keeper_ = std::make_unique<SteerKeeper>(kernel_steering(std::move(*s)));
 }
 
 void Node::start_channel() {
@@ -125,125 +125,38 @@ void Node::start_channel() {
 
 void Node::on_channel_flows(const std::string& member, const handover::FlowTable& table,
                             const handover::FlowDelta& delta) {
+  if (!keeper_) return;
   // The server forgets a member (End, or drop_member) before it reports the empty table.
   if (!channel_ || channel_->table(member) == nullptr) {
-    return drop_steering(member, keep::SteerVerdict::Ended);
+    (void)keeper_->drop(member, keep::SteerVerdict::Ended);
+    return;
   }
   auto known = discovered_.addresses.find(member);
-  if (known == discovered_.addresses.end() || !steering_) return;
+  if (known == discovered_.addresses.end()) return;
   auto addr = ipv4(known->second);
   if (!addr) return;
-  auto& peer = steered_[member];
-  if (!steering_->installed(*addr)) {
-    auto local = ipv4(id_.private_ip);
-    auto slot = keep::choose_steer_slot(*addr, steer_slots_);
-    if (!local || !slot) {
-      log::warning(
-          "steering to " + member + ": " +
-          (local ? "every steering slot is taken" : "this host's private address is unknown") +
-          ", its connections are reset");
-      return;
-    }
-    netfilter::SteerSpec spec;
-    spec.local = *local;
-    spec.peer = *addr;
-    spec.mark = slot->mark;
-    spec.route_table = slot->route_table;
-    spec.rule_priority = slot->rule_priority;
-    spec.max_flows = static_cast<uint32_t>(std::max(cfg_->handover.max_flows, 1));
-    spec.max_timeout_s = static_cast<uint32_t>(std::max<int64_t>(
-        1, std::chrono::ceil<std::chrono::seconds>(cfg_->handover.flow_drain).count()));
-    if (auto s = steering_->install(spec); !s) {
-      ++peer.errors;
-      log::warning("steering to " + member + ": " + s.error().message +
-                   ", its connections are reset");
-      return;
-    }
-    steer_slots_[*addr] = slot->index;
-    peer.address = *addr;
-    peer.slot = *slot;
-    log::notice("steering: " + member + " (" + ip_text(*addr) + ") hands over its flows, mark " +
-                std::to_string(slot->mark) + ", table " + std::to_string(slot->route_table));
-    if (!steering_catcher_) {
-      if (auto c = steering_->set_catch_unknown_tcp(*addr); !c) {
-        log::warning("steering to " + member + ": catch-unknown-TCP: " + c.error().message +
-                     ", ignoring");
-      } else {
-        steering_catcher_ = member;
-      }
-    }
-  }
-  if (delta.replaced) {
-    // A snapshot: what was steered before and is not in it ended meanwhile.
-    std::vector<netfilter::Flow> now = table.snapshot();
-    std::vector<netfilter::Flow> gone;
-    for (const auto& f : peer.flows)
-      if (!table.contains(f)) gone.push_back(f);
-    if (!gone.empty()) (void)steering_->remove_flows(*addr, gone);
-    auto added = steering_->add_flows(*addr, now);
-    if (!added) {
-      ++peer.errors;
-      log::warning("steering to " + member + ": " + added.error().message + ", ignoring");
-    }
-    peer.flows.clear();
-    peer.flows.insert(now.begin(), now.end());
-  } else {
-    if (!delta.removed.empty()) {
-      if (auto r = steering_->remove_flows(*addr, delta.removed); !r) {
-        ++peer.errors;
-        log::warning("steering to " + member + ": " + r.error().message + ", ignoring");
-      }
-      for (const auto& f : delta.removed) peer.flows.erase(f);
-    }
-    if (!delta.added.empty()) {
-      auto added = steering_->add_flows(*addr, delta.added);
-      if (!added) {
-        ++peer.errors;
-        log::warning("steering to " + member + ": " + added.error().message + ", ignoring");
-      }
-      peer.flows.insert(delta.added.begin(), delta.added.end());
-    }
-  }
-}
-
-void Node::drop_steering(const std::string& member, keep::SteerVerdict why) {
-  auto it = steered_.find(member);
-  if (it == steered_.end()) return;
-  const SteeredPeer peer = it->second;
-  steered_.erase(it);
-  if (steering_catcher_ == member) {
-    steering_catcher_.reset();
-    if (steering_) (void)steering_->set_catch_unknown_tcp(std::nullopt);
-  }
-  if (peer.address != 0) {
-    steer_slots_.erase(peer.address);
-    if (steering_) {
-      if (auto r = steering_->remove(peer.address); !r)
-        log::warning("steering to " + member + ": removal: " + r.error().message + ", ignoring");
-    }
-  }
-  log::notice("steering to " + member + " removed (" + keep::to_string(why) + ", " +
-              std::to_string(peer.flows.size()) + " flows held)");
+  SteerKeeper::Settings st;
+  st.local = ipv4(id_.private_ip).value_or(0);
+  st.max_flows = static_cast<uint32_t>(std::max(cfg_->handover.max_flows, 1));
+  st.max_timeout_s = static_cast<uint32_t>(std::max<int64_t>(
+      1, std::chrono::ceil<std::chrono::seconds>(cfg_->handover.flow_drain).count()));
+  keeper_->on_flows(member, *addr, st, table, delta);
 }
 
 void Node::review_steering() {
+  if (!keeper_) return;
   // Membership and health decide too: a member that left or went DOWN holds no translation.
-  std::vector<std::pair<std::string, keep::SteerVerdict>> drop;
-  for (const auto& [member, peer] : steered_) {
+  auto dropped = keeper_->review([this](const std::string& member, const SteerKeeper::Peer& p) {
     keep::PeerView v;
     v.member = discovered_.addresses.count(member) != 0;
     v.down = peer_down_.count(member) != 0;
-    v.held = peer.flows.size();
-    v.channel_open = true;
-    auto verdict = keep::steer_verdict(v);
-    if (verdict != keep::SteerVerdict::Keep) drop.emplace_back(member, verdict);
-  }
-  for (const auto& [member, verdict] : drop) {
-    drop_steering(member, verdict);
-    // The channel forgets its flows and closes its connection; its callback finds nothing
-    // left to drop.
-    if (channel_) channel_->drop_member(member);
-  }
+    v.held = p.flows.size();
+    return v;
+  });
+  // The channel forgets their flows and closes their connections; its callback then finds
+  // nothing left to drop.
+  if (channel_)
+    for (const auto& [member, why] : dropped) channel_->drop_member(member);
 }
 
 }  // namespace hanat::daemon

@@ -389,7 +389,7 @@ json_t* Node::keep_json() const {
   // The connection-keeping handover's taking side: the channel and each member's steering.
   json_t* o = json_object();
   if (!keep_error_.empty()) json_object_set_new(o, "error", jstr(keep_error_));
-  json_object_set_new(o, "steering_ready", json_boolean(steering_ != nullptr));
+  json_object_set_new(o, "steering_ready", json_boolean(keeper_ != nullptr));
   if (channel_) {
     json_t* ch = json_object();
     const auto& c = channel_->counters();
@@ -407,16 +407,19 @@ json_t* Node::keep_json() const {
     json_object_set_new(o, "channel", ch);
   }
   json_t* steered = json_array();
-  for (const auto& [m, p] : steered_) {
-    json_t* j = json_object();
-    json_object_set_new(j, "member", jstr(m));
-    set_int(j, "mark", p.slot.mark);
-    set_int(j, "route_table", p.slot.route_table);
-    set_int(j, "rule_priority", p.slot.rule_priority);
-    set_int(j, "flows", static_cast<std::int64_t>(p.flows.size()));
-    set_int(j, "errors", static_cast<std::int64_t>(p.errors));
-    json_object_set_new(j, "catch_unknown_tcp", json_boolean(steering_catcher_ == m));
-    json_array_append_new(steered, j);
+  if (keeper_) {
+    for (const auto& [m, p] : keeper_->peers()) {
+      json_t* j = json_object();
+      json_object_set_new(j, "member", jstr(m));
+      json_object_set_new(j, "installed", json_boolean(p.address != 0));
+      set_int(j, "mark", p.slot.mark);
+      set_int(j, "route_table", p.slot.route_table);
+      set_int(j, "rule_priority", p.slot.rule_priority);
+      set_int(j, "flows", static_cast<std::int64_t>(p.flows.size()));
+      set_int(j, "errors", static_cast<std::int64_t>(p.errors));
+      json_object_set_new(j, "catch_unknown_tcp", json_boolean(keeper_->catcher() == m));
+      json_array_append_new(steered, j);
+    }
   }
   json_object_set_new(o, "steering", steered);
   return o;
