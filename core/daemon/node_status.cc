@@ -426,6 +426,17 @@ json_t* Node::keep_json() const {
 }
 
 void Node::fill_report(Report& r) const {
+  r.handover_flows_held.clear();
+  r.handover_flows_steered.clear();
+  r.handover_channel_rejects.clear();
+  if (channel_) {
+    for (const auto& [m, n] : channel_->held()) r.handover_flows_held[m] = n;
+    const auto& c = channel_->counters();
+    r.handover_channel_rejects = {
+        {"address", c.rejected_address}, {"hello", c.rejected_hello}, {"bounds", c.closed_bounds}};
+  }
+  if (keeper_)
+    for (const auto& [m, p] : keeper_->peers()) r.handover_flows_steered[m] = p.flows.size();
   r.phase = kPhases[static_cast<int>(phase_)];
   r.phases.assign(std::begin(kPhases), std::end(kPhases));
   r.states.clear();
