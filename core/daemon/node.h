@@ -353,6 +353,9 @@ class Node {
   // node_keep.cc: the connection-keeping handover's taking side (keep_plan.h).
   void start_steering();  // start-up: stale steering removed, netlink opened
   void start_channel();   // engine start: the member channel's server
+  // Reload changed [handover] or the agent's address: a new server with the new port, key
+  // and bounds, unless a handover is being received (then at the next reload after it).
+  void restart_channel();
   void on_channel_flows(const std::string& member, const handover::FlowTable& table,
                         const handover::FlowDelta& delta);
   // Drops the steering of members that went DOWN or left (after health or membership news).

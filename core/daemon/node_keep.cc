@@ -123,6 +123,23 @@ void Node::start_channel() {
   channel_ = std::move(server);
 }
 
+void Node::restart_channel() {
+  if (!channel_) {
+    // Not listening: before the engine runs (start_engine() starts it with the new config),
+    // or it failed (a key that could not be read, a port in use): try again.
+    if (machine_) start_channel();
+    return;
+  }
+  if (!channel_->held().empty() || (keeper_ && !keeper_->peers().empty())) {
+    log::warning(
+        "member channel: [handover] changed while a member's flows are held; the "
+        "running channel keeps its settings, reload again after the handover");
+    return;
+  }
+  channel_.reset();
+  start_channel();
+}
+
 void Node::on_channel_flows(const std::string& member, const handover::FlowTable& table,
                             const handover::FlowDelta& delta) {
   if (!keeper_) return;
