@@ -26,6 +26,8 @@
 //   node_members.cc  live membership: members re-read on an interval and on unknown route
 //                    targets, VPC scoping, explicit lists that survive a missing id, adopt
 //   node_status.cc   status(), fill_report(), summary() and their formatting helpers
+//   node_keep.cc     the connection-keeping handover's taking side: the member channel's
+//                    server and the steering of a leaving member's flows (steer_keeper.h)
 //   node_util.h      the helpers several of these files share (internal)
 
 #include <chrono>
