@@ -26,18 +26,21 @@
 #include <cstdio>
 #include <cstring>
 
+#include "netfilter/nft_builder.h"
+
 namespace hanat::netfilter {
 
 namespace {
 
-using TablePtr = std::unique_ptr<nftnl_table, void (*)(const nftnl_table*)>;
-using ChainPtr = std::unique_ptr<nftnl_chain, void (*)(const nftnl_chain*)>;
+using nft::Builder;
+using nft::ChainPtr;
+using nft::enomem;
+using nft::ExprPtr;
+using nft::make_expr;
+using nft::make_table;
+using nft::TablePtr;
 using SetPtr = std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)>;
-using ExprPtr = std::unique_ptr<nftnl_expr, void (*)(const nftnl_expr*)>;
-using BatchPtr = std::unique_ptr<nftnl_batch, void (*)(nftnl_batch*)>;
 
-constexpr uint32_t kPageSize = 16 * 1024;
-constexpr uint32_t kPageOverrun = 64 * 1024;
 // The set's id inside the creating transaction: the lookup expression refers to the set by
 // name and by this id, as nft does, because the set does not exist until the commit.
 constexpr uint32_t kSetId = 1;
@@ -54,10 +57,6 @@ constexpr uint32_t kKeyLen = 20;
 // When a missing element is created only to be deleted in the same transaction.
 constexpr uint64_t kTransientTimeoutMs = 1000;
 
-Error enomem(const std::string& what) {
-  return Error{std::make_error_code(std::errc::not_enough_memory), what + ": out of memory"};
-}
-
 Error invalid(const std::string& what) {
   return Error{std::make_error_code(std::errc::invalid_argument), what};
 }
@@ -73,10 +72,6 @@ std::string hex8(uint32_t v) {
   std::array<char, 9> buf{};
   std::snprintf(buf.data(), buf.size(), "%08x", v);
   return buf.data();
-}
-
-ExprPtr make_expr(const char* name) {
-  return ExprPtr(nftnl_expr_alloc(name), nftnl_expr_free);
 }
 
 bool add(nftnl_rule* r, ExprPtr e) {
@@ -202,14 +197,6 @@ core::Result<RulePtr, Error> clear_rule(const SteerSpec& spec) {
   return r;
 }
 
-TablePtr make_table(const std::string& name) {
-  TablePtr t(nftnl_table_alloc(), nftnl_table_free);
-  if (!t) return t;
-  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
-  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
-  return t;
-}
-
 SetPtr make_set(const SteerSpec& spec) {
   SetPtr s(nftnl_set_alloc(), nftnl_set_free);
   if (!s) return s;
@@ -218,59 +205,6 @@ SetPtr make_set(const SteerSpec& spec) {
   nftnl_set_set_str(s.get(), NFTNL_SET_NAME, std::string(kSteerSet).c_str());
   return s;
 }
-
-// Builds messages into a paged nftnl_batch (as batch.cc does) and records what each is.
-class Builder {
- public:
-  explicit Builder(uint32_t first_seq)
-      : batch_(nftnl_batch_alloc(kPageSize, kPageOverrun), nftnl_batch_free), seq_(first_seq) {}
-  bool ok() const { return batch_ != nullptr; }
-  bool begin() {
-    out_.begin_seq = seq_;
-    nftnl_batch_begin(buffer(), seq_++);
-    return nftnl_batch_update(batch_.get()) >= 0;
-  }
-  template <class Obj, class Payload>
-  bool add(uint16_t type, uint16_t flags, Obj* obj, Payload build, std::string what) {
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer(), type, NFPROTO_IPV4,
-                                          static_cast<uint16_t>(flags | NLM_F_ACK), seq_);
-    build(nlh, obj);
-    out_.objects.emplace_back(seq_++, std::move(what));
-    return nftnl_batch_update(batch_.get()) >= 0;
-  }
-  bool end() {
-    out_.end_seq = seq_;
-    nftnl_batch_end(buffer(), seq_++);
-    return nftnl_batch_update(batch_.get()) >= 0;
-  }
-  Batch finish() {
-    const int n = nftnl_batch_iovec_len(batch_.get());
-    std::vector<iovec> iov(static_cast<size_t>(n));
-    nftnl_batch_iovec(batch_.get(), iov.data(), static_cast<uint32_t>(n));
-    for (const auto& v : iov) {
-      const auto* p = static_cast<const uint8_t*>(v.iov_base);
-      out_.bytes.insert(out_.bytes.end(), p, p + v.iov_len);
-    }
-    return std::move(out_);
-  }
-
- private:
-  // Zero-filled pages: libmnl leaves attribute padding unwritten (see batch.cc).
-  char* buffer() {
-    char* at = static_cast<char*>(nftnl_batch_buffer(batch_.get()));
-    const auto used = static_cast<size_t>(nftnl_batch_buffer_len(batch_.get()));
-    char* page = at - used;
-    if (page != zeroed_page_) {
-      std::memset(at, 0, size_t{kPageSize} + kPageOverrun - used);
-      zeroed_page_ = page;
-    }
-    return at;
-  }
-  BatchPtr batch_;
-  char* zeroed_page_ = nullptr;
-  uint32_t seq_;
-  Batch out_;
-};
 
 // NEWSETELEM (or DELSETELEM) messages for `flows`, kSteerElemsPerMessage per message.
 bool add_elements(Builder& b, const SteerSpec& spec, const std::vector<Flow>& flows, uint16_t type,
@@ -578,17 +512,6 @@ core::Result<Batch, Error> build_catch_unknown(const SteerSpec& spec, bool on, u
 
 namespace {
 
-// The attribute of `type` directly inside a nest, or nullptr.
-const nlattr* nested_attr(const nlattr* nest, uint16_t type) {
-  const auto* end = reinterpret_cast<const char*>(nest) + nest->nla_len;
-  for (const auto* a = static_cast<const nlattr*>(mnl_attr_get_payload(nest));
-       mnl_attr_ok(a, static_cast<int>(end - reinterpret_cast<const char*>(a)));
-       a = mnl_attr_next(a)) {
-    if (mnl_attr_get_type(a) == type) return a;
-  }
-  return nullptr;
-}
-
 // The top-level attribute of `type` of an nfnetlink message, or nullptr.
 const nlattr* elems_attr(const nlmsghdr* nlh, uint16_t type) {
   const auto* end = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
@@ -611,6 +534,13 @@ std::vector<const nlattr*> nested_all(const nlattr* nest) {
     out.push_back(a);
   }
   return out;
+}
+
+// The attribute of `type` directly inside a nest, or nullptr.
+const nlattr* nested_attr(const nlattr* nest, uint16_t type) {
+  for (const nlattr* a : nested_all(nest))
+    if (mnl_attr_get_type(a) == type) return a;
+  return nullptr;
 }
 
 }  // namespace

@@ -31,38 +31,12 @@
 
 namespace hanat::daemon {
 
+using node_util::done_of;
 using node_util::err_of;
 using node_util::now;
+using node_util::outcome_of;
 using node_util::tag;
 using std::chrono::milliseconds;
-
-namespace {
-
-// "ok", the EC2 error code, or the kind of failure: the result label of an EIP move.
-std::string result_of(const ec2::Ec2Error* err) {
-  if (err == nullptr) return "ok";
-  if (err->kind == ec2::ErrorKind::Api && !err->code.empty()) return err->code;
-  return std::string(ec2::to_string(err->kind));
-}
-
-engine::Ec2Done eip_done(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err) {
-  engine::Ec2Done d;
-  d.op = op;
-  d.epoch = epoch;
-  d.at = now();
-  if (err == nullptr) return d;
-  d.code = err->code.empty() ? err->describe() : err->code;
-  if (ec2::is_throttling_code(err->code)) {
-    d.outcome = engine::Ec2Outcome::Throttled;
-  } else if (ec2::is_retryable(*err)) {
-    d.outcome = engine::Ec2Outcome::Retryable;
-  } else {
-    d.outcome = engine::Ec2Outcome::Fatal;
-  }
-  return d;
-}
-
-}  // namespace
 
 void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next) {
   ec2::DescribeAddressesRequest req;
@@ -93,7 +67,10 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
         }
         const auto& listed_eips = cfg_->failover.eips;
         if (!listed_eips.empty()) {
-          for (const auto& [zone, alloc] : listed_eips) {
+          // Not a structured binding: clang (the sanitizer build) cannot capture one.
+          for (const auto& entry : listed_eips) {
+            const std::string& zone = entry.first;
+            const std::string& alloc = entry.second;
             auto a = std::find_if(r->addresses.begin(), r->addresses.end(),
                                   [&](const ec2::Address& x) { return x.allocation_id == alloc; });
             if (a == r->addresses.end()) {
@@ -172,7 +149,7 @@ std::vector<netfilter::SnatRule> Node::snat_rules() const {
 void Node::associate_eip(const engine::AssociateAddress& x) {
   auto it = eips_.find(x.zone);
   if (it == eips_.end()) {
-    post(eip_done(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
+    post(done_of(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
     return;
   }
   auto associate = [this, op = x.op, epoch = x.epoch, zone = x.zone](const std::string& ip) {
@@ -187,7 +164,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
         [this, op, epoch, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
           count_call("AssociateAddress", err_of(res));
           const ec2::Ec2Error* err = res ? nullptr : &res.error();
-          ++eip_moves_[result_of(err)];
+          ++eip_moves_[outcome_of(err)];
           auto& e = eips_[zone];
           if (res) {
             e.eni_id = id_.eni_id;
@@ -198,7 +175,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
             log::error("elastic IP " + e.allocation_id + " of zone " + log::quote(zone) +
                        ": AssociateAddress: " + err->describe());
           }
-          post(eip_done(op, epoch, err));
+          post(done_of(op, epoch, err));
         });
   };
   if (x.home) return associate(id_.private_ip);
@@ -214,7 +191,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     ++eip_moves_[err.code];
     log::error("elastic IP " + e.allocation_id + " of zone " + log::quote(x.zone) + ": " +
                err.message + ", not moved");
-    post(eip_done(x.op, x.epoch, &err));
+    post(done_of(x.op, x.epoch, &err));
     return;
   }
   if (!e.secondary_ip.empty()) return associate(e.secondary_ip);
@@ -239,10 +216,10 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
           none.code = "hanat.NoAddressAssigned";
           none.message = "AssignPrivateIpAddresses returned no new address";
           const ec2::Ec2Error* err = res ? &none : &res.error();
-          ++eip_moves_[result_of(err)];
+          ++eip_moves_[outcome_of(err)];
           log::error("elastic IP of zone " + log::quote(zone) +
                      ": no secondary private IP: " + err->describe());
-          post(eip_done(op, epoch, err));
+          post(done_of(op, epoch, err));
           return;
         }
         known_private_ips_.push_back(ip);

@@ -23,39 +23,14 @@ namespace {
 constexpr bool kPrepaid = true;
 }  // namespace
 
+using node_util::done_of;
 using node_util::err_of;
 using node_util::now;
+using node_util::outcome_of;
 using node_util::target_text;
 using std::chrono::milliseconds;
 
-namespace {
-
-engine::Ec2Done done_of(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err) {
-  engine::Ec2Done d;
-  d.op = op;
-  d.epoch = epoch;
-  d.at = now();
-  if (err == nullptr) return d;
-  d.code = err->code.empty() ? err->describe() : err->code;
-  if (ec2::is_throttling_code(err->code)) {
-    d.outcome = engine::Ec2Outcome::Throttled;
-  } else if (ec2::is_retryable(*err)) {
-    d.outcome = engine::Ec2Outcome::Retryable;
-  } else {
-    d.outcome = engine::Ec2Outcome::Fatal;
-  }
-  return d;
-}
-
-// "ok", the EC2 error code, or the kind of failure when EC2 sent no code (timeout,
-// transport, ...): short, stable values fit for a metric label.
-std::string outcome_of(const ec2::Ec2Error* err) {
-  if (err == nullptr) return "ok";
-  if (err->kind == ec2::ErrorKind::Api && !err->code.empty()) return err->code;
-  return std::string(ec2::to_string(err->kind));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void Node::apply_nat() {
   // Everything here comes from the config file: the egress interface, the private CIDRs,
@@ -318,5 +293,32 @@ void Node::fire_hook(std::vector<std::pair<std::string, std::string>> vars) {
   vars.emplace_back("HANAT_ZONE", id_.zone);
   hook_runner_.fire(cfg_->hooks, vars);
 }
+
+namespace node_util {
+
+engine::Ec2Done done_of(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err) {
+  engine::Ec2Done d;
+  d.op = op;
+  d.epoch = epoch;
+  d.at = now();
+  if (err == nullptr) return d;
+  d.code = err->code.empty() ? err->describe() : err->code;
+  if (ec2::is_throttling_code(err->code)) {
+    d.outcome = engine::Ec2Outcome::Throttled;
+  } else if (ec2::is_retryable(*err)) {
+    d.outcome = engine::Ec2Outcome::Retryable;
+  } else {
+    d.outcome = engine::Ec2Outcome::Fatal;
+  }
+  return d;
+}
+
+std::string outcome_of(const ec2::Ec2Error* err) {
+  if (err == nullptr) return "ok";
+  if (err->kind == ec2::ErrorKind::Api && !err->code.empty()) return err->code;
+  return std::string(ec2::to_string(err->kind));
+}
+
+}  // namespace node_util
 
 }  // namespace hanat::daemon

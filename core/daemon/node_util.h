@@ -42,4 +42,10 @@ engine::Target target_of(const ec2::Route& r);
 // "blackhole", its id, or its kind when it has no id).
 std::string target_text(const engine::Target& t);
 
+// Defined in node_execute.cc: the engine's view of a finished EC2 write (throttled,
+// retryable or fatal, with EC2's code), and its label for metrics: "ok", the EC2 error code,
+// or the kind of failure when EC2 sent no code (timeout, transport, ...).
+engine::Ec2Done done_of(engine::OpId op, engine::Epoch epoch, const ec2::Ec2Error* err);
+std::string outcome_of(const ec2::Ec2Error* err);
+
 }  // namespace hanat::daemon::node_util

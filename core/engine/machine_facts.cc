@@ -60,6 +60,18 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
   if (r.ok || r.reports_down) {
     // Anything that answers - ICMP, TCP, an agent saying up, down or draining - is alive.
     if (!m.last_heard || *m.last_heard < r.at) m.last_heard = r.at;
+    if (m.silent_since && suspicion()) {
+      // Every peer fell silent at once and one of them answers again: the silence was most
+      // likely this member's own path (machine.h "Self-suspicion"), and it ends peer by
+      // peer as probes get through again. What the others did meanwhile proves nothing, so
+      // their silence is judged afresh from now: otherwise the first answer would lift the
+      // suspicion and fence every peer whose next probe has not come back yet.
+      for (auto& other : members_) {
+        if (&other == &m || !other.silent_since) continue;
+        for (auto& path : other.fails_since_heard) path.fill(0);
+        other.silent_since.reset();
+      }
+    }
     for (auto& path : m.fails_since_heard) path.fill(0);
     if (m.silent_since) dirty_ = true;  // recovery and suspicion read it
     m.silent_since.reset();

@@ -28,10 +28,10 @@
 #include <system_error>
 #include <vector>
 
-#include "core/uv/accept_budget.h"
-#include "core/uv/uv.h"
 #include "core/handover/codec.h"
 #include "core/handover/flow_table.h"
+#include "core/uv/accept_budget.h"
+#include "core/uv/uv.h"
 
 namespace hanat::handover {
 

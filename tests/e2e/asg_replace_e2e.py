@@ -69,7 +69,7 @@ def body(lab, ck, hanatd, hanatctl):
              t_moved - t_new_mono >= checks.FAILBACK_S)
 
     # Then nothing: 3 x hold_down_max without a single route write.
-    t_quiet = time.time_ns()
+    t_quiet = checks.after_last_write(ck, lab, t_new, rt_b)
     time.sleep(3 * checks.HOLD_DOWN_MAX_S)  # the observation window of the checks below
     t_end = time.time_ns()
     quiet = checks.writes(lab, t_quiet, t_end)

@@ -10,8 +10,11 @@ one that may recover both others), X and Y the others.
 2. X drained (`hanatctl drain`: its agent answers "draining"): never fenced.
 3. X's hanatd stopped (SIGTERM: handover, exit; the host still answers ICMP): never fenced.
 4. Y silent (hanatd killed, every leg cut): P stop-starts it — the proxy sees
-   StopInstances then StartInstances from P, moto shows Y stopped, then running; P's
-   status names the action, target and result.
+   StopInstances then StartInstances from P. The proxy refuses StartInstances with
+   IncorrectInstanceState (EC2's answer while an instance is still `stopping`) until P has
+   crashed and been restarted mid stop-start: the restarted P resumes it from its state
+   directory (no second StopInstances) and retries until accepted; moto shows Y stopped,
+   then running; P's status names the action, target and result.
 5. P's hanatd restarted while Y stays silent: no second stop-start within the cool-down
    (read back from the state directory); status still shows the last action.
 
@@ -40,6 +43,12 @@ def recovery_calls(lab, since_ns):
     """(action, client address) of every recovery call that reached the EC2 proxy."""
     return [(r.get("action"), r.get("client")) for r in lab.ec2_fault_log(since_ns)
             if r.get("action") in ACTIONS]
+
+
+def start_statuses(lab, since_ns):
+    """The HTTP status of every StartInstances the EC2 proxy answered, in order."""
+    return [r.get("status") for r in lab.ec2_fault_log(since_ns)
+            if r.get("action") == "StartInstances"]
 
 
 def state_of(lab, instance_id):
@@ -129,23 +138,45 @@ def body(lab, ck, hanatd, hanatctl):
     mx = member(checks.status_json(lab, hanatctl, p), xid)
     ck.check(f"{p} does not call {x} silent (its host answers)", mx.get("silent") is False, mx)
 
-    # 4. Y silent: hanatd killed, every leg cut. P stop-starts it.
+    # 4. Y silent: hanatd killed, every leg cut. P stop-starts it. EC2 answers the first
+    # StartInstances with IncorrectInstanceState (as it does while it still considers the
+    # instance `stopping`; moto never does): P retries after its backoff.
     t4 = time.time_ns()
+    lab.ec2_fault("incorrect_state", actions=["StartInstances"])
     ctl.kill(y)
     checks.cut(lab, y, False, mode="drop")
+    refused = ck.poll(f"{p}'s first StartInstances refused with IncorrectInstanceState",
+                      lambda: 400 in start_statuses(lab, t4), RECOVERY_AFTER_S + 20,
+                      interval=0.05)
+    # P crashes in the middle of the stop-start and is started again: it must finish the
+    # stop-start from its state directory (Y would otherwise stay stopped), not begin anew.
+    t_crash = time.time_ns()
+    ctl.kill(p)
+    ctl.start(p)
+    ck.poll(f"{p} running again after a crash mid stop-start",
+            lambda: (checks.status_json(lab, hanatctl, p) or {}).get("state") in
+            ("standby", "active"), 30)
+    resumed = ck.poll(f"the restarted {p} resumes with StartInstances (refused again)",
+                      lambda: 400 in start_statuses(lab, t_crash), 20, interval=0.05)
+    lab.ec2_fault(None)
     seen = []
 
     def started():
         s = state_of(lab, yid)
         if not seen or seen[-1] != s:
             seen.append(s)
-        return "StartInstances" in [a for a, _ in recovery_calls(lab, t4)] and s in (
-            "pending", "running")
+        return 200 in start_statuses(lab, t4) and s in ("pending", "running")
 
-    ok = ck.poll(f"{y} stop-started", started, RECOVERY_AFTER_S + 20, interval=0.1)
+    ok = ck.poll(f"{y} stop-started", started, 20, interval=0.1)
     calls = recovery_calls(lab, t4)
-    ck.check(f"{y} stop-started by {p}: StopInstances then StartInstances",
-             bool(ok) and [a for a, _ in calls] == ["StopInstances", "StartInstances"] and
+    statuses = start_statuses(lab, t4)
+    ck.check(f"{y} stop-started by {p}: one StopInstances, StartInstances refused, resumed "
+             f"after {p}'s crash and retried until accepted ({statuses})",
+             bool(refused) and bool(resumed) and bool(ok) and [a for a, _ in calls][:2] == [
+                 "StopInstances", "StartInstances"] and
+             [a for a, _ in calls].count("StopInstances") == 1 and
+             {a for a, _ in calls} == {"StopInstances", "StartInstances"} and
+             statuses[0] == 400 and statuses[-1] == 200 and
              all(c == p_mgmt for _, c in calls), calls)
     ck.check(f"moto showed {y} stopped, then running ({seen})",
              "stopped" in seen and seen[-1] in ("pending", "running") and

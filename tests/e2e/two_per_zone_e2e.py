@@ -113,6 +113,7 @@ def cut_round(lab, ck, hanatctl, on, mode, strict):
         lab, hanatctl, victim) or {}).get("self", {}).get("egress") == "down", 10)
 
     # Failback: the cut NAT returns; after failback_delay it takes its table back.
+    t_back_ns = time.time_ns()
     checks.cut(lab, victim, True, mode)
     t_back = time.monotonic()
     back = ck.poll(f"a1's route back on {victim}",
@@ -124,7 +125,8 @@ def cut_round(lab, ck, hanatctl, on, mode, strict):
          took >= checks.FAILBACK_S - 0.2, took)
 
     # Quiet afterwards: a hold-down window with no write at all.
-    t_quiet = time.time_ns()
+    t_quiet = checks.after_last_write(ck, lab, t_back_ns, victim_table) if back else \
+        time.time_ns()
     time.sleep(checks.HOLD_DOWN_MAX_S)  # the observation window of the check below
     t_end = time.time_ns()
     soft(tag + f"no route write in the {checks.HOLD_DOWN_MAX_S:.0f} s after the failback",

@@ -113,6 +113,18 @@ def writes(lab, since_ns, until_ns=None, table=None):
             and (table is None or r.get("route_table") == table)]
 
 
+def after_last_write(ck, lab, since_ns, table, timeout=5):
+    """The time just after the proxy logged the last write to `table` since `since_ns`.
+    The proxy logs a write once moto's answer is relayed, so a test that sees the new
+    target in EC2 can be ahead of that record: a quiet window that starts "now" would count
+    the very write it follows. Falls back to now when no write is logged in `timeout`."""
+    done = ck.poll(f"the write to {table} in the EC2 proxy's log",
+                   lambda: writes(lab, since_ns, table=table), timeout)
+    if not done:
+        return time.time_ns()
+    return max(time.time_ns(), max(w["t_ns"] for w in done) + 1)
+
+
 def flips(lab, host, since_ns):
     """The NATs (names; None = no route) host's default route went to since since_ns."""
     return [e.get("nat") for e in lab.fabric_events()

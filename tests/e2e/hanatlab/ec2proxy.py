@@ -11,7 +11,8 @@ client connection is all a client expects; faulted replies say `Connection: clos
 
 A fault is read from the control file (rewritten atomically by the lab, re-read for every
 request) with keys:
-  "mode":    null (pass-through) | "unavailable" | "throttle" | "5xx" | "stall" | "reset"
+  "mode":    null (pass-through) | "unavailable" | "throttle" | "5xx" | "stall" | "reset" |
+             "incorrect_state"
   "until":   wall-clock seconds (time.time()) when the fault ends by itself, or null
   "actions": list of EC2 Action names the fault applies to (others pass), or null = all
 What each mode gives the client, as EC2 or the network would:
@@ -25,6 +26,9 @@ What each mode gives the client, as EC2 or the network would:
                the request goes to moto and its reply is returned (a slow, not lost, call);
                a client that gives up first closes the connection and is forgotten
   reset        the request is read, then the connection is closed with a TCP RST
+  incorrect_state  HTTP 400 IncorrectInstanceState, what EC2 answers StartInstances for an
+               instance it still considers `stopping` (moto changes states at once and never
+               does); meant for an action list such as ["StartInstances"]
 
 Two more keys emulate EC2 itself rather than a fault, and apply whatever the mode:
   "skew":    seconds (may be negative) EC2's clock is ahead of the lab's. A request whose
@@ -78,7 +82,7 @@ import threading
 import time
 import urllib.parse
 
-MODES = ("unavailable", "throttle", "5xx", "stall", "reset")
+MODES = ("unavailable", "throttle", "5xx", "stall", "reset", "incorrect_state")
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 UPSTREAM_TIMEOUT = 60.0
@@ -98,6 +102,8 @@ ERRORS = {
                     "The server is overloaded and can't handle the request."),
     "RequestExpired": (400, "Bad Request",
                        "Request has expired."),
+    "IncorrectInstanceState": (400, "Bad Request",
+                               "The instance is not in a state from which it can be started."),
 }
 SKEW_LIMIT = 300.0  # EC2 refuses a signature time more than 5 minutes from its clock
 
@@ -438,6 +444,8 @@ class Proxy:
             with self.lock:
                 self.n_5xx += 1
                 code = "InternalError" if self.n_5xx % 2 else "Unavailable"
+        elif mode == "incorrect_state":
+            code = "IncorrectInstanceState"
         else:
             code = None
         if code:

@@ -857,13 +857,14 @@ class Lab:
 
     # -- EC2 faults ----------------------------------------------------------------------
 
-    EC2_FAULT_MODES = ("unavailable", "throttle", "5xx", "stall", "reset")
+    EC2_FAULT_MODES = ("unavailable", "throttle", "5xx", "stall", "reset", "incorrect_state")
 
     def ec2_fault(self, mode=None, duration=None, actions=None, skew=None):
         """Sets the EC2 fault proxy's fault (see hanatlab/ec2proxy.py): mode None =
         pass-through; "unavailable" (connection reset at once), "throttle" (HTTP 503
         RequestLimitExceeded), "5xx" (500 InternalError / 503 Unavailable, alternating),
-        "stall" (never answered while the fault lasts), "reset" (request read, then RST).
+        "stall" (never answered while the fault lasts), "reset" (request read, then RST),
+        "incorrect_state" (HTTP 400 IncorrectInstanceState, for StartInstances).
         duration: seconds after which the proxy passes again by itself. actions: EC2 Action
         names the fault applies to (others pass). skew: seconds EC2's clock is ahead of the
         lab's (the proxy then refuses signatures more than 5 minutes off with RequestExpired

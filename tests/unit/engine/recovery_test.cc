@@ -202,6 +202,23 @@ TEST(SelfSuspicion, PeersSilentAtDifferentTimesAreNotSuspicious) {
   EXPECT_THAT(r, SizeIs(2));
 }
 
+TEST(SelfSuspicion, WhenItEndsThePeersStillSilentAreJudgedAfresh) {
+  Harness h{three()};
+  started(h, kThree, {{"i-b", kUp}, {"i-c", kUp}});
+  EXPECT_THAT(run(h, {{"i-b", kSilent}, {"i-c", kSilent}}, 2min), IsEmpty());
+  EXPECT_TRUE(h.snap().suspect);
+  // This member's path comes back: i-b's answer gets through a round before i-c's. The
+  // 2 min of silence of i-c were seen through a broken path: they do not count.
+  auto r = run(h, {{"i-b", kUp}, {"i-c", kSilent}}, 1s);
+  EXPECT_THAT(r, IsEmpty()) << "i-c fenced on the strength of this member's own outage";
+  EXPECT_FALSE(h.snap().suspect);
+  // i-c really is gone: silent on every kind again, then recovery_after.
+  EXPECT_THAT(run(h, {{"i-b", kUp}, {"i-c", kSilent}}, 58s), IsEmpty());
+  r = run(h, {{"i-b", kUp}, {"i-c", kSilent}}, 3s);
+  ASSERT_THAT(r, SizeIs(1));
+  EXPECT_EQ(r[0].peer, "i-c");
+}
+
 TEST(SelfSuspicion, AnEgressCheckThatPassedThroughoutClearsIt) {
   Config c = two();
   c.egress_check = true;
@@ -262,7 +279,8 @@ TEST(AgentSilent, KeepsItsRoutesIsNeverFencedAndIsAllocatedNothing) {
   // i-b's hanatd crashed: no agent answer, the host still pings.
   auto r = run(h, {{"i-b", Answer{true, false, false}}, {"i-c", kUp}}, 30min);
   EXPECT_THAT(r, IsEmpty());
-  const auto& b = member(h.snap(), "i-b");
+  const auto snap = h.snap();
+  const auto& b = member(snap, "i-b");
   EXPECT_EQ(b.health, Health::Up) << "restart is not stop (DESIGN rule 10)";
   EXPECT_TRUE(b.agent_silent);
   EXPECT_NE(table(h.snap(), "rtb-b").allocated, inst("i-b"));
