@@ -422,7 +422,37 @@ json_t* Node::keep_json() const {
     }
   }
   json_object_set_new(o, "steering", steered);
+  json_object_set_new(o, "sending", sending_json());
+  // The flows this member still translates for the peers it handed its tables to: the exit
+  // (and `hanatctl drain --wait`) waits for them.
+  set_int(o, "flows_left", static_cast<std::int64_t>(keep_flows_left()));
+  json_object_set_new(o, "draining", json_boolean(keep_draining()));
   return o;
+}
+
+json_t* Node::sending_json() const {
+  // The leaving side: one entry per peer this member handed tables to (node_keep_send.cc).
+  json_t* arr = json_array();
+  const auto t = std::chrono::steady_clock::now();
+  for (const auto& [peer, s] : senders_) {
+    json_t* j = json_object();
+    json_object_set_new(j, "member", jstr(peer));
+    json_object_set_new(j, "phase", json_string(keep::to_string(s->phase())));
+    json_t* tables = json_array();
+    for (const auto& tb : s->tables()) json_array_append_new(tables, jstr(tb));
+    json_object_set_new(j, "tables", tables);
+    set_int(j, "flows_left", static_cast<std::int64_t>(s->flows_left()));
+    set_int(j, "flows_acked", static_cast<std::int64_t>(s->acked_flows()));
+    set_int(j, "writes_held", static_cast<std::int64_t>(s->held()));
+    if (auto h = s->handed_at())
+      set_int(j, "handed_for_ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(t - *h).count());
+    if (s->phase() == keep::Sender::Phase::Ended)
+      json_object_set_new(j, "ended", json_string(keep::to_string(s->verdict())));
+    if (!s->problem().empty()) json_object_set_new(j, "problem", jstr(s->problem()));
+    json_array_append_new(arr, j);
+  }
+  return arr;
 }
 
 void Node::fill_report(Report& r) const {

@@ -74,7 +74,9 @@ void print_handover(std::string& out, const json_t* n) {
   const json_t* ch = json_object_get(h, "channel");
   const json_t* steering = json_object_get(h, "steering");
   const bool steered = json_is_array(steering) && json_array_size(steering) > 0;
-  if (!json_is_object(ch) && !steered && str(h, "error").empty()) return;
+  const json_t* sending = json_object_get(h, "sending");
+  const bool sent = json_is_array(sending) && json_array_size(sending) > 0;
+  if (!json_is_object(ch) && !steered && !sent && str(h, "error").empty()) return;
   std::string first = "handover:    ";
   const std::string more = "             ";
   if (json_is_object(ch)) {
@@ -98,6 +100,16 @@ void print_handover(std::string& out, const json_t* n) {
       out += "not installed";
     }
     if (num(p, "errors") > 0) out += fmt(", %lld errors", num(p, "errors"));
+    out += "\n";
+    first = more;
+  }
+  // The leaving side: the peers this host handed tables to, and the flows it still keeps.
+  json_array_foreach(sending, i, p) {
+    out += first + "sending to " + str(p, "member") + ": " + str(p, "phase") +
+           fmt(", %lld flows left", num(p, "flows_left"));
+    if (num(p, "writes_held") > 0) out += fmt(", %lld route writes held", num(p, "writes_held"));
+    if (!str(p, "ended").empty()) out += " (" + str(p, "ended") + ")";
+    if (!str(p, "problem").empty()) out += "; " + str(p, "problem");
     out += "\n";
     first = more;
   }
@@ -480,7 +492,11 @@ std::vector<std::string> tables_here(const json_t* reply) {
 
 bool drain_finished(const json_t* reply) {
   const json_t* n = node_of(reply);
-  return n != nullptr && str(n, "state") == "drained" && tables_here(reply).empty();
+  // The connections kept through the handover still pass through this host until they end
+  // (or [handover] flow_drain): the drain is finished when they are gone too.
+  const json_t* h = n != nullptr ? json_object_get(n, "handover") : nullptr;
+  const bool flows_gone = !json_is_object(h) || !json_is_true(json_object_get(h, "draining"));
+  return n != nullptr && str(n, "state") == "drained" && tables_here(reply).empty() && flows_gone;
 }
 
 std::string format_events(const json_t* reply) {
