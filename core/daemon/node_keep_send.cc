@@ -133,6 +133,8 @@ class NodePort final : public keep::SenderPort {
 
 bool Node::keep_write(const engine::WriteRoute& w) {
   if (!machine_ || w.target.kind != engine::TargetKind::Instance) return false;
+  // flow_drain 0: this member keeps no flow after its handover, so it sends none.
+  if (cfg_->handover.flow_drain.count() == 0) return false;
   if (w.target.id == id_.instance_id) return false;
   const auto state = machine_->snapshot().state;
   if (state != engine::State::Draining && state != engine::State::Leaving) return false;
