@@ -132,15 +132,23 @@ class NodePort final : public keep::SenderPort {
 }  // namespace
 
 bool Node::keep_write(const engine::WriteRoute& w) {
-  if (!machine_ || w.target.kind != engine::TargetKind::Instance) return false;
+  if (!machine_) return false;
   // flow_drain 0: this member keeps no flow after its handover, so it sends none.
   if (cfg_->handover.flow_drain.count() == 0) return false;
-  if (w.target.id == id_.instance_id) return false;
+  if (w.target.id == id_.instance_id || w.target.id == id_.eni_id) return false;
+  // The peer the table goes to: routes point at a member's instance, or at its ENI when
+  // the group routes to ENIs.
+  std::string peer;
+  for (const auto& m : discovered_.engine.members) {
+    if ((w.target.kind == engine::TargetKind::Instance && w.target.id == m.instance_id) ||
+        (w.target.kind == engine::TargetKind::Eni && !m.eni_id.empty() && w.target.id == m.eni_id))
+      peer = m.instance_id;
+  }
+  if (peer.empty() || peer == id_.instance_id) return false;
   const auto state = machine_->snapshot().state;
   if (state != engine::State::Draining && state != engine::State::Leaving) return false;
-  auto addr = discovered_.addresses.find(w.target.id);
+  auto addr = discovered_.addresses.find(peer);
   if (addr == discovered_.addresses.end()) return false;
-  const std::string& peer = w.target.id;
   auto found = senders_.find(peer);
   keep::Sender* sender = nullptr;
   if (found != senders_.end() && found->second->phase() != keep::Sender::Phase::Ended)
