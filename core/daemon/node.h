@@ -373,6 +373,7 @@ class Node {
   std::unique_ptr<SteerKeeper> keeper_;
   std::unique_ptr<handover::ChannelServer> channel_;
   std::set<std::string> peer_down_;  // members DOWN in this member's view
+  uv::Timer steer_timer_{loop_};     // review_steering() while a sender's flows are steered
   std::string keep_error_;           // why the taking side is off, for status
   // node_keep_send.cc: the connection-keeping handover's leaving side (keep_sender.h).
   // true: `w` hands a table to a peer in a planned handover and a Sender holds it.

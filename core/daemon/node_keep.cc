@@ -158,18 +158,40 @@ void Node::on_channel_flows(const std::string& member, const handover::FlowTable
   st.max_timeout_s = static_cast<uint32_t>(std::max<int64_t>(
       1, std::chrono::ceil<std::chrono::seconds>(cfg_->handover.flow_drain).count()));
   keeper_->on_flows(member, *addr, st, table, delta);
+  // The periodic review (review_steering) starts with the first steering; not reviewed
+  // here: a drop would close the channel's session inside its own callback.
+  if (!steer_timer_.active()) {
+    const auto every = std::max(cfg_->probe.interval, milliseconds(50));
+    (void)steer_timer_.start(every, every, [this] { review_steering(); });
+  }
 }
 
 void Node::review_steering() {
   if (!keeper_) return;
-  // Membership and health decide too: a member that left or went DOWN holds no translation.
-  auto dropped = keeper_->review([this](const std::string& member, const SteerKeeper::Peer& p) {
-    keep::PeerView v;
-    v.member = discovered_.addresses.count(member) != 0;
-    v.down = peer_down_.count(member) != 0;
-    v.held = p.flows.size();
-    return v;
-  });
+  // A sender that drains or stops answers its agent probes with "draining"/"down": the
+  // engine counts it DOWN (it gets no table), yet it still translates the flows it handed
+  // over. Only a silent one — every probe of every kind failing (MemberSnapshot::silent) —
+  // has lost them; its silence starts without a health change, so while anything is
+  // steered the review repeats every probe interval.
+  std::set<std::string> silent;
+  if (machine_ && !keeper_->peers().empty()) {
+    for (const auto& m : machine_->snapshot().members)
+      if (m.silent) silent.insert(m.instance_id);
+  }
+  auto dropped =
+      keeper_->review([this, &silent](const std::string& member, const SteerKeeper::Peer& p) {
+        keep::PeerView v;
+        v.member = discovered_.addresses.count(member) != 0;
+        v.down = peer_down_.count(member) != 0 && silent.count(member) != 0;
+        v.held = p.flows.size();
+        return v;
+      });
+  if (keeper_->peers().empty()) {
+    (void)steer_timer_.stop();
+  } else if (!steer_timer_.active()) {
+    const auto every = std::max(cfg_->probe.interval, milliseconds(50));
+    (void)steer_timer_.start(every, every, [this] { review_steering(); });
+  }
   // The channel forgets their flows and closes their connections; its callback then finds
   // nothing left to drop.
   if (channel_)
