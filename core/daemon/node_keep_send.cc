@@ -326,11 +326,13 @@ bool Node::end_keep_drain() {
 }
 
 void Node::keep_deadline(std::chrono::system_clock::time_point at) {
-  // The drain ends a second before the instance goes, so the taker removes its steering
-  // while this host still answers: a steering to a vanished host would blackhole the flows
-  // until the taker's probes declare it DOWN.
-  constexpr auto kBeforeTermination = std::chrono::seconds(1);
-  const auto left = at - kBeforeTermination - std::chrono::system_clock::now();
+  // The instance goes at `at` (EC2 may be a little late, and the notice's time has whole
+  // seconds). Ending the drain before would only reset the kept connections earlier: until
+  // the instance is really gone they still work, and once it is the taker finds this host
+  // silent and drops the steering (keep::steer_verdict, Down). So the bound lies just past
+  // the termination: it ends the drain only of an instance that EC2 did not stop after all.
+  constexpr auto kAfterTermination = std::chrono::seconds(5);
+  const auto left = at + kAfterTermination - std::chrono::system_clock::now();
   keep_deadline_ = std::chrono::steady_clock::now() +
                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(left);
   for (auto& [peer, s] : senders_) s->set_deadline(*keep_deadline_);
