@@ -36,7 +36,8 @@ Sender::Release Sender::hold(engine::WriteRoute w, Time now) {
 
 Sender::Release Sender::on_ready(Time now) {
   channel_up_ = true;
-  if (phase_ == Phase::Opening) return send_snapshot(now);
+  // First connection, or a new one after the channel closed while streaming.
+  if (phase_ == Phase::Opening || phase_ == Phase::Streaming) return send_snapshot(now);
   return {};
 }
 
@@ -59,6 +60,7 @@ Sender::Release Sender::send_snapshot(Time now) {
 
 Sender::Release Sender::on_ack(Time now) {
   if (phase_ != Phase::Acking) return {};
+  reconnect_at_.reset();
   phase_ = Phase::Streaming;
   acked_ = static_cast<uint32_t>(flows_.size());
   return release("", now);
@@ -68,11 +70,16 @@ Sender::Release Sender::on_closed(const std::string& why, Time now) {
   channel_up_ = false;
   if (phase_ == Phase::Ended) return {};
   problem_ = "member channel to " + peer_ + ": " + why;
-  if (phase_ == Phase::Streaming) {
-    // B holds the flows acknowledged and keeps steering them (keep::steer_verdict keeps a
-    // peer whose channel closed with flows held): go on translating them here until the
-    // drain ends; only the later NEW/DESTROY events are lost.
-    return {};
+  if (handed_at_) {
+    // The routes are handed over. B keeps steering the flows it holds (keep::steer_verdict
+    // keeps a peer whose channel closed with flows held), unless it restarted: its start-up
+    // removed the steering. So this member goes on translating them, connects again and
+    // sends a fresh snapshot, which B installs anew (or which replaces what it holds). A
+    // write held for a table added meanwhile goes now.
+    Release r = release(problem_, now);
+    phase_ = Phase::Streaming;
+    reconnect_at_ = now + settings_.reconnect_every;
+    return r;
   }
   Release r = release(problem_, now);
   end(DrainVerdict::NoFlows);
@@ -115,6 +122,11 @@ void Sender::on_events(const netfilter::FlowEvents& ev) {
 }
 
 Sender::Release Sender::tick(Time now) {
+  if (phase_ == Phase::Streaming && !channel_up_ && reconnect_at_ && now >= *reconnect_at_) {
+    ++reconnects_;
+    reconnect_at_ = now + settings_.reconnect_every;  // again, unless this one comes up
+    if (std::string why = port_->reconnect(); !why.empty()) problem_ = why;
+  }
   if (held_.empty() || !hold_until_ || now < *hold_until_) return {};
   problem_ = "no acknowledgement from " + peer_ + " within " +
              std::to_string(settings_.ack_wait.count()) + " ms" +
@@ -173,6 +185,7 @@ std::optional<Time> Sender::next_deadline() const {
   if (!handed_at_) return std::nullopt;
   Time t = *handed_at_ + settings_.flow_drain;
   if (deadline_) t = std::min(t, *deadline_);
+  if (reconnect_at_ && !channel_up_) t = std::min(t, *reconnect_at_);
   return t;
 }
 

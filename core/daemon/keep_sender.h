@@ -50,6 +50,8 @@ class SenderPort {
   virtual ~SenderPort() = default;
   // accept_steered() towards the peer and the channel's connect. "" or why not.
   virtual std::string open() = 0;
+  // A new connection after the channel closed (the old one is dropped). "" or why not.
+  virtual std::string reconnect() = 0;
   // Opens the event stream for the sources of `tables`, then dumps the flows it carries.
   virtual core::Result<std::vector<netfilter::Flow>, std::string> snapshot(
       const std::vector<std::string>& tables) = 0;
@@ -72,6 +74,9 @@ class Sender {
   struct Settings {
     std::chrono::milliseconds flow_drain{300000};
     std::chrono::milliseconds ack_wait = kAckWait;
+    // After the channel closed mid-drain (the taker restarted: its start-up removed the
+    // steering), a new connection and snapshot this often.
+    std::chrono::milliseconds reconnect_every{1000};
   };
   // Writes released, and why (empty: acknowledged in time).
   struct Release {
@@ -91,7 +96,7 @@ class Sender {
   [[nodiscard]] Release on_ack(Time now);
   [[nodiscard]] Release on_closed(const std::string& why, Time now);
   void on_events(const netfilter::FlowEvents& ev);
-  // The ack's bound; call at next_deadline().
+  // The ack's bound and the reconnection after a closed channel; call at next_deadline().
   [[nodiscard]] Release tick(Time now);
 
   // An outer bound on the drain (spot notice, Auto Scaling hook), absolute.
@@ -114,6 +119,7 @@ class Sender {
   // The last problem (open, dump, channel, ack timeout), for status; "" when none.
   [[nodiscard]] const std::string& problem() const { return problem_; }
   [[nodiscard]] uint32_t acked_flows() const { return acked_; }
+  [[nodiscard]] uint32_t reconnects() const { return reconnects_; }
 
  private:
   using Key = std::tuple<uint8_t, uint32_t, uint32_t, uint16_t, uint16_t>;
@@ -133,6 +139,8 @@ class Sender {
   std::optional<Time> hold_until_;   // the ack's bound while writes are held
   std::optional<Time> handed_at_;    // when the writes were released: the drain counts from it
   std::optional<Time> deadline_;
+  std::optional<Time> reconnect_at_;  // the channel closed while streaming
+  uint32_t reconnects_ = 0;
   bool forced_ = false;
   std::set<Key> flows_;
   uint32_t acked_ = 0;

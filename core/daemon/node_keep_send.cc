@@ -77,10 +77,12 @@ class NodePort final : public keep::SenderPort {
     if (auto st = netfilter::accept_steered({env_.local, env_.peer}); !st)
       return "accept_steered: " + st.error().message;
     accepting_ = true;
-    client_ = std::make_unique<handover::ChannelClient>(env_.loop, env_.self, env_.callbacks);
-    if (auto ec = client_->connect(sockaddr_of(env_.peer, env_.port), sockaddr_of(env_.local, 0)))
-      return "member channel: connect: " + ec.message();
-    return "";
+    return connect();
+  }
+
+  std::string reconnect() override {
+    if (client_) env_.graveyard.add(std::move(client_));
+    return connect();
   }
 
   core::Result<std::vector<netfilter::Flow>, std::string> snapshot(
@@ -123,6 +125,13 @@ class NodePort final : public keep::SenderPort {
   }
 
  private:
+  std::string connect() {
+    client_ = std::make_unique<handover::ChannelClient>(env_.loop, env_.self, env_.callbacks);
+    if (auto ec = client_->connect(sockaddr_of(env_.peer, env_.port), sockaddr_of(env_.local, 0)))
+      return "member channel: connect: " + ec.message();
+    return "";
+  }
+
   Env env_;
   bool accepting_ = false;
   std::unique_ptr<handover::ChannelClient> client_;
@@ -263,8 +272,15 @@ void Node::keep_service() {
   for (const auto& [peer, why] : closed) {
     auto it = senders_.find(peer);
     if (it == senders_.end()) continue;
-    if (it->second->phase() != keep::Sender::Phase::Ended)
-      log::warning("handover to " + peer + ": member channel closed: " + why);
+    if (it->second->phase() != keep::Sender::Phase::Ended) {
+      const std::string line = "handover to " + peer + ": member channel closed: " + why +
+                               ", connecting again while the drain lasts";
+      if (it->second->reconnects() == 0) {
+        log::warning(line);
+      } else {
+        log::debug("handover", line);
+      }
+    }
     release_writes(peer, it->second->on_closed(why, t));
   }
   std::optional<keep::Time> next;

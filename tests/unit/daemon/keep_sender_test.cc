@@ -37,6 +37,10 @@ struct Fake final : SenderPort {
     s_.calls.push_back("open");
     return s_.open_error;
   }
+  std::string reconnect() override {
+    s_.calls.push_back("reconnect");
+    return "";
+  }
   core::Result<std::vector<Flow>, std::string> snapshot(
       const std::vector<std::string>& tables) override {
     s_.calls.push_back("snapshot");
@@ -264,7 +268,7 @@ TEST(KeepSender, ForcedReleasesHeldWritesAndEnds) {
               ElementsAre("open", "snapshot", "flows replace complete", "end", "close"));
 }
 
-TEST(KeepSender, ChannelLostWhileStreamingKeepsTheDrain) {
+TEST(KeepSender, ChannelLostWhileStreamingKeepsTheDrainAndReconnects) {
   Harness h;
   h.port.dump = {tcp(1)};
   (void)h.sender->hold(write("rtb-a"), h.now);
@@ -277,6 +281,33 @@ TEST(KeepSender, ChannelLostWhileStreamingKeepsTheDrain) {
   h.sender->on_events(ev);  // counted, not sent
   EXPECT_EQ(h.sender->flows_left(), 2U);
   EXPECT_EQ(h.port.calls.back(), "flows replace complete");
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
+  // The taker restarted (its start-up removed the steering): a new connection after a
+  // second, and a fresh snapshot once it is up.
+  EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(1000));
+  h.advance(milliseconds(999));
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.port.calls.back(), "flows replace complete");
+  h.advance(milliseconds(1));
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.port.calls.back(), "reconnect");
+  // That one fails too: again a second later.
+  EXPECT_THAT(h.sender->on_closed("connect: connection refused", h.now).writes, IsEmpty());
+  h.advance(milliseconds(1000));
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.sender->reconnects(), 2U);
+  h.port.dump = {tcp(1), tcp(2), tcp(3)};
+  EXPECT_THAT(h.sender->on_ready(h.now).writes, IsEmpty());
+  EXPECT_EQ(h.port.calls.back(), "flows replace complete");
+  EXPECT_EQ(h.sender->flows_left(), 3U);
+  // Closed again before the ack: still draining, still reconnecting.
+  EXPECT_THAT(h.sender->on_closed("reset", h.now).writes, IsEmpty());
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Streaming);
+  h.advance(milliseconds(1000));
+  (void)h.sender->tick(h.now);
+  (void)h.sender->on_ready(h.now);
+  (void)h.sender->on_ack(h.now);
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Streaming);
   EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
 }
 
