@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
@@ -407,7 +408,30 @@ core::Result<CtMessage, std::string> parse_ct_message(const void* msg, size_t le
     if (mnl_attr_validate(tb[CTA_ID], MNL_TYPE_U32) < 0) return bad("id truncated");
     m.id = ntohl(mnl_attr_get_u32(tb[CTA_ID]));
   }
+  if (tb[CTA_PROTOINFO] != nullptr && m.flow.proto == IPPROTO_TCP) {
+    std::array<const nlattr*, CTA_MAX + 1> info{};
+    if (mnl_attr_parse_nested(tb[CTA_PROTOINFO], attr_table_cb, info.data()) < 0) {
+      return bad("protoinfo unreadable");
+    }
+    if (info[CTA_PROTOINFO_TCP] != nullptr) {
+      std::array<const nlattr*, CTA_MAX + 1> tcp{};
+      if (mnl_attr_parse_nested(info[CTA_PROTOINFO_TCP], attr_table_cb, tcp.data()) < 0) {
+        return bad("TCP protoinfo unreadable");
+      }
+      if (tcp[CTA_PROTOINFO_TCP_STATE] != nullptr) {
+        if (mnl_attr_validate(tcp[CTA_PROTOINFO_TCP_STATE], MNL_TYPE_U8) < 0) {
+          return bad("TCP state truncated");
+        }
+        m.tcp_state = mnl_attr_get_u8(tcp[CTA_PROTOINFO_TCP_STATE]);
+      }
+    }
+  }
   return m;
+}
+
+bool tcp_closed(const CtMessage& m) {
+  return m.flow.proto == IPPROTO_TCP && m.tcp_state &&
+         (*m.tcp_state == TCP_CONNTRACK_TIME_WAIT || *m.tcp_state == TCP_CONNTRACK_CLOSE);
 }
 
 core::Result<FlowFilter, Error> flow_filter(const std::vector<std::string>& cidrs) {
@@ -459,6 +483,7 @@ int on_flow(const nlmsghdr* nlh, void* data) {
     return MNL_CB_OK;
   }
   st->out->flows.push_back(m->flow);
+  if (tcp_closed(*m)) ++st->out->closed;
   return MNL_CB_OK;
 }
 

@@ -108,7 +108,9 @@ void Sender::on_events(const netfilter::FlowEvents& ev) {
     }
     run.clear();
   };
+  if (ev.resync) open_.reset();
   for (const auto& e : ev.events) {
+    if (!e.destroyed) open_.reset();  // a new flow: open until the next recount says not
     if (e.destroyed != destroyed) flush();
     destroyed = e.destroyed;
     run.push_back(e.flow);
@@ -126,6 +128,16 @@ Sender::Release Sender::tick(Time now) {
     ++reconnects_;
     reconnect_at_ = now + settings_.reconnect_every;  // again, unless this one comes up
     if (std::string why = port_->reconnect(); !why.empty()) problem_ = why;
+  }
+  if (phase_ == Phase::Streaming && handed_at_ && (!recount_at_ || now >= *recount_at_)) {
+    recount_at_ = now + settings_.recount_every;
+    auto n = port_->count_open();
+    if (n) {
+      open_ = *n;
+    } else {
+      open_.reset();
+      problem_ = "recount: " + n.error();
+    }
   }
   if (held_.empty() || !hold_until_ || now < *hold_until_) return {};
   problem_ = "no acknowledgement from " + peer_ + " within " +
@@ -157,7 +169,7 @@ DrainVerdict Sender::review(Time now) {
   if (phase_ == Phase::Ended) return verdict_;
   if (!forced_ && (!handed_at_ || !held_.empty())) return DrainVerdict::Wait;
   DrainView d;
-  d.flows_left = flows_.size();
+  d.flows_left = flows_left();
   const Time from = handed_at_.value_or(now);
   d.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - from);
   d.flow_drain = settings_.flow_drain;
@@ -186,6 +198,7 @@ std::optional<Time> Sender::next_deadline() const {
   Time t = *handed_at_ + settings_.flow_drain;
   if (deadline_) t = std::min(t, *deadline_);
   if (reconnect_at_ && !channel_up_) t = std::min(t, *reconnect_at_);
+  if (phase_ == Phase::Streaming) t = std::min(t, recount_at_.value_or(*handed_at_));
   return t;
 }
 

@@ -25,6 +25,7 @@
 // the Port: time comes in as arguments, so the whole sequence is unit-tested with a fake
 // (tests/unit/daemon/keep_sender_test.cc).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -52,6 +53,10 @@ class SenderPort {
   virtual std::string open() = 0;
   // A new connection after the channel closed (the old one is dropped). "" or why not.
   virtual std::string reconnect() = 0;
+  // The carried flows still open: a fresh dump without the TCP flows already closed
+  // (netfilter::tcp_closed: TIME_WAIT and CLOSE entries announce their end only when
+  // conntrack drops them, 120 s later).
+  virtual core::Result<size_t, std::string> count_open() = 0;
   // Opens the event stream for the sources of `tables`, then dumps the flows it carries.
   virtual core::Result<std::vector<netfilter::Flow>, std::string> snapshot(
       const std::vector<std::string>& tables) = 0;
@@ -77,6 +82,8 @@ class Sender {
     // After the channel closed mid-drain (the taker restarted: its start-up removed the
     // steering), a new connection and snapshot this often.
     std::chrono::milliseconds reconnect_every{1000};
+    // While streaming, the flows still open are recounted this often (count_open()).
+    std::chrono::milliseconds recount_every{2000};
   };
   // Writes released, and why (empty: acknowledged in time).
   struct Release {
@@ -111,7 +118,12 @@ class Sender {
   [[nodiscard]] std::optional<Time> next_deadline() const;
   [[nodiscard]] Phase phase() const { return phase_; }
   [[nodiscard]] const std::string& peer() const { return peer_; }
-  [[nodiscard]] size_t flows_left() const { return flows_.size(); }
+  // The flows still open: the carried set, less those the last recount found closed (a
+  // NEW since then waits for the next recount).
+  [[nodiscard]] size_t flows_left() const {
+    return open_ ? std::min(*open_, flows_.size()) : flows_.size();
+  }
+  [[nodiscard]] size_t flows_carried() const { return flows_.size(); }
   [[nodiscard]] size_t held() const { return held_.size(); }
   [[nodiscard]] const std::vector<std::string>& tables() const { return tables_; }
   [[nodiscard]] std::optional<Time> handed_at() const { return handed_at_; }
@@ -140,6 +152,8 @@ class Sender {
   std::optional<Time> handed_at_;    // when the writes were released: the drain counts from it
   std::optional<Time> deadline_;
   std::optional<Time> reconnect_at_;  // the channel closed while streaming
+  std::optional<Time> recount_at_;
+  std::optional<size_t> open_;  // the last count_open(), until a NEW event
   uint32_t reconnects_ = 0;
   bool forced_ = false;
   std::set<Key> flows_;

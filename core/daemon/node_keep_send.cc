@@ -80,6 +80,13 @@ class NodePort final : public keep::SenderPort {
     return connect();
   }
 
+  core::Result<size_t, std::string> count_open() override {
+    if (!filter_) return core::Unexpected(std::string("no snapshot yet"));
+    auto dump = netfilter::dump_flows(*filter_, env_.max_flows);
+    if (!dump) return core::Unexpected(dump.error().message);
+    return static_cast<size_t>(dump->flows.size() - dump->closed);
+  }
+
   std::string reconnect() override {
     if (client_) env_.graveyard.add(std::move(client_));
     return connect();
@@ -95,6 +102,7 @@ class NodePort final : public keep::SenderPort {
     auto ev = netfilter::CtEvents::open(env_.loop, *filter, env_.max_flows, env_.on_events);
     if (!ev) return core::Unexpected("conntrack events: " + ev.error().message);
     events_ = std::move(*ev);
+    filter_ = *filter;
     auto dump = netfilter::dump_flows(*filter, env_.max_flows);
     if (!dump) return core::Unexpected(dump.error().message);
     if (dump->skipped > 0)
@@ -133,6 +141,7 @@ class NodePort final : public keep::SenderPort {
   }
 
   Env env_;
+  std::optional<netfilter::FlowFilter> filter_;  // the last snapshot's
   bool accepting_ = false;
   std::unique_ptr<handover::ChannelClient> client_;
   std::unique_ptr<netfilter::CtEvents> events_;

@@ -442,6 +442,8 @@ json_t* Node::sending_json() const {
     for (const auto& tb : s->tables()) json_array_append_new(tables, jstr(tb));
     json_object_set_new(j, "tables", tables);
     set_int(j, "flows_left", static_cast<std::int64_t>(s->flows_left()));
+    // Also the TCP flows already closed whose conntrack entries linger (TIME_WAIT).
+    set_int(j, "flows_carried", static_cast<std::int64_t>(s->flows_carried()));
     set_int(j, "flows_acked", static_cast<std::int64_t>(s->acked_flows()));
     set_int(j, "writes_held", static_cast<std::int64_t>(s->held()));
     if (auto h = s->handed_at())

@@ -31,6 +31,8 @@ struct Fake final : SenderPort {
     std::vector<std::vector<std::string>> snapshots;  // the tables of each snapshot
     std::vector<std::vector<Flow>> sent;
     std::vector<std::vector<Flow>> destroyed;
+    std::optional<size_t> open;  // count_open()'s answer; nullopt: an error
+    int recounts = 0;
   };
   explicit Fake(State& s) : s_(s) {}
   std::string open() override {
@@ -40,6 +42,11 @@ struct Fake final : SenderPort {
   std::string reconnect() override {
     s_.calls.push_back("reconnect");
     return "";
+  }
+  core::Result<size_t, std::string> count_open() override {
+    ++s_.recounts;
+    if (!s_.open) return core::Unexpected(std::string("netlink: timed out"));
+    return *s_.open;
   }
   core::Result<std::vector<Flow>, std::string> snapshot(
       const std::vector<std::string>& tables) override {
@@ -238,9 +245,12 @@ TEST(KeepSender, EndsAtFlowDrainOrAnEarlierDeadline) {
   (void)h.sender->hold(write("rtb-a"), h.now);
   (void)h.sender->on_ready(h.now);
   (void)h.sender->on_ack(h.now);
-  EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(60000));
+  h.port.open = 1;
+  (void)h.sender->tick(h.now);  // the first recount, due at once
+  h.sender->set_deadline(h.now + milliseconds(60000));
+  EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(2000));  // the next recount
+  EXPECT_EQ(h.sender->flows_left(), 1U);
   h.sender->set_deadline(h.now + milliseconds(8000));
-  EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(8000));
   h.advance(milliseconds(7999));
   EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
   h.advance(milliseconds(1));
@@ -284,6 +294,7 @@ TEST(KeepSender, ChannelLostWhileStreamingKeepsTheDrainAndReconnects) {
   EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
   // The taker restarted (its start-up removed the steering): a new connection after a
   // second, and a fresh snapshot once it is up.
+  (void)h.sender->tick(h.now);  // the first recount (an error here: the carried count stays)
   EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(1000));
   h.advance(milliseconds(999));
   (void)h.sender->tick(h.now);
@@ -308,6 +319,49 @@ TEST(KeepSender, ChannelLostWhileStreamingKeepsTheDrainAndReconnects) {
   (void)h.sender->on_ready(h.now);
   (void)h.sender->on_ack(h.now);
   EXPECT_EQ(h.sender->phase(), Sender::Phase::Streaming);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
+}
+
+TEST(KeepSender, ClosedTcpFlowsDoNotHoldTheDrain) {
+  Harness h;
+  h.port.dump = {tcp(1), tcp(2)};
+  h.port.open = 1;  // one of the two is in TIME_WAIT: over, its entry not yet gone
+  (void)h.sender->hold(write("rtb-a"), h.now);
+  (void)h.sender->on_ready(h.now);
+  (void)h.sender->on_ack(h.now);
+  EXPECT_EQ(h.sender->next_deadline(), h.now);  // the first recount is due at once
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.port.recounts, 1);
+  EXPECT_EQ(h.sender->flows_left(), 1U);
+  EXPECT_EQ(h.sender->flows_carried(), 2U);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
+  EXPECT_EQ(h.sender->next_deadline(), h.now + milliseconds(2000));
+  // A new flow counts until the next recount.
+  FlowEvents ev;
+  ev.events = {{false, tcp(3)}};
+  h.port.open = 0;
+  h.sender->on_events(ev);
+  EXPECT_EQ(h.sender->flows_left(), 3U);
+  h.advance(milliseconds(1999));
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.port.recounts, 1);
+  h.advance(milliseconds(1));
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.port.recounts, 2);
+  EXPECT_EQ(h.sender->flows_left(), 0U);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::NoFlows);
+}
+
+TEST(KeepSender, AFailedRecountKeepsTheCarriedCount) {
+  Harness h;
+  h.port.dump = {tcp(1)};
+  h.port.open = std::nullopt;
+  (void)h.sender->hold(write("rtb-a"), h.now);
+  (void)h.sender->on_ready(h.now);
+  (void)h.sender->on_ack(h.now);
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.sender->flows_left(), 1U);
+  EXPECT_THAT(h.sender->problem(), ::testing::HasSubstr("recount: netlink: timed out"));
   EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
 }
 

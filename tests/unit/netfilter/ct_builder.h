@@ -2,7 +2,8 @@
 #pragma once
 // Builds ctnetlink messages laid out as the kernel sends them (nf_conntrack_netlink.c,
 // ctnetlink_fill_info / ctnetlink_conntrack_event): nfgenmsg, CTA_TUPLE_ORIG and
-// CTA_TUPLE_REPLY (nested IP and PROTO), CTA_STATUS, CTA_TIMEOUT, CTA_ID; all values in network
+// CTA_TUPLE_REPLY (nested IP and PROTO), CTA_STATUS, CTA_TIMEOUT, CTA_ID, CTA_PROTOINFO (TCP
+// state, when asked for); all values in network
 // byte order. Shared by the unit tests and the fuzz target's seed generator.
 
 #include <arpa/inet.h>
@@ -33,7 +34,9 @@ struct CtSpec {
   bool with_reply = true;
   bool with_ports = true;
   bool no_status = false;
-  bool short_status = false;  // a CTA_STATUS with a 2-byte payload
+  bool short_status = false;     // a CTA_STATUS with a 2-byte payload
+  int tcp_state = -1;            // >= 0: CTA_PROTOINFO { CTA_PROTOINFO_TCP { _STATE } }
+  bool short_tcp_state = false;  // the state attribute without its byte
 };
 
 inline void put_tuple(nlmsghdr* nlh, uint16_t type, const CtSpec& s, uint32_t src, uint32_t dst,
@@ -76,6 +79,17 @@ inline std::vector<uint8_t> build_ct(const CtSpec& s) {
   }
   mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(s.timeout));
   mnl_attr_put_u32(nlh, CTA_ID, htonl(s.id));
+  if (s.tcp_state >= 0) {
+    nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+    nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
+    if (s.short_tcp_state) {
+      mnl_attr_put(nlh, CTA_PROTOINFO_TCP_STATE, 0, nullptr);
+    } else {
+      mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, static_cast<uint8_t>(s.tcp_state));
+    }
+    mnl_attr_nest_end(nlh, tcp);
+    mnl_attr_nest_end(nlh, info);
+  }
   buf.resize(nlh->nlmsg_len);
   return buf;
 }
