@@ -12,7 +12,10 @@ Sender::Sender(std::string peer, std::unique_ptr<SenderPort> port, Settings s)
     : peer_(std::move(peer)), port_(std::move(port)), settings_(s) {}
 
 Sender::~Sender() {
-  if (port_) port_->close();
+  // The process goes (a restart, --no-handover, a stop cut short) while the drain lasts: B
+  // must stop steering now, or it would send the flows into a tunnel that no longer exists
+  // until each flow's timeout; reset they are lost no worse than without the handover.
+  if (phase_ != Phase::Ended) end(DrainVerdict::Forced);
 }
 
 Sender::Release Sender::hold(engine::WriteRoute w, Time now) {

@@ -240,9 +240,9 @@ bool Node::keep_write(const engine::WriteRoute& w) {
         std::make_unique<keep::Sender>(peer, std::make_unique<NodePort>(std::move(env)), st);
     if (keep_deadline_) made->set_deadline(*keep_deadline_);
     sender = made.get();
-    // The previous Sender of this peer (ended) is replaced: parked, its port may be in use.
+    // The previous Sender of this peer has ended: its port is closed (what it owned is
+    // parked already), so it goes now.
     if (found != senders_.end()) {
-      keep_graveyard_.add(std::move(found->second));
       found->second = std::move(made);
     } else {
       senders_.emplace(peer, std::move(made));

@@ -365,5 +365,16 @@ TEST(KeepSender, AFailedRecountKeepsTheCarriedCount) {
   EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
 }
 
+TEST(KeepSender, DestroyedWhileDrainingSendsEnd) {
+  Harness h;
+  h.port.dump = {tcp(1)};
+  (void)h.sender->hold(write("rtb-a"), h.now);
+  (void)h.sender->on_ready(h.now);
+  (void)h.sender->on_ack(h.now);
+  h.sender.reset();
+  EXPECT_THAT(h.port.calls,
+              ElementsAre("open", "snapshot", "flows replace complete", "end", "close"));
+}
+
 }  // namespace
 }  // namespace hanat::daemon::keep
