@@ -16,12 +16,14 @@
 //                 (mark, table, rule priority from keep::choose_steer_slot()), then applies
 //                 each delta; a snapshot replaces the set. Catch-unknown-TCP steers to the
 //                 first sender while its handover lasts (the kernel allows one catcher).
-//   end           the sender's End frame, the sender going DOWN (its translations are gone:
-//                 steering would only blackhole its flows) or leaving the group drop the
-//                 steering at once (keep::steer_verdict()).
+//   end           the sender's End frame, the sender going silent (DOWN with every probe
+//                 failing: its translations are gone, steering would only blackhole its
+//                 flows; a sender that answers "draining" is DOWN for allocation but still
+//                 translates) or leaving the group drop the steering at once
+//                 (keep::steer_verdict()).
 //
-// The leaving side (dump, send, wait for the ack, stream events, the drain) is not wired
-// here yet: a member that hands over still resets its flows, as before.
+// The leaving side (dump, send, wait for the ack, stream events, the drain) is in
+// node_keep_send.cc.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
