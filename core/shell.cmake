@@ -31,9 +31,14 @@ add_library(core STATIC
   daemon/report.cc
   daemon/lifecycle.cc
   daemon/state_dir.cc
-  daemon/stop_kind.cc)
+  daemon/stop_kind.cc
+  daemon/keep_plan.cc
+  daemon/keep_sender.cc
+  daemon/node_keep.cc
+  daemon/node_keep_send.cc
+  daemon/steer_keeper.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
-  netfilter probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
+  netfilter handover probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 
 add_executable(hanatd main.cc)
 target_link_libraries(hanatd PRIVATE core)

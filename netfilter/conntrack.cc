@@ -394,6 +394,11 @@ std::optional<ReplicatedFlow> replicated_flow(const CtMessage& m) {
   return r;
 }
 
+bool tcp_closed(const CtMessage& m) {
+  return m.flow.proto == IPPROTO_TCP && m.tcp &&
+         (m.tcp->state == TCP_CONNTRACK_TIME_WAIT || m.tcp->state == TCP_CONNTRACK_CLOSE);
+}
+
 core::Result<FlowFilter, Error> flow_filter(const std::vector<std::string>& cidrs) {
   FlowFilter f;
   for (const auto& c : cidrs) {
@@ -451,6 +456,11 @@ int on_flow(const nlmsghdr* nlh, void* data) {
   } else if (auto r = replicated_flow(*m)) {
     st->out->flows.push_back(*r);
   }
+}
+
+bool tcp_closed(const CtMessage& m) {
+  return m.flow.proto == IPPROTO_TCP && m.tcp &&
+         (m.tcp->state == TCP_CONNTRACK_TIME_WAIT || m.tcp->state == TCP_CONNTRACK_CLOSE);
   return MNL_CB_OK;
 }
 

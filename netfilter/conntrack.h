@@ -150,7 +150,15 @@ struct FlowDump {
   std::vector<Flow> flows;  // at most `max` of them
   uint64_t seen = 0;        // IPv4 entries dumped
   uint64_t skipped = 0;     // flows that matched but did not fit `max`
+  uint64_t closed = 0;      // of `flows`: TCP flows that tcp_closed() says are over
 };
+
+// A TCP flow whose both ends are done: TIME_WAIT (both FINs acknowledged) or CLOSE (reset).
+// Its conntrack entry lingers (nf_conntrack_tcp_timeout_time_wait, 120 s) and announces its
+// DESTROY only then, but no packet of it needs translating any more, so a drain that waits
+// for the flows to end need not wait for it. FIN_WAIT, CLOSE_WAIT and LAST_ACK still carry
+// the last segments and ACKs: those flows are not over.
+[[nodiscard]] bool tcp_closed(const CtMessage& m);
 
 // Dumps the IPv4 conntrack table of the calling thread's namespace and returns the flows
 // should_carry() selects (`filter.local` is completed with this namespace's addresses).

@@ -198,6 +198,7 @@ struct HooksConfig {
 // survival"; core/handover/channel.h).
 struct HandoverConfig {
   // How long a leaving member keeps translating (and announcing) the flows it handed over.
+  // 0: it keeps none, and a planned handover resets the connections as before.
   milliseconds flow_drain{300000};
   // Flows one taker holds per sending member; more are refused (and reset, as without the
   // channel).

@@ -295,7 +295,10 @@ const ReloadResult& Daemon::reload() {
 
 void Daemon::request_stop(const char* reason) {
   if (stopping_) {
-    // A second signal while handing over: stop now.
+    // A second signal while handing over, or while the handed-over flows drain: stop now.
+    // The drain ends first (End to the taker, the steering tunnel removed), so the taker
+    // stops steering at once instead of when this host's probes fail.
+    if (node_ && node_->end_keep_drain()) return;
     return stop(reason);
   }
   stopping_ = true;

@@ -85,6 +85,7 @@ void Node::start() {
   // discovery) follows with its own retries, and the engine's ApplyNat re-applies the same
   // spec when it starts.
   apply_nat();
+  start_steering();
   run_phase();
 }
 
@@ -142,8 +143,11 @@ std::vector<std::string> Node::reconfigure(std::shared_ptr<const config::Config>
   // on failure nothing else has changed.
   if (auto errors = reconfigure_probes(*cfg); !errors.empty()) return errors;
   const bool forward_changed = !cfg_ || cfg_->forward != cfg->forward;
+  const bool channel_changed =
+      !cfg_ || cfg_->handover != cfg->handover || agent_address(*cfg_) != agent_address(*cfg);
   cfg_ = std::move(cfg);
   if (forward_changed) watch_forwarding();
+  if (channel_changed) restart_channel();
   if (!machine_) {
     // Still starting (IMDS or EC2 not answering yet): the data plane already runs from the
     // config alone (start()), so the new [nat] section is applied now, not at join.

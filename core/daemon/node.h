@@ -26,6 +26,10 @@
 //   node_members.cc  live membership: members re-read on an interval and on unknown route
 //                    targets, VPC scoping, explicit lists that survive a missing id, adopt
 //   node_status.cc   status(), fill_report(), summary() and their formatting helpers
+//   node_keep.cc     the connection-keeping handover's taking side: the member channel's
+//                    server and the steering of a leaving member's flows (steer_keeper.h)
+//   node_keep_send.cc  its leaving side: route writes held for the taker's ack, the flows
+//                    streamed, the exit held until they end (keep_sender.h)
 //   node_util.h      the helpers several of these files share (internal)
 
 #include <chrono>
@@ -42,12 +46,17 @@
 #include "core/config/config.h"
 #include "core/daemon/forward_check.h"
 #include "core/daemon/hooks.h"
+#include "core/daemon/keep_plan.h"
+#include "core/daemon/keep_sender.h"
 #include "core/daemon/report.h"
+#include "core/daemon/steer_keeper.h"
 #include "core/engine/machine.h"
+#include "core/handover/channel.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 #include "ec2/ec2.h"
 #include "netfilter/manager.h"
+#include "netfilter/steer.h"
 #include "probes/agent_server.h"
 #include "probes/link_watch.h"
 #include "probes/monitor.h"
@@ -66,6 +75,10 @@ struct Discovered {
   // zone -> CIDRs of the subnets associated with the zone's route tables (failover.move_eip:
   // the sources a zone's snat rule matches).
   std::map<std::string, std::vector<std::string>> zone_cidrs;
+  // rtb id -> CIDRs of its associated subnets (DescribeRouteTables' associations, then
+  // DescribeSubnets' CidrBlock): the sources whose flows a planned handover of the table
+  // keeps (keep::handover_sources(); a table with none falls back to [nat] source_cidrs).
+  std::map<std::string, std::vector<std::string>> table_cidrs;
 };
 
 struct Identity {
@@ -346,7 +359,48 @@ class Node {
     int start_attempts = 0;
     std::unique_ptr<uv::Timer> timer;
   };
-  std::map<std::string, StopStart> stop_starting_;            // peer -> run in progress
+  // node_keep.cc: the connection-keeping handover's taking side (keep_plan.h).
+  void start_steering();  // start-up: stale steering removed, netlink opened
+  void start_channel();   // engine start: the member channel's server
+  // Reload changed [handover] or the agent's address: a new server with the new port, key
+  // and bounds, unless a handover is being received (then at the next reload after it).
+  void restart_channel();
+  void on_channel_flows(const std::string& member, const handover::FlowTable& table,
+                        const handover::FlowDelta& delta);
+  // Drops the steering of members that went DOWN or left (after health or membership news).
+  void review_steering();
+  [[nodiscard]] json_t* keep_json() const;  // node_status.cc
+  std::unique_ptr<SteerKeeper> keeper_;
+  std::unique_ptr<handover::ChannelServer> channel_;
+  std::set<std::string> peer_down_;  // members DOWN in this member's view
+  uv::Timer steer_timer_{loop_};     // review_steering() while a sender's flows are steered
+  std::string keep_error_;           // why the taking side is off, for status
+  // node_keep_send.cc: the connection-keeping handover's leaving side (keep_sender.h).
+  // true: `w` hands a table to a peer in a planned handover and a Sender holds it.
+  bool keep_write(const engine::WriteRoute& w);
+  void send_route(const engine::WriteRoute& w);  // the EC2 call of write_route()
+  void release_writes(const std::string& peer, keep::Sender::Release r);
+  void keep_service();  // closed channels, ack bounds, drain verdicts; re-arms keep_timer_
+  void keep_kick();     // keep_service() on the next loop turn
+  [[nodiscard]] bool keep_draining() const;  // a Sender has not ended yet
+  [[nodiscard]] size_t keep_flows_left() const;
+  void finish_exit(const engine::ExitReady& x);  // remove_on_exit, lifecycle hooks, exit
+  // Spot notice: the instance goes at `at` (IMDS instance-action time); bounds the drain.
+  void keep_deadline(std::chrono::system_clock::time_point at);
+  [[nodiscard]] json_t* sending_json() const;  // node_status.cc
+ public:
+  // A second SIGTERM: ends the flows' drain now (End, tunnel removed). true when the node
+  // exits on its own right after (exit_ready); false: the caller stops it.
+  bool end_keep_drain();
+
+ private:
+  uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
+  std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->
+  std::map<std::string, std::string> sender_closed_;              // peer -> why its channel closed
+  uv::Timer keep_timer_{loop_};
+  std::optional<std::chrono::steady_clock::time_point> keep_deadline_;
+  std::optional<engine::ExitReady> exit_held_;      // the engine's exit, held for the drain
+  std::map<std::string, StopStart> stop_starting_;  // peer -> run in progress
   std::map<std::string, engine::Member> recovering_members_;  // as last listed, by peer
 };
 

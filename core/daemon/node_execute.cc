@@ -115,6 +115,12 @@ void Node::execute(const engine::Action& a) {
             failover_open_.erase(x.peer);
           }
           health_reason_[x.peer] = x.detail;
+          if (x.to == engine::Health::Down) {
+            peer_down_.insert(x.peer);
+          } else {
+            peer_down_.erase(x.peer);
+          }
+          review_steering();
           log::event(log::Level::Notice, log::message_id::kPeerChanged,
                      {{"HANAT_PEER", x.peer}, {"HANAT_PEER_HEALTH", engine::to_string(x.to)}},
                      "peer " + x.peer + ": " + engine::to_string(x.from) + " -> " +
@@ -130,33 +136,45 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::PeerPathChanged>) {
           log_path_change(x);
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
-          log::event(
-              log::Level::Notice, log::message_id::kHandoverFinished,
-              {{"HANAT_REASON", engine::to_string(x.reason)}},
-              std::string("handover finished (") + engine::to_string(x.reason) + "), exiting");
-          // [nat] remove_on_exit: only here, once no route of the group points at this host
-          // any more. A restart, --no-handover or an interrupted handover keeps the table:
-          // routes may still send traffic through it.
-          if (cfg_->nat.remove_on_exit && nat_) {
-            if (auto st = nat_->remove(); !st) {
-              log::warning("remove_on_exit: cannot delete the nftables table: " +
-                           st.error().message);
-            } else {
-              log::notice("remove_on_exit: nftables table " + log::quote(cfg_->nat.table) +
-                          " deleted");
-            }
+          if (keep_draining()) {
+            // The routes are handed over; the flows they carried still pass through here
+            // (the taker steers them back): exit once they ended (node_keep_send.cc).
+            exit_held_ = x;
+            log::notice(std::string("handover finished (") + engine::to_string(x.reason) + "), " +
+                        std::to_string(keep_flows_left()) +
+                        " connections still kept here: exiting when they end (at most "
+                        "[handover] flow_drain " +
+                        config::format_duration(cfg_->handover.flow_drain) + ")");
+            return keep_kick();
           }
-          auto exit_now = [this] {
-            phase_ = Phase::Stopped;
-            if (hooks_.exit_ready) hooks_.exit_ready();
-          };
-          // Leaving because Auto Scaling terminates this instance: a lifecycle hook may hold
-          // it in Terminating:Wait; release it now that the routes are handed over.
-          if (lifecycle_leave_) return complete_lifecycle_hooks(exit_now);
-          exit_now();
+          finish_exit(x);
         }
       },
       a);
+}
+
+void Node::finish_exit(const engine::ExitReady& x) {
+  log::event(log::Level::Notice, log::message_id::kHandoverFinished,
+             {{"HANAT_REASON", engine::to_string(x.reason)}},
+             std::string("handover finished (") + engine::to_string(x.reason) + "), exiting");
+  // [nat] remove_on_exit: only here, once no route of the group points at this host
+  // any more. A restart, --no-handover or an interrupted handover keeps the table:
+  // routes may still send traffic through it.
+  if (cfg_->nat.remove_on_exit && nat_) {
+    if (auto st = nat_->remove(); !st) {
+      log::warning("remove_on_exit: cannot delete the nftables table: " + st.error().message);
+    } else {
+      log::notice("remove_on_exit: nftables table " + log::quote(cfg_->nat.table) + " deleted");
+    }
+  }
+  auto exit_now = [this] {
+    phase_ = Phase::Stopped;
+    if (hooks_.exit_ready) hooks_.exit_ready();
+  };
+  // Leaving because Auto Scaling terminates this instance: a lifecycle hook may hold
+  // it in Terminating:Wait; release it now that the routes are handed over.
+  if (lifecycle_leave_) return complete_lifecycle_hooks(exit_now);
+  exit_now();
 }
 
 void Node::log_path_change(const engine::PeerPathChanged& c) {
@@ -206,6 +224,13 @@ void Node::log_foreign(const engine::RouteForeign& f) {
 }
 
 void Node::write_route(const engine::WriteRoute& w) {
+  // A planned handover to a peer: held until the peer holds this host's flows (at most
+  // keep::kAckWait), then sent by send_route() (node_keep_send.cc).
+  if (keep_write(w)) return;
+  send_route(w);
+}
+
+void Node::send_route(const engine::WriteRoute& w) {
   ec2::RouteTarget target;
   switch (w.target.kind) {
     case engine::TargetKind::Instance:

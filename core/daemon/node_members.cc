@@ -283,6 +283,7 @@ void Node::apply_members(MemberList l) {
   discovered_.addresses = std::move(l.addresses);
   discovered_.public_addresses = std::move(l.public_addresses);
   post(engine::MembersChanged{current, now()});
+  review_steering();  // a member that left holds no translation any more
   // Probes follow the members: new peers are probed from now on, departed ones no more.
   peers_.reset();
   start_peer_probes();

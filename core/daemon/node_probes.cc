@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <ctime>
+
 #include "core/daemon/lifecycle.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
@@ -291,6 +293,19 @@ std::vector<std::string> Node::reconfigure_probes(const config::Config& next) {
   return errors;
 }
 
+namespace {
+// The instance-action time, "2026-12-03T08:40:00Z" (EC2 User Guide, "Spot Instance
+// interruption notices"); nullopt when it does not read as such.
+std::optional<std::chrono::system_clock::time_point> spot_time(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr || (*end != 'Z' && *end != '\0')) return std::nullopt;
+  const time_t t = timegm(&tm);
+  if (t == static_cast<time_t>(-1)) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(t);
+}
+}  // namespace
+
 void Node::start_notices() {
   // Spot interruption notices appear in IMDS about two minutes before the instance is
   // stopped (EC2 User Guide, "Spot Instance interruption notices"); every Auto Scaling
@@ -308,6 +323,8 @@ void Node::start_notices() {
           log::notice("spot interruption notice (" + r.value()->action + " at " + r.value()->time +
                       "): handing routes over");
           post(engine::TerminationNotice{engine::TerminationKind::Spot, now()});
+          // The connections kept after the handover end before the instance does.
+          if (auto at = spot_time(r.value()->time)) keep_deadline(*at);
         });
     imds_->target_lifecycle_state(
         [this](core::Result<std::optional<std::string>, ec2::Ec2Error> r) {

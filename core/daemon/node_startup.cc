@@ -278,11 +278,11 @@ void Node::phase_discovery() {
           std::vector<std::string> need_subnets;
           for (const auto& t : tables) {
             std::string zone = tag(t.tags, "hanat:zone");
-            // The subnets' CIDRs are the sources of a zone's snat rule (node_eips.cc).
-            if (zone.empty() || cfg_->failover.move_eip) {
-              for (const auto& a : t.associations)
-                if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
-            }
+            // The subnets' zones give an untagged table its home zone; their CIDRs are the
+            // sources of a zone's snat rule (node_eips.cc) and of the flows a planned
+            // handover of the table keeps (table_cidrs, keep::handover_sources()).
+            for (const auto& a : t.associations)
+              if (!a.subnet_id.empty()) need_subnets.push_back(a.subnet_id);
             d->table_zones[t.route_table_id] = zone;
             engine::ObservedTable ot;
             ot.id = t.route_table_id;
@@ -317,7 +317,10 @@ void Node::phase_discovery() {
               const std::string& zone = d->table_zones[t.route_table_id];
               for (const auto& a : t.associations) {
                 auto c = subnet_cidr.find(a.subnet_id);
-                if (zone.empty() || c == subnet_cidr.end()) continue;
+                if (c == subnet_cidr.end()) continue;
+                auto& tc = d->table_cidrs[t.route_table_id];
+                if (std::find(tc.begin(), tc.end(), c->second) == tc.end()) tc.push_back(c->second);
+                if (zone.empty()) continue;
                 auto& cidrs = d->zone_cidrs[zone];
                 if (std::find(cidrs.begin(), cidrs.end(), c->second) == cidrs.end())
                   cidrs.push_back(c->second);
@@ -399,6 +402,7 @@ void Node::start_engine(Discovered d) {
       std::make_shared<const engine::Config>(discovered_.engine), now());
   machine_->use_write_budget(std::make_shared<ClientWriteBudget>(loop_, ec2_));
   start_probes();
+  start_channel();
   start_notices();
   start_refresh();
   load_recoveries();  // the cool-down of recovery actions before a restart

@@ -217,6 +217,7 @@ status::Json Node::status() const {
     json_object_set_new(root, "missing", missing);
   }
 
+  json_object_set_new(root, "handover", keep_json());
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
@@ -384,7 +385,90 @@ status::Json Node::status() const {
   return status::Json(root);
 }
 
+json_t* Node::keep_json() const {
+  // The connection-keeping handover's taking side: the channel and each member's steering.
+  json_t* o = json_object();
+  if (!keep_error_.empty()) json_object_set_new(o, "error", jstr(keep_error_));
+  json_object_set_new(o, "steering_ready", json_boolean(keeper_ != nullptr));
+  if (channel_) {
+    json_t* ch = json_object();
+    const auto& c = channel_->counters();
+    set_int(ch, "port", channel_->port());
+    set_int(ch, "connections", static_cast<std::int64_t>(channel_->connections()));
+    set_int(ch, "accepted", static_cast<std::int64_t>(c.accepted));
+    set_int(ch, "rejected_address", static_cast<std::int64_t>(c.rejected_address));
+    set_int(ch, "rejected_hello", static_cast<std::int64_t>(c.rejected_hello));
+    set_int(ch, "closed_bounds", static_cast<std::int64_t>(c.closed_bounds));
+    set_int(ch, "flows_received", static_cast<std::int64_t>(c.flows_received));
+    json_t* held = json_object();
+    for (const auto& [m, n] : channel_->held())
+      set_int(held, m.c_str(), static_cast<std::int64_t>(n));
+    json_object_set_new(ch, "held", held);
+    json_object_set_new(o, "channel", ch);
+  }
+  json_t* steered = json_array();
+  if (keeper_) {
+    for (const auto& [m, p] : keeper_->peers()) {
+      json_t* j = json_object();
+      json_object_set_new(j, "member", jstr(m));
+      json_object_set_new(j, "installed", json_boolean(p.address != 0));
+      set_int(j, "mark", p.slot.mark);
+      set_int(j, "route_table", p.slot.route_table);
+      set_int(j, "rule_priority", p.slot.rule_priority);
+      set_int(j, "flows", static_cast<std::int64_t>(p.flows.size()));
+      set_int(j, "errors", static_cast<std::int64_t>(p.errors));
+      json_object_set_new(j, "catch_unknown_tcp", json_boolean(keeper_->catcher() == m));
+      json_array_append_new(steered, j);
+    }
+  }
+  json_object_set_new(o, "steering", steered);
+  json_object_set_new(o, "sending", sending_json());
+  // The flows this member still translates for the peers it handed its tables to: the exit
+  // (and `hanatctl drain --wait`) waits for them.
+  set_int(o, "flows_left", static_cast<std::int64_t>(keep_flows_left()));
+  json_object_set_new(o, "draining", json_boolean(keep_draining()));
+  return o;
+}
+
+json_t* Node::sending_json() const {
+  // The leaving side: one entry per peer this member handed tables to (node_keep_send.cc).
+  json_t* arr = json_array();
+  const auto t = std::chrono::steady_clock::now();
+  for (const auto& [peer, s] : senders_) {
+    json_t* j = json_object();
+    json_object_set_new(j, "member", jstr(peer));
+    json_object_set_new(j, "phase", json_string(keep::to_string(s->phase())));
+    json_t* tables = json_array();
+    for (const auto& tb : s->tables()) json_array_append_new(tables, jstr(tb));
+    json_object_set_new(j, "tables", tables);
+    set_int(j, "flows_left", static_cast<std::int64_t>(s->flows_left()));
+    // Also the TCP flows already closed whose conntrack entries linger (TIME_WAIT).
+    set_int(j, "flows_carried", static_cast<std::int64_t>(s->flows_carried()));
+    set_int(j, "flows_acked", static_cast<std::int64_t>(s->acked_flows()));
+    set_int(j, "writes_held", static_cast<std::int64_t>(s->held()));
+    if (auto h = s->handed_at())
+      set_int(j, "handed_for_ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(t - *h).count());
+    if (s->phase() == keep::Sender::Phase::Ended)
+      json_object_set_new(j, "ended", json_string(keep::to_string(s->verdict())));
+    if (!s->problem().empty()) json_object_set_new(j, "problem", jstr(s->problem()));
+    json_array_append_new(arr, j);
+  }
+  return arr;
+}
+
 void Node::fill_report(Report& r) const {
+  r.handover_flows_held.clear();
+  r.handover_flows_steered.clear();
+  r.handover_channel_rejects.clear();
+  if (channel_) {
+    for (const auto& [m, n] : channel_->held()) r.handover_flows_held[m] = n;
+    const auto& c = channel_->counters();
+    r.handover_channel_rejects = {
+        {"address", c.rejected_address}, {"hello", c.rejected_hello}, {"bounds", c.closed_bounds}};
+  }
+  if (keeper_)
+    for (const auto& [m, p] : keeper_->peers()) r.handover_flows_steered[m] = p.flows.size();
   r.phase = kPhases[static_cast<int>(phase_)];
   r.phases.assign(std::begin(kPhases), std::end(kPhases));
   r.states.clear();

@@ -191,6 +191,27 @@ std::vector<Family> metric_families(const Report& r) {
     out.push_back(std::move(f));
   }
   {
+    Family held = gauge("hanat_handover_flows_held",
+                        "Flows a sending member handed over in a connection-keeping handover "
+                        "and this host holds, by member.");
+    for (const auto& [m, v] : r.handover_flows_held)
+      held.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
+    out.push_back(std::move(held));
+    Family steered = gauge("hanat_handover_flows_steered",
+                           "Flows in this host's steering set for a sending member (packets "
+                           "that match go back to it through the tunnel), by member.");
+    for (const auto& [m, v] : r.handover_flows_steered)
+      steered.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
+    out.push_back(std::move(steered));
+    Family rejects = counter("hanat_handover_channel_rejects_total",
+                             "Member channel connections refused or closed, by reason: address "
+                             "(not a member's private address), hello (group, member, version "
+                             "or key), bounds (frame, rate or buffer).");
+    for (const auto& [why, v] : r.handover_channel_rejects)
+      rejects.samples.push_back(Sample{{{"reason", why}}, static_cast<double>(v)});
+    out.push_back(std::move(rejects));
+  }
+  {
     Family f = counter("hanat_ec2_calls_total",
                        "Completed EC2 API calls by action and outcome (ok or the EC2 error "
                        "code; transport failures by kind), after the client's retries.");

@@ -107,6 +107,13 @@ struct Report {
   // [hooks] runs by outcome (ok, failed, timeout, dropped, spawn_error).
   std::map<std::string, std::uint64_t> hook_runs;
 
+  // The connection-keeping handover's taking side: flows held per sending member (the
+  // channel's table), flows in each member's steering set, and the channel's refusals by
+  // reason (address: not a member; hello: group, member, version or key; bounds).
+  std::map<std::string, std::uint64_t> handover_flows_held;
+  std::map<std::string, std::uint64_t> handover_flows_steered;
+  std::map<std::string, std::uint64_t> handover_channel_rejects;
+
   // Histograms since the daemon started.
   metrics::Histogram failover_seconds{kFailoverBuckets};
   std::map<std::string, metrics::Histogram> ec2_latency;  // action -> per-attempt latency

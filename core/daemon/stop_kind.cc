@@ -13,8 +13,8 @@ namespace hanat::daemon {
 namespace {
 
 constexpr const char* kSystemd = "org.freedesktop.systemd1";
-// A stuck bus must not hold up the stop: systemd's own TimeoutStopSec (30 s in the unit)
-// is the outer bound, and a handover needs most of it.
+// A stuck bus must not hold up the stop: systemd's own TimeoutStopSec (330 s in the unit,
+// keep::stop_timeout()) is the outer bound, and the handover and its drain need it.
 constexpr std::uint64_t kBusTimeoutUsec = 500 * 1000;
 
 struct BusCloser {

@@ -193,7 +193,7 @@ int wait_drained(const std::string& socket_path, long timeout_s) {
     JsonRef st;
     if (!parse_reply(reply, st)) return 1;
     if (hanat::status::drain_finished(st.j)) {
-      std::printf("drained: no route points at this host\n");
+      std::printf("drained: no route points at this host, no connection kept here\n");
       return 0;
     }
     here = hanat::status::tables_here(st.j);
@@ -205,7 +205,8 @@ int wait_drained(const std::string& socket_path, long timeout_s) {
   if (names.empty()) {
     std::fprintf(stderr,
                  "hanatctl: drain --wait: not drained after %ld s (the daemon is still "
-                 "starting or handing over)\n",
+                 "starting or handing over, or connections kept through the handover have "
+                 "not ended yet: see `hanatctl status`)\n",
                  timeout_s);
   } else {
     std::fprintf(stderr,

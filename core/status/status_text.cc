@@ -66,6 +66,56 @@ void print_eips(std::string& out, const json_t* n, const char* indent) {
   }
 }
 
+// The connection-keeping handover's taking side: the member channel and each sender's
+// steering. Nothing is printed while there is nothing to say (no channel, nothing steered).
+void print_handover(std::string& out, const json_t* n) {
+  const json_t* h = json_object_get(n, "handover");
+  if (!json_is_object(h)) return;
+  const json_t* ch = json_object_get(h, "channel");
+  const json_t* steering = json_object_get(h, "steering");
+  const bool steered = json_is_array(steering) && json_array_size(steering) > 0;
+  const json_t* sending = json_object_get(h, "sending");
+  const bool sent = json_is_array(sending) && json_array_size(sending) > 0;
+  if (!json_is_object(ch) && !steered && !sent && str(h, "error").empty()) return;
+  std::string first = "handover:    ";
+  const std::string more = "             ";
+  if (json_is_object(ch)) {
+    out += first +
+           fmt("channel port %lld, %lld connections, %lld accepted, %lld refused (not a member), "
+               "%lld refused (hello), %lld closed at bounds, %lld flows received\n",
+               num(ch, "port"), num(ch, "connections"), num(ch, "accepted"),
+               num(ch, "rejected_address"), num(ch, "rejected_hello"), num(ch, "closed_bounds"),
+               num(ch, "flows_received"));
+    first = more;
+  }
+  size_t i;
+  const json_t* p;
+  json_array_foreach(steering, i, p) {
+    out += first + "steering " + str(p, "member") + ": ";
+    if (json_is_true(json_object_get(p, "installed"))) {
+      out += fmt("%lld flows, mark 0x%08llx, table %lld, rule priority %lld", num(p, "flows"),
+                 num(p, "mark"), num(p, "route_table"), num(p, "rule_priority"));
+      if (json_is_true(json_object_get(p, "catch_unknown_tcp"))) out += ", catches unknown TCP";
+    } else {
+      out += "not installed";
+    }
+    if (num(p, "errors") > 0) out += fmt(", %lld errors", num(p, "errors"));
+    out += "\n";
+    first = more;
+  }
+  // The leaving side: the peers this host handed tables to, and the flows it still keeps.
+  json_array_foreach(sending, i, p) {
+    out += first + "sending to " + str(p, "member") + ": " + str(p, "phase") +
+           fmt(", %lld flows left", num(p, "flows_left"));
+    if (num(p, "writes_held") > 0) out += fmt(", %lld route writes held", num(p, "writes_held"));
+    if (!str(p, "ended").empty()) out += " (" + str(p, "ended") + ")";
+    if (!str(p, "problem").empty()) out += "; " + str(p, "problem");
+    out += "\n";
+    first = more;
+  }
+  if (!str(h, "error").empty()) out += first + "ERROR: " + str(h, "error") + "\n";
+}
+
 void print_node(std::string& out, const json_t* n) {
   const json_t* self = json_object_get(n, "self");
   out += "phase:       " + str(n, "phase");
@@ -137,6 +187,7 @@ void print_node(std::string& out, const json_t* n) {
     }
   }
   print_eips(out, n, "  ");
+  print_handover(out, n);
   // Recovery (DESIGN rule 8): the configured action, the last one taken, self-suspicion.
   const json_t* rec = json_object_get(n, "recovery");
   if (json_is_object(rec) &&
@@ -441,7 +492,11 @@ std::vector<std::string> tables_here(const json_t* reply) {
 
 bool drain_finished(const json_t* reply) {
   const json_t* n = node_of(reply);
-  return n != nullptr && str(n, "state") == "drained" && tables_here(reply).empty();
+  // The connections kept through the handover still pass through this host until they end
+  // (or [handover] flow_drain): the drain is finished when they are gone too.
+  const json_t* h = n != nullptr ? json_object_get(n, "handover") : nullptr;
+  const bool flows_gone = !json_is_object(h) || !json_is_true(json_object_get(h, "draining"));
+  return n != nullptr && str(n, "state") == "drained" && tables_here(reply).empty() && flows_gone;
 }
 
 std::string format_events(const json_t* reply) {

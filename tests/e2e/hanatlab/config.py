@@ -73,6 +73,11 @@ def nat_sections(desc, nat, status_socket, overrides=None, credentials="static")
         "status": {"socket": status_socket, "mode": "0600",
                    "state_directory": os.path.join(os.path.dirname(status_socket), "state")},
         "log": {"level": "info"},
+        # A leaving hanatd keeps the connections it handed over until they end (issue 20),
+        # so it stays up and an ongoing stream keeps its old NAT address. The lab's tests
+        # of routes, exits and streams time today's handover: keeping is off here, and the
+        # connection-survival scenarios (connkeep.py) turn it on.
+        "handover": {"flow_drain": "0s"},
     }
     for sec, keys in (overrides or {}).items():
         if not isinstance(keys, dict):

@@ -476,20 +476,32 @@ def expectations(name, r, lab, keep=None):
     return out
 
 
-def e2e_body(name):
+# [handover] flow_drain when keeping is expected (the lab's default is 0 s: off); long
+# enough for every scenario's observation, short enough that no lab waits for it.
+KEEP_FLOW_DRAIN = "60s"
+
+
+def keep_overrides(keep):
+    """hanatd's [handover] for either mode."""
+    return {"handover": {"flow_drain": KEEP_FLOW_DRAIN if keep else "0s"}}
+
+
+def e2e_body(name, keep=None):
     """The body of an e2e scenario file (hanatlab.checks.run): hanatd on both NATs with the
-    living-group timers (failback after 3 s), an echo server, the scenario, its checks."""
+    living-group timers (failback after 3 s), an echo server, the scenario, its checks.
+    keep: which mode to run and assert (default EXPECT_KEEP)."""
+    keep = EXPECT_KEEP if keep is None else keep
+
     def body(lab, ck, hanatd, hanatctl):
         from hanatlab import checks
         from hanatlab.scenarios import HanatController
-        ctl = HanatController(lab, hanatd, checks.overrides())
+        ctl = HanatController(lab, hanatd, checks.overrides(keep_overrides(keep)))
         server = conns.LabServer(lab)
-        print(f"mode: {'target (EXPECT_KEEP)' if EXPECT_KEEP else 'baseline (today)'}",
-              flush=True)
+        print(f"mode: {'target (keep)' if keep else 'baseline (today)'}", flush=True)
         r = run_scenario(lab, ctl, name, server, hanatctl)
         print(json.dumps({k: v for k, v in r.items()}, default=str), flush=True)
         print(f"{name}: {r['line']}; route moved {r.get('route_moved_ms')} ms after the "
               f"event, first reset {r.get('first_reset_ms')} ms", flush=True)
-        for what, ok, detail in expectations(name, r, lab):
+        for what, ok, detail in expectations(name, r, lab, keep):
             ck.check(what, ok, detail)
     return body

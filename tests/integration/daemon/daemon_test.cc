@@ -181,6 +181,25 @@ TEST_F(DaemonTest, StatusShowsUnNattedFlowsPurgedAndPacketsLeaked) {
   EXPECT_THAT(r.out, HasSubstr("un-NATed:    0 flows purged\n"));
 }
 
+// The connection-keeping handover's taking side (issue #20) is in status from the start:
+// its steering opened (the start-up cleanup ran first) and nothing steered. The member
+// channel listens only once the engine runs, which this daemon (no metadata service) never
+// reaches.
+TEST_F(DaemonTest, StatusShowsTheHandoverSectionBeforeTheEngineRuns) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (steering's netlink in the daemon's namespace)";
+  auto d = start();
+  json_t* j = status_json();
+  ASSERT_NE(j, nullptr);
+  const json_t* h = json_object_get(json_object_get(j, "node"), "handover");
+  ASSERT_TRUE(json_is_object(h)) << d->err();
+  EXPECT_TRUE(json_is_true(json_object_get(h, "steering_ready"))) << d->err();
+  EXPECT_EQ(json_object_get(h, "error"), nullptr);
+  EXPECT_EQ(json_object_get(h, "channel"), nullptr);
+  ASSERT_TRUE(json_is_array(json_object_get(h, "steering")));
+  EXPECT_EQ(json_array_size(json_object_get(h, "steering")), 0u);
+  json_decref(j);
+}
+
 TEST_F(DaemonTest, GoodReloadMakesANewGeneration) {
   auto d = start();
   write_config("debug");

@@ -63,6 +63,9 @@ Report sample_report() {
   r.unnatted_flows_purged = 7;
   r.unnatted_packets_leaked = 5;
   r.eip_moves = {{"ok", 2}, {"InvalidAllocationID.NotFound", 1}};
+  r.handover_flows_held = {{"i-a", 200}};
+  r.handover_flows_steered = {{"i-a", 199}};
+  r.handover_channel_rejects = {{"address", 3}, {"hello", 1}, {"bounds", 0}};
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -91,6 +94,12 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("\nhanat_ec2_throttles_total 1\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_drift_repairs_total 2\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_source_dest_check_repairs_total 1\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_handover_flows_held gauge\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_handover_flows_held{member=\"i-a\"} 200\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_handover_flows_steered{member=\"i-a\"} 199\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_handover_channel_rejects_total counter\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"address\"} 3\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"hello\"} 1\n"));
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_eip_moves_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"ok\"} 2\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"InvalidAllocationID.NotFound\"} 1\n"));

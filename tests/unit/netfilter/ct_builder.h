@@ -2,7 +2,8 @@
 #pragma once
 // Builds ctnetlink messages laid out as the kernel sends them (nf_conntrack_netlink.c,
 // ctnetlink_fill_info / ctnetlink_conntrack_event): nfgenmsg, CTA_TUPLE_ORIG and
-// CTA_TUPLE_REPLY (nested IP and PROTO), CTA_STATUS, CTA_TIMEOUT, CTA_ID; all values in network
+// CTA_TUPLE_REPLY (nested IP and PROTO), CTA_STATUS, CTA_TIMEOUT, CTA_ID, CTA_PROTOINFO (TCP
+// state, when asked for); all values in network
 // byte order. Shared by the unit tests and the fuzz target's seed generator.
 
 #include <arpa/inet.h>
@@ -40,6 +41,7 @@ struct CtSpec {
   uint8_t tcp_state = 3;  // TCP_CONNTRACK_ESTABLISHED
   uint8_t wscale_orig = 0, wscale_reply = 0;
   uint8_t flags_orig = 0, flags_reply = 0;
+  bool short_tcp_state = false;  // with_tcp_info: the state attribute without its byte
 };
 
 inline void put_tuple(nlmsghdr* nlh, uint16_t type, const CtSpec& s, uint32_t src, uint32_t dst,
@@ -85,7 +87,11 @@ inline std::vector<uint8_t> build_ct(const CtSpec& s) {
   if (s.with_tcp_info) {
     nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
     nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
-    if (!s.tcp_info_without_state) mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, s.tcp_state);
+    if (s.short_tcp_state) {
+      mnl_attr_put(nlh, CTA_PROTOINFO_TCP_STATE, 0, nullptr);
+    } else if (!s.tcp_info_without_state) {
+      mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, s.tcp_state);
+    }
     mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, s.wscale_orig);
     mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_WSCALE_REPLY, s.wscale_reply);
     const uint8_t orig[2] = {s.flags_orig, 0};

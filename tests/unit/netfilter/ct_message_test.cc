@@ -14,6 +14,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 
 #include "netfilter/conntrack.h"
 #include "tests/unit/netfilter/ct_builder.h"
@@ -64,6 +65,34 @@ TEST(CtMessage, DumpReplyOfATcpFlowParsesToItsOriginalTuple) {
   EXPECT_EQ(m->entry.reply.dst, ip("198.19.1.1"));
   EXPECT_EQ(m->entry.status, kNatted);
   EXPECT_EQ(m->id, 77U);
+}
+
+TEST(CtMessage, TcpStateIsReadAndTimeWaitOrCloseIsAClosedFlow) {
+  CtSpec s = tcp_flow();
+  auto plain = build_ct(s);
+  auto m = parse_ct_message(plain.data(), plain.size());
+  ASSERT_TRUE(m) << m.error();
+  EXPECT_EQ(m->tcp, std::nullopt);
+  EXPECT_FALSE(tcp_closed(*m));
+  const std::vector<std::pair<int, bool>> states = {
+      {TCP_CONNTRACK_ESTABLISHED, false}, {TCP_CONNTRACK_FIN_WAIT, false},
+      {TCP_CONNTRACK_CLOSE_WAIT, false},  {TCP_CONNTRACK_LAST_ACK, false},
+      {TCP_CONNTRACK_TIME_WAIT, true},    {TCP_CONNTRACK_CLOSE, true}};
+  for (const auto& [state, closed] : states) {
+    s.with_tcp_info = true;
+    s.tcp_state = static_cast<uint8_t>(state);
+    auto msg = build_ct(s);
+    auto t = parse_ct_message(msg.data(), msg.size());
+    ASSERT_TRUE(t) << t.error();
+    ASSERT_TRUE(t->tcp.has_value());
+    EXPECT_EQ(t->tcp->state, state);
+    EXPECT_EQ(tcp_closed(*t), closed) << state;
+  }
+  s.short_tcp_state = true;
+  auto bad = build_ct(s);
+  auto b = parse_ct_message(bad.data(), bad.size());
+  ASSERT_FALSE(b);
+  EXPECT_THAT(b.error(), HasSubstr("TCP state truncated"));
 }
 
 TEST(CtMessage, EventKindsFollowTypeAndFlags) {

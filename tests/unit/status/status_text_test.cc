@@ -169,6 +169,54 @@ TEST(StatusText, UnNattedFlowsPurgedAndPacketsLeaked) {
   EXPECT_THAT(format_status(none.j), Not(HasSubstr("un-NATed")));
 }
 
+TEST(StatusText, HandoverChannelAndSteering) {
+  Parsed st(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "handover": {"steering_ready": true,
+      "channel": {"port": 7801, "connections": 1, "accepted": 3, "rejected_address": 2,
+                  "rejected_hello": 1, "closed_bounds": 0, "flows_received": 250,
+                  "held": {"i-a": 200}},
+      "steering": [
+        {"member": "i-a", "installed": true, "mark": 1751187456, "route_table": 1751187456,
+         "rule_priority": 400, "flows": 200, "errors": 0, "catch_unknown_tcp": true},
+        {"member": "i-c", "installed": false, "mark": 0, "route_table": 0,
+         "rule_priority": 0, "flows": 0, "errors": 1, "catch_unknown_tcp": false}]}}})");
+  const std::string out = format_status(st.j);
+  EXPECT_THAT(out, HasSubstr("handover:    channel port 7801, 1 connections, 3 accepted, 2 refused "
+                             "(not a member), 1 refused (hello), 0 closed at bounds, 250 flows "
+                             "received\n"));
+  EXPECT_THAT(out, HasSubstr("             steering i-a: 200 flows, mark 0x68610000, table "
+                             "1751187456, rule priority 400, catches unknown TCP\n"));
+  EXPECT_THAT(out, HasSubstr("             steering i-c: not installed, 1 errors\n"));
+  // The leaving side: the peers this host handed tables to.
+  Parsed sending(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "handover": {"steering_ready": true, "steering": [],
+      "draining": true, "flows_left": 12,
+      "sending": [
+        {"member": "i-b", "phase": "streaming", "tables": ["rtb-a"], "flows_left": 12,
+         "flows_carried": 15, "flows_acked": 200, "writes_held": 0},
+        {"member": "i-c", "phase": "connecting", "tables": ["rtb-c"], "flows_left": 0,
+         "writes_held": 1},
+        {"member": "i-d", "phase": "ended", "tables": ["rtb-d"], "flows_left": 0,
+         "writes_held": 0, "ended": "no flows left",
+         "problem": "no acknowledgement from i-d within 500 ms"}]}}})");
+  const std::string sent = format_status(sending.j);
+  EXPECT_THAT(sent, HasSubstr("handover:    sending to i-b: streaming, 12 flows left\n"));
+  EXPECT_THAT(sent, HasSubstr("             sending to i-c: connecting, 0 flows left, 1 route "
+                              "writes held\n"));
+  EXPECT_THAT(sent, HasSubstr("             sending to i-d: ended, 0 flows left (no flows left); "
+                              "no acknowledgement from i-d within 500 ms\n"));
+  // Nothing to say: no line.
+  Parsed idle(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "identity", "handover": {"steering_ready": true, "steering": []}}})");
+  EXPECT_THAT(format_status(idle.j), Not(HasSubstr("handover:")));
+  Parsed broken(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "handover": {"steering_ready": false, "steering": [],
+             "error": "member channel: /etc/hanat/psk: readable by others"}}})");
+  EXPECT_THAT(
+      format_status(broken.j),
+      HasSubstr("handover:    ERROR: member channel: /etc/hanat/psk: readable by others\n"));
+}
+
 TEST(StatusText, ProbeSendDelay) {
   Parsed p(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
@@ -340,6 +388,13 @@ TEST(DrainWait, FinishedOnlyWhenDrainedAndNoRouteHere) {
     {"id": "rtb-a", "routes": [{"destination": "0.0.0.0/0", "here": false}]}]}})");
   EXPECT_TRUE(drain_finished(done.j));
   EXPECT_TRUE(tables_here(done.j).empty());
+  // Routes gone, but connections kept through the handover still pass through here.
+  Parsed keeping(R"({"ok": true, "node": {"state": "drained", "drained": true, "tables": [],
+    "handover": {"draining": true, "flows_left": 3}}})");
+  EXPECT_FALSE(drain_finished(keeping.j));
+  Parsed kept(R"({"ok": true, "node": {"state": "drained", "drained": true, "tables": [],
+    "handover": {"draining": false, "flows_left": 0}}})");
+  EXPECT_TRUE(drain_finished(kept.j));
   // A daemon still starting (no engine yet) has not drained anything.
   Parsed starting(R"({"ok": true, "node": {"phase": "identity"}})");
   EXPECT_FALSE(drain_finished(starting.j));
