@@ -453,14 +453,10 @@ int on_flow(const nlmsghdr* nlh, void* data) {
   }
   if constexpr (std::is_same_v<Out, FlowDump>) {
     st->out->flows.push_back(m->flow);
+    if (tcp_closed(*m)) ++st->out->closed;
   } else if (auto r = replicated_flow(*m)) {
     st->out->flows.push_back(*r);
   }
-}
-
-bool tcp_closed(const CtMessage& m) {
-  return m.flow.proto == IPPROTO_TCP && m.tcp &&
-         (m.tcp->state == TCP_CONNTRACK_TIME_WAIT || m.tcp->state == TCP_CONNTRACK_CLOSE);
   return MNL_CB_OK;
 }
 
