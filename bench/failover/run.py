@@ -23,8 +23,10 @@ tests/e2e/hanatlab/connkeep.py): 200 long-lived TCP connections (16 bytes each w
 50 ms) through nat1 across a drain, nat2's failback, a spot notice with termination 8 s
 later, a stop (SIGTERM to the controller) and a link cut; per run how many survived, were
 reset or stalled, the longest echo wait, when the route moved and the first reset came, and where a new connection leaves.
-Controllers default to hanat-default and keepalived; hanat's failback_delay is 3 s there
-(the failback scenario would otherwise wait its default 30 s).
+Controllers default to hanat-default (a handover that keeps no connection: the lab's
+[handover] flow_drain = 0), hanat-keep (the same profile keeping connections) and
+keepalived; hanat's failback_delay is 3 s there (the failback scenario would otherwise wait
+its default 30 s).
 
   bench/failover/run.py --connections --hanatd build/bin/hanatd [--reps 3]
                         [--scenarios drain,failback,spot,stop,cut] [--json F]
@@ -125,7 +127,10 @@ def targets(s):
 # ---------------------------------------------------------------------------------------
 # connection survival (--connections)
 
-CONN_CONTROLLERS = ("hanat-default", "keepalived")
+# hanat-default: the lab's [handover] flow_drain = 0 (a handover that keeps nothing, as
+# before the connection-keeping handover); hanat-keep: the same profile keeping connections
+# (connkeep.KEEP_FLOW_DRAIN).
+CONN_CONTROLLERS = ("hanat-default", "hanat-keep", "keepalived")
 
 
 def conn_table(results, scenarios, controllers):
@@ -190,8 +195,12 @@ def run_connections(a, scenarios, controllers, hanatd):
             for c in controllers:
                 lab = stack.enter_context(Lab(nats=2, hosts_per_zone=2, name="connbench"))
                 if c.startswith("hanat-"):
-                    ctl = sc.HanatController(lab, hanatd, c.split("-", 1)[1],
-                                             {"failover": {"failback_delay": "3s"}})
+                    over = {"failover": {"failback_delay": "3s"}}
+                    profile = c.split("-", 1)[1]
+                    if profile == "keep":
+                        profile = "default"
+                        over.update(connkeep.keep_overrides(True))
+                    ctl = sc.HanatController(lab, hanatd, profile, over)
                     ctl.name = c
                 else:
                     ctl = make_controller(lab, c, hanatd, a.advert_int)
@@ -272,10 +281,11 @@ def main():
         controllers = [x for x in (a.controllers if a.controllers != ",".join(CONTROLLERS)
                                    else ",".join(CONN_CONTROLLERS)).split(",") if x]
         bad = [x for x in scenarios if x not in connkeep.SCENARIOS]
-        bad += [x for x in controllers if x not in CONTROLLERS]
+        bad += [x for x in controllers if x not in CONTROLLERS + CONN_CONTROLLERS]
         if bad or a.reps < 1:
             ap.error(f"unknown scenario/controller {bad} (scenarios with --connections: "
-                     f"{', '.join(connkeep.SCENARIOS)}; controllers: {', '.join(CONTROLLERS)}); "
+                     f"{', '.join(connkeep.SCENARIOS)}; controllers: "
+                     f"{', '.join(sorted(set(CONTROLLERS + CONN_CONTROLLERS)))}); "
                      "--reps >= 1")
         hanatd = os.path.abspath(a.hanatd)
         if any(c.startswith("hanat") for c in controllers) and not os.access(hanatd, os.X_OK):
