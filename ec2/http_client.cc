@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/http_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
 #include <string_view>
@@ -17,6 +21,7 @@ struct HttpClient::Request {
   std::string date;
   size_t max_body = 0;
   bool too_large = false;
+  std::chrono::milliseconds timeout{0};  // the transfer's whole budget (CURLOPT_TIMEOUT_MS)
   char errbuf[CURL_ERROR_SIZE] = {};
   Completion done;
 };
@@ -55,6 +60,48 @@ size_t on_header(char* data, size_t size, size_t n, void* userp) {
     }
   }
   return len;
+}
+
+// Every socket curl opens (CURLOPT_SOCKOPTFUNCTION runs after socket(), before connect()).
+//
+// A request we gave up on must never reach the server later. EC2 applies whatever complete
+// request it receives, whenever it receives it: a ReplaceRoute sent while our network stalls
+// silently (frames dropped, carrier up) sits in the socket's send queue, and when curl times
+// the transfer out and closes the socket, an ordinary close() keeps that queue: the kernel
+// goes on retransmitting the orphaned data (tcp(7), tcp_orphan_retries) and, once the path
+// returns, delivers a write the daemon has long since abandoned and decided against.
+//  - SO_LINGER {on, 0}: close() is abortive: the unsent data is discarded and an RST is sent
+//    instead of a FIN (socket(7) SO_LINGER; tcp(7)). curl never returns the connection of a
+//    transfer that failed, timed out or was removed before its end (cancel()) to its cache:
+//    it disconnects a connection ended prematurely (multi_done(), libcurl 7.88), so such a
+//    close() happens at once (pinned by ec2_http_netns_test). A connection that completed
+//    its reply goes back to the cache and is reused as before; an RST when it is finally
+//    closed costs nothing, both sides having read everything.
+//  - TCP_USER_TIMEOUT = the transfer's timeout: data left unacknowledged longer than that is
+//    not retransmitted any more and the kernel fails the connection (ETIMEDOUT; tcp(7),
+//    RFC 5482), whatever curl does with the socket meanwhile. It bounds SYN retransmissions
+//    too, and takes the place of the keep-alive probe count on an idle cached connection, so
+//    a connection whose path died is dropped, not reused for the next request. A reused
+//    connection keeps the bound of the transfer that opened it (one client serves one kind
+//    of endpoint with one timeout).
+int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose) {
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKOPT_OK;
+  const linger abortive{1, 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive) != 0) {
+    return CURL_SOCKOPT_ERROR;  // the transfer fails ("setsockopt callback returned error")
+  }
+  const auto* timeout = static_cast<const std::chrono::milliseconds*>(clientp);
+  const auto ms = static_cast<unsigned int>(std::max<std::chrono::milliseconds::rep>(
+      1, std::min<std::chrono::milliseconds::rep>(timeout->count(), 0x7fffffff)));
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  // TCP only (a Unix socket has no retransmission); SO_DOMAIN is Linux's, as is the option.
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+      (domain == AF_INET || domain == AF_INET6) &&
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
+    return CURL_SOCKOPT_ERROR;
+  }
+  return CURL_SOCKOPT_OK;
 }
 
 // curl reports socket readiness in CURL_CSELECT_* terms.
@@ -99,6 +146,7 @@ core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpe
   req->max_body = opts_.max_body_bytes;
   CURL* e = req->easy.get();
   const auto timeout = req->spec.timeout.count() > 0 ? req->spec.timeout : opts_.total_timeout;
+  req->timeout = timeout;
   curl_easy_setopt(e, CURLOPT_URL, req->spec.url.c_str());
   curl_easy_setopt(e, CURLOPT_PRIVATE, req.get());
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -110,6 +158,8 @@ core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpe
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!opts_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.ca_file.c_str());
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &on_sockopt);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, &req->timeout);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->body);
