@@ -17,6 +17,19 @@ void PeerHealth::configure(Thresholds t, const std::vector<ProbeKind>& kinds, bo
   if (next != Health::Unknown) state_ = next;
 }
 
+void PeerHealth::forget(std::string why) {
+  for (auto& path : trackers_) {
+    for (auto& tr : path) {
+      const Thresholds t = tr.thresholds();
+      tr = HealthTracker();
+      tr.set_thresholds(t);
+    }
+  }
+  reports_down_ = false;
+  state_ = Health::Unknown;
+  why_ = std::move(why);
+}
+
 Health PeerHealth::path_state(ProbePath p) const {
   if (!probed(p)) return Health::Unknown;
   bool any_up = false;

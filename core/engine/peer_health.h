@@ -34,6 +34,10 @@ class PeerHealth {
   // Keeps the counters and state of kinds and paths that stay configured. A path that stops
   // being probed forgets its trackers, so that it starts from Unknown when probed again.
   void configure(Thresholds t, const std::vector<ProbeKind>& kinds, bool public_path = false);
+  // Forgets every verdict: all trackers and the combined state go back to Unknown, as for
+  // a peer never probed (thresholds and probed kinds stay). For silence that proves nothing
+  // about the peer (machine.h, "Own recovery").
+  void forget(std::string why);
   // Records one result; returns Changed when the combined state flipped.
   HealthChange record(const ProbeResult& r);
 
