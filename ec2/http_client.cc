@@ -21,7 +21,8 @@ struct HttpClient::Request {
   std::string date;
   size_t max_body = 0;
   bool too_large = false;
-  std::chrono::milliseconds timeout{0};  // the transfer's whole budget (CURLOPT_TIMEOUT_MS)
+  std::chrono::milliseconds timeout{0};     // the transfer's whole budget (CURLOPT_TIMEOUT_MS)
+  curl_socket_t bounded = CURL_SOCKET_BAD;  // the socket given this timeout (on_socket)
   char errbuf[CURL_ERROR_SIZE] = {};
   Completion done;
 };
@@ -81,25 +82,29 @@ size_t on_header(char* data, size_t size, size_t n, void* userp) {
 //    not retransmitted any more and the kernel fails the connection (ETIMEDOUT; tcp(7),
 //    RFC 5482), whatever curl does with the socket meanwhile. It bounds SYN retransmissions
 //    too, and takes the place of the keep-alive probe count on an idle cached connection, so
-//    a connection whose path died is dropped, not reused for the next request. A reused
-//    connection keeps the bound of the transfer that opened it (one client serves one kind
-//    of endpoint with one timeout).
-int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose) {
-  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKOPT_OK;
-  const linger abortive{1, 0};
-  if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive) != 0) {
-    return CURL_SOCKOPT_ERROR;  // the transfer fails ("setsockopt callback returned error")
-  }
-  const auto* timeout = static_cast<const std::chrono::milliseconds*>(clientp);
+//    a connection whose path died is dropped, not reused for the next request. Set when
+//    the socket is opened (its SYNs) and again for each request that uses it (on_socket):
+//    the EC2 client gives each attempt what is left of the call's deadline, so requests on
+//    one kept connection have different budgets.
+bool set_user_timeout(curl_socket_t fd, std::chrono::milliseconds timeout) {
   const auto ms = static_cast<unsigned int>(std::max<std::chrono::milliseconds::rep>(
-      1, std::min<std::chrono::milliseconds::rep>(timeout->count(), 0x7fffffff)));
+      1, std::min<std::chrono::milliseconds::rep>(timeout.count(), 0x7fffffff)));
   int domain = 0;
   socklen_t len = sizeof domain;
   // TCP only (a Unix socket has no retransmission); SO_DOMAIN is Linux's, as is the option.
-  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
-      (domain == AF_INET || domain == AF_INET6) &&
-      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
-    return CURL_SOCKOPT_ERROR;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6)) {
+    return true;
+  }
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) == 0;
+}
+
+int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose) {
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKOPT_OK;
+  const linger abortive{1, 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive) != 0 ||
+      !set_user_timeout(fd, *static_cast<const std::chrono::milliseconds*>(clientp))) {
+    return CURL_SOCKOPT_ERROR;  // the transfer fails ("setsockopt callback returned error")
   }
   return CURL_SOCKOPT_OK;
 }
@@ -199,13 +204,20 @@ void HttpClient::cancel(RequestId id) {
   requests_.erase(it);
 }
 
-int HttpClient::on_socket(CURL* /*easy*/, curl_socket_t s, int what, void* userp,
-                          void* /*socketp*/) {
+int HttpClient::on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* /*socketp*/) {
   auto* self = static_cast<HttpClient*>(userp);
   if (what == CURL_POLL_REMOVE) {
     // Destroy at once: curl may close the fd right after this and its number be reused.
     self->sockets_.erase(s);
     return 0;
+  }
+  // The transfer that uses this socket now, on a new or a kept connection, bounds its
+  // retransmissions (on_sockopt).
+  Request* req = nullptr;
+  if (easy != nullptr && curl_easy_getinfo(easy, CURLINFO_PRIVATE, &req) == CURLE_OK &&
+      req != nullptr && req->bounded != s) {
+    req->bounded = s;
+    if (!set_user_timeout(s, req->timeout)) return -1;  // curl fails that transfer
   }
   auto& watch = self->sockets_[s];
   if (!watch) {
