@@ -45,18 +45,20 @@
 //
 // Own recovery: a member whose own data plane failed (Failing, Unhealthy) while every peer
 // was silent at once, and works again, forgets the peers it judged DOWN from their silence
-// alone: they go back to Unknown and are
-// judged afresh from new probes (rise to UP, or fall to DOWN again and their routes are
-// taken then, `fall` probes later). Seen in the lab: a NAT whose frames are all dropped
-// with its carrier up (a hung host, a stalled ENI) sees every peer fall silent well before
-// its egress check (a 3 s window) fails. When its network returns, its egress check passes
-// again within a round, while its peers need `rise` answered probes to be UP again; in
-// between, they were DOWN in its view and it took every one of their tables, which their
-// owners, alive all along, took back at once (two writes and a reset of the zone's
-// connections per table). The silence it saw was its own: it proves nothing about them.
-// Peers whose agent reported their own data plane down were heard, and stay DOWN; and when
-// some peer answered while this member was failing, its probes worked, so the silence of
-// the others was real and stands.
+// alone: they go back to Unknown and are judged afresh from new probes (rise to UP, or fall
+// to DOWN again and their routes are taken then, `fall` probes later). And when its own data
+// plane fails, it abandons every claim it has in flight (AbandonWrite: the shell cancels
+// the call, and ec2/http_client.cc makes sure a cancelled request is never delivered).
+// Seen in the lab (e2e.two_per_zone, 2026-12-03): a NAT whose frames are all dropped with
+// its carrier up (a hung host, a stalled ENI) sees every peer fall silent well before its
+// egress check (a 3 s window) fails, and claims their tables; those claims, still within
+// their timeout, reached EC2 when its network returned. With a longer cut, its egress check
+// passed again before its peers had answered `rise` probes: still DOWN in its view, their
+// tables were claimed anew. Either way their owners, alive all along, took them back at
+// once (two writes and a reset of the zone's connections per table). The silence it saw
+// was its own: it proves nothing about them. Peers whose agent reported their own data
+// plane down were heard, and stay DOWN; and when some peer answered while this member was
+// failing, its probes worked, so the silence of the others was real and stands.
 //
 // An agent-silent peer (its agent answered before and now fails on every path, the host
 // still answering other probes: hanatd stopped, crashed or restarting) stays UP: its routes
