@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "ec2/http_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
 #include <string_view>
@@ -17,6 +21,8 @@ struct HttpClient::Request {
   std::string date;
   size_t max_body = 0;
   bool too_large = false;
+  std::chrono::milliseconds timeout{0};     // the transfer's whole budget (CURLOPT_TIMEOUT_MS)
+  curl_socket_t bounded = CURL_SOCKET_BAD;  // the socket given this timeout (on_socket)
   char errbuf[CURL_ERROR_SIZE] = {};
   Completion done;
 };
@@ -55,6 +61,52 @@ size_t on_header(char* data, size_t size, size_t n, void* userp) {
     }
   }
   return len;
+}
+
+// Every socket curl opens (CURLOPT_SOCKOPTFUNCTION runs after socket(), before connect()).
+//
+// A request we gave up on must never reach the server later. EC2 applies whatever complete
+// request it receives, whenever it receives it: a ReplaceRoute sent while our network stalls
+// silently (frames dropped, carrier up) sits in the socket's send queue, and when curl times
+// the transfer out and closes the socket, an ordinary close() keeps that queue: the kernel
+// goes on retransmitting the orphaned data (tcp(7), tcp_orphan_retries) and, once the path
+// returns, delivers a write the daemon has long since abandoned and decided against.
+//  - SO_LINGER {on, 0}: close() is abortive: the unsent data is discarded and an RST is sent
+//    instead of a FIN (socket(7) SO_LINGER; tcp(7)). curl never returns the connection of a
+//    transfer that failed, timed out or was removed before its end (cancel()) to its cache:
+//    it disconnects a connection ended prematurely (multi_done(), libcurl 7.88), so such a
+//    close() happens at once (pinned by ec2_http_netns_test). A connection that completed
+//    its reply goes back to the cache and is reused as before; an RST when it is finally
+//    closed costs nothing, both sides having read everything.
+//  - TCP_USER_TIMEOUT = the transfer's timeout: data left unacknowledged longer than that is
+//    not retransmitted any more and the kernel fails the connection (ETIMEDOUT; tcp(7),
+//    RFC 5482), whatever curl does with the socket meanwhile. It bounds SYN retransmissions
+//    too, and takes the place of the keep-alive probe count on an idle cached connection, so
+//    a connection whose path died is dropped, not reused for the next request. Set when
+//    the socket is opened (its SYNs) and again for each request that uses it (on_socket):
+//    the EC2 client gives each attempt what is left of the call's deadline, so requests on
+//    one kept connection have different budgets.
+bool set_user_timeout(curl_socket_t fd, std::chrono::milliseconds timeout) {
+  const auto ms = static_cast<unsigned int>(std::max<std::chrono::milliseconds::rep>(
+      1, std::min<std::chrono::milliseconds::rep>(timeout.count(), 0x7fffffff)));
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  // TCP only (a Unix socket has no retransmission); SO_DOMAIN is Linux's, as is the option.
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6)) {
+    return true;
+  }
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) == 0;
+}
+
+int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose) {
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKOPT_OK;
+  const linger abortive{1, 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive) != 0 ||
+      !set_user_timeout(fd, *static_cast<const std::chrono::milliseconds*>(clientp))) {
+    return CURL_SOCKOPT_ERROR;  // the transfer fails ("setsockopt callback returned error")
+  }
+  return CURL_SOCKOPT_OK;
 }
 
 // curl reports socket readiness in CURL_CSELECT_* terms.
@@ -99,6 +151,7 @@ core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpe
   req->max_body = opts_.max_body_bytes;
   CURL* e = req->easy.get();
   const auto timeout = req->spec.timeout.count() > 0 ? req->spec.timeout : opts_.total_timeout;
+  req->timeout = timeout;
   curl_easy_setopt(e, CURLOPT_URL, req->spec.url.c_str());
   curl_easy_setopt(e, CURLOPT_PRIVATE, req.get());
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -110,6 +163,8 @@ core::Result<HttpClient::RequestId, std::string> HttpClient::send(HttpRequestSpe
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!opts_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.ca_file.c_str());
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &on_sockopt);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, &req->timeout);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->body);
@@ -149,13 +204,20 @@ void HttpClient::cancel(RequestId id) {
   requests_.erase(it);
 }
 
-int HttpClient::on_socket(CURL* /*easy*/, curl_socket_t s, int what, void* userp,
-                          void* /*socketp*/) {
+int HttpClient::on_socket(CURL* easy, curl_socket_t s, int what, void* userp, void* /*socketp*/) {
   auto* self = static_cast<HttpClient*>(userp);
   if (what == CURL_POLL_REMOVE) {
     // Destroy at once: curl may close the fd right after this and its number be reused.
     self->sockets_.erase(s);
     return 0;
+  }
+  // The transfer that uses this socket now, on a new or a kept connection, bounds its
+  // retransmissions (on_sockopt).
+  Request* req = nullptr;
+  if (easy != nullptr && curl_easy_getinfo(easy, CURLINFO_PRIVATE, &req) == CURLE_OK &&
+      req != nullptr && req->bounded != s) {
+    req->bounded = s;
+    if (!set_user_timeout(s, req->timeout)) return -1;  // curl fails that transfer
   }
   auto& watch = self->sockets_[s];
   if (!watch) {

@@ -5,7 +5,9 @@
 // to time out; the loop does the waiting; completions run as ordinary loop callbacks.
 //
 // Keep-alive: the multi handle keeps curl's connection cache, so consecutive requests to one
-// endpoint reuse a connection (EC2 keeps connections open; moto closes each one).
+// endpoint reuse a connection (EC2 keeps connections open; moto closes each one). A
+// connection whose transfer failed, timed out or was cancelled is closed abortively: what
+// it had not delivered never reaches the server later (http_client.cc, on_sockopt).
 // TLS peer and host verification are always on for https URLs.
 
 #include <curl/curl.h>

@@ -327,6 +327,9 @@ class Node {
     std::chrono::system_clock::time_point at;  // when the completion arrived
     std::string destination, target, outcome;
   };
+  // Claims (writes pointing a route at this host) on their way to EC2, by engine op, for
+  // AbandonWrite.
+  std::map<engine::OpId, ec2::Client::CallId> claims_in_flight_;
   std::map<std::string, LastWrite> last_write_;  // route table id -> its last completed write
   // [hooks] on_transition: fire_hook() adds the host's identity to `vars`.
   HookRunner hook_runner_{loop_};

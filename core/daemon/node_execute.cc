@@ -135,6 +135,15 @@ void Node::execute(const engine::Action& a) {
                        "): not running hanatd, it is allocated no route table");
         } else if constexpr (std::is_same_v<T, engine::PeerPathChanged>) {
           log_path_change(x);
+        } else if constexpr (std::is_same_v<T, engine::AbandonWrite>) {
+          // Cancelled wherever it is; on the wire, its connection is reset and what the
+          // kernel had not delivered yet is discarded (ec2/http_client.cc).
+          if (auto it = claims_in_flight_.find(x.op); it != claims_in_flight_.end()) {
+            ec2_->cancel(it->second);
+            claims_in_flight_.erase(it);
+            log::notice("route " + x.table + " " + x.destination +
+                        ": claim abandoned, this host's own data plane failed");
+          }
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           if (keep_draining()) {
             // The routes are handed over; the flows they carried still pass through here
@@ -255,6 +264,7 @@ void Node::send_route(const engine::WriteRoute& w) {
   auto cb = [this, op = w.op, epoch = w.epoch, table = w.table, destination = w.destination,
              written = target_text(w.target), verb = w.verb,
              claim](ec2::Ec2Result<ec2::SimpleOk> r) {
+    claims_in_flight_.erase(op);
     std::string action = verb == engine::RouteVerb::Create ? "CreateRoute" : "ReplaceRoute";
     count_call(action, err_of(r));
     if (r) {
@@ -290,13 +300,17 @@ void Node::send_route(const engine::WriteRoute& w) {
     r.route_table_id = w.table;
     r.destination_cidr = w.destination;
     r.target = target;
-    ec2_->create_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
+    const auto id =
+        ec2_->create_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
+    if (claim) claims_in_flight_[w.op] = id;
   } else {
     ec2::ReplaceRouteRequest r;
     r.route_table_id = w.table;
     r.destination_cidr = w.destination;
     r.target = target;
-    ec2_->replace_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
+    const auto id =
+        ec2_->replace_route(r, {ec2::Priority::RouteWrite, milliseconds(0), kPrepaid}, cb);
+    if (claim) claims_in_flight_[w.op] = id;
   }
 }
 

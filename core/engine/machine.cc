@@ -72,6 +72,11 @@ std::vector<Action> Machine::handle(const Event& ev) {
     }
     dirty_ = false;
   }
+  // Own recovery (machine.h): remember whether every peer was silent at once while this
+  // member's own data plane was down.
+  if ((state_ == State::Failing || state_ == State::Unhealthy) && every_peer_silent()) {
+    isolated_while_failing_ = true;
+  }
   return out;
 }
 
@@ -176,9 +181,18 @@ void Machine::enter(const Transition& t, std::vector<Action>& out) {
   out.push_back(Notify{state_, t.next, t.reason, t.detail});
   bool was_serving = serving();
   bool was_handing_over = handing_over(state_);
+  const State from = state_;
   state_ = t.next;
   state_since_ = now_;
   if (serving() && !was_serving) eligible_since_ = now_;
+  if (serving() && (from == State::Unhealthy || from == State::Failing) &&
+      isolated_while_failing_) {
+    rejudge_silent_peers(out);  // machine.h, "Own recovery"
+  }
+  if (serving() || was_serving) isolated_while_failing_ = false;
+  if (was_serving && (state_ == State::Failing || state_ == State::Unhealthy)) {
+    abandon_claims(out);
+  }
   if (!serving()) eligible_since_.reset();
   if (handing_over(state_) && !was_handing_over) {
     handover_deadline_ = now_ + cfg_->handover_deadline;

@@ -47,6 +47,23 @@
 // to itself, exactly like a member whose peers all died; with one peer that cannot be told
 // apart from inside the host.
 //
+// Own recovery: a member whose own data plane failed (Failing, Unhealthy) while every peer
+// was silent at once, and works again, forgets the peers it judged DOWN from their silence
+// alone: they go back to Unknown and are judged afresh from new probes (rise to UP, or fall
+// to DOWN again and their routes are taken then, `fall` probes later). And when its own data
+// plane fails, it abandons every claim it has in flight (AbandonWrite: the shell cancels
+// the call, and ec2/http_client.cc makes sure a cancelled request is never delivered).
+// Seen in the lab (e2e.two_per_zone, 2026-12-03): a NAT whose frames are all dropped with
+// its carrier up (a hung host, a stalled ENI) sees every peer fall silent well before its
+// egress check (a 3 s window) fails, and claims their tables; those claims, still within
+// their timeout, reached EC2 when its network returned. With a longer cut, its egress check
+// passed again before its peers had answered `rise` probes: still DOWN in its view, their
+// tables were claimed anew. Either way their owners, alive all along, took them back at
+// once (two writes and a reset of the zone's connections per table). The silence it saw
+// was its own: it proves nothing about them. Peers whose agent reported their own data
+// plane down were heard, and stay DOWN; and when some peer answered while this member was
+// failing, its probes worked, so the silence of the others was real and stands.
+//
 // An agent-silent peer (its agent answered before and now fails on every path, the host
 // still answering other probes: hanatd stopped, crashed or restarting) stays UP: its routes
 // are not taken (DESIGN rule 10, the nftables table outlives the process) and it is never
@@ -196,6 +213,12 @@ class Machine {
     return cfg_->egress_check && confirmed_since_ && *confirmed_since_ <= since;
   }
   void update_confirmation();
+  // Own recovery (above): peers DOWN from silence alone go back to Unknown.
+  void rejudge_silent_peers(std::vector<Action>& out);
+  // Own data plane failed: every claim in flight is cancelled (AbandonWrite).
+  void abandon_claims(std::vector<Action>& out);
+  // Every peer (>= 1) silent now.
+  [[nodiscard]] bool every_peer_silent() const;
   void move_eips(std::vector<Action>& out);
   [[nodiscard]] bool claiming(const RouteState& r) const;
   void strike(TableState& t, const std::string& writer);
@@ -248,6 +271,8 @@ class Machine {
   std::string egress_detail_;
   bool egress_confirmed_ = false;
   bool link_ok_ = true;
+  // Every peer was silent at once while this member was Failing or Unhealthy (own recovery).
+  bool isolated_while_failing_ = false;
   std::optional<Time> confirmed_since_;  // egress confirmed, link up and NAT ok since
   // Recovery actions by peer id. Kept apart from members_: a stop-started peer may leave
   // the member list and join again, and its cool-down must survive that.

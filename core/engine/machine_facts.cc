@@ -160,6 +160,37 @@ void Machine::absorb_probe(const ProbeResult& r, std::vector<Action>& out) {
   dirty_ = true;
 }
 
+void Machine::rejudge_silent_peers(std::vector<Action>& out) {
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    MemberState& m = members_[i];
+    // A peer whose agent answered that its own data plane is down was heard: that verdict
+    // stands. Only what silence decided is forgotten.
+    if (static_cast<int>(i) == self_ || m.health.state() != Health::Down ||
+        m.health.reports_down()) {
+      continue;
+    }
+    m.health.forget("judged afresh: it fell silent while this member's own data plane was down");
+    for (auto& path : m.fails_since_heard) path.fill(0);
+    m.agent_fails.fill(0);
+    m.silent_since.reset();
+    m.down_since.reset();
+    m.health_since = now_;
+    out.push_back(PeerChanged{m.m.instance_id, Health::Down, Health::Unknown, m.health.why()});
+    alloc_dirty_ = true;
+    dirty_ = true;
+  }
+}
+
+bool Machine::every_peer_silent() const {
+  bool any = false;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    if (static_cast<int>(i) == self_) continue;
+    if (!silent(members_[i])) return false;
+    any = true;
+  }
+  return any;
+}
+
 void Machine::absorb_routes(const RoutesObserved& o) {
   Time sent = o.at;
   if (auto d = describes_.find(o.op); o.op != 0 && d != describes_.end()) {

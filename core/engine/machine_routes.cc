@@ -150,6 +150,29 @@ void Machine::want(TableState& t, std::size_t ri, const Target& target, std::vec
   ++writes_total_;
 }
 
+void Machine::abandon_claims(std::vector<Action>& out) {
+  // This member's own data plane just failed: a route it was taking would now point at a
+  // host that cannot NAT (DESIGN rule 6), and when the failure is a stall of its network
+  // (frames dropped, carrier up), the request is still in the kernel's send queue: it would
+  // reach EC2 whenever the path returns, taking the table from a peer that was alive all
+  // along. Cancelled, it never does (ec2/http_client.cc: closing an abandoned connection
+  // discards what was not sent). A claim that did reach EC2 shows in the next Describe, and
+  // the handover that follows gives the route away like any other.
+  for (auto& t : tables_) {
+    for (auto& r : t.routes) {
+      if (!r.op) continue;
+      auto p = pending_.find(*r.op);
+      if (p == pending_.end() || p->second.kind != OpKind::Write ||
+          holder(p->second.target) != Holder::Self) {
+        continue;
+      }
+      out.push_back(AbandonWrite{*r.op, t.id, r.destination});
+      pending_.erase(p);
+      r.op.reset();
+    }
+  }
+}
+
 bool Machine::claiming(const RouteState& r) const {
   if (holder(r.belief) == Holder::Self) return true;
   if (!r.op) return false;

@@ -34,11 +34,12 @@ class PeerHealth {
   // Keeps the counters and state of kinds and paths that stay configured. A path that stops
   // being probed forgets its trackers, so that it starts from Unknown when probed again.
   void configure(Thresholds t, const std::vector<ProbeKind>& kinds, bool public_path = false);
+  // Forgets every verdict: all trackers and the combined state go back to Unknown, as for
+  // a peer never probed (thresholds and probed kinds stay). For silence that proves nothing
+  // about the peer (machine.h, "Self-suspicion" and "Own recovery").
+  void forget(std::string why);
   // Records one result; returns Changed when the combined state flipped.
   HealthChange record(const ProbeResult& r);
-  // Back to Unknown with every tracker's runs cleared (thresholds and configuration kept):
-  // what was observed is no evidence, the peer must reach `fall` or `rise` afresh.
-  void forget(std::string why);
 
   [[nodiscard]] Health state() const { return state_; }
   [[nodiscard]] bool reports_down() const { return reports_down_; }

@@ -375,9 +375,17 @@ struct PeerPathChanged {
   Health to = Health::Unknown;
   bool broken = false;
 };
-using Action =
-    std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, ReleaseEip, RecoverPeer,
-                 Notify, PeerChanged, ExitReady, RouteForeign, PeerWithoutAgent, PeerPathChanged>;
+// A claim in flight (a WriteRoute pointing a route at this member) that this member no longer
+// wants: the shell cancels the call wherever it is (queued, backing off, on the wire). No
+// answer; the route's belief stays what was last observed, and the next Describe tells.
+struct AbandonWrite {
+  OpId op = 0;
+  std::string table;
+  std::string destination;
+};
+using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, ReleaseEip,
+                            RecoverPeer, Notify, PeerChanged, ExitReady, RouteForeign,
+                            PeerWithoutAgent, PeerPathChanged, AbandonWrite>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 

@@ -52,8 +52,7 @@ def one_run(lab, ck, hanatctl, what, kind, target):
                  checks.status_text(lab, hanatctl, n))
 
     # The NAT that served it dies: still nobody writes that table.
-    # Links down (an ENI or host failure); the silent cut has its own known gap
-    # (two_per_zone_e2e.py's ISOLATED_WRITES), not what this scenario is about.
+    # Links down (an ENI or host failure); the silent cut is two_per_zone_e2e.py's.
     checks.cut(lab, 2, False)
     ck.need("nat1 sees nat2 down", lambda: any(
         m.get("instance_id") == nat2["instance_id"] and m.get("health") == "down"

@@ -78,7 +78,7 @@ class PeerModel {
     return changed;
   }
   [[nodiscard]] Health health() const { return health_; }
-
+  [[nodiscard]] bool says_down() const { return says_down_; }
   // Silence (machine.h "Recovery"): every configured kind failed `fall` times since the peer
   // last answered anything.
   void hear(const ProbeResult& r, const std::vector<ProbeKind>& kinds, Thresholds t) {
@@ -99,7 +99,8 @@ class PeerModel {
     return health_ == Health::Down ? silent_since_ : std::nullopt;
   }
   [[nodiscard]] bool heard_silent() const { return silent_since_.has_value(); }
-  // Judged afresh: back to Unknown, nothing counted.
+  // Judged afresh (machine.h, self-suspicion's end and own recovery): back to Unknown,
+  // nothing counted.
   void forget() {
     runs_.clear();
     fails_heard_.clear();
@@ -532,9 +533,26 @@ class RandomRun {
     // The machine reports exactly the health changes the probes fed make, and shows the
     // health the model has.
     std::vector<Change> reported;
+    bool own_recovery = false;
     for (const auto& a : out) {
-      if (const auto* p = std::get_if<PeerChanged>(&a))
+      if (const auto* nt = std::get_if<Notify>(&a)) {
+        own_recovery =
+            own_recovery || ((nt->from == State::Failing || nt->from == State::Unhealthy) &&
+                             (nt->to == State::Standby || nt->to == State::Active));
+      }
+      if (const auto* p = std::get_if<PeerChanged>(&a)) {
         reported.push_back({p->peer, p->from, p->to});
+        // Own recovery forgets peers DOWN from silence alone (machine.h): only then, only
+        // those. Whether every peer was silent meanwhile is the unit tests' part.
+        if (own_recovery && p->from == Health::Down && p->to == Health::Unknown) {
+          PeerModel& pm = peers_[p->peer];
+          if (pm.health() != Health::Down || pm.says_down()) {
+            return fail("PeerChanged " + p->peer + " down->unknown: not down from silence");
+          }
+          pm.forget();
+          changes_.push_back({p->peer, Health::Down, Health::Unknown});
+        }
+      }
     }
     if (reported != changes_) {
       return fail("PeerChanged " + str(reported) + " where the probes fed make " + str(changes_));
@@ -631,6 +649,14 @@ class RandomRun {
                         " times from members within one hold-down window");
           }
         }
+      } else if (const auto* ab = std::get_if<AbandonWrite>(&a)) {
+        // Only a claim in flight, only by a member that no longer serves; the shell cancels
+        // it, so it never completes.
+        auto f = in_flight_.find(ab->op);
+        if (f == in_flight_.end()) return fail("abandoned a write not in flight");
+        if (serving) return fail("serving member abandoned its claim on " + ab->table);
+        if (!(f->second.target == me)) return fail("abandoned a handover of " + ab->table);
+        in_flight_.erase(f);
       } else if (const auto* nt = std::get_if<Notify>(&a)) {
         note(std::string("  -> ") + to_string(nt->from) + " to " + to_string(nt->to) + ": " +
              to_string(nt->reason));
