@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/ipv4.h"
 #include "netfilter/sysctl.h"
 
 namespace hanat::netfilter {
@@ -32,13 +33,6 @@ namespace {
 
 std::error_code errno_code(int e) {
   return {e, std::generic_category()};
-}
-
-std::string ip_text(uint32_t host_order) {
-  const uint32_t n = htonl(host_order);
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &n, buf, sizeof buf);
-  return buf;
 }
 
 // One netlink socket (NETLINK_ROUTE or NETLINK_NETFILTER) for requests that are answered by an
@@ -243,7 +237,7 @@ int default_route(Socket& s, const SteerSpec& spec, uint32_t ifindex) {
 // deleted first, because the kernel refuses a second VXLAN device with the same VNI and port.
 Status make_tunnel(Socket& s, const SteerTunnel& t) {
   const std::string name = steer_link_name(t.peer);
-  const std::string what = "tunnel " + name + " to peer " + ip_text(t.peer);
+  const std::string what = "tunnel " + name + " to peer " + core::ipv4_text(t.peer);
   if (const int rc = delete_link(s, name); rc < 0) return core::Unexpected(err(rc, what));
   if (const int rc = create_vxlan(s, name, t); rc < 0) {
     if (rc == -EOPNOTSUPP) {
@@ -318,7 +312,7 @@ Status Steering::install(const SteerSpec& spec) {
   if (!table) return core::Unexpected(table.error());
   auto s = rtnl_open();
   if (!s) return core::Unexpected(s.error());
-  const std::string peer = "steering to peer " + ip_text(spec.peer);
+  const std::string peer = "steering to peer " + core::ipv4_text(spec.peer);
   // Whatever an earlier install for this peer left goes first (rule before link: a rule
   // pointing at a table without a route would send marked packets to main's default).
   if (auto r = checked(rule(*s, false, spec), peer + ": deleting old rule"); !r) return r;
@@ -364,7 +358,7 @@ core::Result<size_t, Error> Steering::add_flows(uint32_t peer, std::span<const F
   const auto it = specs_.find(peer);
   if (it == specs_.end()) {
     return fail(std::make_error_code(std::errc::invalid_argument),
-                "steering to peer " + ip_text(peer) + ": not installed");
+                "steering to peer " + core::ipv4_text(peer) + ": not installed");
   }
   auto b = build_flow_add(it->second, flows, nft_.next_seq());
   if (!b) return core::Unexpected(b.error());
@@ -372,8 +366,9 @@ core::Result<size_t, Error> Steering::add_flows(uint32_t peer, std::span<const F
   if (auto c = nft_.commit(b->batch); !c) {
     // The kernel answers ENFILE when the set is at its size (nft_add_set_elem).
     if (c.error().code == std::errc::too_many_files_open_in_system) {
-      return fail(c.error().code, "steering to peer " + ip_text(peer) + ": flow set full (" +
-                                      "max_flows " + std::to_string(it->second.max_flows) + ")");
+      return fail(c.error().code, "steering to peer " + core::ipv4_text(peer) +
+                                      ": flow set full (" + "max_flows " +
+                                      std::to_string(it->second.max_flows) + ")");
     }
     return core::Unexpected(c.error());
   }
@@ -392,7 +387,7 @@ Status Steering::remove_flows(uint32_t peer, std::span<const Flow> flows) {
 Status Steering::set_catch_unknown_tcp(std::optional<uint32_t> peer) {
   if (peer && !specs_.contains(*peer)) {
     return fail(std::make_error_code(std::errc::invalid_argument),
-                "steering to peer " + ip_text(*peer) + ": not installed");
+                "steering to peer " + core::ipv4_text(*peer) + ": not installed");
   }
   if (catching_ && catching_ != peer && specs_.contains(*catching_)) {
     if (auto c = commit(build_catch_unknown(specs_.at(*catching_), false, nft_.next_seq())); !c) {
@@ -414,7 +409,7 @@ Status Steering::remove(uint32_t peer) {
   if (const auto it = specs_.find(peer); it != specs_.end()) spec = it->second;
   auto s = rtnl_open();
   if (!s) return core::Unexpected(s.error());
-  const std::string who = "steering to peer " + ip_text(peer);
+  const std::string who = "steering to peer " + core::ipv4_text(peer);
   // The rule is known only when installed by this process; after a restart the start-up
   // cleanup removes rules by protocol.
   if (spec.peer != 0) {
@@ -433,8 +428,8 @@ Status Steering::remove(uint32_t peer) {
 Status accept_steered(const SteerTunnel& tunnel) {
   if (tunnel.peer == 0 || tunnel.local == 0 || tunnel.local == tunnel.peer || tunnel.port == 0) {
     return fail(std::make_error_code(std::errc::invalid_argument),
-                "accepting steered flows: local " + ip_text(tunnel.local) + ", peer " +
-                    ip_text(tunnel.peer) + ", port " + std::to_string(tunnel.port) +
+                "accepting steered flows: local " + core::ipv4_text(tunnel.local) + ", peer " +
+                    core::ipv4_text(tunnel.peer) + ", port " + std::to_string(tunnel.port) +
                     ": not a pair of addresses and a port");
   }
   // The kernel applies the larger of conf.all.rp_filter and conf.<dev>.rp_filter, so a
@@ -443,7 +438,7 @@ Status accept_steered(const SteerTunnel& tunnel) {
   if (!all) return core::Unexpected(all.error());
   if (*all != "0") {
     return fail(std::make_error_code(std::errc::operation_not_permitted),
-                "accepting steered flows from " + ip_text(tunnel.peer) +
+                "accepting steered flows from " + core::ipv4_text(tunnel.peer) +
                     ": net.ipv4.conf.all.rp_filter is " + *all +
                     ", which drops every packet arriving on the tunnel (it has no IPv4 "
                     "address); set it to 0 and filter per interface (conf.<if>.rp_filter)");

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/base/ipv4.h"
 #include "netfilter/nft_builder.h"
 
 namespace hanat::netfilter {
@@ -59,13 +60,6 @@ constexpr uint64_t kTransientTimeoutMs = 1000;
 
 Error invalid(const std::string& what) {
   return Error{std::make_error_code(std::errc::invalid_argument), what};
-}
-
-std::string ip_text(uint32_t host_order) {
-  const uint32_t n = htonl(host_order);
-  std::array<char, INET_ADDRSTRLEN> buf{};
-  inet_ntop(AF_INET, &n, buf.data(), buf.size());
-  return buf.data();
 }
 
 std::string hex8(uint32_t v) {
@@ -251,7 +245,7 @@ core::Result<std::vector<Flow>, Error> steerable_flows(const SteerSpec& spec,
     }
   }
   if (out.size() > spec.max_flows) {
-    return core::Unexpected(invalid("flows of peer " + ip_text(spec.peer) + ": " +
+    return core::Unexpected(invalid("flows of peer " + core::ipv4_text(spec.peer) + ": " +
                                     std::to_string(out.size()) + " in one batch, more than the " +
                                     "flow set holds (max_flows " + std::to_string(spec.max_flows) +
                                     ")"));
@@ -262,13 +256,13 @@ core::Result<std::vector<Flow>, Error> steerable_flows(const SteerSpec& spec,
 }  // namespace
 
 Status validate(const SteerSpec& spec) {
-  const std::string who = "steering to peer " + ip_text(spec.peer);
+  const std::string who = "steering to peer " + core::ipv4_text(spec.peer);
   if (spec.peer == 0)
     return fail(std::make_error_code(std::errc::invalid_argument),
                 "steering: peer address 0.0.0.0");
   if (spec.local == 0 || spec.local == spec.peer) {
     return fail(std::make_error_code(std::errc::invalid_argument),
-                who + ": local address " + ip_text(spec.local) + " is not usable");
+                who + ": local address " + core::ipv4_text(spec.local) + " is not usable");
   }
   if (spec.mark == 0) {
     return fail(std::make_error_code(std::errc::invalid_argument), who + ": mark 0");

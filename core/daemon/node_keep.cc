@@ -30,6 +30,7 @@
 
 #include <algorithm>
 
+#include "core/base/ipv4.h"
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/node.h"
 #include "core/handover/psk.h"
@@ -39,23 +40,7 @@ namespace hanat::daemon {
 
 using std::chrono::milliseconds;
 
-namespace {
-
-std::optional<uint32_t> ipv4(const std::string& text) {
-  in_addr a{};
-  if (text.empty() || inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
-  return ntohl(a.s_addr);
-}
-
-std::string ip_text(uint32_t host_order) {
-  in_addr a{};
-  a.s_addr = htonl(host_order);
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &a, buf, sizeof buf);
-  return buf;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void Node::start_steering() {
   auto c = netfilter::cleanup_stale_steering();
@@ -96,14 +81,14 @@ void Node::start_channel() {
       loop_, self, limits,
       [this](uint32_t addr) -> std::optional<std::string> {
         for (const auto& [member, text] : discovered_.addresses) {
-          if (member != id_.instance_id && ipv4(text) == addr) return member;
+          if (member != id_.instance_id && core::parse_ipv4(text) == addr) return member;
         }
         return std::nullopt;
       },
       [this](const std::string& member, const handover::FlowTable& table,
              const handover::FlowDelta& delta) { on_channel_flows(member, table, delta); },
       [](uint32_t addr, const std::string& why) {
-        log::debug("handover", "member channel: refused " + ip_text(addr) + ": " + why);
+        log::debug("handover", "member channel: refused " + core::ipv4_text(addr) + ": " + why);
       });
   const std::string addr = agent_address(*cfg_);
   sockaddr_in a{};
@@ -152,10 +137,10 @@ void Node::on_channel_flows(const std::string& member, const handover::FlowTable
   }
   auto known = discovered_.addresses.find(member);
   if (known == discovered_.addresses.end()) return;
-  auto addr = ipv4(known->second);
+  auto addr = core::parse_ipv4(known->second);
   if (!addr) return;
   SteerKeeper::Settings st;
-  st.local = ipv4(id_.private_ip).value_or(0);
+  st.local = core::parse_ipv4(id_.private_ip).value_or(0);
   st.max_flows = static_cast<uint32_t>(std::max(cfg_->handover.max_flows, 1));
   st.max_timeout_s = static_cast<uint32_t>(std::max<int64_t>(
       1, std::chrono::ceil<std::chrono::seconds>(cfg_->handover.flow_drain).count()));

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/base/ipv4.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
 #include "core/handover/psk.h"
@@ -39,12 +40,6 @@ using node_util::now;
 using std::chrono::milliseconds;
 
 namespace {
-
-std::optional<uint32_t> ipv4_of(const std::string& text) {
-  in_addr a{};
-  if (text.empty() || inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
-  return ntohl(a.s_addr);
-}
 
 sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
   sockaddr_in a{};
@@ -172,8 +167,8 @@ bool Node::keep_write(const engine::WriteRoute& w) {
   if (found != senders_.end() && found->second->phase() != keep::Sender::Phase::Ended)
     sender = found->second.get();
   if (sender == nullptr) {
-    auto local = ipv4_of(id_.private_ip);
-    auto remote = ipv4_of(addr->second);
+    auto local = core::parse_ipv4(id_.private_ip);
+    auto remote = core::parse_ipv4(addr->second);
     if (!local || !remote) return false;
     handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
     if (!cfg_->handover.psk_file.empty()) {

@@ -4,19 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "core/base/ipv4.h"
 #include "core/log/log.h"
 
 namespace hanat::daemon {
 
 namespace {
-
-std::string ip_text(uint32_t host_order) {
-  in_addr a{};
-  a.s_addr = htonl(host_order);
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &a, buf, sizeof buf);
-  return buf;
-}
 
 class KernelSteering final : public SteerBackend {
  public:
@@ -73,8 +66,9 @@ bool SteerKeeper::install(const std::string& member, uint32_t address, const Set
   slots_[address] = slot->index;
   peer.address = address;
   peer.slot = *slot;
-  log::notice("steering: " + member + " (" + ip_text(address) + ") hands over its flows, mark " +
-              std::to_string(slot->mark) + ", table " + std::to_string(slot->route_table));
+  log::notice("steering: " + member + " (" + core::ipv4_text(address) +
+              ") hands over its flows, mark " + std::to_string(slot->mark) + ", table " +
+              std::to_string(slot->route_table));
   // The kernel table allows one catcher: the first sender of a handover; a second one at the
   // same time gets its dumped and announced flows steered, not the ones its dump missed.
   if (!catcher_) {

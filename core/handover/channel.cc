@@ -6,17 +6,11 @@
 
 #include <utility>
 
+#include "core/base/ipv4.h"
+
 namespace hanat::handover {
 
 namespace {
-
-std::string addr_text(uint32_t a) {
-  in_addr in{};
-  in.s_addr = htonl(a);
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &in, buf, sizeof buf);
-  return buf;
-}
 
 void apply(FlowTable& t, const FlowBatch& b, std::chrono::milliseconds now, FlowDelta& d) {
   if ((b.flags & FlowBatch::kReplace) != 0) {
@@ -68,7 +62,7 @@ ChannelServer::~ChannelServer() {
 std::error_code ChannelServer::listen(const sockaddr_in& addr, std::string* error) {
   auto report = [&](const char* what, std::error_code ec) {
     if (error) {
-      *error = "handover channel " + addr_text(ntohl(addr.sin_addr.s_addr)) + ":" +
+      *error = "handover channel " + core::ipv4_text(ntohl(addr.sin_addr.s_addr)) + ":" +
                std::to_string(ntohs(addr.sin_port)) + ": " + what + ": " + ec.message();
     }
     return ec;
