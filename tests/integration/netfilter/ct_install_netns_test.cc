@@ -28,6 +28,7 @@
 #include "netfilter/conntrack.h"
 #include "netfilter/ct_install.h"
 #include "netfilter/netlink.h"
+#include "tests/integration/netfilter/nat_router.h"
 #include "tests/integration/netfilter/netns_util.h"
 
 namespace hanat::netfilter {
@@ -35,6 +36,7 @@ namespace {
 
 using testing::EnterNetns;
 using testing::Netns;
+using testing::write_proc;
 
 sockaddr_in sin(const char* ip, uint16_t port) {
   sockaddr_in a{};
@@ -94,12 +96,6 @@ std::string send_seen(int fd, const sockaddr_in& to, int rx, sockaddr_in* from_o
   return {};
 }
 
-bool write_proc(const std::string& path, const std::string& value) {
-  std::ofstream f(path);
-  f << value;
-  return static_cast<bool>(f.flush());
-}
-
 // The replicated entries B's table holds for `src` (IPv4 flows source-NATed by B).
 std::vector<Flow> flows_from(uint32_t src) {
   auto filter = flow_filter({});
@@ -129,39 +125,9 @@ class CtInstallNetns : public ::testing::Test {
   void SetUp() override {
     if (auto why = testing::netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     testing::remove_stale_netns();
-    router_ = std::make_unique<Netns>("router");
-    client_ = std::make_unique<Netns>("client");
-    server_ = std::make_unique<Netns>("server");
-    ASSERT_TRUE(router_->ok() && client_->ok() && server_->ok());
-    ASSERT_EQ(router_->ip("link add lan0 type veth peer name eth0 netns " + client_->name()), 0);
-    ASSERT_EQ(router_->ip("link add wan0 type veth peer name eth0 netns " + server_->name()), 0);
-    ASSERT_EQ(router_->ip("addr add 198.18.5.1/24 dev lan0"), 0);
-    ASSERT_EQ(router_->ip("addr add 198.19.5.1/24 dev wan0"), 0);
-    ASSERT_EQ(router_->ip("link set lan0 up"), 0);
-    ASSERT_EQ(router_->ip("link set wan0 up"), 0);
-    ASSERT_EQ(client_->ip("addr add 198.18.5.2/24 dev eth0"), 0);
-    ASSERT_EQ(client_->ip("link set eth0 up"), 0);
-    ASSERT_EQ(client_->ip("route add default via 198.18.5.1"), 0);
-    ASSERT_EQ(server_->ip("addr add 198.19.5.2/24 dev eth0"), 0);
-    ASSERT_EQ(server_->ip("link set eth0 up"), 0);
-    enter_ = std::make_unique<EnterNetns>(*router_);
-    ASSERT_TRUE(enter_->ok());
-    ASSERT_TRUE(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
-    NatSpec spec;
-    spec.egress_interface = "wan0";
-    spec.source_cidrs = {"198.18.5.0/24"};
-    auto nl = Netlink::open();
-    ASSERT_TRUE(nl);
-    auto batch = build_batch(spec, nl->next_seq());
-    ASSERT_TRUE(batch);
-    ASSERT_TRUE(nl->commit(*batch));
+    topo_.build(5);
   }
-  void TearDown() override {
-    enter_.reset();
-    server_.reset();
-    client_.reset();
-    router_.reset();
-  }
+  void TearDown() override { topo_.tear_down(); }
 
   static ReplicatedFlow replica(uint8_t proto, const char* src, uint16_t sport, uint16_t dport,
                                 uint16_t public_port) {
@@ -177,13 +143,12 @@ class CtInstallNetns : public ::testing::Test {
     return r;
   }
 
-  std::unique_ptr<Netns> router_, client_, server_;
-  std::unique_ptr<EnterNetns> enter_;
+  testing::NatRouter topo_;
 };
 
 TEST_F(CtInstallNetns, InstalledUdpFlowContinuesWithTheSamePublicPortOnThisAddress) {
-  const int server = socket_in(*server_, SOCK_DGRAM, 0, "198.19.5.2");
-  const int client = socket_in(*client_, SOCK_DGRAM, 0, "198.18.5.2");
+  const int server = socket_in(*topo_.out, SOCK_DGRAM, 0, "198.19.5.2");
+  const int client = socket_in(*topo_.priv, SOCK_DGRAM, 0, "198.18.5.2");
   ASSERT_GE(server, 0);
   ASSERT_GE(client, 0);
   const uint16_t cport = port_of(client), sport = port_of(server);
@@ -280,9 +245,9 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
                 "ctinstall_test forward_check ct state invalid counter drop"),
             0);
   // The client's port is held by a socket, so nothing else in its namespace takes it.
-  const int holder = socket_in(*client_, SOCK_STREAM, 0, "198.18.5.2");
-  const int tx = socket_in(*client_, SOCK_RAW, IPPROTO_TCP, nullptr);
-  const int rx = socket_in(*server_, SOCK_RAW, IPPROTO_TCP, nullptr);
+  const int holder = socket_in(*topo_.priv, SOCK_STREAM, 0, "198.18.5.2");
+  const int tx = socket_in(*topo_.priv, SOCK_RAW, IPPROTO_TCP, nullptr);
+  const int rx = socket_in(*topo_.out, SOCK_RAW, IPPROTO_TCP, nullptr);
   ASSERT_GE(holder, 0);
   ASSERT_GE(tx, 0);
   ASSERT_GE(rx, 0);
@@ -414,8 +379,8 @@ TEST_F(CtInstallNetns, WindowScalesWithoutTheirFlagsAreDroppedByTheKernel) {
 }
 
 TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotInstalled) {
-  const int server = socket_in(*server_, SOCK_DGRAM, 0, "198.19.5.2");
-  const int client = socket_in(*client_, SOCK_DGRAM, 0, "198.18.5.2");
+  const int server = socket_in(*topo_.out, SOCK_DGRAM, 0, "198.19.5.2");
+  const int client = socket_in(*topo_.priv, SOCK_DGRAM, 0, "198.18.5.2");
   ASSERT_GE(server, 0);
   ASSERT_GE(client, 0);
   // B's own flow: masquerade keeps the client's free port as the public port.

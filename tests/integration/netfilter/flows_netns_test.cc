@@ -21,6 +21,7 @@
 #include "netfilter/conntrack.h"
 #include "netfilter/ct_events.h"
 #include "netfilter/netlink.h"
+#include "tests/integration/netfilter/nat_router.h"
 #include "tests/integration/netfilter/netns_util.h"
 #include "tests/support/uv_test_util.h"
 
@@ -29,6 +30,7 @@ namespace {
 
 using testing::EnterNetns;
 using testing::Netns;
+using testing::write_proc;
 
 sockaddr_in sin(const char* ip, uint16_t port) {
   sockaddr_in a{};
@@ -108,54 +110,15 @@ bool flush_conntrack() {
   return ok;
 }
 
-bool write_proc(const std::string& path, const std::string& value) {
-  std::ofstream f(path);
-  f << value;
-  return static_cast<bool>(f.flush());
-}
-
 class FlowsNetns : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto why = testing::netns_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     testing::remove_stale_netns();
-    nat_ = std::make_unique<Netns>("nat");
-    priv_ = std::make_unique<Netns>("priv");
-    out_ = std::make_unique<Netns>("out");
-    ASSERT_TRUE(nat_->ok() && priv_->ok() && out_->ok());
-    const std::string p = priv_->name(), o = out_->name();
-    ASSERT_EQ(nat_->ip("link add lan0 type veth peer name eth0 netns " + p), 0);
-    ASSERT_EQ(nat_->ip("link add wan0 type veth peer name eth0 netns " + o), 0);
-    ASSERT_EQ(nat_->ip("addr add 198.18.1.1/24 dev lan0"), 0);
-    ASSERT_EQ(nat_->ip("addr add 198.19.1.1/24 dev wan0"), 0);
-    ASSERT_EQ(nat_->ip("link set lan0 up"), 0);
-    ASSERT_EQ(nat_->ip("link set wan0 up"), 0);
-    ASSERT_EQ(priv_->ip("addr add 198.18.1.2/24 dev eth0"), 0);
-    ASSERT_EQ(priv_->ip("link set eth0 up"), 0);
-    ASSERT_EQ(priv_->ip("route add default via 198.18.1.1"), 0);
-    ASSERT_EQ(out_->ip("addr add 198.19.1.2/24 dev eth0"), 0);
-    ASSERT_EQ(out_->ip("link set eth0 up"), 0);
-    enter_ = std::make_unique<EnterNetns>(*nat_);
-    ASSERT_TRUE(enter_->ok());
-    ASSERT_TRUE(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
-    // The masquerade table also loads conntrack into the namespace.
-    NatSpec spec;
-    spec.egress_interface = "wan0";
-    spec.source_cidrs = {"198.18.1.0/24"};
-    auto nl = Netlink::open();
-    ASSERT_TRUE(nl);
-    auto batch = build_batch(spec, nl->next_seq());
-    ASSERT_TRUE(batch);
-    ASSERT_TRUE(nl->commit(*batch));
+    topo_.build(1);
   }
-  void TearDown() override {
-    enter_.reset();
-    out_.reset();
-    priv_.reset();
-    nat_.reset();
-  }
-  std::unique_ptr<Netns> nat_, priv_, out_;
-  std::unique_ptr<EnterNetns> enter_;
+  void TearDown() override { topo_.tear_down(); }
+  testing::NatRouter topo_;
 };
 
 Flow udp_flow(const char* src, uint16_t sport, uint16_t dport) {
@@ -176,14 +139,14 @@ TEST_F(FlowsNetns, MasqueradedFlowsAreDumpedThenStreamedNewAndDestroyed) {
   // Every entry gets the event extension, also those older than the listener (the kernel's
   // default 2, "auto", gives it only to entries created while a listener exists).
   ASSERT_TRUE(write_proc("/proc/sys/net/netfilter/nf_conntrack_events", "1"));
-  const int rx = udp_in(*out_, "198.19.1.2");
+  const int rx = udp_in(*topo_.out, "198.19.1.2");
   ASSERT_GE(rx, 0);
   const uint16_t port = port_of(rx);
   auto filter = flow_filter({"198.18.1.0/24"});
   ASSERT_TRUE(filter) << filter.error().message;
 
   // A flow that exists before anything listens: found by the dump.
-  const int early = udp_in(*priv_, "198.18.1.2");
+  const int early = udp_in(*topo_.priv, "198.18.1.2");
   ASSERT_GE(early, 0);
   ASSERT_EQ(send_seen(early, rx, port), "198.19.1.1");
   const Flow early_flow = udp_flow("198.18.1.2", port_of(early), port);
@@ -214,7 +177,7 @@ TEST_F(FlowsNetns, MasqueradedFlowsAreDumpedThenStreamedNewAndDestroyed) {
     ASSERT_TRUE(stream) << stream.error().message;
 
     // A new flow: announced as new, with the private host's tuple.
-    const int late = udp_in(*priv_, "198.18.1.2");
+    const int late = udp_in(*topo_.priv, "198.18.1.2");
     ASSERT_GE(late, 0);
     ASSERT_EQ(send_seen(late, rx, port), "198.19.1.1");
     const Flow late_flow = udp_flow("198.18.1.2", port_of(late), port);
@@ -245,7 +208,7 @@ TEST_F(FlowsNetns, MasqueradedFlowsAreDumpedThenStreamedNewAndDestroyed) {
 }
 
 TEST_F(FlowsNetns, LostEventsAreReplacedByAResyncDump) {
-  const int rx = udp_in(*out_, "198.19.1.2");
+  const int rx = udp_in(*topo_.out, "198.19.1.2");
   ASSERT_GE(rx, 0);
   const uint16_t port = port_of(rx);
   auto filter = flow_filter({"198.18.1.0/24"});
@@ -263,7 +226,7 @@ TEST_F(FlowsNetns, LostEventsAreReplacedByAResyncDump) {
     ASSERT_TRUE(stream) << stream.error().message;
     std::vector<int> fds;
     for (int i = 0; i < 40; ++i) {
-      const int fd = udp_in(*priv_, "198.18.1.2");
+      const int fd = udp_in(*topo_.priv, "198.18.1.2");
       ASSERT_GE(fd, 0);
       ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
       fds.push_back(fd);

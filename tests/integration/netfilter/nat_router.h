@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#pragma once
+// A NAT host between one private host and one internet host, each in a namespace of its
+// own, for the conntrack tests:
+//
+//   priv (198.18.N.2, default via .1) -- lan0 [router 198.18.N.1 / 198.19.N.1] wan0 -- out
+//   (198.19.N.2)
+//
+// The router forwards and runs hanat's masquerade table for 198.18.N.0/24 out of wan0 (the
+// table also loads conntrack and NAT into the namespace); the test thread is moved into it.
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "netfilter/batch.h"
+#include "netfilter/netlink.h"
+#include "tests/integration/netfilter/netns_util.h"
+
+namespace hanat::testing {
+
+inline bool write_proc(const std::string& path, const std::string& value) {
+  std::ofstream f(path);
+  f << value;
+  return static_cast<bool>(f.flush());
+}
+
+struct NatRouter {
+  std::unique_ptr<Netns> router, priv, out;
+  std::unique_ptr<EnterNetns> enter;
+
+  // Builds it with third octet `net`; gtest fatal failures on any step (check
+  // HasFatalFailure() after it).
+  void build(int net) {
+    const std::string n = std::to_string(net);
+    router = std::make_unique<Netns>("router");
+    priv = std::make_unique<Netns>("priv");
+    out = std::make_unique<Netns>("out");
+    ASSERT_TRUE(router->ok() && priv->ok() && out->ok());
+    ASSERT_EQ(router->ip("link add lan0 type veth peer name eth0 netns " + priv->name()), 0);
+    ASSERT_EQ(router->ip("link add wan0 type veth peer name eth0 netns " + out->name()), 0);
+    ASSERT_EQ(router->ip("addr add 198.18." + n + ".1/24 dev lan0"), 0);
+    ASSERT_EQ(router->ip("addr add 198.19." + n + ".1/24 dev wan0"), 0);
+    ASSERT_EQ(router->ip("link set lan0 up"), 0);
+    ASSERT_EQ(router->ip("link set wan0 up"), 0);
+    ASSERT_EQ(priv->ip("addr add 198.18." + n + ".2/24 dev eth0"), 0);
+    ASSERT_EQ(priv->ip("link set eth0 up"), 0);
+    ASSERT_EQ(priv->ip("route add default via 198.18." + n + ".1"), 0);
+    ASSERT_EQ(out->ip("addr add 198.19." + n + ".2/24 dev eth0"), 0);
+    ASSERT_EQ(out->ip("link set eth0 up"), 0);
+    enter = std::make_unique<EnterNetns>(*router);
+    ASSERT_TRUE(enter->ok());
+    ASSERT_TRUE(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
+    netfilter::NatSpec spec;
+    spec.egress_interface = "wan0";
+    spec.source_cidrs = {"198.18." + n + ".0/24"};
+    auto nl = netfilter::Netlink::open();
+    ASSERT_TRUE(nl);
+    auto batch = netfilter::build_batch(spec, nl->next_seq());
+    ASSERT_TRUE(batch);
+    ASSERT_TRUE(nl->commit(*batch));
+  }
+  // Back to the test's own namespace first, then every namespace deleted.
+  void tear_down() {
+    enter.reset();
+    out.reset();
+    priv.reset();
+    router.reset();
+  }
+};
+
+}  // namespace hanat::testing
