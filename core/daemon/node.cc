@@ -144,7 +144,8 @@ std::vector<std::string> Node::reconfigure(std::shared_ptr<const config::Config>
   if (auto errors = reconfigure_probes(*cfg); !errors.empty()) return errors;
   const bool forward_changed = !cfg_ || cfg_->forward != cfg->forward;
   const bool channel_changed =
-      !cfg_ || cfg_->handover != cfg->handover || agent_address(*cfg_) != agent_address(*cfg);
+      !cfg_ || cfg_->handover != cfg->handover || agent_address(*cfg_) != agent_address(*cfg) ||
+      config::effective_channel_port(*cfg_) != config::effective_channel_port(*cfg) || !channel_;
   cfg_ = std::move(cfg);
   if (forward_changed) watch_forwarding();
   if (channel_changed) restart_channel();

@@ -257,6 +257,18 @@ std::vector<std::string> Node::reconfigure_probes(const config::Config& next) {
   }
   if (!errors.empty()) return errors;
   if (agent_changed) {
+    // The member channel listens on agent.port + 1 by default: an agent moved onto the
+    // channel's running port (4790 -> 4791) would find it taken. The channel is closed
+    // first and reopened on its new port once the reload is through (reconfigure()); not
+    // while it holds a member's flows, whose steering depends on it.
+    const bool on_channel = channel_ && next.agent.port != 0 && channel_->port() == next.agent.port;
+    if (on_channel && (!channel_->held().empty() || (keeper_ && !keeper_->peers().empty()))) {
+      errors.push_back("agent.port: " + std::to_string(next.agent.port) +
+                       " is the member channel's port, which holds a member's flows now: "
+                       "reload again after the handover");
+      return errors;
+    }
+    if (on_channel) channel_.reset();
     // The old listener is closed first: the new address may overlap it on the same port
     // (0.0.0.0:4790 -> 10.0.1.5:4790), which bind refuses while the old one listens.
     // uv_close closes the descriptor at once, only its callback waits for the loop.
@@ -271,6 +283,7 @@ std::vector<std::string> Node::reconfigure_probes(const config::Config& next) {
       } else {
         agent_ = std::move(old).value();
       }
+      if (on_channel && machine_) start_channel();  // the running config's channel again
       return errors;
     }
     agent_ = std::move(a).value();

@@ -656,6 +656,9 @@ class RandomRun {
         if (f == in_flight_.end()) return fail("abandoned a write not in flight");
         if (serving) return fail("serving member abandoned its claim on " + ab->table);
         if (!(f->second.target == me)) return fail("abandoned a handover of " + ab->table);
+        // It never reached EC2: the next claim of the route is a retry, like one after a
+        // failed completion, and the damping bound allows for it the same way.
+        failures_[route_key(f->second.table, f->second.destination)].push_back(h_->now());
         in_flight_.erase(f);
       } else if (const auto* nt = std::get_if<Notify>(&a)) {
         note(std::string("  -> ") + to_string(nt->from) + " to " + to_string(nt->to) + ": " +
