@@ -21,10 +21,11 @@
 //    reply, nf_nat_setup_info() finds the "current" tuple already equal to the requested
 //    one, binds nothing and leaves IPS_SRC_NAT clear, and the flow's packets leave with the
 //    private source (checked on Linux 6.18 by tests/integration/netfilter/
-//    ct_install_netns_test.cc). The missing CTA_NAT_DST becomes a null binding. With a one-port range the kernel keeps that port
-//    even if taken (get_unique_tuple returns it when min == max); a real clash of the reply
-//    tuple then fails the insert with EEXIST (nf_conntrack_hash_check_insert), as does an
-//    existing original tuple with NLM_F_EXCL. Both are reported as collisions.
+//    ct_install_netns_test.cc). The missing CTA_NAT_DST becomes a null binding. With a one-port
+//    range the kernel keeps that port even if taken (get_unique_tuple returns it when min == max);
+//    a real clash of the reply tuple then fails the insert with EEXIST
+//    (nf_conntrack_hash_check_insert), as does an existing original tuple with NLM_F_EXCL. Both are
+//    reported as collisions.
 //  - CTA_STATUS must include IPS_CONFIRMED: the create path sets it before applying the
 //    status, and nf_ct_change_status_common() refuses any change of CONFIRMED, EXPECTED or
 //    DYING with EBUSY. Of the rest only SEEN_REPLY and ASSURED are sent; the NAT bits are set
@@ -72,8 +73,8 @@ inline constexpr uint8_t kTcpFlagLiberal = 0x08;          // IP_CT_TCP_FLAG_BE_L
 // Appends to `out` the request creating `f` on this host translated to
 // `public_addr`:`f.public_port` (addresses host byte order): IPCTNL_MSG_CT_NEW, flags
 // NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, sequence `seq`; attributes
-// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (at least 1 s) and,
-// for TCP, CTA_PROTOINFO. `f` must pass install_problem().
+// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (at least 1
+// s) and, for TCP, CTA_PROTOINFO. `f` must pass install_problem().
 void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
                             uint32_t public_addr, uint32_t seq);
 
