@@ -35,20 +35,10 @@ namespace hanat::netfilter {
 namespace {
 
 using testing::EnterNetns;
+using testing::ip;
 using testing::Netns;
+using testing::sin;
 using testing::write_proc;
-
-sockaddr_in sin(const char* ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip, &a.sin_addr);
-  return a;
-}
-
-uint32_t ip(const char* text) {
-  return ntohl(sin(text, 0).sin_addr.s_addr);
-}
 
 // A socket of `type` bound to `addr`:0 inside `ns` (it stays there); -1 on failure.
 int socket_in(const Netns& ns, int type, int proto, const char* addr) {

@@ -9,6 +9,10 @@
 // The router forwards and runs hanat's masquerade table for 198.18.N.0/24 out of wan0 (the
 // table also loads conntrack and NAT into the namespace); the test thread is moved into it.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -20,6 +24,19 @@
 #include "tests/integration/netfilter/netns_util.h"
 
 namespace hanat::testing {
+
+// 198.18.1.2:port as a socket address; ip(): the address alone, host byte order.
+inline sockaddr_in sin(const char* ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+
+inline uint32_t ip(const char* text) {
+  return ntohl(sin(text, 0).sin_addr.s_addr);
+}
 
 inline bool write_proc(const std::string& path, const std::string& value) {
   std::ofstream f(path);
