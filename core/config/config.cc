@@ -236,6 +236,8 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
   // The zones' Elastic IPs are looked up once, at start (node_eips.cc).
   check(a.failover.move_eip != b.failover.move_eip, "failover.move_eip");
   check(a.failover.eips != b.failover.eips, "failover.eips");
+  // Replication streams and replicas are set up with the member channel at start.
+  check(a.failover.stateful != b.failover.stateful, "failover.stateful");
   check(a.failover.floating_eni != b.failover.floating_eni, "failover.floating_eni");
   // The socket is bound once; its path, mode and group are the running daemon's identity.
   check(a.status.socket != b.status.socket, "status.socket");

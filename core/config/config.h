@@ -145,6 +145,11 @@ struct FailoverConfig {
   milliseconds hold_down_max{300000};
   std::string fallback_target;  // nat-… (empty: none)
   bool move_eip = false;
+  // Stateful failover (DESIGN.md "Connection survival"): replicate this member's conntrack
+  // entries to the members that would take its tables, and install a dead member's entries
+  // before taking its tables. Needs move_eip: the flows continue only with the same public
+  // address.
+  bool stateful = false;
   // Availability zone -> Elastic IP allocation (eipalloc-…) that zone's traffic leaves with.
   // Empty with move_eip: the allocations tagged hanat:group = group.name, each naming its
   // zone in a hanat:zone tag.

@@ -40,6 +40,10 @@ void check_rules(Reader& r, const toml::table& root, Config& c) {
   if (!c.failover.eips.empty() && !c.failover.move_eip)
     r.error(where("failover"), "failover.eips",
             "lists Elastic IPs but move_eip = false; set move_eip = true to move them");
+  if (c.failover.stateful && !c.failover.move_eip)
+    r.error(where("failover"), "failover.stateful",
+            "needs move_eip = true: a dead member's connections continue only if the zone's "
+            "Elastic IP, the public address their far ends know, moves with its tables");
   if (c.probe.kinds.empty())
     r.error(where("probe"), "probe.kinds", "must name at least one probe kind");
   if (std::find(c.probe.paths.begin(), c.probe.paths.end(), ProbePath::Private) ==

@@ -252,7 +252,7 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
              r.duration("hold_down_max", c.failover.hold_down_max, milliseconds(100), hours(24)),
              r.str("fallback_target", c.failover.fallback_target,
                    [](std::string_view s) { return s.empty() ? "" : check_id(s, "nat"); }),
-             r.boolean("move_eip", c.failover.move_eip),
+             r.boolean("move_eip", c.failover.move_eip), r.boolean("stateful", c.failover.stateful),
              Field{"eips",
                    [&r, &c](const Node& n, const std::string& key) {
                      const toml::table* t = n.as_table();

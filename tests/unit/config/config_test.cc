@@ -422,6 +422,15 @@ TEST(Config, ElasticIpsPerZone) {
       << "no list: found by tag";
 }
 
+TEST(Config, StatefulFailoverIsOffByDefaultAndNeedsMoveEip) {
+  EXPECT_FALSE(ok(kMinimal).failover.stateful);
+  EXPECT_TRUE(ok(std::string(kMinimal) + "[failover]\nmove_eip = true\nstateful = true\n")
+                  .failover.stateful);
+  Error e = one_error(std::string(kMinimal) + "[failover]\nstateful = true\n");
+  EXPECT_EQ(e.key, "failover.stateful");
+  EXPECT_THAT(e.message, HasSubstr("move_eip = true"));
+}
+
 TEST(ConfigErrors, ElasticIpsNameTheBadZoneOrId) {
   Error e =
       one_error(std::string(kMinimal) +
