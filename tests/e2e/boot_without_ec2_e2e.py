@@ -113,10 +113,12 @@ def body(lab, ck, hanatd, hanatctl):
     # route refresh.
     eni = nat1["eni_id"]
     ck.need("nat1's source/destination check off", lambda: eni_sdc(lab, eni) is False, 5)
+    repairs_before = node(lab, 1).get("counters", {}).get("source_dest_check_repairs", 0)
+    # Not read back: hanatd's refresh may repair it between the write and a read (0.04 s
+    # seen). The repair counter and the WARNING below show hanatd saw it on.
     lab.ec2().modify_network_interface_attribute(NetworkInterfaceId=eni,
                                                  SourceDestCheck={"Value": True})
     t_on = time.monotonic()
-    ck.check("precondition: EC2 shows it on", eni_sdc(lab, eni) is True)
     off = ck.poll("source/destination check off again", lambda: eni_sdc(lab, eni) is False,
                   5 * REFRESH_S, interval=0.05)
     took = time.monotonic() - t_on
@@ -133,7 +135,7 @@ def body(lab, ck, hanatd, hanatctl):
     ck.check(f"status counts it (source_dest_check_repairs "
              f"{counters.get('source_dest_check_repairs')}, drift_repairs "
              f"{counters.get('drift_repairs')})",
-             counters.get("source_dest_check_repairs", 0) >= 1 and
+             counters.get("source_dest_check_repairs", 0) >= repairs_before + 1 and
              counters.get("drift_repairs", 0) >= 1, counters)
 
     # A failover after the late join: nat2 cut, zone b moves to nat1.

@@ -687,8 +687,12 @@ TEST_F(MotoTest, ClockTenMinutesOffStillWorks) {
 
 // 200 route tables fail over at once through EC2's ReplaceRoute bucket (50 burst, 5/s refill,
 // emulated by the proxy): the client's own buckets pace the writes so that EC2 never throttles
-// (no RequestLimitExceeded) and the whole failover takes what the bucket allows, <= 33 s
-// (DESIGN "Defaults and targets"). bench/ec2/failover200.sh runs this test for the figure.
+// (no RequestLimitExceeded) and the whole failover takes about what the bucket allows. The
+// client spends nine tenths of the burst (45 writes) at once, then 5/s: 31 s for 200. The test
+// bounds it at 15 % over that, which a pacer running slower than the bucket's refill (4/s:
+// 38.75 s) or one write at a time fails, while a loaded machine's slower moto (33.0 s seen
+// with the suite's lab lane alongside) passes. The DESIGN target (<= 33 s) is a performance
+// claim: bench/ec2/failover200.sh runs this test on a quiet machine and checks it.
 TEST_F(MotoTest, FailoverOf200TablesWithinEc2sBucketWithoutThrottling) {
   const auto& tables = Moto::seed.bench_route_tables;
   ASSERT_EQ(tables.size(), 200u);
@@ -726,7 +730,8 @@ TEST_F(MotoTest, FailoverOf200TablesWithinEc2sBucketWithoutThrottling) {
       "%d RequestLimitExceeded\n",
       took, proxy.count({"\"mode\": \"bucket\""}));
   EXPECT_EQ(failed, 0) << first_error;
-  EXPECT_LE(took, 33.0);
+  const double ideal = (200 - 45) / 5.0;
+  EXPECT_LE(took, ideal * 1.15) << "the pacer is slower than EC2's bucket allows";
   EXPECT_EQ(proxy.count({"\"mode\": \"bucket\""}), 0) << "EC2 throttled the failover";
   EXPECT_EQ(proxy.settled_count({"ReplaceRoute", "\"status\": 200"}, 200), 200);
   // Every table points at the new NAT (read straight from moto).
