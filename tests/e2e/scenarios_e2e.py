@@ -129,6 +129,26 @@ def bounds(name, r, lab):
     return out
 
 
+def log_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def log_since(path, offset, limit=6000):
+    """A hanatd log from byte `offset` on (its last `limit` characters); a log that was
+    started afresh (smaller than `offset`) is read whole."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        return f"(unreadable: {e})"
+    if len(text) >= offset:
+        text = text[offset:]
+    return text[-limit:]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hanatd")
@@ -149,6 +169,7 @@ def main():
         return 77
     failures, xfails, results = [], [], []
     hook_dir = None
+    logs = {n["name"]: os.path.join(lab.dir, f"hanatd-{n['name']}.log") for n in lab.desc["nats"]}
     try:
         # [hooks] on_transition on both NATs: a script that appends each transition's
         # environment to <dir>/<instance id>.log; link_cut reads nat2's.
@@ -165,6 +186,8 @@ def main():
         ctl.hook_dir = hook_dir
         for name in names:
             print(f"{name}: (at {time.monotonic() - t0:.1f} s)", flush=True)
+            failed_before = len(failures)
+            offsets = {n: log_size(path) for n, path in logs.items()}
             try:
                 r = sc.run_scenario(lab, ctl, name, mode="ci")
             except Exception as e:  # noqa: BLE001 - reported, then the next scenario
@@ -189,6 +212,12 @@ def main():
                     else:
                         xfails.append(name)
                         print(f"  known gap: {gap}", flush=True)
+            if len(failures) > failed_before:
+                # What each hanatd logged during the failed scenario: the tail printed at
+                # the end belongs to the last scenario, not this one.
+                for n, path in logs.items():
+                    print(f"--- {n} log during {name} ---\n" +
+                          log_since(path, offsets[n]), flush=True)
             try:
                 sc.cleanup(lab, ctl)
             except Exception as e:  # noqa: BLE001
@@ -198,8 +227,6 @@ def main():
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(results, f, indent=1)
-        logs = {n["name"]: os.path.join(lab.dir, f"hanatd-{n['name']}.log")
-                for n in lab.desc["nats"]}
         if failures:
             for n, path in logs.items():
                 try:
