@@ -146,6 +146,14 @@ void print_node(std::string& out, const json_t* n) {
                  static_cast<double>(num(sd, "p99")) / 1000.0,
                  static_cast<double>(num(sd, "max")) / 1000.0, num(sd, "samples"));
     }
+    // The Auto Scaling lifecycle state, as the instance metadata reports it, and what hanatd
+    // did about it: an operator watching a scale-in sees why the routes left.
+    if (!str(self, "lifecycle_state").empty()) {
+      out += "lifecycle:   " + str(self, "lifecycle_state");
+      if (json_is_true(json_object_get(self, "lifecycle_drained"))) out += ", routes handed over";
+      if (!str(self, "lifecycle_hook").empty()) out += ", hook " + str(self, "lifecycle_hook");
+      out += "\n";
+    }
     if (!str(self, "floating_eni").empty()) {
       // The state names the ENI itself unless it is a bare word ("attached", "checking").
       std::string st = str(self, "floating_eni_state");

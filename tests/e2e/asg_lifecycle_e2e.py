@@ -88,6 +88,11 @@ def body(lab, ck, hanatd, hanatctl):
         ck.check(f"{state}: nat1 keeps running, drained, status shows the state",
                  doc.get("lifecycle_state") == state and doc.get("lifecycle_drained") is True,
                  {k: doc.get(k) for k in ("lifecycle_state", "lifecycle_drained")})
+        if state == DRAIN[0]:
+            text = checks.status_text(lab, hanatctl, 1)
+            line = [x for x in text.splitlines() if x.startswith("lifecycle:")]
+            ck.check(f"{state}: hanatctl status says it ({line})",
+                     line == [f"lifecycle:   {state}, routes handed over"], text[:600])
         if state.startswith("Warmed:"):
             done = ck.poll(f"{state}: CompleteLifecycleAction",
                            lambda: completions(lab, since, nat1["instance_id"]), 10)

@@ -127,6 +127,28 @@ TEST(StatusText, FailedReloadAndFailingTextfile) {
   EXPECT_THAT(t, Not(HasSubstr("ec2 calls:")));
 }
 
+TEST(StatusText, AutoScalingLifecycleStateAndHook) {
+  // The hook text as node_lifecycle.cc writes it (a raw-string delimiter: it holds `)"`).
+  Parsed term(R"j({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up",
+             "lifecycle_state": "Terminating:Wait", "lifecycle_drained": true,
+             "lifecycle_hook": "completed hanat-term (CONTINUE)"}}})j");
+  EXPECT_THAT(format_status(term.j),
+              HasSubstr("lifecycle:   Terminating:Wait, routes handed over, hook completed "
+                        "hanat-term (CONTINUE)\n"));
+  Parsed in_service(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500,
+    "group": "g", "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z",
+             "eni_id": "eni-a", "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up",
+             "lifecycle_state": "InService", "lifecycle_drained": false}}})");
+  EXPECT_THAT(format_status(in_service.j), HasSubstr("lifecycle:   InService\n"));
+  Parsed none(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
+             "private_ip": "198.18.0.10", "nat_ok": true, "egress": "up"}}})");
+  EXPECT_THAT(format_status(none.j), Not(HasSubstr("lifecycle")))
+      << "not in an Auto Scaling group: no line";
+}
+
 TEST(StatusText, DataPlaneShowsTheForwardCheck) {
   Parsed up(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
