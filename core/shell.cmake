@@ -34,6 +34,7 @@ add_library(core STATIC
   daemon/stop_kind.cc
   daemon/keep_plan.cc
   daemon/keep_sender.cc
+  daemon/replica_sender.cc
   daemon/node_keep.cc
   daemon/node_keep_send.cc
   daemon/steer_keeper.cc)
