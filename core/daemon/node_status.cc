@@ -218,6 +218,7 @@ status::Json Node::status() const {
   }
 
   json_object_set_new(root, "handover", keep_json());
+  json_object_set_new(root, "replication", replication_json());
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
