@@ -453,6 +453,12 @@ class Node {
   std::string repl_error_;  // why replication is off or degraded, for status
   uint64_t repl_dump_errors_ = 0;
   std::map<std::string, ReplicaReceived> repl_received_;
+  // Counts of links that were removed, so that the metrics' counters never go back.
+  struct {
+    std::map<std::string, uint64_t> events;
+    uint64_t drops = 0;
+    uint64_t resyncs = 0;
+  } repl_retired_;
 };
 
 }  // namespace hanat::daemon

@@ -121,6 +121,10 @@ void Node::replicate_review() {
     }
     log::notice("stateful failover: no longer replicating to " + it->first +
                 " (the allocation without this member gives it nothing)");
+    const auto& c = it->second->stream.counters();
+    repl_retired_.events[it->first] += c.events;
+    repl_retired_.drops += c.drops;
+    repl_retired_.resyncs += c.resyncs;
     if (it->second->client) repl_graveyard_.add(std::move(it->second->client));
     it = repl_links_.erase(it);
   }
