@@ -30,6 +30,9 @@
 //                    server and the steering of a leaving member's flows (steer_keeper.h)
 //   node_keep_send.cc  its leaving side: route writes held for the taker's ack, the flows
 //                    streamed, the exit held until they end (keep_sender.h)
+//   node_replicate.cc  stateful failover's replication: this member's conntrack streamed to
+//                    the members that would take its tables (replica_sender.h), and the
+//                    replicas other members stream here (counted; on_replica_batch())
 //   node_util.h      the helpers several of these files share (internal)
 
 #include <chrono>
@@ -48,6 +51,7 @@
 #include "core/daemon/hooks.h"
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/keep_sender.h"
+#include "core/daemon/replica_sender.h"
 #include "core/daemon/report.h"
 #include "core/daemon/steer_keeper.h"
 #include "core/engine/machine.h"
@@ -405,6 +409,56 @@ class Node {
   std::optional<engine::ExitReady> exit_held_;      // the engine's exit, held for the drain
   std::map<std::string, StopStart> stop_starting_;  // peer -> run in progress
   std::map<std::string, engine::Member> recovering_members_;  // as last listed, by peer
+
+  // node_replicate.cc: stateful failover's replication (`[failover] stateful`).
+ public:
+  // Per sending member: what its replication stream brought (status, metrics).
+  struct ReplicaReceived {
+    uint64_t frames = 0;
+    uint64_t upserts = 0;
+    uint64_t destroys = 0;
+    uint64_t resyncs = 0;  // completed resyncs
+    std::chrono::steady_clock::time_point last{};
+  };
+  // One decoded Replica frame from `member` (the channel's OnReplica). Counts it; the
+  // replica store (the taking side) is connected here.
+  void on_replica_batch(const std::string& member, const handover::ReplicaBatch& b);
+
+ private:
+  struct ReplicaLink {
+    replica::Stream stream;
+    std::unique_ptr<handover::ChannelClient> client;
+    std::vector<std::string> tables;   // the tables it would take
+    std::vector<std::string> sources;  // their sources (empty: every source)
+    std::optional<replica::Time> reconnect_at;
+    std::chrono::milliseconds backoff{0};
+    uint64_t connects = 0;
+    std::string last_error;
+  };
+  void start_replication();  // engine start, with stateful = true
+  void replicate_review();   // targets from the allocation, links and the event stream
+  void replicate_service();  // resyncs, flushes, reconnects; re-arms repl_timer_
+  void replicate_kick();     // replicate_service() on the next loop turn
+  void replicate_arm(replica::Time at, replica::Time t);  // service at `at` unless sooner
+  void replicate_connect(const std::string& member, ReplicaLink& l);
+  void replicate_events(const netfilter::FlowEvents& ev);
+  [[nodiscard]] json_t* replication_json() const;  // node_replicate.cc
+  uv::DeferredDelete repl_graveyard_{loop_};       // before repl_links_: clients park here
+  std::map<std::string, std::unique_ptr<ReplicaLink>> repl_links_;  // target member ->
+  std::unique_ptr<netfilter::CtEvents> repl_events_;
+  std::optional<std::vector<std::string>> repl_filter_;  // the event stream's sources
+  uv::Timer repl_timer_{loop_};
+  std::optional<replica::Time> repl_timer_at_;  // when repl_timer_ fires, while armed
+  uv::Timer repl_review_timer_{loop_};
+  std::string repl_error_;  // why replication is off or degraded, for status
+  uint64_t repl_dump_errors_ = 0;
+  std::map<std::string, ReplicaReceived> repl_received_;
+  // Counts of links that were removed, so that the metrics' counters never go back.
+  struct {
+    std::map<std::string, uint64_t> events;
+    uint64_t drops = 0;
+    uint64_t resyncs = 0;
+  } repl_retired_;
 };
 
 }  // namespace hanat::daemon

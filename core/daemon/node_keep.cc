@@ -105,6 +105,10 @@ void Node::start_channel() {
     log::warning(keep_error_ + ", connections are not kept");
     return;
   }
+  // Stateful failover: other members' replication streams (node_replicate.cc).
+  server->set_on_replica([this](const std::string& member, const handover::ReplicaBatch& b) {
+    on_replica_batch(member, b);
+  });
   keep_error_.clear();
   log::info("member channel: listening on " + addr + ":" + std::to_string(server->port()));
   channel_ = std::move(server);

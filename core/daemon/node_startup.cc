@@ -403,6 +403,7 @@ void Node::start_engine(Discovered d) {
   machine_->use_write_budget(std::make_shared<ClientWriteBudget>(loop_, ec2_));
   start_probes();
   start_channel();
+  start_replication();
   start_notices();
   start_refresh();
   load_recoveries();  // the cool-down of recovery actions before a restart

@@ -212,6 +212,25 @@ std::vector<Family> metric_families(const Report& r) {
     out.push_back(std::move(rejects));
   }
   {
+    Family sent = counter("hanat_replication_events_sent_total",
+                          "Conntrack events (upserts and destroys, coalesced per 50 ms batch) "
+                          "this host replicated to a member that would take its tables "
+                          "(stateful failover), by target member.");
+    for (const auto& [m, v] : r.replication_events_sent)
+      sent.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
+    out.push_back(std::move(sent));
+    Family drops = counter("hanat_replication_drops_total",
+                           "Replication events dropped because a target's queue was over its "
+                           "bound (a resync follows).");
+    drops.samples.push_back(Sample{{}, static_cast<double>(r.replication_drops)});
+    out.push_back(std::move(drops));
+    Family resyncs = counter("hanat_replication_resyncs_total",
+                             "Full resyncs of this host's flows sent to replication targets "
+                             "(on connect, every 30 s, after lost events or drops).");
+    resyncs.samples.push_back(Sample{{}, static_cast<double>(r.replication_resyncs)});
+    out.push_back(std::move(resyncs));
+  }
+  {
     Family f = counter("hanat_ec2_calls_total",
                        "Completed EC2 API calls by action and outcome (ok or the EC2 error "
                        "code; transport failures by kind), after the client's retries.");

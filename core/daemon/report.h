@@ -114,6 +114,13 @@ struct Report {
   std::map<std::string, std::uint64_t> handover_flows_steered;
   std::map<std::string, std::uint64_t> handover_channel_rejects;
 
+  // Stateful failover's replication, sending side: events sent per target member (since
+  // the daemon started, also of former targets), events dropped over a target's bound, and
+  // full resyncs sent.
+  std::map<std::string, std::uint64_t> replication_events_sent;
+  std::uint64_t replication_drops = 0;
+  std::uint64_t replication_resyncs = 0;
+
   // Histograms since the daemon started.
   metrics::Histogram failover_seconds{kFailoverBuckets};
   std::map<std::string, metrics::Histogram> ec2_latency;  // action -> per-attempt latency

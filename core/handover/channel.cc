@@ -33,6 +33,7 @@ struct ChannelServer::Session {
   std::unique_ptr<uv::Tcp> tcp;
   Decoder decoder;
   bool hello = false;
+  enum class Kind { Unknown, Handover, Replica } kind = Kind::Unknown;
   std::optional<MacKey> send_key;
   uint64_t send_seq = 0;
   std::chrono::milliseconds opened{0};
@@ -172,13 +173,8 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
       close(s.id, why, true);
       return false;
     }
-    // One connection per member: a reconnect replaces the old one.
-    for (auto& [id, other] : sessions_) {
-      if (id != s.id && other->hello && other->member == s.member) {
-        close(id, "replaced by a new connection", false);
-        break;
-      }
-    }
+    // One connection per member and kind: settle_kind() replaces an older one once this
+    // session's first frame tells which kind it is.
     s.hello = true;
     Hello mine;
     mine.keyed = self_.psk.has_value();
@@ -191,6 +187,23 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     }
     (void)s.tcp->write(encode(mine));
     return true;
+  }
+  if (auto* r = std::get_if<ReplicaBatch>(&frame)) {
+    settle_kind(s, true);
+    if (s.kind != Session::Kind::Replica) {
+      close(s.id, "a replica frame on a handover connection", true);
+      return false;
+    }
+    ++counters_.replica_frames;
+    counters_.replica_upserts += r->upserts.size();
+    counters_.replica_destroys += r->destroys.size();
+    if (on_replica_) on_replica_(s.member, *r);
+    return true;
+  }
+  settle_kind(s, false);
+  if (s.kind != Session::Kind::Handover) {
+    close(s.id, "a handover frame on a replica connection", true);
+    return false;
   }
   const auto now = loop_.now();
   FlowDelta delta;
@@ -236,6 +249,17 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
   return true;
 }
 
+void ChannelServer::settle_kind(Session& s, bool replica) {
+  if (s.kind != Session::Kind::Unknown) return;
+  s.kind = replica ? Session::Kind::Replica : Session::Kind::Handover;
+  for (auto& [id, other] : sessions_) {
+    if (id != s.id && other->hello && other->member == s.member && other->kind == s.kind) {
+      close(id, "replaced by a new connection", false);
+      break;
+    }
+  }
+}
+
 void ChannelServer::close(uint64_t id, const std::string& why, bool rejected_hello) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
@@ -251,7 +275,9 @@ void ChannelServer::close(uint64_t id, const std::string& why, bool rejected_hel
 void ChannelServer::drop_member(const std::string& member) {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);
-    if (it->second->member == member) close(it->first, "member dropped", false);
+    // The member's replication stream stays: its replicas are not this table's.
+    if (it->second->member == member && it->second->kind != Session::Kind::Replica)
+      close(it->first, "member dropped", false);
     it = next;
   }
   auto t = tables_.find(member);
@@ -411,6 +437,16 @@ void ChannelClient::send_destroyed(const std::vector<Flow>& flows) {
 
 void ChannelClient::send_end() {
   queue(End{});
+}
+
+void ChannelClient::send_replica(const ReplicaBatch& b) {
+  if (!tcp_) return;
+  ++counters_.replica_frames_sent;
+  queue(b);
+}
+
+size_t ChannelClient::backlog() const {
+  return tcp_ ? tcp_->write_queue_size() : 0;
 }
 
 void ChannelClient::fail(const std::string& why) {

@@ -15,6 +15,15 @@
 //
 // The server keeps one FlowTable per sending member; a member that goes DOWN is forgotten
 // (drop_member): its flows are lost anyway, as without the channel.
+//
+// Stateful failover's replication (issue #21) uses the same channel: a member streams Replica
+// frames (codec.h, ReplicaBatch) to the member that would take its tables. The server keeps
+// none of it: each decoded batch goes to the OnReplica callback (set_on_replica()), whose
+// owner keeps the replicas (in memory only, with their timeouts). A member may hold two
+// connections to this server at once — its replication stream and a handover's — so "one
+// connection per member" is per kind: a session's kind is fixed by its first frame after the
+// hello (Replica, or Flows/Destroyed/End), and only then does it replace an older session of
+// the same member and kind.
 
 #include <netinet/in.h>
 
@@ -54,6 +63,9 @@ struct ServerCounters {
   uint64_t rejected_hello = 0;    // wrong group/member/version/psk setting, bad MAC
   uint64_t closed_bounds = 0;     // over a frame, rate or buffer bound
   uint64_t flows_received = 0;
+  uint64_t replica_frames = 0;  // Replica frames handed to OnReplica
+  uint64_t replica_upserts = 0;
+  uint64_t replica_destroys = 0;
 };
 
 class ChannelServer {
@@ -64,6 +76,9 @@ class ChannelServer {
       std::function<void(const std::string& member, const FlowTable&, const FlowDelta&)>;
   // A refused connection or peer, for the daemon's rate-limited debug log.
   using OnReject = std::function<void(uint32_t addr, const std::string& why)>;
+  // One decoded Replica frame of `member` (the admitted sender), in the order sent. Runs
+  // inside the session's read callback: it must not destroy the server.
+  using OnReplica = std::function<void(const std::string& member, const ReplicaBatch&)>;
 
   static constexpr size_t kMaxConnections = 32;
   static constexpr std::chrono::milliseconds kHelloTimeout{2000};
@@ -73,6 +88,9 @@ class ChannelServer {
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
+
+  // Where Replica frames go; without it they are counted and dropped.
+  void set_on_replica(OnReplica cb) { on_replica_ = std::move(cb); }
 
   // Binds and listens (port 0 picks one; see port()). The error names the address.
   [[nodiscard]] std::error_code listen(const sockaddr_in& addr, std::string* error = nullptr);
@@ -92,6 +110,9 @@ class ChannelServer {
   void on_data(Session& s, std::string_view data);
   bool on_frame(Session& s, Frame&& f);  // false: the session was closed
   void close(uint64_t id, const std::string& why, bool rejected_hello);
+  // Fixes `s`'s kind by its first frame after the hello and closes an older session of the
+  // same member and kind (a reconnect replaces it).
+  void settle_kind(Session& s, bool replica);
   void tick();
   FlowTable& table_for(const std::string& member);
 
@@ -101,6 +122,7 @@ class ChannelServer {
   Admit admit_;
   OnFlows on_flows_;
   OnReject on_reject_;
+  OnReplica on_replica_;
   uv::Tcp listener_;
   uv::AcceptBudget accepts_;
   uv::Timer tick_;
@@ -116,6 +138,7 @@ struct ClientCounters {
   uint64_t flows_sent = 0;
   uint64_t destroyed_sent = 0;
   uint64_t frames_sent = 0;
+  uint64_t replica_frames_sent = 0;
 };
 
 class ChannelClient {
@@ -141,6 +164,11 @@ class ChannelClient {
   void send_flows(const std::vector<Flow>& flows, bool replace, bool complete);
   void send_destroyed(const std::vector<Flow>& flows);
   void send_end();
+  // One Replica frame (stateful failover); queued until the hellos are exchanged.
+  void send_replica(const ReplicaBatch& b);
+  // Bytes handed to the socket and not yet written: a sender that must not outrun the
+  // receiver (the replication stream) holds back while this is high.
+  [[nodiscard]] size_t backlog() const;
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] bool open() const { return tcp_ != nullptr; }
   [[nodiscard]] const ClientCounters& counters() const { return counters_; }

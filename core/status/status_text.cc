@@ -116,6 +116,45 @@ void print_handover(std::string& out, const json_t* n) {
   if (!str(h, "error").empty()) out += first + "ERROR: " + str(h, "error") + "\n";
 }
 
+// Stateful failover's replication: the members this host streams its flows to, and the
+// streams it receives. Nothing is printed while it is off.
+void print_replication(std::string& out, const json_t* n) {
+  const json_t* r = json_object_get(n, "replication");
+  if (!json_is_object(r) || !json_is_true(json_object_get(r, "enabled"))) return;
+  std::string first = "replication: ";
+  const std::string more = "             ";
+  const json_t* targets = json_object_get(r, "targets");
+  const json_t* received = json_object_get(r, "received");
+  if (json_array_size(targets) == 0) {
+    out += first + "no target (no other member would take this member's tables)\n";
+    first = more;
+  }
+  size_t i;
+  const json_t* t;
+  json_array_foreach(targets, i, t) {
+    out += first + "to " + str(t, "member") + ": " +
+           (json_is_true(json_object_get(t, "connected")) ? "connected" : "not connected") +
+           fmt(", %lld flows in resyncs, %lld events (%lld/s), %lld resyncs, %lld dropped",
+               num(t, "flows_sent"), num(t, "events_sent"), num(t, "events_per_s"),
+               num(t, "resyncs"), num(t, "drops"));
+    if (has_int(t, "last_resync_ms_ago"))
+      out += fmt(", last resync %lld ms ago", num(t, "last_resync_ms_ago"));
+    if (!str(t, "last_error").empty()) out += "; " + str(t, "last_error");
+    out += "\n";
+    first = more;
+  }
+  const char* key;
+  const json_t* m;
+  json_object_foreach(const_cast<json_t*>(received), key, m) {
+    out += first + "from " + key +
+           fmt(": %lld frames, %lld upserts, %lld destroys, %lld resyncs", num(m, "frames"),
+               num(m, "upserts"), num(m, "destroys"), num(m, "resyncs")) +
+           "\n";
+    first = more;
+  }
+  if (!str(r, "error").empty()) out += first + "ERROR: " + str(r, "error") + "\n";
+}
+
 void print_node(std::string& out, const json_t* n) {
   const json_t* self = json_object_get(n, "self");
   out += "phase:       " + str(n, "phase");
@@ -196,6 +235,7 @@ void print_node(std::string& out, const json_t* n) {
   }
   print_eips(out, n, "  ");
   print_handover(out, n);
+  print_replication(out, n);
   // Recovery (DESIGN rule 8): the configured action, the last one taken, self-suspicion.
   const json_t* rec = json_object_get(n, "recovery");
   if (json_is_object(rec) &&

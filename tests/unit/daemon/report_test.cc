@@ -66,6 +66,9 @@ Report sample_report() {
   r.handover_flows_held = {{"i-a", 200}};
   r.handover_flows_steered = {{"i-a", 199}};
   r.handover_channel_rejects = {{"address", 3}, {"hello", 1}, {"bounds", 0}};
+  r.replication_events_sent = {{"i-b", 4200}};
+  r.replication_drops = 17;
+  r.replication_resyncs = 9;
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -100,6 +103,10 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_handover_channel_rejects_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"address\"} 3\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"hello\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replication_events_sent_total counter\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_replication_events_sent_total{target=\"i-b\"} 4200\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replication_drops_total 17\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replication_resyncs_total 9\n"));
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_eip_moves_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"ok\"} 2\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"InvalidAllocationID.NotFound\"} 1\n"));

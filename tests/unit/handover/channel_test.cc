@@ -115,6 +115,75 @@ TEST(Channel, SenderHandsFlowsToTakerWhoAcksAndFollowsDestroyAndEnd) {
   expect_clean_close(loop);
 }
 
+TEST(Channel, ReplicaFramesReachTheCallbackBesideAHandoverConnection) {
+  uv::Loop loop;
+  {
+    Taker t(loop);
+    std::vector<std::pair<std::string, ReplicaBatch>> got;
+    t.server.set_on_replica(
+        [&](const std::string& m, const ReplicaBatch& b) { got.emplace_back(m, b); });
+    // The replication stream and a handover of the same member, at once.
+    Sender repl(loop);
+    Sender keep(loop);
+    ASSERT_EQ(repl.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    netfilter::ReplicatedFlow r;
+    r.flow = flow(1);
+    r.public_port = 61001;
+    r.status = 0x1be;
+    r.tcp = netfilter::TcpInfo{3, 7, 7, 0, 0};
+    const ReplicaBatch resync{ReplicaBatch::kResyncBegin | ReplicaBatch::kResyncComplete, {r}, {}};
+    repl.client.send_replica(resync);
+    ASSERT_TRUE(run_until(loop, [&] { return got.size() == 1; }));
+    EXPECT_EQ(got[0].first, "i-sender");
+    EXPECT_EQ(got[0].second, resync);
+    ASSERT_EQ(keep.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    keep.client.send_flows({flow(2)}, true, true);
+    ASSERT_TRUE(run_until(loop, [&] { return !keep.acks.empty(); }));
+    EXPECT_EQ(t.server.connections(), 2U);
+    // The handover's End closes the handover only; the replica stream goes on.
+    keep.client.send_end();
+    ASSERT_TRUE(run_until(loop, [&] { return keep.closed.has_value(); }));
+    const ReplicaBatch events{0, {}, {flow(1)}};
+    repl.client.send_replica(events);
+    ASSERT_TRUE(run_until(loop, [&] { return got.size() == 2; }));
+    EXPECT_EQ(got[1].second, events);
+    EXPECT_FALSE(repl.closed.has_value());
+    EXPECT_EQ(t.server.counters().replica_frames, 2U);
+    EXPECT_EQ(t.server.counters().replica_upserts, 1U);
+    EXPECT_EQ(t.server.counters().replica_destroys, 1U);
+    // Replicas are not handover flows: nothing is held for steering.
+    EXPECT_TRUE(t.server.held().empty());
+    // A reconnect of the replication stream replaces the old one.
+    Sender again(loop);
+    ASSERT_EQ(again.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    again.client.send_replica(resync);
+    ASSERT_TRUE(run_until(loop, [&] { return repl.closed.has_value(); }));
+    EXPECT_EQ(got.size(), 3U);
+    EXPECT_TRUE(t.rejects.empty());
+  }
+  expect_clean_close(loop);
+}
+
+TEST(Channel, AHandoverFrameOnAReplicaConnectionIsRefused) {
+  uv::Loop loop;
+  {
+    Taker t(loop);
+    Sender s(loop);
+    ASSERT_EQ(s.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    s.client.send_replica(ReplicaBatch{ReplicaBatch::kResyncBegin, {}, {}});
+    s.client.send_flows({flow(1)}, true, true);
+    ASSERT_TRUE(run_until(loop, [&] { return s.closed.has_value(); }));
+    ASSERT_EQ(t.rejects.size(), 1U);
+    EXPECT_THAT(t.rejects[0], ::testing::HasSubstr("handover frame on a replica connection"));
+    EXPECT_TRUE(t.server.held().empty());
+  }
+  expect_clean_close(loop);
+}
+
 TEST(Channel, ConnectionFromANonMemberAddressIsClosedAtOnce) {
   uv::Loop loop;
   {

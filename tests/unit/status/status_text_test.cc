@@ -239,6 +239,36 @@ TEST(StatusText, HandoverChannelAndSteering) {
       HasSubstr("handover:    ERROR: member channel: /etc/hanat/psk: readable by others\n"));
 }
 
+TEST(StatusText, Replication) {
+  Parsed st(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": true, "drops": 0,
+      "targets": [
+        {"member": "i-b", "connected": true, "tables": ["rtb-a"], "flows_sent": 5000,
+         "events_sent": 1200, "events_per_s": 40, "resyncs": 3, "drops": 0,
+         "last_resync_ms_ago": 2500},
+        {"member": "i-c", "connected": false, "tables": ["rtb-d"], "flows_sent": 0,
+         "events_sent": 0, "events_per_s": 0, "resyncs": 0, "drops": 7,
+         "last_error": "connect: connection refused"}],
+      "received": {"i-b": {"frames": 10, "upserts": 900, "destroys": 30, "resyncs": 2}}}}})");
+  const std::string out = format_status(st.j);
+  EXPECT_THAT(out, HasSubstr("replication: to i-b: connected, 5000 flows in resyncs, 1200 events "
+                             "(40/s), 3 resyncs, 0 dropped, last resync 2500 ms ago\n"));
+  EXPECT_THAT(out, HasSubstr("             to i-c: not connected, 0 flows in resyncs, 0 events "
+                             "(0/s), 0 resyncs, 7 dropped; connect: connection refused\n"));
+  EXPECT_THAT(out, HasSubstr("             from i-b: 10 frames, 900 upserts, 30 destroys, 2 "
+                             "resyncs\n"));
+  Parsed alone(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": true, "targets": [],
+             "received": {}}}})");
+  EXPECT_THAT(format_status(alone.j),
+              HasSubstr("replication: no target (no other member would take this member's "
+                        "tables)\n"));
+  Parsed off(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": false, "targets": [],
+             "received": {}}}})");
+  EXPECT_THAT(format_status(off.j), Not(HasSubstr("replication:")));
+}
+
 TEST(StatusText, ProbeSendDelay) {
   Parsed p(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "self": {"instance_id": "i-a", "zone": "z", "eni_id": "eni-a",
