@@ -135,10 +135,15 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
   v.stateful = true;
   v.previous = previous;
   const bool member = discovered_.addresses.count(previous) != 0;
-  v.previous_down = !member || peer_down_.count(previous) != 0;
+  // The engine's view after the step that emitted this write: its PeerChanged may come
+  // after the write in the same batch of actions, so peer_down_ may not know yet.
+  v.previous_down = !member;
   v.previous_silent = !member;
-  for (const auto& m : snap.members)
-    if (m.instance_id == previous) v.previous_silent = m.silent;
+  for (const auto& m : snap.members) {
+    if (m.instance_id != previous) continue;
+    v.previous_down = m.health == engine::Health::Down;
+    v.previous_silent = m.silent;
+  }
   v.previous_steered = keeper_ && keeper_->peers().count(previous) != 0;
   v.replicated = replicas_.size(previous);
   const auto verdict = takeover::judge(v);
