@@ -246,6 +246,17 @@ class Node {
   // [failover] stateful: a secondary private IP for every other zone with an Elastic IP,
   // assigned at engine start (reserved_ip).
   void reserve_addresses();
+  // A stateful takeover moves the zone's Elastic IP onto `ip` (this host's address for the
+  // zone) at once, beside the installation, instead of after the route write; the engine's
+  // AssociateAddress for the zone that follows the route write is then answered with this
+  // call's outcome, without a second call (node_eips.cc).
+  void early_associate(const std::string& zone, const std::string& ip);
+  struct EarlyEip {
+    bool done = false;
+    std::string error;  // EC2's code or why, when done and failed
+    std::vector<std::pair<engine::OpId, engine::Epoch>> waiting;  // the engine's, in flight
+  };
+  std::map<std::string, EarlyEip> early_eips_;  // zone ->
   [[nodiscard]] json_t* eips_json() const;
   std::map<std::string, ZoneEipShell> eips_;                    // zone ->
   std::map<std::string, std::vector<std::string>> zone_cidrs_;  // zone -> source CIDRs

@@ -155,6 +155,20 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     post(done_of(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
     return;
   }
+  if (auto early = early_eips_.find(x.zone); early != early_eips_.end()) {
+    // A stateful takeover associated it already (early_associate()): its outcome answers.
+    if (!early->second.done) {
+      early->second.waiting.emplace_back(x.op, x.epoch);
+      return;
+    }
+    const bool ok = early->second.error.empty();
+    early_eips_.erase(early);
+    if (ok) {
+      post(done_of(x.op, x.epoch, nullptr));
+      return;
+    }
+    // It failed: the engine's own attempt goes as without state.
+  }
   auto associate = [this, op = x.op, epoch = x.epoch, zone = x.zone](const std::string& ip) {
     ec2::AssociateAddressRequest r;
     r.allocation_id = eips_[zone].allocation_id;
@@ -244,6 +258,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
 }
 
 void Node::release_eip(const engine::ReleaseEip& x) {
+  early_eips_.erase(x.zone);
   auto it = eips_.find(x.zone);
   if (it == eips_.end()) return;
   ZoneEipShell& e = it->second;
@@ -275,6 +290,63 @@ void Node::release_eip(const engine::ReleaseEip& x) {
           return;
         }
         std::erase(known_private_ips_, ip);
+      });
+}
+
+void Node::early_associate(const std::string& zone, const std::string& ip) {
+  auto it = eips_.find(zone);
+  if (it == eips_.end() || early_eips_.count(zone) != 0) return;
+  ZoneEipShell& e = it->second;
+  if (e.eni_id == id_.eni_id && e.private_ip == ip) return;  // here already
+  if (zone != id_.zone && e.secondary_ip.empty() && e.reserved_ip == ip) {
+    // The zone's sources leave with it from now on (the snat rule), as associate_eip()
+    // does; the flows being installed use it already.
+    e.secondary_ip = e.reserved_ip;
+    e.reserved_ip.clear();
+    apply_nat();
+  }
+  early_eips_[zone] = EarlyEip{};
+  ec2::AssociateAddressRequest r;
+  r.allocation_id = e.allocation_id;
+  r.network_interface_id = id_.eni_id;
+  r.private_ip = ip;
+  r.allow_reassociation = true;
+  ec2_->associate_address(
+      r, {ec2::Priority::Write, milliseconds(0)},
+      [this, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
+        count_call("AssociateAddress", err_of(res));
+        const ec2::Ec2Error* err = res ? nullptr : &res.error();
+        ++eip_moves_[outcome_of(err)];
+        auto& z = eips_[zone];
+        if (res) {
+          z.eni_id = id_.eni_id;
+          z.private_ip = ip;
+          log::notice("elastic IP " + z.allocation_id + " (" + z.public_ip + ") of zone " +
+                      log::quote(zone) + " associated with " + ip + " on " + id_.eni_id +
+                      " (stateful takeover: before the route write)");
+        } else {
+          log::warning("elastic IP " + z.allocation_id + " of zone " + log::quote(zone) +
+                       ": AssociateAddress ahead of the route write: " + err->describe() +
+                       ", retried after it");
+        }
+        auto early = early_eips_.find(zone);
+        if (early == early_eips_.end()) return;  // released meanwhile
+        early->second.done = true;
+        early->second.error = err == nullptr ? "" : outcome_of(err);
+        auto waiting = std::move(early->second.waiting);
+        early->second.waiting.clear();
+        if (waiting.empty()) return;  // the engine's AssociateAddress comes later
+        const bool ok = err == nullptr;
+        const std::string alloc = z.allocation_id;
+        early_eips_.erase(early);
+        for (const auto& [op, epoch] : waiting) {
+          if (ok) {
+            post(done_of(op, epoch, nullptr));
+          } else {
+            engine::AssociateAddress again{op, epoch, alloc, zone, zone == id_.zone};
+            associate_eip(again);
+          }
+        }
       });
 }
 

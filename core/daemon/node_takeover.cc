@@ -13,10 +13,11 @@
 //              flow's zone leaves with here: the primary private IP for this host's own
 //              zone, else the secondary private IP reserved for the zone (node_eips.cc,
 //              reserve_addresses(): assigned ahead of time, so that a failover never waits
-//              on AssignPrivateIpAddresses). When the last chunk is in, or at
-//              takeover::kHoldBound, the claims go to EC2; the engine then moves the zone's
-//              Elastic IP onto that address once the route write succeeded, as without
-//              state, and the far end's answers reach the installed entries.
+//              on AssignPrivateIpAddresses). The zone's Elastic IP is moved onto that
+//              address at the same time (early_associate(): the engine's AssociateAddress
+//              after the route write is answered by it). When the last chunk is in, or at
+//              takeover::kHoldBound, the claims go to EC2, and the far end's answers reach
+//              the installed entries as soon as the route moved.
 //   the end    once every flow was tried and the claims went out, the outcome is logged
 //              and counted (status `takeover`, hanat_takeover_flows_total) and the member's
 //              replica is dropped: its flows live in this host's kernel now.
@@ -148,7 +149,8 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
   v.replicated = replicas_.size(previous);
   const auto verdict = takeover::judge(v);
   if (verdict != takeover::Verdict::Stateful) {
-    if (verdict == takeover::Verdict::NoReplica)
+    // A retried claim after this member's takeover of it completed finds nothing left.
+    if (verdict == takeover::Verdict::NoReplica && last_takeover_.count(previous) == 0)
       warn_once("takeover-no-replica-" + previous,
                 "stateful failover: taking the tables of " + previous +
                     " without state: no flow of it was replicated here (is [failover] stateful "
@@ -165,6 +167,7 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
       if (member_of(r.current) == previous) zones.insert(tb.zone);
   }
   std::vector<takeover::AddressRoute> routes;
+  std::vector<std::pair<std::string, uint32_t>> addresses;  // zone -> its address here
   std::string where;
   for (const auto& zone : zones) {
     auto addr = zone_address(zone);
@@ -179,6 +182,7 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
     if (c == zone_cidrs_.end()) continue;
     for (const auto& cidr : c->second)
       if (auto r = route_of(cidr, *addr)) routes.push_back(*r);
+    addresses.emplace_back(zone, *addr);
     where += (where.empty() ? "" : ", ") + log::quote(zone) + " on " + core::ipv4_text(*addr);
   }
   auto flows = replicas_.take(previous, store_time(t));
@@ -190,6 +194,11 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
               (where.empty() ? std::string("no zone with an address here") : where) +
               "): installing them before the route writes (at most " +
               std::to_string(takeover::kHoldBound.count()) + " ms)");
+  // The zones' Elastic IPs move now, beside the installation: the far end's answers can
+  // reach the installed entries as soon as the route moved, not one more EC2 round trip
+  // after it (the engine's AssociateAddress after the route write is answered by this one).
+  // A dead member cannot object, and its address serves nobody while it is dead.
+  for (const auto& [zone, addr] : addresses) early_associate(zone, core::ipv4_text(addr));
   auto* raw = job.get();
   takeovers_.emplace(previous, std::move(job));
   release_claims(previous, raw->hold(w, t));

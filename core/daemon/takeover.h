@@ -11,10 +11,12 @@
 // one and the masquerade rule translates it to this host's own address and any free port —
 // the far end sees a stranger and answers with a RST — and the later installation of that
 // flow then fails (EEXIST: the original tuple exists). With the entry installed first, the
-// packet continues with the dead NAT's public port, and once the zone's Elastic IP follows
-// (AssociateAddress, after the route write succeeded, as without state) on the address the
-// entry was installed to, the far end's answers reach it too: the same public address and
-// port, and TCP's retransmission covers the gap.
+// packet continues with the dead NAT's public port, and with the zone's Elastic IP on the
+// address the entry was installed to, the far end's answers reach it too: the same public
+// address and port, and TCP's retransmission covers the gap. The Elastic IP is moved when the
+// installation starts, beside it (AssociateAddress takes an EC2 round trip, 100-300 ms): a
+// dead member cannot object, and without state it moves only after the route write, which
+// would add that round trip to the time the answers are lost.
 //
 // Pure: time comes in as arguments, the kernel and EC2 are the caller's
 // (core/daemon/node_takeover.cc; tests/unit/daemon/takeover_test.cc).
