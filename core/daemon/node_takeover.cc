@@ -23,6 +23,7 @@
 //              replica is dropped: its flows live in this host's kernel now.
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <set>
 
@@ -50,11 +51,10 @@ std::optional<takeover::AddressRoute> route_of(const std::string& cidr, uint32_t
   if (!net) return std::nullopt;
   int prefix = 32;
   if (slash != std::string::npos) {
-    try {
-      prefix = std::stoi(cidr.substr(slash + 1));
-    } catch (...) {
-      return std::nullopt;
-    }
+    const char* first = cidr.data() + slash + 1;
+    const char* last = cidr.data() + cidr.size();
+    auto [end, ec] = std::from_chars(first, last, prefix);
+    if (ec != std::errc() || end != last || first == last) return std::nullopt;
   }
   if (prefix < 0 || prefix > 32) return std::nullopt;
   return takeover::AddressRoute{*net, static_cast<uint8_t>(prefix), address};
