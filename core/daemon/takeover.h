@@ -41,10 +41,11 @@ namespace hanat::daemon::takeover {
 using Time = std::chrono::steady_clock::time_point;
 using netfilter::ReplicatedFlow;
 
-// Flows per chunk. install_flows() took about 0.4 s for 50,000 flows here (8 µs each,
-// tests/integration/netfilter/ct_install_netns_test.cc), so 2,000 keep one loop turn near
-// 16 ms: probes, the channel and EC2's answers are served between two chunks.
-inline constexpr size_t kChunk = 2000;
+// Flows per chunk: one chunk per loop turn keeps the loop free for probes, the channel and
+// EC2's answers. Measured 2026-12-03 on a 2-core machine at load ~7 (`netfilter_netns_test
+// --gtest_filter=TakeoverNetns.ChunksOfKChunkFlowsStayWithinALoopTurn`): 10,000 flows in
+// 49-60 ms, the slowest chunk of 1,000 7-13 ms; chunks of 2,000 took up to 49 ms.
+inline constexpr size_t kChunk = 1000;
 // How long the claims wait for the installation at most. A failover's outage is about
 // detection (fall × interval, 600 ms at the defaults) plus the route write; holding the
 // routes longer than a second to save connections would cost every other flow of the zone

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -166,6 +168,38 @@ TEST_F(TakeoverNetns, StoredFlowsInstalledInChunksAndALiveOneContinues) {
   EXPECT_EQ(entries_from(ip("198.18.7.2")), 301U);  // no second entry for the client
   ::close(server);
   ::close(client);
+}
+
+// What one loop turn of a takeover costs: chunks of takeover::kChunk flows installed into a
+// table that fills up as they go (the figure behind kChunk's ~20 ms per turn). Bounded
+// loosely (200 ms per chunk) so that a loaded machine does not fail it; the times are printed.
+TEST_F(TakeoverNetns, ChunksOfKChunkFlowsStayWithinALoopTurn) {
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr size_t kFlows = 10 * daemon::takeover::kChunk;
+  std::vector<ReplicatedFlow> flows;
+  for (size_t i = 0; i < kFlows; ++i)
+    flows.push_back(udp(static_cast<uint16_t>(10000 + i), 53, static_cast<uint16_t>(30000 + i)));
+  const uint32_t here = ip("198.19.7.1");
+  auto split = daemon::takeover::split_by_address(flows, {{ip("198.18.7.0"), 24, here}});
+  daemon::takeover::Install job{"i-dead", std::move(split), std::chrono::steady_clock::now(), {}};
+  auto used = own_ports(here);
+  ASSERT_TRUE(used) << used.error().message;
+  std::chrono::microseconds worst{0}, total{0};
+  while (auto c = job.next_chunk()) {
+    const auto began = std::chrono::steady_clock::now();
+    auto r = install_flows(c->flows, c->address, *used);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - began);
+    ASSERT_TRUE(r) << r.error().message;
+    (void)job.chunk_done(r->installed, r->collided, r->failed, std::chrono::steady_clock::now());
+    worst = std::max(worst, took);
+    total += took;
+  }
+  std::printf("%zu flows in chunks of %zu: %lld us in all, the slowest chunk %lld us\n", kFlows,
+              daemon::takeover::kChunk, static_cast<long long>(total.count()),
+              static_cast<long long>(worst.count()));
+  EXPECT_EQ(job.counters().installed, kFlows);
+  EXPECT_LT(worst, std::chrono::milliseconds(200));
 }
 
 }  // namespace
