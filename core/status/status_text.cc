@@ -58,6 +58,8 @@ void print_eips(std::string& out, const json_t* n, const char* indent) {
       out += "not associated";
     }
     if (json_is_true(json_object_get(e, "in_flight"))) out += ", move in flight";
+    // [failover] stateful: the address a takeover of the zone would continue its flows on.
+    if (!str(e, "reserved_ip").empty()) out += ", " + str(e, "reserved_ip") + " reserved here";
     if (!str(e, "last_error").empty()) out += ", last error: " + str(e, "last_error");
     out += "\n";
   }

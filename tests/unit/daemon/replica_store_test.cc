@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <map>
+#include <random>
+#include <set>
+
 namespace hanat::daemon::replica {
 namespace {
 
@@ -179,6 +183,75 @@ TEST(ReplicaStore, BoundedOverAllMembersAndRefusalsCounted) {
   s.apply(kA, d, ms(6));
   s.apply(kB, upserts({tcp(1001)}), ms(7));
   EXPECT_EQ(s.size(kB), 2u);
+}
+
+// Churn from three members with random cuts of their streams (a resync begun and never
+// completed, a member dropped): the bound holds at every step, sizes add up, and once
+// every member's flows ended and the clock passed their timeouts nothing is left.
+TEST(ReplicaStore, SeededChurnKeepsTheBoundAndLeaksNothing) {
+  std::mt19937 rng(20261203);
+  Limits l;
+  l.max_entries = 500;
+  l.min_ttl = ms(2000);
+  l.max_ttl = ms(10000);
+  Store s{l};
+  const std::vector<std::string> members{"i-a", "i-b", "i-c"};
+  std::map<std::string, std::set<uint16_t>> live;  // what each sender still translates
+  ms now{0};
+  for (int step = 0; step < 5000; ++step) {
+    now += ms(rng() % 20);
+    const std::string& m = members[rng() % members.size()];
+    Batch b;
+    switch (rng() % 6) {
+      case 0:
+      case 1:
+      case 2: {  // new flows, some short (UDP-like), some long
+        for (int k = 0; k < 5; ++k) {
+          const auto port = static_cast<uint16_t>(1000 + rng() % 400);
+          b.upserts.push_back(tcp(port, rng() % 2 == 0 ? 1 : 300));
+          live[m].insert(port);
+        }
+        break;
+      }
+      case 3: {  // flows end; some DESTROY events are lost
+        for (auto it = live[m].begin(); it != live[m].end() && b.destroys.size() < 5;) {
+          if (rng() % 3 != 0) b.destroys.push_back(tcp(*it).flow);
+          it = live[m].erase(it);
+        }
+        break;
+      }
+      case 4: {  // a full resync (what the sender still translates), maybe cut short
+        b.resync_begin = true;
+        for (uint16_t p : live[m]) b.upserts.push_back(tcp(p, 300));
+        b.resync_complete = rng() % 4 != 0;
+        break;
+      }
+      default:
+        if (rng() % 50 == 0) {
+          s.drop(m);  // the member left
+          live[m].clear();
+          continue;
+        }
+    }
+    s.apply(m, b, now);
+    ASSERT_LE(s.size(), l.max_entries) << "step " << step;
+    size_t sum = 0;
+    for (const auto& [member, v] : s.origins()) sum += v.entries;
+    ASSERT_EQ(sum, s.size()) << "step " << step;
+  }
+  // Nothing outlives its timeout, even with no resync at all...
+  Store idle = s;
+  ASSERT_GT(idle.size(), 0u);
+  idle.expire(now + l.max_ttl);
+  EXPECT_EQ(idle.size(), 0u);
+  // ...and when every flow ended (its DESTROY lost), one completed resync each clears it.
+  for (const auto& m : members) {
+    Batch b;
+    b.resync_begin = b.resync_complete = true;
+    s.apply(m, b, now);
+    EXPECT_EQ(s.size(m), 0u) << m;
+  }
+  EXPECT_EQ(s.size(), 0u);
 }
 
 TEST(ReplicaStore, MemoryPerEntryAsDocumented) {

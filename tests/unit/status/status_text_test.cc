@@ -384,7 +384,7 @@ TEST(RoutesText, EachZonesElasticIpAndWhereItIs) {
      "here": true, "home": true, "private_ip": "198.18.0.20", "network_interface_id": "eni-b"},
     {"zone": "zone-c", "allocation_id": "eipalloc-0c", "public_ip": "198.19.1.12",
      "here": false, "network_interface_id": "eni-c", "private_ip": "198.18.0.30",
-     "last_error": "InvalidAllocationID.NotFound"}],
+     "reserved_ip": "198.18.0.78", "last_error": "InvalidAllocationID.NotFound"}],
     "problems": ["failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP"]}}})");
   std::string t = format_routes(p.j);
   EXPECT_THAT(t, HasSubstr("elastic IPs:\n"
@@ -393,7 +393,8 @@ TEST(RoutesText, EachZonesElasticIpAndWhereItIs) {
                            "zone-b       eipalloc-0b                198.19.1.11     on this host, "
                            "198.18.0.20 (primary)\n"
                            "zone-c       eipalloc-0c                198.19.1.12     on eni-c "
-                           "198.18.0.30, last error: InvalidAllocationID.NotFound\n"
+                           "198.18.0.30, 198.18.0.78 reserved here, last error: "
+                           "InvalidAllocationID.NotFound\n"
                            "ERROR: failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP\n"));
   EXPECT_THAT(format_status(p.j), HasSubstr("elastic IPs:\n  zone-a "));
   EXPECT_THAT(format_routes(Parsed(kAfterCut).j), Not(HasSubstr("elastic IPs")))
