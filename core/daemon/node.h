@@ -252,6 +252,7 @@ class Node {
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
   struct EarlyEip {
+    engine::Time at{};  // when it was sent: an answer older than kEarlyEipValid is not used
     bool done = false;
     std::string error;  // EC2's code or why, when done and failed
     std::vector<std::pair<engine::OpId, engine::Epoch>> waiting;  // the engine's, in flight

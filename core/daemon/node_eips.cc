@@ -40,6 +40,14 @@ using node_util::outcome_of;
 using node_util::tag;
 using std::chrono::milliseconds;
 
+namespace {
+// How long an early association (a stateful takeover's, early_associate()) answers the
+// engine's AssociateAddress for the zone: the engine asks right after the route write
+// succeeds, seconds later at most (write retries); an older answer may be stale, the EIP
+// moved since by another member.
+constexpr std::chrono::seconds kEarlyEipValid{30};
+}  // namespace
+
 void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next) {
   ec2::DescribeAddressesRequest req;
   const auto& listed = cfg_->failover.eips;
@@ -155,6 +163,9 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     post(done_of(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
     return;
   }
+  if (auto early = early_eips_.find(x.zone);
+      early != early_eips_.end() && early->second.done && now() - early->second.at > kEarlyEipValid)
+    early_eips_.erase(early);  // too old: the EIP may have moved since, associate again
   if (auto early = early_eips_.find(x.zone); early != early_eips_.end()) {
     // A stateful takeover associated it already (early_associate()): its outcome answers.
     if (!early->second.done) {
@@ -295,7 +306,11 @@ void Node::release_eip(const engine::ReleaseEip& x) {
 
 void Node::early_associate(const std::string& zone, const std::string& ip) {
   auto it = eips_.find(zone);
-  if (it == eips_.end() || early_eips_.count(zone) != 0) return;
+  if (it == eips_.end()) return;
+  if (auto early = early_eips_.find(zone); early != early_eips_.end()) {
+    if (!early->second.done) return;  // one in flight already
+    early_eips_.erase(early);
+  }
   ZoneEipShell& e = it->second;
   if (e.eni_id == id_.eni_id && e.private_ip == ip) return;  // here already
   if (zone != id_.zone && e.secondary_ip.empty() && e.reserved_ip == ip) {
@@ -305,7 +320,7 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
     e.reserved_ip.clear();
     apply_nat();
   }
-  early_eips_[zone] = EarlyEip{};
+  early_eips_[zone] = EarlyEip{now(), false, "", {}};
   ec2::AssociateAddressRequest r;
   r.allocation_id = e.allocation_id;
   r.network_interface_id = id_.eni_id;
