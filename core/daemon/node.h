@@ -52,13 +52,16 @@
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/keep_sender.h"
 #include "core/daemon/replica_sender.h"
+#include "core/daemon/replica_store.h"
 #include "core/daemon/report.h"
 #include "core/daemon/steer_keeper.h"
+#include "core/daemon/takeover.h"
 #include "core/engine/machine.h"
 #include "core/handover/channel.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 #include "ec2/ec2.h"
+#include "netfilter/ct_install.h"
 #include "netfilter/manager.h"
 #include "netfilter/steer.h"
 #include "probes/agent_server.h"
@@ -125,6 +128,15 @@ class Node {
   // The node's part of the metrics report (phase, state, members, tables, counters).
   void fill_report(Report& r) const;
   [[nodiscard]] std::string summary() const;  // one line for systemd's STATUS=
+
+  // Stateful failover's receiving end (node_takeover.cc): one decoded replication frame of
+  // peer `member` (its channel identity), applied in this order: resync begins, upserts
+  // (flows announced or re-announced), destroys (flows ended), resync complete. Kept in
+  // memory (replica_store.h) until the member dies and this host takes its tables; ignored
+  // (counted) while [failover] stateful is off.
+  void on_replica_batch(const std::string& member, std::vector<netfilter::ReplicatedFlow> upserts,
+                        std::vector<netfilter::Flow> destroys, bool resync_begin,
+                        bool resync_complete);
 
  private:
   enum class Phase { Identity, Client, SourceDestCheck, FloatingEni, Discovery, Running, Stopped };
@@ -225,12 +237,31 @@ class Node {
     std::string zone, allocation_id, public_ip;
     std::string eni_id, private_ip;  // where EC2 last said (or we made) it associated
     std::string secondary_ip;        // assigned by hanat to this host for a zone not its own
+    // [failover] stateful: a secondary private IP assigned ahead of time for this zone, not
+    // yet in use (no snat rule): where a takeover installs the zone's flows, and what
+    // associate_eip() promotes to secondary_ip instead of assigning one then.
+    std::string reserved_ip;
   };
   void discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next);
   [[nodiscard]] std::vector<engine::ZoneEip> engine_eips() const;
   [[nodiscard]] std::vector<netfilter::SnatRule> snat_rules() const;
   void associate_eip(const engine::AssociateAddress& a);
   void release_eip(const engine::ReleaseEip& r);
+  // [failover] stateful: a secondary private IP for every other zone with an Elastic IP,
+  // assigned at engine start (reserved_ip).
+  void reserve_addresses();
+  // A stateful takeover moves the zone's Elastic IP onto `ip` (this host's address for the
+  // zone) at once, beside the installation, instead of after the route write; the engine's
+  // AssociateAddress for the zone that follows the route write is then answered with this
+  // call's outcome, without a second call (node_eips.cc).
+  void early_associate(const std::string& zone, const std::string& ip);
+  struct EarlyEip {
+    engine::Time at{};  // when it was sent: an answer older than kEarlyEipValid is not used
+    bool done = false;
+    std::string error;  // EC2's code or why, when done and failed
+    std::vector<std::pair<engine::OpId, engine::Epoch>> waiting;  // the engine's, in flight
+  };
+  std::map<std::string, EarlyEip> early_eips_;  // zone ->
   [[nodiscard]] json_t* eips_json() const;
   std::map<std::string, ZoneEipShell> eips_;                    // zone ->
   std::map<std::string, std::vector<std::string>> zone_cidrs_;  // zone -> source CIDRs
@@ -401,6 +432,34 @@ class Node {
   bool end_keep_drain();
 
  private:
+  // node_takeover.cc: stateful failover's taking side (takeover.h).
+  // true: `w` claims a route of a dead member whose flows are installed first; held.
+  bool takeover_write(const engine::WriteRoute& w);
+  void release_claims(const std::string& member, takeover::Install::Release r);
+  void takeover_cancel(engine::OpId op);  // the engine's AbandonWrite of a held claim
+  void takeover_kick();
+  void takeover_service();  // one chunk, the bounds, finished takeovers; re-arms the timer
+  void finish_takeover(const takeover::Install& job, engine::Time t);
+  // The member a route target names ("" none); also one that left but whose flows are held.
+  [[nodiscard]] std::string member_of(const engine::Target& t) const;
+  // The local address zone `zone`'s traffic leaves with here, if it has an Elastic IP.
+  [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
+  [[nodiscard]] json_t* takeover_json() const;
+  replica::Store replicas_{replica::Limits{}};
+  std::uint64_t replica_ignored_ = 0;  // batches received while stateful is off
+  std::uint64_t replica_refused_ = 0;  // flows refused, the store full (a dropped member's too)
+  std::map<std::string, std::unique_ptr<takeover::Install>> takeovers_;  // dead member ->
+  std::map<std::string, netfilter::PortSet> takeover_used_;  // own_ports() of the chunk's address
+  struct TakeoverResult {
+    takeover::Counters counters;
+    std::chrono::system_clock::time_point at;
+    std::chrono::milliseconds took{0};
+    std::string error;
+  };
+  std::map<std::string, TakeoverResult> last_takeover_;  // member -> its last takeover
+  std::map<std::string, std::uint64_t> takeover_flows_;  // outcome -> flows, for metrics
+  uv::Timer takeover_timer_{loop_};
+
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->
   std::map<std::string, std::string> sender_closed_;              // peer -> why its channel closed

@@ -406,7 +406,8 @@ void Node::start_engine(Discovered d) {
   start_replication();
   start_notices();
   start_refresh();
-  load_recoveries();  // the cool-down of recovery actions before a restart
+  load_recoveries();    // the cool-down of recovery actions before a restart
+  reserve_addresses();  // [failover] stateful: the other zones' addresses (node_eips.cc)
   feed_self_health();
   // A drain asked for before the engine ran goes first: a host started drained never
   // claims a route, not even for one tick.

@@ -219,6 +219,7 @@ status::Json Node::status() const {
 
   json_object_set_new(root, "handover", keep_json());
   json_object_set_new(root, "replication", replication_json());
+  json_object_set_new(root, "takeover", takeover_json());
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
@@ -479,6 +480,10 @@ void Node::fill_report(Report& r) const {
     r.replication_drops += c.drops;
     r.replication_resyncs += c.resyncs;
   }
+  r.replica_flows.clear();
+  for (const auto& [m, v] : replicas_.origins()) r.replica_flows[m] = v.entries;
+  r.replica_refused = replica_refused_;
+  r.takeover_flows = takeover_flows_;
   r.phase = kPhases[static_cast<int>(phase_)];
   r.phases.assign(std::begin(kPhases), std::end(kPhases));
   r.states.clear();

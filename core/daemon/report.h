@@ -120,6 +120,12 @@ struct Report {
   std::map<std::string, std::uint64_t> replication_events_sent;
   std::uint64_t replication_drops = 0;
   std::uint64_t replication_resyncs = 0;
+  // Stateful failover's taking side (replica_store.h, takeover.h): flows held per origin
+  // member, new ones refused because the store was full, and the flows of dead members
+  // installed here by outcome (installed, collided, failed, unroutable).
+  std::map<std::string, std::uint64_t> replica_flows;
+  std::uint64_t replica_refused = 0;
+  std::map<std::string, std::uint64_t> takeover_flows;
 
   // Histograms since the daemon started.
   metrics::Histogram failover_seconds{kFailoverBuckets};

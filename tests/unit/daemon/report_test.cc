@@ -159,6 +159,23 @@ TEST(MetricFamilies, ForwardCheck) {
   EXPECT_THAT(doc, Not(HasSubstr("hanat_forward_packets_total{")));
 }
 
+TEST(MetricFamilies, StatefulTakeover) {
+  Report r = sample_report();
+  std::string doc = render(r);
+  // Families are printed without samples too (the dashboard's names exist from start).
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replica_flows gauge\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_refused_total 0\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_takeover_flows_total counter\n"));
+  r.replica_flows = {{"i-b", 200}};
+  r.replica_refused = 3;
+  r.takeover_flows = {{"installed", 198}, {"collided", 2}};
+  doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_flows{member=\"i-b\"} 200\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_refused_total 3\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_takeover_flows_total{outcome=\"installed\"} 198\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_takeover_flows_total{outcome=\"collided\"} 2\n"));
+}
+
 TEST(MetricFamilies, MembersAndProbes) {
   std::string doc = render(sample_report());
   EXPECT_THAT(doc,
