@@ -144,6 +144,8 @@ void Node::execute(const engine::Action& a) {
             log::notice("route " + x.table + " " + x.destination +
                         ": claim abandoned, this host's own data plane failed");
           }
+        } else if constexpr (std::is_same_v<T, engine::Reclaim>) {
+          ask_reclaim(x);  // node_keep_send.cc
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           if (keep_draining()) {
             // The routes are handed over; the flows they carried still pass through here

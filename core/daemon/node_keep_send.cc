@@ -160,8 +160,28 @@ bool Node::keep_write(const engine::WriteRoute& w) {
   if (peer.empty() || peer == id_.instance_id) return false;
   const auto state = machine_->snapshot().state;
   if (state != engine::State::Draining && state != engine::State::Leaving) return false;
+  auto found = senders_.find(peer);
+  const bool fresh =
+      found == senders_.end() || found->second->phase() == keep::Sender::Phase::Ended;
+  keep::Sender* sender = keep_sender(peer);
+  if (sender == nullptr) return false;
+  if (fresh)
+    log::notice("handover to " + peer +
+                ": keeping connections, route writes wait for its ack (at "
+                "most " +
+                std::to_string(keep::kAckWait.count()) + " ms)");
+  auto r = sender->hold(w, now());
+  if (r.writes.empty()) {
+    keep_kick();
+    return true;
+  }
+  release_writes(peer, std::move(r));
+  return true;
+}
+
+keep::Sender* Node::keep_sender(const std::string& peer) {
   auto addr = discovered_.addresses.find(peer);
-  if (addr == discovered_.addresses.end()) return false;
+  if (addr == discovered_.addresses.end()) return nullptr;
   auto found = senders_.find(peer);
   keep::Sender* sender = nullptr;
   if (found != senders_.end() && found->second->phase() != keep::Sender::Phase::Ended)
@@ -169,14 +189,14 @@ bool Node::keep_write(const engine::WriteRoute& w) {
   if (sender == nullptr) {
     auto local = core::parse_ipv4(id_.private_ip);
     auto remote = core::parse_ipv4(addr->second);
-    if (!local || !remote) return false;
+    if (!local || !remote) return nullptr;
     handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
     if (!cfg_->handover.psk_file.empty()) {
       auto k = handover::load_psk(cfg_->handover.psk_file);
       if (!k) {
         log::warning("handover to " + peer + ": " + k.error() +
                      ": routes move without keeping connections");
-        return false;
+        return nullptr;
       }
       self.psk = std::move(*k);
     }
@@ -190,7 +210,7 @@ bool Node::keep_write(const engine::WriteRoute& w) {
                       nullptr,
                       {},
                       nullptr};
-    if (env.port == 0) return false;  // no port to reach the peer on (agent.port 0: tests)
+    if (env.port == 0) return nullptr;  // no port to reach the peer on (agent.port 0: tests)
     env.sources = [this, peer](const std::vector<std::string>& tables) {
       std::vector<std::string> nat;
       for (const auto& c : cfg_->nat.source_cidrs) nat.push_back(c.text);
@@ -212,9 +232,12 @@ bool Node::keep_write(const engine::WriteRoute& w) {
       auto it = senders_.find(peer);
       if (it == senders_.end()) return;
       auto r = it->second->on_ack(now());
-      if (!r.writes.empty())
+      if (!r.writes.empty()) {
         log::notice("handover to " + peer + ": " + std::to_string(held) +
                     " flows held there, writing the routes");
+      } else {
+        log::notice("handover to " + peer + ": " + std::to_string(held) + " flows held there");
+      }
       release_writes(peer, std::move(r));
       keep_kick();
     };
@@ -243,18 +266,8 @@ bool Node::keep_write(const engine::WriteRoute& w) {
       senders_.emplace(peer, std::move(made));
     }
     sender_closed_.erase(peer);
-    log::notice("handover to " + peer +
-                ": keeping connections, route writes wait for its ack (at "
-                "most " +
-                std::to_string(keep::kAckWait.count()) + " ms)");
   }
-  auto r = sender->hold(w, now());
-  if (r.writes.empty()) {
-    keep_kick();
-    return true;
-  }
-  release_writes(peer, std::move(r));
-  return true;
+  return sender;
 }
 
 void Node::release_writes(const std::string& peer, keep::Sender::Release r) {
@@ -269,8 +282,85 @@ void Node::keep_kick() {
   (void)keep_timer_.start(milliseconds(0), milliseconds(0), [this] { keep_service(); });
 }
 
+void Node::keep_reclaim(const std::string& peer, const std::vector<std::string>& tables) {
+  std::string list;
+  for (const auto& t : tables) list += (list.empty() ? "" : ", ") + t;
+  // flow_drain 0: this member keeps no flow after a handover; the peer writes at its bound.
+  if (cfg_->handover.flow_drain.count() == 0) {
+    log::info("failback: " + peer + " asks for the connections of " + list +
+              ", [handover] flow_drain is 0: none are kept");
+    return;
+  }
+  if (!machine_ || machine_->snapshot().state == engine::State::ExitReady) return;
+  auto found = senders_.find(peer);
+  const bool fresh =
+      found == senders_.end() || found->second->phase() == keep::Sender::Phase::Ended;
+  keep::Sender* sender = keep_sender(peer);
+  if (sender == nullptr) {
+    log::warning("failback: " + peer + " asks for the connections of " + list +
+                 ", but the member channel to it cannot be opened: they are reset");
+    return;
+  }
+  if (fresh)
+    log::notice("failback: " + peer + " reclaims " + list +
+                ", handing over their connections (this member keeps translating them)");
+  release_writes(peer, sender->reclaim(tables, now()));
+  if (sender->phase() == keep::Sender::Phase::Ended)
+    log::warning("failback to " + peer + ": " + sender->problem() + ": connections are reset");
+}
+
+void Node::ask_reclaim(const engine::Reclaim& r) {
+  const std::string& peer = r.peer;
+  auto addr = discovered_.addresses.find(peer);
+  auto local = core::parse_ipv4(id_.private_ip);
+  auto remote = addr == discovered_.addresses.end() ? std::nullopt : core::parse_ipv4(addr->second);
+  const uint16_t port = config::effective_channel_port(*cfg_);
+  std::string list;
+  for (const auto& t : r.tables) list += (list.empty() ? "" : ", ") + t;
+  auto give_up = [&](const std::string& why) {
+    log::warning("failback from " + peer + ": " + why + ": writing " + list + " at most " +
+                 std::to_string(keep::kAckWait.count()) +
+                 " ms from now, its connections are reset");
+  };
+  if (!local || !remote || port == 0) return give_up("no address or channel port for it");
+  handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
+  if (!cfg_->handover.psk_file.empty()) {
+    auto k = handover::load_psk(cfg_->handover.psk_file);
+    if (!k) return give_up(k.error());
+    self.psk = std::move(*k);
+  }
+  handover::ChannelClient::Callbacks cb;
+  // The peer closes the request's connection once it has read it (or refuses it); either
+  // way the client goes (parked: this runs inside the client's own callback).
+  cb.on_closed = [this, peer](const std::string& why) {
+    auto it = reclaim_clients_.find(peer);
+    if (it == reclaim_clients_.end()) return;
+    if (why != "closed by the taker")
+      log::warning("failback from " + peer + ": asking for its connections: " + why +
+                   ", ignoring (the routes are written at the bound)");
+    keep_graveyard_.add(std::move(it->second));
+    reclaim_clients_.erase(it);
+  };
+  auto client = std::make_unique<handover::ChannelClient>(loop_, std::move(self), std::move(cb));
+  if (auto ec = client->connect(sockaddr_of(*remote, port), sockaddr_of(*local, 0)))
+    return give_up("member channel: connect: " + ec.message());
+  std::vector<std::string> tables = r.tables;
+  if (tables.size() > handover::kMaxReclaimTables) tables.resize(handover::kMaxReclaimTables);
+  client->send_reclaim(tables);
+  if (auto old = reclaim_clients_.find(peer); old != reclaim_clients_.end())
+    keep_graveyard_.add(std::move(old->second));
+  reclaim_clients_[peer] = std::move(client);
+  reclaim_waiting_.insert(peer);
+  log::notice("failback from " + peer + ": asking it for the connections of " + list +
+              "; the route writes wait for them (at most " +
+              std::to_string(keep::kAckWait.count()) + " ms)");
+}
+
 void Node::keep_service() {
   const auto t = now();
+  auto asks = std::move(reclaim_asks_);
+  reclaim_asks_.clear();
+  for (const auto& [peer, tables] : asks) keep_reclaim(peer, tables);
   auto closed = std::move(sender_closed_);
   sender_closed_.clear();
   for (const auto& [peer, why] : closed) {

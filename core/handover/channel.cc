@@ -212,6 +212,7 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     FlowTable& t = table_for(s.member);
     apply(t, *b, now, delta);
     if ((b->flags & FlowBatch::kComplete) != 0) {
+      delta.complete = true;
       Ack a{static_cast<uint32_t>(t.size())};
       const MacKey* k = s.send_key ? &*s.send_key : nullptr;
       (void)s.tcp->write(encode(a, k, s.send_seq++));
@@ -221,6 +222,14 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     for (const Flow& f : d->flows) {
       if (t.remove(f)) delta.removed.push_back(f);
     }
+  } else if (auto* rc = std::get_if<Reclaim>(&frame)) {
+    // A request, not a stream: answered by the flows this member sends on a connection of
+    // its own, so this one is done.
+    const std::string member = s.member;
+    const std::vector<std::string> tables = std::move(rc->tables);
+    close(s.id, "reclaim received", false);
+    if (on_reclaim_) on_reclaim_(member, tables);
+    return false;
   } else if (std::holds_alternative<End>(frame)) {
     const std::string member = s.member;
     close(s.id, "handover ended", false);
@@ -230,7 +239,8 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     close(s.id, "unexpected frame from the sender", true);
     return false;
   }
-  if (on_flows_ && (delta.replaced || !delta.added.empty() || !delta.removed.empty())) {
+  if (on_flows_ &&
+      (delta.replaced || delta.complete || !delta.added.empty() || !delta.removed.empty())) {
     on_flows_(s.member, table_for(s.member), delta);
   }
   return true;
@@ -411,6 +421,10 @@ void ChannelClient::send_destroyed(const std::vector<Flow>& flows) {
 
 void ChannelClient::send_end() {
   queue(End{});
+}
+
+void ChannelClient::send_reclaim(const std::vector<std::string>& tables) {
+  queue(Reclaim{tables});
 }
 
 void ChannelClient::fail(const std::string& why) {

@@ -15,6 +15,14 @@
 //
 // The server keeps one FlowTable per sending member; a member that goes DOWN is forgotten
 // (drop_member): its flows are lost anyway, as without the channel.
+//
+// Failback runs the other way round: the home member about to reclaim its tables from the
+// member serving them connects to that member's server as a client and sends one Reclaim
+// frame (ChannelClient::send_reclaim); the server hands it to OnReclaim and closes the
+// connection. The member serving the tables then becomes the leaving side for them: it
+// connects back to the home member's server and sends its flows as in any planned handover.
+// Asked over the channel, not by the agent check, so that the flows start moving at once
+// (not up to a probe interval later) and the request is admitted and MACed like the flows.
 
 #include <netinet/in.h>
 
@@ -44,6 +52,7 @@ struct Identity {
 // What changed in a member's table with one frame (or a drop).
 struct FlowDelta {
   bool replaced = false;  // everything held before was dropped first
+  bool complete = false;  // the frame ended a snapshot (acknowledged)
   std::vector<Flow> added;
   std::vector<Flow> removed;
 };
@@ -74,6 +83,11 @@ class ChannelServer {
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
 
+  // A member asks for the flows of `tables` (failback). Optional.
+  using OnReclaim =
+      std::function<void(const std::string& member, const std::vector<std::string>& tables)>;
+  void set_on_reclaim(OnReclaim cb) { on_reclaim_ = std::move(cb); }
+
   // Binds and listens (port 0 picks one; see port()). The error names the address.
   [[nodiscard]] std::error_code listen(const sockaddr_in& addr, std::string* error = nullptr);
   [[nodiscard]] uint16_t port() const { return port_; }
@@ -101,6 +115,7 @@ class ChannelServer {
   Admit admit_;
   OnFlows on_flows_;
   OnReject on_reject_;
+  OnReclaim on_reclaim_;
   uv::Tcp listener_;
   uv::AcceptBudget accepts_;
   uv::Timer tick_;
@@ -141,6 +156,9 @@ class ChannelClient {
   void send_flows(const std::vector<Flow>& flows, bool replace, bool complete);
   void send_destroyed(const std::vector<Flow>& flows);
   void send_end();
+  // Failback: asks the server's member for its flows of `tables` (at most kMaxReclaimTables;
+  // the server closes the connection once it has the frame).
+  void send_reclaim(const std::vector<std::string>& tables);
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] bool open() const { return tcp_ != nullptr; }
   [[nodiscard]] const ClientCounters& counters() const { return counters_; }

@@ -12,6 +12,8 @@
 // Flows: u8 flags (1 = replace everything held before, 2 = the snapshot is complete:
 //   acknowledge it), u16 count, count x Flow.
 // Destroyed: u16 count, count x Flow.   End: empty.   Ack: u32 flows held.
+// Reclaim (type 7, the reverse direction: the home member asks the member serving its tables
+//   for their flows before a failback): u16 count, count x (u8 length, route table id).
 // A Flow is 17 bytes: u8 proto, u32 src, u32 dst, u16 sport, u16 dport, u32 timeout_s.
 //
 // With a pre-shared key every frame after the hellos carries HMAC-SHA256(psk, nonce || u64
@@ -49,7 +51,14 @@ inline constexpr size_t kMaxFlowsPerFrame = (kMaxFrameBytes - 64) / kFlowBytes;
 
 using Nonce = std::array<uint8_t, kNonceBytes>;
 
-enum class FrameType : uint8_t { Hello = 1, Flows = 2, Destroyed = 3, End = 4, Ack = 5 };
+enum class FrameType : uint8_t {
+  Hello = 1,
+  Flows = 2,
+  Destroyed = 3,
+  End = 4,
+  Ack = 5,
+  Reclaim = 7
+};
 
 struct Hello {
   uint8_t version = kVersion;
@@ -82,7 +91,13 @@ struct Ack {
   uint32_t held = 0;
   friend bool operator==(const Ack&, const Ack&) = default;
 };
-using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack>;
+// Route table ids per Reclaim frame: a full frame stays under kMaxFrameBytes.
+inline constexpr size_t kMaxReclaimTables = (kMaxFrameBytes - 64) / (1 + kMaxNameBytes);
+struct Reclaim {
+  std::vector<std::string> tables;
+  friend bool operator==(const Reclaim&, const Reclaim&) = default;
+};
+using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack, Reclaim>;
 
 // What MACs one direction: the psk and the nonce the receiving end chose.
 struct MacKey {
@@ -91,8 +106,9 @@ struct MacKey {
 };
 
 // Encodes one frame. `key` (frames after the hellos, when a psk is configured) appends the
-// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a name at
-// most kMaxNameBytes (a violation is a programming error: HANAT_CHECK).
+// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a Reclaim
+// at most kMaxReclaimTables tables, a name (or table id) at most kMaxNameBytes (a violation is a
+// programming error: HANAT_CHECK).
 [[nodiscard]] std::string encode(const Frame& f, const MacKey* key = nullptr, uint64_t seq = 0);
 
 // Splits `flows` into FlowBatch frames of at most `per_frame` flows: the first carries
