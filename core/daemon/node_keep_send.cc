@@ -330,18 +330,21 @@ void Node::ask_reclaim(const engine::Reclaim& r) {
     self.psk = std::move(*k);
   }
   handover::ChannelClient::Callbacks cb;
-  // The peer closes the request's connection once it has read it (or refuses it); either
-  // way the client goes (parked: this runs inside the client's own callback).
-  cb.on_closed = [this, peer](const std::string& why) {
+  // The peer closes the request's connection once it has read it (or refuses it): the
+  // client goes then (parked: this runs inside the client's own callback).
+  // Which client this is: a newer request to the same peer may have replaced it already.
+  auto which = std::make_shared<const handover::ChannelClient*>(nullptr);
+  cb.on_closed = [this, peer, which](const std::string& why) {
     auto it = reclaim_clients_.find(peer);
-    if (it == reclaim_clients_.end()) return;
-    if (why != "closed by the taker")
-      log::warning("failback from " + peer + ": asking for its connections: " + why +
-                   ", ignoring (the routes are written at the bound)");
+    if (it == reclaim_clients_.end() || it->second.get() != *which) return;
+    // Not told apart: a refusal (another psk, not a member there) closes it the same way,
+    // and the engine's bound covers both; the serving member's log says which.
+    log::debug("handover", "failback from " + peer + ": request connection closed: " + why);
     keep_graveyard_.add(std::move(it->second));
     reclaim_clients_.erase(it);
   };
   auto client = std::make_unique<handover::ChannelClient>(loop_, std::move(self), std::move(cb));
+  *which = client.get();
   if (auto ec = client->connect(sockaddr_of(*remote, port), sockaddr_of(*local, 0)))
     return give_up("member channel: connect: " + ec.message());
   std::vector<std::string> tables = r.tables;

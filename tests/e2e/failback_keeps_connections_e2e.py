@@ -3,8 +3,10 @@
 """e2e failback_keeps_connections (issue 20): nat2's hanatd stopped (nat1 takes zone b),
 200 long-lived TCP connections from zone b's hosts through nat1, then nat2's hanatd starts
 again and fails its home table back from nat1.
-Checks in hanatlab/connkeep.py (expectations): today every connection is reset (the
-baseline, asserted); with connkeep.EXPECT_KEEP (or HANAT_EXPECT_KEEP=1) issue 20's target.
+nat2 asks nat1 for the zone's flows (the member channel's Reclaim) and writes its route only
+once it holds them; nat1 keeps translating them.
+Checks in hanatlab/connkeep.py (expectations), in keep mode ([handover] flow_drain on):
+200/200 survive, none stalls more than 100 ms, new connections leave through nat2.
 
 Usage: failback_keeps_connections_e2e.py HANATD [HANATCTL]. Exit 0 pass, 1 fail, 77 skipped.
 """
@@ -16,5 +18,5 @@ from hanatlab import checks, connkeep  # noqa: E402
 
 if __name__ == "__main__":
     checks.run("failback_keeps_connections",
-               connkeep.e2e_body("failback"), dict(nats=2, hosts_per_zone=2),
+               connkeep.e2e_body("failback", keep=True), dict(nats=2, hosts_per_zone=2),
                __doc__)
