@@ -414,6 +414,7 @@ class Node {
   // for (ReclaimReady), for the log.
   std::map<std::string, std::unique_ptr<handover::ChannelClient>> reclaim_clients_;
   std::set<std::string> reclaim_waiting_;
+  std::set<std::string> reclaim_ready_;  // peers whose snapshot is installed, to post
   uv::Timer keep_timer_{loop_};
   std::optional<std::chrono::steady_clock::time_point> keep_deadline_;
   std::optional<engine::ExitReady> exit_held_;      // the engine's exit, held for the drain

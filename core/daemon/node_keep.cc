@@ -33,7 +33,6 @@
 #include "core/base/ipv4.h"
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/node.h"
-#include "core/daemon/node_util.h"
 #include "core/handover/psk.h"
 #include "core/log/log.h"
 
@@ -156,12 +155,14 @@ void Node::on_channel_flows(const std::string& member, const handover::FlowTable
   keeper_->on_flows(member, *addr, st, table, delta);
   // Failback: the peer's complete snapshot is installed and steered back to it, so the
   // engine's held reclaim of its tables may write now (ReclaimReady; ignored when nothing
-  // is held for it).
+  // is held for it). Posted on the next loop turn: the engine's actions must not run
+  // inside the channel's callback (a steering review would close this very session).
   if (delta.complete) {
     if (reclaim_waiting_.erase(member) != 0)
       log::notice("failback from " + member + ": " + std::to_string(table.size()) +
                   " connections held and steered back to it, writing the routes");
-    post(engine::ReclaimReady{member, node_util::now()});
+    reclaim_ready_.insert(member);
+    keep_kick();
   }
   // The periodic review (review_steering) starts with the first steering; not reviewed
   // here: a drop would close the channel's session inside its own callback.

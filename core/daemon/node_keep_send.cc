@@ -14,6 +14,13 @@
 //                 snapshot, CtEvents for the sources of the tables handed over, then
 //                 dump_flows() (events first: a flow that starts between the two is in both,
 //                 which is harmless; none falls between them).
+//   failback      the same sequence for the home member that reclaims its tables from this
+//                 one (node_keep.cc passes its Reclaim request here, keep_reclaim()): the
+//                 Sender sends the flows of those tables and streams them until they end, but
+//                 holds no write (the home member writes) and this member neither drains nor
+//                 exits. ask_reclaim() is the home member's side: the engine's Reclaim action
+//                 becomes a Reclaim frame on the peer's channel; the peer's complete snapshot,
+//                 installed here, answers it (ReclaimReady, node_keep.cc).
 //   the exit      the engine's ExitReady (its routes are handed over) waits while a Sender
 //                 still drains: the process stays and keeps translating the flows B steers
 //                 back, status shows the flows left, and it exits once every Sender has ended
@@ -364,6 +371,9 @@ void Node::keep_service() {
   auto asks = std::move(reclaim_asks_);
   reclaim_asks_.clear();
   for (const auto& [peer, tables] : asks) keep_reclaim(peer, tables);
+  auto ready = std::move(reclaim_ready_);
+  reclaim_ready_.clear();
+  for (const auto& peer : ready) post(engine::ReclaimReady{peer, t});
   auto closed = std::move(sender_closed_);
   sender_closed_.clear();
   for (const auto& [peer, why] : closed) {
