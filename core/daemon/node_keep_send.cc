@@ -330,6 +330,11 @@ void Node::ask_reclaim(const engine::Reclaim& r) {
                  " ms from now, its connections are reset");
   };
   if (!local || !remote || port == 0) return give_up("no address or channel port for it");
+  // Without its own steering or channel this member could not take the flows: asking would
+  // only make the peer carry flows that are reset anyway.
+  if (!keeper_ || !channel_)
+    return give_up(keep_error_.empty() ? std::string("the member channel is not open")
+                                       : keep_error_);
   handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
   if (!cfg_->handover.psk_file.empty()) {
     auto k = handover::load_psk(cfg_->handover.psk_file);

@@ -269,7 +269,36 @@ def sc_failback(lab, ctl, server, hanatctl=None):
     time.sleep(OBSERVE_S)  # the connections run on after the move: the observation
     res["new_source"] = _new_source(lab, hosts[0])
     _outcome(res, c, t_ev)
+    if is_hanat(ctl) and _handover_view(lab)["nat1_sending"]:
+        # The clients closed: nat1 ends the handover (End) and nat2 drops the steering; nat1
+        # keeps running and serving its own table. (Nothing to wait for when nat1 sent
+        # nothing: flow_drain 0, or a failure the other checks show.)
+        t_closed = time.monotonic()
+        res["handover_ended_s"] = None
+        if _wait(lambda: _handover_over(lab), END_WAIT_S, interval=0.2):
+            res["handover_ended_s"] = round(time.monotonic() - t_closed, 1)
+        res["nat1_handover"] = _handover_view(lab)
+        res["nat1_controller_running"] = ctl.running(1)
     return res
+
+
+END_WAIT_S = 15  # failback: nat1's End after the clients closed (recount every 2 s)
+
+
+def _handover_view(lab):
+    """nat1's senders and nat2's steering, from their status (for the checks and the log)."""
+    def handover(nat):
+        return lab.hanatd_status(nat).get("node", {}).get("handover", {})
+    h1, h2 = handover(1), handover(2)
+    return {"nat1_sending": [{k: x.get(k) for k in ("member", "phase", "ended", "flows_acked")}
+                             for x in h1.get("sending", [])],
+            "nat2_steering": [x.get("member") for x in h2.get("steering", [])]}
+
+
+def _handover_over(lab):
+    v = _handover_view(lab)
+    return (v["nat1_sending"] and all(x["phase"] == "ended" for x in v["nat1_sending"])
+            and not v["nat2_steering"])
 
 
 def sc_spot(lab, ctl, server, hanatctl=None):
@@ -447,6 +476,14 @@ def expectations(name, r, lab, keep=None):
         out += [(f"{COUNT}/{COUNT} connections survived", r["survived"] == COUNT, r["line"]),
                 (f"none stalled more than {STALL_MS} ms", r["over_stall"] == 0,
                  r["max_echo_ms"])]
+        if name == "failback":
+            out.append(("nat1 sent nat2 its connections (acknowledged) and ended the handover "
+                        f"within {END_WAIT_S} s of the clients closing them; nat2 steers "
+                        "nothing any more, nat1 still runs",
+                        r.get("handover_ended_s") is not None and r.get("nat1_controller_running")
+                        is True and any((x.get("flows_acked") or 0) >= COUNT
+                                        for x in r.get("nat1_handover", {}).get("nat1_sending", [])),
+                        r.get("nat1_handover")))
         if name == "drain":
             out.append(("nat1's controller still runs while its old connections are open",
                         r.get("nat1_controller_running") is True, None))
