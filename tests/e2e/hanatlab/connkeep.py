@@ -477,12 +477,13 @@ def expectations(name, r, lab, keep=None):
                 (f"none stalled more than {STALL_MS} ms", r["over_stall"] == 0,
                  r["max_echo_ms"])]
         if name == "failback":
+            sent = r.get("nat1_handover", {}).get("nat1_sending", [])
             out.append(("nat1 sent nat2 its connections (acknowledged) and ended the handover "
                         f"within {END_WAIT_S} s of the clients closing them; nat2 steers "
                         "nothing any more, nat1 still runs",
-                        r.get("handover_ended_s") is not None and r.get("nat1_controller_running")
-                        is True and any((x.get("flows_acked") or 0) >= COUNT
-                                        for x in r.get("nat1_handover", {}).get("nat1_sending", [])),
+                        r.get("handover_ended_s") is not None
+                        and r.get("nat1_controller_running") is True
+                        and any((x.get("flows_acked") or 0) >= COUNT for x in sent),
                         r.get("nat1_handover")))
         if name == "drain":
             out.append(("nat1's controller still runs while its old connections are open",
