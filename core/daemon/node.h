@@ -399,6 +399,8 @@ class Node {
   void keep_reclaim(const std::string& peer, const std::vector<std::string>& tables);
   // Failback, the home side: the engine's Reclaim, sent to the peer over its channel.
   void ask_reclaim(const engine::Reclaim& r);
+  // A claim of a table whose peer's flows have not arrived: the engine's bound passed. Logs it.
+  void reclaim_unanswered(const engine::WriteRoute& w);
 
  public:
   // A second SIGTERM: ends the flows' drain now (End, tunnel removed). true when the node
@@ -413,7 +415,7 @@ class Node {
   // Failback requests on their way (peer -> client), and peers whose snapshot the engine waits
   // for (ReclaimReady), for the log.
   std::map<std::string, std::unique_ptr<handover::ChannelClient>> reclaim_clients_;
-  std::set<std::string> reclaim_waiting_;
+  std::map<std::string, std::vector<std::string>> reclaim_waiting_;  // peer -> tables asked
   std::set<std::string> reclaim_ready_;  // peers whose snapshot is installed, to post
   uv::Timer keep_timer_{loop_};
   std::optional<std::chrono::steady_clock::time_point> keep_deadline_;

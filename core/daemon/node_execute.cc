@@ -76,6 +76,7 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::DescribeRoutes>) {
           describe_routes(x.op);
         } else if constexpr (std::is_same_v<T, engine::WriteRoute>) {
+          if (!reclaim_waiting_.empty()) reclaim_unanswered(x);  // node_keep_send.cc
           write_route(x);
         } else if constexpr (std::is_same_v<T, engine::AssociateAddress>) {
           associate_eip(x);  // node_eips.cc

@@ -365,10 +365,25 @@ void Node::ask_reclaim(const engine::Reclaim& r) {
   if (auto old = reclaim_clients_.find(peer); old != reclaim_clients_.end())
     keep_graveyard_.add(std::move(old->second));
   reclaim_clients_[peer] = std::move(client);
-  reclaim_waiting_.insert(peer);
+  reclaim_waiting_[peer] = r.tables;
   log::notice("failback from " + peer + ": asking it for the connections of " + list +
               "; the route writes wait for them (at most " +
               std::to_string(keep::kAckWait.count()) + " ms)");
+}
+
+void Node::reclaim_unanswered(const engine::WriteRoute& w) {
+  if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return;
+  for (auto it = reclaim_waiting_.begin(); it != reclaim_waiting_.end();) {
+    if (std::find(it->second.begin(), it->second.end(), w.table) == it->second.end()) {
+      ++it;
+      continue;
+    }
+    // The engine's hold (at most reclaim_wait) is over without the peer's snapshot.
+    log::warning("failback from " + it->first +
+                 ": its connections have not arrived, writing the routes anyway: they are "
+                 "reset");
+    it = reclaim_waiting_.erase(it);
+  }
 }
 
 void Node::keep_service() {
