@@ -426,6 +426,17 @@ class Node {
   // Spot notice: the instance goes at `at` (IMDS instance-action time); bounds the drain.
   void keep_deadline(std::chrono::system_clock::time_point at);
   [[nodiscard]] json_t* sending_json() const;  // node_status.cc
+  // The live Sender towards `peer`, made (channel client, steering port) when there is none
+  // or the last one ended; nullptr when connections cannot be kept with it (no address, no
+  // channel port, an unreadable key).
+  keep::Sender* keep_sender(const std::string& peer);
+  // Failback, the serving side: `peer` asked for the flows of `tables` before it reclaims them.
+  void keep_reclaim(const std::string& peer, const std::vector<std::string>& tables);
+  // Failback, the home side: the engine's Reclaim, sent to the peer over its channel.
+  void ask_reclaim(const engine::Reclaim& r);
+  // A claim of a table whose peer's flows have not arrived: the engine's bound passed. Logs it.
+  void reclaim_unanswered(const engine::WriteRoute& w);
+
  public:
   // A second SIGTERM: ends the flows' drain now (End, tunnel removed). true when the node
   // exits on its own right after (exit_ready); false: the caller stops it.
@@ -463,6 +474,12 @@ class Node {
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->
   std::map<std::string, std::string> sender_closed_;              // peer -> why its channel closed
+  std::map<std::string, std::vector<std::string>> reclaim_asks_;  // peer -> tables, to serve
+  // Failback requests on their way (peer -> client), and peers whose snapshot the engine waits
+  // for (ReclaimReady), for the log.
+  std::map<std::string, std::unique_ptr<handover::ChannelClient>> reclaim_clients_;
+  std::map<std::string, std::vector<std::string>> reclaim_waiting_;  // peer -> tables asked
+  std::set<std::string> reclaim_ready_;  // peers whose snapshot is installed, to post
   uv::Timer keep_timer_{loop_};
   std::optional<std::chrono::steady_clock::time_point> keep_deadline_;
   std::optional<engine::ExitReady> exit_held_;      // the engine's exit, held for the drain

@@ -76,6 +76,7 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::DescribeRoutes>) {
           describe_routes(x.op);
         } else if constexpr (std::is_same_v<T, engine::WriteRoute>) {
+          if (!reclaim_waiting_.empty()) reclaim_unanswered(x);  // node_keep_send.cc
           write_route(x);
         } else if constexpr (std::is_same_v<T, engine::AssociateAddress>) {
           associate_eip(x);  // node_eips.cc
@@ -145,6 +146,8 @@ void Node::execute(const engine::Action& a) {
             log::notice("route " + x.table + " " + x.destination +
                         ": claim abandoned, this host's own data plane failed");
           }
+        } else if constexpr (std::is_same_v<T, engine::Reclaim>) {
+          ask_reclaim(x);  // node_keep_send.cc
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           if (keep_draining()) {
             // The routes are handed over; the flows they carried still pass through here

@@ -302,6 +302,10 @@ void Node::on_replica_batch(const std::string& member, const handover::ReplicaBa
   r.destroys += b.destroys.size();
   if ((b.flags & handover::ReplicaBatch::kResyncComplete) != 0) ++r.resyncs;
   r.last = now();
+  // Kept for a takeover (node_takeover.cc: the replica store).
+  on_replica_batch(member, b.upserts, b.destroys,
+                   (b.flags & handover::ReplicaBatch::kResyncBegin) != 0,
+                   (b.flags & handover::ReplicaBatch::kResyncComplete) != 0);
 }
 
 json_t* Node::replication_json() const {

@@ -200,6 +200,16 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     if (on_replica_) on_replica_(s.member, *r);
     return true;
   }
+  if (auto* rc = std::get_if<Reclaim>(&frame)) {
+    // A request, not a stream: answered by the flows this member sends on a connection of
+    // its own, so this one is done. Handled before the session's kind is settled: a request
+    // must not replace the member's handover or replica stream to this server.
+    const std::string member = s.member;
+    const std::vector<std::string> tables = std::move(rc->tables);
+    close(s.id, "reclaim received", false);
+    if (on_reclaim_) on_reclaim_(member, tables);
+    return false;
+  }
   settle_kind(s, false);
   if (s.kind != Session::Kind::Handover) {
     close(s.id, "a handover frame on a replica connection", true);
@@ -225,6 +235,7 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     FlowTable& t = table_for(s.member);
     apply(t, *b, now, delta);
     if ((b->flags & FlowBatch::kComplete) != 0) {
+      delta.complete = true;
       Ack a{static_cast<uint32_t>(t.size())};
       const MacKey* k = s.send_key ? &*s.send_key : nullptr;
       (void)s.tcp->write(encode(a, k, s.send_seq++));
@@ -243,7 +254,8 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     close(s.id, "unexpected frame from the sender", true);
     return false;
   }
-  if (on_flows_ && (delta.replaced || !delta.added.empty() || !delta.removed.empty())) {
+  if (on_flows_ &&
+      (delta.replaced || delta.complete || !delta.added.empty() || !delta.removed.empty())) {
     on_flows_(s.member, table_for(s.member), delta);
   }
   return true;
@@ -447,6 +459,10 @@ void ChannelClient::send_replica(const ReplicaBatch& b) {
 
 size_t ChannelClient::backlog() const {
   return tcp_ ? tcp_->write_queue_size() : 0;
+}
+
+void ChannelClient::send_reclaim(const std::vector<std::string>& tables) {
+  queue(Reclaim{tables});
 }
 
 void ChannelClient::fail(const std::string& why) {

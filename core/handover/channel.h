@@ -24,6 +24,13 @@
 // connection per member" is per kind: a session's kind is fixed by its first frame after the
 // hello (Replica, or Flows/Destroyed/End), and only then does it replace an older session of
 // the same member and kind.
+// Failback runs the other way round: the home member about to reclaim its tables from the
+// member serving them connects to that member's server as a client and sends one Reclaim
+// frame (ChannelClient::send_reclaim); the server hands it to OnReclaim and closes the
+// connection. The member serving the tables then becomes the leaving side for them: it
+// connects back to the home member's server and sends its flows as in any planned handover.
+// Asked over the channel, not by the agent check, so that the flows start moving at once
+// (not up to a probe interval later) and the request is admitted and MACed like the flows.
 
 #include <netinet/in.h>
 
@@ -53,6 +60,7 @@ struct Identity {
 // What changed in a member's table with one frame (or a drop).
 struct FlowDelta {
   bool replaced = false;  // everything held before was dropped first
+  bool complete = false;  // the frame ended a snapshot (acknowledged)
   std::vector<Flow> added;
   std::vector<Flow> removed;
 };
@@ -91,6 +99,10 @@ class ChannelServer {
 
   // Where Replica frames go; without it they are counted and dropped.
   void set_on_replica(OnReplica cb) { on_replica_ = std::move(cb); }
+  // A member asks for the flows of `tables` (failback). Optional.
+  using OnReclaim =
+      std::function<void(const std::string& member, const std::vector<std::string>& tables)>;
+  void set_on_reclaim(OnReclaim cb) { on_reclaim_ = std::move(cb); }
 
   // Binds and listens (port 0 picks one; see port()). The error names the address.
   [[nodiscard]] std::error_code listen(const sockaddr_in& addr, std::string* error = nullptr);
@@ -123,6 +135,7 @@ class ChannelServer {
   OnFlows on_flows_;
   OnReject on_reject_;
   OnReplica on_replica_;
+  OnReclaim on_reclaim_;
   uv::Tcp listener_;
   uv::AcceptBudget accepts_;
   uv::Timer tick_;
@@ -169,6 +182,9 @@ class ChannelClient {
   // Bytes handed to the socket and not yet written: a sender that must not outrun the
   // receiver (the replication stream) holds back while this is high.
   [[nodiscard]] size_t backlog() const;
+  // Failback: asks the server's member for its flows of `tables` (at most kMaxReclaimTables;
+  // the server closes the connection once it has the frame).
+  void send_reclaim(const std::vector<std::string>& tables);
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] bool open() const { return tcp_ != nullptr; }
   [[nodiscard]] const ClientCounters& counters() const { return counters_; }

@@ -227,6 +227,12 @@ std::string encode(const Frame& frame, const MacKey* key, uint64_t seq) {
         } else if constexpr (std::is_same_v<T, ReplicaBatch>) {
           put_u8(body, static_cast<uint8_t>(FrameType::Replica));
           put_replica(body, f);
+        } else if constexpr (std::is_same_v<T, Reclaim>) {
+          HANAT_CHECK(f.tables.size() <= kMaxReclaimTables,
+                      "handover: too many tables for one frame");
+          put_u8(body, static_cast<uint8_t>(FrameType::Reclaim));
+          put_u16(body, static_cast<uint16_t>(f.tables.size()));
+          for (const auto& t : f.tables) put_name(body, t);
         } else {
           put_u8(body, static_cast<uint8_t>(FrameType::Ack));
           put_u32(body, f.held);
@@ -314,6 +320,26 @@ core::Result<Frame, std::string> decode_body(std::string_view body) {
     case FrameType::End:
       if (trailing()) return bad(kTrailing);
       return Frame(std::in_place_type<End>);
+    case FrameType::Reclaim: {
+      Reclaim rc;
+      uint16_t n = 0;
+      if (!r.u16(n)) return bad("reclaim: truncated count");
+      if (n > kMaxReclaimTables) return bad("reclaim: " + std::to_string(n) + " tables");
+      for (uint16_t i = 0; i < n; ++i) {
+        uint8_t len = 0;
+        std::string_view id;
+        if (!r.u8(len) || len > kMaxNameBytes || !r.bytes(len, id)) {
+          return bad("reclaim: table " + std::to_string(i) + " of " + std::to_string(n) +
+                     " truncated or longer than " + std::to_string(kMaxNameBytes));
+        }
+        if (id.empty() || !name_ok(id)) {
+          return bad("reclaim: table " + std::to_string(i) + " is not printable ASCII");
+        }
+        rc.tables.emplace_back(id);
+      }
+      if (trailing()) return bad(kTrailing);
+      return Frame(std::in_place_type<Reclaim>, std::move(rc));
+    }
     case FrameType::Ack: {
       Ack a;
       if (!r.u32(a.held)) return bad("ack: truncated");

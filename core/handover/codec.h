@@ -14,6 +14,8 @@
 // Destroyed: u16 count, count x Flow.   End: empty.   Ack: u32 flows held.
 // Replica (stateful failover's continuous replication): u8 flags (1 = a resync begins,
 //   2 = the resync is complete), u16 upserts, u16 destroys, upserts x Upsert, destroys x Flow.
+// Reclaim (type 7, the reverse direction: the home member asks the member serving its tables
+//   for their flows before a failback): u16 count, count x (u8 length, route table id).
 // A Flow is 17 bytes: u8 proto, u32 src, u32 dst, u16 sport, u16 dport, u32 timeout_s.
 // An Upsert is 29 bytes: Flow, u16 public_port, u32 status, u8 has_tcp (0/1), u8 tcp state,
 //   u8 wscale_orig, u8 wscale_reply, u8 flags_orig, u8 flags_reply (all 0 without tcp).
@@ -64,6 +66,7 @@ enum class FrameType : uint8_t {
   End = 4,
   Ack = 5,
   Replica = 6,
+  Reclaim = 7,
 };
 
 struct Hello {
@@ -122,7 +125,13 @@ struct ReplicaBatch {
     return upserts.size() * kUpsertBytes + destroys.size() * kFlowBytes;
   }
 };
-using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack, ReplicaBatch>;
+// Route table ids per Reclaim frame: a full frame stays under kMaxFrameBytes.
+inline constexpr size_t kMaxReclaimTables = (kMaxFrameBytes - 64) / (1 + kMaxNameBytes);
+struct Reclaim {
+  std::vector<std::string> tables;
+  friend bool operator==(const Reclaim&, const Reclaim&) = default;
+};
+using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack, ReplicaBatch, Reclaim>;
 
 // What MACs one direction: the psk and the nonce the receiving end chose.
 struct MacKey {
@@ -134,6 +143,9 @@ struct MacKey {
 // MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a
 // ReplicaBatch at most kMaxReplicaBytes of entries, a name at most kMaxNameBytes (a violation
 // is a programming error: HANAT_CHECK).
+// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a Reclaim
+// at most kMaxReclaimTables tables, a name (or table id) at most kMaxNameBytes (a violation is a
+// programming error: HANAT_CHECK).
 [[nodiscard]] std::string encode(const Frame& f, const MacKey* key = nullptr, uint64_t seq = 0);
 
 // Splits `flows` into FlowBatch frames of at most `per_frame` flows: the first carries

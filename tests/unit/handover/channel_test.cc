@@ -91,6 +91,7 @@ TEST(Channel, SenderHandsFlowsToTakerWhoAcksAndFollowsDestroyAndEnd) {
     EXPECT_EQ(t.member, "i-sender");
     EXPECT_EQ(t.held, 3U);
     EXPECT_TRUE(t.last.replaced);
+    EXPECT_TRUE(t.last.complete);
     EXPECT_EQ(t.last.added.size(), 3U);
     EXPECT_EQ(t.server.held(), (std::map<std::string, size_t>{{"i-sender", 3}}));
 
@@ -180,6 +181,39 @@ TEST(Channel, AHandoverFrameOnAReplicaConnectionIsRefused) {
     ASSERT_EQ(t.rejects.size(), 1U);
     EXPECT_THAT(t.rejects[0], ::testing::HasSubstr("handover frame on a replica connection"));
     EXPECT_TRUE(t.server.held().empty());
+  }
+  expect_clean_close(loop);
+}
+
+// Failback: the home member asks over the channel; the server reports the member and its
+// tables, holds no flows for it, and closes the request's connection. A keyed request with
+// the wrong key never reaches OnReclaim.
+TEST(Channel, ReclaimReachesTheServerAsAMembersRequestAndClosesTheConnection) {
+  uv::Loop loop;
+  {
+    Taker t(loop, "s3cret-key");
+    std::vector<std::pair<std::string, std::vector<std::string>>> asked;
+    t.server.set_on_reclaim([&](const std::string& m, const std::vector<std::string>& tables) {
+      asked.emplace_back(m, tables);
+    });
+    Sender home(loop, "lab", "s3cret-key");
+    ASSERT_EQ(home.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    home.client.send_reclaim({"rtb-a", "rtb-c"});
+    ASSERT_TRUE(run_until(loop, [&] { return home.closed.has_value(); }));
+    ASSERT_EQ(asked.size(), 1U);
+    EXPECT_EQ(asked[0].first, "i-sender");
+    EXPECT_EQ(asked[0].second, (std::vector<std::string>{"rtb-a", "rtb-c"}));
+    EXPECT_TRUE(t.server.held().empty());
+    EXPECT_EQ(t.calls, 0);
+
+    Sender wrong(loop, "lab", "guessed-key");
+    ASSERT_EQ(wrong.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    wrong.client.send_reclaim({"rtb-b"});
+    ASSERT_TRUE(run_until(loop, [&] { return wrong.closed.has_value(); }));
+    EXPECT_EQ(asked.size(), 1U);
+    EXPECT_EQ(t.server.counters().rejected_hello, 1U);
   }
   expect_clean_close(loop);
 }

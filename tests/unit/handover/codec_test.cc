@@ -51,6 +51,8 @@ TEST(Codec, EveryFrameRoundTrips) {
       Destroyed{{flow(40000)}},
       End{},
       Ack{12345},
+      Reclaim{{"rtb-0a1b2c3d4e5f60718", "rtb-b"}},
+      Reclaim{},
   };
   for (const Frame& f : frames) {
     EXPECT_EQ(decode_one(encode(f)), f) << "frame type " << f.index();
@@ -130,6 +132,25 @@ TEST(Codec, BadFramesAreErrorsNamingWhat) {
   EXPECT_THAT(error_of(h), HasSubstr("not printable"));
   // Incomplete is not an error.
   EXPECT_EQ(error_of(encode(Ack{1}).substr(0, 6)), "incomplete");
+}
+
+TEST(Codec, ReclaimIsPinnedOnTheWire) {
+  EXPECT_EQ(encode(Reclaim{{"rtb-a", "rtb-bc"}}),
+            std::string("\0\0\0\x10\x07\x00\x02\x05rtb-a\x06rtb-bc", 20));
+}
+
+TEST(Codec, BadReclaimFramesAreErrorsNamingWhat) {
+  EXPECT_THAT(error_of(std::string("\0\0\0\2\x07\x00", 6)), HasSubstr("reclaim: truncated count"));
+  // Two tables promised, one sent.
+  EXPECT_THAT(error_of(std::string("\0\0\0\x07\x07\x00\x02\x03rtb", 11)),
+              HasSubstr("reclaim: table 1 of 2 truncated"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x07\x07\x00\x01\x03r\nb", 11)),
+              HasSubstr("reclaim: table 0 is not printable"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x04\x07\x00\x01\x00", 8)),
+              HasSubstr("reclaim: table 0 is not printable"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x03\x07\xff\xff", 7)),
+              HasSubstr("reclaim: 65535 tables"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x04\x07\x00\x00\x00", 8)), HasSubstr("trailing bytes"));
 }
 
 TEST(Codec, MacsBindPskNonceAndSequence) {
