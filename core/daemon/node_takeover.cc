@@ -317,7 +317,7 @@ json_t* Node::takeover_json() const {
   for (const auto& [m, v] : replicas_.origins()) {
     json_t* j = json_object();
     set_count(j, "flows", v.entries);
-    set_count(j, "live", replicas_.take(m, t).size());
+    set_count(j, "live", replicas_.live(m, t));
     json_object_set_new(j, "resyncing", json_boolean(v.resyncing));
     json_object_set_new(j, "synced", json_boolean(v.synced));
     set_count(j, "upserts", v.counters.upserts);
