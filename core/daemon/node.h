@@ -469,6 +469,9 @@ class Node {
   };
   std::map<std::string, TakeoverResult> last_takeover_;  // member -> its last takeover
   std::map<std::string, std::uint64_t> takeover_flows_;  // outcome -> flows, for metrics
+  // Members whose replica is held but who left the group -> since when (forget_departed()).
+  std::map<std::string, engine::Time> departed_since_;
+  void forget_departed(engine::Time t);
   uv::Timer takeover_timer_{loop_};
 
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here

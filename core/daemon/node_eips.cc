@@ -17,6 +17,13 @@
 //                UnassignPrivateIpAddresses gives the IP back (an EIP still on it is
 //                disassociated by EC2, so a release never strands the address).
 //
+// [failover] stateful changes three things: reserve_addresses() assigns the secondary
+// private IP of every other zone with an EIP at engine start (kept in the state directory,
+// file reserved_ips, so a restart reuses it), a release keeps it reserved instead of
+// unassigning it, and a stateful takeover moves the zone's EIP at once (early_associate(),
+// before the route write: node_takeover.cc), whose outcome answers the engine's
+// AssociateAddress that follows the write.
+//
 // AllowReassociation is always set: the member that serves the zone now takes the EIP from
 // the one that served it before, which may be dead. Every outcome goes back to the engine as
 // Ec2Done and is counted in hanat_eip_moves_total. A missing allocation is an error in the

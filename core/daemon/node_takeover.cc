@@ -84,7 +84,9 @@ void Node::on_replica_batch(const std::string& member,
   b.destroys = std::move(destroys);
   b.resync_complete = resync_complete;
   const auto before = replicas_.refused(member);
-  replicas_.apply(member, b, store_time(now()));
+  const auto t = now();
+  replicas_.apply(member, b, store_time(t));
+  forget_departed(t);
   const auto after = replicas_.refused(member);
   replica_refused_ += after - before;
   if (after > before && before == 0)
@@ -92,6 +94,27 @@ void Node::on_replica_batch(const std::string& member,
                  std::to_string(replicas_.size()) + " held ([handover] max_flows " +
                  std::to_string(cfg_->handover.max_flows) +
                  "): those connections are reset if it dies");
+}
+
+void Node::forget_departed(engine::Time t) {
+  // A member that left the group (terminated, stopped, untagged) without dying first handed
+  // its tables over or had them taken at once (member_of() finds its flows for that): after
+  // a grace its replica only costs memory — a TCP flow's timeout may be days.
+  constexpr auto kGrace = std::chrono::seconds(60);
+  std::vector<std::string> gone;
+  for (const auto& [m, v] : replicas_.origins()) {
+    if (discovered_.addresses.count(m) != 0 || takeovers_.count(m) != 0) {
+      departed_since_.erase(m);
+      continue;
+    }
+    auto it = departed_since_.emplace(m, t).first;
+    if (t - it->second >= kGrace) gone.push_back(m);
+  }
+  for (const auto& m : gone) {
+    departed_since_.erase(m);
+    log::info("stateful failover: " + m + " left the group, its " +
+              std::to_string(replicas_.drop(m)) + " replicated flows dropped");
+  }
 }
 
 std::string Node::member_of(const engine::Target& t) const {
@@ -317,7 +340,7 @@ json_t* Node::takeover_json() const {
   for (const auto& [m, v] : replicas_.origins()) {
     json_t* j = json_object();
     set_count(j, "flows", v.entries);
-    set_count(j, "live", replicas_.take(m, t).size());
+    set_count(j, "live", replicas_.live(m, t));
     json_object_set_new(j, "resyncing", json_boolean(v.resyncing));
     json_object_set_new(j, "synced", json_boolean(v.synced));
     set_count(j, "upserts", v.counters.upserts);

@@ -112,6 +112,14 @@ size_t Store::size(const std::string& member) const {
   return o == origins_.end() ? 0 : o->second.entries.size();
 }
 
+size_t Store::live(const std::string& member, ms now) const {
+  auto o = origins_.find(member);
+  if (o == origins_.end()) return 0;
+  size_t n = 0;
+  for (const auto& [k, e] : o->second.entries) n += e.expires > now ? 1 : 0;
+  return n;
+}
+
 uint64_t Store::refused(const std::string& member) const {
   auto o = origins_.find(member);
   return o == origins_.end() ? 0 : o->second.counters.refused;

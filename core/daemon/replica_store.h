@@ -105,6 +105,8 @@ class Store {
   [[nodiscard]] size_t size() const { return total_; }
   [[nodiscard]] size_t size(const std::string& member) const;
   [[nodiscard]] uint64_t refused(const std::string& member) const;
+  // How many take() would return, without copying them (status).
+  [[nodiscard]] size_t live(const std::string& member, ms now) const;
   [[nodiscard]] std::map<std::string, OriginView> origins() const;
   [[nodiscard]] const Limits& limits() const { return limits_; }
   void set_limits(Limits l) { limits_ = l; }

@@ -109,7 +109,7 @@ def stateful_checks(ck, res, nat1_id):
         ck.check(f"nat2 held nat1's {COUNT} flows before the cut (replication)", True,
                  res["replicated_before_cut"])
     installed = (last or {}).get("installed", 0)
-    ck.check(f"nat2 installed >= {SURVIVE:.0%} of nat1's flows before its route write",
+    ck.check(f"nat2 installed >= {SURVIVE:.0%} of nat1's flows when it took nat1's tables",
              last is not None and installed >= SURVIVE * COUNT,
              "no stateful takeover of nat1 ran on nat2 (status takeover.last is empty)"
              if last is None else f"takeover.last: {last}")

@@ -135,6 +135,8 @@ TEST(ReplicaStore, ExpiresByTimeoutWithTheResyncFloor) {
   s.apply(kA, upserts({tcp(1000, 30), tcp(1001, 300), tcp(1002, 0)}), ms(0));
   EXPECT_THAT(sports(s.take(kA, ms(89999))), ElementsAre(1000, 1001, 1002));
   EXPECT_THAT(sports(s.take(kA, ms(90000))), ElementsAre(1001, 1002));
+  EXPECT_EQ(s.live(kA, ms(90000)), 2u);
+  EXPECT_EQ(s.live(kB, ms(90000)), 0u);
   // take() filters; expire() frees.
   EXPECT_EQ(s.size(), 3u);
   EXPECT_EQ(s.expire(ms(90000)), 1u);
