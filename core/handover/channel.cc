@@ -40,6 +40,7 @@ struct ChannelServer::Session {
   // Flows received in the current one-second window (the rate bound).
   std::chrono::milliseconds window{0};
   uint64_t window_flows = 0;
+  uint64_t window_replicas = 0;  // replica entries in the same window
 };
 
 ChannelServer::ChannelServer(uv::Loop& loop, Identity self, FlowTable::Limits limits, Admit admit,
@@ -194,6 +195,18 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
       close(s.id, "a replica frame on a handover connection", true);
       return false;
     }
+    if (now_window(s)) s.window_replicas = 0;
+    s.window_replicas += r->upserts.size() + r->destroys.size();
+    // A member's resync (at most its max_flows) and its events: four times the table's bound
+    // per second is far more than an honest sender needs, and bounds what the receiver's
+    // callback must absorb.
+    if (s.window_replicas > 4 * limits_.max_flows + kMaxFlowsPerFrame) {
+      ++counters_.closed_bounds;
+      close(s.id,
+            "more than " + std::to_string(4 * limits_.max_flows) + " replica entries per second",
+            false);
+      return false;
+    }
     ++counters_.replica_frames;
     counters_.replica_upserts += r->upserts.size();
     counters_.replica_destroys += r->destroys.size();
@@ -218,10 +231,7 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
   const auto now = loop_.now();
   FlowDelta delta;
   if (auto* b = std::get_if<FlowBatch>(&frame)) {
-    if (now - s.window >= std::chrono::seconds(1)) {
-      s.window = now;
-      s.window_flows = 0;
-    }
+    if (now_window(s)) s.window_flows = 0;
     s.window_flows += b->flows.size();
     // A resync sends the whole set at once: twice the table's bound per second is the most
     // an honest sender needs.
@@ -258,6 +268,13 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
       (delta.replaced || delta.complete || !delta.added.empty() || !delta.removed.empty())) {
     on_flows_(s.member, table_for(s.member), delta);
   }
+  return true;
+}
+
+bool ChannelServer::now_window(Session& s) {
+  const auto now = loop_.now();
+  if (now - s.window < std::chrono::seconds(1)) return false;
+  s.window = now;
   return true;
 }
 

@@ -125,6 +125,8 @@ class ChannelServer {
   // Fixes `s`'s kind by its first frame after the hello and closes an older session of the
   // same member and kind (a reconnect replaces it).
   void settle_kind(Session& s, bool replica);
+  // Starts a new one-second rate window for `s` when the last one is over (true).
+  bool now_window(Session& s);
   void tick();
   FlowTable& table_for(const std::string& member);
 

@@ -218,6 +218,35 @@ TEST(Channel, ReclaimReachesTheServerAsAMembersRequestAndClosesTheConnection) {
   expect_clean_close(loop);
 }
 
+TEST(Channel, AReplicaStreamOverItsRateBoundIsClosed) {
+  uv::Loop loop;
+  {
+    FlowTable::Limits small;
+    small.max_flows = 10;  // bound: 4 x 10 + one frame of flows per second
+    int batches = 0;
+    ChannelServer server(
+        loop, Identity{"lab", "i-taker", std::nullopt}, small,
+        [](uint32_t a) -> std::optional<std::string> {
+          if (a == kMember) return std::string("i-sender");
+          return std::nullopt;
+        },
+        [](const std::string&, const FlowTable&, const FlowDelta&) {});
+    server.set_on_replica([&](const std::string&, const ReplicaBatch&) { ++batches; });
+    ASSERT_EQ(server.listen(addr("127.0.0.1", 0)), std::error_code{});
+    Sender s(loop);
+    ASSERT_EQ(s.client.connect(addr("127.0.0.1", server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    ReplicaBatch many;
+    for (uint16_t i = 0; i < 2000; ++i) many.destroys.push_back(flow(i));
+    s.client.send_replica(many);
+    s.client.send_replica(many);  // 4,000 entries within a second: over 40 + 3,851
+    ASSERT_TRUE(run_until(loop, [&] { return s.closed.has_value(); }));
+    EXPECT_EQ(batches, 1);
+    EXPECT_EQ(server.counters().closed_bounds, 1U);
+  }
+  expect_clean_close(loop);
+}
+
 TEST(Channel, ConnectionFromANonMemberAddressIsClosedAtOnce) {
   uv::Loop loop;
   {
