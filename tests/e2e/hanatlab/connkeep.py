@@ -89,9 +89,9 @@ def _wait(fn, timeout, interval=0.05):
 _OPEN = []  # LabConns of the running scenario, stopped by run_scenario whatever happens
 
 
-def _open(lab, server, hosts, total, timeout=30):
+def _open(lab, server, hosts, total, timeout=30, sport_base=None):
     per = max(1, total // len(hosts))
-    c = conns.LabConns(lab, server, hosts, per, stall_ms=STALL_MS)
+    c = conns.LabConns(lab, server, hosts, per, stall_ms=STALL_MS, sport_base=sport_base)
     _OPEN.append(c)
     c.wait_ready(timeout)
     return c
