@@ -416,11 +416,20 @@ def sc_stop(lab, ctl, server, hanatctl=None):
     return res
 
 
+_CUT_RUNS = [0]
+
+
 def sc_cut(lab, ctl, server, hanatctl=None):
+    """nat1's links cut with COUNT connections through it. Zone a's hosts open them from
+    the same source ports, so nat1 remaps the public port of one of each pair (as a busy NAT
+    does for hosts talking to one popular address): the survivor keeps those only with the
+    dead NAT's state. Each run uses fresh ports (the last run's may be in TIME_WAIT)."""
     from hanatlab.scenarios import cut_links
     hosts = zone_hosts(lab, "a")
     res = {"hosts": hosts}
-    c = _open(lab, server, hosts, COUNT)
+    sport_base = 40000 + 1000 * (_CUT_RUNS[0] % 20)
+    _CUT_RUNS[0] += 1
+    c = _open(lab, server, hosts, COUNT, sport_base=sport_base)
     res["established"] = c.established()
     res["before"] = _before(c)
     t_ev = time.time_ns()
