@@ -32,6 +32,7 @@ using testing::EnterNetns;
 using testing::flush_conntrack;
 using testing::ip;
 using testing::Netns;
+using testing::port_of;
 using testing::sin;
 using testing::write_proc;
 
@@ -48,13 +49,6 @@ int udp_in(const Netns& ns, const char* addr) {
   EnterNetns in(ns);
   if (!in.ok()) return -1;
   return udp_here(addr);
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-  return ntohs(a.sin_port);
 }
 
 // Sends from `fd` to out's 198.19.1.2:`port` until one datagram arrives at `rx` (ARP on fresh

@@ -14,6 +14,9 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <fstream>
@@ -40,6 +43,40 @@ inline sockaddr_in sin(const char* ip, uint16_t port) {
 
 inline uint32_t ip(const char* text) {
   return ntohl(sin(text, 0).sin_addr.s_addr);
+}
+
+// The local port `fd` is bound to, 0 when unknown.
+inline uint16_t port_of(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+  return ntohs(a.sin_port);
+}
+
+// "198.18.1.2:5000".
+inline std::string text(const sockaddr_in& a) {
+  char t[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a.sin_addr, t, sizeof t);
+  return std::string(t) + ":" + std::to_string(ntohs(a.sin_port));
+}
+
+// Sends "x" from `fd` to `to` until a datagram arrives at `rx` (ARP on fresh veths may eat
+// the first; bounded: 10 tries of 200 ms). Returns the sender address it arrived from, or "".
+inline std::string send_seen(int fd, const sockaddr_in& to, int rx,
+                             sockaddr_in* from_out = nullptr) {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    pollfd p{rx, POLLIN, 0};
+    if (::poll(&p, 1, 200) != 1) continue;
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    char buf[8];
+    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
+      if (from_out != nullptr) *from_out = from;
+      return text(from);
+    }
+  }
+  return {};
 }
 
 inline bool write_proc(const std::string& path, const std::string& value) {

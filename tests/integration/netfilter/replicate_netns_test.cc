@@ -32,6 +32,7 @@ namespace {
 
 using hanat::testing::EnterNetns;
 using hanat::testing::ip;
+using hanat::testing::port_of;
 using hanat::testing::sin;
 using netfilter::Flow;
 using netfilter::ReplicatedFlow;
@@ -74,13 +75,6 @@ int socket_in(const testing::Netns& ns, int type, const char* addr) {
   const sockaddr_in a = sin(addr, 0);
   if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return -1;
   return fd;
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-  return ntohs(a.sin_port);
 }
 
 // Sends from `fd` to 198.19.3.2:`port` until a datagram arrives at `rx` (ARP on fresh veths

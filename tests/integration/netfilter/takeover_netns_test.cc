@@ -32,6 +32,8 @@ namespace {
 using testing::EnterNetns;
 using testing::ip;
 using testing::Netns;
+using testing::port_of;
+using testing::send_seen;
 using testing::sin;
 
 int udp_in(const Netns& ns, const char* addr) {
@@ -45,32 +47,6 @@ int udp_in(const Netns& ns, const char* addr) {
     return -1;
   }
   return fd;
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-  return ntohs(a.sin_port);
-}
-
-// Sends "x" from `fd` to `to` until a datagram arrives at `rx` (10 tries of 200 ms: ARP on
-// fresh veths may eat the first). The sender's address as "ip:port", or "".
-std::string send_seen(int fd, const sockaddr_in& to, int rx) {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-    pollfd p{rx, POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    char buf[8];
-    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
-      char t[INET_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET, &from.sin_addr, t, sizeof t);
-      return std::string(t) + ":" + std::to_string(ntohs(from.sin_port));
-    }
-  }
-  return {};
 }
 
 size_t entries_from(uint32_t src) {
