@@ -34,9 +34,14 @@ add_library(core STATIC
   daemon/stop_kind.cc
   daemon/keep_plan.cc
   daemon/keep_sender.cc
+  daemon/replica_sender.cc
   daemon/node_keep.cc
   daemon/node_keep_send.cc
-  daemon/steer_keeper.cc)
+  daemon/node_replicate.cc
+  daemon/node_takeover.cc
+  daemon/steer_keeper.cc
+  daemon/replica_store.cc
+  daemon/takeover.cc)
 target_link_libraries(core PUBLIC hanat_options core_config core_uv core_engine core_metrics ec2
   netfilter handover probes core_status_text PkgConfig::JANSSON PkgConfig::LIBSYSTEMD)
 

@@ -9,12 +9,13 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace hanat::netfilter {
 
 core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
     uv::Loop& loop, FlowFilter filter, size_t max_flows,
-    std::function<void(const FlowEvents&)> on_events, int rcvbuf) {
+    std::function<void(const FlowEvents&)> on_events, int rcvbuf, bool updates) {
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
@@ -28,9 +29,12 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
                 "conntrack event socket: " + what + ": " + std::strerror(e));
   };
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return close_on_error("bind");
-  // Updates (NFNLGRP_CONNTRACK_UPDATE: every TCP state change) are not needed: a flow is
-  // carried from its first packet to its end, whatever its state in between.
-  for (int group : {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY}) {
+  // Updates (NFNLGRP_CONNTRACK_UPDATE: every TCP state change) are not needed by the
+  // handover: a flow is carried from its first packet to its end, whatever its state in
+  // between. Stateful failover needs them: the survivor recreates the entry in its state.
+  std::vector<int> groups{NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
+  if (updates) groups.push_back(NFNLGRP_CONNTRACK_UPDATE);
+  for (int group : groups) {
     if (mnl_socket_setsockopt(sock, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
       return close_on_error("join group " + std::to_string(group));
     }
@@ -43,7 +47,7 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
   const auto local = local_ipv4_addresses();
   filter.local.insert(filter.local.end(), local.begin(), local.end());
   std::unique_ptr<CtEvents> ev(
-      new CtEvents(loop, sock, std::move(filter), max_flows, std::move(on_events)));
+      new CtEvents(loop, sock, std::move(filter), max_flows, std::move(on_events), updates));
   if (auto ec = ev->watch(); ec) {
     return fail(ec, "conntrack event socket: watching it on the loop: " + ec.message());
   }
@@ -51,10 +55,11 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
 }
 
 CtEvents::CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
-                   std::function<void(const FlowEvents&)> on_events)
+                   std::function<void(const FlowEvents&)> on_events, bool updates)
     : sock_(sock),
       filter_(std::move(filter)),
       max_flows_(max_flows),
+      updates_(updates),
       on_events_(std::move(on_events)),
       buf_(MNL_SOCKET_BUFFER_SIZE * 4),
       rewatch_(loop),
@@ -113,12 +118,17 @@ bool CtEvents::read_some(FlowEvents& out) {
         ++counters_.malformed;
         continue;
       }
-      if (m->kind == CtKind::Update || !should_carry(*m, filter_)) {
+      if ((m->kind == CtKind::Update && !updates_) || !should_carry(*m, filter_)) {
         ++counters_.filtered;
         continue;
       }
       ++counters_.delivered;
-      out.events.push_back(FlowEvent{m->kind == CtKind::Destroy, m->flow});
+      FlowEvent e;
+      e.destroyed = m->kind == CtKind::Destroy;
+      e.update = m->kind == CtKind::Update;
+      e.flow = m->flow;
+      e.replicated = replicated_flow(*m);
+      out.events.push_back(std::move(e));
     }
   }
   return lost;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
-// CtEvents: the conntrack NEW/DESTROY event stream on the loop, filtered to the flows a
-// connection-keeping handover carries (netfilter/conntrack.h, should_carry()).
+// CtEvents: the conntrack NEW/DESTROY (and, for stateful failover, UPDATE) event stream on
+// the loop, filtered to the flows a connection-keeping handover carries (netfilter/
+// conntrack.h, should_carry()).
 //
 // The kernel announces conntrack entries to the NFNLGRP_CONNTRACK_NEW and _DESTROY multicast
 // groups of NETLINK_NETFILTER (nf_conntrack_netlink.c, ctnetlink_conntrack_event). Two
@@ -16,6 +17,12 @@
 //    nf_ct_ecache_ext_add). An entry older than the listener sends no DESTROY. With 1 every
 //    entry has it. The handover sets 1 (SysctlSpec) for that reason; the resync on overrun and
 //    the receiver's per-entry timeout cover whatever still slips through.
+//  - Updates. With `updates` the stream also joins NFNLGRP_CONNTRACK_UPDATE: an event for an
+//    existing entry is IPCTNL_MSG_CT_NEW without NLM_F_CREATE (ctnetlink_conntrack_event).
+//    The kernel sends one when the status or protocol state changes (SEEN_REPLY, ASSURED,
+//    a TCP state change such as ESTABLISHED -> FIN_WAIT), never for a mere timeout refresh
+//    (a packet that only extends the timeout raises no IPCT_* event), so a replica's
+//    timeouts must be refreshed by other means (a periodic resync).
 //
 // Work per wake-up is bounded (kMaxReadsPerWake datagrams); the poll is level-triggered, so
 // what is left is read on the next loop iteration and probes and timers are not starved.
@@ -35,8 +42,16 @@ struct mnl_socket;
 namespace hanat::netfilter {
 
 struct FlowEvent {
-  bool destroyed = false;  // false: a new flow
+  FlowEvent() = default;
+  // A NEW or DESTROY as the handover sees it ({destroyed, flow}).
+  FlowEvent(bool is_destroyed, const Flow& f) : destroyed(is_destroyed), flow(f) {}
+
+  bool destroyed = false;  // false: a new flow (or, with `updates`, a changed one)
   Flow flow;
+  bool update = false;  // an UPDATE of an existing entry (only with `updates`)
+  // What stateful failover replicates of a NEW or UPDATE event (replicated_flow()); nullopt
+  // for a destroy or an entry without a public port.
+  std::optional<ReplicatedFlow> replicated;
 
   friend bool operator==(const FlowEvent&, const FlowEvent&) = default;
 };
@@ -63,10 +78,12 @@ class CtEvents {
 
   // Opens the event socket in the calling thread's namespace (joining the groups needs
   // CAP_NET_ADMIN) and starts watching it on `loop`. `filter.local` is completed with the
-  // namespace's addresses. `max_flows` bounds a resync dump.
+  // namespace's addresses. `max_flows` bounds a resync dump. `updates`: also deliver UPDATE
+  // events (stateful failover's replication; the handover needs only NEW and DESTROY).
   [[nodiscard]] static core::Result<std::unique_ptr<CtEvents>, Error> open(
       uv::Loop& loop, FlowFilter filter, size_t max_flows,
-      std::function<void(const FlowEvents&)> on_events, int rcvbuf = kDefaultRcvBuf);
+      std::function<void(const FlowEvents&)> on_events, int rcvbuf = kDefaultRcvBuf,
+      bool updates = false);
 
   CtEvents(const CtEvents&) = delete;
   CtEvents& operator=(const CtEvents&) = delete;
@@ -76,7 +93,7 @@ class CtEvents {
 
  private:
   CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
-           std::function<void(const FlowEvents&)> on_events);
+           std::function<void(const FlowEvents&)> on_events, bool updates);
   std::error_code watch();
   // Reads at most kMaxReadsPerWake datagrams; whether events were lost.
   bool read_some(FlowEvents& out);
@@ -84,6 +101,7 @@ class CtEvents {
   mnl_socket* sock_;
   FlowFilter filter_;
   size_t max_flows_;
+  bool updates_;
   std::function<void(const FlowEvents&)> on_events_;
   std::vector<uint8_t> buf_;
   CtEventCounters counters_;

@@ -158,13 +158,27 @@ int on_used(const nlmsghdr* nlh, void* data) {
 
 }  // namespace
 
-core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlow>& flows,
-                                                 uint32_t public_addr,
-                                                 std::chrono::milliseconds timeout) {
+core::Result<PortSet, Error> own_ports(uint32_t public_addr, std::chrono::milliseconds timeout) {
   auto sock = CtSocket::open(timeout);
   if (!sock) return core::Unexpected(sock.error());
   UsedPorts ports{public_addr, {}};
   if (auto ok = sock->dump(on_used, &ports); !ok) return core::Unexpected(ok.error());
+  return std::move(ports.used);
+}
+
+core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlow>& flows,
+                                                 uint32_t public_addr,
+                                                 std::chrono::milliseconds timeout) {
+  auto used = own_ports(public_addr, timeout);
+  if (!used) return core::Unexpected(used.error());
+  return install_flows(flows, public_addr, *used, timeout);
+}
+
+core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlow>& flows,
+                                                 uint32_t public_addr, const PortSet& used,
+                                                 std::chrono::milliseconds timeout) {
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
 
   InstallReport r;
   r.flows.resize(flows.size());
@@ -173,7 +187,7 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
     const ReplicatedFlow& f = flows[i];
     if (install_problem(f)) {
       r.flows[i] = {InstallOutcome::Failed, EINVAL};
-    } else if (ports.used.count({f.flow.proto, f.public_port}) != 0) {
+    } else if (used.count({f.flow.proto, f.public_port}) != 0) {
       r.flows[i] = {InstallOutcome::Collided, 0};
     } else {
       todo.push_back(i);

@@ -52,7 +52,9 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "netfilter/flow.h"
@@ -109,6 +111,20 @@ struct InstallReport {
 // the dump or a datagram fails as a whole; per-flow errors are in the report.
 [[nodiscard]] core::Result<InstallReport, Error> install_flows(
     const std::vector<ReplicatedFlow>& flows, uint32_t public_addr,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+// The (protocol, port) pairs of this table's entries that answer to `public_addr`: what
+// install_flows() skips as Collided. A stateful takeover installs many flows in chunks across
+// loop turns (core/daemon/takeover.h) and reads these once, not once per chunk: the dump walks
+// the whole table. Ports it installs itself are not added, as the kernel allows one public
+// port for several destinations (nf_nat_used_tuple compares the whole reply tuple).
+using PortSet = std::set<std::pair<uint8_t, uint16_t>>;
+[[nodiscard]] core::Result<PortSet, Error> own_ports(
+    uint32_t public_addr, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+// install_flows() with the collision check done beforehand (`used`, from own_ports()).
+[[nodiscard]] core::Result<InstallReport, Error> install_flows(
+    const std::vector<ReplicatedFlow>& flows, uint32_t public_addr, const PortSet& used,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
 // Deletes the entries with the original tuples of `flows` (whoever created them); returns

@@ -130,7 +130,10 @@ def targets(s):
 # hanat-default: the lab's [handover] flow_drain = 0 (a handover that keeps nothing, as
 # before the connection-keeping handover); hanat-keep: the same profile keeping connections
 # (connkeep.KEEP_FLOW_DRAIN).
-CONN_CONTROLLERS = ("hanat-default", "hanat-keep", "keepalived")
+# hanat-eip: zone Elastic IPs that follow the zone's tables ([failover] move_eip), no state
+# replicated; hanat-stateful: the same with [failover] stateful (issue 21). Both get one EIP
+# per zone in their lab; the others keep each NAT's own address.
+CONN_CONTROLLERS = ("hanat-default", "hanat-keep", "hanat-eip", "hanat-stateful", "keepalived")
 
 
 def conn_table(results, scenarios, controllers):
@@ -200,6 +203,14 @@ def run_connections(a, scenarios, controllers, hanatd):
                     if profile == "keep":
                         profile = "default"
                         over.update(connkeep.keep_overrides(True))
+                    elif profile in ("eip", "stateful"):
+                        from eip_follows_e2e import add_zone_eips
+                        add_zone_eips(lab)
+                        over["failover"].update(move_eip=True, stateful=profile == "stateful")
+                        # moto leaves a moved EIP's address on the old holder's
+                        # DescribeInstances entry: private-path probing only (as the e2e).
+                        over["probe"] = {"paths": ["private"]}
+                        profile = "default"
                     ctl = sc.HanatController(lab, hanatd, profile, over)
                     ctl.name = c
                 else:

@@ -37,6 +37,32 @@ Sender::Release Sender::hold(engine::WriteRoute w, Time now) {
   return {};
 }
 
+Sender::Release Sender::reclaim(const std::vector<std::string>& tables, Time now) {
+  if (phase_ == Phase::Ended) {
+    problem_ = "the handover to " + peer_ + " has ended";
+    return {};
+  }
+  if (tables_.empty() && held_.empty() && !handed_at_) {
+    if (std::string why = port_->open(); !why.empty()) {
+      problem_ = why;
+      end(DrainVerdict::NoFlows);
+      return {};
+    }
+  }
+  bool added = false;
+  for (const auto& t : tables) {
+    if (std::find(tables_.begin(), tables_.end(), t) != tables_.end()) continue;
+    tables_.push_back(t);
+    added = true;
+  }
+  if (!added) return {};
+  // The taker writes its routes at its own bound (engine reclaim_wait, kAckWait too); this
+  // one only decides when to give up waiting for its ack (tick()).
+  if (!hold_until_) hold_until_ = now + settings_.ack_wait;
+  if (channel_up_ && phase_ != Phase::Opening) return send_snapshot(now);
+  return {};
+}
+
 Sender::Release Sender::on_ready(Time now) {
   channel_up_ = true;
   // First connection, or a new one after the channel closed while streaming.
@@ -142,7 +168,8 @@ Sender::Release Sender::tick(Time now) {
       problem_ = "recount: " + n.error();
     }
   }
-  if (held_.empty() || !hold_until_ || now < *hold_until_) return {};
+  // Writes held (hold()), or a failback's snapshot waiting for its ack (reclaim()).
+  if (!hold_until_ || now < *hold_until_) return {};
   problem_ = "no acknowledgement from " + peer_ + " within " +
              std::to_string(settings_.ack_wait.count()) + " ms" +
              (channel_up_ ? "" : " (channel not connected)");

@@ -21,6 +21,12 @@
 //   review()    asks keep::drain_verdict() whether the drain is over; if so it sends End and
 //               closes everything (Port::close: stop_accepting(), channel, events).
 //
+// Failback runs the same sequence with no write of this member's: the home member B, about to
+// point its tables back at itself, asks for their flows (a Reclaim frame on the member channel;
+// channel.h) and writes the routes itself once it holds them. reclaim() opens the way and
+// sends the snapshot like hold(); B's ack starts the drain (handed_at); this member keeps
+// serving its own tables and does not exit, the Sender just ends (End) when the flows have.
+//
 // Writes to other peers, and every unplanned write, never pass through here. Pure apart from
 // the Port: time comes in as arguments, so the whole sequence is unit-tested with a fake
 // (tests/unit/daemon/keep_sender_test.cc).
@@ -99,6 +105,10 @@ class Sender {
   // A write handing w.table to this peer. Held until the ack (or the bound); returned at
   // once in the Release when the handover cannot keep anything (ended, or open() failed).
   [[nodiscard]] Release hold(engine::WriteRoute w, Time now);
+  // The taker asked for the flows of `tables` before it reclaims them (failback): the snapshot
+  // goes out as for hold(), without a write of this member's to hold. Returns what hold()
+  // does (writes held earlier, when the handover cannot go on); problem() says why not.
+  [[nodiscard]] Release reclaim(const std::vector<std::string>& tables, Time now);
   [[nodiscard]] Release on_ready(Time now);
   [[nodiscard]] Release on_ack(Time now);
   [[nodiscard]] Release on_closed(const std::string& why, Time now);

@@ -30,6 +30,9 @@
 //                    server and the steering of a leaving member's flows (steer_keeper.h)
 //   node_keep_send.cc  its leaving side: route writes held for the taker's ack, the flows
 //                    streamed, the exit held until they end (keep_sender.h)
+//   node_replicate.cc  stateful failover's replication: this member's conntrack streamed to
+//                    the members that would take its tables (replica_sender.h), and the
+//                    replicas other members stream here (counted; on_replica_batch())
 //   node_util.h      the helpers several of these files share (internal)
 
 #include <chrono>
@@ -48,13 +51,17 @@
 #include "core/daemon/hooks.h"
 #include "core/daemon/keep_plan.h"
 #include "core/daemon/keep_sender.h"
+#include "core/daemon/replica_sender.h"
+#include "core/daemon/replica_store.h"
 #include "core/daemon/report.h"
 #include "core/daemon/steer_keeper.h"
+#include "core/daemon/takeover.h"
 #include "core/engine/machine.h"
 #include "core/handover/channel.h"
 #include "core/status/status_server.h"
 #include "core/uv/uv.h"
 #include "ec2/ec2.h"
+#include "netfilter/ct_install.h"
 #include "netfilter/manager.h"
 #include "netfilter/steer.h"
 #include "probes/agent_server.h"
@@ -121,6 +128,15 @@ class Node {
   // The node's part of the metrics report (phase, state, members, tables, counters).
   void fill_report(Report& r) const;
   [[nodiscard]] std::string summary() const;  // one line for systemd's STATUS=
+
+  // Stateful failover's receiving end (node_takeover.cc): one decoded replication frame of
+  // peer `member` (its channel identity), applied in this order: resync begins, upserts
+  // (flows announced or re-announced), destroys (flows ended), resync complete. Kept in
+  // memory (replica_store.h) until the member dies and this host takes its tables; ignored
+  // (counted) while [failover] stateful is off.
+  void on_replica_batch(const std::string& member, std::vector<netfilter::ReplicatedFlow> upserts,
+                        std::vector<netfilter::Flow> destroys, bool resync_begin,
+                        bool resync_complete);
 
  private:
   enum class Phase { Identity, Client, SourceDestCheck, FloatingEni, Discovery, Running, Stopped };
@@ -221,12 +237,31 @@ class Node {
     std::string zone, allocation_id, public_ip;
     std::string eni_id, private_ip;  // where EC2 last said (or we made) it associated
     std::string secondary_ip;        // assigned by hanat to this host for a zone not its own
+    // [failover] stateful: a secondary private IP assigned ahead of time for this zone, not
+    // yet in use (no snat rule): where a takeover installs the zone's flows, and what
+    // associate_eip() promotes to secondary_ip instead of assigning one then.
+    std::string reserved_ip;
   };
   void discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next);
   [[nodiscard]] std::vector<engine::ZoneEip> engine_eips() const;
   [[nodiscard]] std::vector<netfilter::SnatRule> snat_rules() const;
   void associate_eip(const engine::AssociateAddress& a);
   void release_eip(const engine::ReleaseEip& r);
+  // [failover] stateful: a secondary private IP for every other zone with an Elastic IP,
+  // assigned at engine start (reserved_ip).
+  void reserve_addresses();
+  // A stateful takeover moves the zone's Elastic IP onto `ip` (this host's address for the
+  // zone) at once, beside the installation, instead of after the route write; the engine's
+  // AssociateAddress for the zone that follows the route write is then answered with this
+  // call's outcome, without a second call (node_eips.cc).
+  void early_associate(const std::string& zone, const std::string& ip);
+  struct EarlyEip {
+    engine::Time at{};  // when it was sent: an answer older than kEarlyEipValid is not used
+    bool done = false;
+    std::string error;  // EC2's code or why, when done and failed
+    std::vector<std::pair<engine::OpId, engine::Epoch>> waiting;  // the engine's, in flight
+  };
+  std::map<std::string, EarlyEip> early_eips_;  // zone ->
   [[nodiscard]] json_t* eips_json() const;
   std::map<std::string, ZoneEipShell> eips_;                    // zone ->
   std::map<std::string, std::vector<std::string>> zone_cidrs_;  // zone -> source CIDRs
@@ -391,20 +426,118 @@ class Node {
   // Spot notice: the instance goes at `at` (IMDS instance-action time); bounds the drain.
   void keep_deadline(std::chrono::system_clock::time_point at);
   [[nodiscard]] json_t* sending_json() const;  // node_status.cc
+  // The live Sender towards `peer`, made (channel client, steering port) when there is none
+  // or the last one ended; nullptr when connections cannot be kept with it (no address, no
+  // channel port, an unreadable key).
+  keep::Sender* keep_sender(const std::string& peer);
+  // Failback, the serving side: `peer` asked for the flows of `tables` before it reclaims them.
+  void keep_reclaim(const std::string& peer, const std::vector<std::string>& tables);
+  // Failback, the home side: the engine's Reclaim, sent to the peer over its channel.
+  void ask_reclaim(const engine::Reclaim& r);
+  // A claim of a table whose peer's flows have not arrived: the engine's bound passed. Logs it.
+  void reclaim_unanswered(const engine::WriteRoute& w);
+
  public:
   // A second SIGTERM: ends the flows' drain now (End, tunnel removed). true when the node
   // exits on its own right after (exit_ready); false: the caller stops it.
   bool end_keep_drain();
 
  private:
+  // node_takeover.cc: stateful failover's taking side (takeover.h).
+  // true: `w` claims a route of a dead member whose flows are installed first; held.
+  bool takeover_write(const engine::WriteRoute& w);
+  void release_claims(const std::string& member, takeover::Install::Release r);
+  void takeover_cancel(engine::OpId op);  // the engine's AbandonWrite of a held claim
+  void takeover_kick();
+  void takeover_service();  // one chunk, the bounds, finished takeovers; re-arms the timer
+  void finish_takeover(const takeover::Install& job, engine::Time t);
+  // The member a route target names ("" none); also one that left but whose flows are held.
+  [[nodiscard]] std::string member_of(const engine::Target& t) const;
+  // The local address zone `zone`'s traffic leaves with here, if it has an Elastic IP.
+  [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
+  [[nodiscard]] json_t* takeover_json() const;
+  replica::Store replicas_{replica::Limits{}};
+  std::uint64_t replica_ignored_ = 0;  // batches received while stateful is off
+  std::uint64_t replica_refused_ = 0;  // flows refused, the store full (a dropped member's too)
+  std::map<std::string, std::unique_ptr<takeover::Install>> takeovers_;  // dead member ->
+  std::map<std::string, netfilter::PortSet> takeover_used_;  // own_ports() of the chunk's address
+  struct TakeoverResult {
+    takeover::Counters counters;
+    std::chrono::system_clock::time_point at;
+    std::chrono::milliseconds took{0};
+    std::string error;
+  };
+  std::map<std::string, TakeoverResult> last_takeover_;  // member -> its last takeover
+  std::map<std::string, std::uint64_t> takeover_flows_;  // outcome -> flows, for metrics
+  // Members whose replica is held but who left the group -> since when (forget_departed()).
+  std::map<std::string, engine::Time> departed_since_;
+  void forget_departed(engine::Time t);
+  uv::Timer takeover_timer_{loop_};
+
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->
   std::map<std::string, std::string> sender_closed_;              // peer -> why its channel closed
+  std::map<std::string, std::vector<std::string>> reclaim_asks_;  // peer -> tables, to serve
+  // Failback requests on their way (peer -> client), and peers whose snapshot the engine waits
+  // for (ReclaimReady), for the log.
+  std::map<std::string, std::unique_ptr<handover::ChannelClient>> reclaim_clients_;
+  std::map<std::string, std::vector<std::string>> reclaim_waiting_;  // peer -> tables asked
+  std::set<std::string> reclaim_ready_;  // peers whose snapshot is installed, to post
   uv::Timer keep_timer_{loop_};
   std::optional<std::chrono::steady_clock::time_point> keep_deadline_;
   std::optional<engine::ExitReady> exit_held_;      // the engine's exit, held for the drain
   std::map<std::string, StopStart> stop_starting_;  // peer -> run in progress
   std::map<std::string, engine::Member> recovering_members_;  // as last listed, by peer
+
+  // node_replicate.cc: stateful failover's replication (`[failover] stateful`).
+ public:
+  // Per sending member: what its replication stream brought (status, metrics).
+  struct ReplicaReceived {
+    uint64_t frames = 0;
+    uint64_t upserts = 0;
+    uint64_t destroys = 0;
+    uint64_t resyncs = 0;  // completed resyncs
+    std::chrono::steady_clock::time_point last{};
+  };
+  // One decoded Replica frame from `member` (the channel's OnReplica). Counts it; the
+  // replica store (the taking side) is connected here.
+  void on_replica_batch(const std::string& member, const handover::ReplicaBatch& b);
+
+ private:
+  struct ReplicaLink {
+    replica::Stream stream;
+    std::unique_ptr<handover::ChannelClient> client;
+    std::vector<std::string> tables;   // the tables it would take
+    std::vector<std::string> sources;  // their sources (empty: every source)
+    std::optional<replica::Time> reconnect_at;
+    std::chrono::milliseconds backoff{0};
+    uint64_t connects = 0;
+    std::string last_error;
+  };
+  void start_replication();  // engine start, with stateful = true
+  void replicate_review();   // targets from the allocation, links and the event stream
+  void replicate_service();  // resyncs, flushes, reconnects; re-arms repl_timer_
+  void replicate_kick();     // replicate_service() on the next loop turn
+  void replicate_arm(replica::Time at, replica::Time t);  // service at `at` unless sooner
+  void replicate_connect(const std::string& member, ReplicaLink& l);
+  void replicate_events(const netfilter::FlowEvents& ev);
+  [[nodiscard]] json_t* replication_json() const;  // node_replicate.cc
+  uv::DeferredDelete repl_graveyard_{loop_};       // before repl_links_: clients park here
+  std::map<std::string, std::unique_ptr<ReplicaLink>> repl_links_;  // target member ->
+  std::unique_ptr<netfilter::CtEvents> repl_events_;
+  std::optional<std::vector<std::string>> repl_filter_;  // the event stream's sources
+  uv::Timer repl_timer_{loop_};
+  std::optional<replica::Time> repl_timer_at_;  // when repl_timer_ fires, while armed
+  uv::Timer repl_review_timer_{loop_};
+  std::string repl_error_;  // why replication is off or degraded, for status
+  uint64_t repl_dump_errors_ = 0;
+  std::map<std::string, ReplicaReceived> repl_received_;
+  // Counts of links that were removed, so that the metrics' counters never go back.
+  struct {
+    std::map<std::string, uint64_t> events;
+    uint64_t drops = 0;
+    uint64_t resyncs = 0;
+  } repl_retired_;
 };
 
 }  // namespace hanat::daemon

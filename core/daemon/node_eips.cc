@@ -17,16 +17,25 @@
 //                UnassignPrivateIpAddresses gives the IP back (an EIP still on it is
 //                disassociated by EC2, so a release never strands the address).
 //
+// [failover] stateful changes three things: reserve_addresses() assigns the secondary
+// private IP of every other zone with an EIP at engine start (kept in the state directory,
+// file reserved_ips, so a restart reuses it), a release keeps it reserved instead of
+// unassigning it, and a stateful takeover moves the zone's EIP at once (early_associate(),
+// before the route write: node_takeover.cc), whose outcome answers the engine's
+// AssociateAddress that follows the write.
+//
 // AllowReassociation is always set: the member that serves the zone now takes the EIP from
 // the one that served it before, which may be dead. Every outcome goes back to the engine as
 // Ec2Done and is counted in hanat_eip_moves_total. A missing allocation is an error in the
 // log and in status; routes still move without it.
 
 #include <algorithm>
+#include <sstream>
 #include <string>
 
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
+#include "core/daemon/state_dir.h"
 #include "core/log/log.h"
 
 namespace hanat::daemon {
@@ -37,6 +46,14 @@ using node_util::now;
 using node_util::outcome_of;
 using node_util::tag;
 using std::chrono::milliseconds;
+
+namespace {
+// How long an early association (a stateful takeover's, early_associate()) answers the
+// engine's AssociateAddress for the zone: the engine asks right after the route write
+// succeeds, seconds later at most (write retries); an older answer may be stale, the EIP
+// moved since by another member.
+constexpr std::chrono::seconds kEarlyEipValid{30};
+}  // namespace
 
 void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next) {
   ec2::DescribeAddressesRequest req;
@@ -78,8 +95,8 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
                       ": no such Elastic IP in " + id_.region + " (InvalidAllocationID.NotFound)");
               continue;
             }
-            eips_[zone] =
-                ZoneEipShell{zone, alloc, a->public_ip, a->network_interface_id, a->private_ip, ""};
+            eips_[zone] = ZoneEipShell{
+                zone, alloc, a->public_ip, a->network_interface_id, a->private_ip, "", ""};
           }
         } else {
           std::vector<const ec2::Address*> sorted;
@@ -100,7 +117,8 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
               continue;
             }
             eips_[zone] = ZoneEipShell{
-                zone, a->allocation_id, a->public_ip, a->network_interface_id, a->private_ip, ""};
+                zone, a->allocation_id, a->public_ip, a->network_interface_id, a->private_ip, "",
+                ""};
           }
         }
         bool restored = false;
@@ -152,6 +170,23 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     post(done_of(x.op, x.epoch, nullptr));  // cannot happen: the engine's list is ours
     return;
   }
+  if (auto early = early_eips_.find(x.zone);
+      early != early_eips_.end() && early->second.done && now() - early->second.at > kEarlyEipValid)
+    early_eips_.erase(early);  // too old: the EIP may have moved since, associate again
+  if (auto early = early_eips_.find(x.zone); early != early_eips_.end()) {
+    // A stateful takeover associated it already (early_associate()): its outcome answers.
+    if (!early->second.done) {
+      early->second.waiting.emplace_back(x.op, x.epoch);
+      return;
+    }
+    const bool ok = early->second.error.empty();
+    early_eips_.erase(early);
+    if (ok) {
+      post(done_of(x.op, x.epoch, nullptr));
+      return;
+    }
+    // It failed: the engine's own attempt goes as without state.
+  }
   auto associate = [this, op = x.op, epoch = x.epoch, zone = x.zone](const std::string& ip) {
     ec2::AssociateAddressRequest r;
     r.allocation_id = eips_[zone].allocation_id;
@@ -195,6 +230,14 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     return;
   }
   if (!e.secondary_ip.empty()) return associate(e.secondary_ip);
+  if (!e.reserved_ip.empty()) {
+    // Assigned ahead of time (reserve_addresses()): a stateful takeover may have installed
+    // the zone's flows on it already. The zone's sources leave with it from now on.
+    e.secondary_ip = e.reserved_ip;
+    e.reserved_ip.clear();
+    apply_nat();
+    return associate(e.secondary_ip);
+  }
   ec2::AssignPrivateIpAddressesRequest a;
   a.network_interface_id = id_.eni_id;
   std::vector<std::string> before = known_private_ips_;
@@ -233,6 +276,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
 }
 
 void Node::release_eip(const engine::ReleaseEip& x) {
+  early_eips_.erase(x.zone);
   auto it = eips_.find(x.zone);
   if (it == eips_.end()) return;
   ZoneEipShell& e = it->second;
@@ -246,6 +290,11 @@ void Node::release_eip(const engine::ReleaseEip& x) {
   const std::string ip = e.secondary_ip;
   e.secondary_ip.clear();
   apply_nat();  // the zone's sources (if any still come) masquerade again
+  if (cfg_->failover.stateful) {
+    // Kept for the next takeover of the zone (reserve_addresses()): no EC2 call.
+    e.reserved_ip = ip;
+    return;
+  }
   ec2::UnassignPrivateIpAddressesRequest u;
   u.network_interface_id = id_.eni_id;
   u.private_ips = {ip};
@@ -260,6 +309,143 @@ void Node::release_eip(const engine::ReleaseEip& x) {
         }
         std::erase(known_private_ips_, ip);
       });
+}
+
+void Node::early_associate(const std::string& zone, const std::string& ip) {
+  auto it = eips_.find(zone);
+  if (it == eips_.end()) return;
+  if (auto early = early_eips_.find(zone); early != early_eips_.end()) {
+    if (!early->second.done) return;  // one in flight already
+    early_eips_.erase(early);
+  }
+  ZoneEipShell& e = it->second;
+  if (e.eni_id == id_.eni_id && e.private_ip == ip) return;  // here already
+  if (zone != id_.zone && e.secondary_ip.empty() && e.reserved_ip == ip) {
+    // The zone's sources leave with it from now on (the snat rule), as associate_eip()
+    // does; the flows being installed use it already.
+    e.secondary_ip = e.reserved_ip;
+    e.reserved_ip.clear();
+    apply_nat();
+  }
+  early_eips_[zone] = EarlyEip{now(), false, "", {}};
+  ec2::AssociateAddressRequest r;
+  r.allocation_id = e.allocation_id;
+  r.network_interface_id = id_.eni_id;
+  r.private_ip = ip;
+  r.allow_reassociation = true;
+  ec2_->associate_address(
+      r, {ec2::Priority::Write, milliseconds(0)},
+      [this, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
+        count_call("AssociateAddress", err_of(res));
+        const ec2::Ec2Error* err = res ? nullptr : &res.error();
+        ++eip_moves_[outcome_of(err)];
+        auto& z = eips_[zone];
+        if (res) {
+          z.eni_id = id_.eni_id;
+          z.private_ip = ip;
+          log::notice("elastic IP " + z.allocation_id + " (" + z.public_ip + ") of zone " +
+                      log::quote(zone) + " associated with " + ip + " on " + id_.eni_id +
+                      " (stateful takeover: before the route write)");
+        } else {
+          log::warning("elastic IP " + z.allocation_id + " of zone " + log::quote(zone) +
+                       ": AssociateAddress ahead of the route write: " + err->describe() +
+                       ", retried after it");
+        }
+        auto early = early_eips_.find(zone);
+        if (early == early_eips_.end()) return;  // released meanwhile
+        early->second.done = true;
+        early->second.error = err == nullptr ? "" : outcome_of(err);
+        auto waiting = std::move(early->second.waiting);
+        early->second.waiting.clear();
+        if (waiting.empty()) return;  // the engine's AssociateAddress comes later
+        const bool ok = err == nullptr;
+        const std::string alloc = z.allocation_id;
+        early_eips_.erase(early);
+        for (const auto& [op, epoch] : waiting) {
+          if (ok) {
+            post(done_of(op, epoch, nullptr));
+          } else {
+            engine::AssociateAddress again{op, epoch, alloc, zone, zone == id_.zone};
+            associate_eip(again);
+          }
+        }
+      });
+}
+
+namespace {
+// [status] state_directory file of the reserved addresses, one "zone ip eni" per line: a
+// restarted hanatd finds them again instead of assigning another address per zone (an ENI
+// has a small limit of private IPs per instance type).
+constexpr char kReservedFile[] = "reserved_ips";
+}  // namespace
+
+void Node::reserve_addresses() {
+  if (!cfg_->failover.stateful || !cfg_->failover.move_eip || !ec2_) return;
+  // Why ahead of time: a stateful takeover installs the dead member's flows on the address
+  // the zone will leave with before its route writes go out (node_takeover.cc). Assigning it
+  // then would add an AssignPrivateIpAddresses round trip (100-300 ms on EC2) to every
+  // failover's outage; assigned now, an idle address costs nothing (EC2 charges for none)
+  // and one of the ENI's private IPs per other zone.
+  StateDir dir(cfg_->status.state_directory);
+  std::map<std::string, std::string> saved;  // zone -> ip, this ENI's
+  if (auto r = dir.read(kReservedFile); r && *r) {
+    std::istringstream in(**r);
+    std::string zone, ip, eni;
+    while (in >> zone >> ip >> eni) {
+      if (eni == id_.eni_id && std::find(known_private_ips_.begin(), known_private_ips_.end(),
+                                         ip) != known_private_ips_.end())
+        saved[zone] = ip;
+    }
+  }
+  auto save = [this] {
+    std::string text;
+    for (const auto& [zone, e] : eips_) {
+      const std::string& ip = e.reserved_ip.empty() ? e.secondary_ip : e.reserved_ip;
+      if (!ip.empty()) text += zone + " " + ip + " " + id_.eni_id + "\n";
+    }
+    if (auto err = StateDir(cfg_->status.state_directory).write(kReservedFile, text); !err.empty())
+      log::warning("stateful failover: " + err + ": a restart assigns new addresses, ignoring");
+  };
+  // Not a structured binding: clang (the sanitizer build) cannot capture one.
+  for (auto& entry : eips_) {
+    const std::string zone = entry.first;
+    ZoneEipShell& e = entry.second;
+    if (zone == id_.zone || !e.secondary_ip.empty() || !e.reserved_ip.empty()) continue;
+    if (auto s = saved.find(zone); s != saved.end()) {
+      e.reserved_ip = s->second;
+      log::info("stateful failover: secondary private IP " + e.reserved_ip + " reserved for zone " +
+                log::quote(zone) + " (kept from an earlier run)");
+      continue;
+    }
+    ec2::AssignPrivateIpAddressesRequest a;
+    a.network_interface_id = id_.eni_id;
+    std::vector<std::string> before = known_private_ips_;
+    before.push_back(id_.private_ip);
+    ec2_->assign_private_ip_addresses(
+        a, {ec2::Priority::Write, milliseconds(0)},
+        [this, zone, before, save](ec2::Ec2Result<ec2::AssignPrivateIpAddressesOk> res) {
+          count_call("AssignPrivateIpAddresses", err_of(res));
+          std::string ip;
+          if (res)
+            for (const auto& cand : res->assigned)
+              if (std::find(before.begin(), before.end(), cand) == before.end()) ip = cand;
+          auto found = eips_.find(zone);
+          if (ip.empty() || found == eips_.end()) {
+            log::warning("stateful failover: no secondary private IP reserved for zone " +
+                         log::quote(zone) + ": " +
+                         (res ? std::string("AssignPrivateIpAddresses returned no new address")
+                              : res.error().describe()) +
+                         "; a takeover of the zone resets its connections");
+            return;
+          }
+          known_private_ips_.push_back(ip);
+          if (!found->second.secondary_ip.empty()) return;  // a move assigned one meanwhile
+          found->second.reserved_ip = ip;
+          log::notice("stateful failover: secondary private IP " + ip + " reserved on " +
+                      id_.eni_id + " for zone " + log::quote(zone));
+          save();
+        });
+  }
 }
 
 json_t* Node::eips_json() const {
@@ -282,6 +468,8 @@ json_t* Node::eips_json() const {
       json_object_set_new(j, "network_interface_id", json_string(e.eni_id.c_str()));
     if (!e.secondary_ip.empty())
       json_object_set_new(j, "secondary_ip", json_string(e.secondary_ip.c_str()));
+    if (!e.reserved_ip.empty())
+      json_object_set_new(j, "reserved_ip", json_string(e.reserved_ip.c_str()));
     if (auto p = snap.find(zone); p != snap.end()) {
       json_object_set_new(j, "held", json_boolean(p->second->held));
       json_object_set_new(j, "home", json_boolean(p->second->home));

@@ -76,6 +76,7 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::DescribeRoutes>) {
           describe_routes(x.op);
         } else if constexpr (std::is_same_v<T, engine::WriteRoute>) {
+          if (!reclaim_waiting_.empty()) reclaim_unanswered(x);  // node_keep_send.cc
           write_route(x);
         } else if constexpr (std::is_same_v<T, engine::AssociateAddress>) {
           associate_eip(x);  // node_eips.cc
@@ -136,6 +137,7 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::PeerPathChanged>) {
           log_path_change(x);
         } else if constexpr (std::is_same_v<T, engine::AbandonWrite>) {
+          takeover_cancel(x.op);  // held for a stateful takeover: never sent
           // Cancelled wherever it is; on the wire, its connection is reset and what the
           // kernel had not delivered yet is discarded (ec2/http_client.cc).
           if (auto it = claims_in_flight_.find(x.op); it != claims_in_flight_.end()) {
@@ -144,6 +146,8 @@ void Node::execute(const engine::Action& a) {
             log::notice("route " + x.table + " " + x.destination +
                         ": claim abandoned, this host's own data plane failed");
           }
+        } else if constexpr (std::is_same_v<T, engine::Reclaim>) {
+          ask_reclaim(x);  // node_keep_send.cc
         } else if constexpr (std::is_same_v<T, engine::ExitReady>) {
           if (keep_draining()) {
             // The routes are handed over; the flows they carried still pass through here
@@ -236,6 +240,9 @@ void Node::write_route(const engine::WriteRoute& w) {
   // A planned handover to a peer: held until the peer holds this host's flows (at most
   // keep::kAckWait), then sent by send_route() (node_keep_send.cc).
   if (keep_write(w)) return;
+  // A claim of a dead member's route under [failover] stateful: held until its replicated
+  // flows are installed here (at most takeover::kHoldBound), node_takeover.cc.
+  if (takeover_write(w)) return;
   send_route(w);
 }
 

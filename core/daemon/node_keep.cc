@@ -90,6 +90,14 @@ void Node::start_channel() {
       [](uint32_t addr, const std::string& why) {
         log::debug("handover", "member channel: refused " + core::ipv4_text(addr) + ": " + why);
       });
+  // Failback: the home member of tables this member serves asks for their flows before it
+  // reclaims them (channel.h). Served on the next loop turn, outside the server's callback.
+  server->set_on_reclaim([this](const std::string& member, const std::vector<std::string>& tables) {
+    auto& want = reclaim_asks_[member];
+    for (const auto& t : tables)
+      if (std::find(want.begin(), want.end(), t) == want.end()) want.push_back(t);
+    keep_kick();
+  });
   const std::string addr = agent_address(*cfg_);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -105,6 +113,10 @@ void Node::start_channel() {
     log::warning(keep_error_ + ", connections are not kept");
     return;
   }
+  // Stateful failover: other members' replication streams (node_replicate.cc).
+  server->set_on_replica([this](const std::string& member, const handover::ReplicaBatch& b) {
+    on_replica_batch(member, b);
+  });
   keep_error_.clear();
   log::info("member channel: listening on " + addr + ":" + std::to_string(server->port()));
   channel_ = std::move(server);
@@ -145,6 +157,17 @@ void Node::on_channel_flows(const std::string& member, const handover::FlowTable
   st.max_timeout_s = static_cast<uint32_t>(std::max<int64_t>(
       1, std::chrono::ceil<std::chrono::seconds>(cfg_->handover.flow_drain).count()));
   keeper_->on_flows(member, *addr, st, table, delta);
+  // Failback: the peer's complete snapshot is installed and steered back to it, so the
+  // engine's held reclaim of its tables may write now (ReclaimReady; ignored when nothing
+  // is held for it). Posted on the next loop turn: the engine's actions must not run
+  // inside the channel's callback (a steering review would close this very session).
+  if (delta.complete) {
+    if (reclaim_waiting_.erase(member) != 0)
+      log::notice("failback from " + member + ": " + std::to_string(table.size()) +
+                  " connections held and steered back to it, writing the routes");
+    reclaim_ready_.insert(member);
+    keep_kick();
+  }
   // The periodic review (review_steering) starts with the first steering; not reviewed
   // here: a drop would close the channel's session inside its own callback.
   if (!steer_timer_.active()) {

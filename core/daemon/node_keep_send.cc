@@ -14,6 +14,13 @@
 //                 snapshot, CtEvents for the sources of the tables handed over, then
 //                 dump_flows() (events first: a flow that starts between the two is in both,
 //                 which is harmless; none falls between them).
+//   failback      the same sequence for the home member that reclaims its tables from this
+//                 one (node_keep.cc passes its Reclaim request here, keep_reclaim()): the
+//                 Sender sends the flows of those tables and streams them until they end, but
+//                 holds no write (the home member writes) and this member neither drains nor
+//                 exits. ask_reclaim() is the home member's side: the engine's Reclaim action
+//                 becomes a Reclaim frame on the peer's channel; the peer's complete snapshot,
+//                 installed here, answers it (ReclaimReady, node_keep.cc).
 //   the exit      the engine's ExitReady (its routes are handed over) waits while a Sender
 //                 still drains: the process stays and keeps translating the flows B steers
 //                 back, status shows the flows left, and it exits once every Sender has ended
@@ -160,8 +167,28 @@ bool Node::keep_write(const engine::WriteRoute& w) {
   if (peer.empty() || peer == id_.instance_id) return false;
   const auto state = machine_->snapshot().state;
   if (state != engine::State::Draining && state != engine::State::Leaving) return false;
+  auto found = senders_.find(peer);
+  const bool fresh =
+      found == senders_.end() || found->second->phase() == keep::Sender::Phase::Ended;
+  keep::Sender* sender = keep_sender(peer);
+  if (sender == nullptr) return false;
+  if (fresh)
+    log::notice("handover to " + peer +
+                ": keeping connections, route writes wait for its ack (at "
+                "most " +
+                std::to_string(keep::kAckWait.count()) + " ms)");
+  auto r = sender->hold(w, now());
+  if (r.writes.empty()) {
+    keep_kick();
+    return true;
+  }
+  release_writes(peer, std::move(r));
+  return true;
+}
+
+keep::Sender* Node::keep_sender(const std::string& peer) {
   auto addr = discovered_.addresses.find(peer);
-  if (addr == discovered_.addresses.end()) return false;
+  if (addr == discovered_.addresses.end()) return nullptr;
   auto found = senders_.find(peer);
   keep::Sender* sender = nullptr;
   if (found != senders_.end() && found->second->phase() != keep::Sender::Phase::Ended)
@@ -169,14 +196,14 @@ bool Node::keep_write(const engine::WriteRoute& w) {
   if (sender == nullptr) {
     auto local = core::parse_ipv4(id_.private_ip);
     auto remote = core::parse_ipv4(addr->second);
-    if (!local || !remote) return false;
+    if (!local || !remote) return nullptr;
     handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
     if (!cfg_->handover.psk_file.empty()) {
       auto k = handover::load_psk(cfg_->handover.psk_file);
       if (!k) {
         log::warning("handover to " + peer + ": " + k.error() +
                      ": routes move without keeping connections");
-        return false;
+        return nullptr;
       }
       self.psk = std::move(*k);
     }
@@ -190,7 +217,7 @@ bool Node::keep_write(const engine::WriteRoute& w) {
                       nullptr,
                       {},
                       nullptr};
-    if (env.port == 0) return false;  // no port to reach the peer on (agent.port 0: tests)
+    if (env.port == 0) return nullptr;  // no port to reach the peer on (agent.port 0: tests)
     env.sources = [this, peer](const std::vector<std::string>& tables) {
       std::vector<std::string> nat;
       for (const auto& c : cfg_->nat.source_cidrs) nat.push_back(c.text);
@@ -212,9 +239,12 @@ bool Node::keep_write(const engine::WriteRoute& w) {
       auto it = senders_.find(peer);
       if (it == senders_.end()) return;
       auto r = it->second->on_ack(now());
-      if (!r.writes.empty())
+      if (!r.writes.empty()) {
         log::notice("handover to " + peer + ": " + std::to_string(held) +
                     " flows held there, writing the routes");
+      } else {
+        log::notice("handover to " + peer + ": " + std::to_string(held) + " flows held there");
+      }
       release_writes(peer, std::move(r));
       keep_kick();
     };
@@ -243,18 +273,8 @@ bool Node::keep_write(const engine::WriteRoute& w) {
       senders_.emplace(peer, std::move(made));
     }
     sender_closed_.erase(peer);
-    log::notice("handover to " + peer +
-                ": keeping connections, route writes wait for its ack (at "
-                "most " +
-                std::to_string(keep::kAckWait.count()) + " ms)");
   }
-  auto r = sender->hold(w, now());
-  if (r.writes.empty()) {
-    keep_kick();
-    return true;
-  }
-  release_writes(peer, std::move(r));
-  return true;
+  return sender;
 }
 
 void Node::release_writes(const std::string& peer, keep::Sender::Release r) {
@@ -269,8 +289,111 @@ void Node::keep_kick() {
   (void)keep_timer_.start(milliseconds(0), milliseconds(0), [this] { keep_service(); });
 }
 
+void Node::keep_reclaim(const std::string& peer, const std::vector<std::string>& tables) {
+  std::string list;
+  for (const auto& t : tables) list += (list.empty() ? "" : ", ") + t;
+  // flow_drain 0: this member keeps no flow after a handover; the peer writes at its bound.
+  if (cfg_->handover.flow_drain.count() == 0) {
+    log::info("failback: " + peer + " asks for the connections of " + list +
+              ", [handover] flow_drain is 0: none are kept");
+    return;
+  }
+  if (!machine_ || machine_->snapshot().state == engine::State::ExitReady) return;
+  auto found = senders_.find(peer);
+  const bool fresh =
+      found == senders_.end() || found->second->phase() == keep::Sender::Phase::Ended;
+  keep::Sender* sender = keep_sender(peer);
+  if (sender == nullptr) {
+    log::warning("failback: " + peer + " asks for the connections of " + list +
+                 ", but the member channel to it cannot be opened: they are reset");
+    return;
+  }
+  if (fresh)
+    log::notice("failback: " + peer + " reclaims " + list +
+                ", handing over their connections (this member keeps translating them)");
+  release_writes(peer, sender->reclaim(tables, now()));
+  if (sender->phase() == keep::Sender::Phase::Ended)
+    log::warning("failback to " + peer + ": " + sender->problem() + ": connections are reset");
+}
+
+void Node::ask_reclaim(const engine::Reclaim& r) {
+  const std::string& peer = r.peer;
+  auto addr = discovered_.addresses.find(peer);
+  auto local = core::parse_ipv4(id_.private_ip);
+  auto remote = addr == discovered_.addresses.end() ? std::nullopt : core::parse_ipv4(addr->second);
+  const uint16_t port = config::effective_channel_port(*cfg_);
+  std::string list;
+  for (const auto& t : r.tables) list += (list.empty() ? "" : ", ") + t;
+  auto give_up = [&](const std::string& why) {
+    log::warning("failback from " + peer + ": " + why + ": writing " + list + " at most " +
+                 std::to_string(keep::kAckWait.count()) +
+                 " ms from now, its connections are reset");
+  };
+  if (!local || !remote || port == 0) return give_up("no address or channel port for it");
+  // Without its own steering or channel this member could not take the flows: asking would
+  // only make the peer carry flows that are reset anyway.
+  if (!keeper_ || !channel_)
+    return give_up(keep_error_.empty() ? std::string("the member channel is not open")
+                                       : keep_error_);
+  handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
+  if (!cfg_->handover.psk_file.empty()) {
+    auto k = handover::load_psk(cfg_->handover.psk_file);
+    if (!k) return give_up(k.error());
+    self.psk = std::move(*k);
+  }
+  handover::ChannelClient::Callbacks cb;
+  // The peer closes the request's connection once it has read it (or refuses it): the
+  // client goes then (parked: this runs inside the client's own callback).
+  // Which client this is: a newer request to the same peer may have replaced it already.
+  auto which = std::make_shared<const handover::ChannelClient*>(nullptr);
+  cb.on_closed = [this, peer, which](const std::string& why) {
+    auto it = reclaim_clients_.find(peer);
+    if (it == reclaim_clients_.end() || it->second.get() != *which) return;
+    // Not told apart: a refusal (another psk, not a member there) closes it the same way,
+    // and the engine's bound covers both; the serving member's log says which.
+    log::debug("handover", "failback from " + peer + ": request connection closed: " + why);
+    keep_graveyard_.add(std::move(it->second));
+    reclaim_clients_.erase(it);
+  };
+  auto client = std::make_unique<handover::ChannelClient>(loop_, std::move(self), std::move(cb));
+  *which = client.get();
+  if (auto ec = client->connect(sockaddr_of(*remote, port), sockaddr_of(*local, 0)))
+    return give_up("member channel: connect: " + ec.message());
+  std::vector<std::string> tables = r.tables;
+  if (tables.size() > handover::kMaxReclaimTables) tables.resize(handover::kMaxReclaimTables);
+  client->send_reclaim(tables);
+  if (auto old = reclaim_clients_.find(peer); old != reclaim_clients_.end())
+    keep_graveyard_.add(std::move(old->second));
+  reclaim_clients_[peer] = std::move(client);
+  reclaim_waiting_[peer] = r.tables;
+  log::notice("failback from " + peer + ": asking it for the connections of " + list +
+              "; the route writes wait for them (at most " +
+              std::to_string(keep::kAckWait.count()) + " ms)");
+}
+
+void Node::reclaim_unanswered(const engine::WriteRoute& w) {
+  if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return;
+  for (auto it = reclaim_waiting_.begin(); it != reclaim_waiting_.end();) {
+    if (std::find(it->second.begin(), it->second.end(), w.table) == it->second.end()) {
+      ++it;
+      continue;
+    }
+    // The engine's hold (at most reclaim_wait) is over without the peer's snapshot.
+    log::warning("failback from " + it->first +
+                 ": its connections have not arrived, writing the routes anyway: they are "
+                 "reset");
+    it = reclaim_waiting_.erase(it);
+  }
+}
+
 void Node::keep_service() {
   const auto t = now();
+  auto asks = std::move(reclaim_asks_);
+  reclaim_asks_.clear();
+  for (const auto& [peer, tables] : asks) keep_reclaim(peer, tables);
+  auto ready = std::move(reclaim_ready_);
+  reclaim_ready_.clear();
+  for (const auto& peer : ready) post(engine::ReclaimReady{peer, t});
   auto closed = std::move(sender_closed_);
   sender_closed_.clear();
   for (const auto& [peer, why] : closed) {

@@ -365,6 +365,11 @@ engine::Config Node::engine_config(const Discovered& d) const {
   e.peer_thresholds = {.rise = cfg_->probe.rise, .fall = cfg_->probe.fall};
   e.failback_delay = cfg_->failover.failback_delay;
   e.preempt = cfg_->failover.preempt;
+  // Failback keeps connections (node_keep_send.cc, ask_reclaim()): the home member's writes
+  // wait for the serving member's flows, at most as long as a leaving member waits for its
+  // taker's ack. flow_drain 0 keeps nothing, so nothing is waited for.
+  if (cfg_->handover.flow_drain.count() > 0 && config::effective_channel_port(*cfg_) != 0)
+    e.reclaim_wait = keep::kAckWait;
   e.hold_down_base = cfg_->failover.hold_down;
   e.hold_down_max = cfg_->failover.hold_down_max;
   e.fallback_nat_gateway = cfg_->failover.fallback_target;
@@ -403,9 +408,11 @@ void Node::start_engine(Discovered d) {
   machine_->use_write_budget(std::make_shared<ClientWriteBudget>(loop_, ec2_));
   start_probes();
   start_channel();
+  start_replication();
   start_notices();
   start_refresh();
-  load_recoveries();  // the cool-down of recovery actions before a restart
+  load_recoveries();    // the cool-down of recovery actions before a restart
+  reserve_addresses();  // [failover] stateful: the other zones' addresses (node_eips.cc)
   feed_self_health();
   // A drain asked for before the engine ran goes first: a host started drained never
   // claims a route, not even for one tick.

@@ -218,6 +218,8 @@ status::Json Node::status() const {
   }
 
   json_object_set_new(root, "handover", keep_json());
+  json_object_set_new(root, "replication", replication_json());
+  json_object_set_new(root, "takeover", takeover_json());
   if (!machine_) return status::Json(root);
   auto s = machine_->snapshot();
   json_object_set_new(root, "state", json_string(engine::to_string(s.state)));
@@ -469,6 +471,19 @@ void Node::fill_report(Report& r) const {
   }
   if (keeper_)
     for (const auto& [m, p] : keeper_->peers()) r.handover_flows_steered[m] = p.flows.size();
+  r.replication_events_sent = repl_retired_.events;
+  r.replication_drops = repl_retired_.drops;
+  r.replication_resyncs = repl_retired_.resyncs;
+  for (const auto& [m, l] : repl_links_) {
+    const auto& c = l->stream.counters();
+    r.replication_events_sent[m] += c.events;
+    r.replication_drops += c.drops;
+    r.replication_resyncs += c.resyncs;
+  }
+  r.replica_flows.clear();
+  for (const auto& [m, v] : replicas_.origins()) r.replica_flows[m] = v.entries;
+  r.replica_refused = replica_refused_;
+  r.takeover_flows = takeover_flows_;
   r.phase = kPhases[static_cast<int>(phase_)];
   r.phases.assign(std::begin(kPhases), std::end(kPhases));
   r.states.clear();

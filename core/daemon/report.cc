@@ -212,6 +212,43 @@ std::vector<Family> metric_families(const Report& r) {
     out.push_back(std::move(rejects));
   }
   {
+    Family sent = counter("hanat_replication_events_sent_total",
+                          "Conntrack events (upserts and destroys, coalesced per 50 ms batch) "
+                          "this host replicated to a member that would take its tables "
+                          "(stateful failover), by target member.");
+    for (const auto& [m, v] : r.replication_events_sent)
+      sent.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
+    out.push_back(std::move(sent));
+    Family drops = counter("hanat_replication_drops_total",
+                           "Replication events dropped because a target's queue was over its "
+                           "bound (a resync follows).");
+    drops.samples.push_back(Sample{{}, static_cast<double>(r.replication_drops)});
+    out.push_back(std::move(drops));
+    Family resyncs = counter("hanat_replication_resyncs_total",
+                             "Full resyncs of this host's flows sent to replication targets "
+                             "(on connect, every 30 s, after lost events or drops).");
+    resyncs.samples.push_back(Sample{{}, static_cast<double>(r.replication_resyncs)});
+    out.push_back(std::move(resyncs));
+    Family held = gauge("hanat_replica_flows",
+                        "Flows a member replicates to this host for stateful failover and "
+                        "this host holds in memory, by origin member.");
+    for (const auto& [m, v] : r.replica_flows)
+      held.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
+    out.push_back(std::move(held));
+    out.push_back(single(counter("hanat_replica_refused_total",
+                                 "Replicated flows refused because the store was full "
+                                 "(stateful failover; [failover] stateful)."),
+                         static_cast<double>(r.replica_refused)));
+    Family taken = counter("hanat_takeover_flows_total",
+                           "Flows of a dead member installed into this host's conntrack table "
+                           "when it took the member's tables, by outcome: installed, collided "
+                           "(the public port is this host's), failed, unroutable (no address "
+                           "here for the flow's zone).");
+    for (const auto& [o, v] : r.takeover_flows)
+      taken.samples.push_back(Sample{{{"outcome", o}}, static_cast<double>(v)});
+    out.push_back(std::move(taken));
+  }
+  {
     Family f = counter("hanat_ec2_calls_total",
                        "Completed EC2 API calls by action and outcome (ok or the EC2 error "
                        "code; transport failures by kind), after the client's retries.");

@@ -114,6 +114,19 @@ struct Report {
   std::map<std::string, std::uint64_t> handover_flows_steered;
   std::map<std::string, std::uint64_t> handover_channel_rejects;
 
+  // Stateful failover's replication, sending side: events sent per target member (since
+  // the daemon started, also of former targets), events dropped over a target's bound, and
+  // full resyncs sent.
+  std::map<std::string, std::uint64_t> replication_events_sent;
+  std::uint64_t replication_drops = 0;
+  std::uint64_t replication_resyncs = 0;
+  // Stateful failover's taking side (replica_store.h, takeover.h): flows held per origin
+  // member, new ones refused because the store was full, and the flows of dead members
+  // installed here by outcome (installed, collided, failed, unroutable).
+  std::map<std::string, std::uint64_t> replica_flows;
+  std::uint64_t replica_refused = 0;
+  std::map<std::string, std::uint64_t> takeover_flows;
+
   // Histograms since the daemon started.
   metrics::Histogram failover_seconds{kFailoverBuckets};
   std::map<std::string, metrics::Histogram> ec2_latency;  // action -> per-attempt latency

@@ -69,6 +69,7 @@
 // are not taken (DESIGN rule 10, the nftables table outlives the process) and it is never
 // fenced, but it is allocated no table until its agent answers again (rule 9).
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -195,6 +196,11 @@ class Machine {
   // routes
   void reconcile(std::vector<Action>& out);
   void claim(TableState& t, std::vector<Action>& out);
+  // Failback hold (Config::reclaim_wait): may the failback of `table` from live peer `m` go
+  // now? Records the table for the peer's Reclaim; settle_reclaims() emits it and forgets
+  // the holds no table needs any more.
+  [[nodiscard]] bool reclaim_may_go(int m, const std::string& table);
+  void settle_reclaims(std::vector<Action>& out);
   void hand_over_or_rescue(TableState& t, std::vector<Action>& out);
   void want(TableState& t, std::size_t r, const Target& target, std::vector<Action>& out);
   void maybe_recover(std::vector<Action>& out);
@@ -292,6 +298,17 @@ class Machine {
   std::uint64_t writes_total_ = 0;
   std::shared_ptr<WriteBudget> budget_;
   LocalWriteBudget* local_budget_ = nullptr;  // budget_ when it is the engine's own
+
+  // Failbacks from live peers held for their flows, by peer instance id (ordered: the
+  // Reclaim actions come out in a stable order).
+  struct ReclaimHold {
+    Time until{};
+    std::vector<std::string> tables;
+    bool announced = false;  // Reclaim emitted for the current `tables`
+    bool ready = false;      // ReclaimReady arrived
+    bool seen = false;       // a table wanted it in this reconcile
+  };
+  std::map<std::string, ReclaimHold> reclaims_;
 
   bool dirty_ = true;  // facts changed since the last reconcile
   std::optional<Time> next_deadline_;

@@ -38,6 +38,12 @@ void Machine::absorb(const Event& ev, std::vector<Action>& out) {
     absorb_members(*mc);
   } else if (const auto* ad = std::get_if<Adopt>(&ev)) {
     absorb_adopt(*ad);
+  } else if (const auto* rr = std::get_if<ReclaimReady>(&ev)) {
+    // Late (the hold passed and the writes went) or unknown: nothing to release.
+    if (auto it = reclaims_.find(rr->peer); it != reclaims_.end() && !it->second.ready) {
+      it->second.ready = true;
+      dirty_ = true;
+    }
   } else if (!std::holds_alternative<Tick>(ev)) {
     dirty_ = true;  // drain, shutdown, termination: decided by the state handlers
   }

@@ -20,6 +20,7 @@ void Machine::reconcile(std::vector<Action>& out) {
     alloc_dirty_ = false;
   }
   report_foreign(out);
+  for (auto& [peer, hold] : reclaims_) hold.seen = false;
   switch (state_) {
     case State::Standby:
     case State::Active:
@@ -37,6 +38,7 @@ void Machine::reconcile(std::vector<Action>& out) {
     case State::ExitReady:
       break;
   }
+  settle_reclaims(out);
   if (state_ == State::ExitReady) return;
   move_eips(out);
   if (now_ >= next_describe_at_) {
@@ -104,6 +106,11 @@ void Machine::claim(TableState& t, std::vector<Action>& out) {
         consider(failback_at);
       } else {
         go = !held;
+        // A live peer serves the table: its established flows are kept only if it hands
+        // them over before the route moves (reclaim_may_go()). The fallback NAT Gateway
+        // has nothing to hand over.
+        const int m = member_of(t.routes[i].belief);
+        if (go && m >= 0 && !reclaim_may_go(m, t.id)) continue;
       }
     }
     if (go) {
@@ -111,6 +118,45 @@ void Machine::claim(TableState& t, std::vector<Action>& out) {
     } else if (held) {
       consider(t.hold_until);
     }
+  }
+}
+
+bool Machine::reclaim_may_go(int m, const std::string& table) {
+  if (cfg_->reclaim_wait <= Millis{0}) return true;
+  const std::string& peer = members_[static_cast<std::size_t>(m)].m.instance_id;
+  auto [it, fresh] = reclaims_.try_emplace(peer);
+  ReclaimHold& h = it->second;
+  if (fresh) h.until = now_ + cfg_->reclaim_wait;
+  h.seen = true;
+  if (std::find(h.tables.begin(), h.tables.end(), table) == h.tables.end()) {
+    // A table that joins after the peer was asked (or after the hold ended): the peer is
+    // asked again for the whole set, and the bound starts again for it.
+    h.tables.push_back(table);
+    if (h.announced) {
+      h.announced = false;
+      h.ready = false;
+      h.until = now_ + cfg_->reclaim_wait;
+    }
+  }
+  if (h.ready || now_ >= h.until) return true;
+  consider(h.until);
+  return false;
+}
+
+void Machine::settle_reclaims(std::vector<Action>& out) {
+  for (auto it = reclaims_.begin(); it != reclaims_.end();) {
+    ReclaimHold& h = it->second;
+    // No table wants a failback from this peer any more (written, reallocated, or this
+    // member stopped serving): the hold is over.
+    if (!h.seen) {
+      it = reclaims_.erase(it);
+      continue;
+    }
+    if (!h.announced && !h.ready && now_ < h.until) {
+      out.push_back(Reclaim{it->first, h.tables});
+      h.announced = true;
+    }
+    ++it;
   }
 }
 

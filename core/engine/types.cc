@@ -36,6 +36,7 @@ std::vector<std::string> validate(const Config& cfg) {
     if (v <= Millis{0}) bad(std::string(name) + " must be positive");
   };
   if (cfg.failback_delay < Millis{0}) bad("failback_delay must not be negative");
+  if (cfg.reclaim_wait < Millis{0}) bad("reclaim_wait must not be negative");
   positive(cfg.hold_down_base, "hold_down_base");
   positive(cfg.hold_down_max, "hold_down_max");
   if (cfg.hold_down_max < cfg.hold_down_base) bad("hold_down_max is below hold_down_base");

@@ -90,6 +90,13 @@ struct Config {
   Thresholds peer_thresholds{.rise = 5, .fall = 3};
   Millis failback_delay{30'000};
   bool preempt = true;  // false: a home member never takes its tables back from a live peer
+  // Failback that keeps connections (DESIGN "Connection survival"): before the home member
+  // points a table back at itself, the live peer that serves it must hand over the flows it
+  // translates for the table's sources, or they are reset. When a failback of a live peer's
+  // tables is due, the engine emits Reclaim{peer, tables} and holds those writes until
+  // ReclaimReady{peer} (the peer's snapshot is installed) or this long, whichever is first:
+  // a failback is delayed by at most this, never blocked. 0: no hold (flows are not kept).
+  Millis reclaim_wait{0};
   Millis hold_down_base{10'000};
   Millis hold_down_max{300'000};
   std::string fallback_nat_gateway;  // NAT Gateway id used when no member is healthy; may be empty
@@ -263,9 +270,16 @@ struct PastRecovery {
   std::string peer;
   Time at{};
 };
+// The live peer whose tables this member reclaims (Reclaim) has handed over its flows for
+// them: its complete snapshot is installed here and steered back to it. The held failback
+// writes to that peer's tables go now.
+struct ReclaimReady {
+  std::string peer;
+  Time at{};
+};
 using Event = std::variant<ProbeResult, RoutesObserved, Ec2Done, NatApplied, SelfHealth, Drain,
                            TerminationNotice, Shutdown, ConfigChanged, Tick, MembersChanged, Adopt,
-                           PastRecovery>;
+                           PastRecovery, ReclaimReady>;
 
 // ---- actions ------------------------------------------------------------------------------
 
@@ -383,9 +397,17 @@ struct AbandonWrite {
   std::string table;
   std::string destination;
 };
+// A failback of `tables` from the live peer `peer` is due (Config::reclaim_wait > 0): the
+// shell asks that peer to hand over its flows for them, and answers with ReclaimReady once
+// they are installed. The writes wait for it at most reclaim_wait. Emitted once per failback,
+// again when the set of tables grows. No answer needed: without one the writes go at the bound.
+struct Reclaim {
+  std::string peer;
+  std::vector<std::string> tables;  // in write order (priority, then id)
+};
 using Action = std::variant<ApplyNat, DescribeRoutes, WriteRoute, AssociateAddress, ReleaseEip,
                             RecoverPeer, Notify, PeerChanged, ExitReady, RouteForeign,
-                            PeerWithoutAgent, PeerPathChanged, AbandonWrite>;
+                            PeerWithoutAgent, PeerPathChanged, AbandonWrite, Reclaim>;
 
 // ---- snapshot -----------------------------------------------------------------------------
 

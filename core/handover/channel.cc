@@ -33,12 +33,14 @@ struct ChannelServer::Session {
   std::unique_ptr<uv::Tcp> tcp;
   Decoder decoder;
   bool hello = false;
+  enum class Kind { Unknown, Handover, Replica } kind = Kind::Unknown;
   std::optional<MacKey> send_key;
   uint64_t send_seq = 0;
   std::chrono::milliseconds opened{0};
   // Flows received in the current one-second window (the rate bound).
   std::chrono::milliseconds window{0};
   uint64_t window_flows = 0;
+  uint64_t window_replicas = 0;  // replica entries in the same window
 };
 
 ChannelServer::ChannelServer(uv::Loop& loop, Identity self, FlowTable::Limits limits, Admit admit,
@@ -172,13 +174,8 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
       close(s.id, why, true);
       return false;
     }
-    // One connection per member: a reconnect replaces the old one.
-    for (auto& [id, other] : sessions_) {
-      if (id != s.id && other->hello && other->member == s.member) {
-        close(id, "replaced by a new connection", false);
-        break;
-      }
-    }
+    // One connection per member and kind: settle_kind() replaces an older one once this
+    // session's first frame tells which kind it is.
     s.hello = true;
     Hello mine;
     mine.keyed = self_.psk.has_value();
@@ -192,13 +189,49 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     (void)s.tcp->write(encode(mine));
     return true;
   }
+  if (auto* r = std::get_if<ReplicaBatch>(&frame)) {
+    settle_kind(s, true);
+    if (s.kind != Session::Kind::Replica) {
+      close(s.id, "a replica frame on a handover connection", true);
+      return false;
+    }
+    if (now_window(s)) s.window_replicas = 0;
+    s.window_replicas += r->upserts.size() + r->destroys.size();
+    // A member's resync (at most its max_flows) and its events: four times the table's bound
+    // per second is far more than an honest sender needs, and bounds what the receiver's
+    // callback must absorb.
+    if (s.window_replicas > 4 * limits_.max_flows + kMaxFlowsPerFrame) {
+      ++counters_.closed_bounds;
+      close(s.id,
+            "more than " + std::to_string(4 * limits_.max_flows) + " replica entries per second",
+            false);
+      return false;
+    }
+    ++counters_.replica_frames;
+    counters_.replica_upserts += r->upserts.size();
+    counters_.replica_destroys += r->destroys.size();
+    if (on_replica_) on_replica_(s.member, *r);
+    return true;
+  }
+  if (auto* rc = std::get_if<Reclaim>(&frame)) {
+    // A request, not a stream: answered by the flows this member sends on a connection of
+    // its own, so this one is done. Handled before the session's kind is settled: a request
+    // must not replace the member's handover or replica stream to this server.
+    const std::string member = s.member;
+    const std::vector<std::string> tables = std::move(rc->tables);
+    close(s.id, "reclaim received", false);
+    if (on_reclaim_) on_reclaim_(member, tables);
+    return false;
+  }
+  settle_kind(s, false);
+  if (s.kind != Session::Kind::Handover) {
+    close(s.id, "a handover frame on a replica connection", true);
+    return false;
+  }
   const auto now = loop_.now();
   FlowDelta delta;
   if (auto* b = std::get_if<FlowBatch>(&frame)) {
-    if (now - s.window >= std::chrono::seconds(1)) {
-      s.window = now;
-      s.window_flows = 0;
-    }
+    if (now_window(s)) s.window_flows = 0;
     s.window_flows += b->flows.size();
     // A resync sends the whole set at once: twice the table's bound per second is the most
     // an honest sender needs.
@@ -212,6 +245,7 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     FlowTable& t = table_for(s.member);
     apply(t, *b, now, delta);
     if ((b->flags & FlowBatch::kComplete) != 0) {
+      delta.complete = true;
       Ack a{static_cast<uint32_t>(t.size())};
       const MacKey* k = s.send_key ? &*s.send_key : nullptr;
       (void)s.tcp->write(encode(a, k, s.send_seq++));
@@ -230,10 +264,29 @@ bool ChannelServer::on_frame(Session& s, Frame&& frame) {
     close(s.id, "unexpected frame from the sender", true);
     return false;
   }
-  if (on_flows_ && (delta.replaced || !delta.added.empty() || !delta.removed.empty())) {
+  if (on_flows_ &&
+      (delta.replaced || delta.complete || !delta.added.empty() || !delta.removed.empty())) {
     on_flows_(s.member, table_for(s.member), delta);
   }
   return true;
+}
+
+bool ChannelServer::now_window(Session& s) {
+  const auto now = loop_.now();
+  if (now - s.window < std::chrono::seconds(1)) return false;
+  s.window = now;
+  return true;
+}
+
+void ChannelServer::settle_kind(Session& s, bool replica) {
+  if (s.kind != Session::Kind::Unknown) return;
+  s.kind = replica ? Session::Kind::Replica : Session::Kind::Handover;
+  for (auto& [id, other] : sessions_) {
+    if (id != s.id && other->hello && other->member == s.member && other->kind == s.kind) {
+      close(id, "replaced by a new connection", false);
+      break;
+    }
+  }
 }
 
 void ChannelServer::close(uint64_t id, const std::string& why, bool rejected_hello) {
@@ -251,7 +304,9 @@ void ChannelServer::close(uint64_t id, const std::string& why, bool rejected_hel
 void ChannelServer::drop_member(const std::string& member) {
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);
-    if (it->second->member == member) close(it->first, "member dropped", false);
+    // The member's replication stream stays: its replicas are not this table's.
+    if (it->second->member == member && it->second->kind != Session::Kind::Replica)
+      close(it->first, "member dropped", false);
     it = next;
   }
   auto t = tables_.find(member);
@@ -411,6 +466,20 @@ void ChannelClient::send_destroyed(const std::vector<Flow>& flows) {
 
 void ChannelClient::send_end() {
   queue(End{});
+}
+
+void ChannelClient::send_replica(const ReplicaBatch& b) {
+  if (!tcp_) return;
+  ++counters_.replica_frames_sent;
+  queue(b);
+}
+
+size_t ChannelClient::backlog() const {
+  return tcp_ ? tcp_->write_queue_size() : 0;
+}
+
+void ChannelClient::send_reclaim(const std::vector<std::string>& tables) {
+  queue(Reclaim{tables});
 }
 
 void ChannelClient::fail(const std::string& why) {

@@ -15,6 +15,22 @@
 //
 // The server keeps one FlowTable per sending member; a member that goes DOWN is forgotten
 // (drop_member): its flows are lost anyway, as without the channel.
+//
+// Stateful failover's replication (issue #21) uses the same channel: a member streams Replica
+// frames (codec.h, ReplicaBatch) to the member that would take its tables. The server keeps
+// none of it: each decoded batch goes to the OnReplica callback (set_on_replica()), whose
+// owner keeps the replicas (in memory only, with their timeouts). A member may hold two
+// connections to this server at once — its replication stream and a handover's — so "one
+// connection per member" is per kind: a session's kind is fixed by its first frame after the
+// hello (Replica, or Flows/Destroyed/End), and only then does it replace an older session of
+// the same member and kind.
+// Failback runs the other way round: the home member about to reclaim its tables from the
+// member serving them connects to that member's server as a client and sends one Reclaim
+// frame (ChannelClient::send_reclaim); the server hands it to OnReclaim and closes the
+// connection. The member serving the tables then becomes the leaving side for them: it
+// connects back to the home member's server and sends its flows as in any planned handover.
+// Asked over the channel, not by the agent check, so that the flows start moving at once
+// (not up to a probe interval later) and the request is admitted and MACed like the flows.
 
 #include <netinet/in.h>
 
@@ -44,6 +60,7 @@ struct Identity {
 // What changed in a member's table with one frame (or a drop).
 struct FlowDelta {
   bool replaced = false;  // everything held before was dropped first
+  bool complete = false;  // the frame ended a snapshot (acknowledged)
   std::vector<Flow> added;
   std::vector<Flow> removed;
 };
@@ -54,6 +71,9 @@ struct ServerCounters {
   uint64_t rejected_hello = 0;    // wrong group/member/version/psk setting, bad MAC
   uint64_t closed_bounds = 0;     // over a frame, rate or buffer bound
   uint64_t flows_received = 0;
+  uint64_t replica_frames = 0;  // Replica frames handed to OnReplica
+  uint64_t replica_upserts = 0;
+  uint64_t replica_destroys = 0;
 };
 
 class ChannelServer {
@@ -64,6 +84,9 @@ class ChannelServer {
       std::function<void(const std::string& member, const FlowTable&, const FlowDelta&)>;
   // A refused connection or peer, for the daemon's rate-limited debug log.
   using OnReject = std::function<void(uint32_t addr, const std::string& why)>;
+  // One decoded Replica frame of `member` (the admitted sender), in the order sent. Runs
+  // inside the session's read callback: it must not destroy the server.
+  using OnReplica = std::function<void(const std::string& member, const ReplicaBatch&)>;
 
   static constexpr size_t kMaxConnections = 32;
   static constexpr std::chrono::milliseconds kHelloTimeout{2000};
@@ -73,6 +96,13 @@ class ChannelServer {
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
+
+  // Where Replica frames go; without it they are counted and dropped.
+  void set_on_replica(OnReplica cb) { on_replica_ = std::move(cb); }
+  // A member asks for the flows of `tables` (failback). Optional.
+  using OnReclaim =
+      std::function<void(const std::string& member, const std::vector<std::string>& tables)>;
+  void set_on_reclaim(OnReclaim cb) { on_reclaim_ = std::move(cb); }
 
   // Binds and listens (port 0 picks one; see port()). The error names the address.
   [[nodiscard]] std::error_code listen(const sockaddr_in& addr, std::string* error = nullptr);
@@ -92,6 +122,11 @@ class ChannelServer {
   void on_data(Session& s, std::string_view data);
   bool on_frame(Session& s, Frame&& f);  // false: the session was closed
   void close(uint64_t id, const std::string& why, bool rejected_hello);
+  // Fixes `s`'s kind by its first frame after the hello and closes an older session of the
+  // same member and kind (a reconnect replaces it).
+  void settle_kind(Session& s, bool replica);
+  // Starts a new one-second rate window for `s` when the last one is over (true).
+  bool now_window(Session& s);
   void tick();
   FlowTable& table_for(const std::string& member);
 
@@ -101,6 +136,8 @@ class ChannelServer {
   Admit admit_;
   OnFlows on_flows_;
   OnReject on_reject_;
+  OnReplica on_replica_;
+  OnReclaim on_reclaim_;
   uv::Tcp listener_;
   uv::AcceptBudget accepts_;
   uv::Timer tick_;
@@ -116,6 +153,7 @@ struct ClientCounters {
   uint64_t flows_sent = 0;
   uint64_t destroyed_sent = 0;
   uint64_t frames_sent = 0;
+  uint64_t replica_frames_sent = 0;
 };
 
 class ChannelClient {
@@ -141,6 +179,14 @@ class ChannelClient {
   void send_flows(const std::vector<Flow>& flows, bool replace, bool complete);
   void send_destroyed(const std::vector<Flow>& flows);
   void send_end();
+  // One Replica frame (stateful failover); queued until the hellos are exchanged.
+  void send_replica(const ReplicaBatch& b);
+  // Bytes handed to the socket and not yet written: a sender that must not outrun the
+  // receiver (the replication stream) holds back while this is high.
+  [[nodiscard]] size_t backlog() const;
+  // Failback: asks the server's member for its flows of `tables` (at most kMaxReclaimTables;
+  // the server closes the connection once it has the frame).
+  void send_reclaim(const std::vector<std::string>& tables);
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] bool open() const { return tcp_ != nullptr; }
   [[nodiscard]] const ClientCounters& counters() const { return counters_; }

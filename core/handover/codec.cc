@@ -44,17 +44,37 @@ void put_name(std::string& o, const std::string& s) {
   put_u8(o, static_cast<uint8_t>(s.size()));
   o += s;
 }
+void put_flow(std::string& o, const Flow& f) {
+  put_u8(o, f.proto);
+  put_u32(o, f.src);
+  put_u32(o, f.dst);
+  put_u16(o, f.sport);
+  put_u16(o, f.dport);
+  put_u32(o, f.timeout_s);
+}
 void put_flows(std::string& o, const std::vector<Flow>& flows) {
   HANAT_CHECK(flows.size() <= kMaxFlowsPerFrame, "handover: too many flows for one frame");
   put_u16(o, static_cast<uint16_t>(flows.size()));
-  for (const Flow& f : flows) {
-    put_u8(o, f.proto);
-    put_u32(o, f.src);
-    put_u32(o, f.dst);
-    put_u16(o, f.sport);
-    put_u16(o, f.dport);
-    put_u32(o, f.timeout_s);
+  for (const Flow& f : flows) put_flow(o, f);
+}
+void put_replica(std::string& o, const ReplicaBatch& b) {
+  HANAT_CHECK(b.entry_bytes() <= kMaxReplicaBytes, "handover: replica batch too large for a frame");
+  put_u8(o, b.flags);
+  put_u16(o, static_cast<uint16_t>(b.upserts.size()));
+  put_u16(o, static_cast<uint16_t>(b.destroys.size()));
+  for (const auto& u : b.upserts) {
+    put_flow(o, u.flow);
+    put_u16(o, u.public_port);
+    put_u32(o, u.status);
+    const netfilter::TcpInfo t = u.tcp.value_or(netfilter::TcpInfo{});
+    put_u8(o, u.tcp ? 1 : 0);
+    put_u8(o, t.state);
+    put_u8(o, t.wscale_orig);
+    put_u8(o, t.wscale_reply);
+    put_u8(o, t.flags_orig);
+    put_u8(o, t.flags_reply);
   }
+  for (const auto& f : b.destroys) put_flow(o, f);
 }
 
 // Reads big-endian fields from a body; every read checks the bounds.
@@ -95,6 +115,53 @@ core::Unexpected<std::string> bad(const std::string& what) {
   return core::Unexpected<std::string>("handover frame: " + what);
 }
 
+bool read_flow(Reader& r, Flow& f) {
+  return r.u8(f.proto) && r.u32(f.src) && r.u32(f.dst) && r.u16(f.sport) && r.u16(f.dport) &&
+         r.u32(f.timeout_s);
+}
+
+core::Result<ReplicaBatch, std::string> read_replica(Reader& r) {
+  ReplicaBatch b;
+  uint16_t nu = 0, nd = 0;
+  if (!r.u8(b.flags) || !r.u16(nu) || !r.u16(nd)) return bad("replica: truncated header");
+  if ((b.flags & ~(ReplicaBatch::kResyncBegin | ReplicaBatch::kResyncComplete)) != 0) {
+    return bad("replica: unknown flags " + std::to_string(b.flags));
+  }
+  const size_t bytes = size_t{nu} * kUpsertBytes + size_t{nd} * kFlowBytes;
+  if (bytes > kMaxReplicaBytes) {
+    return bad("replica: " + std::to_string(nu) + " upserts and " + std::to_string(nd) +
+               " destroys exceed a frame (" + std::to_string(bytes) + " bytes)");
+  }
+  b.upserts.reserve(nu);
+  for (uint16_t i = 0; i < nu; ++i) {
+    netfilter::ReplicatedFlow u;
+    uint8_t has_tcp = 0;
+    netfilter::TcpInfo t;
+    if (!read_flow(r, u.flow) || !r.u16(u.public_port) || !r.u32(u.status) || !r.u8(has_tcp) ||
+        !r.u8(t.state) || !r.u8(t.wscale_orig) || !r.u8(t.wscale_reply) || !r.u8(t.flags_orig) ||
+        !r.u8(t.flags_reply)) {
+      return bad("replica: upsert " + std::to_string(i) + " of " + std::to_string(nu) +
+                 " truncated");
+    }
+    if (has_tcp > 1 || (has_tcp == 0 && !(t == netfilter::TcpInfo{}))) {
+      return bad("replica: upsert " + std::to_string(i) + ": bad tcp flag " +
+                 std::to_string(has_tcp) + " or tcp fields without it");
+    }
+    if (has_tcp == 1) u.tcp = t;
+    b.upserts.push_back(u);
+  }
+  b.destroys.reserve(nd);
+  for (uint16_t i = 0; i < nd; ++i) {
+    Flow f;
+    if (!read_flow(r, f)) {
+      return bad("replica: destroy " + std::to_string(i) + " of " + std::to_string(nd) +
+                 " truncated");
+    }
+    b.destroys.push_back(f);
+  }
+  return b;
+}
+
 core::Result<std::vector<Flow>, std::string> read_flows(Reader& r, const char* what) {
   uint16_t n = 0;
   if (!r.u16(n)) return bad(std::string(what) + ": truncated count");
@@ -103,8 +170,7 @@ core::Result<std::vector<Flow>, std::string> read_flows(Reader& r, const char* w
   flows.reserve(n);
   for (uint16_t i = 0; i < n; ++i) {
     Flow f;
-    if (!r.u8(f.proto) || !r.u32(f.src) || !r.u32(f.dst) || !r.u16(f.sport) || !r.u16(f.dport) ||
-        !r.u32(f.timeout_s)) {
+    if (!read_flow(r, f)) {
       return bad(std::string(what) + ": flow " + std::to_string(i) + " of " + std::to_string(n) +
                  " truncated");
     }
@@ -158,6 +224,15 @@ std::string encode(const Frame& frame, const MacKey* key, uint64_t seq) {
           put_flows(body, f.flows);
         } else if constexpr (std::is_same_v<T, End>) {
           put_u8(body, static_cast<uint8_t>(FrameType::End));
+        } else if constexpr (std::is_same_v<T, ReplicaBatch>) {
+          put_u8(body, static_cast<uint8_t>(FrameType::Replica));
+          put_replica(body, f);
+        } else if constexpr (std::is_same_v<T, Reclaim>) {
+          HANAT_CHECK(f.tables.size() <= kMaxReclaimTables,
+                      "handover: too many tables for one frame");
+          put_u8(body, static_cast<uint8_t>(FrameType::Reclaim));
+          put_u16(body, static_cast<uint16_t>(f.tables.size()));
+          for (const auto& t : f.tables) put_name(body, t);
         } else {
           put_u8(body, static_cast<uint8_t>(FrameType::Ack));
           put_u32(body, f.held);
@@ -245,11 +320,37 @@ core::Result<Frame, std::string> decode_body(std::string_view body) {
     case FrameType::End:
       if (trailing()) return bad(kTrailing);
       return Frame(std::in_place_type<End>);
+    case FrameType::Reclaim: {
+      Reclaim rc;
+      uint16_t n = 0;
+      if (!r.u16(n)) return bad("reclaim: truncated count");
+      if (n > kMaxReclaimTables) return bad("reclaim: " + std::to_string(n) + " tables");
+      for (uint16_t i = 0; i < n; ++i) {
+        uint8_t len = 0;
+        std::string_view id;
+        if (!r.u8(len) || len > kMaxNameBytes || !r.bytes(len, id)) {
+          return bad("reclaim: table " + std::to_string(i) + " of " + std::to_string(n) +
+                     " truncated or longer than " + std::to_string(kMaxNameBytes));
+        }
+        if (id.empty() || !name_ok(id)) {
+          return bad("reclaim: table " + std::to_string(i) + " is not printable ASCII");
+        }
+        rc.tables.emplace_back(id);
+      }
+      if (trailing()) return bad(kTrailing);
+      return Frame(std::in_place_type<Reclaim>, std::move(rc));
+    }
     case FrameType::Ack: {
       Ack a;
       if (!r.u32(a.held)) return bad("ack: truncated");
       if (trailing()) return bad(kTrailing);
       return Frame(std::in_place_type<Ack>, a);
+    }
+    case FrameType::Replica: {
+      auto b = read_replica(r);
+      if (!b) return core::Unexpected(b.error());
+      if (trailing()) return bad(kTrailing);
+      return Frame(std::in_place_type<ReplicaBatch>, std::move(*b));
     }
   }
   return bad("unknown type " + std::to_string(type));

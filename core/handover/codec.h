@@ -12,7 +12,13 @@
 // Flows: u8 flags (1 = replace everything held before, 2 = the snapshot is complete:
 //   acknowledge it), u16 count, count x Flow.
 // Destroyed: u16 count, count x Flow.   End: empty.   Ack: u32 flows held.
+// Replica (stateful failover's continuous replication): u8 flags (1 = a resync begins,
+//   2 = the resync is complete), u16 upserts, u16 destroys, upserts x Upsert, destroys x Flow.
+// Reclaim (type 7, the reverse direction: the home member asks the member serving its tables
+//   for their flows before a failback): u16 count, count x (u8 length, route table id).
 // A Flow is 17 bytes: u8 proto, u32 src, u32 dst, u16 sport, u16 dport, u32 timeout_s.
+// An Upsert is 29 bytes: Flow, u16 public_port, u32 status, u8 has_tcp (0/1), u8 tcp state,
+//   u8 wscale_orig, u8 wscale_reply, u8 flags_orig, u8 flags_reply (all 0 without tcp).
 //
 // With a pre-shared key every frame after the hellos carries HMAC-SHA256(psk, nonce || u64
 // sequence || length..payload), where nonce is the one the *receiving* end chose in its
@@ -46,10 +52,22 @@ inline constexpr size_t kMacBytes = 32;
 inline constexpr size_t kMaxNameBytes = 64;  // group and member id
 // Flows per frame: a full frame stays under kMaxFrameBytes with its header and MAC.
 inline constexpr size_t kMaxFlowsPerFrame = (kMaxFrameBytes - 64) / kFlowBytes;
+inline constexpr size_t kUpsertBytes = kFlowBytes + 2 + 4 + 6;
+// A Replica frame's entries: upserts x kUpsertBytes + destroys x kFlowBytes stay within this
+// (the same margin for header, flags, counts and MAC as a FlowBatch).
+inline constexpr size_t kMaxReplicaBytes = kMaxFrameBytes - 64;
 
 using Nonce = std::array<uint8_t, kNonceBytes>;
 
-enum class FrameType : uint8_t { Hello = 1, Flows = 2, Destroyed = 3, End = 4, Ack = 5 };
+enum class FrameType : uint8_t {
+  Hello = 1,
+  Flows = 2,
+  Destroyed = 3,
+  End = 4,
+  Ack = 5,
+  Replica = 6,
+  Reclaim = 7,
+};
 
 struct Hello {
   uint8_t version = kVersion;
@@ -82,7 +100,38 @@ struct Ack {
   uint32_t held = 0;
   friend bool operator==(const Ack&, const Ack&) = default;
 };
-using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack>;
+// A batch of stateful failover's replication stream (DESIGN.md, "Connection survival"): a
+// member's conntrack changes for the member that would take its tables if it died. Upserts
+// carry everything the survivor needs to recreate an entry (netfilter::ReplicatedFlow),
+// destroys only the original tuple. A flow appears at most once per batch (the sender
+// coalesces), so applying the upserts, then the destroys, is exact.
+//
+// A resync is the sender's whole current set: its first frame carries kResyncBegin, its last
+// kResyncComplete (one frame may carry both). When the complete resync has arrived, the
+// receiver drops every flow of this sender that the resync did not announce: that is how
+// flows whose DESTROY event was lost (netlink overrun) and timeouts leave the receiver.
+struct ReplicaBatch {
+  static constexpr uint8_t kResyncBegin = 1;
+  static constexpr uint8_t kResyncComplete = 2;
+  uint8_t flags = 0;
+  std::vector<netfilter::ReplicatedFlow> upserts;
+  std::vector<Flow> destroys;
+  friend bool operator==(const ReplicaBatch& a, const ReplicaBatch& b) {
+    return a.flags == b.flags && a.upserts == b.upserts &&
+           FlowBatch::same_flows(a.destroys, b.destroys);
+  }
+  // Wire bytes of the entries (the bound is kMaxReplicaBytes).
+  [[nodiscard]] size_t entry_bytes() const {
+    return upserts.size() * kUpsertBytes + destroys.size() * kFlowBytes;
+  }
+};
+// Route table ids per Reclaim frame: a full frame stays under kMaxFrameBytes.
+inline constexpr size_t kMaxReclaimTables = (kMaxFrameBytes - 64) / (1 + kMaxNameBytes);
+struct Reclaim {
+  std::vector<std::string> tables;
+  friend bool operator==(const Reclaim&, const Reclaim&) = default;
+};
+using Frame = std::variant<Hello, FlowBatch, Destroyed, End, Ack, ReplicaBatch, Reclaim>;
 
 // What MACs one direction: the psk and the nonce the receiving end chose.
 struct MacKey {
@@ -91,8 +140,12 @@ struct MacKey {
 };
 
 // Encodes one frame. `key` (frames after the hellos, when a psk is configured) appends the
-// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a name at
-// most kMaxNameBytes (a violation is a programming error: HANAT_CHECK).
+// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a
+// ReplicaBatch at most kMaxReplicaBytes of entries, a name at most kMaxNameBytes (a violation
+// is a programming error: HANAT_CHECK).
+// MAC over `seq`. A FlowBatch or Destroyed holds at most kMaxFlowsPerFrame flows, a Reclaim
+// at most kMaxReclaimTables tables, a name (or table id) at most kMaxNameBytes (a violation is a
+// programming error: HANAT_CHECK).
 [[nodiscard]] std::string encode(const Frame& f, const MacKey* key = nullptr, uint64_t seq = 0);
 
 // Splits `flows` into FlowBatch frames of at most `per_frame` flows: the first carries

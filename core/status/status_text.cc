@@ -58,6 +58,8 @@ void print_eips(std::string& out, const json_t* n, const char* indent) {
       out += "not associated";
     }
     if (json_is_true(json_object_get(e, "in_flight"))) out += ", move in flight";
+    // [failover] stateful: the address a takeover of the zone would continue its flows on.
+    if (!str(e, "reserved_ip").empty()) out += ", " + str(e, "reserved_ip") + " reserved here";
     if (!str(e, "last_error").empty()) out += ", last error: " + str(e, "last_error");
     out += "\n";
   }
@@ -114,6 +116,92 @@ void print_handover(std::string& out, const json_t* n) {
     first = more;
   }
   if (!str(h, "error").empty()) out += first + "ERROR: " + str(h, "error") + "\n";
+}
+
+// Stateful failover's replication: the members this host streams its flows to, and the
+// streams it receives. Nothing is printed while it is off.
+void print_replication(std::string& out, const json_t* n) {
+  const json_t* r = json_object_get(n, "replication");
+  if (!json_is_object(r) || !json_is_true(json_object_get(r, "enabled"))) return;
+  std::string first = "replication: ";
+  const std::string more = "             ";
+  const json_t* targets = json_object_get(r, "targets");
+  const json_t* received = json_object_get(r, "received");
+  if (json_array_size(targets) == 0) {
+    out += first + "no target (no other member would take this member's tables)\n";
+    first = more;
+  }
+  size_t i;
+  const json_t* t;
+  json_array_foreach(targets, i, t) {
+    out += first + "to " + str(t, "member") + ": " +
+           (json_is_true(json_object_get(t, "connected")) ? "connected" : "not connected") +
+           fmt(", %lld flows in resyncs, %lld events (%lld/s), %lld resyncs, %lld dropped",
+               num(t, "flows_sent"), num(t, "events_sent"), num(t, "events_per_s"),
+               num(t, "resyncs"), num(t, "drops"));
+    if (has_int(t, "last_resync_ms_ago"))
+      out += fmt(", last resync %lld ms ago", num(t, "last_resync_ms_ago"));
+    if (!str(t, "last_error").empty()) out += "; " + str(t, "last_error");
+    out += "\n";
+    first = more;
+  }
+  const char* key;
+  const json_t* m;
+  json_object_foreach(const_cast<json_t*>(received), key, m) {
+    out += first + "from " + key +
+           fmt(": %lld frames, %lld upserts, %lld destroys, %lld resyncs", num(m, "frames"),
+               num(m, "upserts"), num(m, "destroys"), num(m, "resyncs")) +
+           "\n";
+    first = more;
+  }
+  if (!str(r, "error").empty()) out += first + "ERROR: " + str(r, "error") + "\n";
+}
+
+// Stateful failover's taking side: the flows each peer replicates here, a takeover under
+// way, and the last one per member. Nothing is printed while stateful is off and nothing
+// was taken.
+void print_takeover(std::string& out, const json_t* n) {
+  const json_t* t = json_object_get(n, "takeover");
+  if (!json_is_object(t)) return;
+  const json_t* replicas = json_object_get(t, "replicas");
+  const json_t* running = json_object_get(t, "running");
+  const json_t* last = json_object_get(t, "last");
+  const bool any = (json_is_object(replicas) && json_object_size(replicas) > 0) ||
+                   (json_is_array(running) && json_array_size(running) > 0) ||
+                   (json_is_object(last) && json_object_size(last) > 0);
+  if (!json_is_true(json_object_get(t, "stateful")) && !any) return;
+  std::string first = "takeover:    ";
+  const std::string more = "             ";
+  out += first + fmt("stateful, %lld replicated flows held (at most %lld)\n",
+                     num(t, "replicated_flows"), num(t, "max_flows"));
+  first = more;
+  const char* key;
+  const json_t* v;
+  json_object_foreach(const_cast<json_t*>(replicas), key, v) {
+    out +=
+        first + "from " + key +
+        fmt(": %lld flows (%lld live), %lld resyncs%s, %lld refused\n", num(v, "flows"),
+            num(v, "live"), num(v, "resyncs"),
+            json_is_true(json_object_get(v, "resyncing")) ? ", resyncing" : "", num(v, "refused"));
+  }
+  size_t i;
+  const json_t* p;
+  json_array_foreach(running, i, p) {
+    out += first + "taking " + str(p, "member") +
+           fmt(": %lld of %lld flows installed, %lld collided, %lld failed, %lld route writes "
+               "held\n",
+               num(p, "installed"), num(p, "flows"), num(p, "collided"), num(p, "failed"),
+               num(p, "writes_held"));
+  }
+  json_object_foreach(const_cast<json_t*>(last), key, v) {
+    out += first + "took " + key +
+           fmt(": %lld flows installed, %lld collided, %lld failed, %lld without an address, "
+               "in %lld ms",
+               num(v, "installed"), num(v, "collided"), num(v, "failed"), num(v, "unroutable"),
+               num(v, "took_ms"));
+    if (!str(v, "error").empty()) out += " (" + str(v, "error") + ")";
+    out += "\n";
+  }
 }
 
 void print_node(std::string& out, const json_t* n) {
@@ -196,6 +284,8 @@ void print_node(std::string& out, const json_t* n) {
   }
   print_eips(out, n, "  ");
   print_handover(out, n);
+  print_replication(out, n);
+  print_takeover(out, n);
   // Recovery (DESIGN rule 8): the configured action, the last one taken, self-suspicion.
   const json_t* rec = json_object_get(n, "recovery");
   if (json_is_object(rec) &&

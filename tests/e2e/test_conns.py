@@ -224,6 +224,11 @@ def scenario_result(kept, name="drain"):
                                    "taker_rst_to_private": n}}
     if name == "stop":
         r.update(clients_closed_ms=3300.0, controller_exit_ms=3400.0 if kept else 20.0)
+    if name == "failback" and kept:
+        r.update(handover_ended_s=0.4, nat1_handover={
+            "nat1_sending": [{"member": "i-2", "phase": "ended", "ended": "no flows left",
+                              "flows_acked": n}],
+            "nat2_steering": []})
     if name == "spot":
         half = dict(r, count=n // 2, survived=n // 2 if kept else 0,
                     reset=0 if kept else n // 2, first_reset_ms=None if kept else 2373.0,
@@ -261,6 +266,17 @@ class ExpectationsTest(unittest.TestCase):
         r = scenario_result(True)
         r["new_source"] = "198.19.0.11"
         self.assertEqual(len(self.failed("drain", r, keep=True)), 1)
+
+    def test_failback_target_rejects_a_handover_that_never_ended(self):
+        end = ("nat1 sent nat2 its connections (acknowledged) and ended the handover within "
+               f"{connkeep.END_WAIT_S} s of the clients closing them; nat2 steers nothing any "
+               "more, nat1 still runs")
+        r = scenario_result(True, "failback")
+        r["handover_ended_s"] = None
+        self.assertEqual(self.failed("failback", r, keep=True), [end])
+        r = scenario_result(True, "failback")
+        r["nat1_handover"]["nat1_sending"][0]["flows_acked"] = 0
+        self.assertEqual(self.failed("failback", r, keep=True), [end])
 
     def test_spot_target_rejects_a_reset_before_the_termination(self):
         r = scenario_result(True, "spot")

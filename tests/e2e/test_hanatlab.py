@@ -197,8 +197,11 @@ class DecideEipsTest(unittest.TestCase):
         self.assertEqual(d, {"a": ("nat2", "198.18.102.77", "198.18.102.77"),
                              "b": ("nat2", "198.18.102.12", "198.19.0.12")})
         script = fabric.eip_script(self.ZONES, d)
-        self.assertIn("ip saddr 198.18.102.77 snat to 198.19.1.101", script)
-        self.assertIn("ip saddr 198.19.0.12 snat to 198.19.1.102", script)
+        self.assertIn("ip saddr 198.18.102.77 ip saddr set 198.19.1.101", script)
+        self.assertIn("ip daddr 198.19.1.101 ip daddr set 198.18.102.77", script)
+        self.assertIn("ip saddr 198.19.0.12 ip saddr set 198.19.1.102", script)
+        self.assertIn("ip daddr 198.19.1.102 ip daddr set 198.19.0.12", script)
+        self.assertNotIn("snat", script, "stateless, as EC2's internet gateway")
         # A record of another ENI is stale (the EIP moved since): the primary IP counts.
         addrs[0]["NetworkInterfaceId"] = "eni-1"
         d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
@@ -206,7 +209,7 @@ class DecideEipsTest(unittest.TestCase):
         d = fabric.decide_eips(self.ZONES, [{"AllocationId": "eipalloc-a",
                                              "NetworkInterfaceId": ""}], {}, self.NATS)
         self.assertEqual(d, {"a": None, "b": None})
-        self.assertNotIn("snat", fabric.eip_script(self.ZONES, d))
+        self.assertNotIn("set", fabric.eip_script(self.ZONES, d))
 
 
 DESC = {

@@ -89,9 +89,9 @@ def _wait(fn, timeout, interval=0.05):
 _OPEN = []  # LabConns of the running scenario, stopped by run_scenario whatever happens
 
 
-def _open(lab, server, hosts, total, timeout=30):
+def _open(lab, server, hosts, total, timeout=30, sport_base=None):
     per = max(1, total // len(hosts))
-    c = conns.LabConns(lab, server, hosts, per, stall_ms=STALL_MS)
+    c = conns.LabConns(lab, server, hosts, per, stall_ms=STALL_MS, sport_base=sport_base)
     _OPEN.append(c)
     c.wait_ready(timeout)
     return c
@@ -269,7 +269,65 @@ def sc_failback(lab, ctl, server, hanatctl=None):
     time.sleep(OBSERVE_S)  # the connections run on after the move: the observation
     res["new_source"] = _new_source(lab, hosts[0])
     _outcome(res, c, t_ev)
+    if is_hanat(ctl) and _handover_view(lab)["nat1_sending"]:
+        # The clients closed: nat1 ends the handover (End) and nat2 drops the steering; nat1
+        # keeps running and serving its own table. (Nothing to wait for when nat1 sent
+        # nothing: flow_drain 0, or a failure the other checks show.)
+        t_closed = time.monotonic()
+        res["handover_ended_s"] = None
+        if _wait(lambda: _handover_over(lab), END_WAIT_S, interval=0.2):
+            res["handover_ended_s"] = round(time.monotonic() - t_closed, 1)
+        res["nat1_handover"] = _handover_view(lab)
+        res["nat1_controller_running"] = ctl.running(1)
     return res
+
+
+END_WAIT_S = 15  # failback: nat1's End after the clients closed (recount every 2 s)
+
+
+def sc_failback_unreachable(lab, ctl, server, hanatctl=None):
+    """failback with nat1's member channel unreachable from nat2 (its port dropped on nat1):
+    nat2's request for the connections goes unanswered, and its failback must still happen,
+    at most reclaim's bound (500 ms) later, the connections reset as without keeping."""
+    port = lab.hanatd_status(1)["node"]["handover"]["channel"]["port"]
+    ns, n2 = lab.nat(1)["ns"], lab.nat(2)["private_address"]
+    run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input_text=(
+        f"table ip {BLOCK_TABLE} {{}}\ndelete table ip {BLOCK_TABLE}\n"
+        f"table ip {BLOCK_TABLE} {{\n chain in {{ type filter hook input priority -300; "
+        f"policy accept;\n  ip saddr {n2} tcp dport {port} drop\n }}\n}}\n"))
+    log = os.path.join(lab.dir, "hanatd-nat2.log")
+    start = os.path.getsize(log) if os.path.exists(log) else 0
+    try:
+        res = sc_failback(lab, ctl, server, hanatctl)
+    finally:
+        run(["ip", "netns", "exec", ns, "nft", "-f", "-"], check=False,
+            input_text=f"table ip {BLOCK_TABLE} {{}}\ndelete table ip {BLOCK_TABLE}\n")
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        res["nat2_warned"] = any("its connections have not arrived, writing the routes anyway"
+                                 in line for line in f)
+    return res
+
+
+BLOCK_TABLE = "connlab_block"
+# Scenarios of the e2e tests only (not in the benchmark's default list).
+E2E_SCENARIOS = {"failback_unreachable": sc_failback_unreachable}
+
+
+def _handover_view(lab):
+    """nat1's senders and nat2's steering, from their status (for the checks and the log)."""
+    def handover(nat):
+        return lab.hanatd_status(nat).get("node", {}).get("handover", {})
+    h1, h2 = handover(1), handover(2)
+    return {"nat1_sending": [{k: x.get(k) for k in ("member", "phase", "ended", "flows_acked")}
+                             for x in h1.get("sending", [])],
+            "nat2_steering": [x.get("member") for x in h2.get("steering", [])]}
+
+
+def _handover_over(lab):
+    v = _handover_view(lab)
+    return (v["nat1_sending"] and all(x["phase"] == "ended" for x in v["nat1_sending"])
+            and not v["nat2_steering"])
 
 
 def sc_spot(lab, ctl, server, hanatctl=None):
@@ -358,11 +416,20 @@ def sc_stop(lab, ctl, server, hanatctl=None):
     return res
 
 
+_CUT_RUNS = [0]
+
+
 def sc_cut(lab, ctl, server, hanatctl=None):
+    """nat1's links cut with COUNT connections through it. Zone a's hosts open them from
+    the same source ports, so nat1 remaps the public port of one of each pair (as a busy NAT
+    does for hosts talking to one popular address): the survivor keeps those only with the
+    dead NAT's state. Each run uses fresh ports (the last run's may be in TIME_WAIT)."""
     from hanatlab.scenarios import cut_links
     hosts = zone_hosts(lab, "a")
     res = {"hosts": hosts}
-    c = _open(lab, server, hosts, COUNT)
+    sport_base = 40000 + 1000 * (_CUT_RUNS[0] % 20)
+    _CUT_RUNS[0] += 1
+    c = _open(lab, server, hosts, COUNT, sport_base=sport_base)
     res["established"] = c.established()
     res["before"] = _before(c)
     t_ev = time.time_ns()
@@ -394,7 +461,7 @@ def run_scenario(lab, ctl, name, server, hanatctl=None, ready_timeout=40.0):
     ctl.start_all()
     ctl.wait_ready(ready_timeout)
     try:
-        res = SCENARIOS[name](lab, ctl, server, hanatctl)
+        res = {**SCENARIOS, **E2E_SCENARIOS}[name](lab, ctl, server, hanatctl)
     finally:
         while _OPEN:
             _OPEN.pop().stop()  # no client left running when a scenario failed half-way
@@ -417,6 +484,12 @@ def expectations(name, r, lab, keep=None):
             r.get("route_moved_ms")),
            (f"a connection opened afterwards leaves through nat2's address ({n2})",
             r.get("new_source") == n2, r.get("new_source"))]
+    if name == "failback_unreachable":
+        # Never blocked: the route moves (checked above) and nat2 says why nothing is kept.
+        out.append(("nat2 wrote its route without nat1's connections and logged why (a "
+                    "WARNING): a failback is never blocked by an unreachable peer",
+                    r.get("nat2_warned") is True, r.get("line")))
+        return out
     if name == "spot":
         s, lg = r["short"], r["long"]
         if keep:
@@ -447,6 +520,15 @@ def expectations(name, r, lab, keep=None):
         out += [(f"{COUNT}/{COUNT} connections survived", r["survived"] == COUNT, r["line"]),
                 (f"none stalled more than {STALL_MS} ms", r["over_stall"] == 0,
                  r["max_echo_ms"])]
+        if name == "failback":
+            sent = r.get("nat1_handover", {}).get("nat1_sending", [])
+            out.append(("nat1 sent nat2 its connections (acknowledged) and ended the handover "
+                        f"within {END_WAIT_S} s of the clients closing them; nat2 steers "
+                        "nothing any more, nat1 still runs",
+                        r.get("handover_ended_s") is not None
+                        and r.get("nat1_controller_running") is True
+                        and any((x.get("flows_acked") or 0) >= COUNT for x in sent),
+                        r.get("nat1_handover")))
         if name == "drain":
             out.append(("nat1's controller still runs while its old connections are open",
                         r.get("nat1_controller_running") is True, None))
@@ -489,19 +571,24 @@ def keep_overrides(keep):
 def e2e_body(name, keep=None):
     """The body of an e2e scenario file (hanatlab.checks.run): hanatd on both NATs with the
     living-group timers (failback after 3 s), an echo server, the scenario, its checks.
+    name: a scenario, or several run one after the other on the same lab (reset between).
     keep: which mode to run and assert (default EXPECT_KEEP)."""
     keep = EXPECT_KEEP if keep is None else keep
+    names = (name,) if isinstance(name, str) else tuple(name)
 
     def body(lab, ck, hanatd, hanatctl):
         from hanatlab import checks
-        from hanatlab.scenarios import HanatController
+        from hanatlab.scenarios import HanatController, cleanup
         ctl = HanatController(lab, hanatd, checks.overrides(keep_overrides(keep)))
         server = conns.LabServer(lab)
         print(f"mode: {'target (keep)' if keep else 'baseline (today)'}", flush=True)
-        r = run_scenario(lab, ctl, name, server, hanatctl)
-        print(json.dumps({k: v for k, v in r.items()}, default=str), flush=True)
-        print(f"{name}: {r['line']}; route moved {r.get('route_moved_ms')} ms after the "
-              f"event, first reset {r.get('first_reset_ms')} ms", flush=True)
-        for what, ok, detail in expectations(name, r, lab, keep):
-            ck.check(what, ok, detail)
+        for i, nm in enumerate(names):
+            if i:
+                cleanup(lab, ctl)
+            r = run_scenario(lab, ctl, nm, server, hanatctl)
+            print(json.dumps({k: v for k, v in r.items()}, default=str), flush=True)
+            print(f"{nm}: {r['line']}; route moved {r.get('route_moved_ms')} ms after the "
+                  f"event, first reset {r.get('first_reset_ms')} ms", flush=True)
+            for what, ok, detail in expectations(nm, r, lab, keep):
+                ck.check(what if len(names) == 1 else f"{nm}: {what}", ok, detail)
     return body

@@ -332,8 +332,12 @@ class Client:
     """N connections from this namespace to dst:port; see the module docstring."""
 
     def __init__(self, dst, port, count, interval_s=0.05, run=0, stall_limit_s=1.0,
-                 bind=None):
+                 bind=None, sport_base=None):
         self.dst, self.port, self.count, self.run = dst, port, count, run
+        # Connection i from source port sport_base + i (None: the kernel's choice). Two
+        # hosts with the same base collide pairwise at a NAT, which must then remap one of
+        # each pair to another public port.
+        self.sport_base = sport_base
         self.interval_ns = int(interval_s * 1e9)
         self.stall_limit_ns = int(stall_limit_s * 1e9)
         self.bind = bind
@@ -349,8 +353,10 @@ class Client:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.bind:
-                s.bind((self.bind, 0))
+            if self.bind or self.sport_base:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((self.bind or "0.0.0.0",
+                        0 if self.sport_base is None else self.sport_base + i))
             err = s.connect_ex((self.dst, self.port))
             if err not in (0, errno.EINPROGRESS):
                 self.stats[i].on_reset(time.monotonic_ns(), os.strerror(err), time.time_ns())
@@ -508,7 +514,8 @@ def client_main(a):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    c = Client(a.dst, a.port, a.count, a.interval_ms / 1000.0, a.run, a.stall_limit_ms / 1000.0)
+    c = Client(a.dst, a.port, a.count, a.interval_ms / 1000.0, a.run, a.stall_limit_ms / 1000.0,
+               sport_base=a.sport_base)
     c.open_all()
     t_end = time.monotonic() + a.duration if a.duration else None
     ready_by = time.monotonic() + a.connect_timeout
@@ -577,7 +584,7 @@ class LabConns:
     _runs = 0
 
     def __init__(self, lab, server, hosts, count, interval_ms=50, stall_ms=100,
-                 stall_limit_ms=1000):
+                 stall_limit_ms=1000, sport_base=None):
         import random
         self.lab, self.server, self.hosts = lab, server, list(hosts)
         self.stall_ms = stall_ms
@@ -593,7 +600,8 @@ class LabConns:
                 "--port", str(server.port), "--count", str(count), "--interval-ms",
                 str(interval_ms), "--run", str(self.run), "--stall-ms", str(stall_ms),
                 "--stall-limit-ms", str(stall_limit_ms), "--ready", ready, "--report",
-                report], name)
+                report] + ([] if sport_base is None else ["--sport-base", str(sport_base)]),
+                name)
             self.clients.append((h, name, ready, report, p))
         self.count = count * len(self.hosts)
         self.result = None
@@ -663,6 +671,8 @@ def main(argv=None):
     cl.add_argument("--stall-ms", type=float, default=100.0,
                     help="the summary counts connections whose longest echo wait exceeds this")
     cl.add_argument("--run", type=int, default=0, help="run id, in the server's log")
+    cl.add_argument("--sport-base", type=int, default=None,
+                    help="connection i from source port SPORT_BASE + i (default: any)")
     cl.add_argument("--ready", help="JSON file written once every connection is established")
     cl.add_argument("--report", help="JSON report written at the end")
     sm = sub.add_parser("summary", help="one line for one or more client reports")

@@ -29,10 +29,11 @@ the internet gateway's 1:1 NAT for each zone's EIP, following what EC2 says it i
 with. Every poll reads the EIPs (DescribeAddresses: the ENI) and the EC2 proxy's record of
 the private IP each AssociateAddress named (moto ignores PrivateIpAddress and always shows
 the ENI's primary IP: MOTO.md), and keeps in the internet namespace one nft table
-`lab_eip` whose input chain translates the source of the holder's packets to the EIP's lab
-address (198.19.1.(100+Z)): the NAT's public-leg address when the EIP is on its primary
-private IP (what its masquerade leaves with), else that secondary private IP, routed back
-via the NAT's public leg. Each change is logged as {"eip": zone, "nat", "private_ip",
+`lab_eip` that translates, statelessly as EC2 does, the source of the holder's packets to
+the EIP's lab address (198.19.1.(100+Z)) and the internet host's packets to that address
+back to the holder: the NAT's public-leg address when the EIP is on its primary private IP
+(what its masquerade leaves with), else that secondary private IP, routed back via the
+NAT's public leg (eip_script). Each change is logged as {"eip": zone, "nat", "private_ip",
 "source", "address"} and the status file gains "eips" {zone: [nat, private_ip]}.
 
 Usage (inside the API namespace, where moto is reachable):
@@ -154,17 +155,31 @@ def decide_eips(zone_eips, addresses, recorded, nats):
 
 
 def eip_script(zone_eips, decided):
-    """The `lab_eip` table for `decided` (decide_eips), replaced in one transaction. Source
-    NAT of locally delivered packets is done in the input hook (priority 100: nft accepts
-    the name srcnat only for postrouting)."""
-    rules = ""
+    """The `lab_eip` table for `decided` (decide_eips), replaced in one transaction.
+
+    Stateless, as EC2's internet gateway is: its 1:1 NAT of an Elastic IP keeps no state per
+    connection, so when the EIP is associated with another private IP, packets of a
+    connection already open come and go through the new holder unchanged (the stateful
+    failover relies on it). A stateful `snat` here would keep the old holder in its
+    conntrack entries: the new holder's packets would get a fresh translation (another port
+    when the old one is still taken) and the replies would go on to the old holder.
+    - pre: a packet of the holder's to this namespace (the internet host) has its source
+      rewritten to the EIP's lab address before conntrack sees it (priority -310, raw is
+      -300), so every packet of a connection is the same tuple whoever held the EIP;
+    - out: the internet host's packet to the EIP has its destination rewritten to the
+      holder's source after conntrack (-150; conntrack is -200) and is routed anew
+      (a `route` chain) to the holder."""
+    pre = out = ""
     for z in zone_eips:
         d = decided.get(z["zone_letter"])
         if d is not None:
-            rules += f'  ip saddr {d[2]} snat to {z["lab_address"]}\n'
+            pre += f'  fib daddr type local ip saddr {d[2]} ip saddr set {z["lab_address"]}\n'
+            out += f'  ip daddr {z["lab_address"]} ip daddr set {d[2]}\n'
     return ("table ip lab_eip {}\ndelete table ip lab_eip\ntable ip lab_eip {\n"
-            " chain in { type nat hook input priority 100; policy accept;\n"
-            + rules + " }\n}\n")
+            " chain pre { type filter hook prerouting priority -310; policy accept;\n"
+            + pre + " }\n"
+            " chain out { type route hook output priority -150; policy accept;\n"
+            + out + " }\n}\n")
 
 
 def read_json(path):

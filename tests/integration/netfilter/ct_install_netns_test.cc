@@ -37,7 +37,10 @@ namespace {
 using testing::EnterNetns;
 using testing::ip;
 using testing::Netns;
+using testing::port_of;
+using testing::send_seen;
 using testing::sin;
+using testing::text;
 using testing::write_proc;
 
 // A socket of `type` bound to `addr`:0 inside `ns` (it stays there); -1 on failure.
@@ -53,37 +56,6 @@ int socket_in(const Netns& ns, int type, int proto, const char* addr) {
     return -1;
   }
   return fd;
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-  return ntohs(a.sin_port);
-}
-
-std::string text(const sockaddr_in& a) {
-  char t[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &a.sin_addr, t, sizeof t);
-  return std::string(t) + ":" + std::to_string(ntohs(a.sin_port));
-}
-
-// Sends "x" from `fd` to `to` until a datagram arrives at `rx` (ARP on fresh veths may eat
-// the first; bounded: 10 tries of 200 ms). Returns the sender address it arrived from, or "".
-std::string send_seen(int fd, const sockaddr_in& to, int rx, sockaddr_in* from_out = nullptr) {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-    pollfd p{rx, POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    char buf[8];
-    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
-      if (from_out != nullptr) *from_out = from;
-      return text(from);
-    }
-  }
-  return {};
 }
 
 // The replicated entries B's table holds for `src` (IPv4 flows source-NATed by B).

@@ -29,8 +29,10 @@ namespace hanat::netfilter {
 namespace {
 
 using testing::EnterNetns;
+using testing::flush_conntrack;
 using testing::ip;
 using testing::Netns;
+using testing::port_of;
 using testing::sin;
 using testing::write_proc;
 
@@ -47,13 +49,6 @@ int udp_in(const Netns& ns, const char* addr) {
   EnterNetns in(ns);
   if (!in.ok()) return -1;
   return udp_here(addr);
-}
-
-uint16_t port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-  return ntohs(a.sin_port);
 }
 
 // Sends from `fd` to out's 198.19.1.2:`port` until one datagram arrives at `rx` (ARP on fresh
@@ -74,30 +69,6 @@ std::string send_seen(int fd, int rx, uint16_t port) {
     }
   }
   return {};
-}
-
-// IPCTNL_MSG_CT_DELETE without a tuple flushes the namespace's table (ctnetlink_del_conntrack
-// -> ctnetlink_flush_conntrack); every entry with the event extension announces DESTROY.
-bool flush_conntrack() {
-  mnl_socket* s = mnl_socket_open(NETLINK_NETFILTER);
-  if (s == nullptr) return false;
-  std::vector<uint8_t> buf(MNL_SOCKET_BUFFER_SIZE);
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
-  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = 1;
-  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  nfg->nfgen_family = AF_INET;
-  nfg->version = NFNETLINK_V0;
-  bool ok = mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) == 0 &&
-            mnl_socket_sendto(s, nlh, nlh->nlmsg_len) >= 0;
-  if (ok) {
-    const ssize_t n = mnl_socket_recvfrom(s, buf.data(), buf.size());
-    ok = n > 0 && mnl_cb_run(buf.data(), static_cast<size_t>(n), 1, mnl_socket_get_portid(s),
-                             nullptr, nullptr) >= 0;
-  }
-  mnl_socket_close(s);
-  return ok;
 }
 
 class FlowsNetns : public ::testing::Test {

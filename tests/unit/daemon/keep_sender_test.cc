@@ -199,6 +199,80 @@ TEST(KeepSender, WritesOfSeveralTablesAreHeldTogether) {
   EXPECT_THAT(tables(h.sender->on_ack(h.now)), ElementsAre("rtb-c"));
 }
 
+// ---- failback: the taker asks (reclaim), this member writes nothing --------------------------
+
+TEST(KeepSender, ReclaimSendsTheSnapshotAndTheAckStartsTheDrain) {
+  Harness h;
+  h.port.dump = {tcp(1000), tcp(1001)};
+  auto r = h.sender->reclaim({"rtb-b"}, h.now);
+  EXPECT_THAT(r.writes, IsEmpty());
+  EXPECT_EQ(h.sender->held(), 0U);
+  EXPECT_EQ(h.sender->next_deadline(), h.now + kAckWait);
+  (void)h.sender->on_ready(h.now);
+  EXPECT_THAT(h.port.calls, ElementsAre("open", "snapshot", "flows replace complete"));
+  EXPECT_THAT(h.port.snapshots, ElementsAre(ElementsAre("rtb-b")));
+  // Not acknowledged yet: no drain to judge.
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
+  h.advance(milliseconds(5));
+  EXPECT_THAT(h.sender->on_ack(h.now).writes, IsEmpty());
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Streaming);
+  EXPECT_EQ(h.sender->handed_at(), h.now);
+  EXPECT_EQ(h.sender->acked_flows(), 2U);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);
+  // The flows end: End, and the channel closes. The member itself stays (nothing to exit).
+  FlowEvents ev;
+  ev.events = {{true, tcp(1000)}, {true, tcp(1001)}};
+  h.sender->on_events(ev);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::NoFlows);
+  EXPECT_EQ(h.port.calls[h.port.calls.size() - 2], "end");
+  EXPECT_EQ(h.port.calls.back(), "close");
+}
+
+TEST(KeepSender, ReclaimOfTheSameTablesAgainSendsNothingNew) {
+  Harness h;
+  (void)h.sender->reclaim({"rtb-b"}, h.now);
+  (void)h.sender->on_ready(h.now);
+  (void)h.sender->on_ack(h.now);
+  (void)h.sender->reclaim({"rtb-b"}, h.now);
+  EXPECT_THAT(h.port.calls, ElementsAre("open", "snapshot", "flows replace complete"));
+  // A new table: one snapshot of both replaces what the taker holds.
+  (void)h.sender->reclaim({"rtb-b", "rtb-c"}, h.now);
+  EXPECT_THAT(h.port.snapshots, ElementsAre(ElementsAre("rtb-b"), ElementsAre("rtb-b", "rtb-c")));
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Acking);
+}
+
+// The taker writes at its own bound; this member gives up on a channel that never came up
+// (nothing steered, nothing to keep) and keeps the drain of a snapshot that went out.
+TEST(KeepSender, ReclaimNeverConnectedEndsAtTheBound) {
+  Harness h;
+  (void)h.sender->reclaim({"rtb-b"}, h.now);
+  h.advance(kAckWait);
+  EXPECT_THAT(h.sender->tick(h.now).writes, IsEmpty());
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Ended);
+  EXPECT_THAT(h.sender->problem(), ::testing::HasSubstr("channel not connected"));
+  EXPECT_THAT(h.port.calls, ElementsAre("open", "close"));
+}
+
+TEST(KeepSender, ReclaimUnackedSnapshotStillDrains) {
+  Harness h;
+  h.port.dump = {tcp(7)};
+  (void)h.sender->reclaim({"rtb-b"}, h.now);
+  (void)h.sender->on_ready(h.now);
+  h.advance(kAckWait);
+  (void)h.sender->tick(h.now);
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Acking);
+  EXPECT_EQ(h.sender->handed_at(), h.now);
+  EXPECT_EQ(h.sender->review(h.now), DrainVerdict::Wait);  // the flow is still open
+}
+
+TEST(KeepSender, ReclaimOpenFailureEndsAndSaysWhy) {
+  Harness h;
+  h.port.open_error = "accept_steered: no VXLAN support";
+  EXPECT_THAT(h.sender->reclaim({"rtb-b"}, h.now).writes, IsEmpty());
+  EXPECT_EQ(h.sender->phase(), Sender::Phase::Ended);
+  EXPECT_EQ(h.sender->problem(), h.port.open_error);
+}
+
 TEST(KeepSender, EventsStreamInOrderAndCountTheFlowsLeft) {
   Harness h;
   h.port.dump = {tcp(1), tcp(2)};

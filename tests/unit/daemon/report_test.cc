@@ -66,6 +66,9 @@ Report sample_report() {
   r.handover_flows_held = {{"i-a", 200}};
   r.handover_flows_steered = {{"i-a", 199}};
   r.handover_channel_rejects = {{"address", 3}, {"hello", 1}, {"bounds", 0}};
+  r.replication_events_sent = {{"i-b", 4200}};
+  r.replication_drops = 17;
+  r.replication_resyncs = 9;
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
                  {{"ReplaceRoute", "RequestLimitExceeded"}, 1},
                  {{"DescribeRouteTables", "ok"}, 12}};
@@ -100,6 +103,10 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_handover_channel_rejects_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"address\"} 3\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"hello\"} 1\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replication_events_sent_total counter\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_replication_events_sent_total{target=\"i-b\"} 4200\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replication_drops_total 17\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replication_resyncs_total 9\n"));
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_eip_moves_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"ok\"} 2\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_eip_moves_total{result=\"InvalidAllocationID.NotFound\"} 1\n"));
@@ -150,6 +157,23 @@ TEST(MetricFamilies, ForwardCheck) {
   doc = render(r);
   EXPECT_THAT(doc, HasSubstr("\nhanat_forwarding_ok 1\n"));
   EXPECT_THAT(doc, Not(HasSubstr("hanat_forward_packets_total{")));
+}
+
+TEST(MetricFamilies, StatefulTakeover) {
+  Report r = sample_report();
+  std::string doc = render(r);
+  // Families are printed without samples too (the dashboard's names exist from start).
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replica_flows gauge\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_refused_total 0\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_takeover_flows_total counter\n"));
+  r.replica_flows = {{"i-b", 200}};
+  r.replica_refused = 3;
+  r.takeover_flows = {{"installed", 198}, {"collided", 2}};
+  doc = render(r);
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_flows{member=\"i-b\"} 200\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_replica_refused_total 3\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_takeover_flows_total{outcome=\"installed\"} 198\n"));
+  EXPECT_THAT(doc, HasSubstr("\nhanat_takeover_flows_total{outcome=\"collided\"} 2\n"));
 }
 
 TEST(MetricFamilies, MembersAndProbes) {

@@ -242,6 +242,125 @@ TEST(FailoverMachine, NoFailbackWithPreemptOffButStillTakesFromTheDead) {
   EXPECT_THAT(write_tables(h.take()), ElementsAre("rtb-a", "rtb-b"));
 }
 
+// ---- failback that keeps connections (Config::reclaim_wait) --------------------------------
+
+// The home member asks the live peer for its flows and holds the failback until they are
+// installed here: the write goes at ReclaimReady, not before.
+TEST(FailoverMachine, FailbackFromALivePeerWaitsForItsFlows) {
+  auto cfg = base_config();
+  cfg.reclaim_wait = 500ms;
+  Harness h{cfg};
+  Time ready = h.now();
+  h.start({{"rtb-a", "a", inst("i-b")}, {"rtb-b", "b", inst("i-b")}});
+  h.take();
+  h.advance(ready + 30s - h.now());
+  auto due = h.take();
+  EXPECT_THAT(only<WriteRoute>(due), IsEmpty());
+  auto asked = only<Reclaim>(due);
+  ASSERT_THAT(asked, SizeIs(1));
+  EXPECT_EQ(asked[0].peer, "i-b");
+  EXPECT_THAT(asked[0].tables, ElementsAre("rtb-a"));
+  h.advance(200ms);
+  EXPECT_THAT(h.take(), IsEmpty());  // neither a write nor a second Reclaim
+  EXPECT_THAT(write_tables(h.send(ReclaimReady{"i-b", h.now()})), ElementsAre("rtb-a"));
+  h.complete_writes();
+  EXPECT_EQ(current(h, "rtb-a"), inst("i-a"));
+  EXPECT_EQ(h.state(), State::Active);
+}
+
+// A peer that never answers (unreachable, older version, flow_drain 0 there) delays the
+// failback by the bound only.
+TEST(FailoverMachine, FailbackHoldIsBoundedByReclaimWait) {
+  auto cfg = base_config();
+  cfg.reclaim_wait = 500ms;
+  Harness h{cfg};
+  Time ready = h.now();
+  h.start({{"rtb-a", "a", inst("i-b")}, {"rtb-b", "b", inst("i-b")}});
+  h.advance(ready + 30s - h.now());
+  EXPECT_THAT(only<Reclaim>(h.take()), SizeIs(1));
+  h.advance(499ms);
+  EXPECT_THAT(only<WriteRoute>(h.take()), IsEmpty());
+  h.advance(1ms);
+  EXPECT_THAT(write_tables(h.take()), ElementsAre("rtb-a"));
+  // A late ReclaimReady changes nothing; the write is not repeated.
+  EXPECT_THAT(h.send(ReclaimReady{"i-b", h.now()}), IsEmpty());
+}
+
+// The hold is for failback from a live peer only: routes of a dead peer, blackholes and the
+// fallback NAT Gateway have no flows to hand over and are written at once, without a Reclaim.
+TEST(FailoverMachine, NoReclaimHoldForTheDeadTheOrphanedOrTheFallback) {
+  auto cfg = base_config();
+  cfg.reclaim_wait = 500ms;
+  cfg.fallback_nat_gateway = "nat-0fb";
+  Harness h{cfg};
+  Time ready = h.now();
+  h.start(
+      {{"rtb-a", "a", natgw("nat-0fb")}, {"rtb-b", "b", inst("i-b")}, {"rtb-x", "a", blackhole()}});
+  EXPECT_THAT(write_tables(h.take()), ElementsAre("rtb-x"));
+  h.advance(ready + 30s - h.now());
+  auto a = h.take();
+  EXPECT_THAT(only<Reclaim>(a), IsEmpty());
+  EXPECT_THAT(write_tables(a), ElementsAre("rtb-a"));
+  h.take();
+  h.probes("i-b", false, 3);
+  auto dead = h.take();
+  EXPECT_THAT(only<Reclaim>(dead), IsEmpty());
+  EXPECT_THAT(write_tables(dead), ElementsAre("rtb-b"));
+}
+
+// Every table due from one peer goes into one Reclaim; one ReclaimReady releases them all.
+// Tables of two peers are asked for separately and released separately.
+TEST(FailoverMachine, ReclaimAsksEachPeerOnceForAllItsTables) {
+  auto cfg = base_config();
+  cfg.members.push_back({"i-c", "", "c", 300});
+  cfg.reclaim_wait = 500ms;
+  Harness h{cfg};
+  Time ready = h.now();
+  h.start({{"rtb-a1", "a", inst("i-b")},
+           {"rtb-a2", "a", inst("i-c"), 5},
+           {"rtb-a3", "a", inst("i-b")},
+           {"rtb-b", "b", inst("i-b")},
+           {"rtb-c", "c", inst("i-c")}});
+  h.take();
+  h.advance(ready + 30s - h.now());
+  auto asked = only<Reclaim>(h.take());
+  ASSERT_THAT(asked, SizeIs(2));
+  EXPECT_EQ(asked[0].peer, "i-b");
+  EXPECT_THAT(asked[0].tables, ElementsAre("rtb-a1", "rtb-a3"));
+  EXPECT_EQ(asked[1].peer, "i-c");
+  EXPECT_THAT(asked[1].tables, ElementsAre("rtb-a2"));
+  EXPECT_THAT(write_tables(h.send(ReclaimReady{"i-c", h.now()})), ElementsAre("rtb-a2"));
+  EXPECT_THAT(write_tables(h.send(ReclaimReady{"i-b", h.now()})), ElementsAre("rtb-a1", "rtb-a3"));
+}
+
+// A hold that ended (written) starts afresh at the next failback: the peer is asked again.
+TEST(FailoverMachine, EachFailbackAsksAgain) {
+  auto cfg = base_config();
+  cfg.reclaim_wait = 500ms;
+  Harness h{cfg};
+  Time ready = h.now();
+  h.start({{"rtb-a", "a", inst("i-b")}, {"rtb-b", "b", inst("i-b")}});
+  h.advance(ready + 30s - h.now());
+  h.take();
+  h.send(ReclaimReady{"i-b", h.now()});
+  h.complete_writes();
+  h.take();
+  // Someone else (an operator, i-b after a restart) points it at i-b again: damping holds it
+  // down first, then the failback is due again and asks again.
+  h.advance(3s);
+  h.observe({{"rtb-a", "a", inst("i-b")}, {"rtb-b", "b", inst("i-b")}});
+  h.advance(10s);
+  auto again = only<Reclaim>(h.take());
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_THAT(again[0].tables, ElementsAre("rtb-a"));
+}
+
+TEST(FailoverMachine, ReclaimWaitMustNotBeNegative) {
+  auto cfg = base_config();
+  cfg.reclaim_wait = -1ms;
+  EXPECT_THAT(validate(cfg), ElementsAre("reclaim_wait must not be negative"));
+}
+
 // ---- fallback and self-health -------------------------------------------------------------
 
 TEST(FailoverMachine, AllMembersDownFallsBackToTheNatGateway) {

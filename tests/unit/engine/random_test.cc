@@ -158,6 +158,7 @@ class RandomRun {
         coin(0.5) ? std::vector{ProbeKind::Icmp} : std::vector{ProbeKind::Icmp, ProbeKind::Agent};
     cfg_.peer_thresholds = {.rise = pick(1, 5), .fall = pick(1, 4)};
     cfg_.failback_delay = Millis{pick(0, 40'000)};
+    cfg_.reclaim_wait = coin(0.5) ? Millis{pick(1, 1'000)} : Millis{0};
     cfg_.preempt = coin(0.7);
     cfg_.hold_down_base = Millis{pick(2'000, 20'000)};
     cfg_.hold_down_max = cfg_.hold_down_base * pick(1, 16);
@@ -381,6 +382,12 @@ class RandomRun {
       adopted_by_judge_.insert(t.id);
       return send(Adopt{t.id, now});
     }
+    if (r < 440 && cfg_.reclaim_wait > Millis{0}) {
+      // The shell reports a peer's snapshot installed (failback); any peer, asked or not.
+      std::string peer = random_peer();
+      if (auto a = asks_.find(peer); a != asks_.end()) a->second.ready = true;
+      return send(ReclaimReady{peer, now});
+    }
     if (r < 550) return send(describe());
     if (r < 750) {  // complete something in flight
       if (!eips_.empty() && coin(0.2)) {
@@ -444,6 +451,7 @@ class RandomRun {
       c.peer_thresholds = {.rise = pick(1, 5), .fall = pick(1, 4)};
       c.preempt = coin(0.7);
       c.failback_delay = Millis{pick(0, 40'000)};
+      if (coin(0.2)) c.reclaim_wait = coin(0.5) ? Millis{pick(1, 1'000)} : Millis{0};
       note("reload rise " + std::to_string(c.peer_thresholds.rise) + " fall " +
            std::to_string(c.peer_thresholds.fall));
       h_->reload(c);
@@ -616,6 +624,29 @@ class RandomRun {
             return fail("handed " + w->table + " to a peer that is not up");
           }
         }
+        // A failback from a live peer waits for that peer's flows: asked (Reclaim) for this
+        // table, and either its ReclaimReady came since or reclaim_wait has passed.
+        if (serving && w->target == me && cfg_.reclaim_wait > Millis{0}) {
+          for (const auto& t : s.tables) {
+            if (t.id != w->table) continue;
+            for (const auto& r : t.routes) {
+              if (r.destination != w->destination) continue;
+              std::string from;
+              for (const auto& m : cfg_.members)
+                if (m.instance_id != cfg_.self && member_target(m) == r.current)
+                  from = m.instance_id;
+              if (from.empty() || health(r.current) != Health::Up) continue;
+              auto ask = asks_.find(from);
+              if (ask == asks_.end() ||
+                  std::find(ask->second.tables.begin(), ask->second.tables.end(), w->table) ==
+                      ask->second.tables.end())
+                return fail("failback of " + w->table + " from " + from + " without a Reclaim");
+              if (!ask->second.ready && h_->now() < ask->second.until)
+                return fail("failback of " + w->table + " from " + from +
+                            " before its ReclaimReady or reclaim_wait");
+            }
+          }
+        }
         // In-flight writes are never duplicated.
         auto key = std::pair{w->table, w->destination};
         for (const auto& [op, f] : in_flight_) {
@@ -649,6 +680,18 @@ class RandomRun {
                         " times from members within one hold-down window");
           }
         }
+      } else if (const auto* rc = std::get_if<Reclaim>(&a)) {
+        // Failback hold (Config::reclaim_wait): asked only by a serving member, of a live
+        // peer, for tables the judge knows; the bound starts now.
+        if (!serving) return fail("reclaim while not serving");
+        if (cfg_.reclaim_wait <= Millis{0}) return fail("reclaim with reclaim_wait 0");
+        if (rc->peer == cfg_.self || !is_member(rc->peer)) return fail("reclaim from " + rc->peer);
+        if (health(member_target(member(rc->peer))) != Health::Up)
+          return fail("reclaim from " + rc->peer + ", which is not up");
+        if (rc->tables.empty()) return fail("reclaim of no table from " + rc->peer);
+        for (const auto& t : rc->tables)
+          if (!table_ids.count(t)) return fail("reclaim of unknown table " + t);
+        asks_[rc->peer] = Ask{rc->tables, h_->now() + cfg_.reclaim_wait, false};
       } else if (const auto* ab = std::get_if<AbandonWrite>(&a)) {
         // Only a claim in flight, only by a member that no longer serves; the shell cancels
         // it, so it never completes.
@@ -921,6 +964,13 @@ class RandomRun {
   int joined_ = 0;
   int reloads_ = 0;
   bool serving_before_ = false;
+  // The last Reclaim per peer: its tables, its bound, whether ReclaimReady came since.
+  struct Ask {
+    std::vector<std::string> tables;
+    Time until{};
+    bool ready = false;
+  };
+  std::map<std::string, Ask> asks_;
   std::vector<std::string> trace_;
   bool exited_ = false;
   bool failed_ = false;

@@ -91,6 +91,7 @@ TEST(Channel, SenderHandsFlowsToTakerWhoAcksAndFollowsDestroyAndEnd) {
     EXPECT_EQ(t.member, "i-sender");
     EXPECT_EQ(t.held, 3U);
     EXPECT_TRUE(t.last.replaced);
+    EXPECT_TRUE(t.last.complete);
     EXPECT_EQ(t.last.added.size(), 3U);
     EXPECT_EQ(t.server.held(), (std::map<std::string, size_t>{{"i-sender", 3}}));
 
@@ -111,6 +112,137 @@ TEST(Channel, SenderHandsFlowsToTakerWhoAcksAndFollowsDestroyAndEnd) {
     EXPECT_EQ(t.held, 0U);
     EXPECT_TRUE(t.server.held().empty());
     EXPECT_TRUE(t.rejects.empty());
+  }
+  expect_clean_close(loop);
+}
+
+TEST(Channel, ReplicaFramesReachTheCallbackBesideAHandoverConnection) {
+  uv::Loop loop;
+  {
+    Taker t(loop);
+    std::vector<std::pair<std::string, ReplicaBatch>> got;
+    t.server.set_on_replica(
+        [&](const std::string& m, const ReplicaBatch& b) { got.emplace_back(m, b); });
+    // The replication stream and a handover of the same member, at once.
+    Sender repl(loop);
+    Sender keep(loop);
+    ASSERT_EQ(repl.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    netfilter::ReplicatedFlow r;
+    r.flow = flow(1);
+    r.public_port = 61001;
+    r.status = 0x1be;
+    r.tcp = netfilter::TcpInfo{3, 7, 7, 0, 0};
+    const ReplicaBatch resync{ReplicaBatch::kResyncBegin | ReplicaBatch::kResyncComplete, {r}, {}};
+    repl.client.send_replica(resync);
+    ASSERT_TRUE(run_until(loop, [&] { return got.size() == 1; }));
+    EXPECT_EQ(got[0].first, "i-sender");
+    EXPECT_EQ(got[0].second, resync);
+    ASSERT_EQ(keep.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    keep.client.send_flows({flow(2)}, true, true);
+    ASSERT_TRUE(run_until(loop, [&] { return !keep.acks.empty(); }));
+    EXPECT_EQ(t.server.connections(), 2U);
+    // The handover's End closes the handover only; the replica stream goes on.
+    keep.client.send_end();
+    ASSERT_TRUE(run_until(loop, [&] { return keep.closed.has_value(); }));
+    const ReplicaBatch events{0, {}, {flow(1)}};
+    repl.client.send_replica(events);
+    ASSERT_TRUE(run_until(loop, [&] { return got.size() == 2; }));
+    EXPECT_EQ(got[1].second, events);
+    EXPECT_FALSE(repl.closed.has_value());
+    EXPECT_EQ(t.server.counters().replica_frames, 2U);
+    EXPECT_EQ(t.server.counters().replica_upserts, 1U);
+    EXPECT_EQ(t.server.counters().replica_destroys, 1U);
+    // Replicas are not handover flows: nothing is held for steering.
+    EXPECT_TRUE(t.server.held().empty());
+    // A reconnect of the replication stream replaces the old one.
+    Sender again(loop);
+    ASSERT_EQ(again.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    again.client.send_replica(resync);
+    ASSERT_TRUE(run_until(loop, [&] { return repl.closed.has_value(); }));
+    EXPECT_EQ(got.size(), 3U);
+    EXPECT_TRUE(t.rejects.empty());
+  }
+  expect_clean_close(loop);
+}
+
+TEST(Channel, AHandoverFrameOnAReplicaConnectionIsRefused) {
+  uv::Loop loop;
+  {
+    Taker t(loop);
+    Sender s(loop);
+    ASSERT_EQ(s.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    s.client.send_replica(ReplicaBatch{ReplicaBatch::kResyncBegin, {}, {}});
+    s.client.send_flows({flow(1)}, true, true);
+    ASSERT_TRUE(run_until(loop, [&] { return s.closed.has_value(); }));
+    ASSERT_EQ(t.rejects.size(), 1U);
+    EXPECT_THAT(t.rejects[0], ::testing::HasSubstr("handover frame on a replica connection"));
+    EXPECT_TRUE(t.server.held().empty());
+  }
+  expect_clean_close(loop);
+}
+
+// Failback: the home member asks over the channel; the server reports the member and its
+// tables, holds no flows for it, and closes the request's connection. A keyed request with
+// the wrong key never reaches OnReclaim.
+TEST(Channel, ReclaimReachesTheServerAsAMembersRequestAndClosesTheConnection) {
+  uv::Loop loop;
+  {
+    Taker t(loop, "s3cret-key");
+    std::vector<std::pair<std::string, std::vector<std::string>>> asked;
+    t.server.set_on_reclaim([&](const std::string& m, const std::vector<std::string>& tables) {
+      asked.emplace_back(m, tables);
+    });
+    Sender home(loop, "lab", "s3cret-key");
+    ASSERT_EQ(home.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    home.client.send_reclaim({"rtb-a", "rtb-c"});
+    ASSERT_TRUE(run_until(loop, [&] { return home.closed.has_value(); }));
+    ASSERT_EQ(asked.size(), 1U);
+    EXPECT_EQ(asked[0].first, "i-sender");
+    EXPECT_EQ(asked[0].second, (std::vector<std::string>{"rtb-a", "rtb-c"}));
+    EXPECT_TRUE(t.server.held().empty());
+    EXPECT_EQ(t.calls, 0);
+
+    Sender wrong(loop, "lab", "guessed-key");
+    ASSERT_EQ(wrong.client.connect(addr("127.0.0.1", t.server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    wrong.client.send_reclaim({"rtb-b"});
+    ASSERT_TRUE(run_until(loop, [&] { return wrong.closed.has_value(); }));
+    EXPECT_EQ(asked.size(), 1U);
+    EXPECT_EQ(t.server.counters().rejected_hello, 1U);
+  }
+  expect_clean_close(loop);
+}
+
+TEST(Channel, AReplicaStreamOverItsRateBoundIsClosed) {
+  uv::Loop loop;
+  {
+    FlowTable::Limits small;
+    small.max_flows = 10;  // bound: 4 x 10 + one frame of flows per second
+    int batches = 0;
+    ChannelServer server(
+        loop, Identity{"lab", "i-taker", std::nullopt}, small,
+        [](uint32_t a) -> std::optional<std::string> {
+          if (a == kMember) return std::string("i-sender");
+          return std::nullopt;
+        },
+        [](const std::string&, const FlowTable&, const FlowDelta&) {});
+    server.set_on_replica([&](const std::string&, const ReplicaBatch&) { ++batches; });
+    ASSERT_EQ(server.listen(addr("127.0.0.1", 0)), std::error_code{});
+    Sender s(loop);
+    ASSERT_EQ(s.client.connect(addr("127.0.0.1", server.port()), addr("127.0.0.1", 0)),
+              std::error_code{});
+    ReplicaBatch many;
+    for (uint16_t i = 0; i < 2000; ++i) many.destroys.push_back(flow(i));
+    s.client.send_replica(many);
+    s.client.send_replica(many);  // 4,000 entries within a second: over 40 + 3,851
+    ASSERT_TRUE(run_until(loop, [&] { return s.closed.has_value(); }));
+    EXPECT_EQ(batches, 1);
+    EXPECT_EQ(server.counters().closed_bounds, 1U);
   }
   expect_clean_close(loop);
 }

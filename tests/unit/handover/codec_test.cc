@@ -51,6 +51,8 @@ TEST(Codec, EveryFrameRoundTrips) {
       Destroyed{{flow(40000)}},
       End{},
       Ack{12345},
+      Reclaim{{"rtb-0a1b2c3d4e5f60718", "rtb-b"}},
+      Reclaim{},
   };
   for (const Frame& f : frames) {
     EXPECT_EQ(decode_one(encode(f)), f) << "frame type " << f.index();
@@ -132,6 +134,25 @@ TEST(Codec, BadFramesAreErrorsNamingWhat) {
   EXPECT_EQ(error_of(encode(Ack{1}).substr(0, 6)), "incomplete");
 }
 
+TEST(Codec, ReclaimIsPinnedOnTheWire) {
+  EXPECT_EQ(encode(Reclaim{{"rtb-a", "rtb-bc"}}),
+            std::string("\0\0\0\x10\x07\x00\x02\x05rtb-a\x06rtb-bc", 20));
+}
+
+TEST(Codec, BadReclaimFramesAreErrorsNamingWhat) {
+  EXPECT_THAT(error_of(std::string("\0\0\0\2\x07\x00", 6)), HasSubstr("reclaim: truncated count"));
+  // Two tables promised, one sent.
+  EXPECT_THAT(error_of(std::string("\0\0\0\x07\x07\x00\x02\x03rtb", 11)),
+              HasSubstr("reclaim: table 1 of 2 truncated"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x07\x07\x00\x01\x03r\nb", 11)),
+              HasSubstr("reclaim: table 0 is not printable"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x04\x07\x00\x01\x00", 8)),
+              HasSubstr("reclaim: table 0 is not printable"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x03\x07\xff\xff", 7)),
+              HasSubstr("reclaim: 65535 tables"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\x04\x07\x00\x00\x00", 8)), HasSubstr("trailing bytes"));
+}
+
 TEST(Codec, MacsBindPskNonceAndSequence) {
   const MacKey key{"secret", Nonce{9}};
   const std::string f0 = encode(FlowBatch{0, {flow(1)}}, &key, 0);
@@ -157,6 +178,80 @@ TEST(Codec, MacsBindPskNonceAndSequence) {
   EXPECT_EQ(**second, Frame(End{}));
   // Hellos are never MACed.
   EXPECT_EQ(decode_one(encode(hello(), &key), &key), Frame(hello()));
+}
+
+netfilter::ReplicatedFlow upsert(uint16_t sport, bool tcp = true) {
+  netfilter::ReplicatedFlow r;
+  r.flow = flow(sport, tcp ? IPPROTO_TCP : IPPROTO_UDP);
+  r.public_port = static_cast<uint16_t>(sport + 1000);
+  r.status = 0x1be;  // SEEN_REPLY | ASSURED | CONFIRMED | SRC_NAT | SRC_NAT_DONE | ...
+  if (tcp) r.tcp = netfilter::TcpInfo{3, 7, 8, 0x23, 0x22};
+  return r;
+}
+
+TEST(Codec, ReplicaRoundTrips) {
+  const std::vector<ReplicaBatch> batches = {
+      {ReplicaBatch::kResyncBegin | ReplicaBatch::kResyncComplete, {}, {}},
+      {0, {upsert(40000), upsert(40001, false)}, {flow(39999), flow(5, IPPROTO_ICMP)}},
+      {ReplicaBatch::kResyncBegin, {upsert(1)}, {}},
+      {ReplicaBatch::kResyncComplete, {}, {flow(2)}},
+  };
+  const MacKey key{"secret", Nonce{3}};
+  for (const auto& b : batches) {
+    EXPECT_EQ(decode_one(encode(b)), Frame(b));
+    EXPECT_EQ(decode_one(encode(b, &key, 0), &key), Frame(b));
+  }
+}
+
+TEST(Codec, ReplicaIsPinnedOnTheWire) {
+  // u32 length | type 6 | flags | u16 upserts | u16 destroys | upsert (29) | destroy (17)
+  ReplicaBatch b{ReplicaBatch::kResyncBegin, {upsert(0x1234)}, {flow(0x0102, IPPROTO_UDP)}};
+  const std::string got = encode(b);
+  ASSERT_EQ(got.size(), 4U + 1 + 1 + 2 + 2 + kUpsertBytes + kFlowBytes);
+  EXPECT_EQ(kUpsertBytes, 29U);
+  const std::string want =
+      std::string("\0\0\0\x34\x06\x01\0\x01\0\x01", 10) +
+      // upsert: proto 6, src, dst, sport, dport 443, timeout 350
+      std::string("\x06\xc6\x12\x01\x02\xc6\x13\x01\x02\x12\x34\x01\xbb\0\0\x01\x5e", 17) +
+      // public port 0x1234 + 1000, status 0x1be, has tcp, state, wscales, flags
+      std::string("\x16\x1c\0\0\x01\xbe\x01\x03\x07\x08\x23\x22", 12) +
+      // destroy: proto 17, src, dst, sport, dport, timeout
+      std::string("\x11\xc6\x12\x01\x02\xc6\x13\x01\x02\x01\x02\x01\xbb\0\0\x01\x5e", 17);
+  EXPECT_EQ(got, want);
+}
+
+TEST(Codec, ReplicaBoundsAndBadInput) {
+  // The largest batch that fits is encodable and stays within a frame.
+  ReplicaBatch full;
+  while ((full.upserts.size() + 1) * kUpsertBytes <= kMaxReplicaBytes)
+    full.upserts.push_back(upsert(static_cast<uint16_t>(full.upserts.size())));
+  const std::string big = encode(full);
+  EXPECT_LE(big.size(), kMaxFrameBytes + 4 - kMacBytes);
+  EXPECT_EQ(decode_one(big), Frame(full));
+  // Counts beyond a frame are refused before anything is read.
+  EXPECT_THAT(error_of(std::string("\0\0\0\6\x06\x00\xff\xff\x00\x00", 10)),
+              HasSubstr("exceed a frame"));
+  // Counts that promise more entries than the frame holds.
+  EXPECT_THAT(error_of(std::string("\0\0\0\6\x06\x00\x00\x01\x00\x00", 10)),
+              HasSubstr("upsert 0 of 1 truncated"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\6\x06\x00\x00\x00\x00\x02", 10)),
+              HasSubstr("destroy 0 of 2 truncated"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\4\x06\x00\x00\x00", 8)),
+              HasSubstr("replica: truncated header"));
+  EXPECT_THAT(error_of(std::string("\0\0\0\6\x06\x04\x00\x00\x00\x00", 10)),
+              HasSubstr("replica: unknown flags 4"));
+  // The tcp flag is 0 or 1, and without it the tcp fields are zero.
+  std::string b = encode(ReplicaBatch{0, {upsert(1)}, {}});
+  b[10 + kFlowBytes + 6] = 2;
+  EXPECT_THAT(error_of(b), HasSubstr("bad tcp flag 2"));
+  b = encode(ReplicaBatch{0, {upsert(1, false)}, {}});
+  b[10 + kFlowBytes + 7] = 3;
+  EXPECT_THAT(error_of(b), HasSubstr("tcp fields without it"));
+  // Trailing bytes after the counted entries.
+  b = encode(ReplicaBatch{0, {}, {flow(1)}});
+  b.push_back('\0');
+  b[3] = static_cast<char>(b[3] + 1);
+  EXPECT_THAT(error_of(b), HasSubstr("trailing bytes"));
 }
 
 TEST(Codec, RandomNoncesDiffer) {

@@ -191,6 +191,35 @@ TEST(StatusText, UnNattedFlowsPurgedAndPacketsLeaked) {
   EXPECT_THAT(format_status(none.j), Not(HasSubstr("un-NATed")));
 }
 
+TEST(StatusText, StatefulTakeover) {
+  Parsed st(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "takeover": {"stateful": true, "replicated_flows": 200,
+      "max_flows": 100000, "bytes_per_flow": 96, "batches_ignored": 0,
+      "replicas": {"i-a": {"flows": 200, "live": 199, "resyncing": false, "synced": true,
+                           "upserts": 400, "destroyed": 3, "refused": 0, "expired": 1,
+                           "swept": 0, "resyncs": 2}},
+      "running": [{"member": "i-c", "flows": 5000, "installed": 2000, "collided": 1,
+                   "failed": 0, "unroutable": 0, "writes_held": 2, "released": false}],
+      "last": {"i-d": {"flows": 10, "installed": 8, "collided": 1, "failed": 1,
+                       "unroutable": 0, "at_unix_ms": 1, "took_ms": 12,
+                       "error": "conntrack: Operation not permitted"}}}}})");
+  const std::string out = format_status(st.j);
+  EXPECT_THAT(out, HasSubstr("takeover:    stateful, 200 replicated flows held (at most "
+                             "100000)\n"));
+  EXPECT_THAT(out, HasSubstr("             from i-a: 200 flows (199 live), 2 resyncs, 0 "
+                             "refused\n"));
+  EXPECT_THAT(out, HasSubstr("             taking i-c: 2000 of 5000 flows installed, 1 collided, "
+                             "0 failed, 2 route writes held\n"));
+  EXPECT_THAT(out, HasSubstr("             took i-d: 8 flows installed, 1 collided, 1 failed, 0 "
+                             "without an address, in 12 ms (conntrack: Operation not "
+                             "permitted)\n"));
+  // Off and nothing taken: no line.
+  Parsed off(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "takeover": {"stateful": false, "replicated_flows": 0,
+      "replicas": {}, "running": [], "last": {}}}})");
+  EXPECT_THAT(format_status(off.j), Not(HasSubstr("takeover:")));
+}
+
 TEST(StatusText, HandoverChannelAndSteering) {
   Parsed st(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
     "node": {"phase": "running", "handover": {"steering_ready": true,
@@ -237,6 +266,36 @@ TEST(StatusText, HandoverChannelAndSteering) {
   EXPECT_THAT(
       format_status(broken.j),
       HasSubstr("handover:    ERROR: member channel: /etc/hanat/psk: readable by others\n"));
+}
+
+TEST(StatusText, Replication) {
+  Parsed st(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": true, "drops": 0,
+      "targets": [
+        {"member": "i-b", "connected": true, "tables": ["rtb-a"], "flows_sent": 5000,
+         "events_sent": 1200, "events_per_s": 40, "resyncs": 3, "drops": 0,
+         "last_resync_ms_ago": 2500},
+        {"member": "i-c", "connected": false, "tables": ["rtb-d"], "flows_sent": 0,
+         "events_sent": 0, "events_per_s": 0, "resyncs": 0, "drops": 7,
+         "last_error": "connect: connection refused"}],
+      "received": {"i-b": {"frames": 10, "upserts": 900, "destroys": 30, "resyncs": 2}}}}})");
+  const std::string out = format_status(st.j);
+  EXPECT_THAT(out, HasSubstr("replication: to i-b: connected, 5000 flows in resyncs, 1200 events "
+                             "(40/s), 3 resyncs, 0 dropped, last resync 2500 ms ago\n"));
+  EXPECT_THAT(out, HasSubstr("             to i-c: not connected, 0 flows in resyncs, 0 events "
+                             "(0/s), 0 resyncs, 7 dropped; connect: connection refused\n"));
+  EXPECT_THAT(out, HasSubstr("             from i-b: 10 frames, 900 upserts, 30 destroys, 2 "
+                             "resyncs\n"));
+  Parsed alone(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": true, "targets": [],
+             "received": {}}}})");
+  EXPECT_THAT(format_status(alone.j),
+              HasSubstr("replication: no target (no other member would take this member's "
+                        "tables)\n"));
+  Parsed off(R"({"ok": true, "version": "0.1.0", "pid": 1, "uptime_ms": 500, "group": "g",
+    "node": {"phase": "running", "replication": {"enabled": false, "targets": [],
+             "received": {}}}})");
+  EXPECT_THAT(format_status(off.j), Not(HasSubstr("replication:")));
 }
 
 TEST(StatusText, ProbeSendDelay) {
@@ -377,7 +436,7 @@ TEST(RoutesText, EachZonesElasticIpAndWhereItIs) {
      "here": true, "home": true, "private_ip": "198.18.0.20", "network_interface_id": "eni-b"},
     {"zone": "zone-c", "allocation_id": "eipalloc-0c", "public_ip": "198.19.1.12",
      "here": false, "network_interface_id": "eni-c", "private_ip": "198.18.0.30",
-     "last_error": "InvalidAllocationID.NotFound"}],
+     "reserved_ip": "198.18.0.78", "last_error": "InvalidAllocationID.NotFound"}],
     "problems": ["failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP"]}}})");
   std::string t = format_routes(p.j);
   EXPECT_THAT(t, HasSubstr("elastic IPs:\n"
@@ -386,7 +445,8 @@ TEST(RoutesText, EachZonesElasticIpAndWhereItIs) {
                            "zone-b       eipalloc-0b                198.19.1.11     on this host, "
                            "198.18.0.20 (primary)\n"
                            "zone-c       eipalloc-0c                198.19.1.12     on eni-c "
-                           "198.18.0.30, last error: InvalidAllocationID.NotFound\n"
+                           "198.18.0.30, 198.18.0.78 reserved here, last error: "
+                           "InvalidAllocationID.NotFound\n"
                            "ERROR: failover.eips.zone-d = \"eipalloc-0d\": no such Elastic IP\n"));
   EXPECT_THAT(format_status(p.j), HasSubstr("elastic IPs:\n  zone-a "));
   EXPECT_THAT(format_routes(Parsed(kAfterCut).j), Not(HasSubstr("elastic IPs")))

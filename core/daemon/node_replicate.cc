@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// DOC: core/daemon/node_replicate.cc wires stateful failover's replication (DESIGN.md,
+// "Connection survival"; issue #21), active only with `[failover] stateful = true`.
+//
+//   targets     every second (and at engine start) replica::replica_targets() over the
+//               engine's view: the members healthy and allocatable now, the route tables and
+//               their zones. A member that becomes a target gets a link; one that is no
+//               longer a target loses it (its receiver keeps the last replicas until their
+//               timeouts, or until this member's next stream replaces them).
+//   a link      a ChannelClient from this member's private address to the target's channel
+//               port (the member channel; the target admits members by address), with the
+//               handover's pre-shared key. Closed: connect again after a backoff (0.5 s,
+//               doubling to 30 s; reset by a connection that got its hello).
+//   the stream  one CtEvents with UPDATE events for the union of the targets' sources
+//               (keep::handover_sources() of the tables each would take); each link's
+//               replica::Stream picks its own. A resync (dump_replicated_flows(), synchronous
+//               on the loop like the handover's dump, bounded by [handover] max_flows) on
+//               connect and every replica::kResyncEvery; events in 50 ms batches between.
+//               Lost events (the socket overran) force a resync of every link.
+//   received    the channel's Replica frames from other members end in on_replica_batch():
+//               counted per member for status; the replica store is connected there.
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include "core/base/ipv4.h"
+#include "core/daemon/keep_plan.h"
+#include "core/daemon/node.h"
+#include "core/daemon/node_util.h"
+#include "core/handover/psk.h"
+#include "core/log/log.h"
+#include "netfilter/conntrack.h"
+#include "netfilter/ct_events.h"
+
+namespace hanat::daemon {
+
+using node_util::now;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr milliseconds kReviewEvery{1000};
+constexpr milliseconds kBackoffFirst{500};
+constexpr milliseconds kBackoffMax{30000};
+
+sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(host_order);
+  a.sin_port = htons(port);
+  return a;
+}
+
+std::vector<netfilter::Ipv4Prefix> prefixes(const std::vector<std::string>& cidrs) {
+  std::vector<netfilter::Ipv4Prefix> out;
+  for (const auto& c : cidrs)
+    if (auto p = netfilter::parse_ipv4_prefix(c)) out.push_back(*p);
+  return out;
+}
+
+}  // namespace
+
+void Node::start_replication() {
+  if (!cfg_->failover.stateful || plan_only_ || repl_review_timer_.active()) return;
+  log::info(
+      "stateful failover: replicating this member's flows to the members that would take "
+      "its tables");
+  replicate_review();
+  (void)repl_review_timer_.start(kReviewEvery, kReviewEvery, [this] { replicate_review(); });
+}
+
+void Node::replicate_review() {
+  if (!machine_) return;
+  const auto snap = machine_->snapshot();
+  std::vector<replica::TargetMember> members;
+  for (const auto& m : snap.members) {
+    replica::TargetMember tm;
+    tm.id = m.instance_id;
+    tm.zone = m.zone;
+    // The engine allocates only to these (recompute_allocation, DESIGN rule 9).
+    tm.healthy = m.self || (m.health == engine::Health::Up && m.agent_answered && !m.agent_silent &&
+                            !m.no_agent && !m.reports_down);
+    for (const auto& dm : discovered_.engine.members)
+      if (dm.instance_id == m.instance_id) tm.launch_time = dm.launch_time;
+    members.push_back(std::move(tm));
+  }
+  std::vector<replica::TargetTable> tables;
+  for (const auto& t : snap.tables) tables.push_back({t.id, t.zone});
+  auto targets = replica::replica_targets(id_.instance_id, members, tables);
+
+  std::vector<std::string> nat;
+  for (const auto& c : cfg_->nat.source_cidrs) nat.push_back(c.text);
+  std::set<std::string> wanted;
+  std::vector<std::vector<std::string>> all_sources;
+  for (auto& t : targets) {
+    if (discovered_.addresses.count(t.member) == 0) continue;  // no address to reach it
+    wanted.insert(t.member);
+    auto src = keep::handover_sources(t.tables, discovered_.table_cidrs, nat).cidrs;
+    all_sources.push_back(src);
+    auto& link = repl_links_[t.member];
+    if (!link) {
+      link = std::make_unique<ReplicaLink>();
+      log::notice("stateful failover: replicating to " + t.member + " (it would take " +
+                  std::to_string(t.tables.size()) + " tables of this member)");
+    }
+    if (link->sources != src) {
+      link->sources = src;
+      link->stream.set_sources(prefixes(src));
+      // A target's share changed: the receiver gets the new set at once.
+      link->stream.force_resync();
+    }
+    link->tables = std::move(t.tables);
+  }
+  for (auto it = repl_links_.begin(); it != repl_links_.end();) {
+    if (wanted.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    log::notice("stateful failover: no longer replicating to " + it->first +
+                " (the allocation without this member gives it nothing)");
+    const auto& c = it->second->stream.counters();
+    repl_retired_.events[it->first] += c.events;
+    repl_retired_.drops += c.drops;
+    repl_retired_.resyncs += c.resyncs;
+    if (it->second->client) repl_graveyard_.add(std::move(it->second->client));
+    it = repl_links_.erase(it);
+  }
+
+  // The event stream follows the union of the targets' sources.
+  if (repl_links_.empty()) {
+    if (repl_events_) repl_graveyard_.add(std::move(repl_events_));
+    repl_filter_.reset();
+  } else {
+    const auto sources = replica::union_sources(all_sources);
+    if (!repl_events_ || repl_filter_ != sources) {
+      auto filter = netfilter::flow_filter(sources);
+      if (!filter) {
+        repl_error_ = "stateful failover: " + filter.error().message;
+      } else {
+        if (repl_events_) repl_graveyard_.add(std::move(repl_events_));
+        auto ev = netfilter::CtEvents::open(
+            loop_, *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)),
+            [this](const netfilter::FlowEvents& e) { replicate_events(e); },
+            netfilter::CtEvents::kDefaultRcvBuf, true);
+        if (!ev) {
+          const std::string why = "stateful failover: conntrack events: " + ev.error().message;
+          if (why != repl_error_) log::warning(why + ", retrying in 1s");
+          repl_error_ = why;
+        } else {
+          repl_events_ = std::move(*ev);
+          repl_filter_ = sources;
+          repl_error_.clear();
+          // Events from before the stream opened are unknown: every link resyncs.
+          for (auto& [m, l] : repl_links_) l->stream.force_resync();
+        }
+      }
+    }
+  }
+  const auto t = now();
+  for (auto& [member, l] : repl_links_)
+    if (!l->client && (!l->reconnect_at || t >= *l->reconnect_at)) replicate_connect(member, *l);
+  replicate_kick();
+}
+
+void Node::replicate_connect(const std::string& member, ReplicaLink& l) {
+  auto addr = discovered_.addresses.find(member);
+  auto local = core::parse_ipv4(id_.private_ip);
+  const uint16_t port = config::effective_channel_port(*cfg_);
+  if (addr == discovered_.addresses.end() || !local || port == 0) return;
+  auto remote = core::parse_ipv4(addr->second);
+  if (!remote) return;
+  handover::Identity self{cfg_->group.name, id_.instance_id, std::nullopt};
+  if (!cfg_->handover.psk_file.empty()) {
+    auto k = handover::load_psk(cfg_->handover.psk_file);
+    if (!k) {
+      repl_error_ = "stateful failover: " + k.error() + ": flows are not replicated";
+      return;
+    }
+    self.psk = std::move(*k);
+  }
+  handover::ChannelClient::Callbacks cb;
+  cb.on_ready = [this, member] {
+    auto it = repl_links_.find(member);
+    if (it == repl_links_.end()) return;
+    it->second->backoff = milliseconds(0);
+    it->second->last_error.clear();
+    it->second->stream.connected(now());
+    replicate_kick();
+  };
+  cb.on_closed = [this, member](const std::string& why) {
+    auto it = repl_links_.find(member);
+    if (it == repl_links_.end()) return;
+    ReplicaLink& link = *it->second;
+    // Parked, not destroyed: this runs inside the client's own callback.
+    if (link.client) repl_graveyard_.add(std::move(link.client));
+    link.stream.disconnected();
+    link.backoff = std::clamp(link.backoff * 2, kBackoffFirst, kBackoffMax);
+    link.reconnect_at = now() + link.backoff;
+    if (link.last_error != why)
+      log::warning("stateful failover: replication to " + member + ": " + why +
+                   ", connecting again in " + std::to_string(link.backoff.count()) + " ms");
+    link.last_error = why;
+    replicate_kick();
+  };
+  l.client = std::make_unique<handover::ChannelClient>(loop_, std::move(self), std::move(cb));
+  ++l.connects;
+  if (auto ec = l.client->connect(sockaddr_of(*remote, port), sockaddr_of(*local, 0))) {
+    repl_graveyard_.add(std::move(l.client));
+    l.backoff = std::clamp(l.backoff * 2, kBackoffFirst, kBackoffMax);
+    l.reconnect_at = now() + l.backoff;
+    l.last_error = "connect: " + ec.message();
+  }
+}
+
+void Node::replicate_events(const netfilter::FlowEvents& ev) {
+  const auto t = now();
+  bool flush = false;
+  if (ev.resync) {
+    // Events were lost: only a dump tells the current set.
+    for (auto& [m, l] : repl_links_) l->stream.force_resync();
+    flush = true;
+  }
+  for (const auto& e : ev.events)
+    for (auto& [m, l] : repl_links_) flush = l->stream.add(e, t) || flush;
+  if (flush) return replicate_kick();
+  // The first event of a batch brings the flush forward.
+  for (auto& [m, l] : repl_links_)
+    if (auto d = l->stream.next_deadline()) replicate_arm(*d, t);
+}
+
+void Node::replicate_kick() {
+  repl_timer_at_ = now();
+  (void)repl_timer_.start(milliseconds(0), milliseconds(0), [this] { replicate_service(); });
+}
+
+void Node::replicate_arm(replica::Time at, replica::Time t) {
+  if (repl_timer_.active() && repl_timer_at_ && *repl_timer_at_ <= at) return;
+  repl_timer_at_ = at;
+  const auto in = std::max(std::chrono::ceil<milliseconds>(at - t), milliseconds(1));
+  (void)repl_timer_.start(in, milliseconds(0), [this] { replicate_service(); });
+}
+
+void Node::replicate_service() {
+  const auto t = now();
+  repl_timer_at_.reset();
+  auto send = [](ReplicaLink& l, const std::vector<handover::ReplicaBatch>& frames) {
+    // A send may fail and park the client (on_closed): check before each frame.
+    for (const auto& b : frames) {
+      if (!l.client) return;
+      l.client->send_replica(b);
+    }
+  };
+  // One dump serves every link whose resync is due.
+  std::optional<std::vector<netfilter::ReplicatedFlow>> dump;
+  bool dump_failed = false;
+  for (auto& [member, l] : repl_links_) {
+    if (dump_failed || !l->client || !l->client->ready()) continue;
+    if (!l->stream.resync_due(t, l->client->backlog())) continue;
+    if (!dump) {
+      // The sources were parsed when the stream opened: they parse again.
+      auto filter = netfilter::flow_filter(repl_filter_.value_or(std::vector<std::string>{}));
+      if (!filter) {
+        dump_failed = true;
+        continue;
+      }
+      auto d = netfilter::dump_replicated_flows(
+          *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)));
+      if (!d) {
+        ++repl_dump_errors_;
+        log::warning("stateful failover: conntrack dump: " + d.error().message +
+                     ", retrying in 1s");
+        dump_failed = true;
+        continue;
+      }
+      if (d->skipped > 0)
+        log::debug("replicate", std::to_string(d->skipped) +
+                                    " flows beyond [handover] max_flows are not replicated");
+      dump = std::move(d->flows);
+    }
+    send(*l, l->stream.resync(*dump, t));
+  }
+  std::optional<replica::Time> next;
+  for (auto& [member, l] : repl_links_) {
+    if (l->client && l->client->ready()) send(*l, l->stream.flush(t, l->client->backlog()));
+    auto d = l->stream.next_deadline();
+    if (d && (!next || *d < *next)) next = d;
+  }
+  if (!next) return;
+  // Due already yet not done (the socket's backlog holds it, or the dump failed): again in
+  // 100 ms, or 1 s after a failed dump.
+  if (*next <= t) next = t + (dump_failed ? milliseconds(1000) : milliseconds(100));
+  replicate_arm(*next, t);
+}
+
+void Node::on_replica_batch(const std::string& member, const handover::ReplicaBatch& b) {
+  auto& r = repl_received_[member];
+  ++r.frames;
+  r.upserts += b.upserts.size();
+  r.destroys += b.destroys.size();
+  if ((b.flags & handover::ReplicaBatch::kResyncComplete) != 0) ++r.resyncs;
+  r.last = now();
+  // Kept for a takeover (node_takeover.cc: the replica store).
+  on_replica_batch(member, b.upserts, b.destroys,
+                   (b.flags & handover::ReplicaBatch::kResyncBegin) != 0,
+                   (b.flags & handover::ReplicaBatch::kResyncComplete) != 0);
+}
+
+json_t* Node::replication_json() const {
+  json_t* o = json_object();
+  auto set = [](json_t* j, const char* k, uint64_t v) {
+    json_object_set_new(j, k, json_integer(static_cast<json_int_t>(v)));
+  };
+  const auto t = now();
+  auto ago_ms = [&](replica::Time at) {
+    return static_cast<uint64_t>(
+        std::max<int64_t>(0, std::chrono::duration_cast<milliseconds>(t - at).count()));
+  };
+  json_object_set_new(o, "enabled", json_boolean(cfg_->failover.stateful));
+  if (!repl_error_.empty()) json_object_set_new(o, "error", json_string(repl_error_.c_str()));
+  json_t* targets = json_array();
+  uint64_t drops = 0;
+  for (const auto& [member, l] : repl_links_) {
+    const auto& c = l->stream.counters();
+    json_t* j = json_object();
+    json_object_set_new(j, "member", json_string(member.c_str()));
+    json_object_set_new(j, "connected", json_boolean(l->client && l->client->ready()));
+    json_t* tabs = json_array();
+    for (const auto& tb : l->tables) json_array_append_new(tabs, json_string(tb.c_str()));
+    json_object_set_new(j, "tables", tabs);
+    set(j, "flows_sent", c.flows_sent);
+    set(j, "events_sent", c.events);
+    set(j, "events_per_s", l->stream.events_per_second(t));
+    set(j, "coalesced", c.coalesced);
+    set(j, "drops", c.drops);
+    set(j, "resyncs", c.resyncs);
+    set(j, "frames", c.frames);
+    set(j, "bytes", c.bytes);
+    set(j, "pending", l->stream.pending());
+    set(j, "connects", l->connects);
+    if (auto lr = l->stream.last_resync()) set(j, "last_resync_ms_ago", ago_ms(*lr));
+    if (!l->last_error.empty())
+      json_object_set_new(j, "last_error", json_string(l->last_error.c_str()));
+    json_array_append_new(targets, j);
+    drops += c.drops;
+  }
+  json_object_set_new(o, "targets", targets);
+  set(o, "drops", drops);
+  set(o, "dump_errors", repl_dump_errors_);
+  if (repl_events_) {
+    const auto& ec = repl_events_->counters();
+    set(o, "overruns", ec.overruns);
+  }
+  json_t* received = json_object();
+  for (const auto& [member, r] : repl_received_) {
+    json_t* j = json_object();
+    set(j, "frames", r.frames);
+    set(j, "upserts", r.upserts);
+    set(j, "destroys", r.destroys);
+    set(j, "resyncs", r.resyncs);
+    set(j, "last_ms_ago", ago_ms(r.last));
+    json_object_set_new(received, member.c_str(), j);
+  }
+  json_object_set_new(o, "received", received);
+  return o;
+}
+
+}  // namespace hanat::daemon
