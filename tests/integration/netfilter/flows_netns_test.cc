@@ -54,21 +54,11 @@ int udp_in(const Netns& ns, const char* addr) {
 // Sends from `fd` to out's 198.19.1.2:`port` until one datagram arrives at `rx` (ARP on fresh
 // veths may eat the first); the source address it arrived with, or "".
 std::string send_seen(int fd, int rx, uint16_t port) {
-  const sockaddr_in to = sin("198.19.1.2", port);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-    pollfd p{rx, POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    char buf[8];
-    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0) {
-      char text[INET_ADDRSTRLEN] = {};
-      inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
-      return text;
-    }
-  }
-  return {};
+  sockaddr_in from{};
+  if (testing::send_seen(fd, sin("198.19.1.2", port), rx, &from).empty()) return {};
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
+  return text;
 }
 
 class FlowsNetns : public ::testing::Test {

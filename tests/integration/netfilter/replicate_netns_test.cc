@@ -33,6 +33,7 @@ namespace {
 using hanat::testing::EnterNetns;
 using hanat::testing::ip;
 using hanat::testing::port_of;
+using hanat::testing::send_seen;
 using hanat::testing::sin;
 using netfilter::Flow;
 using netfilter::ReplicatedFlow;
@@ -80,18 +81,9 @@ int socket_in(const testing::Netns& ns, int type, const char* addr) {
 // Sends from `fd` to 198.19.3.2:`port` until a datagram arrives at `rx` (ARP on fresh veths
 // may eat the first); the source port it arrived with (the public port), or 0.
 uint16_t udp_public_port(int fd, int rx, uint16_t port) {
-  const sockaddr_in to = sin("198.19.3.2", port);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-    pollfd p{rx, POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    char buf[8];
-    if (::recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) > 0)
-      return ntohs(from.sin_port);
-  }
-  return 0;
+  sockaddr_in from{};
+  if (send_seen(fd, sin("198.19.3.2", port), rx, &from).empty()) return 0;
+  return ntohs(from.sin_port);
 }
 
 Flow flow(uint8_t proto, uint16_t sport, uint16_t dport) {
