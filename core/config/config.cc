@@ -232,6 +232,8 @@ std::vector<std::string> restart_keys(const Config& running, const Config& next)
   check(a.ec2.session_token != b.ec2.session_token, "ec2.session_token");
   check(a.ec2.connect_timeout != b.ec2.connect_timeout, "ec2.connect_timeout");
   check(a.ec2.request_timeout != b.ec2.request_timeout, "ec2.request_timeout");
+  // The notice poll's timer is started once, with the metadata client.
+  check(a.ec2.notice_interval != b.ec2.notice_interval, "ec2.notice_interval");
   // The floating ENI is watched from start-up on; another ENI would leave the first attached.
   // The zones' Elastic IPs are looked up once, at start (node_eips.cc).
   check(a.failover.move_eip != b.failover.move_eip, "failover.move_eip");

@@ -132,6 +132,9 @@ struct Ec2Config {
   milliseconds connect_timeout{1000};
   milliseconds request_timeout{3000};
   milliseconds route_refresh_interval{15000};
+  // How often instance metadata is asked for a spot interruption notice and the Auto
+  // Scaling target lifecycle state.
+  milliseconds notice_interval{5000};
   // EC2 action ("ReplaceRoute") or category ("mutating", "non_mutating",
   // "unfiltered_describe") -> its bucket; the rest keep EC2's documented defaults.
   std::map<std::string, RateLimit> rate_limits;

@@ -219,6 +219,7 @@ void read_sections(Reader& r, const toml::table& root, Config& c) {
        r.duration("connect_timeout", c.ec2.connect_timeout, milliseconds(50), seconds(60)),
        r.duration("request_timeout", c.ec2.request_timeout, milliseconds(100), minutes(5)),
        r.duration("route_refresh_interval", c.ec2.route_refresh_interval, seconds(1), hours(1)),
+       r.duration("notice_interval", c.ec2.notice_interval, seconds(1), minutes(1)),
        Field{"rate_limits", [&r, &c](const Node& n, const std::string& key) {
                const toml::table* t = n.as_table();
                if (t == nullptr) {

@@ -255,6 +255,9 @@ class Node {
   // AssociateAddress for the zone that follows the route write is then answered with this
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
+  // Counts an AssociateAddress of `zone`'s EIP onto `ip` of this ENI (the call and the
+  // move's outcome) and, when it succeeded, records where the EIP is now.
+  void record_association(const std::string& zone, const std::string& ip, const ec2::Ec2Error* err);
   struct EarlyEip {
     engine::Time at{};  // when it was sent: an answer older than kEarlyEipValid is not used
     bool done = false;

@@ -197,13 +197,10 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     ec2_->associate_address(
         r, {ec2::Priority::Write, milliseconds(0), /*prepaid=*/true},
         [this, op, epoch, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
-          count_call("AssociateAddress", err_of(res));
-          const ec2::Ec2Error* err = res ? nullptr : &res.error();
-          ++eip_moves_[outcome_of(err)];
-          auto& e = eips_[zone];
-          if (res) {
-            e.eni_id = id_.eni_id;
-            e.private_ip = ip;
+          const ec2::Ec2Error* err = err_of(res);
+          record_association(zone, ip, err);
+          const auto& e = eips_[zone];
+          if (err == nullptr) {
             log::notice("elastic IP " + e.allocation_id + " (" + e.public_ip + ") of zone " +
                         log::quote(zone) + " associated with " + ip + " on " + id_.eni_id);
           } else {
@@ -311,6 +308,16 @@ void Node::release_eip(const engine::ReleaseEip& x) {
       });
 }
 
+void Node::record_association(const std::string& zone, const std::string& ip,
+                              const ec2::Ec2Error* err) {
+  count_call("AssociateAddress", err);
+  ++eip_moves_[outcome_of(err)];
+  if (err != nullptr) return;
+  auto& e = eips_[zone];
+  e.eni_id = id_.eni_id;
+  e.private_ip = ip;
+}
+
 void Node::early_associate(const std::string& zone, const std::string& ip) {
   auto it = eips_.find(zone);
   if (it == eips_.end()) return;
@@ -336,13 +343,10 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
   ec2_->associate_address(
       r, {ec2::Priority::Write, milliseconds(0)},
       [this, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
-        count_call("AssociateAddress", err_of(res));
-        const ec2::Ec2Error* err = res ? nullptr : &res.error();
-        ++eip_moves_[outcome_of(err)];
-        auto& z = eips_[zone];
-        if (res) {
-          z.eni_id = id_.eni_id;
-          z.private_ip = ip;
+        const ec2::Ec2Error* err = err_of(res);
+        record_association(zone, ip, err);
+        const auto& z = eips_[zone];
+        if (err == nullptr) {
           log::notice("elastic IP " + z.allocation_id + " (" + z.public_ip + ") of zone " +
                       log::quote(zone) + " associated with " + ip + " on " + id_.eni_id +
                       " (stateful takeover: before the route write)");

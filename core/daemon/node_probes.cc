@@ -323,11 +323,12 @@ void Node::start_notices() {
   // Spot interruption notices appear in IMDS about two minutes before the instance is
   // stopped (EC2 User Guide, "Spot Instance interruption notices"); every Auto Scaling
   // target lifecycle state but InService takes the instance out of service (what each one
-  // asks for: lifecycle.h). Poll every 5 s,
+  // asks for: lifecycle.h). Poll every ec2.notice_interval, by default 5 s,
   // the interval AWS recommends for the spot notice: the two-minute warning leaves ample
   // time for a make-before-break handover, and an ASG that must wait for it gives itself
   // the time with a lifecycle hook.
-  (void)notice_timer_.start(milliseconds(5000), milliseconds(5000), [this] {
+  const milliseconds every = cfg_->ec2.notice_interval;
+  (void)notice_timer_.start(every, every, [this] {
     if (notice_sent_) return;
     imds_->spot_instance_action(
         [this](core::Result<std::optional<ec2::SpotAction>, ec2::Ec2Error> r) {

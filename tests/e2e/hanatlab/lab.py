@@ -77,10 +77,16 @@ def prerequisites(masquerade=True):
             probs.append(f"`{tool}` is not installed")
     import importlib.util
     for mod in ("boto3", "moto.server"):
+        # find_spec of a submodule imports its package, and importing moto takes most of a
+        # second: look for moto/server.py in the package's directory instead.
+        top, _, sub = mod.partition(".")
         try:
-            found = importlib.util.find_spec(mod) is not None
+            spec = importlib.util.find_spec(top)
         except ImportError:
-            found = False
+            spec = None
+        found = spec is not None and (not sub or any(
+            os.path.exists(os.path.join(d, sub + ".py"))
+            for d in spec.submodule_search_locations or []))
         if not found:
             probs.append(f"{sys.executable} has no module {mod} (boto3 and moto_server ship "
                          "with the machine image's python3)")
@@ -131,11 +137,20 @@ def teardown_state(state, keep_dir=False):
     """Stops the lab's processes, removes its namespaces and (unless keep_dir) its
     directory. Idempotent. Returns a list of problems (empty when all went)."""
     problems = []
-    for rec in reversed(state.get("processes", [])):
+    # What a test started after the lab was up (hanatd above all) stops first, one at a
+    # time, newest first, while EC2 and the fakes still answer: a hanatd's SIGTERM hands its
+    # routes over. Then the lab's own processes, all at once.
+    procs = state.get("processes", [])
+    infra = state.get("infra_processes", len(procs))
+    for rec in reversed(procs[infra:]):
         try:
             netns.stop_process(rec)
         except Exception as e:  # noqa: BLE001
             problems.append(f"stopping pid {rec.get('pid')}: {e}")
+    try:
+        netns.stop_processes(procs[:infra])
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"stopping the lab's processes: {e}")
     for ns in reversed(state.get("namespaces", [])):
         if not netns.netns_exists(ns):
             continue
@@ -214,6 +229,49 @@ def _signals_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _MotoWarmUp(threading.Thread):
+    """Waits for moto_server to listen, then sends it one EC2 request so that its EC2
+    models are loaded before seeding starts. result() joins and returns the port (or raises
+    what went wrong)."""
+
+    def __init__(self, api_ns, log_path, proc, region):
+        super().__init__(name="moto-warm-up", daemon=True)
+        self.api_ns, self.log_path, self.proc, self.region = api_ns, log_path, proc, region
+        self.port, self.error = None, None
+
+    def _port(self):
+        with open(self.log_path) as f:
+            m = re.search(r"Running on http://[0-9.]+:(\d+)", f.read())
+        if self.proc.poll() is not None:
+            raise LabError(f"moto_server exited; see {self.log_path}")
+        return int(m.group(1)) if m else None
+
+    def run(self):
+        try:
+            self.port = deadline_poll("moto_server to listen", self._port, 30)
+            # moto routes a request by its SigV4 credential scope (MOTO.md): a request
+            # signed for ec2 with any key loads EC2; signatures are not checked yet.
+            import boto3
+            import botocore.config
+            with netns.in_netns(self.api_ns):
+                boto3.client("ec2", endpoint_url=f"http://{API_ADDR}:{self.port}",
+                             region_name=self.region, aws_access_key_id="lab-setup",
+                             aws_secret_access_key="lab-setup",
+                             config=botocore.config.Config(
+                                 retries={"max_attempts": 3}, connect_timeout=2,
+                                 read_timeout=30)).describe_vpcs()
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self.error = e
+
+    def result(self):
+        self.join(60)
+        if self.is_alive():
+            raise LabError("moto_server did not answer a first EC2 request within 60 s")
+        if self.error is not None:
+            raise self.error
+        return self.port
 
 
 _ids = {}
@@ -488,6 +546,14 @@ class Lab:
         ip(inet, "link", "set", "vpc", "up")
         ip(api, "addr", "add", f"{API_ADDR}/24", "dev", "br0")
 
+        # moto_server first: it takes about a second to listen and three more to load its
+        # EC2 models on the first EC2 request (moto.ec2.models imports for ~2.5 s). A thread
+        # makes that first request while this one builds the rest of the topology.
+        moto_log = os.path.join(self.dir, "moto.log")
+        self.spawn(api, [sys.executable, "-m", "moto.server", "-H", API_ADDR, "-p", "0"], "moto")
+        warm = _MotoWarmUp(api, moto_log, self._procs["moto"][0], self.region)
+        warm.start()
+
         zones_used = sorted(set(PRIVATE_ZONES) | set(self.nat_zones))
         zone_index = ZONE_INDEX
         nats = [self._nat_host(k, self.nat_zones[k - 1]) for k in range(1, self.nats + 1)]
@@ -507,17 +573,7 @@ class Lab:
                               "zone": self.region + z, "address": addr, "dev": "eth0",
                               "table_index": t, "switch_port": [sw, f"h{name}"]})
 
-        # moto_server on a free port of the API namespace's address.
-        moto_log = os.path.join(self.dir, "moto.log")
-        self.spawn(api, [sys.executable, "-m", "moto.server", "-H", API_ADDR, "-p", "0"], "moto")
-
-        def moto_port():
-            with open(moto_log) as f:
-                m = re.search(r"Running on http://[0-9.]+:(\d+)", f.read())
-            if self._procs["moto"][0].poll() is not None:
-                raise LabError(f"moto_server exited; see {moto_log}")
-            return int(m.group(1)) if m else None
-        port = deadline_poll("moto_server to listen", moto_port, 30)
+        port = warm.result()
         endpoint = f"http://{API_ADDR}:{port}"
 
         # The EC2 fault proxy in front of moto (hanatlab/ec2proxy.py): hanatd's and the
@@ -540,18 +596,19 @@ class Lab:
                 with open(os.path.join(self.dir, "ec2proxy.log")) as f:
                     raise LabError("the EC2 proxy exited: " + f.read()[-600:])
             return os.path.exists(proxy["ready"]) and json.load(open(proxy["ready"]))["port"]
-        proxy["port"] = deadline_poll("the EC2 fault proxy to listen", proxy_port, 10)
-        proxy["endpoint"] = f"http://{API_ADDR}:{proxy['port']}"
 
         inet_ready = os.path.join(self.dir, "inet-ready.json")
         sink_log = os.path.join(self.dir, "udp-sink.log")
         self.spawn(inet, [sys.executable, "-m", "hanatlab.inet", "--address", INET_ADDR,
                           "--ready", inet_ready, "--sink-log", sink_log], "inet")
 
+        # Seeding talks to moto directly; the proxy and the internet host start meanwhile.
         from hanatlab import seed
         seeded = seed.seed(self, api, endpoint, nats, hosts, zones_used, zone_index,
                            tables_per_zone=self.tables_per_zone,
                            tag_everything=self.tag_everything)
+        proxy["port"] = deadline_poll("the EC2 fault proxy to listen", proxy_port, 10)
+        proxy["endpoint"] = f"http://{API_ADDR}:{proxy['port']}"
 
         for nat in nats:
             # The NAT's private leg carries its ENI's MAC, as eth0 does on an instance.
@@ -601,6 +658,8 @@ class Lab:
                           lambda n=nat: self.imds_request(n["name"], "/latest/meta-data/"
                                                           "instance-id")[0] == 200, 10)
         deadline_poll("the fabric's first routes", lambda: self._fabric_settled(), 20)
+        self.state["infra_processes"] = len(self.state["processes"])
+        self._save_state()
         self.desc["build_seconds"] = round(time.monotonic() - t_start, 2)
         self.desc["namespaces"] = list(self.state["namespaces"])
         write_json(self.desc_path, self.desc)

@@ -61,6 +61,7 @@ TEST(Config, DefaultsFollowTheDesign) {
   EXPECT_EQ(c.ec2.metadata_endpoint, "http://169.254.169.254");
   EXPECT_FALSE(c.ec2.allow_imdsv1);
   EXPECT_EQ(c.ec2.route_refresh_interval, milliseconds(15000));
+  EXPECT_EQ(c.ec2.notice_interval, milliseconds(5000));
   EXPECT_EQ(c.log.level, LogLevel::Info);
 }
 
@@ -252,6 +253,19 @@ TEST(ConfigErrors, ForwardCheckValuesAreChecked) {
   EXPECT_THAT(one_error(std::string(kMinimal) + "[forward]\nrecheck = \"10ms\"\n").message,
               HasSubstr("out of range [1s, 1h]"));
   EXPECT_EQ(one_error(std::string(kMinimal) + "[forward]\nchek = true\n").key, "forward.chek");
+}
+
+// The metadata notice poll: at least a second (local calls, but every second is plenty for
+// a two-minute warning), at most a minute (a spot notice must leave time to hand over).
+TEST(ConfigErrors, NoticeIntervalIsBounded) {
+  Error e = one_error(std::string(kMinimal) + "[ec2]\nnotice_interval = \"500ms\"\n");
+  EXPECT_EQ(e.key, "ec2.notice_interval");
+  EXPECT_EQ(e.line, 4);
+  EXPECT_THAT(e.message, HasSubstr("out of range [1s, 1m]"));
+  EXPECT_THAT(one_error(std::string(kMinimal) + "[ec2]\nnotice_interval = \"2m\"\n").message,
+              HasSubstr("out of range [1s, 1m]"));
+  EXPECT_EQ(ok(std::string(kMinimal) + "[ec2]\nnotice_interval = \"1s\"\n").ec2.notice_interval,
+            milliseconds(1000));
 }
 
 TEST(ConfigErrors, Durations) {
@@ -496,6 +510,8 @@ TEST(ConfigReload, RestartKeysNameEveryKeyAReloadCannotApply) {
               ElementsAre("failover.floating_eni", "status.socket", "status.mode"));
   EXPECT_THAT(restart_keys(base, with("[nat]\ndrift_check_interval = \"1s\"\n")),
               ElementsAre("nat.drift_check_interval"));
+  EXPECT_THAT(restart_keys(base, with("[ec2]\nnotice_interval = \"1s\"\n")),
+              ElementsAre("ec2.notice_interval"));
   // The drain mark was read from the old directory at start.
   EXPECT_THAT(restart_keys(base, with("[status]\nstate_directory = \"/srv/hanat\"\n")),
               ElementsAre("status.state_directory"));
