@@ -6,6 +6,10 @@ through nat1 at a fixed rate, once with [failover] stateful = false (the baselin
 with it on, in the same run and the same lab.
 
     bench/handover/churn_cpu.py [--hanatd build/bin/hanatd] [--rate 200] [--seconds 30]
+                                [--perf DIR]
+
+--perf DIR also records a CPU profile of both hanatd processes over the stateful window
+(`perf record -g -p <pid>`, DIR/nat1.data and DIR/nat2.data; read with `perf report -i`).
 
 Each short connection goes to the internet host's whoami server, which answers and
 closes: about five conntrack events on nat1 (NEW, the reply, ESTABLISHED, the FIN states;
@@ -17,6 +21,8 @@ cannot run here (not root, tools missing).
 """
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -82,7 +88,25 @@ def node(lab, nat):
         return {}
 
 
-def measure(lab, hanatd, stateful, rate, seconds):
+def start_perf(perf_dir, pids):
+    """perf record on each pid (call graphs by frame pointers), or [] without perf_dir."""
+    if not perf_dir:
+        return []
+    os.makedirs(perf_dir, exist_ok=True)
+    return [subprocess.Popen(["perf", "record", "-q", "-g", "-F", "997", "-p", str(pid), "-o",
+                              os.path.join(perf_dir, f"nat{n}.data")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, pid in pids.items()]
+
+
+def stop_perf(recorders):
+    for r in recorders:
+        r.send_signal(signal.SIGINT)  # perf writes its file on SIGINT
+    for r in recorders:
+        r.wait(60)
+
+
+def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
     over = checks.overrides({"failover": {"failback_delay": "3s", "move_eip": True,
                                           "stateful": stateful},
                              "probe": {"paths": ["private"]}})
@@ -104,6 +128,7 @@ def measure(lab, hanatd, stateful, rate, seconds):
         pids = {n: hanatd_pid(ctl.procs[lab.nat(n)["name"]]) for n in (1, 2)}
         inet = lab.desc["internet"]
         hosts = [h["name"] for h in lab.desc["hosts"] if h["zone_letter"] == "a"]
+        recorders = start_perf(perf_dir if stateful else None, pids)
         before = {n: cpu_ticks(p) for n, p in pids.items()}
         t0 = time.monotonic()
         procs = [lab.spawn(lab.host(h)["ns"], [
@@ -114,6 +139,7 @@ def measure(lab, hanatd, stateful, rate, seconds):
             p.wait(seconds + 30)
         took = time.monotonic() - t0
         after = {n: cpu_ticks(p) for n, p in pids.items()}
+        stop_perf(recorders)
         ok = failed = 0
         for h in hosts:
             with open(os.path.join(lab.dir, f"churn-{int(stateful)}-{h}.log")) as f:
@@ -134,11 +160,12 @@ def main():
     ap.add_argument("--hanatd", default=os.path.join(ROOT, "build", "bin", "hanatd"))
     ap.add_argument("--rate", type=float, default=200.0, help="new flows per second in all")
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--perf", metavar="DIR", help="also profile both hanatd (stateful window)")
     a = ap.parse_args()
     try:
         with Lab(nats=2, hosts_per_zone=2, name="churn") as lab:
             add_zone_eips(lab)
-            rows = [measure(lab, a.hanatd, s, a.rate, a.seconds) for s in (False, True)]
+            rows = [measure(lab, a.hanatd, s, a.rate, a.seconds, a.perf) for s in (False, True)]
     except LabUnavailable as e:
         print(f"SKIPPED: {e}")
         return 77
