@@ -15,7 +15,8 @@
 //               (keep::handover_sources() of the tables each would take); each link's
 //               replica::Stream picks its own. A resync (dump_replicated_flows(), synchronous
 //               on the loop like the handover's dump, bounded by [handover] max_flows) on
-//               connect and every replica::kResyncEvery; events in 50 ms batches between.
+//               connect and every replica::kResyncEvery; events in 50 ms batches between,
+//               the event socket read every 25 ms at most (kReadEvery).
 //               Lost events (the socket overran) force a resync of every link.
 //   received    the channel's Replica frames from other members end in on_replica_batch():
 //               counted per member for status; the replica store is connected there.
@@ -45,6 +46,11 @@ namespace {
 constexpr milliseconds kReviewEvery{1000};
 constexpr milliseconds kBackoffFirst{500};
 constexpr milliseconds kBackoffMax{30000};
+// The event socket is read at most this often (CtEvents' `batch`): one wake-up per event
+// cost the sender most of its replication CPU (docs/benchmarks.md, "Replication cost").
+// Half the flush interval: an event waits at most 25 ms more before its batch goes out
+// (a flow that began within 75 ms of a crash may not have reached the target).
+constexpr milliseconds kReadEvery = replica::kFlushEvery / 2;
 
 sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
   sockaddr_in a{};
@@ -144,7 +150,7 @@ void Node::replicate_review() {
         auto ev = netfilter::CtEvents::open(
             loop_, *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)),
             [this](const netfilter::FlowEvents& e) { replicate_events(e); },
-            netfilter::CtEvents::kDefaultRcvBuf, true);
+            netfilter::CtEvents::kDefaultRcvBuf, true, kReadEvery);
         if (!ev) {
           const std::string why = "stateful failover: conntrack events: " + ev.error().message;
           if (why != repl_error_) log::warning(why + ", retrying in 1s");
