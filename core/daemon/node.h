@@ -512,6 +512,7 @@ class Node {
     std::optional<replica::Time> reconnect_at;
     std::chrono::milliseconds backoff{0};
     uint64_t connects = 0;
+    uint64_t wire_bytes = 0;  // channel bytes written to it, over all its connections
     std::string last_error;
   };
   void start_replication();  // engine start, with stateful = true
@@ -535,6 +536,7 @@ class Node {
   // Counts of links that were removed, so that the metrics' counters never go back.
   struct {
     std::map<std::string, uint64_t> events;
+    std::map<std::string, uint64_t> bytes;
     uint64_t drops = 0;
     uint64_t resyncs = 0;
   } repl_retired_;

@@ -129,6 +129,7 @@ void Node::replicate_review() {
                 " (the allocation without this member gives it nothing)");
     const auto& c = it->second->stream.counters();
     repl_retired_.events[it->first] += c.events;
+    repl_retired_.bytes[it->first] += it->second->wire_bytes;
     repl_retired_.drops += c.drops;
     repl_retired_.resyncs += c.resyncs;
     if (it->second->client) repl_graveyard_.add(std::move(it->second->client));
@@ -256,7 +257,11 @@ void Node::replicate_service() {
     // A send may fail and park the client (on_closed): check before each frame.
     for (const auto& b : frames) {
       if (!l.client) return;
+      // A client that failed is parked in the graveyard, alive until the next loop turn.
+      const handover::ChannelClient* c = l.client.get();
+      const uint64_t before = c->counters().bytes_sent;
       l.client->send_replica(b);
+      l.wire_bytes += c->counters().bytes_sent - before;
     }
   };
   // One dump serves every link whose resync is due.
@@ -344,6 +349,7 @@ json_t* Node::replication_json() const {
     set(j, "resyncs", c.resyncs);
     set(j, "frames", c.frames);
     set(j, "bytes", c.bytes);
+    set(j, "wire_bytes", l->wire_bytes);
     set(j, "pending", l->stream.pending());
     set(j, "connects", l->connects);
     if (auto lr = l->stream.last_resync()) set(j, "last_resync_ms_ago", ago_ms(*lr));
