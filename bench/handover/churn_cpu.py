@@ -16,7 +16,9 @@ closes: about five conntrack events on nat1 (NEW, the reply, ESTABLISHED, the FI
 DESTROY comes 120 s later, after TIME_WAIT). With stateful on, nat1 streams them to nat2
 (the member that would take zone a's table) and nat2 holds them. CPU is utime + stime from
 /proc/<pid>/stat over the measured window (10 ms ticks), as a share of one core. Prints one
-line per mode and the difference per 1,000 new flows per second. Exit 77 when the lab
+line per mode and the difference per 1,000 new flows per second, and the bytes nat1 wrote
+on the member channel over the window (its status, replication.targets[].wire_bytes) per
+1,000 new flows per second. Exit 77 when the lab
 cannot run here (not root, tools missing).
 """
 import argparse
@@ -106,6 +108,15 @@ def stop_perf(recorders):
         r.wait(60)
 
 
+def wire_bytes(lab):
+    """Channel bytes nat1 wrote replicating (status replication.targets[].wire_bytes), or
+    None when its hanatd does not report them."""
+    ts = (node(lab, 1).get("replication") or {}).get("targets") or []
+    if not ts or any("wire_bytes" not in t for t in ts):
+        return None
+    return sum(int(t["wire_bytes"]) for t in ts)
+
+
 def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
     over = checks.overrides({"failover": {"failback_delay": "3s", "move_eip": True,
                                           "stateful": stateful},
@@ -129,6 +140,7 @@ def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
         inet = lab.desc["internet"]
         hosts = [h["name"] for h in lab.desc["hosts"] if h["zone_letter"] == "a"]
         recorders = start_perf(perf_dir if stateful else None, pids)
+        bytes_before = wire_bytes(lab) if stateful else None
         before = {n: cpu_ticks(p) for n, p in pids.items()}
         t0 = time.monotonic()
         procs = [lab.spawn(lab.host(h)["ns"], [
@@ -140,6 +152,7 @@ def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
         took = time.monotonic() - t0
         after = {n: cpu_ticks(p) for n, p in pids.items()}
         stop_perf(recorders)
+        bytes_after = wire_bytes(lab) if stateful else None
         ok = failed = 0
         for h in hosts:
             with open(os.path.join(lab.dir, f"churn-{int(stateful)}-{h}.log")) as f:
@@ -150,6 +163,8 @@ def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
                    ((node(lab, 2).get("takeover") or {}).get("replicas") or {}).values())
         return {"stateful": stateful, "flows": ok, "failed": failed, "seconds": took,
                 "flows_per_s": ok / took, "held_on_nat2": held,
+                "bytes_per_s": (None if bytes_before is None or bytes_after is None
+                                else (bytes_after - bytes_before) / took),
                 "cpu": {n: (after[n] - before[n]) / tck / took for n in pids}}
     finally:
         ctl.stop_all()
@@ -179,6 +194,9 @@ def main():
     print(f"replication per 1,000 new flows/s: nat1 (sender) "
           f"+{100 * (st['cpu'][1] - base['cpu'][1]) * per_k:.2f} % of a core, nat2 (holder) "
           f"+{100 * (st['cpu'][2] - base['cpu'][2]) * per_k:.2f} %")
+    if st["bytes_per_s"] is not None:
+        print(f"replication bandwidth per 1,000 new flows/s: {st['bytes_per_s'] * per_k / 1000:.1f} "
+              f"KB/s on the member channel (nat1 wrote {st['bytes_per_s'] / 1000:.1f} KB/s)")
     return 0
 
 
