@@ -55,10 +55,14 @@ bool in_prefix(uint32_t addr, const Ipv4Prefix& p) {
   return (addr & mask) == p.addr;
 }
 
-bool is_local(uint32_t addr, const PurgeFilter& f) {
+bool is_local(uint32_t addr, const std::vector<uint32_t>& local) {
   // 127.0.0.0/8 is local whether or not lo carries it.
   if ((addr >> 24) == 127U) return true;
-  return std::find(f.local.begin(), f.local.end(), addr) != f.local.end();
+  return std::find(local.begin(), local.end(), addr) != local.end();
+}
+
+bool is_local(uint32_t addr, const PurgeFilter& f) {
+  return is_local(addr, f.local);
 }
 
 }  // namespace
@@ -420,10 +424,9 @@ bool should_carry(const CtMessage& m, const FlowFilter& f) {
   // Source-NATed here: only such a flow breaks when another NAT takes its packets. A destroy
   // event carries the status too (ctnetlink_conntrack_event dumps it for every event).
   if (!m.entry.status || (*m.entry.status & IPS_SRC_NAT) == 0) return false;
-  PurgeFilter locals;
-  locals.local = f.local;
+  // Called for every conntrack event and dumped entry: the local addresses are not copied.
   const CtEntry& e = m.entry;
-  if (is_local(e.orig.src, locals) || is_local(e.orig.dst, locals)) return false;
+  if (is_local(e.orig.src, f.local) || is_local(e.orig.dst, f.local)) return false;
   if (f.sources.empty()) return true;
   return std::any_of(f.sources.begin(), f.sources.end(),
                      [&](const Ipv4Prefix& p) { return in_prefix(e.orig.src, p); });
