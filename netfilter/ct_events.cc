@@ -16,7 +16,7 @@ namespace hanat::netfilter {
 core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
     uv::Loop& loop, FlowFilter filter, size_t max_flows,
     std::function<void(const FlowEvents&)> on_events, int rcvbuf, bool updates,
-    std::chrono::milliseconds batch) {
+    std::chrono::milliseconds batch, bool dump_on_loss) {
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
@@ -47,8 +47,8 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
   }
   const auto local = local_ipv4_addresses();
   filter.local.insert(filter.local.end(), local.begin(), local.end());
-  std::unique_ptr<CtEvents> ev(
-      new CtEvents(loop, sock, std::move(filter), max_flows, std::move(on_events), updates, batch));
+  std::unique_ptr<CtEvents> ev(new CtEvents(loop, sock, std::move(filter), max_flows,
+                                            std::move(on_events), updates, batch, dump_on_loss));
   if (auto ec = ev->watch(); ec) {
     return fail(ec, "conntrack event socket: watching it on the loop: " + ec.message());
   }
@@ -57,12 +57,13 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
 
 CtEvents::CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
                    std::function<void(const FlowEvents&)> on_events, bool updates,
-                   std::chrono::milliseconds batch)
+                   std::chrono::milliseconds batch, bool dump_on_loss)
     : sock_(sock),
       filter_(std::move(filter)),
       max_flows_(max_flows),
       updates_(updates),
       batch_(batch),
+      dump_on_loss_(dump_on_loss),
       on_events_(std::move(on_events)),
       buf_(MNL_SOCKET_BUFFER_SIZE * 4),
       rewatch_(loop),
@@ -81,8 +82,9 @@ std::error_code CtEvents::watch() {
       // Events were lost: only a fresh dump tells which flows exist now. Anything read in
       // this wake-up is older than the dump and superseded by it.
       out.events.clear();
-      auto dump = dump_flows(filter_, max_flows_);
-      if (dump) {
+      if (!dump_on_loss_) {
+        out.lost = true;
+      } else if (auto dump = dump_flows(filter_, max_flows_)) {
         out.resync = std::move(dump->flows);
       } else {
         ++counters_.resync_errors;
@@ -101,7 +103,7 @@ std::error_code CtEvents::watch() {
       (void)rewatch_.start(batch_, std::chrono::milliseconds(0), [this] { (void)watch(); });
     }
     // Last: the callback may destroy this stream.
-    if ((!out.events.empty() || out.resync) && on_events_) on_events_(out);
+    if ((!out.events.empty() || out.resync || out.lost) && on_events_) on_events_(out);
   });
 }
 

@@ -73,6 +73,9 @@ struct FlowEvent {
 struct FlowEvents {
   std::vector<FlowEvent> events;
   std::optional<std::vector<Flow>> resync;
+  // Events were lost and the stream does not dump (`dump_on_loss` false): the consumer
+  // takes the current set by its own means. `events` is empty then.
+  bool lost = false;
 };
 
 struct CtEventCounters {
@@ -92,10 +95,14 @@ class CtEvents {
   // CAP_NET_ADMIN) and starts watching it on `loop`. `filter.local` is completed with the
   // namespace's addresses. `max_flows` bounds a resync dump. `updates`: also deliver UPDATE
   // events (stateful failover's replication; the handover needs only NEW and DESTROY).
+  // `batch`: see "Wake-ups" above. `dump_on_loss` false: after lost events deliver `lost`
+  // instead of dumping the table here, synchronously (the replication dumps the table itself,
+  // in steps, with what it needs of each entry).
   [[nodiscard]] static core::Result<std::unique_ptr<CtEvents>, Error> open(
       uv::Loop& loop, FlowFilter filter, size_t max_flows,
       std::function<void(const FlowEvents&)> on_events, int rcvbuf = kDefaultRcvBuf,
-      bool updates = false, std::chrono::milliseconds batch = std::chrono::milliseconds(0));
+      bool updates = false, std::chrono::milliseconds batch = std::chrono::milliseconds(0),
+      bool dump_on_loss = true);
 
   CtEvents(const CtEvents&) = delete;
   CtEvents& operator=(const CtEvents&) = delete;
@@ -106,7 +113,7 @@ class CtEvents {
  private:
   CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
            std::function<void(const FlowEvents&)> on_events, bool updates,
-           std::chrono::milliseconds batch);
+           std::chrono::milliseconds batch, bool dump_on_loss);
   std::error_code watch();
   struct ReadResult {
     bool lost = false;     // ENOBUFS: events were lost
@@ -120,6 +127,7 @@ class CtEvents {
   size_t max_flows_;
   bool updates_;
   std::chrono::milliseconds batch_;
+  bool dump_on_loss_;
   std::function<void(const FlowEvents&)> on_events_;
   std::vector<uint8_t> buf_;
   CtEventCounters counters_;
