@@ -488,4 +488,42 @@ core::Result<ReplicatedDump, Error> dump_replicated_flows(FlowFilter filter, siz
   return dump_carried<ReplicatedDump>(std::move(filter), max, timeout);
 }
 
+struct ReplicatedDumper::Impl {
+  CtSocket sock;
+  FlowFilter filter;
+  ReplicatedDump out;
+  FlowDumpState<ReplicatedDump> st;
+  uint32_t seq = 0;
+  bool done = false;
+};
+
+ReplicatedDumper::ReplicatedDumper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ReplicatedDumper::~ReplicatedDumper() = default;
+
+core::Result<std::unique_ptr<ReplicatedDumper>, Error> ReplicatedDumper::start(
+    FlowFilter filter, size_t max, std::chrono::milliseconds timeout) {
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  auto impl =
+      std::unique_ptr<Impl>(new Impl{std::move(*sock), std::move(filter), {}, {}, 0, false});
+  impl->st = FlowDumpState<ReplicatedDump>{&impl->filter, max, &impl->out};
+  auto seq = impl->sock.begin_dump();
+  if (!seq) return core::Unexpected(seq.error());
+  impl->seq = *seq;
+  return std::unique_ptr<ReplicatedDumper>(new ReplicatedDumper(std::move(impl)));
+}
+
+core::Result<bool, Error> ReplicatedDumper::step(std::chrono::microseconds budget) {
+  if (impl_->done) return true;
+  auto r = impl_->sock.dump_step(impl_->seq, on_flow<ReplicatedDump>, &impl_->st, budget);
+  if (r && *r) impl_->done = true;
+  return r;
+}
+
+ReplicatedDump& ReplicatedDumper::result() {
+  return impl_->out;
+}
+
 }  // namespace hanat::netfilter
