@@ -13,10 +13,11 @@
 //               doubling to 30 s; reset by a connection that got its hello).
 //   the stream  one CtEvents with UPDATE events for the union of the targets' sources
 //               (keep::handover_sources() of the tables each would take); each link's
-//               replica::Stream picks its own. A resync (dump_replicated_flows(), synchronous
-//               on the loop like the handover's dump, bounded by [handover] max_flows) on
-//               connect and every replica::kResyncEvery; events in 50 ms batches between,
-//               the event socket read every 25 ms at most (kReadEvery).
+//               replica::Stream picks its own. A resync (a ReplicatedDumper read in 10 ms
+//               steps across loop turns, bounded by [handover] max_flows; the links waiting
+//               for it hold their events until it is sent) on connect and every
+//               replica::kResyncEvery; events in 50 ms batches between, the event socket
+//               read every 25 ms at most (kReadEvery).
 //               Lost events (the socket overran) force a resync of every link.
 //   received    the channel's Replica frames from other members end in on_replica_batch():
 //               counted per member for status; the replica store is connected there.
