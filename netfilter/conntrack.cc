@@ -55,10 +55,14 @@ bool in_prefix(uint32_t addr, const Ipv4Prefix& p) {
   return (addr & mask) == p.addr;
 }
 
-bool is_local(uint32_t addr, const PurgeFilter& f) {
+bool is_local(uint32_t addr, const std::vector<uint32_t>& local) {
   // 127.0.0.0/8 is local whether or not lo carries it.
   if ((addr >> 24) == 127U) return true;
-  return std::find(f.local.begin(), f.local.end(), addr) != f.local.end();
+  return std::find(local.begin(), local.end(), addr) != local.end();
+}
+
+bool is_local(uint32_t addr, const PurgeFilter& f) {
+  return is_local(addr, f.local);
 }
 
 }  // namespace
@@ -420,10 +424,9 @@ bool should_carry(const CtMessage& m, const FlowFilter& f) {
   // Source-NATed here: only such a flow breaks when another NAT takes its packets. A destroy
   // event carries the status too (ctnetlink_conntrack_event dumps it for every event).
   if (!m.entry.status || (*m.entry.status & IPS_SRC_NAT) == 0) return false;
-  PurgeFilter locals;
-  locals.local = f.local;
+  // Called for every conntrack event and dumped entry: the local addresses are not copied.
   const CtEntry& e = m.entry;
-  if (is_local(e.orig.src, locals) || is_local(e.orig.dst, locals)) return false;
+  if (is_local(e.orig.src, f.local) || is_local(e.orig.dst, f.local)) return false;
   if (f.sources.empty()) return true;
   return std::any_of(f.sources.begin(), f.sources.end(),
                      [&](const Ipv4Prefix& p) { return in_prefix(e.orig.src, p); });
@@ -483,6 +486,44 @@ core::Result<FlowDump, Error> dump_flows(FlowFilter filter, size_t max,
 core::Result<ReplicatedDump, Error> dump_replicated_flows(FlowFilter filter, size_t max,
                                                           std::chrono::milliseconds timeout) {
   return dump_carried<ReplicatedDump>(std::move(filter), max, timeout);
+}
+
+struct ReplicatedDumper::Impl {
+  CtSocket sock;
+  FlowFilter filter;
+  ReplicatedDump out;
+  FlowDumpState<ReplicatedDump> st;
+  uint32_t seq = 0;
+  bool done = false;
+};
+
+ReplicatedDumper::ReplicatedDumper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ReplicatedDumper::~ReplicatedDumper() = default;
+
+core::Result<std::unique_ptr<ReplicatedDumper>, Error> ReplicatedDumper::start(
+    FlowFilter filter, size_t max, std::chrono::milliseconds timeout) {
+  const auto local = local_ipv4_addresses();
+  filter.local.insert(filter.local.end(), local.begin(), local.end());
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  auto impl =
+      std::unique_ptr<Impl>(new Impl{std::move(*sock), std::move(filter), {}, {}, 0, false});
+  impl->st = FlowDumpState<ReplicatedDump>{&impl->filter, max, &impl->out};
+  auto seq = impl->sock.begin_dump();
+  if (!seq) return core::Unexpected(seq.error());
+  impl->seq = *seq;
+  return std::unique_ptr<ReplicatedDumper>(new ReplicatedDumper(std::move(impl)));
+}
+
+core::Result<bool, Error> ReplicatedDumper::step(std::chrono::microseconds budget) {
+  if (impl_->done) return true;
+  auto r = impl_->sock.dump_step(impl_->seq, on_flow<ReplicatedDump>, &impl_->st, budget);
+  if (r && *r) impl_->done = true;
+  return r;
+}
+
+ReplicatedDump& ReplicatedDumper::result() {
+  return impl_->out;
 }
 
 }  // namespace hanat::netfilter

@@ -15,7 +15,8 @@ namespace hanat::netfilter {
 
 core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
     uv::Loop& loop, FlowFilter filter, size_t max_flows,
-    std::function<void(const FlowEvents&)> on_events, int rcvbuf, bool updates) {
+    std::function<void(const FlowEvents&)> on_events, int rcvbuf, bool updates,
+    std::chrono::milliseconds batch, bool dump_on_loss) {
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
@@ -46,8 +47,8 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
   }
   const auto local = local_ipv4_addresses();
   filter.local.insert(filter.local.end(), local.begin(), local.end());
-  std::unique_ptr<CtEvents> ev(
-      new CtEvents(loop, sock, std::move(filter), max_flows, std::move(on_events), updates));
+  std::unique_ptr<CtEvents> ev(new CtEvents(loop, sock, std::move(filter), max_flows,
+                                            std::move(on_events), updates, batch, dump_on_loss));
   if (auto ec = ev->watch(); ec) {
     return fail(ec, "conntrack event socket: watching it on the loop: " + ec.message());
   }
@@ -55,11 +56,14 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
 }
 
 CtEvents::CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
-                   std::function<void(const FlowEvents&)> on_events, bool updates)
+                   std::function<void(const FlowEvents&)> on_events, bool updates,
+                   std::chrono::milliseconds batch, bool dump_on_loss)
     : sock_(sock),
       filter_(std::move(filter)),
       max_flows_(max_flows),
       updates_(updates),
+      batch_(batch),
+      dump_on_loss_(dump_on_loss),
       on_events_(std::move(on_events)),
       buf_(MNL_SOCKET_BUFFER_SIZE * 4),
       rewatch_(loop),
@@ -73,13 +77,14 @@ CtEvents::~CtEvents() {
 std::error_code CtEvents::watch() {
   return poll_->start(UV_READABLE, [this](int status, int) {
     FlowEvents out;
-    const bool lost = read_some(out);
-    if (lost) {
+    const auto read = read_some(out);
+    if (read.lost) {
       // Events were lost: only a fresh dump tells which flows exist now. Anything read in
       // this wake-up is older than the dump and superseded by it.
       out.events.clear();
-      auto dump = dump_flows(filter_, max_flows_);
-      if (dump) {
+      if (!dump_on_loss_) {
+        out.lost = true;
+      } else if (auto dump = dump_flows(filter_, max_flows_)) {
         out.resync = std::move(dump->flows);
       } else {
         ++counters_.resync_errors;
@@ -92,23 +97,29 @@ std::error_code CtEvents::watch() {
     if (status < 0) {
       (void)rewatch_.start(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
                            [this] { (void)watch(); });
+    } else if (batch_.count() > 0 && read.drained) {
+      // Drained: let the next events gather in the receive buffer for `batch` (the header).
+      (void)poll_->stop();
+      (void)rewatch_.start(batch_, std::chrono::milliseconds(0), [this] { (void)watch(); });
     }
     // Last: the callback may destroy this stream.
-    if ((!out.events.empty() || out.resync) && on_events_) on_events_(out);
+    if ((!out.events.empty() || out.resync || out.lost) && on_events_) on_events_(out);
   });
 }
 
-bool CtEvents::read_some(FlowEvents& out) {
-  bool lost = false;
+CtEvents::ReadResult CtEvents::read_some(FlowEvents& out) {
+  ReadResult r;
   for (int reads = 0; reads < kMaxReadsPerWake; ++reads) {
     const ssize_t n = mnl_socket_recvfrom(sock_, buf_.data(), buf_.size());
     if (n < 0) {
       if (errno == ENOBUFS) {
         ++counters_.overruns;
-        lost = true;
+        r.lost = true;
         continue;  // the socket stays usable; later messages follow
       }
-      break;  // EAGAIN: drained (anything else: the next readable event retries)
+      // EAGAIN: drained (anything else: the next readable event retries)
+      r.drained = errno == EAGAIN || errno == EWOULDBLOCK;
+      break;
     }
     int len = static_cast<int>(n);
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
@@ -131,7 +142,7 @@ bool CtEvents::read_some(FlowEvents& out) {
       out.events.push_back(std::move(e));
     }
   }
-  return lost;
+  return r;
 }
 
 }  // namespace hanat::netfilter

@@ -26,7 +26,19 @@
 //
 // Work per wake-up is bounded (kMaxReadsPerWake datagrams); the poll is level-triggered, so
 // what is left is read on the next loop iteration and probes and timers are not starved.
+//
+// Wake-ups. The kernel sends every event as its own datagram and wakes the listener for
+// each, so a NAT opening 200 short TCP flows per second (five or six events each) woke the
+// loop about 1,000 times a second; the profile of stateful failover's sender
+// (bench/handover/churn_cpu.py --perf) was dominated by that: the context switch, epoll_wait
+// and one recvmsg per event, not the parsing. With `batch` > 0 the stream reads the socket
+// until it is drained, then stops watching it for `batch`: events queue in the socket's
+// receive buffer meanwhile (a ctnetlink event takes about 1 KB of it, so the default 4 MiB
+// (8 MiB as the kernel counts, socket(7) SO_RCVBUF) holds thousands) and are read in one
+// wake-up. A wake-up that stopped at kMaxReadsPerWake is not drained: watching goes on at
+// once, so a busy socket is read as fast as without `batch`.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -61,6 +73,9 @@ struct FlowEvent {
 struct FlowEvents {
   std::vector<FlowEvent> events;
   std::optional<std::vector<Flow>> resync;
+  // Events were lost and the stream does not dump (`dump_on_loss` false): the consumer
+  // takes the current set by its own means. `events` is empty then.
+  bool lost = false;
 };
 
 struct CtEventCounters {
@@ -80,10 +95,14 @@ class CtEvents {
   // CAP_NET_ADMIN) and starts watching it on `loop`. `filter.local` is completed with the
   // namespace's addresses. `max_flows` bounds a resync dump. `updates`: also deliver UPDATE
   // events (stateful failover's replication; the handover needs only NEW and DESTROY).
+  // `batch`: see "Wake-ups" above. `dump_on_loss` false: after lost events deliver `lost`
+  // instead of dumping the table here, synchronously (the replication dumps the table itself,
+  // in steps, with what it needs of each entry).
   [[nodiscard]] static core::Result<std::unique_ptr<CtEvents>, Error> open(
       uv::Loop& loop, FlowFilter filter, size_t max_flows,
       std::function<void(const FlowEvents&)> on_events, int rcvbuf = kDefaultRcvBuf,
-      bool updates = false);
+      bool updates = false, std::chrono::milliseconds batch = std::chrono::milliseconds(0),
+      bool dump_on_loss = true);
 
   CtEvents(const CtEvents&) = delete;
   CtEvents& operator=(const CtEvents&) = delete;
@@ -93,19 +112,27 @@ class CtEvents {
 
  private:
   CtEvents(uv::Loop& loop, mnl_socket* sock, FlowFilter filter, size_t max_flows,
-           std::function<void(const FlowEvents&)> on_events, bool updates);
+           std::function<void(const FlowEvents&)> on_events, bool updates,
+           std::chrono::milliseconds batch, bool dump_on_loss);
   std::error_code watch();
-  // Reads at most kMaxReadsPerWake datagrams; whether events were lost.
-  bool read_some(FlowEvents& out);
+  struct ReadResult {
+    bool lost = false;     // ENOBUFS: events were lost
+    bool drained = false;  // the socket had nothing more to read (EAGAIN)
+  };
+  // Reads at most kMaxReadsPerWake datagrams.
+  ReadResult read_some(FlowEvents& out);
 
   mnl_socket* sock_;
   FlowFilter filter_;
   size_t max_flows_;
   bool updates_;
+  std::chrono::milliseconds batch_;
+  bool dump_on_loss_;
   std::function<void(const FlowEvents&)> on_events_;
   std::vector<uint8_t> buf_;
   CtEventCounters counters_;
-  uv::Timer rewatch_;               // re-arms the poll after libuv stopped it on an error
+  // Re-arms the poll after libuv stopped it on an error, or after a `batch` pause.
+  uv::Timer rewatch_;
   std::unique_ptr<uv::Poll> poll_;  // destroyed before the socket is closed
 };
 

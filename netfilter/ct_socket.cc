@@ -59,12 +59,26 @@ core::Result<CtSocket, Error> CtSocket::open(std::chrono::milliseconds timeout) 
 }
 
 core::Result<std::monostate, Error> CtSocket::dump(mnl_cb_t cb, void* data) {
+  auto seq = begin_dump();
+  if (!seq) return core::Unexpected(seq.error());
+  auto done = dump_step(*seq, cb, data, std::chrono::microseconds::max());
+  if (!done) return core::Unexpected(done.error());
+  return std::monostate{};
+}
+
+core::Result<uint32_t, Error> CtSocket::begin_dump() {
   const uint32_t seq = seq_++;
   nlmsghdr* nlh = put_ct_header(rx_.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq);
   if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) {
     return fail_errno(errno, "dump request");
   }
+  return seq;
+}
+
+core::Result<bool, Error> CtSocket::dump_step(uint32_t seq, mnl_cb_t cb, void* data,
+                                              std::chrono::microseconds budget) {
   const uint32_t portid = mnl_socket_get_portid(sock_.get());
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     const ssize_t n = mnl_socket_recvfrom(sock_.get(), rx_.data(), rx_.size());
     if (n < 0) {
@@ -72,10 +86,13 @@ core::Result<std::monostate, Error> CtSocket::dump(mnl_cb_t cb, void* data) {
       return read_error(errno, "dump");
     }
     const int rc = mnl_cb_run(rx_.data(), static_cast<size_t>(n), seq, portid, cb, data);
-    if (rc == MNL_CB_STOP) break;
+    if (rc == MNL_CB_STOP) return true;
     if (rc < 0) return fail_errno(errno, "dump");
+    if (budget != std::chrono::microseconds::max() &&
+        std::chrono::steady_clock::now() - start >= budget) {
+      return false;
+    }
   }
-  return std::monostate{};
 }
 
 core::Result<std::monostate, Error> CtSocket::send_acked(

@@ -38,6 +38,14 @@ class CtSocket {
   // Dumps the IPv4 table, calling `cb` (a libmnl callback) with `data` for each entry.
   core::Result<std::monostate, Error> dump(mnl_cb_t cb, void* data);
 
+  // The same dump in steps: begin_dump() sends the request and returns its number; each
+  // dump_step() reads datagrams until `budget` has passed and says whether the dump ended.
+  // The kernel fills a dump datagram when it is read (netlink_recvmsg -> netlink_dump, the
+  // position kept in the socket), so nothing piles up between steps.
+  core::Result<uint32_t, Error> begin_dump();
+  core::Result<bool, Error> dump_step(uint32_t seq, mnl_cb_t cb, void* data,
+                                      std::chrono::microseconds budget);
+
   // Reserves `n` consecutive sequence numbers and returns the first.
   uint32_t take_seq(size_t n) {
     const uint32_t first = seq_;

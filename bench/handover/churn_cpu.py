@@ -6,17 +6,25 @@ through nat1 at a fixed rate, once with [failover] stateful = false (the baselin
 with it on, in the same run and the same lab.
 
     bench/handover/churn_cpu.py [--hanatd build/bin/hanatd] [--rate 200] [--seconds 30]
+                                [--perf DIR]
+
+--perf DIR also records a CPU profile of both hanatd processes over the stateful window
+(`perf record -g -p <pid>`, DIR/nat1.data and DIR/nat2.data; read with `perf report -i`).
 
 Each short connection goes to the internet host's whoami server, which answers and
 closes: about five conntrack events on nat1 (NEW, the reply, ESTABLISHED, the FIN states;
 DESTROY comes 120 s later, after TIME_WAIT). With stateful on, nat1 streams them to nat2
 (the member that would take zone a's table) and nat2 holds them. CPU is utime + stime from
 /proc/<pid>/stat over the measured window (10 ms ticks), as a share of one core. Prints one
-line per mode and the difference per 1,000 new flows per second. Exit 77 when the lab
+line per mode and the difference per 1,000 new flows per second, and the bytes nat1 wrote
+on the member channel over the window (its status, replication.targets[].wire_bytes) per
+1,000 new flows per second. Exit 77 when the lab
 cannot run here (not root, tools missing).
 """
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -82,7 +90,34 @@ def node(lab, nat):
         return {}
 
 
-def measure(lab, hanatd, stateful, rate, seconds):
+def start_perf(perf_dir, pids):
+    """perf record on each pid (call graphs by frame pointers), or [] without perf_dir."""
+    if not perf_dir:
+        return []
+    os.makedirs(perf_dir, exist_ok=True)
+    return [subprocess.Popen(["perf", "record", "-q", "-g", "-F", "997", "-p", str(pid), "-o",
+                              os.path.join(perf_dir, f"nat{n}.data")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, pid in pids.items()]
+
+
+def stop_perf(recorders):
+    for r in recorders:
+        r.send_signal(signal.SIGINT)  # perf writes its file on SIGINT
+    for r in recorders:
+        r.wait(60)
+
+
+def wire_bytes(lab):
+    """Channel bytes nat1 wrote replicating (status replication.targets[].wire_bytes), or
+    None when its hanatd does not report them."""
+    ts = (node(lab, 1).get("replication") or {}).get("targets") or []
+    if not ts or any("wire_bytes" not in t for t in ts):
+        return None
+    return sum(int(t["wire_bytes"]) for t in ts)
+
+
+def measure(lab, hanatd, stateful, rate, seconds, perf_dir=None):
     over = checks.overrides({"failover": {"failback_delay": "3s", "move_eip": True,
                                           "stateful": stateful},
                              "probe": {"paths": ["private"]}})
@@ -104,6 +139,8 @@ def measure(lab, hanatd, stateful, rate, seconds):
         pids = {n: hanatd_pid(ctl.procs[lab.nat(n)["name"]]) for n in (1, 2)}
         inet = lab.desc["internet"]
         hosts = [h["name"] for h in lab.desc["hosts"] if h["zone_letter"] == "a"]
+        recorders = start_perf(perf_dir if stateful else None, pids)
+        bytes_before = wire_bytes(lab) if stateful else None
         before = {n: cpu_ticks(p) for n, p in pids.items()}
         t0 = time.monotonic()
         procs = [lab.spawn(lab.host(h)["ns"], [
@@ -114,6 +151,8 @@ def measure(lab, hanatd, stateful, rate, seconds):
             p.wait(seconds + 30)
         took = time.monotonic() - t0
         after = {n: cpu_ticks(p) for n, p in pids.items()}
+        stop_perf(recorders)
+        bytes_after = wire_bytes(lab) if stateful else None
         ok = failed = 0
         for h in hosts:
             with open(os.path.join(lab.dir, f"churn-{int(stateful)}-{h}.log")) as f:
@@ -124,6 +163,8 @@ def measure(lab, hanatd, stateful, rate, seconds):
                    ((node(lab, 2).get("takeover") or {}).get("replicas") or {}).values())
         return {"stateful": stateful, "flows": ok, "failed": failed, "seconds": took,
                 "flows_per_s": ok / took, "held_on_nat2": held,
+                "bytes_per_s": (None if bytes_before is None or bytes_after is None
+                                else (bytes_after - bytes_before) / took),
                 "cpu": {n: (after[n] - before[n]) / tck / took for n in pids}}
     finally:
         ctl.stop_all()
@@ -134,11 +175,12 @@ def main():
     ap.add_argument("--hanatd", default=os.path.join(ROOT, "build", "bin", "hanatd"))
     ap.add_argument("--rate", type=float, default=200.0, help="new flows per second in all")
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--perf", metavar="DIR", help="also profile both hanatd (stateful window)")
     a = ap.parse_args()
     try:
         with Lab(nats=2, hosts_per_zone=2, name="churn") as lab:
             add_zone_eips(lab)
-            rows = [measure(lab, a.hanatd, s, a.rate, a.seconds) for s in (False, True)]
+            rows = [measure(lab, a.hanatd, s, a.rate, a.seconds, a.perf) for s in (False, True)]
     except LabUnavailable as e:
         print(f"SKIPPED: {e}")
         return 77
@@ -152,6 +194,9 @@ def main():
     print(f"replication per 1,000 new flows/s: nat1 (sender) "
           f"+{100 * (st['cpu'][1] - base['cpu'][1]) * per_k:.2f} % of a core, nat2 (holder) "
           f"+{100 * (st['cpu'][2] - base['cpu'][2]) * per_k:.2f} %")
+    if st["bytes_per_s"] is not None:
+        print(f"replication bandwidth per 1,000 new flows/s: {st['bytes_per_s'] * per_k / 1000:.1f} "
+              f"KB/s on the member channel (nat1 wrote {st['bytes_per_s'] / 1000:.1f} KB/s)")
     return 0
 
 

@@ -9,6 +9,9 @@
 //                      only the install is timed. Runs only as root, in a private network namespace
 //                      that main() unshares first (hanat's masquerade table is committed there so
 //                      nf_nat is in use as on a NAT instance).
+//   BM_DumpReplicated  kernel: the replication's resync dump of 50,000 flows in one piece
+//                      (/0) and in 10 ms steps (/10000, ReplicatedDumper), with the longest
+//                      step: how long the daemon's loop waits for it at once.
 //
 // Each reports the median of single passes over its flows (p50_us) next to the mean.
 #include <arpa/inet.h>
@@ -175,6 +178,58 @@ void BM_InstallFlows(benchmark::State& state) {
 }
 // 1,000 flows, and a NAT at 50,000 concurrent flows taken over at once.
 BENCHMARK(BM_InstallFlows)->Arg(1000)->Arg(50000)->Unit(benchmark::kMillisecond);
+
+// The replication's resync dump at 50,000 flows: in one piece (budget 0) or read in steps
+// of `budget` µs as the daemon reads it (ReplicatedDumper). Reports the longest step.
+void BM_DumpReplicated(benchmark::State& state) {
+  if (!g_in_private_netns) {
+    state.SkipWithError("needs root (a private network namespace)");
+    return;
+  }
+  constexpr size_t n = 50000;
+  const auto budget = std::chrono::microseconds(state.range(0));
+  const auto in = flows(n);
+  auto r = install_flows(in, 0xc6130201U);
+  if (!r || r->installed != n) {
+    state.SkipWithError("not every flow was installed");
+    return;
+  }
+  auto filter = flow_filter({});
+  int64_t longest = 0;
+  int64_t steps = 0;
+  for (auto _ : state) {
+    size_t got = 0;
+    if (budget.count() == 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto d = dump_replicated_flows(*filter, 100000);
+      longest = std::max<int64_t>(longest, (std::chrono::steady_clock::now() - t0).count());
+      got = d ? d->flows.size() : 0;
+      ++steps;
+    } else {
+      auto d = ReplicatedDumper::start(*filter, 100000);
+      if (!d) break;
+      for (bool done = false; !done;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto s = (*d)->step(budget);
+        longest = std::max<int64_t>(longest, (std::chrono::steady_clock::now() - t0).count());
+        ++steps;
+        if (!s) break;
+        done = *s;
+      }
+      got = (*d)->result().flows.size();
+    }
+    if (got != n) {
+      state.SkipWithError("the dump did not return every flow");
+      break;
+    }
+  }
+  state.counters["longest_step_ms"] = static_cast<double>(longest) / 1e6;
+  state.counters["steps"] =
+      static_cast<double>(steps) / static_cast<double>(std::max<int64_t>(state.iterations(), 1));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+  (void)remove_flows(in);
+}
+BENCHMARK(BM_DumpReplicated)->Arg(0)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

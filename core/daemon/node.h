@@ -515,6 +515,7 @@ class Node {
     std::optional<replica::Time> reconnect_at;
     std::chrono::milliseconds backoff{0};
     uint64_t connects = 0;
+    uint64_t wire_bytes = 0;  // channel bytes written to it, over all its connections
     std::string last_error;
   };
   void start_replication();  // engine start, with stateful = true
@@ -524,6 +525,7 @@ class Node {
   void replicate_arm(replica::Time at, replica::Time t);  // service at `at` unless sooner
   void replicate_connect(const std::string& member, ReplicaLink& l);
   void replicate_events(const netfilter::FlowEvents& ev);
+  void replicate_dump_step();                      // reads the resync's dump on for a while
   [[nodiscard]] json_t* replication_json() const;  // node_replicate.cc
   uv::DeferredDelete repl_graveyard_{loop_};       // before repl_links_: clients park here
   std::map<std::string, std::unique_ptr<ReplicaLink>> repl_links_;  // target member ->
@@ -534,10 +536,30 @@ class Node {
   uv::Timer repl_review_timer_{loop_};
   std::string repl_error_;  // why replication is off or degraded, for status
   uint64_t repl_dump_errors_ = 0;
+  // The resync's dump being read in steps, the flows of one that ended (for the links whose
+  // resync is due), and when a failed one may be retried.
+  std::unique_ptr<netfilter::ReplicatedDumper> repl_dumper_;
+  std::optional<std::vector<netfilter::ReplicatedFlow>> repl_dump_ready_;
+  std::optional<replica::Time> repl_dump_retry_at_;
+  uv::Timer repl_dump_timer_{loop_};
+  std::chrono::steady_clock::time_point repl_dump_started_{};
+  std::chrono::microseconds repl_dump_busy_{0};
+  std::chrono::microseconds repl_dump_longest_{0};
+  // The last resync's conntrack dump, which blocks the loop while it runs: how long, how
+  // many entries it read and how many flows it kept (status: replication.last_dump).
+  struct {
+    std::chrono::microseconds busy{0};          // the steps' time in all
+    std::chrono::microseconds longest_step{0};  // the longest the loop waited for it
+    std::chrono::microseconds wall{0};          // from the request to the last entry
+    uint64_t seen = 0;
+    uint64_t flows = 0;
+    bool done = false;
+  } repl_last_dump_;
   std::map<std::string, ReplicaReceived> repl_received_;
   // Counts of links that were removed, so that the metrics' counters never go back.
   struct {
     std::map<std::string, uint64_t> events;
+    std::map<std::string, uint64_t> bytes;
     uint64_t drops = 0;
     uint64_t resyncs = 0;
   } repl_retired_;

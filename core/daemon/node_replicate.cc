@@ -13,9 +13,11 @@
 //               doubling to 30 s; reset by a connection that got its hello).
 //   the stream  one CtEvents with UPDATE events for the union of the targets' sources
 //               (keep::handover_sources() of the tables each would take); each link's
-//               replica::Stream picks its own. A resync (dump_replicated_flows(), synchronous
-//               on the loop like the handover's dump, bounded by [handover] max_flows) on
-//               connect and every replica::kResyncEvery; events in 50 ms batches between.
+//               replica::Stream picks its own. A resync (a ReplicatedDumper read in 10 ms
+//               steps across loop turns, bounded by [handover] max_flows; the links waiting
+//               for it hold their events until it is sent) on connect and every
+//               replica::kResyncEvery; events in 50 ms batches between, the event socket
+//               read every 25 ms at most (kReadEvery).
 //               Lost events (the socket overran) force a resync of every link.
 //   received    the channel's Replica frames from other members end in on_replica_batch():
 //               counted per member for status; the replica store is connected there.
@@ -45,6 +47,14 @@ namespace {
 constexpr milliseconds kReviewEvery{1000};
 constexpr milliseconds kBackoffFirst{500};
 constexpr milliseconds kBackoffMax{30000};
+// The event socket is read at most this often (CtEvents' `batch`): one wake-up per event
+// cost the sender most of its replication CPU (docs/benchmarks.md, "Replication cost").
+// Half the flush interval: an event waits at most 25 ms more before its batch goes out
+// (a flow that began within 75 ms of a crash may not have reached the target).
+constexpr milliseconds kReadEvery = replica::kFlushEvery / 2;
+// A resync's conntrack dump reads this long per loop turn: a dump of 50,000 entries took
+// 260 ms on the loop in one piece (docs/benchmarks.md), long enough to delay probes.
+constexpr std::chrono::microseconds kDumpStep{10000};
 
 sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
   sockaddr_in a{};
@@ -123,6 +133,7 @@ void Node::replicate_review() {
                 " (the allocation without this member gives it nothing)");
     const auto& c = it->second->stream.counters();
     repl_retired_.events[it->first] += c.events;
+    repl_retired_.bytes[it->first] += it->second->wire_bytes;
     repl_retired_.drops += c.drops;
     repl_retired_.resyncs += c.resyncs;
     if (it->second->client) repl_graveyard_.add(std::move(it->second->client));
@@ -144,7 +155,8 @@ void Node::replicate_review() {
         auto ev = netfilter::CtEvents::open(
             loop_, *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)),
             [this](const netfilter::FlowEvents& e) { replicate_events(e); },
-            netfilter::CtEvents::kDefaultRcvBuf, true);
+            netfilter::CtEvents::kDefaultRcvBuf, true, kReadEvery,
+            /*dump_on_loss=*/false);
         if (!ev) {
           const std::string why = "stateful failover: conntrack events: " + ev.error().message;
           if (why != repl_error_) log::warning(why + ", retrying in 1s");
@@ -218,8 +230,9 @@ void Node::replicate_connect(const std::string& member, ReplicaLink& l) {
 void Node::replicate_events(const netfilter::FlowEvents& ev) {
   const auto t = now();
   bool flush = false;
-  if (ev.resync) {
-    // Events were lost: only a dump tells the current set.
+  if (ev.lost || ev.resync) {
+    // Events were lost: only a dump tells the current set (the resync's own, in steps: the
+    // stream does not dump on the loop itself).
     for (auto& [m, l] : repl_links_) l->stream.force_resync();
     flush = true;
   }
@@ -250,41 +263,62 @@ void Node::replicate_service() {
     // A send may fail and park the client (on_closed): check before each frame.
     for (const auto& b : frames) {
       if (!l.client) return;
+      // A client that failed is parked in the graveyard, alive until the next loop turn.
+      const handover::ChannelClient* c = l.client.get();
+      const uint64_t before = c->counters().bytes_sent;
       l.client->send_replica(b);
+      l.wire_bytes += c->counters().bytes_sent - before;
     }
   };
-  // One dump serves every link whose resync is due.
-  std::optional<std::vector<netfilter::ReplicatedFlow>> dump;
+  // One dump serves every link whose resync is due. It is read in steps on later loop turns
+  // (replicate_dump_step); the links waiting for it hold their events meanwhile, so that
+  // none reaches the target before the resync that would otherwise sweep it.
+  auto due = [&](const ReplicaLink& l) {
+    return l.client && l.client->ready() && l.stream.resync_due(t, l.client->backlog());
+  };
+  if (repl_dump_ready_) {
+    for (auto& [member, l] : repl_links_)
+      if (due(*l)) send(*l, l->stream.resync(*repl_dump_ready_, t, /*drop_queued=*/false));
+    repl_dump_ready_.reset();
+  }
   bool dump_failed = false;
-  for (auto& [member, l] : repl_links_) {
-    if (dump_failed || !l->client || !l->client->ready()) continue;
-    if (!l->stream.resync_due(t, l->client->backlog())) continue;
-    if (!dump) {
+  if (!repl_dumper_ && std::any_of(repl_links_.begin(), repl_links_.end(),
+                                   [&](const auto& kv) { return due(*kv.second); })) {
+    if (repl_dump_retry_at_ && t < *repl_dump_retry_at_) {
+      dump_failed = true;
+    } else {
       // The sources were parsed when the stream opened: they parse again.
       auto filter = netfilter::flow_filter(repl_filter_.value_or(std::vector<std::string>{}));
-      if (!filter) {
-        dump_failed = true;
-        continue;
-      }
-      auto d = netfilter::dump_replicated_flows(
-          *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)));
+      auto d = filter
+                   ? netfilter::ReplicatedDumper::start(
+                         *filter, static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)))
+                   : core::Result<std::unique_ptr<netfilter::ReplicatedDumper>, netfilter::Error>(
+                         core::Unexpected(filter.error()));
       if (!d) {
         ++repl_dump_errors_;
         log::warning("stateful failover: conntrack dump: " + d.error().message +
                      ", retrying in 1s");
+        repl_dump_retry_at_ = t + milliseconds(1000);
         dump_failed = true;
-        continue;
+      } else {
+        repl_dumper_ = std::move(*d);
+        repl_dump_retry_at_.reset();
+        repl_dump_started_ = std::chrono::steady_clock::now();
+        repl_dump_busy_ = std::chrono::microseconds(0);
+        repl_dump_longest_ = std::chrono::microseconds(0);
+        // What is queued now is older than the dump: the resync replaces it.
+        for (auto& [member, l] : repl_links_)
+          if (due(*l)) l->stream.drop_pending();
+        (void)repl_dump_timer_.start(milliseconds(0), milliseconds(1),
+                                     [this] { replicate_dump_step(); });
       }
-      if (d->skipped > 0)
-        log::debug("replicate", std::to_string(d->skipped) +
-                                    " flows beyond [handover] max_flows are not replicated");
-      dump = std::move(d->flows);
     }
-    send(*l, l->stream.resync(*dump, t));
   }
   std::optional<replica::Time> next;
   for (auto& [member, l] : repl_links_) {
-    if (l->client && l->client->ready()) send(*l, l->stream.flush(t, l->client->backlog()));
+    const bool waits_for_dump = repl_dumper_ && due(*l);
+    if (l->client && l->client->ready() && !waits_for_dump)
+      send(*l, l->stream.flush(t, l->client->backlog()));
     auto d = l->stream.next_deadline();
     if (d && (!next || *d < *next)) next = d;
   }
@@ -293,6 +327,41 @@ void Node::replicate_service() {
   // 100 ms, or 1 s after a failed dump.
   if (*next <= t) next = t + (dump_failed ? milliseconds(1000) : milliseconds(100));
   replicate_arm(*next, t);
+}
+
+void Node::replicate_dump_step() {
+  if (!repl_dumper_) {
+    (void)repl_dump_timer_.stop();
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto r = repl_dumper_->step(kDumpStep);
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  repl_dump_busy_ += took;
+  repl_dump_longest_ = std::max(repl_dump_longest_, took);
+  if (r && !*r) return;  // on the next loop turn
+  (void)repl_dump_timer_.stop();
+  if (!r) {
+    ++repl_dump_errors_;
+    log::warning("stateful failover: conntrack dump: " + r.error().message + ", retrying in 1s");
+    repl_dump_retry_at_ = now() + milliseconds(1000);
+  } else {
+    auto& d = repl_dumper_->result();
+    if (d.skipped > 0)
+      log::debug("replicate", std::to_string(d.skipped) +
+                                  " flows beyond [handover] max_flows are not replicated");
+    repl_last_dump_.busy = repl_dump_busy_;
+    repl_last_dump_.longest_step = repl_dump_longest_;
+    repl_last_dump_.wall = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - repl_dump_started_);
+    repl_last_dump_.seen = d.seen;
+    repl_last_dump_.flows = d.flows.size();
+    repl_last_dump_.done = true;
+    repl_dump_ready_ = std::move(d.flows);
+  }
+  repl_dumper_.reset();
+  replicate_kick();
 }
 
 void Node::on_replica_batch(const std::string& member, const handover::ReplicaBatch& b) {
@@ -338,6 +407,7 @@ json_t* Node::replication_json() const {
     set(j, "resyncs", c.resyncs);
     set(j, "frames", c.frames);
     set(j, "bytes", c.bytes);
+    set(j, "wire_bytes", l->wire_bytes);
     set(j, "pending", l->stream.pending());
     set(j, "connects", l->connects);
     if (auto lr = l->stream.last_resync()) set(j, "last_resync_ms_ago", ago_ms(*lr));
@@ -349,6 +419,16 @@ json_t* Node::replication_json() const {
   json_object_set_new(o, "targets", targets);
   set(o, "drops", drops);
   set(o, "dump_errors", repl_dump_errors_);
+  if (repl_last_dump_.done) {
+    json_t* d = json_object();
+    // The loop was busy with it `busy_us` in all, at most `longest_step_us` at a time.
+    set(d, "busy_us", static_cast<uint64_t>(repl_last_dump_.busy.count()));
+    set(d, "longest_step_us", static_cast<uint64_t>(repl_last_dump_.longest_step.count()));
+    set(d, "wall_us", static_cast<uint64_t>(repl_last_dump_.wall.count()));
+    set(d, "seen", repl_last_dump_.seen);
+    set(d, "flows", repl_last_dump_.flows);
+    json_object_set_new(o, "last_dump", d);
+  }
   if (repl_events_) {
     const auto& ec = repl_events_->counters();
     set(o, "overruns", ec.overruns);

@@ -472,11 +472,13 @@ void Node::fill_report(Report& r) const {
   if (keeper_)
     for (const auto& [m, p] : keeper_->peers()) r.handover_flows_steered[m] = p.flows.size();
   r.replication_events_sent = repl_retired_.events;
+  r.replication_bytes_sent = repl_retired_.bytes;
   r.replication_drops = repl_retired_.drops;
   r.replication_resyncs = repl_retired_.resyncs;
   for (const auto& [m, l] : repl_links_) {
     const auto& c = l->stream.counters();
     r.replication_events_sent[m] += c.events;
+    r.replication_bytes_sent[m] += l->wire_bytes;
     r.replication_drops += c.drops;
     r.replication_resyncs += c.resyncs;
   }

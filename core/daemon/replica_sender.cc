@@ -134,12 +134,16 @@ bool Stream::resync_due(Time now, size_t backlog) const {
   return !resync_at_ || now >= *resync_at_;
 }
 
-std::vector<handover::ReplicaBatch> Stream::resync(
-    const std::vector<netfilter::ReplicatedFlow>& flows, Time now) {
-  // Events queued so far were read before the dump and are superseded by it.
+void Stream::drop_pending() {
   pending_.clear();
   pending_bytes_ = 0;
   first_pending_.reset();
+}
+
+std::vector<handover::ReplicaBatch> Stream::resync(
+    const std::vector<netfilter::ReplicatedFlow>& flows, Time now, bool drop_queued) {
+  // Events queued before the dump are superseded by it.
+  if (drop_queued) drop_pending();
   constexpr size_t per_frame = handover::kMaxReplicaBytes / handover::kUpsertBytes;
   std::vector<handover::ReplicaBatch> out(1);
   out.back().flags = handover::ReplicaBatch::kResyncBegin;

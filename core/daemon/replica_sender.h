@@ -120,8 +120,12 @@ class Stream {
   // The frames of a resync of `flows` (the current set, this target's sources are picked
   // here): the first carries kResyncBegin, the last kResyncComplete. Queued events are
   // older than the dump and dropped.
+  // `drop_queued` false: events queued since the dump began (drop_pending() then) are kept
+  // and go out after the resync.
   [[nodiscard]] std::vector<handover::ReplicaBatch> resync(
-      const std::vector<netfilter::ReplicatedFlow>& flows, Time now);
+      const std::vector<netfilter::ReplicatedFlow>& flows, Time now, bool drop_queued = true);
+  // Drops the queued events (a dump that supersedes them begins).
+  void drop_pending();
   // The queued events as frames when due (kFlushEvery after the first was queued, or a frame
   // is full) and the socket keeps up; empty otherwise.
   [[nodiscard]] std::vector<handover::ReplicaBatch> flush(Time now, size_t backlog);

@@ -219,6 +219,13 @@ std::vector<Family> metric_families(const Report& r) {
     for (const auto& [m, v] : r.replication_events_sent)
       sent.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
     out.push_back(std::move(sent));
+    Family bytes = counter("hanat_replication_bytes_sent_total",
+                           "Member channel bytes (frames with their headers and MACs, without "
+                           "TCP/IP) this host wrote replicating its flows (stateful failover), "
+                           "by target member.");
+    for (const auto& [m, v] : r.replication_bytes_sent)
+      bytes.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
+    out.push_back(std::move(bytes));
     Family drops = counter("hanat_replication_drops_total",
                            "Replication events dropped because a target's queue was over its "
                            "bound (a resync follows).");

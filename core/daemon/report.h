@@ -118,6 +118,7 @@ struct Report {
   // the daemon started, also of former targets), events dropped over a target's bound, and
   // full resyncs sent.
   std::map<std::string, std::uint64_t> replication_events_sent;
+  std::map<std::string, std::uint64_t> replication_bytes_sent;
   std::uint64_t replication_drops = 0;
   std::uint64_t replication_resyncs = 0;
   // Stateful failover's taking side (replica_store.h, takeover.h): flows held per origin

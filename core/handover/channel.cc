@@ -434,11 +434,14 @@ void ChannelClient::flush() {
   for (Frame& f : pending_) {
     if (!tcp_) break;
     const MacKey* k = send_key_ ? &*send_key_ : nullptr;
-    if (auto e = tcp_->write(encode(f, k, send_seq_++)); e) {
+    auto wire = encode(f, k, send_seq_++);
+    const size_t n = wire.size();
+    if (auto e = tcp_->write(std::move(wire)); e) {
       fail("write: " + e.message());
       break;
     }
     ++counters_.frames_sent;
+    counters_.bytes_sent += n;
     if (tcp_->write_queue_size() > kMaxQueuedBytes) {
       fail("the taker does not read (" + std::to_string(kMaxQueuedBytes) + " bytes queued)");
       break;

@@ -154,6 +154,7 @@ struct ClientCounters {
   uint64_t destroyed_sent = 0;
   uint64_t frames_sent = 0;
   uint64_t replica_frames_sent = 0;
+  uint64_t bytes_sent = 0;  // frames after the hello handed to the socket (headers, MACs)
 };
 
 class ChannelClient {

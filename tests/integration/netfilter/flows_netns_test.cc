@@ -158,6 +158,102 @@ TEST_F(FlowsNetns, MasqueradedFlowsAreDumpedThenStreamedNewAndDestroyed) {
   for (int fd : {early, own, rx}) ::close(fd);
 }
 
+// With `batch` the stream stops watching the socket for that long after draining it: events
+// that arrive meanwhile wait in the receive buffer and come in one wake-up, none lost.
+TEST_F(FlowsNetns, BatchedStreamGathersTheEventsOfAPauseInOneWakeUp) {
+  const int rx = udp_in(*topo_.out, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = port_of(rx);
+  auto filter = flow_filter({"198.18.1.0/24"});
+  ASSERT_TRUE(filter);
+  constexpr auto kBatch = std::chrono::milliseconds(300);
+  using Clock = std::chrono::steady_clock;
+  uv::Loop loop;
+  {
+    std::vector<std::pair<Clock::time_point, std::vector<FlowEvent>>> wakes;
+    auto stream = CtEvents::open(
+        loop, *filter, 100,
+        [&](const FlowEvents& e) { wakes.emplace_back(Clock::now(), e.events); },
+        CtEvents::kDefaultRcvBuf, false, kBatch);
+    ASSERT_TRUE(stream) << stream.error().message;
+    // The first event is read at once (the stream was watching).
+    const int first = udp_in(*topo_.priv, "198.18.1.2");
+    ASSERT_GE(first, 0);
+    ASSERT_EQ(send_seen(first, rx, port), "198.19.1.1");
+    ASSERT_TRUE(testing::run_until(loop, [&] { return !wakes.empty(); }));
+    ASSERT_EQ(wakes[0].second.size(), 1U);
+    EXPECT_EQ(wakes[0].second[0].flow, udp_flow("198.18.1.2", port_of(first), port));
+    // Five more during the pause (the loop is not run meanwhile; creating them takes far
+    // less than kBatch): one wake-up delivers them all, no sooner than kBatch after the first.
+    std::vector<int> fds{first};
+    for (int i = 0; i < 5; ++i) {
+      const int fd = udp_in(*topo_.priv, "198.18.1.2");
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
+      fds.push_back(fd);
+    }
+    ASSERT_TRUE(testing::run_until(loop, [&] { return wakes.size() >= 2; }));
+    ASSERT_EQ(wakes.size(), 2U);
+    EXPECT_GE(wakes[1].first - wakes[0].first, kBatch - std::chrono::milliseconds(2));
+    std::vector<Flow> got;
+    for (const auto& e : wakes[1].second) {
+      EXPECT_FALSE(e.destroyed);
+      got.push_back(e.flow);
+    }
+    ASSERT_EQ(got.size(), 5U);
+    for (size_t i = 1; i < fds.size(); ++i)
+      EXPECT_TRUE(has(got, udp_flow("198.18.1.2", port_of(fds[i]), port)));
+    EXPECT_EQ((*stream)->counters().overruns, 0U);
+    stream->reset();
+    for (int fd : fds) ::close(fd);
+  }
+  testing::expect_clean_close(loop);
+  ::close(rx);
+}
+
+// The replication's dump read in steps (one datagram per step with a zero budget) finds what
+// the dump in one piece finds.
+TEST_F(FlowsNetns, ASteppedDumpReadsTheSameFlowsAsOnePiece) {
+  const int rx = udp_in(*topo_.out, "198.19.1.2");
+  ASSERT_GE(rx, 0);
+  const uint16_t port = port_of(rx);
+  auto filter = flow_filter({"198.18.1.0/24"});
+  ASSERT_TRUE(filter);
+  std::vector<int> fds;
+  for (int i = 0; i < 300; ++i) {  // a dump datagram holds about a hundred entries
+    const int fd = udp_in(*topo_.priv, "198.18.1.2");
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
+    fds.push_back(fd);
+  }
+  auto whole = dump_replicated_flows(*filter, 1000);
+  ASSERT_TRUE(whole) << whole.error().message;
+  ASSERT_EQ(whole->flows.size(), 300U);
+  auto dumper = ReplicatedDumper::start(*filter, 1000);
+  ASSERT_TRUE(dumper) << dumper.error().message;
+  int steps = 0;
+  for (bool done = false; !done && steps < 10000; ++steps) {
+    auto r = (*dumper)->step(std::chrono::microseconds(0));
+    ASSERT_TRUE(r) << r.error().message;
+    done = *r;
+  }
+  EXPECT_GE(steps, 2);
+  auto& got = (*dumper)->result();
+  EXPECT_EQ(got.seen, whole->seen);
+  std::vector<Flow> a, b;
+  for (const auto& f : whole->flows) a.push_back(f.flow);
+  for (const auto& f : got.flows) b.push_back(f.flow);
+  EXPECT_EQ(b.size(), a.size());
+  for (const auto& f : a) EXPECT_TRUE(has(b, f));
+  // Stepping on after the end changes nothing.
+  auto again = (*dumper)->step(std::chrono::microseconds(0));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(*again);
+  EXPECT_EQ(got.flows.size(), 300U);
+  for (int fd : fds) ::close(fd);
+  ::close(rx);
+}
+
 TEST_F(FlowsNetns, LostEventsAreReplacedByAResyncDump) {
   const int rx = udp_in(*topo_.out, "198.19.1.2");
   ASSERT_GE(rx, 0);

@@ -145,6 +145,30 @@ TEST(ReplicaStream, AnEmptyResyncIsOneFrameAndABigOneIsSplitWithinTheBound) {
   for (const auto& f : frames) EXPECT_LE(handover::encode(f).size(), handover::kMaxFrameBytes);
 }
 
+// A dump read in steps: what was queued when it began is dropped then; events queued while
+// it is read are kept and go out after the resync (the node holds its flushes meanwhile).
+TEST(ReplicaStream, EventsQueuedDuringASteppedDumpFollowItsResync) {
+  Stream s;
+  s.connected(t0);
+  (void)s.resync({}, t0);
+  EXPECT_FALSE(s.add(upsert_ev(1), t0));  // older than the dump
+  s.drop_pending();
+  EXPECT_EQ(s.pending(), 0U);
+  EXPECT_FALSE(s.add(destroy_ev(2), t0 + milliseconds(5)));  // read during the dump
+  const auto frames = s.resync({rep(2), rep(3)}, t0 + milliseconds(10), /*drop_queued=*/false);
+  ASSERT_EQ(frames.size(), 1U);
+  EXPECT_EQ(frames[0].upserts, (std::vector<netfilter::ReplicatedFlow>{rep(2), rep(3)}));
+  EXPECT_EQ(s.pending(), 1U);
+  const auto after = s.flush(t0 + milliseconds(5) + kFlushEvery, 0);
+  ASSERT_EQ(after.size(), 1U);
+  EXPECT_TRUE(after[0].upserts.empty());
+  EXPECT_EQ(after[0].destroys, (std::vector<netfilter::Flow>{flow(2)}));
+  // The default drops what is queued, as a dump read in one piece supersedes it.
+  EXPECT_FALSE(s.add(upsert_ev(4), t0 + milliseconds(20)));
+  (void)s.resync({}, t0 + milliseconds(30));
+  EXPECT_EQ(s.pending(), 0U);
+}
+
 TEST(ReplicaStream, EventsAreBatchedForTheFlushIntervalAndCoalescedPerFlow) {
   Stream s;
   s.connected(t0);

@@ -67,6 +67,7 @@ Report sample_report() {
   r.handover_flows_steered = {{"i-a", 199}};
   r.handover_channel_rejects = {{"address", 3}, {"hello", 1}, {"bounds", 0}};
   r.replication_events_sent = {{"i-b", 4200}};
+  r.replication_bytes_sent = {{"i-b", 131072}};
   r.replication_drops = 17;
   r.replication_resyncs = 9;
   r.ec2_calls = {{{"ReplaceRoute", "ok"}, 3},
@@ -105,6 +106,8 @@ TEST(MetricFamilies, CountersByActionAndOutcome) {
   EXPECT_THAT(doc, HasSubstr("hanat_handover_channel_rejects_total{reason=\"hello\"} 1\n"));
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replication_events_sent_total counter\n"));
   EXPECT_THAT(doc, HasSubstr("hanat_replication_events_sent_total{target=\"i-b\"} 4200\n"));
+  EXPECT_THAT(doc, HasSubstr("# TYPE hanat_replication_bytes_sent_total counter\n"));
+  EXPECT_THAT(doc, HasSubstr("hanat_replication_bytes_sent_total{target=\"i-b\"} 131072\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_replication_drops_total 17\n"));
   EXPECT_THAT(doc, HasSubstr("\nhanat_replication_resyncs_total 9\n"));
   EXPECT_THAT(doc, HasSubstr("# TYPE hanat_eip_moves_total counter\n"));

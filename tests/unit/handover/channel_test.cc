@@ -147,7 +147,11 @@ TEST(Channel, ReplicaFramesReachTheCallbackBesideAHandoverConnection) {
     keep.client.send_end();
     ASSERT_TRUE(run_until(loop, [&] { return keep.closed.has_value(); }));
     const ReplicaBatch events{0, {}, {flow(1)}};
+    // The client counts the bytes it writes: the frame as encoded (headers included).
+    const uint64_t before = repl.client.counters().bytes_sent;
+    EXPECT_EQ(before, encode(resync).size());  // the resync (the hello is not counted)
     repl.client.send_replica(events);
+    EXPECT_EQ(repl.client.counters().bytes_sent - before, encode(events).size());
     ASSERT_TRUE(run_until(loop, [&] { return got.size() == 2; }));
     EXPECT_EQ(got[1].second, events);
     EXPECT_FALSE(repl.closed.has_value());
