@@ -117,7 +117,10 @@ void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
   mnl_attr_nest_end(nlh, nat);
   const uint32_t status = IPS_CONFIRMED | (f.status & (IPS_SEEN_REPLY | IPS_ASSURED));
   mnl_attr_put_u32(nlh, CTA_STATUS, htonl(status));
-  mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(std::max<uint32_t>(f.flow.timeout_s, 1)));
+  // Bounded (kInstallTimeoutMaxS): a dead connection's entry goes within minutes, a live
+  // one's next packet gives it the kernel's full timeout again.
+  mnl_attr_put_u32(nlh, CTA_TIMEOUT,
+                   htonl(std::clamp<uint32_t>(f.flow.timeout_s, 1, kInstallTimeoutMaxS)));
   if (o.proto == IPPROTO_TCP && f.tcp) {
     nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
     nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);

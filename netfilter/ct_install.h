@@ -68,6 +68,17 @@ namespace hanat::netfilter {
 inline constexpr uint8_t kTcpFlagsCarried = 0x01 | 0x02;  // WINDOW_SCALE | SACK_PERM
 inline constexpr uint8_t kTcpFlagLiberal = 0x08;          // IP_CT_TCP_FLAG_BE_LIBERAL
 
+// The longest timeout an installed entry gets, in seconds. The replicated timeout of an
+// ESTABLISHED TCP flow is the kernel's 5 days (nf_conntrack_tcp_timeout_established =
+// 432000 s), so a connection that died during the outage (its host gone, its client given
+// up) would keep the installed entry, and its public port, for 5 days on the survivor. A
+// live connection loses nothing by a shorter one: every packet it sends refreshes its entry
+// to its state's full timeout (nf_ct_refresh_acct at the end of nf_conntrack_tcp_packet(),
+// nf_conntrack_udp_packet()). 350 s is AWS NAT Gateway's documented idle timeout, after which
+// it drops a silent connection too, so an application that keeps connections open through a
+// NAT on AWS already sends something more often than that (keepalives).
+inline constexpr uint32_t kInstallTimeoutMaxS = 350;
+
 // Why `f` cannot be installed (a protocol other than TCP, UDP or ICMP, no public port, no
 // TCP state for TCP), or nullopt.
 [[nodiscard]] std::optional<std::string> install_problem(const ReplicatedFlow& f);
@@ -75,8 +86,9 @@ inline constexpr uint8_t kTcpFlagLiberal = 0x08;          // IP_CT_TCP_FLAG_BE_L
 // Appends to `out` the request creating `f` on this host translated to
 // `public_addr`:`f.public_port` (addresses host byte order): IPCTNL_MSG_CT_NEW, flags
 // NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, sequence `seq`; attributes
-// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (at least 1
-// s) and, for TCP, CTA_PROTOINFO. `f` must pass install_problem().
+// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (the
+// replicated one within [1, kInstallTimeoutMaxS] s) and, for TCP, CTA_PROTOINFO. `f` must pass
+// install_problem().
 void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
                             uint32_t public_addr, uint32_t seq);
 
