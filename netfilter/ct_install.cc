@@ -74,6 +74,11 @@ void append(std::vector<uint8_t>& out, const nlmsghdr* nlh) {
 
 }  // namespace
 
+UsedTuple used_tuple(const ReplicatedFlow& f) {
+  return UsedTuple{f.flow.proto, f.public_port, f.flow.dst,
+                   f.flow.proto == IPPROTO_ICMP ? uint16_t{0} : f.flow.dport};
+}
+
 std::optional<std::string> install_problem(const ReplicatedFlow& f) {
   switch (f.flow.proto) {
     case IPPROTO_TCP:
@@ -148,14 +153,19 @@ namespace {
 
 struct UsedPorts {
   uint32_t public_addr = 0;
-  std::set<std::pair<uint8_t, uint16_t>> used;  // (protocol, port) answering to public_addr
+  PortSet used;  // reply tuples answering to public_addr
 };
 
 int on_used(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<UsedPorts*>(data);
   auto m = parse_ct_message(nlh, nlh->nlmsg_len);
   if (!m || m->family != AF_INET || m->entry.reply.dst != st->public_addr) return MNL_CB_OK;
-  if (m->reply_dport != 0) st->used.emplace(m->flow.proto, m->reply_dport);
+  // The far end is the reply's source: the original destination for an outbound flow
+  // (neither a masqueraded flow nor this host's own connection is destination-NATed).
+  if (m->reply_dport != 0) {
+    st->used.insert(UsedTuple{m->flow.proto, m->reply_dport, m->entry.reply.src,
+                              m->flow.proto == IPPROTO_ICMP ? uint16_t{0} : m->flow.dport});
+  }
   return MNL_CB_OK;
 }
 
@@ -190,7 +200,7 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
     const ReplicatedFlow& f = flows[i];
     if (install_problem(f)) {
       r.flows[i] = {InstallOutcome::Failed, EINVAL};
-    } else if (used.count({f.flow.proto, f.public_port}) != 0) {
+    } else if (used.count(used_tuple(f)) != 0) {
       r.flows[i] = {InstallOutcome::Collided, 0};
     } else {
       todo.push_back(i);

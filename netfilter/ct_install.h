@@ -50,6 +50,7 @@
 // Synchronous and bounded like the purge (conntrack.h): every read waits at most `timeout`.
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -116,21 +117,36 @@ struct InstallReport {
 };
 
 // Installs `flows` into the conntrack table of the calling thread's network namespace,
-// translated to `public_addr` (host byte order). A flow whose protocol and public port are
-// already used by an entry of this table that answers to `public_addr` (a flow this host
-// translates itself, or one of its own sockets) is skipped as Collided without a request:
-// the port belongs to a live flow of this host. An error is returned only when the socket,
-// the dump or a datagram fails as a whole; per-flow errors are in the report.
+// translated to `public_addr` (host byte order). A flow whose reply tuple is already used by
+// an entry of this table that answers to `public_addr` (a flow this host translates itself,
+// or one of its own sockets, with the same protocol, public port and far end) is skipped as
+// Collided without a request: that tuple belongs to a live flow of this host. An error is returned
+// only when the socket, the dump or a datagram fails as a whole; per-flow errors are in the report.
 [[nodiscard]] core::Result<InstallReport, Error> install_flows(
     const std::vector<ReplicatedFlow>& flows, uint32_t public_addr,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
-// The (protocol, port) pairs of this table's entries that answer to `public_addr`: what
-// install_flows() skips as Collided. A stateful takeover installs many flows in chunks across
-// loop turns (core/daemon/takeover.h) and reads these once, not once per chunk: the dump walks
-// the whole table. Ports it installs itself are not added, as the kernel allows one public
-// port for several destinations (nf_nat_used_tuple compares the whole reply tuple).
-using PortSet = std::set<std::pair<uint8_t, uint16_t>>;
+// The reply tuples (protocol, public port, far end's address and port) of this table's
+// entries that answer to `public_addr`: what install_flows() skips as Collided. The far end
+// belongs to the key because the kernel allows one public port for several destinations
+// (nf_nat_used_tuple compares the whole reply tuple): a NAT that serves a zone under
+// connection churn has thousands of its own entries on the zone's address (TIME_WAIT lasts
+// 120 s), and a replicated flow that only shares a port number with one of them, towards
+// another far end, installs and works. A real clash of the whole tuple the kernel refuses
+// with EEXIST, also reported as Collided. A stateful takeover installs many flows in chunks
+// across loop turns (core/daemon/takeover.h) and reads these once, not once per chunk: the
+// dump walks the whole table. Tuples it installs itself are not added.
+struct UsedTuple {
+  uint8_t proto = 0;
+  uint16_t public_port = 0;
+  uint32_t remote_addr = 0;  // host byte order
+  uint16_t remote_port = 0;  // 0 for ICMP
+
+  friend auto operator<=>(const UsedTuple&, const UsedTuple&) = default;
+};
+using PortSet = std::set<UsedTuple>;
+// The key of a replicated flow as install_flows() compares it with PortSet.
+[[nodiscard]] UsedTuple used_tuple(const ReplicatedFlow& f);
 [[nodiscard]] core::Result<PortSet, Error> own_ports(
     uint32_t public_addr, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 

@@ -403,7 +403,7 @@ TEST_F(CtInstallNetns, WindowScalesWithoutTheirFlagsAreDroppedByTheKernel) {
   EXPECT_EQ(entries[0].tcp->wscale_reply, 7);
 }
 
-TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotInstalled) {
+TEST_F(CtInstallNetns, ReplyTupleOfOneOfThisHostsOwnFlowsIsCollidedItsPortElsewhereIsNot) {
   const int server = socket_in(*topo_.out, SOCK_DGRAM, 0, "198.19.5.2");
   const int client = socket_in(*topo_.priv, SOCK_DGRAM, 0, "198.18.5.2");
   ASSERT_GE(server, 0);
@@ -413,16 +413,24 @@ TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotIns
   ASSERT_EQ(send_seen(client, sin("198.19.5.2", port_of(server)), server, &seen),
             "198.19.5.1:" + std::to_string(port_of(client)));
   const uint16_t taken = ntohs(seen.sin_port);
-  // A replicated flow of another private host whose public port is that one.
-  const ReplicatedFlow f = replica(IPPROTO_UDP, "198.18.5.9", 5000, 6000, taken);
+  // A replicated flow of another private host to the same server port whose public port is
+  // that one: the same reply tuple.
+  const ReplicatedFlow f = replica(IPPROTO_UDP, "198.18.5.9", 5000, port_of(server), taken);
   auto report = install_flows({f}, ip("198.19.5.1"));
   ASSERT_TRUE(report) << report.error().message;
   EXPECT_EQ(report->flows[0].outcome, InstallOutcome::Collided);
   EXPECT_EQ(report->collided, 1U);
   EXPECT_EQ(report->installed, 0U);
   EXPECT_TRUE(flows_from(ip("198.18.5.9")).empty());
+  // The same public port towards another port of the server is free: the kernel tells the
+  // two flows' replies apart by the whole tuple (nf_nat_used_tuple).
+  const ReplicatedFlow elsewhere = replica(IPPROTO_UDP, "198.18.5.9", 5000, 6000, taken);
+  auto ok = install_flows({elsewhere}, ip("198.19.5.1"));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->flows[0].outcome, InstallOutcome::Installed) << ok->flows[0].error;
+  EXPECT_EQ(flows_from(ip("198.18.5.9")).size(), 1U);
   // The same port for TCP is free: protocols do not share ports.
-  ReplicatedFlow tcp = replica(IPPROTO_TCP, "198.18.5.9", 5000, 6000, taken);
+  ReplicatedFlow tcp = replica(IPPROTO_TCP, "198.18.5.9", 5001, 6000, taken);
   tcp.tcp = TcpInfo{3, 0, 0, 0, 0};
   auto other = install_flows({tcp}, ip("198.19.5.1"));
   ASSERT_TRUE(other) << other.error().message;
