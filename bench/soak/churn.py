@@ -33,8 +33,9 @@ Checks, each a FAIL line, on top of run.py's:
 - long flows through a cut: CUT_MEASURE_S into each cut of a NAT's private link or of all its
   links (before the restore), the long flows of the zones it carried that were open before
   the cut are closed and judged (survived; reset; stalled: an echo waited > STALL_LIMIT_MS);
-  a share below SURVIVE_FLOOR is a KNOWN GAP line (a FAIL with --expect-survival). One group per zone opened during the cut lives through the restore and
-  the failback: reported (failback_survival);
+  a share below SURVIVE_FLOOR is a KNOWN GAP line (a FAIL with --expect-survival). One
+  group per zone opened during the cut lives through the restore and the failback:
+  reported (failback_survival);
 - conntrack leak: once every connection closed, ESTABLISHED TCP entries of a lab host with a
   timeout above ct_install's bound (kInstallTimeoutMaxS, 350 s) on a NAT's secondary address
   (where a takeover puts another zone's flows) are a KNOWN GAP line (a FAIL with
