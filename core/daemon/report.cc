@@ -21,6 +21,14 @@ Family counter(std::string name, std::string help) {
   return Family{std::move(name), std::move(help), Type::Counter, {}};
 }
 
+// One sample per entry of `values` (label value -> number), labelled `label`.
+template <class Map>
+Family by_label(Family f, const std::string& label, const Map& values) {
+  for (const auto& [k, v] : values)
+    f.samples.push_back(Sample{{{label, k}}, static_cast<double>(v)});
+  return f;
+}
+
 Family single(Family f, double v) {
   f.samples.push_back(Sample{{}, v});
   return f;
@@ -183,49 +191,42 @@ std::vector<Family> metric_families(const Report& r) {
                                "CreateRoute) this host sent."),
                        static_cast<double>(r.route_writes)));
   {
-    Family f = counter("hanat_eip_moves_total",
-                       "Elastic IP moves (AssociateAddress onto this host, failover.move_eip) "
-                       "by result: ok, or the EC2 error code / failure kind.");
-    for (const auto& [result, v] : r.eip_moves)
-      f.samples.push_back(Sample{{{"result", result}}, static_cast<double>(v)});
-    out.push_back(std::move(f));
+    out.push_back(
+        by_label(counter("hanat_eip_moves_total",
+                         "Elastic IP moves (AssociateAddress onto this host, failover.move_eip) "
+                         "by result: ok, or the EC2 error code / failure kind."),
+                 "result", r.eip_moves));
   }
   {
-    Family held = gauge("hanat_handover_flows_held",
-                        "Flows a sending member handed over in a connection-keeping handover "
-                        "and this host holds, by member.");
-    for (const auto& [m, v] : r.handover_flows_held)
-      held.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
-    out.push_back(std::move(held));
-    Family steered = gauge("hanat_handover_flows_steered",
-                           "Flows in this host's steering set for a sending member (packets "
-                           "that match go back to it through the tunnel), by member.");
-    for (const auto& [m, v] : r.handover_flows_steered)
-      steered.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
-    out.push_back(std::move(steered));
-    Family rejects = counter("hanat_handover_channel_rejects_total",
-                             "Member channel connections refused or closed, by reason: address "
-                             "(not a member's private address), hello (group, member, version "
-                             "or key), bounds (frame, rate or buffer).");
-    for (const auto& [why, v] : r.handover_channel_rejects)
-      rejects.samples.push_back(Sample{{{"reason", why}}, static_cast<double>(v)});
-    out.push_back(std::move(rejects));
+    out.push_back(
+        by_label(gauge("hanat_handover_flows_held",
+                       "Flows a sending member handed over in a connection-keeping handover "
+                       "and this host holds, by member."),
+                 "member", r.handover_flows_held));
+    out.push_back(by_label(gauge("hanat_handover_flows_steered",
+                                 "Flows in this host's steering set for a sending member (packets "
+                                 "that match go back to it through the tunnel), by member."),
+                           "member", r.handover_flows_steered));
+    out.push_back(
+        by_label(counter("hanat_handover_channel_rejects_total",
+                         "Member channel connections refused or closed, by reason: address "
+                         "(not a member's private address), hello (group, member, version "
+                         "or key), bounds (frame, rate or buffer)."),
+                 "reason", r.handover_channel_rejects));
   }
   {
-    Family sent = counter("hanat_replication_events_sent_total",
-                          "Conntrack events (upserts and destroys, coalesced per 50 ms batch) "
-                          "this host replicated to a member that would take its tables "
-                          "(stateful failover), by target member.");
-    for (const auto& [m, v] : r.replication_events_sent)
-      sent.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
-    out.push_back(std::move(sent));
-    Family bytes = counter("hanat_replication_bytes_sent_total",
-                           "Member channel bytes (frames with their headers and MACs, without "
-                           "TCP/IP) this host wrote replicating its flows (stateful failover), "
-                           "by target member.");
-    for (const auto& [m, v] : r.replication_bytes_sent)
-      bytes.samples.push_back(Sample{{{"target", m}}, static_cast<double>(v)});
-    out.push_back(std::move(bytes));
+    out.push_back(
+        by_label(counter("hanat_replication_events_sent_total",
+                         "Conntrack events (upserts and destroys, coalesced per 50 ms batch) "
+                         "this host replicated to a member that would take its tables "
+                         "(stateful failover), by target member."),
+                 "target", r.replication_events_sent));
+    out.push_back(
+        by_label(counter("hanat_replication_bytes_sent_total",
+                         "Member channel bytes (frames with their headers and MACs, without "
+                         "TCP/IP) this host wrote replicating its flows (stateful failover), "
+                         "by target member."),
+                 "target", r.replication_bytes_sent));
     Family drops = counter("hanat_replication_drops_total",
                            "Replication events dropped because a target's queue was over its "
                            "bound (a resync follows).");
@@ -236,24 +237,21 @@ std::vector<Family> metric_families(const Report& r) {
                              "(on connect, every 30 s, after lost events or drops).");
     resyncs.samples.push_back(Sample{{}, static_cast<double>(r.replication_resyncs)});
     out.push_back(std::move(resyncs));
-    Family held = gauge("hanat_replica_flows",
-                        "Flows a member replicates to this host for stateful failover and "
-                        "this host holds in memory, by origin member.");
-    for (const auto& [m, v] : r.replica_flows)
-      held.samples.push_back(Sample{{{"member", m}}, static_cast<double>(v)});
-    out.push_back(std::move(held));
+    out.push_back(by_label(gauge("hanat_replica_flows",
+                                 "Flows a member replicates to this host for stateful failover and "
+                                 "this host holds in memory, by origin member."),
+                           "member", r.replica_flows));
     out.push_back(single(counter("hanat_replica_refused_total",
                                  "Replicated flows refused because the store was full "
                                  "(stateful failover; [failover] stateful)."),
                          static_cast<double>(r.replica_refused)));
-    Family taken = counter("hanat_takeover_flows_total",
-                           "Flows of a dead member installed into this host's conntrack table "
-                           "when it took the member's tables, by outcome: installed, collided "
-                           "(the public port is this host's), failed, unroutable (no address "
-                           "here for the flow's zone).");
-    for (const auto& [o, v] : r.takeover_flows)
-      taken.samples.push_back(Sample{{{"outcome", o}}, static_cast<double>(v)});
-    out.push_back(std::move(taken));
+    out.push_back(
+        by_label(counter("hanat_takeover_flows_total",
+                         "Flows of a dead member installed into this host's conntrack table "
+                         "when it took the member's tables, by outcome: installed, collided "
+                         "(the public port is this host's), failed, unroutable (no address "
+                         "here for the flow's zone)."),
+                 "outcome", r.takeover_flows));
   }
   {
     Family f = counter("hanat_ec2_calls_total",
