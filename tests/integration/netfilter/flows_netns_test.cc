@@ -69,6 +69,18 @@ class FlowsNetns : public ::testing::Test {
     topo_.build(1);
   }
   void TearDown() override { topo_.tear_down(); }
+  // Opens `n` UDP flows from the private host to `rx` (`port`), each seen at the far end with
+  // the router's public address; their sockets go to `fds`.
+  ::testing::AssertionResult open_flows(int n, int rx, uint16_t port, std::vector<int>& fds) {
+    for (int i = 0; i < n; ++i) {
+      const int fd = udp_in(*topo_.priv, "198.18.1.2");
+      if (fd < 0) return ::testing::AssertionFailure() << "flow " << i << ": no socket";
+      fds.push_back(fd);
+      if (auto seen = send_seen(fd, rx, port); seen != "198.19.1.1")
+        return ::testing::AssertionFailure() << "flow " << i << " arrived from " << seen;
+    }
+    return ::testing::AssertionSuccess();
+  }
   testing::NatRouter topo_;
 };
 
@@ -186,12 +198,7 @@ TEST_F(FlowsNetns, BatchedStreamGathersTheEventsOfAPauseInOneWakeUp) {
     // Five more during the pause (the loop is not run meanwhile; creating them takes far
     // less than kBatch): one wake-up delivers them all, no sooner than kBatch after the first.
     std::vector<int> fds{first};
-    for (int i = 0; i < 5; ++i) {
-      const int fd = udp_in(*topo_.priv, "198.18.1.2");
-      ASSERT_GE(fd, 0);
-      ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
-      fds.push_back(fd);
-    }
+    ASSERT_TRUE(open_flows(5, rx, port, fds));
     ASSERT_TRUE(testing::run_until(loop, [&] { return wakes.size() >= 2; }));
     ASSERT_EQ(wakes.size(), 2U);
     EXPECT_GE(wakes[1].first - wakes[0].first, kBatch - std::chrono::milliseconds(2));
@@ -220,12 +227,7 @@ TEST_F(FlowsNetns, ASteppedDumpReadsTheSameFlowsAsOnePiece) {
   auto filter = flow_filter({"198.18.1.0/24"});
   ASSERT_TRUE(filter);
   std::vector<int> fds;
-  for (int i = 0; i < 300; ++i) {  // a dump datagram holds about a hundred entries
-    const int fd = udp_in(*topo_.priv, "198.18.1.2");
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
-    fds.push_back(fd);
-  }
+  ASSERT_TRUE(open_flows(300, rx, port, fds));  // a dump datagram holds about a hundred entries
   auto whole = dump_replicated_flows(*filter, 1000);
   ASSERT_TRUE(whole) << whole.error().message;
   ASSERT_EQ(whole->flows.size(), 300U);
@@ -272,12 +274,7 @@ TEST_F(FlowsNetns, LostEventsAreReplacedByAResyncDump) {
         256);
     ASSERT_TRUE(stream) << stream.error().message;
     std::vector<int> fds;
-    for (int i = 0; i < 40; ++i) {
-      const int fd = udp_in(*topo_.priv, "198.18.1.2");
-      ASSERT_GE(fd, 0);
-      ASSERT_EQ(send_seen(fd, rx, port), "198.19.1.1");
-      fds.push_back(fd);
-    }
+    ASSERT_TRUE(open_flows(40, rx, port, fds));
     ASSERT_TRUE(testing::run_until(loop, [&] { return resync.has_value(); }));
     EXPECT_GE((*stream)->counters().overruns, 1U);
     EXPECT_EQ(resync->size(), 40U);
