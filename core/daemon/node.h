@@ -542,19 +542,19 @@ class Node {
   std::optional<std::vector<netfilter::ReplicatedFlow>> repl_dump_ready_;
   std::optional<replica::Time> repl_dump_retry_at_;
   uv::Timer repl_dump_timer_{loop_};
-  std::chrono::steady_clock::time_point repl_dump_started_{};
-  std::chrono::microseconds repl_dump_busy_{0};
-  std::chrono::microseconds repl_dump_longest_{0};
-  // The last resync's conntrack dump, which blocks the loop while it runs: how long, how
-  // many entries it read and how many flows it kept (status: replication.last_dump).
-  struct {
+  // A resync's conntrack dump, which holds the loop while each step runs: how long, how many
+  // entries it read and how many flows it kept. The one being read, and the last one done
+  // (status: replication.last_dump).
+  struct DumpStats {
+    std::chrono::steady_clock::time_point started{};
     std::chrono::microseconds busy{0};          // the steps' time in all
     std::chrono::microseconds longest_step{0};  // the longest the loop waited for it
     std::chrono::microseconds wall{0};          // from the request to the last entry
     uint64_t seen = 0;
     uint64_t flows = 0;
-    bool done = false;
-  } repl_last_dump_;
+  };
+  DumpStats repl_dump_now_;
+  std::optional<DumpStats> repl_last_dump_;
   std::map<std::string, ReplicaReceived> repl_received_;
   // Counts of links that were removed, so that the metrics' counters never go back.
   struct {

@@ -303,9 +303,7 @@ void Node::replicate_service() {
       } else {
         repl_dumper_ = std::move(*d);
         repl_dump_retry_at_.reset();
-        repl_dump_started_ = std::chrono::steady_clock::now();
-        repl_dump_busy_ = std::chrono::microseconds(0);
-        repl_dump_longest_ = std::chrono::microseconds(0);
+        repl_dump_now_ = DumpStats{std::chrono::steady_clock::now()};
         // What is queued now is older than the dump: the resync replaces it.
         for (auto& [member, l] : repl_links_)
           if (due(*l)) l->stream.drop_pending();
@@ -338,8 +336,8 @@ void Node::replicate_dump_step() {
   auto r = repl_dumper_->step(kDumpStep);
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
-  repl_dump_busy_ += took;
-  repl_dump_longest_ = std::max(repl_dump_longest_, took);
+  repl_dump_now_.busy += took;
+  repl_dump_now_.longest_step = std::max(repl_dump_now_.longest_step, took);
   if (r && !*r) return;  // on the next loop turn
   (void)repl_dump_timer_.stop();
   if (!r) {
@@ -351,13 +349,11 @@ void Node::replicate_dump_step() {
     if (d.skipped > 0)
       log::debug("replicate", std::to_string(d.skipped) +
                                   " flows beyond [handover] max_flows are not replicated");
-    repl_last_dump_.busy = repl_dump_busy_;
-    repl_last_dump_.longest_step = repl_dump_longest_;
-    repl_last_dump_.wall = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::steady_clock::now() - repl_dump_started_);
-    repl_last_dump_.seen = d.seen;
-    repl_last_dump_.flows = d.flows.size();
-    repl_last_dump_.done = true;
+    repl_dump_now_.wall = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - repl_dump_now_.started);
+    repl_dump_now_.seen = d.seen;
+    repl_dump_now_.flows = d.flows.size();
+    repl_last_dump_ = repl_dump_now_;
     repl_dump_ready_ = std::move(d.flows);
   }
   repl_dumper_.reset();
@@ -419,14 +415,14 @@ json_t* Node::replication_json() const {
   json_object_set_new(o, "targets", targets);
   set(o, "drops", drops);
   set(o, "dump_errors", repl_dump_errors_);
-  if (repl_last_dump_.done) {
+  if (repl_last_dump_) {
     json_t* d = json_object();
     // The loop was busy with it `busy_us` in all, at most `longest_step_us` at a time.
-    set(d, "busy_us", static_cast<uint64_t>(repl_last_dump_.busy.count()));
-    set(d, "longest_step_us", static_cast<uint64_t>(repl_last_dump_.longest_step.count()));
-    set(d, "wall_us", static_cast<uint64_t>(repl_last_dump_.wall.count()));
-    set(d, "seen", repl_last_dump_.seen);
-    set(d, "flows", repl_last_dump_.flows);
+    set(d, "busy_us", static_cast<uint64_t>(repl_last_dump_->busy.count()));
+    set(d, "longest_step_us", static_cast<uint64_t>(repl_last_dump_->longest_step.count()));
+    set(d, "wall_us", static_cast<uint64_t>(repl_last_dump_->wall.count()));
+    set(d, "seen", repl_last_dump_->seen);
+    set(d, "flows", repl_last_dump_->flows);
     json_object_set_new(o, "last_dump", d);
   }
   if (repl_events_) {
