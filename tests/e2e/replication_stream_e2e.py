@@ -57,6 +57,12 @@ def body(lab, ck, hanatd, hanatctl):
              ck.poll("nat2 holds a resync from nat1",
                      lambda: received(lab, hanatctl, 2, n1).get("resyncs", 0) >= 1, 10),
              received(lab, hanatctl, 2, n1))
+    # The resync's conntrack dump is read in steps (node_replicate.cc kDumpStep, 10 ms): its
+    # record in status says how long the loop waited for it at most.
+    d = repl(lab, hanatctl, 1).get("last_dump") or {}
+    ck.check("nat1's status shows its last resync dump, read in steps of under 100 ms",
+             d.get("wall_us", -1) >= d.get("busy_us", 0) >= d.get("longest_step_us", -1) >= 0
+             and d.get("longest_step_us", 10**9) < 100_000 and d.get("flows", -1) >= 0, d)
     ck.check("nat2 replicates to nat1 too",
              ck.poll("nat2's target nat1 connected",
                      lambda: (target(lab, hanatctl, 2, n1) or {}).get("connected"), 10),
