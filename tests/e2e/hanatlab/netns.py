@@ -111,8 +111,9 @@ def alive(rec):
 
 
 def stop_processes(recs, term_timeout=3.0):
-    """stop_process for several processes at once: SIGTERM to all, one bounded wait for
-    all, then SIGKILL to those left. A lab's helpers (moto, the proxies, the fakes) each
+    """Stops several processes at once: SIGTERM to each one's process group, one bounded
+    wait for all, then SIGKILL to those left; only a pid that is still the process started
+    (same start time, alive()) is signalled. A lab's helpers (moto, the proxies, the fakes) each
     take a few hundred milliseconds to exit; stopping them one by one added seconds to
     every test's teardown."""
     live = [r for r in recs if alive(r)]
@@ -141,23 +142,4 @@ def stop_processes(recs, term_timeout=3.0):
 def stop_process(rec, term_timeout=3.0):
     """SIGTERM the process group of rec, then SIGKILL after term_timeout. Only signals the
     pid if it is still the process we started (same start time)."""
-    if not alive(rec):
-        return
-    pid = rec["pid"]
-    for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 3.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            # Reap it if it is our child; otherwise just watch /proc.
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            if not alive(rec):
-                return
-            time.sleep(0.02)  # pacing of the bounded wait for the exit
+    stop_processes([rec], term_timeout)
