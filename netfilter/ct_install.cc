@@ -74,6 +74,11 @@ void append(std::vector<uint8_t>& out, const nlmsghdr* nlh) {
 
 }  // namespace
 
+UsedTuple used_tuple(const ReplicatedFlow& f) {
+  return UsedTuple{f.flow.proto, f.public_port, f.flow.dst,
+                   f.flow.proto == IPPROTO_ICMP ? uint16_t{0} : f.flow.dport};
+}
+
 std::optional<std::string> install_problem(const ReplicatedFlow& f) {
   switch (f.flow.proto) {
     case IPPROTO_TCP:
@@ -117,7 +122,10 @@ void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
   mnl_attr_nest_end(nlh, nat);
   const uint32_t status = IPS_CONFIRMED | (f.status & (IPS_SEEN_REPLY | IPS_ASSURED));
   mnl_attr_put_u32(nlh, CTA_STATUS, htonl(status));
-  mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(std::max<uint32_t>(f.flow.timeout_s, 1)));
+  // Bounded (kInstallTimeoutMaxS): a dead connection's entry goes within minutes, a live
+  // one's next packet gives it the kernel's full timeout again.
+  mnl_attr_put_u32(nlh, CTA_TIMEOUT,
+                   htonl(std::clamp<uint32_t>(f.flow.timeout_s, 1, kInstallTimeoutMaxS)));
   if (o.proto == IPPROTO_TCP && f.tcp) {
     nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
     nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
@@ -145,14 +153,19 @@ namespace {
 
 struct UsedPorts {
   uint32_t public_addr = 0;
-  std::set<std::pair<uint8_t, uint16_t>> used;  // (protocol, port) answering to public_addr
+  PortSet used;  // reply tuples answering to public_addr
 };
 
 int on_used(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<UsedPorts*>(data);
   auto m = parse_ct_message(nlh, nlh->nlmsg_len);
   if (!m || m->family != AF_INET || m->entry.reply.dst != st->public_addr) return MNL_CB_OK;
-  if (m->reply_dport != 0) st->used.emplace(m->flow.proto, m->reply_dport);
+  // The far end is the reply's source: the original destination for an outbound flow
+  // (neither a masqueraded flow nor this host's own connection is destination-NATed).
+  if (m->reply_dport != 0) {
+    st->used.insert(UsedTuple{m->flow.proto, m->reply_dport, m->entry.reply.src,
+                              m->flow.proto == IPPROTO_ICMP ? uint16_t{0} : m->flow.dport});
+  }
   return MNL_CB_OK;
 }
 
@@ -187,7 +200,7 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
     const ReplicatedFlow& f = flows[i];
     if (install_problem(f)) {
       r.flows[i] = {InstallOutcome::Failed, EINVAL};
-    } else if (used.count({f.flow.proto, f.public_port}) != 0) {
+    } else if (used.count(used_tuple(f)) != 0) {
       r.flows[i] = {InstallOutcome::Collided, 0};
     } else {
       todo.push_back(i);
