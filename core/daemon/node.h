@@ -255,6 +255,9 @@ class Node {
   // AssociateAddress for the zone that follows the route write is then answered with this
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
+  // Deletes this host's conntrack entries translated to `ip`, a secondary private IP the
+  // zone's Elastic IP is not (any longer) on; `why` goes to the log.
+  void purge_address(const std::string& ip, const std::string& why);
   // Counts an AssociateAddress of `zone`'s EIP onto `ip` of this ENI (the call and the
   // move's outcome) and, when it succeeded, records where the EIP is now.
   void record_association(const std::string& zone, const std::string& ip, const ec2::Ec2Error* err);
@@ -460,8 +463,9 @@ class Node {
   [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
   [[nodiscard]] json_t* takeover_json() const;
   replica::Store replicas_{replica::Limits{}};
-  std::uint64_t replica_ignored_ = 0;  // batches received while stateful is off
-  std::uint64_t replica_refused_ = 0;  // flows refused, the store full (a dropped member's too)
+  std::uint64_t purged_on_release_ = 0;  // purge_address(): entries deleted
+  std::uint64_t replica_ignored_ = 0;    // batches received while stateful is off
+  std::uint64_t replica_refused_ = 0;    // flows refused, the store full (a dropped member's too)
   std::map<std::string, std::unique_ptr<takeover::Install>> takeovers_;  // dead member ->
   std::map<std::string, netfilter::PortSet> takeover_used_;  // own_ports() of the chunk's address
   struct TakeoverResult {

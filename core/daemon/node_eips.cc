@@ -33,10 +33,12 @@
 #include <sstream>
 #include <string>
 
+#include "core/base/ipv4.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
 #include "core/daemon/state_dir.h"
 #include "core/log/log.h"
+#include "netfilter/conntrack.h"
 
 namespace hanat::daemon {
 
@@ -287,6 +289,7 @@ void Node::release_eip(const engine::ReleaseEip& x) {
   const std::string ip = e.secondary_ip;
   e.secondary_ip.clear();
   apply_nat();  // the zone's sources (if any still come) masquerade again
+  purge_address(ip, "zone " + log::quote(x.zone) + " left this host");
   if (cfg_->failover.stateful) {
     // Kept for the next takeover of the zone (reserve_addresses()): no EC2 call.
     e.reserved_ip = ip;
@@ -306,6 +309,24 @@ void Node::release_eip(const engine::ReleaseEip& x) {
         }
         std::erase(known_private_ips_, ip);
       });
+}
+
+void Node::purge_address(const std::string& ip, const std::string& why) {
+  // Why: netfilter/conntrack.h, purge_answering(). Only a secondary private IP whose zone's
+  // EIP is elsewhere comes here, never the primary (this host's own flows answer to it).
+  auto addr = core::parse_ipv4(ip);
+  if (!addr) return;
+  auto r = netfilter::purge_answering(*addr);
+  if (!r) {
+    log::warning("conntrack entries translated to " + ip + " (" + why +
+                 ") not deleted: " + r.error().message + "; they expire by their timeouts");
+    return;
+  }
+  purged_on_release_ += r->purged;
+  if (r->purged > 0)
+    log::notice(std::to_string(r->purged) + " conntrack entries translated to " + ip +
+                " deleted (" + why +
+                "): no answer reaches that address without the zone's Elastic IP");
 }
 
 void Node::record_association(const std::string& zone, const std::string& ip,
@@ -419,6 +440,9 @@ void Node::reserve_addresses() {
       e.reserved_ip = s->second;
       log::info("stateful failover: secondary private IP " + e.reserved_ip + " reserved for zone " +
                 log::quote(zone) + " (kept from an earlier run)");
+      // The zone's EIP is not on it (discover_eips() made it secondary_ip then): whatever
+      // an earlier run left translated to it is unreachable.
+      purge_address(e.reserved_ip, "reserved for zone " + log::quote(zone) + ", not in use");
       continue;
     }
     ec2::AssignPrivateIpAddressesRequest a;

@@ -22,6 +22,9 @@ connection of each pair (as a busy NAT does for hosts talking to one popular add
      (`takeover.last.<nat1>`), >= 99 % of the connections survive (the server sees the same
      address and port, no RST) and the longest stall is at most the failover outage (the
      route's move after the cut) + 1 s.
+  3. nat1 back: zone a fails back with its EIP, and nat2 deletes the conntrack entries
+     translated to the secondary private IP the EIP left (status
+     `takeover.purged_on_release`).
 
 A failed check of step 2 names the first missing link of the chain: nothing replicated
 to nat2, nothing installed, or installed but the connections still reset.
@@ -151,6 +154,45 @@ def stateful_checks(ck, res, nat1_id):
              f"{res['route_moved_ms']} ms after the cut")
 
 
+def answering(lab, nat, address):
+    """NAT `nat`'s conntrack entries translated to `address` (their reply goes to it)."""
+    cp = lab.exec(lab.nat(nat)["ns"], ["cat", "/proc/net/nf_conntrack"], check=False)
+    n = 0
+    for line in cp.stdout.splitlines():
+        dsts = [x.split("=", 1)[1] for x in line.split() if x.startswith("dst=")]
+        n += len(dsts) >= 2 and dsts[1] == address
+    return n
+
+
+def failback_checks(lab, ck, hanatctl, zone, rt_a):
+    """3. nat1 back: zone a fails back, its EIP leaves nat2's secondary address, and nat2
+    deletes what it translated to that address: the installed entries of connections that
+    live on through nat1 would otherwise keep their ports there for days (a packet refreshes
+    an ESTABLISHED entry to 5 days), and the next takeover of zone a would find them taken."""
+    zones = ((checks.status_json(lab, hanatctl, 2) or {}).get("eips") or {}).get("zones", [])
+    addr = next((z.get("secondary_ip") for z in zones if z.get("zone") == zone), None)
+    ck.check("after the takeover zone a leaves nat2 with a secondary private IP",
+             addr is not None, zones)
+    if addr is None:
+        return
+    before = answering(lab, 2, addr)
+    # The closed connections' entries (TIME_WAIT: 120 s) at least.
+    ck.check(f"nat2 holds entries translated to {addr} before the failback", before > 0,
+             before)
+    sc.cut_links(lab, 1, up=True)
+    nat1 = lab.nat(1)
+    ck.need("zone a's table back on nat1",
+            lambda: checks.targets(lab)[rt_a] == nat1["eni_id"], checks.FAILBACK_S + 20)
+    ck.need("zone a's EIP back on nat1's primary IP",
+            lambda: fabric_eip(lab, "a") == ["nat1", nat1["private_address"]], 20)
+    left = ck.poll(f"nat2 holds no entry translated to {addr}",
+                   lambda: answering(lab, 2, addr) == 0, 10)
+    purged = takeover(lab, hanatctl, 2).get("purged_on_release", 0)
+    ck.check(f"once zone a's EIP left it, nat2 deleted its {before} entries translated to "
+             f"{addr} (status takeover.purged_on_release {purged})",
+             bool(left) and purged >= before, f"{answering(lab, 2, addr)} left")
+
+
 def body(lab, ck, hanatd, hanatctl):
     eips = add_zone_eips(lab)
     la = eips["a"]["lab_address"]
@@ -201,6 +243,7 @@ def body(lab, ck, hanatd, hanatctl):
             while connkeep._OPEN:
                 connkeep._OPEN.pop().stop()
         stateful_checks(ck, r, nat1["instance_id"])
+        failback_checks(lab, ck, hanatctl, eips["a"]["zone"], rt_a)
         ctl.stop_all()
     finally:
         server.stop()

@@ -374,6 +374,37 @@ TEST_F(CtInstallNetns, ManyFlowsAreInstalledInBatchesWithOneResultEach) {
   EXPECT_TRUE(replicated_from(ip("198.18.6.1")).empty());
 }
 
+// A zone's Elastic IP left the secondary address a takeover installed its flows on: those
+// entries go (purge_answering), the ones translated to the router's own address stay.
+TEST_F(CtInstallNetns, PurgeAnsweringDeletesTheEntriesTranslatedToThatAddressOnly) {
+  std::vector<ReplicatedFlow> own;
+  std::vector<ReplicatedFlow> taken;
+  for (uint16_t i = 0; i < 100; ++i) {
+    own.push_back(replica(IPPROTO_UDP, "198.18.6.1", static_cast<uint16_t>(10000 + i), 53,
+                          static_cast<uint16_t>(30000 + i)));
+    taken.push_back(replica(IPPROTO_UDP, "198.18.6.2", static_cast<uint16_t>(10000 + i), 53,
+                            static_cast<uint16_t>(30000 + i)));
+  }
+  auto a = install_flows(own, ip("198.19.5.1"));
+  auto b = install_flows(taken, ip("198.19.5.9"));
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->installed, 100U);
+  ASSERT_EQ(b->installed, 100U);
+
+  auto purged = purge_answering(ip("198.19.5.9"));
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->purged, 100U);
+  EXPECT_GE(purged->seen, 200U);
+  EXPECT_TRUE(replicated_from(ip("198.18.6.2")).empty());
+  EXPECT_EQ(replicated_from(ip("198.18.6.1")).size(), 100U);
+  // Nothing left to delete: the second run finds none.
+  purged = purge_answering(ip("198.19.5.9"));
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->purged, 0U);
+  auto removed = remove_flows(own);
+  ASSERT_TRUE(removed) << removed.error().message;
+}
+
 // Why the window-scale flags travel with the scales: without IP_CT_TCP_FLAG_WINDOW_SCALE
 // in both directions the kernel drops the scales (nlattr_to_tcp), and the entry would size
 // a scaled window 2^scale times too small.
