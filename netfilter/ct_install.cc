@@ -246,6 +246,63 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
   return r;
 }
 
+namespace {
+
+struct Overlong {
+  uint32_t max_s = 0;
+  std::vector<Flow> flows;
+};
+
+int on_overlong(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<Overlong*>(data);
+  auto m = parse_ct_message(nlh, nlh->nlmsg_len);
+  if (!m || m->family != AF_INET || m->flow.proto != IPPROTO_TCP) return MNL_CB_OK;
+  if (!m->entry.status || (*m->entry.status & IPS_SRC_NAT) == 0) return MNL_CB_OK;
+  if (!m->tcp || m->tcp->state != TCP_CONNTRACK_ESTABLISHED) return MNL_CB_OK;
+  if (m->flow.timeout_s > st->max_s) st->flows.push_back(m->flow);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+core::Result<uint64_t, Error> bound_timeouts(uint32_t max_s, std::chrono::milliseconds timeout) {
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  Overlong found{max_s, {}};
+  if (auto ok = sock->dump(on_overlong, &found); !ok) return core::Unexpected(ok.error());
+  uint64_t bounded = 0;
+  int hard = 0;
+  std::vector<uint8_t> tx;
+  alignas(nlmsghdr) std::array<uint8_t, kMaxMessage> buf{};
+  for (size_t begin = 0; begin < found.flows.size(); begin += kPerSend) {
+    const size_t end = std::min(found.flows.size(), begin + kPerSend);
+    const uint32_t first = sock->take_seq(end - begin);
+    tx.clear();
+    for (size_t i = begin; i < end; ++i) {
+      // Without NLM_F_CREATE an existing entry is changed (ctnetlink_new_conntrack ->
+      // ctnetlink_change_conntrack -> ctnetlink_change_timeout), never created.
+      nlmsghdr* nlh = put_ct_header(buf.data(), IPCTNL_MSG_CT_NEW, NLM_F_ACK,
+                                    first + static_cast<uint32_t>(i - begin));
+      put_orig_tuple(nlh, found.flows[i]);
+      mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(max_s));
+      append(tx, nlh);
+    }
+    auto sent = sock->send_acked(
+        tx, first, end - begin,
+        [&](size_t, int error) {
+          if (error == 0) {
+            ++bounded;
+          } else if (error != ENOENT && hard == 0) {
+            hard = error;  // ENOENT: it ended since the dump
+          }
+        },
+        "bound timeout");
+    if (!sent) return core::Unexpected(sent.error());
+  }
+  if (hard != 0) return detail::fail_errno(hard, "bound timeout");
+  return bounded;
+}
+
 core::Result<uint64_t, Error> remove_flows(const std::vector<ReplicatedFlow>& flows,
                                            std::chrono::milliseconds timeout) {
   auto sock = CtSocket::open(timeout);

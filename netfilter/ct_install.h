@@ -9,6 +9,7 @@
 //   install_flows()           I/O: collision check (dump), then the requests, many per
 //                             datagram, with one ACK read per flow
 //   remove_flows()            I/O: deletes installed flows by their original tuple
+//   bound_timeouts()          I/O: caps the timeout of this host's ESTABLISHED entries
 //
 // What the kernel needs to accept such an entry (nf_conntrack_netlink.c,
 // ctnetlink_new_conntrack / ctnetlink_create_conntrack; nf_conntrack_proto_tcp.c):
@@ -160,5 +161,15 @@ using PortSet = std::set<UsedTuple>;
 [[nodiscard]] core::Result<uint64_t, Error> remove_flows(
     const std::vector<ReplicatedFlow>& flows,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+// Gives every ESTABLISHED TCP entry this host source-NATed whose timeout is above `max_s`
+// seconds a timeout of `max_s`; returns how many. For a NAT whose connections went on
+// elsewhere while its own data plane was down (a peer took its tables with their state):
+// its entries of them stay ESTABLISHED with up to the kernel's 5 days, as it never saw their
+// end. A connection that still runs here, or comes back with the failback, refreshes its
+// entry to the full timeout with its next packet; one that ended elsewhere goes within
+// `max_s` (kInstallTimeoutMaxS: why that bound hurts no live connection).
+[[nodiscard]] core::Result<uint64_t, Error> bound_timeouts(
+    uint32_t max_s, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
 }  // namespace hanat::netfilter

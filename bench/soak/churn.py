@@ -36,10 +36,12 @@ Checks, each a FAIL line, on top of run.py's:
   a share below SURVIVE_FLOOR is a KNOWN GAP line (a FAIL with --expect-survival). One
   group per zone opened during the cut lives through the restore and the failback:
   reported (failback_survival);
-- conntrack leak: once every connection closed, ESTABLISHED TCP entries of a lab host with a
-  timeout above ct_install's bound (kInstallTimeoutMaxS, 350 s) on a NAT's secondary address
-  (where a takeover puts another zone's flows) are a KNOWN GAP line (a FAIL with
-  --expect-survival); those on its primary address are counted beside them.
+- conntrack leak: once every connection closed and each zone is back on its own NAT, no NAT
+  holds an entry of a lab host on a secondary address (where a takeover puts another zone's
+  flows; node_eips.cc deletes them when the zone's EIP leaves: purge_answering), nor an
+  ESTABLISHED TCP entry with a timeout above ct_install's bound (kInstallTimeoutMaxS, 350 s)
+  on its own addresses (a NAT back from its own failure bounds those of the connections
+  that went on elsewhere, which it never saw end: bound_timeouts).
 
 Short flows are counted (completed / failed), not asserted: one caught by a cut may reset.
 """
@@ -72,7 +74,7 @@ RSS_PER_FLOW = 256
 # for the churn around them): asserted with --expect-survival (HANAT_EXPECT_SURVIVAL=1).
 # Without it a miss is a KNOWN GAP line: under churn and repeated cuts the lab measures far
 # less today (docs/benchmarks.md, "Stateful failover: a churn soak"), and CI's soak asserts
-# the leak and memory checks meanwhile. Likewise the conntrack leak check.
+# the leak and memory checks meanwhile.
 SURVIVE_FLOOR = 0.95
 EXPECT_SURVIVAL = os.environ.get("HANAT_EXPECT_SURVIVAL", "") == "1"
 CUT_MEASURE_S = 2.8
@@ -146,6 +148,10 @@ class ChurnSoak(Soak):
                                  if h["zone_letter"] == lab.nat(k)["zone_letter"]}
                              for k in (1, 2)}
         self.primary = {k: lab.nat(k)["private_address"] for k in (1, 2)}
+        # A NAT's own addresses: its primary private IP (its zone's EIP) and, in the lab, its
+        # public leg's, which its masquerade picks (the fabric maps both to the EIP).
+        self.own = {k: {lab.nat(k)["private_address"], lab.nat(k)["public_address"]}
+                    for k in (1, 2)}
         self.zone_of_table = {rt["id"]: rt["zone_letter"] for rt in lab.desc["route_tables"]}
         self.iid = {k: lab.nat(k)["instance_id"] for k in (1, 2)}
         self.server = conns.LabServer(lab, name="soak-echo")
@@ -408,28 +414,52 @@ class ChurnSoak(Soak):
         return rows
 
     def final_conntrack(self):
-        """Every connection closed: no ESTABLISHED entry with more than the install bound
-        that a takeover created (its public address a secondary private IP of the NAT:
-        where a zone's EIP goes on another zone's NAT, node_eips.cc). The NAT's own entries
-        (its primary address) are counted beside them."""
+        """Every connection closed, every zone back on its own NAT: no entry of a lab host on
+        a NAT's secondary address (where a takeover puts another zone's flows, node_eips.cc;
+        deleted when the zone's EIP leaves it), and no ESTABLISHED one on its own addresses
+        with a timeout over the install bound (a NAT back from its own failure bounds those
+        of the connections that went on elsewhere: Node::bound_stale_entries())."""
         for g in self.groups:
             g.close()
         left = {}
 
         def none_left():
             for k in (1, 2):
-                rows = [a for p, st, t, a in conntrack(self.lab, k, self.sources)
-                        if p == "tcp" and st == "ESTABLISHED" and t > INSTALL_MAX_S]
-                left[k] = {"takeover": sum(1 for a in rows if a != self.primary[k]),
-                           "own": sum(1 for a in rows if a == self.primary[k])}
-            return all(v["takeover"] == 0 for v in left.values())
+                rows = conntrack(self.lab, k, self.sources)
+                left[k] = {
+                    "takeover": sum(1 for *_, a in rows if a not in self.own[k]),
+                    "own_established_long": sum(
+                        1 for p, st, t, a in rows if a in self.own[k] and p == "tcp" and
+                        st == "ESTABLISHED" and t > INSTALL_MAX_S)}
+            return all(v["takeover"] == 0 and v["own_established_long"] == 0
+                       for v in left.values())
         try:
-            deadline_poll("no long-lived ESTABLISHED entry of a takeover left", none_left, 10,
+            deadline_poll("no entry left on a NAT's secondary address, no own long-lived one",
+                          none_left, 10,
                           interval=0.5)
         except LabError:
-            self.gap(f"conntrack leak: ESTABLISHED entries of a takeover with a timeout over "
-                     f"{INSTALL_MAX_S}s left after every connection closed: {left}")
+            by = {}
+            for k in (1, 2):
+                for p, st, t, a in conntrack(self.lab, k, self.sources):
+                    if a not in self.own[k] or t > INSTALL_MAX_S:
+                        key = f"NAT {k} {a} {p} {st}".rstrip()
+                        by[key] = by.get(key, 0) + 1
+            self.fail(f"conntrack leak: entries on a NAT's secondary address, or ESTABLISHED "
+                      f"ones on its own with a timeout over {INSTALL_MAX_S}s, left after every "
+                      f"zone came home and every connection closed: {left}; by address and "
+                      f"state: {by}; hanatd's Elastic IP and deletion lines:\n" +
+                      self.eip_log_lines())
         return left
+
+    def eip_log_lines(self):
+        out = []
+        for name in sorted(os.listdir(self.lab.dir)):
+            if not name.startswith("hanatd-"):
+                continue
+            with open(os.path.join(self.lab.dir, name), errors="replace") as f:
+                out += [f"{name}: {line.rstrip()}" for line in f
+                        if "elastic IP" in line or "conntrack entries" in line]
+        return "\n".join(out[-60:])
 
     def survival(self):
         out = []

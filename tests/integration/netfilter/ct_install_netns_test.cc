@@ -297,7 +297,8 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
 // port are free again within minutes. A live connection's next packet refreshes the entry to
 // the ESTABLISHED timeout (nf_ct_refresh_acct in nf_conntrack_tcp_packet()), so the bound
 // costs it nothing.
-TEST_F(CtInstallNetns, InstalledTcpFlowsTimeoutIsBoundedAndItsNextPacketRefreshesIt) {
+TEST_F(CtInstallNetns,
+       InstalledTcpFlowsTimeoutIsBoundedItsNextPacketRefreshesItBoundTimeoutsAgain) {
   uint32_t established = 0;
   std::ifstream("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") >> established;
   ASSERT_GT(established, kInstallTimeoutMaxS + 60) << "the router's ESTABLISHED timeout";
@@ -344,6 +345,20 @@ TEST_F(CtInstallNetns, InstalledTcpFlowsTimeoutIsBoundedAndItsNextPacketRefreshe
   // for the dump's rounding and a slow machine).
   EXPECT_GT(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
   EXPECT_GE(installed[0].flow.timeout_s + 10, established);
+
+  // The router recovers from its own failure (Node::bound_stale_entries): the entry, whose
+  // connection may have ended on a peer, gets the bound again; a second pass finds nothing.
+  auto bounded = bound_timeouts(kInstallTimeoutMaxS);
+  ASSERT_TRUE(bounded) << bounded.error().message;
+  EXPECT_EQ(*bounded, 1U);
+  installed = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(installed.size(), 1U);
+  EXPECT_LE(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
+  ASSERT_TRUE(installed[0].tcp.has_value());
+  EXPECT_EQ(installed[0].tcp->state, 3);
+  bounded = bound_timeouts(kInstallTimeoutMaxS);
+  ASSERT_TRUE(bounded) << bounded.error().message;
+  EXPECT_EQ(*bounded, 0U);
   (void)testing::sh("ip netns exec " + topo_.out->name() + " nft delete table ip ctinstall_test");
   for (int fd : {holder, tx, rx}) ::close(fd);
 }
