@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <functional>
 #include <set>
 #include <utility>
 
@@ -263,6 +264,37 @@ int on_overlong(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
+// One request per item (`append_one(tx, i, seq)`), kPerSend per datagram; returns how many
+// the kernel ACKed. ENOENT is not an error: the entry ended since it was chosen.
+core::Result<uint64_t, Error> send_each(
+    CtSocket& sock, size_t n,
+    const std::function<void(std::vector<uint8_t>&, size_t, uint32_t)>& append_one,
+    const char* what) {
+  uint64_t done = 0;
+  int hard = 0;
+  std::vector<uint8_t> tx;
+  for (size_t begin = 0; begin < n; begin += kPerSend) {
+    const size_t end = std::min(n, begin + kPerSend);
+    const uint32_t first = sock.take_seq(end - begin);
+    tx.clear();
+    for (size_t i = begin; i < end; ++i)
+      append_one(tx, i, first + static_cast<uint32_t>(i - begin));
+    auto sent = sock.send_acked(
+        tx, first, end - begin,
+        [&](size_t, int error) {
+          if (error == 0) {
+            ++done;
+          } else if (error != ENOENT && hard == 0) {
+            hard = error;
+          }
+        },
+        what);
+    if (!sent) return core::Unexpected(sent.error());
+  }
+  if (hard != 0) return detail::fail_errno(hard, what);
+  return done;
+}
+
 }  // namespace
 
 core::Result<uint64_t, Error> bound_timeouts(uint32_t max_s, std::chrono::milliseconds timeout) {
@@ -270,67 +302,30 @@ core::Result<uint64_t, Error> bound_timeouts(uint32_t max_s, std::chrono::millis
   if (!sock) return core::Unexpected(sock.error());
   Overlong found{max_s, {}};
   if (auto ok = sock->dump(on_overlong, &found); !ok) return core::Unexpected(ok.error());
-  uint64_t bounded = 0;
-  int hard = 0;
-  std::vector<uint8_t> tx;
-  alignas(nlmsghdr) std::array<uint8_t, kMaxMessage> buf{};
-  for (size_t begin = 0; begin < found.flows.size(); begin += kPerSend) {
-    const size_t end = std::min(found.flows.size(), begin + kPerSend);
-    const uint32_t first = sock->take_seq(end - begin);
-    tx.clear();
-    for (size_t i = begin; i < end; ++i) {
-      // Without NLM_F_CREATE an existing entry is changed (ctnetlink_new_conntrack ->
-      // ctnetlink_change_conntrack -> ctnetlink_change_timeout), never created.
-      nlmsghdr* nlh = put_ct_header(buf.data(), IPCTNL_MSG_CT_NEW, NLM_F_ACK,
-                                    first + static_cast<uint32_t>(i - begin));
-      put_orig_tuple(nlh, found.flows[i]);
-      mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(max_s));
-      append(tx, nlh);
-    }
-    auto sent = sock->send_acked(
-        tx, first, end - begin,
-        [&](size_t, int error) {
-          if (error == 0) {
-            ++bounded;
-          } else if (error != ENOENT && hard == 0) {
-            hard = error;  // ENOENT: it ended since the dump
-          }
-        },
-        "bound timeout");
-    if (!sent) return core::Unexpected(sent.error());
-  }
-  if (hard != 0) return detail::fail_errno(hard, "bound timeout");
-  return bounded;
+  return send_each(
+      *sock, found.flows.size(),
+      [&](std::vector<uint8_t>& tx, size_t i, uint32_t seq) {
+        // Without NLM_F_CREATE an existing entry is changed (ctnetlink_new_conntrack ->
+        // ctnetlink_change_conntrack -> ctnetlink_change_timeout), never created.
+        alignas(nlmsghdr) std::array<uint8_t, kMaxMessage> buf{};
+        nlmsghdr* nlh = put_ct_header(buf.data(), IPCTNL_MSG_CT_NEW, NLM_F_ACK, seq);
+        put_orig_tuple(nlh, found.flows[i]);
+        mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(max_s));
+        append(tx, nlh);
+      },
+      "bound timeout");
 }
 
 core::Result<uint64_t, Error> remove_flows(const std::vector<ReplicatedFlow>& flows,
                                            std::chrono::milliseconds timeout) {
   auto sock = CtSocket::open(timeout);
   if (!sock) return core::Unexpected(sock.error());
-  uint64_t removed = 0;
-  int hard = 0;
-  std::vector<uint8_t> tx;
-  for (size_t begin = 0; begin < flows.size(); begin += kPerSend) {
-    const size_t end = std::min(flows.size(), begin + kPerSend);
-    const uint32_t first = sock->take_seq(end - begin);
-    tx.clear();
-    for (size_t i = begin; i < end; ++i) {
-      append_remove_message(tx, flows[i], first + static_cast<uint32_t>(i - begin));
-    }
-    auto sent = sock->send_acked(
-        tx, first, end - begin,
-        [&](size_t, int error) {
-          if (error == 0) {
-            ++removed;
-          } else if (error != ENOENT && hard == 0) {
-            hard = error;
-          }
-        },
-        "remove");
-    if (!sent) return core::Unexpected(sent.error());
-  }
-  if (hard != 0) return detail::fail_errno(hard, "remove");
-  return removed;
+  return send_each(
+      *sock, flows.size(),
+      [&](std::vector<uint8_t>& tx, size_t i, uint32_t seq) {
+        append_remove_message(tx, flows[i], seq);
+      },
+      "remove");
 }
 
 }  // namespace hanat::netfilter

@@ -438,8 +438,8 @@ def main():
                     help="--stateful: short flows per second, all hosts together")
     ap.add_argument("--long", type=int, default=200, help="--stateful: long flows")
     ap.add_argument("--expect-survival", action="store_true",
-                    help="--stateful: assert issue 21's survival target and the conntrack "
-                         "leak check (same as HANAT_EXPECT_SURVIVAL=1)")
+                    help="--stateful: assert the 95 %% survival floor of long flows through "
+                         "a cut (same as HANAT_EXPECT_SURVIVAL=1)")
     a = ap.parse_args()
     if a.expect_survival:
         os.environ["HANAT_EXPECT_SURVIVAL"] = "1"
