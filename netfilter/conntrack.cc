@@ -17,6 +17,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -208,7 +209,7 @@ void copy_attr(const nlattr* a, std::vector<uint8_t>& to) {
 }
 
 struct DumpState {
-  const PurgeFilter* filter;
+  const std::function<bool(const CtEntry&)>* select;
   PurgeResult* result;
   std::vector<Victim>* victims;
 };
@@ -226,7 +227,7 @@ int on_entry(const nlmsghdr* nlh, void* data) {
   if (tb[CTA_STATUS] != nullptr && mnl_attr_validate(tb[CTA_STATUS], MNL_TYPE_U32) == 0) {
     e.status = ntohl(mnl_attr_get_u32(tb[CTA_STATUS]));
   }
-  if (!should_purge(e, *st->filter)) return MNL_CB_OK;
+  if (!(*st->select)(e)) return MNL_CB_OK;
   Victim v;
   copy_attr(tb[CTA_TUPLE_ORIG], v.attrs);
   if (tb[CTA_ZONE] != nullptr) copy_attr(tb[CTA_ZONE], v.attrs);
@@ -248,11 +249,11 @@ std::vector<uint32_t> local_addresses_of_namespace() {
   return out;
 }
 
-// Dumps the IPv4 table, collecting the entries to delete.
-core::Result<std::vector<Victim>, Error> collect_victims(CtSocket& sock, const PurgeFilter& f,
-                                                         PurgeResult& r) {
+// Dumps the IPv4 table, collecting the entries `select` picks.
+core::Result<std::vector<Victim>, Error> collect_victims(
+    CtSocket& sock, const std::function<bool(const CtEntry&)>& select, PurgeResult& r) {
   std::vector<Victim> victims;
-  DumpState st{&f, &r, &victims};
+  DumpState st{&select, &r, &victims};
   if (auto ok = sock.dump(on_entry, &st); !ok) return core::Unexpected(ok.error());
   return victims;
 }
@@ -292,21 +293,31 @@ core::Result<uint64_t, Error> remove_victims(CtSocket& sock, const std::vector<V
   return deleted;
 }
 
+core::Result<PurgeResult, Error> purge_selected(const std::function<bool(const CtEntry&)>& select,
+                                                std::chrono::milliseconds timeout) {
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  PurgeResult r;
+  auto victims = collect_victims(*sock, select, r);
+  if (!victims) return core::Unexpected(victims.error());
+  auto deleted = remove_victims(*sock, *victims);
+  if (!deleted) return core::Unexpected(deleted.error());
+  r.purged = *deleted;
+  return r;
+}
+
 }  // namespace
 
 core::Result<PurgeResult, Error> purge_unnatted(PurgeFilter filter,
                                                 std::chrono::milliseconds timeout) {
   const auto local = local_ipv4_addresses();
   filter.local.insert(filter.local.end(), local.begin(), local.end());
-  auto sock = CtSocket::open(timeout);
-  if (!sock) return core::Unexpected(sock.error());
-  PurgeResult r;
-  auto victims = collect_victims(*sock, filter, r);
-  if (!victims) return core::Unexpected(victims.error());
-  auto deleted = remove_victims(*sock, *victims);
-  if (!deleted) return core::Unexpected(deleted.error());
-  r.purged = *deleted;
-  return r;
+  return purge_selected([&filter](const CtEntry& e) { return should_purge(e, filter); }, timeout);
+}
+
+core::Result<PurgeResult, Error> purge_answering(uint32_t address,
+                                                 std::chrono::milliseconds timeout) {
+  return purge_selected([address](const CtEntry& e) { return e.reply.dst == address; }, timeout);
 }
 
 // ---- Reading flows for the connection-keeping handover -------------------------------------

@@ -92,6 +92,18 @@ struct PurgeResult {
 [[nodiscard]] core::Result<PurgeResult, Error> purge_unnatted(
     PurgeFilter filter, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
+// Stateful failover's cleanup (issue #21): deletes every IPv4 entry whose reply goes to
+// `address` (host byte order), by its original tuple, zone and id as purge_unnatted() does.
+// Called for a secondary private IP when the zone's Elastic IP leaves it (the zone failed
+// back to its own NAT): EC2 maps the EIP to one private address only, so from then on no
+// answer reaches an entry translated to that address, and the entries a takeover installed
+// (or created on it) would otherwise stay: a live connection's packets refresh an ESTABLISHED
+// TCP entry to the kernel's 5-day timeout, and once the connection continues through its own
+// NAT again nothing here ever sees its FIN. Left, they hold the address's public ports, and
+// the next takeover of the zone finds its flows' reply tuples taken (Collided: reset).
+[[nodiscard]] core::Result<PurgeResult, Error> purge_answering(
+    uint32_t address, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
 // ---- Reading flows for the connection-keeping handover -------------------------------------
 
 enum class CtKind {

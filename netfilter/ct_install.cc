@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <functional>
 #include <set>
 #include <utility>
 
@@ -74,6 +75,11 @@ void append(std::vector<uint8_t>& out, const nlmsghdr* nlh) {
 
 }  // namespace
 
+UsedTuple used_tuple(const ReplicatedFlow& f) {
+  return UsedTuple{f.flow.proto, f.public_port, f.flow.dst,
+                   f.flow.proto == IPPROTO_ICMP ? uint16_t{0} : f.flow.dport};
+}
+
 std::optional<std::string> install_problem(const ReplicatedFlow& f) {
   switch (f.flow.proto) {
     case IPPROTO_TCP:
@@ -117,7 +123,10 @@ void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
   mnl_attr_nest_end(nlh, nat);
   const uint32_t status = IPS_CONFIRMED | (f.status & (IPS_SEEN_REPLY | IPS_ASSURED));
   mnl_attr_put_u32(nlh, CTA_STATUS, htonl(status));
-  mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(std::max<uint32_t>(f.flow.timeout_s, 1)));
+  // Bounded (kInstallTimeoutMaxS): a dead connection's entry goes within minutes, a live
+  // one's next packet gives it the kernel's full timeout again.
+  mnl_attr_put_u32(nlh, CTA_TIMEOUT,
+                   htonl(std::clamp<uint32_t>(f.flow.timeout_s, 1, kInstallTimeoutMaxS)));
   if (o.proto == IPPROTO_TCP && f.tcp) {
     nlattr* info = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
     nlattr* tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
@@ -145,14 +154,19 @@ namespace {
 
 struct UsedPorts {
   uint32_t public_addr = 0;
-  std::set<std::pair<uint8_t, uint16_t>> used;  // (protocol, port) answering to public_addr
+  PortSet used;  // reply tuples answering to public_addr
 };
 
 int on_used(const nlmsghdr* nlh, void* data) {
   auto* st = static_cast<UsedPorts*>(data);
   auto m = parse_ct_message(nlh, nlh->nlmsg_len);
   if (!m || m->family != AF_INET || m->entry.reply.dst != st->public_addr) return MNL_CB_OK;
-  if (m->reply_dport != 0) st->used.emplace(m->flow.proto, m->reply_dport);
+  // The far end is the reply's source: the original destination for an outbound flow
+  // (neither a masqueraded flow nor this host's own connection is destination-NATed).
+  if (m->reply_dport != 0) {
+    st->used.insert(UsedTuple{m->flow.proto, m->reply_dport, m->entry.reply.src,
+                              m->flow.proto == IPPROTO_ICMP ? uint16_t{0} : m->flow.dport});
+  }
   return MNL_CB_OK;
 }
 
@@ -187,7 +201,7 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
     const ReplicatedFlow& f = flows[i];
     if (install_problem(f)) {
       r.flows[i] = {InstallOutcome::Failed, EINVAL};
-    } else if (used.count({f.flow.proto, f.public_port}) != 0) {
+    } else if (used.count(used_tuple(f)) != 0) {
       r.flows[i] = {InstallOutcome::Collided, 0};
     } else {
       todo.push_back(i);
@@ -233,34 +247,85 @@ core::Result<InstallReport, Error> install_flows(const std::vector<ReplicatedFlo
   return r;
 }
 
-core::Result<uint64_t, Error> remove_flows(const std::vector<ReplicatedFlow>& flows,
-                                           std::chrono::milliseconds timeout) {
-  auto sock = CtSocket::open(timeout);
-  if (!sock) return core::Unexpected(sock.error());
-  uint64_t removed = 0;
+namespace {
+
+struct Overlong {
+  uint32_t max_s = 0;
+  std::vector<Flow> flows;
+};
+
+int on_overlong(const nlmsghdr* nlh, void* data) {
+  auto* st = static_cast<Overlong*>(data);
+  auto m = parse_ct_message(nlh, nlh->nlmsg_len);
+  if (!m || m->family != AF_INET || m->flow.proto != IPPROTO_TCP) return MNL_CB_OK;
+  if (!m->entry.status || (*m->entry.status & IPS_SRC_NAT) == 0) return MNL_CB_OK;
+  if (!m->tcp || m->tcp->state != TCP_CONNTRACK_ESTABLISHED) return MNL_CB_OK;
+  if (m->flow.timeout_s > st->max_s) st->flows.push_back(m->flow);
+  return MNL_CB_OK;
+}
+
+// One request per item (`append_one(tx, i, seq)`), kPerSend per datagram; returns how many
+// the kernel ACKed. ENOENT is not an error: the entry ended since it was chosen.
+core::Result<uint64_t, Error> send_each(
+    CtSocket& sock, size_t n,
+    const std::function<void(std::vector<uint8_t>&, size_t, uint32_t)>& append_one,
+    const char* what) {
+  uint64_t done = 0;
   int hard = 0;
   std::vector<uint8_t> tx;
-  for (size_t begin = 0; begin < flows.size(); begin += kPerSend) {
-    const size_t end = std::min(flows.size(), begin + kPerSend);
-    const uint32_t first = sock->take_seq(end - begin);
+  for (size_t begin = 0; begin < n; begin += kPerSend) {
+    const size_t end = std::min(n, begin + kPerSend);
+    const uint32_t first = sock.take_seq(end - begin);
     tx.clear();
-    for (size_t i = begin; i < end; ++i) {
-      append_remove_message(tx, flows[i], first + static_cast<uint32_t>(i - begin));
-    }
-    auto sent = sock->send_acked(
+    for (size_t i = begin; i < end; ++i)
+      append_one(tx, i, first + static_cast<uint32_t>(i - begin));
+    auto sent = sock.send_acked(
         tx, first, end - begin,
         [&](size_t, int error) {
           if (error == 0) {
-            ++removed;
+            ++done;
           } else if (error != ENOENT && hard == 0) {
             hard = error;
           }
         },
-        "remove");
+        what);
     if (!sent) return core::Unexpected(sent.error());
   }
-  if (hard != 0) return detail::fail_errno(hard, "remove");
-  return removed;
+  if (hard != 0) return detail::fail_errno(hard, what);
+  return done;
+}
+
+}  // namespace
+
+core::Result<uint64_t, Error> bound_timeouts(uint32_t max_s, std::chrono::milliseconds timeout) {
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  Overlong found{max_s, {}};
+  if (auto ok = sock->dump(on_overlong, &found); !ok) return core::Unexpected(ok.error());
+  return send_each(
+      *sock, found.flows.size(),
+      [&](std::vector<uint8_t>& tx, size_t i, uint32_t seq) {
+        // Without NLM_F_CREATE an existing entry is changed (ctnetlink_new_conntrack ->
+        // ctnetlink_change_conntrack -> ctnetlink_change_timeout), never created.
+        alignas(nlmsghdr) std::array<uint8_t, kMaxMessage> buf{};
+        nlmsghdr* nlh = put_ct_header(buf.data(), IPCTNL_MSG_CT_NEW, NLM_F_ACK, seq);
+        put_orig_tuple(nlh, found.flows[i]);
+        mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(max_s));
+        append(tx, nlh);
+      },
+      "bound timeout");
+}
+
+core::Result<uint64_t, Error> remove_flows(const std::vector<ReplicatedFlow>& flows,
+                                           std::chrono::milliseconds timeout) {
+  auto sock = CtSocket::open(timeout);
+  if (!sock) return core::Unexpected(sock.error());
+  return send_each(
+      *sock, flows.size(),
+      [&](std::vector<uint8_t>& tx, size_t i, uint32_t seq) {
+        append_remove_message(tx, flows[i], seq);
+      },
+      "remove");
 }
 
 }  // namespace hanat::netfilter

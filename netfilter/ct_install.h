@@ -9,6 +9,7 @@
 //   install_flows()           I/O: collision check (dump), then the requests, many per
 //                             datagram, with one ACK read per flow
 //   remove_flows()            I/O: deletes installed flows by their original tuple
+//   bound_timeouts()          I/O: caps the timeout of this host's ESTABLISHED entries
 //
 // What the kernel needs to accept such an entry (nf_conntrack_netlink.c,
 // ctnetlink_new_conntrack / ctnetlink_create_conntrack; nf_conntrack_proto_tcp.c):
@@ -50,6 +51,7 @@
 // Synchronous and bounded like the purge (conntrack.h): every read waits at most `timeout`.
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -68,6 +70,17 @@ namespace hanat::netfilter {
 inline constexpr uint8_t kTcpFlagsCarried = 0x01 | 0x02;  // WINDOW_SCALE | SACK_PERM
 inline constexpr uint8_t kTcpFlagLiberal = 0x08;          // IP_CT_TCP_FLAG_BE_LIBERAL
 
+// The longest timeout an installed entry gets, in seconds. The replicated timeout of an
+// ESTABLISHED TCP flow is the kernel's 5 days (nf_conntrack_tcp_timeout_established =
+// 432000 s), so a connection that died during the outage (its host gone, its client given
+// up) would keep the installed entry, and its public port, for 5 days on the survivor. A
+// live connection loses nothing by a shorter one: every packet it sends refreshes its entry
+// to its state's full timeout (nf_ct_refresh_acct at the end of nf_conntrack_tcp_packet(),
+// nf_conntrack_udp_packet()). 350 s is AWS NAT Gateway's documented idle timeout, after which
+// it drops a silent connection too, so an application that keeps connections open through a
+// NAT on AWS already sends something more often than that (keepalives).
+inline constexpr uint32_t kInstallTimeoutMaxS = 350;
+
 // Why `f` cannot be installed (a protocol other than TCP, UDP or ICMP, no public port, no
 // TCP state for TCP), or nullopt.
 [[nodiscard]] std::optional<std::string> install_problem(const ReplicatedFlow& f);
@@ -75,8 +88,9 @@ inline constexpr uint8_t kTcpFlagLiberal = 0x08;          // IP_CT_TCP_FLAG_BE_L
 // Appends to `out` the request creating `f` on this host translated to
 // `public_addr`:`f.public_port` (addresses host byte order): IPCTNL_MSG_CT_NEW, flags
 // NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, sequence `seq`; attributes
-// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (at least 1
-// s) and, for TCP, CTA_PROTOINFO. `f` must pass install_problem().
+// CTA_TUPLE_ORIG, CTA_TUPLE_REPLY (untranslated), CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT (the
+// replicated one within [1, kInstallTimeoutMaxS] s) and, for TCP, CTA_PROTOINFO. `f` must pass
+// install_problem().
 void append_install_message(std::vector<uint8_t>& out, const ReplicatedFlow& f,
                             uint32_t public_addr, uint32_t seq);
 
@@ -104,21 +118,36 @@ struct InstallReport {
 };
 
 // Installs `flows` into the conntrack table of the calling thread's network namespace,
-// translated to `public_addr` (host byte order). A flow whose protocol and public port are
-// already used by an entry of this table that answers to `public_addr` (a flow this host
-// translates itself, or one of its own sockets) is skipped as Collided without a request:
-// the port belongs to a live flow of this host. An error is returned only when the socket,
-// the dump or a datagram fails as a whole; per-flow errors are in the report.
+// translated to `public_addr` (host byte order). A flow whose reply tuple is already used by
+// an entry of this table that answers to `public_addr` (a flow this host translates itself,
+// or one of its own sockets, with the same protocol, public port and far end) is skipped as
+// Collided without a request: that tuple belongs to a live flow of this host. An error is returned
+// only when the socket, the dump or a datagram fails as a whole; per-flow errors are in the report.
 [[nodiscard]] core::Result<InstallReport, Error> install_flows(
     const std::vector<ReplicatedFlow>& flows, uint32_t public_addr,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
-// The (protocol, port) pairs of this table's entries that answer to `public_addr`: what
-// install_flows() skips as Collided. A stateful takeover installs many flows in chunks across
-// loop turns (core/daemon/takeover.h) and reads these once, not once per chunk: the dump walks
-// the whole table. Ports it installs itself are not added, as the kernel allows one public
-// port for several destinations (nf_nat_used_tuple compares the whole reply tuple).
-using PortSet = std::set<std::pair<uint8_t, uint16_t>>;
+// The reply tuples (protocol, public port, far end's address and port) of this table's
+// entries that answer to `public_addr`: what install_flows() skips as Collided. The far end
+// belongs to the key because the kernel allows one public port for several destinations
+// (nf_nat_used_tuple compares the whole reply tuple): a NAT that serves a zone under
+// connection churn has thousands of its own entries on the zone's address (TIME_WAIT lasts
+// 120 s), and a replicated flow that only shares a port number with one of them, towards
+// another far end, installs and works. A real clash of the whole tuple the kernel refuses
+// with EEXIST, also reported as Collided. A stateful takeover installs many flows in chunks
+// across loop turns (core/daemon/takeover.h) and reads these once, not once per chunk: the
+// dump walks the whole table. Tuples it installs itself are not added.
+struct UsedTuple {
+  uint8_t proto = 0;
+  uint16_t public_port = 0;
+  uint32_t remote_addr = 0;  // host byte order
+  uint16_t remote_port = 0;  // 0 for ICMP
+
+  friend auto operator<=>(const UsedTuple&, const UsedTuple&) = default;
+};
+using PortSet = std::set<UsedTuple>;
+// The key of a replicated flow as install_flows() compares it with PortSet.
+[[nodiscard]] UsedTuple used_tuple(const ReplicatedFlow& f);
 [[nodiscard]] core::Result<PortSet, Error> own_ports(
     uint32_t public_addr, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
@@ -132,5 +161,15 @@ using PortSet = std::set<std::pair<uint8_t, uint16_t>>;
 [[nodiscard]] core::Result<uint64_t, Error> remove_flows(
     const std::vector<ReplicatedFlow>& flows,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+// Gives every ESTABLISHED TCP entry this host source-NATed whose timeout is above `max_s`
+// seconds a timeout of `max_s`; returns how many. For a NAT whose connections went on
+// elsewhere while its own data plane was down (a peer took its tables with their state):
+// its entries of them stay ESTABLISHED with up to the kernel's 5 days, as it never saw their
+// end. A connection that still runs here, or comes back with the failback, refreshes its
+// entry to the full timeout with its next packet; one that ended elsewhere goes within
+// `max_s` (kInstallTimeoutMaxS: why that bound hurts no live connection).
+[[nodiscard]] core::Result<uint64_t, Error> bound_timeouts(
+    uint32_t max_s, std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
 }  // namespace hanat::netfilter

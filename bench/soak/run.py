@@ -3,6 +3,10 @@
 """Soak: two hanatd in the e2e lab with a random fault every ~20 s (issue 10 item 3).
 
     bench/soak/run.py [MINUTES] [--seed N] [--hanatd PATH] [--every S] [--bound S]
+                      [--stateful [--rate N] [--long N] [--expect-survival]]
+
+--stateful: stateful failover with connection churn, short and long flows, and the
+replica, conntrack, memory and survival checks of churn.py (issue 21).
 
 Faults (seeded; the seed is printed so a run can be replayed): a NAT's private, public or
 management link cut (carrier down or silent drop) and restored; SIGKILL of a hanatd and a
@@ -86,7 +90,7 @@ class Member:
     def start(self):
         self.generation += 1
         lab = self.soak.lab
-        self.proc, _ = lab.start_hanatd(self.k, self.soak.hanatd, OVERRIDES,
+        self.proc, _ = lab.start_hanatd(self.k, self.soak.hanatd, self.soak.overrides,
                                         name=f"hanatd-{self.k}-{self.generation}")
         self.started = time.monotonic()
         self.rss = []
@@ -106,6 +110,12 @@ class Member:
 
 
 class Soak:
+    """The soak. Subclasses (churn.py: --stateful) add traffic and checks through the hooks
+    (on_started, on_round, before_fault, after_fault, on_faults_done, rss_bound,
+    add_summary), which do nothing here."""
+
+    overrides = OVERRIDES
+
     def __init__(self, lab, hanatd, seed, minutes, every, bound, warmup):
         self.lab, self.hanatd = lab, hanatd
         self.rnd = random.Random(seed)
@@ -160,8 +170,36 @@ class Soak:
                     if isinstance(w, int):
                         with self.lock:
                             m.writes_now = max(m.writes_now, w)
+            self.on_round()
             with self.lock:
                 self.rounds += 1
+
+    # -- hooks (see the class comment) ------------------------------------------------------
+
+    def on_started(self):
+        """Start-up converged; the faults begin next."""
+
+    def on_round(self):
+        """Once per monitor round (about a second), on the monitor thread."""
+
+    def before_fault(self, kind, k):
+        """Just before fault `kind` on NAT `k` is applied."""
+
+    def fault_cleared(self, kind, k):
+        """Fault `kind` on NAT `k` has just been undone (links up, hanatd restarted)."""
+
+    def after_fault(self, rec):
+        """A fault cleared and its next one is due (rec: the fault's record)."""
+
+    def on_faults_done(self):
+        """The last fault converged; before the final convergence check."""
+
+    def rss_bound(self, r):
+        """The allowed RSS growth of one finished process (r: rss_verdict's dict)."""
+        return MIB
+
+    def add_summary(self, s):
+        """Adds to the summary dict, and calls fail() for whatever the checks found."""
 
     def tail(self, k, m):
         path = os.path.join(self.lab.dir, f"hanatd-{k}-{m.generation}.log")
@@ -310,6 +348,7 @@ class Soak:
         self.t_base_ns = time.time_ns()
         log(f"start-up converged in {t:.1f}s; soaking {self.minutes} min, a fault every "
             f"~{self.every:.0f}s")
+        self.on_started()
         end = time.monotonic() + self.minutes * 60
         n = 0
         while time.monotonic() + self.every / 2 < end and len(self.failures) < 10:
@@ -318,7 +357,9 @@ class Soak:
             n += 1
             w0, t_fault_ns = self.writes(), time.time_ns()
             log(f"fault {n}: {kind} on NAT {k} for {dur:.1f}s")
+            self.before_fault(kind, k)
             req = self.inject(kind, k, dur)
+            self.fault_cleared(kind, k)
             self.required_writes += req
             conv = self.wait_converged()
             rec = {"n": n, "kind": kind, "nat": k, "duration_s": round(dur, 1),
@@ -334,9 +375,11 @@ class Soak:
                 time.sleep(0.2)
             rec["writes"] = self.ec2_writes(t_fault_ns)
             rec["hanatd_writes"] = self.writes() - w0
+            self.after_fault(rec)
             self.faults.append(rec)
             log(f"      converged in {rec['converged_s']}s, writes {rec['writes']} at EC2, "
                 f"{rec['hanatd_writes']} by hanatd's count (required {req})")
+        self.on_faults_done()
         t = self.wait_converged(want_home=True, bound=max(30.0, self.bound))
         if t is None:
             self.fail("end: tables not back on their home members")
@@ -362,19 +405,22 @@ class Soak:
                       f"{hanatd_writes})")
         rss = [f for m in self.members.values() for f in m.finished]
         for r in rss:
-            if r.get("growth") is not None and r["growth"] >= MIB:
+            if r.get("growth") is not None and r["growth"] >= self.rss_bound(r):
                 self.fail(f"NAT {r['nat']} process {r['generation']}: RSS grew "
-                          f"{r['growth'] / 1024:.0f} KiB after warm-up")
+                          f"{r['growth'] / 1024:.0f} KiB after warm-up (bound "
+                          f"{self.rss_bound(r) / 1024:.0f} KiB)")
         conv = [f["converged_s"] for f in self.faults if f["converged_s"] is not None]
         kinds = {}
         for f in self.faults:
             kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
-        return {"faults": len(self.faults), "by_kind": kinds,
+        out = {"faults": len(self.faults), "by_kind": kinds,
                 "converged_s_max": max(conv) if conv else None,
                 "converged_s_median": statistics.median(conv) if conv else None,
                 "route_writes": total_writes, "hanatd_route_writes": hanatd_writes,
                 "required_writes": self.required_writes,
                 "write_bound": bound, "rss": rss, "ec2_faults": self.has_ec2_fault}
+        self.add_summary(out)
+        return out
 
 
 def main():
@@ -386,10 +432,22 @@ def main():
     ap.add_argument("--bound", type=float, default=15.0,
                     help="seconds after a fault clears for every table to be on a healthy member")
     ap.add_argument("--warmup", type=float, default=30.0, help="RSS warm-up per process, s")
+    ap.add_argument("--stateful", action="store_true",
+                    help="stateful failover with short and long flows (churn.py)")
+    ap.add_argument("--rate", type=float, default=100.0,
+                    help="--stateful: short flows per second, all hosts together")
+    ap.add_argument("--long", type=int, default=200, help="--stateful: long flows")
+    ap.add_argument("--expect-survival", action="store_true",
+                    help="--stateful: assert the 95 %% survival floor of long flows through "
+                         "a cut (same as HANAT_EXPECT_SURVIVAL=1)")
     a = ap.parse_args()
+    if a.expect_survival:
+        os.environ["HANAT_EXPECT_SURVIVAL"] = "1"
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
     replay = (f"{sys.argv[0]} {a.minutes:g} --seed {seed} --every {a.every:g} "
-              f"--bound {a.bound:g} --warmup {a.warmup:g} --hanatd {a.hanatd}")
+              f"--bound {a.bound:g} --warmup {a.warmup:g} --hanatd {a.hanatd}" +
+              (f" --stateful --rate {a.rate:g} --long {a.long}" if a.stateful else "") +
+              (" --expect-survival" if a.expect_survival else ""))
     log(f"soak: seed {seed}, {a.minutes} min, hanatd {a.hanatd}")
     log(f"replay: {replay}")
     if not os.access(a.hanatd, os.X_OK):
@@ -401,15 +459,25 @@ def main():
     except LabUnavailable as e:
         print(f"SKIPPED: {e}")
         return 77
-    soak = Soak(lab, a.hanatd, seed, a.minutes, a.every, a.bound, a.warmup)
+    soak = None
     s = None
     try:
+        if a.stateful:
+            import churn
+            churn.prepare(lab)
+            soak = churn.ChurnSoak(lab, a.hanatd, seed, a.minutes, a.every, a.bound,
+                                   a.warmup, rate=a.rate, long=a.long)
+        else:
+            soak = Soak(lab, a.hanatd, seed, a.minutes, a.every, a.bound, a.warmup)
         if not soak.has_ec2_fault:
             log("note: this lab has no EC2 fault proxy (lab.ec2_fault): EC2 faults skipped")
         soak.run()
         s = soak.summary()
     finally:
-        soak.stop.set()
+        if soak is not None:
+            soak.stop.set()
+            if a.stateful:
+                churn.stop_traffic(soak)
         lab_cm.__exit__(None, None, None)
         if s is None:
             print(f"FAILED: the soak stopped on an error; replay with: {replay}", flush=True)

@@ -99,11 +99,14 @@ void Node::pump() {
   // is never re-entered.
   if (pumping_ || !machine_) return;
   pumping_ = true;
-  while (!queue_.empty()) {
-    engine::Event ev = std::move(queue_.front());
-    queue_.pop_front();
-    for (const auto& a : machine_->handle(ev)) execute(a);
-  }
+  do {
+    while (!queue_.empty()) {
+      engine::Event ev = std::move(queue_.front());
+      queue_.pop_front();
+      for (const auto& a : machine_->handle(ev)) execute(a);
+    }
+    release_stray_eips();  // may apply the NAT, which may queue an event
+  } while (!queue_.empty());
   pumping_ = false;
   arm_engine_timer();
 }

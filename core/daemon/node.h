@@ -255,6 +255,15 @@ class Node {
   // AssociateAddress for the zone that follows the route write is then answered with this
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
+  // A zone's EIP on a secondary IP of this host that the engine does not hold and whose
+  // tables are not this host's: released as if the engine had said so (ReleaseEip).
+  void release_stray_eips();
+  // [failover] stateful, back from its own data plane's failure: its ESTABLISHED entries
+  // get at most kInstallTimeoutMaxS (their connections may have ended on the peer).
+  void bound_stale_entries();
+  // Deletes this host's conntrack entries translated to `ip`, a secondary private IP the
+  // zone's Elastic IP is not (any longer) on; `why` goes to the log.
+  void purge_address(const std::string& ip, const std::string& why);
   // Counts an AssociateAddress of `zone`'s EIP onto `ip` of this ENI (the call and the
   // move's outcome) and, when it succeeded, records where the EIP is now.
   void record_association(const std::string& zone, const std::string& ip, const ec2::Ec2Error* err);
@@ -263,7 +272,11 @@ class Node {
     bool done = false;
     std::string error;  // EC2's code or why, when done and failed
     std::vector<std::pair<engine::OpId, engine::Epoch>> waiting;  // the engine's, in flight
+    ec2::Client::CallId call = 0;                                 // for cancel()
   };
+  // The engine abandoned this host's claims (its own data plane failed): the early
+  // associations still in flight go with them (node_eips.cc).
+  void abandon_early_eips();
   std::map<std::string, EarlyEip> early_eips_;  // zone ->
   [[nodiscard]] json_t* eips_json() const;
   std::map<std::string, ZoneEipShell> eips_;                    // zone ->
@@ -460,8 +473,10 @@ class Node {
   [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
   [[nodiscard]] json_t* takeover_json() const;
   replica::Store replicas_{replica::Limits{}};
-  std::uint64_t replica_ignored_ = 0;  // batches received while stateful is off
-  std::uint64_t replica_refused_ = 0;  // flows refused, the store full (a dropped member's too)
+  std::uint64_t purged_on_release_ = 0;    // purge_address(): entries deleted
+  std::uint64_t bounded_on_recovery_ = 0;  // bound_stale_entries(): timeouts bounded
+  std::uint64_t replica_ignored_ = 0;      // batches received while stateful is off
+  std::uint64_t replica_refused_ = 0;      // flows refused, the store full (a dropped member's too)
   std::map<std::string, std::unique_ptr<takeover::Install>> takeovers_;  // dead member ->
   std::map<std::string, netfilter::PortSet> takeover_used_;  // own_ports() of the chunk's address
   struct TakeoverResult {

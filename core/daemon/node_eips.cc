@@ -33,10 +33,12 @@
 #include <sstream>
 #include <string>
 
+#include "core/base/ipv4.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
 #include "core/daemon/state_dir.h"
 #include "core/log/log.h"
+#include "netfilter/conntrack.h"
 
 namespace hanat::daemon {
 
@@ -287,6 +289,7 @@ void Node::release_eip(const engine::ReleaseEip& x) {
   const std::string ip = e.secondary_ip;
   e.secondary_ip.clear();
   apply_nat();  // the zone's sources (if any still come) masquerade again
+  purge_address(ip, "zone " + log::quote(x.zone) + " left this host");
   if (cfg_->failover.stateful) {
     // Kept for the next takeover of the zone (reserve_addresses()): no EC2 call.
     e.reserved_ip = ip;
@@ -306,6 +309,119 @@ void Node::release_eip(const engine::ReleaseEip& x) {
         }
         std::erase(known_private_ips_, ip);
       });
+}
+
+void Node::abandon_early_eips() {
+  // Like the route claims it went with (Machine::abandon_claims): a member whose own data
+  // plane failed may have judged a live peer dead only because it could reach nobody, and
+  // its request may still sit in the kernel's send queue. Delivered once the path returns,
+  // it would take the zone's Elastic IP from the member serving the zone, which believes it
+  // still holds it (its engine associated it) and would never move it back: the zone's
+  // traffic would leave without its public address. Cancelled, it is never sent (or its
+  // connection is reset: ec2/http_client.cc).
+  std::vector<std::pair<std::string, EarlyEip>> gone;
+  for (auto it = early_eips_.begin(); it != early_eips_.end();) {
+    if (it->second.done) {
+      ++it;
+      continue;
+    }
+    ec2_->cancel(it->second.call);
+    gone.emplace_back(it->first, std::move(it->second));
+    it = early_eips_.erase(it);
+  }
+  for (auto& [zone, early] : gone) {
+    auto e = eips_.find(zone);
+    if (e == eips_.end()) continue;
+    log::notice("elastic IP " + e->second.allocation_id + " of zone " + log::quote(zone) +
+                ": association ahead of the route write abandoned with the claim");
+    ec2::Ec2Error err;
+    err.kind = ec2::ErrorKind::Cancelled;
+    err.message = "abandoned with the claim: this host's own data plane failed";
+    for (const auto& [op, epoch] : early.waiting) post(done_of(op, epoch, &err));
+    // The zone's sources go back to the masquerade, the address back to reserve.
+    if (zone != id_.zone && !e->second.secondary_ip.empty())
+      release_eip(engine::ReleaseEip{e->second.allocation_id, zone, false});
+  }
+}
+
+void Node::release_stray_eips() {
+  // The engine releases a zone's EIP it associated itself (ReleaseEip). One this host moved
+  // here without the engine taking it over never gets one: a stateful takeover's early
+  // association (early_associate()) whose route write then failed or was abandoned while the
+  // zone went elsewhere, or an association found on a secondary IP at start-up
+  // (discover_eips()) of a zone this host no longer serves. Its snat rule and the entries on
+  // its address would stay: released here once the engine is settled, holds no association
+  // of the zone (done or in flight), and neither allocates nor points any of the zone's
+  // tables at this host, with no write of them in flight.
+  bool any = false;
+  for (const auto& [zone, e] : eips_) any = any || (zone != id_.zone && !e.secondary_ip.empty());
+  if (!any || !machine_) return;
+  const auto snap = machine_->snapshot();
+  if (snap.state != engine::State::Standby && snap.state != engine::State::Active) return;
+  auto self = [this](const engine::Target& t) {
+    return (!t.id.empty() && t.id == id_.instance_id) ||
+           (!id_.eni_id.empty() && t.id == id_.eni_id);
+  };
+  std::vector<engine::ReleaseEip> stray;
+  for (const auto& [zone, e] : eips_) {
+    if (zone == id_.zone || e.secondary_ip.empty()) continue;
+    if (auto early = early_eips_.find(zone); early != early_eips_.end() && !early->second.done)
+      continue;
+    bool engine_has = false;
+    for (const auto& es : snap.eips)
+      engine_has = engine_has || (es.zone == zone && (es.held || es.in_flight));
+    for (const auto& t : snap.tables) {
+      if (t.zone != zone) continue;
+      engine_has = engine_has || self(t.allocated);
+      for (const auto& r : t.routes) engine_has = engine_has || self(r.current) || r.in_flight;
+    }
+    if (!engine_has) stray.push_back(engine::ReleaseEip{e.allocation_id, zone, false});
+  }
+  for (const auto& r : stray) {
+    log::notice("elastic IP " + r.allocation_id + " of zone " + log::quote(r.zone) +
+                " was moved here (" + eips_[r.zone].secondary_ip +
+                ") but this host does not serve the zone: releasing it");
+    release_eip(r);
+  }
+}
+
+void Node::bound_stale_entries() {
+  // This host's own data plane was down, so a peer took its tables, with their flows when
+  // stateful; those connections went on (and maybe ended) there, and nothing here saw their
+  // end: netfilter/ct_install.h, bound_timeouts().
+  if (!cfg_->failover.stateful) return;
+  auto r = netfilter::bound_timeouts(netfilter::kInstallTimeoutMaxS);
+  if (!r) {
+    log::warning(
+        "stateful failover: timeouts of this host's connections from before its "
+        "data plane failed not bounded: " +
+        r.error().message);
+    return;
+  }
+  bounded_on_recovery_ += *r;
+  if (*r > 0)
+    log::notice("stateful failover: " + std::to_string(*r) +
+                " ESTABLISHED entries from before this host's data plane failed expire in " +
+                std::to_string(netfilter::kInstallTimeoutMaxS) +
+                " s unless their connections send again through here");
+}
+
+void Node::purge_address(const std::string& ip, const std::string& why) {
+  // Why: netfilter/conntrack.h, purge_answering(). Only a secondary private IP whose zone's
+  // EIP is elsewhere comes here, never the primary (this host's own flows answer to it).
+  auto addr = core::parse_ipv4(ip);
+  if (!addr) return;
+  auto r = netfilter::purge_answering(*addr);
+  if (!r) {
+    log::warning("conntrack entries translated to " + ip + " (" + why +
+                 ") not deleted: " + r.error().message + "; they expire by their timeouts");
+    return;
+  }
+  purged_on_release_ += r->purged;
+  if (r->purged > 0)
+    log::notice(std::to_string(r->purged) + " conntrack entries translated to " + ip +
+                " deleted (" + why +
+                "): no answer reaches that address without the zone's Elastic IP");
 }
 
 void Node::record_association(const std::string& zone, const std::string& ip,
@@ -334,13 +450,13 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
     e.reserved_ip.clear();
     apply_nat();
   }
-  early_eips_[zone] = EarlyEip{now(), false, "", {}};
+  early_eips_[zone] = EarlyEip{now(), false, "", {}, {}};
   ec2::AssociateAddressRequest r;
   r.allocation_id = e.allocation_id;
   r.network_interface_id = id_.eni_id;
   r.private_ip = ip;
   r.allow_reassociation = true;
-  ec2_->associate_address(
+  early_eips_[zone].call = ec2_->associate_address(
       r, {ec2::Priority::Write, milliseconds(0)},
       [this, zone, ip](ec2::Ec2Result<ec2::AssociateAddressOk> res) {
         const ec2::Ec2Error* err = err_of(res);
@@ -419,6 +535,9 @@ void Node::reserve_addresses() {
       e.reserved_ip = s->second;
       log::info("stateful failover: secondary private IP " + e.reserved_ip + " reserved for zone " +
                 log::quote(zone) + " (kept from an earlier run)");
+      // The zone's EIP is not on it (discover_eips() made it secondary_ip then): whatever
+      // an earlier run left translated to it is unreachable.
+      purge_address(e.reserved_ip, "reserved for zone " + log::quote(zone) + ", not in use");
       continue;
     }
     ec2::AssignPrivateIpAddressesRequest a;

@@ -95,6 +95,9 @@ void Node::execute(const engine::Action& a) {
                      {"HANAT_PREVIOUS", engine::to_string(x.from)},
                      {"HANAT_REASON", std::string(engine::to_string(x.reason)) +
                                           (x.detail.empty() ? "" : ": " + x.detail)}});
+          if ((x.from == engine::State::Failing || x.from == engine::State::Unhealthy) &&
+              (x.to == engine::State::Standby || x.to == engine::State::Active))
+            bound_stale_entries();
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -138,6 +141,7 @@ void Node::execute(const engine::Action& a) {
           log_path_change(x);
         } else if constexpr (std::is_same_v<T, engine::AbandonWrite>) {
           takeover_cancel(x.op);  // held for a stateful takeover: never sent
+          abandon_early_eips();
           // Cancelled wherever it is; on the wire, its connection is reset and what the
           // kernel had not delivered yet is discarded (ec2/http_client.cc).
           if (auto it = claims_in_flight_.find(x.op); it != claims_in_flight_.end()) {

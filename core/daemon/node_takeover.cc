@@ -335,6 +335,10 @@ json_t* Node::takeover_json() const {
   set_count(o, "max_flows", replicas_.limits().max_entries);
   set_count(o, "bytes_per_flow", replica::Store::kBytesPerEntry);
   set_count(o, "batches_ignored", replica_ignored_);
+  // Entries on a secondary private IP deleted when its zone's Elastic IP left it.
+  set_count(o, "purged_on_release", purged_on_release_);
+  // This host's own ESTABLISHED entries whose timeout was bounded when it recovered.
+  set_count(o, "bounded_on_recovery", bounded_on_recovery_);
   json_t* origins = json_object();
   const auto t = store_time(now());
   for (const auto& [m, v] : replicas_.origins()) {

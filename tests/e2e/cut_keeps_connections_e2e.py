@@ -22,6 +22,12 @@ connection of each pair (as a busy NAT does for hosts talking to one popular add
      (`takeover.last.<nat1>`), >= 99 % of the connections survive (the server sees the same
      address and port, no RST) and the longest stall is at most the failover outage (the
      route's move after the cut) + 1 s.
+  3. nat1 back: zone a fails back with its EIP, and nat2 deletes the conntrack entries
+     translated to the secondary private IP the EIP left (status
+     `takeover.purged_on_release`). Zone b's EIP stays on nat2: nat1, cut off from
+     everything, judged nat2 dead too (zone b has flows, replicated to nat1) and started a
+     stateful takeover of zone b; that takeover's AssociateAddress, queued on nat1's dropped
+     EC2 leg, was abandoned with its route claim when nat1 found its own data plane failed.
 
 A failed check of step 2 names the first missing link of the chain: nothing replicated
 to nat2, nothing installed, or installed but the connections still reset.
@@ -50,6 +56,10 @@ COUNT = connkeep.COUNT
 SPORT_BASE = {False: 45000, True: 46000}
 REPLICATED_WAIT_S = 15  # new flows are streamed as they start; a full resync follows a connect
 SURVIVE = 0.99
+ZONE_B_COUNT = 10
+# How long zone b's EIP is watched after nat1's links return: its dropped EC2 leg's queued
+# request would reach EC2 within a TCP retransmission or a client retry.
+STRAY_WAIT_S = 5
 
 
 def overrides(stateful):
@@ -151,6 +161,56 @@ def stateful_checks(ck, res, nat1_id):
              f"{res['route_moved_ms']} ms after the cut")
 
 
+def answering(lab, nat, address):
+    """NAT `nat`'s conntrack entries translated to `address` (their reply goes to it)."""
+    cp = lab.exec(lab.nat(nat)["ns"], ["cat", "/proc/net/nf_conntrack"], check=False)
+    n = 0
+    for line in cp.stdout.splitlines():
+        dsts = [x.split("=", 1)[1] for x in line.split() if x.startswith("dst=")]
+        n += len(dsts) >= 2 and dsts[1] == address
+    return n
+
+
+def failback_checks(lab, ck, hanatctl, zone, rt_a):
+    """3. nat1 back: zone a fails back, its EIP leaves nat2's secondary address, and nat2
+    deletes what it translated to that address: the installed entries of connections that
+    live on through nat1 would otherwise keep their ports there for days (a packet refreshes
+    an ESTABLISHED entry to 5 days), and the next takeover of zone a would find them taken."""
+    zones = ((checks.status_json(lab, hanatctl, 2) or {}).get("eips") or {}).get("zones", [])
+    addr = next((z.get("secondary_ip") for z in zones if z.get("zone") == zone), None)
+    ck.check("after the takeover zone a leaves nat2 with a secondary private IP",
+             addr is not None, zones)
+    if addr is None:
+        return
+    before = answering(lab, 2, addr)
+    # The closed connections' entries (TIME_WAIT: 120 s) at least.
+    ck.check(f"nat2 holds entries translated to {addr} before the failback", before > 0,
+             before)
+    ck.need("nat1 found its own data plane failed while cut", lambda: (checks.status_json(
+        lab, hanatctl, 1) or {}).get("state") in ("failing", "unhealthy"), 15)
+    sc.cut_links(lab, 1, up=True)
+    nat1, nat2 = lab.nat(1), lab.nat(2)
+    ck.need("zone a's table back on nat1",
+            lambda: checks.targets(lab)[rt_a] == nat1["eni_id"], checks.FAILBACK_S + 20)
+    ck.need("zone a's EIP back on nat1's primary IP",
+            lambda: fabric_eip(lab, "a") == ["nat1", nat1["private_address"]], 20)
+    # nat1's takeover of zone b while it was cut off was abandoned with its route claim
+    # when it found its own data plane failed, the AssociateAddress with it (sent once its
+    # EC2 leg returned, it would take zone b's EIP from nat2, which serves the zone and
+    # believes it holds the EIP: zone b would leave without it).
+    home_b = ["nat2", nat2["private_address"]]
+    moved = ck.poll("zone b's EIP leaves nat2 (it must not)",
+                    lambda: fabric_eip(lab, "b") != home_b, STRAY_WAIT_S)
+    ck.check("zone b's EIP stayed on nat2's primary IP: nat1's takeover of it while cut off "
+             "was abandoned, its AssociateAddress too", not moved, fabric_eip(lab, "b"))
+    left = ck.poll(f"nat2 holds no entry translated to {addr}",
+                   lambda: answering(lab, 2, addr) == 0, 10)
+    purged = takeover(lab, hanatctl, 2).get("purged_on_release", 0)
+    ck.check(f"once zone a's EIP left it, nat2 deleted its {before} entries translated to "
+             f"{addr} (status takeover.purged_on_release {purged})",
+             bool(left) and purged >= before, f"{answering(lab, 2, addr)} left")
+
+
 def body(lab, ck, hanatd, hanatctl):
     eips = add_zone_eips(lab)
     la = eips["a"]["lab_address"]
@@ -195,12 +255,22 @@ def body(lab, ck, hanatd, hanatctl):
                          lab, hanatctl, 2) or {}).get("eips") or {}).get("zones", [])
                      if z.get("zone") == eips["a"]["zone"]), 15)),
                  ((checks.status_json(lab, hanatctl, 2) or {}).get("eips") or {}))
+        # Zone b's flows through nat2, replicated to nat1: cut off from everything, nat1
+        # judges nat2 dead too and starts a stateful takeover of zone b, whose early
+        # AssociateAddress sits in its dropped EC2 leg (step 3).
+        nat2_id = lab.nat(2)["instance_id"]
+        connkeep._open(lab, server, connkeep.zone_hosts(lab, "b"), ZONE_B_COUNT,
+                       sport_base=47000)
+        ck.need(f"nat1 holds nat2's {ZONE_B_COUNT} flows of zone b",
+                lambda: replicated(lab, hanatctl, 1, nat2_id) >= ZONE_B_COUNT,
+                REPLICATED_WAIT_S)
         try:
             r = cut_run(lab, ck, server, hanatctl, True, la)
         finally:
             while connkeep._OPEN:
                 connkeep._OPEN.pop().stop()
         stateful_checks(ck, r, nat1["instance_id"])
+        failback_checks(lab, ck, hanatctl, eips["a"]["zone"], rt_a)
         ctl.stop_all()
     finally:
         server.stop()

@@ -4,7 +4,8 @@
 // yields is turned into its install request (append_install_message()) and parsed back.
 // Invariants: no read outside the input (ASan), an error is prefixed "conntrack message: ",
 // a parsed IPv4 message's flow carries the original tuple's addresses, ICMP flows have
-// dport 0, and an install request parses to the same flow and TCP state.
+// dport 0, and an install request parses to the same flow (its timeout within the install
+// bound) and TCP state.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -40,9 +41,11 @@ int ct_message(const std::uint8_t* data, std::size_t size) {
   auto back = netfilter::parse_ct_message(req.data(), req.size());
   FUZZ_CHECK(back.has_value(), "install request does not parse: " + (back ? "" : back.error()));
   FUZZ_CHECK(back->kind == netfilter::CtKind::New, "install request is not a NEW message");
-  FUZZ_CHECK(back->flow == r->flow, "install request names another flow");
-  FUZZ_CHECK(back->flow.timeout_s == std::max<std::uint32_t>(r->flow.timeout_s, 1),
-             "install request with another timeout");
+  // The same flow, its timeout within [1, kInstallTimeoutMaxS] (ct_install.h).
+  netfilter::Flow want = r->flow;
+  want.timeout_s = std::clamp<std::uint32_t>(r->flow.timeout_s, 1, netfilter::kInstallTimeoutMaxS);
+  FUZZ_CHECK(back->flow.timeout_s == want.timeout_s, "install request with another timeout");
+  FUZZ_CHECK(back->flow == want, "install request names another flow");
   FUZZ_CHECK((back->tcp ? back->tcp->state : 0xff) == (r->tcp ? r->tcp->state : 0xff),
              "install request with another TCP state");
   return 0;

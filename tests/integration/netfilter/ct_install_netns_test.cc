@@ -175,9 +175,9 @@ uint16_t csum_fold(uint32_t sum) {
 
 // A TCP segment in the middle of a connection (ACK|PSH with data, no SYN) from
 // `src`:`sport` to `dst`:`dport`; the kernel adds the IP header of a raw IPPROTO_TCP socket.
-std::vector<uint8_t> mid_stream_segment(uint32_t src, uint32_t dst, uint16_t sport,
-                                        uint16_t dport) {
-  std::vector<uint8_t> seg(sizeof(tcphdr) + 4, 0);
+std::vector<uint8_t> mid_stream_segment(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+                                        bool with_data = true) {
+  std::vector<uint8_t> seg(sizeof(tcphdr) + (with_data ? 4 : 0), 0);
   auto* th = reinterpret_cast<tcphdr*>(seg.data());
   th->source = htons(sport);
   th->dest = htons(dport);
@@ -187,7 +187,7 @@ std::vector<uint8_t> mid_stream_segment(uint32_t src, uint32_t dst, uint16_t spo
   th->ack = 1;
   th->psh = 1;
   th->window = htons(502);
-  std::memcpy(seg.data() + sizeof(tcphdr), "data", 4);
+  if (with_data) std::memcpy(seg.data() + sizeof(tcphdr), "data", 4);
   struct {
     uint32_t src, dst;
     uint8_t zero, proto;
@@ -197,6 +197,34 @@ std::vector<uint8_t> mid_stream_segment(uint32_t src, uint32_t dst, uint16_t spo
   sum = csum_add(sum, seg.data(), seg.size());
   th->check = htons(csum_fold(sum));
   return seg;
+}
+
+// Sends `seg` from raw socket `tx` to `dst` until raw socket `rx` sees it arrive at
+// `dport` (3 s at most); returns the source it arrived from ("addr:port"), or "".
+std::string forward_segment(int tx, int rx, const std::vector<uint8_t>& seg, const char* dst,
+                            uint16_t dport) {
+  const sockaddr_in to = sin(dst, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::sendto(tx, seg.data(), seg.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                 sizeof to) != static_cast<ssize_t>(seg.size())) {
+      return "";
+    }
+    pollfd p{rx, POLLIN, 0};
+    while (::poll(&p, 1, 200) == 1) {
+      uint8_t buf[256];
+      const ssize_t n = ::recv(rx, buf, sizeof buf, 0);
+      if (n < static_cast<ssize_t>(sizeof(iphdr) + sizeof(tcphdr))) continue;
+      const auto* iph = reinterpret_cast<const iphdr*>(buf);
+      const auto* th = reinterpret_cast<const tcphdr*>(buf + iph->ihl * 4);
+      if (ntohs(th->dest) != dport || th->syn) continue;
+      sockaddr_in from{};
+      from.sin_addr.s_addr = iph->saddr;
+      from.sin_port = th->source;
+      return text(from);
+    }
+  }
+  return "";
 }
 
 TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThePublicPort) {
@@ -240,29 +268,8 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
   EXPECT_EQ(installed[0].tcp->flags_reply & (0x01 | 0x02 | 0x08), 0x01 | 0x02 | 0x08);
 
   const auto seg = mid_stream_segment(ip("198.18.5.2"), ip("198.19.5.2"), cport, kServerPort);
-  const sockaddr_in to = sin("198.19.5.2", 0);
-  std::string seen;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  while (seen.empty() && std::chrono::steady_clock::now() < deadline) {
-    ASSERT_EQ(
-        ::sendto(tx, seg.data(), seg.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to),
-        static_cast<ssize_t>(seg.size()));
-    pollfd p{rx, POLLIN, 0};
-    while (::poll(&p, 1, 200) == 1) {
-      uint8_t buf[256];
-      const ssize_t n = ::recv(rx, buf, sizeof buf, 0);
-      if (n < static_cast<ssize_t>(sizeof(iphdr) + sizeof(tcphdr))) continue;
-      const auto* iph = reinterpret_cast<const iphdr*>(buf);
-      const auto* th = reinterpret_cast<const tcphdr*>(buf + iph->ihl * 4);
-      if (ntohs(th->dest) != kServerPort || th->syn) continue;
-      sockaddr_in from{};
-      from.sin_addr.s_addr = iph->saddr;
-      from.sin_port = th->source;
-      seen = text(from);
-      break;
-    }
-  }
-  EXPECT_EQ(seen, "198.19.5.1:" + std::to_string(public_port));
+  EXPECT_EQ(forward_segment(tx, rx, seg, "198.19.5.2", kServerPort),
+            "198.19.5.1:" + std::to_string(public_port));
   // Not INVALID on B: the drop rule never matched.
   const std::string counter =
       testing::capture("nft list chain ip ctinstall_test forward_check 2>&1");
@@ -282,6 +289,77 @@ TEST_F(CtInstallNetns, InstalledEstablishedTcpFlowPassesAMidStreamSegmentWithThe
   ASSERT_TRUE(entries[0].tcp.has_value());
   EXPECT_EQ(entries[0].tcp->state, 8);  // TCP_CONNTRACK_CLOSE
   (void)testing::sh("nft delete table ip ctinstall_test");
+  for (int fd : {holder, tx, rx}) ::close(fd);
+}
+
+// An ESTABLISHED flow replicated with the kernel's 5-day timeout is installed with at most
+// kInstallTimeoutMaxS (350 s): if its connection died with its NAT, the entry and its public
+// port are free again within minutes. A live connection's next packet refreshes the entry to
+// the ESTABLISHED timeout (nf_ct_refresh_acct in nf_conntrack_tcp_packet()), so the bound
+// costs it nothing.
+TEST_F(CtInstallNetns,
+       InstalledTcpFlowsTimeoutIsBoundedItsNextPacketRefreshesItBoundTimeoutsAgain) {
+  uint32_t established = 0;
+  std::ifstream("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established") >> established;
+  ASSERT_GT(established, kInstallTimeoutMaxS + 60) << "the router's ESTABLISHED timeout";
+  // The server's stack would answer the segment with a RST (nothing listens), which closes
+  // the entry (10 s): dropped on its way out, so the entry stays ESTABLISHED.
+  ASSERT_EQ(testing::sh("ip netns exec " + topo_.out->name() +
+                        " nft add table ip ctinstall_test \\; add chain ip ctinstall_test out "
+                        "'{ type filter hook output priority 0; }' \\; add rule ip "
+                        "ctinstall_test out tcp flags rst drop"),
+            0);
+  const int holder = socket_in(*topo_.priv, SOCK_STREAM, 0, "198.18.5.2");
+  const int tx = socket_in(*topo_.priv, SOCK_RAW, IPPROTO_TCP, nullptr);
+  const int rx = socket_in(*topo_.out, SOCK_RAW, IPPROTO_TCP, nullptr);
+  ASSERT_GE(holder, 0);
+  ASSERT_GE(tx, 0);
+  ASSERT_GE(rx, 0);
+  const uint16_t cport = port_of(holder);
+  constexpr uint16_t kServerPort = 443;
+  const uint16_t public_port = cport == 41000 ? 41001 : 41000;
+  ReplicatedFlow f = replica(IPPROTO_TCP, "198.18.5.2", cport, kServerPort, public_port);
+  f.flow.timeout_s = 431990;  // as replication reads a busy ESTABLISHED flow
+  TcpInfo t;
+  t.state = 3;  // TCP_CONNTRACK_ESTABLISHED
+  f.tcp = t;
+  auto report = install_flows({f}, ip("198.19.5.1"));
+  ASSERT_TRUE(report) << report.error().message;
+  ASSERT_EQ(report->flows[0].outcome, InstallOutcome::Installed) << report->flows[0].error;
+  auto installed = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(installed.size(), 1U);
+  EXPECT_GT(installed[0].flow.timeout_s, 0U);
+  EXPECT_LE(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
+
+  // A pure ACK: with data unacknowledged the kernel would refresh to 300 s
+  // (nf_conntrack_tcp_timeout_unacknowledged), not to the ESTABLISHED timeout.
+  const auto seg =
+      mid_stream_segment(ip("198.18.5.2"), ip("198.19.5.2"), cport, kServerPort, false);
+  ASSERT_EQ(forward_segment(tx, rx, seg, "198.19.5.2", kServerPort),
+            "198.19.5.1:" + std::to_string(public_port));
+  installed = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(installed.size(), 1U);
+  ASSERT_TRUE(installed[0].tcp.has_value());
+  EXPECT_EQ(installed[0].tcp->state, 3);
+  // Refreshed to the ESTABLISHED timeout, counted from the packet (a few seconds of slack
+  // for the dump's rounding and a slow machine).
+  EXPECT_GT(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
+  EXPECT_GE(installed[0].flow.timeout_s + 10, established);
+
+  // The router recovers from its own failure (Node::bound_stale_entries): the entry, whose
+  // connection may have ended on a peer, gets the bound again; a second pass finds nothing.
+  auto bounded = bound_timeouts(kInstallTimeoutMaxS);
+  ASSERT_TRUE(bounded) << bounded.error().message;
+  EXPECT_EQ(*bounded, 1U);
+  installed = replicated_from(ip("198.18.5.2"));
+  ASSERT_EQ(installed.size(), 1U);
+  EXPECT_LE(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
+  ASSERT_TRUE(installed[0].tcp.has_value());
+  EXPECT_EQ(installed[0].tcp->state, 3);
+  bounded = bound_timeouts(kInstallTimeoutMaxS);
+  ASSERT_TRUE(bounded) << bounded.error().message;
+  EXPECT_EQ(*bounded, 0U);
+  (void)testing::sh("ip netns exec " + topo_.out->name() + " nft delete table ip ctinstall_test");
   for (int fd : {holder, tx, rx}) ::close(fd);
 }
 
@@ -309,6 +387,37 @@ TEST_F(CtInstallNetns, ManyFlowsAreInstalledInBatchesWithOneResultEach) {
   ASSERT_TRUE(removed) << removed.error().message;
   EXPECT_EQ(*removed, 298U);  // the duplicate's tuple is gone by then, SCTP never was
   EXPECT_TRUE(replicated_from(ip("198.18.6.1")).empty());
+}
+
+// A zone's Elastic IP left the secondary address a takeover installed its flows on: those
+// entries go (purge_answering), the ones translated to the router's own address stay.
+TEST_F(CtInstallNetns, PurgeAnsweringDeletesTheEntriesTranslatedToThatAddressOnly) {
+  std::vector<ReplicatedFlow> own;
+  std::vector<ReplicatedFlow> taken;
+  for (uint16_t i = 0; i < 100; ++i) {
+    own.push_back(replica(IPPROTO_UDP, "198.18.6.1", static_cast<uint16_t>(10000 + i), 53,
+                          static_cast<uint16_t>(30000 + i)));
+    taken.push_back(replica(IPPROTO_UDP, "198.18.6.2", static_cast<uint16_t>(10000 + i), 53,
+                            static_cast<uint16_t>(30000 + i)));
+  }
+  auto a = install_flows(own, ip("198.19.5.1"));
+  auto b = install_flows(taken, ip("198.19.5.9"));
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->installed, 100U);
+  ASSERT_EQ(b->installed, 100U);
+
+  auto purged = purge_answering(ip("198.19.5.9"));
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->purged, 100U);
+  EXPECT_GE(purged->seen, 200U);
+  EXPECT_TRUE(replicated_from(ip("198.18.6.2")).empty());
+  EXPECT_EQ(replicated_from(ip("198.18.6.1")).size(), 100U);
+  // Nothing left to delete: the second run finds none.
+  purged = purge_answering(ip("198.19.5.9"));
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->purged, 0U);
+  auto removed = remove_flows(own);
+  ASSERT_TRUE(removed) << removed.error().message;
 }
 
 // Why the window-scale flags travel with the scales: without IP_CT_TCP_FLAG_WINDOW_SCALE
@@ -340,7 +449,7 @@ TEST_F(CtInstallNetns, WindowScalesWithoutTheirFlagsAreDroppedByTheKernel) {
   EXPECT_EQ(entries[0].tcp->wscale_reply, 7);
 }
 
-TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotInstalled) {
+TEST_F(CtInstallNetns, ReplyTupleOfOneOfThisHostsOwnFlowsIsCollidedItsPortElsewhereIsNot) {
   const int server = socket_in(*topo_.out, SOCK_DGRAM, 0, "198.19.5.2");
   const int client = socket_in(*topo_.priv, SOCK_DGRAM, 0, "198.18.5.2");
   ASSERT_GE(server, 0);
@@ -350,16 +459,24 @@ TEST_F(CtInstallNetns, PublicPortUsedByOneOfThisHostsOwnFlowsIsCollidedAndNotIns
   ASSERT_EQ(send_seen(client, sin("198.19.5.2", port_of(server)), server, &seen),
             "198.19.5.1:" + std::to_string(port_of(client)));
   const uint16_t taken = ntohs(seen.sin_port);
-  // A replicated flow of another private host whose public port is that one.
-  const ReplicatedFlow f = replica(IPPROTO_UDP, "198.18.5.9", 5000, 6000, taken);
+  // A replicated flow of another private host to the same server port whose public port is
+  // that one: the same reply tuple.
+  const ReplicatedFlow f = replica(IPPROTO_UDP, "198.18.5.9", 5000, port_of(server), taken);
   auto report = install_flows({f}, ip("198.19.5.1"));
   ASSERT_TRUE(report) << report.error().message;
   EXPECT_EQ(report->flows[0].outcome, InstallOutcome::Collided);
   EXPECT_EQ(report->collided, 1U);
   EXPECT_EQ(report->installed, 0U);
   EXPECT_TRUE(flows_from(ip("198.18.5.9")).empty());
+  // The same public port towards another port of the server is free: the kernel tells the
+  // two flows' replies apart by the whole tuple (nf_nat_used_tuple).
+  const ReplicatedFlow elsewhere = replica(IPPROTO_UDP, "198.18.5.9", 5000, 6000, taken);
+  auto ok = install_flows({elsewhere}, ip("198.19.5.1"));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->flows[0].outcome, InstallOutcome::Installed) << ok->flows[0].error;
+  EXPECT_EQ(flows_from(ip("198.18.5.9")).size(), 1U);
   // The same port for TCP is free: protocols do not share ports.
-  ReplicatedFlow tcp = replica(IPPROTO_TCP, "198.18.5.9", 5000, 6000, taken);
+  ReplicatedFlow tcp = replica(IPPROTO_TCP, "198.18.5.9", 5001, 6000, taken);
   tcp.tcp = TcpInfo{3, 0, 0, 0, 0};
   auto other = install_flows({tcp}, ip("198.19.5.1"));
   ASSERT_TRUE(other) << other.error().message;

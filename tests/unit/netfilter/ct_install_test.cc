@@ -336,8 +336,11 @@ TEST(InstallMessage, ParsesBackToTheSameFlowAndTcpState) {
   auto m = parse_ct_message(out.data(), out.size());
   ASSERT_TRUE(m) << m.error();
   EXPECT_EQ(m->kind, CtKind::New);
-  EXPECT_EQ(m->flow, f.flow);
-  EXPECT_EQ(m->flow.timeout_s, f.flow.timeout_s);
+  // The same flow; its 5-day ESTABLISHED timeout sent as the install bound.
+  Flow want = f.flow;
+  want.timeout_s = kInstallTimeoutMaxS;
+  EXPECT_EQ(m->flow, want);
+  EXPECT_EQ(m->flow.timeout_s, kInstallTimeoutMaxS);
   EXPECT_EQ(m->entry.reply.dst, f.flow.src);
   ASSERT_TRUE(m->tcp.has_value());
   EXPECT_EQ(m->tcp->state, f.tcp->state);
@@ -374,6 +377,26 @@ TEST(InstallMessage, ZeroTimeoutIsSentAsOneSecond) {
   append_install_message(out, f, ip("198.19.9.9"), 1);
   auto tb = attrs(reinterpret_cast<const nlmsghdr*>(out.data()));
   EXPECT_EQ(ntohl(mnl_attr_get_u32(tb[CTA_TIMEOUT])), 1U);
+}
+
+// An ESTABLISHED TCP flow's replicated timeout is the kernel's 5 days: installed with
+// kInstallTimeoutMaxS (350 s), so an entry whose connection died with its NAT is gone
+// within minutes; shorter timeouts pass unchanged.
+TEST(InstallMessage, TimeoutIsBoundedByTheInstallMaximum) {
+  auto timeout_of = [](uint32_t replicated) {
+    ReplicatedFlow f = tcp_replica();
+    f.flow.timeout_s = replicated;
+    std::vector<uint8_t> out;
+    append_install_message(out, f, ip("198.19.9.9"), 1);
+    auto tb = attrs(reinterpret_cast<const nlmsghdr*>(out.data()));
+    return ntohl(mnl_attr_get_u32(tb[CTA_TIMEOUT]));
+  };
+  EXPECT_EQ(kInstallTimeoutMaxS, 350U);
+  EXPECT_EQ(timeout_of(431990), 350U);
+  EXPECT_EQ(timeout_of(351), 350U);
+  EXPECT_EQ(timeout_of(350), 350U);
+  EXPECT_EQ(timeout_of(120), 120U);
+  EXPECT_EQ(timeout_of(0xffffffffU), 350U);
 }
 
 TEST(InstallMessage, MessagesAppendBackToBack) {
