@@ -38,7 +38,11 @@ Two more keys emulate EC2 itself rather than a fault, and apply whatever the mod
   "buckets": {action: [burst, refill per second]}: EC2's per-API request token buckets
              ("Request throttling for the Amazon EC2 API"); a request of a listed action when
              its bucket holds less than one token gets RequestLimitExceeded (HTTP 503), and
-             is logged with mode "bucket".
+             is logged with mode "bucket". A request is charged when its last byte reached
+             this host (the kernel's TCP_INFO last_data_recv), not when a proxy thread got
+             to it: EC2's buckets are not slowed by the emulator's scheduling, and a
+             proxy thread starved for a second under load (the lab runs beside niced test
+             binaries) would otherwise see a second's worth of requests as one burst.
 
 Auto Scaling: requests signed for the autoscaling service come through the same proxy to
 moto, which answers DescribeAutoScalingInstances and DescribeLifecycleHooks but has no
@@ -241,6 +245,24 @@ def read_request(conn):
     return head, body[:length], parts[1], action_of(parts[1], body[:length])
 
 
+# struct tcp_info (linux/tcp.h): 8 one-byte fields, then 32-bit fields; tcpi_last_data_recv,
+# milliseconds since the last data segment arrived, is the twelfth of those.
+TCP_INFO_LAST_DATA_RECV = 8 + 11 * 4
+
+
+def arrival_time(conn):
+    """time.monotonic() when the last data segment of the request read from `conn` reached
+    this host (the kernel keeps it in jiffies, a few milliseconds apart); now when the
+    kernel cannot say."""
+    now = time.monotonic()
+    try:
+        info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        (ago_ms,) = struct.unpack_from("I", info, TCP_INFO_LAST_DATA_RECV)
+    except (OSError, struct.error):
+        return now
+    return now - ago_ms / 1000.0
+
+
 def rewrite_public(reply, mapping):
     """A whole HTTP reply with every address of `mapping` replaced where it is an XML
     element's whole text (">127.0.0.3<"), and its Content-Length fixed. A chunked reply
@@ -297,15 +319,18 @@ class Proxy:
             return {}
         return {str(k): str(v) for k, v in m.items()} if isinstance(m, dict) else {}
 
-    def take_token(self, action, buckets):
-        """EC2's bucket for `action`: True when a token was taken (or none is emulated)."""
+    def take_token(self, action, buckets, arrived):
+        """EC2's bucket for `action` at the request's arrival (time.monotonic() seconds):
+        True when a token was taken (or none is emulated). Threads may charge arrivals out
+        of order; the bucket's clock never goes back, so a request charged after a later
+        one is charged at that later time (lenient by the reordering, milliseconds)."""
         spec = buckets.get(action) if isinstance(buckets, dict) else None
         if not spec:
             return True
         burst, refill = float(spec[0]), float(spec[1])
-        now = time.monotonic()
         with self.lock:
-            have, at = self.tokens.get(action, (burst, now))
+            have, at = self.tokens.get(action, (burst, arrived))
+            now = max(at, arrived)
             have = min(burst, have + (now - at) * refill)
             ok = have >= 1.0
             self.tokens[action] = (have - 1.0 if ok else have, now)
@@ -407,6 +432,7 @@ class Proxy:
             conn.close()
             return
         head, body, target, action = req
+        arrived = arrival_time(conn)
         detail = route_detail(target, body)
         ctl = self.control()
         skew = ctl.get("skew")
@@ -424,14 +450,17 @@ class Proxy:
                 conn.close()
                 self.write_log(action, "skew", status, client)
                 return
-        if not self.take_token(action, ctl.get("buckets")):
+        if not self.take_token(action, ctl.get("buckets"), arrived):
             status, data = error_reply("RequestLimitExceeded", f"hanatlab-{os.getpid()}")
             try:
                 conn.sendall(data)
             except OSError:
                 pass
             conn.close()
-            self.write_log(action, "bucket", status, client)
+            # How long the request waited in this proxy before it was charged: a refusal
+            # with a large lag points at the machine, not at the client's pacer.
+            self.write_log(action, "bucket", status, client,
+                           {"lag_ms": round((time.monotonic() - arrived) * 1000)})
             return
         mode = self.fault(action, known=True)
         if mode in ("unavailable", "reset"):
