@@ -42,7 +42,11 @@ Two more keys emulate EC2 itself rather than a fault, and apply whatever the mod
              this host (the kernel's TCP_INFO last_data_recv), not when a proxy thread got
              to it: EC2's buckets are not slowed by the emulator's scheduling, and a
              proxy thread starved for a second under load (the lab runs beside niced test
-             binaries) would otherwise see a second's worth of requests as one burst.
+             binaries) would otherwise see a second's worth of requests as one burst. And
+             in the order the connections were accepted (each request has a connection of
+             its own): a bucket's answer depends on what came before, and the threads that
+             read the requests may run in any order (a thread waits at most TURN_WAIT_S for
+             the ones accepted before it).
 
 Auto Scaling: requests signed for the autoscaling service come through the same proxy to
 moto, which answers DescribeAutoScalingInstances and DescribeLifecycleHooks but has no
@@ -91,6 +95,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 UPSTREAM_TIMEOUT = 60.0
 CLIENT_TIMEOUT = 30.0
+TURN_WAIT_S = 1.0  # how long a request waits for those accepted before it (buckets only)
 # Replies whose public addresses the --public-map rewrites (what hanatd reads a peer's
 # public address from).
 PUBLIC_MAP_ACTIONS = ("DescribeInstances",)
@@ -296,6 +301,10 @@ class Proxy:
         self.control_path = control
         self.log = open(log_path, "a", buffering=1)
         self.lock = threading.Lock()
+        # Bucket turns in accept order (turn_wait, turn_done).
+        self.turns = threading.Condition()
+        self.turn_low = 0  # every connection accepted before this one is past its turn
+        self.turn_passed = set()
         self.n_5xx = 0
         self.n_req = 0
         self.tokens = {}  # action -> (tokens, at) of the emulated EC2 buckets
@@ -318,6 +327,28 @@ class Proxy:
         except (OSError, ValueError):
             return {}
         return {str(k): str(v) for k, v in m.items()} if isinstance(m, dict) else {}
+
+    def turn_wait(self, seq):
+        """Waits until every connection accepted before `seq` has passed its bucket's
+        decision (turn_done), at most TURN_WAIT_S (a client that never sends its request)."""
+        end = time.monotonic() + TURN_WAIT_S
+        with self.turns:
+            while self.turn_low < seq:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self.turns.wait(left)
+
+    def turn_done(self, seq):
+        """Connection `seq` is past its bucket's decision (or has none): idempotent."""
+        with self.turns:
+            if seq < self.turn_low or seq in self.turn_passed:
+                return
+            self.turn_passed.add(seq)
+            while self.turn_low in self.turn_passed:
+                self.turn_passed.remove(self.turn_low)
+                self.turn_low += 1
+            self.turns.notify_all()
 
     def take_token(self, action, buckets, arrived):
         """EC2's bucket for `action` at the request's arrival (time.monotonic() seconds):
@@ -411,7 +442,13 @@ class Proxy:
                 conn.sendall(held)
         return status
 
-    def handle(self, conn):
+    def handle(self, conn, seq):
+        try:
+            self.handle_request(conn, seq)
+        finally:
+            self.turn_done(seq)
+
+    def handle_request(self, conn, seq):
         with self.lock:
             self.n_req += 1
         try:
@@ -450,7 +487,12 @@ class Proxy:
                 conn.close()
                 self.write_log(action, "skew", status, client)
                 return
-        if not self.take_token(action, ctl.get("buckets"), arrived):
+        buckets = ctl.get("buckets")
+        if isinstance(buckets, dict) and buckets.get(action):
+            self.turn_wait(seq)
+        charged = self.take_token(action, buckets, arrived)
+        self.turn_done(seq)
+        if not charged:
             status, data = error_reply("RequestLimitExceeded", f"hanatlab-{os.getpid()}")
             try:
                 conn.sendall(data)
@@ -541,6 +583,19 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    accepted = 0  # connections accepted so far: each one's turn for the buckets
+
+    def process_request(self, request, client_address):
+        # Called in the accepting thread, in the kernel's accept order (a socket takes no
+        # attribute of its own: the turn waits in a map for the handler's thread).
+        with self.turn_lock:
+            self.turn_of[request] = self.accepted
+        self.accepted += 1
+        super().process_request(request, client_address)
+
+    def take_turn(self, request):
+        with self.turn_lock:
+            return self.turn_of.pop(request)
 
 
 def main(argv=None):
@@ -557,12 +612,13 @@ def main(argv=None):
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
-            proxy.handle(self.request)
+            proxy.handle(self.request, srv.take_turn(self.request))
 
         def finish(self):
             pass
 
     srv = Server((a.listen, 0), Handler)
+    srv.turn_lock, srv.turn_of = threading.Lock(), {}
 
     def stop(*_):
         threading.Thread(target=srv.shutdown, daemon=True).start()
