@@ -717,6 +717,12 @@ int send_raw(int port, std::string_view action) {
   return fd;
 }
 
+// A timed step of a scenario (requests spaced in time), not a synchronisation.
+void let_time_pass(std::chrono::milliseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+}
+
 // The reply on a connection from send_raw (read until the proxy closes, at most 10 s).
 std::string read_reply(int fd) {
   timeval tv{10, 0};
@@ -741,10 +747,7 @@ TEST_F(MotoTest, FaultProxyChargesEc2sBucketWhenTheRequestArrived) {
   const std::string throttled = "RequestLimitExceeded";
   proxy.pause();
   const int first = send_raw(proxy.port(), "DescribeRouteTables");
-  const auto spaced = std::chrono::steady_clock::now() + 2200ms;
-  while (std::chrono::steady_clock::now() < spaced) {
-    std::this_thread::sleep_for(20ms);  // the arrivals' spacing, not a synchronisation
-  }
+  let_time_pass(2200ms);  // the arrivals' spacing
   const int second = send_raw(proxy.port(), "DescribeRouteTables");
   proxy.resume();
   ASSERT_GE(first, 0);
@@ -755,10 +758,7 @@ TEST_F(MotoTest, FaultProxyChargesEc2sBucketWhenTheRequestArrived) {
   EXPECT_EQ(r1.find(throttled), std::string::npos) << r1;
   EXPECT_TRUE(r2.starts_with("HTTP/1.")) << r2;
   EXPECT_EQ(r2.find(throttled), std::string::npos) << "spaced by the refill, charged as a burst";
-  const auto refilled = std::chrono::steady_clock::now() + 2200ms;
-  while (std::chrono::steady_clock::now() < refilled) {
-    std::this_thread::sleep_for(20ms);  // the bucket full again: a timed scenario step
-  }
+  let_time_pass(2200ms);  // the bucket full again
   proxy.pause();
   const int third = send_raw(proxy.port(), "DescribeRouteTables");
   const int fourth = send_raw(proxy.port(), "DescribeRouteTables");
