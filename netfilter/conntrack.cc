@@ -438,6 +438,9 @@ bool should_carry(const CtMessage& m, const FlowFilter& f) {
   // Called for every conntrack event and dumped entry: the local addresses are not copied.
   const CtEntry& e = m.entry;
   if (is_local(e.orig.src, f.local) || is_local(e.orig.dst, f.local)) return false;
+  if (std::find(f.not_answering.begin(), f.not_answering.end(), e.reply.dst) !=
+      f.not_answering.end())
+    return false;
   if (f.sources.empty()) return true;
   return std::any_of(f.sources.begin(), f.sources.end(),
                      [&](const Ipv4Prefix& p) { return in_prefix(e.orig.src, p); });

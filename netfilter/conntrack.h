@@ -144,6 +144,10 @@ struct CtMessage {
 struct FlowFilter {
   std::vector<Ipv4Prefix> sources;  // empty = any source (as the masquerade rule)
   std::vector<uint32_t> local;      // this host's IPv4 addresses, host byte order
+  // Flows translated to one of these (their reply side answers to it) are not carried: a
+  // handover leaves out the flows of a zone this host took over, whose Elastic IP leaves
+  // with the zone (host byte order).
+  std::vector<uint32_t> not_answering;
 };
 
 // The filter for CIDR texts (an unparsable one is an error naming it). `local` stays empty:
@@ -153,7 +157,8 @@ struct FlowFilter {
 // Whether `m` is a flow the taking NAT must steer back here: an IPv4 TCP, UDP or ICMP flow
 // that this host source-NATed (IPS_SRC_NAT; a flow forwarded without NAT needs no steering),
 // whose original source lies in the filter's sources, and no end of which is a local address
-// (the host's own connections never leave through another NAT).
+// (the host's own connections never leave through another NAT), nor translated to an address
+// of `not_answering`.
 [[nodiscard]] bool should_carry(const CtMessage& m, const FlowFilter& f);
 
 // This namespace's IPv4 interface addresses (host byte order).

@@ -38,11 +38,11 @@ Checks, each a FAIL line, on top of run.py's:
   reported (failback_survival);
 - conntrack leak: once every connection closed and each zone is back on its own NAT, no NAT
   holds an entry of a lab host on a secondary address (where a takeover puts another zone's
-  flows; node_eips.cc deletes them when the zone's EIP leaves: purge_answering). ESTABLISHED
-  TCP entries with a timeout above ct_install's bound (kInstallTimeoutMaxS, 350 s) on its own
-  addresses are a KNOWN GAP line (a FAIL with --expect-survival): a NAT back from its own
-  failure bounds those of the connections that went on elsewhere (bound_timeouts), but
-  some other fault still leaves them (which one is not identified; CI soak seed 189376852).
+  flows; node_eips.cc deletes them when the zone's EIP leaves: purge_answering), and none
+  an ESTABLISHED TCP entry with a timeout above ct_install's bound (kInstallTimeoutMaxS,
+  350 s) on its own addresses: a NAT whose table went elsewhere (its own failure, a cut of
+  its private link, a kill) bounds those of the connections that went on there
+  (bound_timeouts; takeover::ServedTables).
 
 Short flows are counted (completed / failed), not asserted: one caught by a cut may reset.
 """
@@ -418,8 +418,8 @@ class ChurnSoak(Soak):
         """Every connection closed, every zone back on its own NAT: no entry of a lab host on
         a NAT's secondary address (where a takeover puts another zone's flows, node_eips.cc;
         deleted when the zone's EIP leaves it), and no ESTABLISHED one on its own addresses
-        with a timeout over the install bound (a NAT back from its own failure bounds those
-        of the connections that went on elsewhere: Node::bound_stale_entries())."""
+        with a timeout over the install bound (a NAT whose table went elsewhere bounds those
+        of the connections that went on there: Node::bound_stale_entries())."""
         for g in self.groups:
             g.close()
         left = {}
@@ -432,17 +432,11 @@ class ChurnSoak(Soak):
                     "own_established_long": sum(
                         1 for p, st, t, a in rows if a in self.own[k] and p == "tcp" and
                         st == "ESTABLISHED" and t > INSTALL_MAX_S)}
-            return all(v["takeover"] == 0 for v in left.values())
+            return all(v["takeover"] == 0 and v["own_established_long"] == 0
+                       for v in left.values())
         try:
-            deadline_poll("no entry left on a NAT's secondary address", none_left, 10,
-                          interval=0.5)
-            own = {k: v["own_established_long"] for k, v in left.items()}
-            if any(own.values()):
-                # Bounded only when the NAT recovers from its own failure (Failing or
-                # Unhealthy: Node::bound_stale_entries()); other faults that move its flows
-                # away leave these: not asserted yet.
-                self.gap(f"conntrack leak: own ESTABLISHED entries with a timeout over "
-                         f"{INSTALL_MAX_S}s left after every connection closed: {own}")
+            deadline_poll("no entry left on a NAT's secondary address and no unbounded "
+                          "ESTABLISHED one on its own", none_left, 10, interval=0.5)
         except LabError:
             by = {}
             for k in (1, 2):
@@ -450,10 +444,11 @@ class ChurnSoak(Soak):
                     if a not in self.own[k] or t > INSTALL_MAX_S:
                         key = f"NAT {k} {a} {p} {st}".rstrip()
                         by[key] = by.get(key, 0) + 1
-            self.fail(f"conntrack leak: entries on a NAT's secondary address left after every "
-                      f"zone came home and every connection closed: {left}; by address and "
-                      f"state: {by}; hanatd's Elastic IP and deletion lines:\n" +
-                      self.eip_log_lines())
+            self.fail(f"conntrack leak: entries left after every zone came home and every "
+                      f"connection closed (on a secondary address: 'takeover'; ESTABLISHED "
+                      f"over {INSTALL_MAX_S} s on its own: 'own_established_long'): {left}; "
+                      f"by address and state: {by}; hanatd's Elastic IP, deletion and bound "
+                      f"lines:\n" + self.eip_log_lines())
         return left
 
     def eip_log_lines(self):
@@ -463,7 +458,8 @@ class ChurnSoak(Soak):
                 continue
             with open(os.path.join(self.lab.dir, name), errors="replace") as f:
                 out += [f"{name}: {line.rstrip()}" for line in f
-                        if "elastic IP" in line or "conntrack entries" in line]
+                        if "elastic IP" in line or "conntrack entries" in line or
+                        "ESTABLISHED entries" in line]
         return "\n".join(out[-60:])
 
     def survival(self):

@@ -258,9 +258,16 @@ class Node {
   // A zone's EIP on a secondary IP of this host that the engine does not hold and whose
   // tables are not this host's: released as if the engine had said so (ReleaseEip).
   void release_stray_eips();
-  // [failover] stateful, back from its own data plane's failure: its ESTABLISHED entries
-  // get at most kInstallTimeoutMaxS (their connections may have ended on the peer).
-  void bound_stale_entries();
+  // [failover] stateful: this host's ESTABLISHED entries get at most kInstallTimeoutMaxS
+  // (their connections may go on, and end, on a peer); `why` says what moved them, for the
+  // log. Called back from its own data plane's failure, and by note_tables_served().
+  void bound_stale_entries(const std::string& why);
+  // A route read-back: a table that routed through this host and now routes elsewhere (a
+  // peer took it, an operator pointed it at a gateway) bounds this host's entries.
+  void note_tables_served(const engine::RoutesObserved& o);
+  // This host's claim of `table` was acknowledged: one of its own zone came back here (a
+  // failback, or the first claim after start-up), so it had been elsewhere: bounds them too.
+  void note_claimed(const std::string& table);
   // Deletes this host's conntrack entries translated to `ip`, a secondary private IP the
   // zone's Elastic IP is not (any longer) on; `why` goes to the log.
   void purge_address(const std::string& ip, const std::string& why);
@@ -473,10 +480,11 @@ class Node {
   [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
   [[nodiscard]] json_t* takeover_json() const;
   replica::Store replicas_{replica::Limits{}};
-  std::uint64_t purged_on_release_ = 0;    // purge_address(): entries deleted
-  std::uint64_t bounded_on_recovery_ = 0;  // bound_stale_entries(): timeouts bounded
-  std::uint64_t replica_ignored_ = 0;      // batches received while stateful is off
-  std::uint64_t replica_refused_ = 0;      // flows refused, the store full (a dropped member's too)
+  std::uint64_t purged_on_release_ = 0;   // purge_address(): entries deleted
+  std::uint64_t stale_bounded_ = 0;       // bound_stale_entries(): timeouts bounded
+  takeover::ServedTables served_tables_;  // note_tables_served(), note_claimed()
+  std::uint64_t replica_ignored_ = 0;     // batches received while stateful is off
+  std::uint64_t replica_refused_ = 0;     // flows refused, the store full (a dropped member's too)
   std::map<std::string, std::unique_ptr<takeover::Install>> takeovers_;  // dead member ->
   std::map<std::string, netfilter::PortSet> takeover_used_;  // own_ports() of the chunk's address
   struct TakeoverResult {

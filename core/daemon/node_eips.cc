@@ -385,25 +385,37 @@ void Node::release_stray_eips() {
   }
 }
 
-void Node::bound_stale_entries() {
-  // This host's own data plane was down, so a peer took its tables, with their flows when
-  // stateful; those connections went on (and maybe ended) there, and nothing here saw their
-  // end: netfilter/ct_install.h, bound_timeouts().
+void Node::bound_stale_entries(const std::string& why) {
+  // A peer took this host's tables, with their flows when stateful; those connections went
+  // on (and maybe ended) there, and nothing here sees their end: the kernel keeps an
+  // ESTABLISHED entry 5 days after its last packet (nf_conntrack_tcp_timeout_established).
+  // netfilter/ct_install.h, bound_timeouts(). A connection still alive, here or back here
+  // with a failback, refreshes its entry with its next packet.
   if (!cfg_->failover.stateful) return;
   auto r = netfilter::bound_timeouts(netfilter::kInstallTimeoutMaxS);
   if (!r) {
-    log::warning(
-        "stateful failover: timeouts of this host's connections from before its "
-        "data plane failed not bounded: " +
-        r.error().message);
+    log::warning("stateful failover: timeouts of this host's connections not bounded (" + why +
+                 "): " + r.error().message);
     return;
   }
-  bounded_on_recovery_ += *r;
+  stale_bounded_ += *r;
   if (*r > 0)
-    log::notice("stateful failover: " + std::to_string(*r) +
-                " ESTABLISHED entries from before this host's data plane failed expire in " +
-                std::to_string(netfilter::kInstallTimeoutMaxS) +
+    log::notice("stateful failover: " + std::to_string(*r) + " ESTABLISHED entries (" + why +
+                ") expire in " + std::to_string(netfilter::kInstallTimeoutMaxS) +
                 " s unless their connections send again through here");
+}
+
+// Why: core/daemon/takeover.h, ServedTables.
+void Node::note_tables_served(const engine::RoutesObserved& o) {
+  std::set<std::string> self{id_.instance_id};
+  if (!id_.eni_id.empty()) self.insert(id_.eni_id);
+  const std::string moved = served_tables_.observe(o.tables, self);
+  if (!moved.empty()) bound_stale_entries("route table " + moved + " routes elsewhere now");
+}
+
+void Node::note_claimed(const std::string& table) {
+  if (served_tables_.claimed_own(table, id_.zone))
+    bound_stale_entries("route table " + table + " came back here");
 }
 
 void Node::purge_address(const std::string& ip, const std::string& why) {

@@ -97,7 +97,7 @@ void Node::execute(const engine::Action& a) {
                                           (x.detail.empty() ? "" : ": " + x.detail)}});
           if ((x.from == engine::State::Failing || x.from == engine::State::Unhealthy) &&
               (x.to == engine::State::Standby || x.to == engine::State::Active))
-            bound_stale_entries();
+            bound_stale_entries("back from its own data plane's failure");
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -293,6 +293,7 @@ void Node::send_route(const engine::WriteRoute& w) {
       for (const auto& [peer, since] : failover_open_)
         failover_seconds_.observe(std::chrono::duration<double>(at - since).count());
       failover_open_.clear();
+      note_claimed(table);
     }
     // A superseded write was never sent: it is not the table's last write.
     if (r || r.error().kind != ec2::ErrorKind::Superseded) {

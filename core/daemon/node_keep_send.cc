@@ -71,6 +71,8 @@ class NodePort final : public keep::SenderPort {
     std::function<std::vector<std::string>(const std::vector<std::string>&)> sources;
     handover::ChannelClient::Callbacks callbacks;
     std::function<void(const netfilter::FlowEvents&)> on_events;
+    // The addresses whose flows stay out of the handover (netfilter::FlowFilter).
+    std::function<std::vector<uint32_t>()> not_answering;
   };
   explicit NodePort(Env env) : env_(std::move(env)) {}
   ~NodePort() override { close(); }
@@ -98,6 +100,7 @@ class NodePort final : public keep::SenderPort {
       const std::vector<std::string>& tables) override {
     auto filter = netfilter::flow_filter(env_.sources(tables));
     if (!filter) return core::Unexpected(filter.error().message);
+    if (env_.not_answering) filter->not_answering = env_.not_answering();
     // A new stream for the new filter: the old one is parked (this may run inside its
     // callback's caller chain).
     if (events_) env_.graveyard.add(std::move(events_));
@@ -216,6 +219,7 @@ keep::Sender* Node::keep_sender(const std::string& peer) {
                       static_cast<size_t>(std::max(cfg_->handover.max_flows, 1)),
                       nullptr,
                       {},
+                      nullptr,
                       nullptr};
     if (env.port == 0) return nullptr;  // no port to reach the peer on (agent.port 0: tests)
     env.sources = [this, peer](const std::vector<std::string>& tables) {
@@ -228,6 +232,19 @@ keep::Sender* Node::keep_sender(const std::string& peer) {
                 (list.empty() ? std::string("every source") : list) +
                 (s.fallback ? " ([nat] source_cidrs: a table's subnets are unknown)" : ""));
       return s.cidrs;
+    };
+    // A zone this host took over (stateful failover) fails back with its Elastic IP: the
+    // flows translated to the secondary IP the EIP leaves cannot be kept here (nothing
+    // answers to it once the EIP is gone, and release_eip() deletes them), and steering them
+    // back here would take them from the taker, whose own entries (its connections from
+    // before the failover) continue them with the same public port.
+    env.not_answering = [this] {
+      std::vector<uint32_t> out;
+      for (const auto& [zone, e] : eips_) {
+        if (zone == id_.zone || e.secondary_ip.empty()) continue;
+        if (auto a = core::parse_ipv4(e.secondary_ip)) out.push_back(*a);
+      }
+      return out;
     };
     env.callbacks.on_ready = [this, peer] {
       auto it = senders_.find(peer);

@@ -90,6 +90,7 @@ void Node::describe_routes(engine::OpId op) {
           }
           o.tables.push_back(std::move(ot));
         }
+        note_tables_served(o);
         post(std::move(o));
       });
 }

@@ -337,8 +337,9 @@ json_t* Node::takeover_json() const {
   set_count(o, "batches_ignored", replica_ignored_);
   // Entries on a secondary private IP deleted when its zone's Elastic IP left it.
   set_count(o, "purged_on_release", purged_on_release_);
-  // This host's own ESTABLISHED entries whose timeout was bounded when it recovered.
-  set_count(o, "bounded_on_recovery", bounded_on_recovery_);
+  // This host's own ESTABLISHED entries whose timeout was bounded because their connections
+  // had moved elsewhere (its own failure, or its tables taken).
+  set_count(o, "stale_bounded", stale_bounded_);
   json_t* origins = json_object();
   const auto t = store_time(now());
   for (const auto& [m, v] : replicas_.origins()) {

@@ -154,4 +154,27 @@ std::optional<Time> Install::deadline() const {
   return *first_hold_ + settings_.hold;
 }
 
+std::string ServedTables::observe(const std::vector<engine::ObservedTable>& tables,
+                                  const std::set<std::string>& self) {
+  std::string moved;
+  for (const auto& t : tables) {
+    zones_[t.id] = t.zone;
+    bool here = false;
+    for (const auto& r : t.routes) here = here || (!r.target.id.empty() && self.count(r.target.id));
+    // A table never seen routing here is not taken from this host: a claim in flight when
+    // the read-back was sent, or another zone's.
+    if (here) {
+      served_.insert(t.id);
+    } else if (served_.erase(t.id) != 0 && moved.empty()) {
+      moved = t.id;
+    }
+  }
+  return moved;
+}
+
+bool ServedTables::claimed_own(const std::string& table, const std::string& own_zone) const {
+  auto z = zones_.find(table);
+  return z != zones_.end() && !own_zone.empty() && z->second == own_zone;
+}
+
 }  // namespace hanat::daemon::takeover

@@ -25,11 +25,15 @@
 //   split_by_address()  which local address each flow continues on (its source's zone)
 //   Install             the flows in chunks across loop turns, the claims held meanwhile,
 //                       bounded by kHoldBound
+//   ServedTables        when this host's own connections went on elsewhere (its entries
+//                       are then bounded: netfilter/ct_install.h, bound_timeouts())
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -175,6 +179,33 @@ class Install {
   std::string error_;
   std::vector<engine::WriteRoute> held_;
   Counters counters_;
+};
+
+// ---- When this host's own connections went on elsewhere ---------------------------------
+//
+// A peer that takes this host's tables with their flows continues its connections, and some
+// end there: this host never sees their FIN, and the kernel keeps an ESTABLISHED entry five
+// days after its last packet (nf_conntrack_tcp_timeout_established). The host's own failure
+// is one way its tables leave (the engine says so: Failing/Unhealthy -> Standby/Active);
+// others do not change its state: a cut of its private link (its own checks look outwards;
+// the peer no longer hears it and takes its tables while it stays Active), a partition, an
+// operator's route to a gateway, a kill (the next process finds the kernel's entries). Two
+// signs tell them: a route read-back shows a table that routed here routing elsewhere, or
+// this host's claim of a table of its own zone succeeds (the engine writes only a route
+// that points elsewhere: a failback, or the first claim after start-up).
+class ServedTables {
+ public:
+  // A DescribeRouteTables answer; `self` are this host's instance and ENI ids. Returns the
+  // first table that routed here at the previous read-back and routes elsewhere now ("").
+  std::string observe(const std::vector<engine::ObservedTable>& tables,
+                      const std::set<std::string>& self);
+  // This host's claim of `table` was acknowledged: whether the table is of `own_zone` as
+  // last read back (a peer's table taken over moves none of this host's connections).
+  [[nodiscard]] bool claimed_own(const std::string& table, const std::string& own_zone) const;
+
+ private:
+  std::set<std::string> served_;  // routed here at the last read-back
+  std::map<std::string, std::string> zones_;
 };
 
 }  // namespace hanat::daemon::takeover

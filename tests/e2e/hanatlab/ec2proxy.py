@@ -38,7 +38,15 @@ Two more keys emulate EC2 itself rather than a fault, and apply whatever the mod
   "buckets": {action: [burst, refill per second]}: EC2's per-API request token buckets
              ("Request throttling for the Amazon EC2 API"); a request of a listed action when
              its bucket holds less than one token gets RequestLimitExceeded (HTTP 503), and
-             is logged with mode "bucket".
+             is logged with mode "bucket". A request is charged when its last byte reached
+             this host (the kernel's TCP_INFO last_data_recv), not when a proxy thread got
+             to it: EC2's buckets are not slowed by the emulator's scheduling, and a
+             proxy thread starved for a second under load (the lab runs beside niced test
+             binaries) would otherwise see a second's worth of requests as one burst. And
+             in the order the connections were accepted (each request has a connection of
+             its own): a bucket's answer depends on what came before, and the threads that
+             read the requests may run in any order (a thread waits at most TURN_WAIT_S for
+             the ones accepted before it).
 
 Auto Scaling: requests signed for the autoscaling service come through the same proxy to
 moto, which answers DescribeAutoScalingInstances and DescribeLifecycleHooks but has no
@@ -87,6 +95,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 UPSTREAM_TIMEOUT = 60.0
 CLIENT_TIMEOUT = 30.0
+TURN_WAIT_S = 1.0  # how long a request waits for those accepted before it (buckets only)
 # Replies whose public addresses the --public-map rewrites (what hanatd reads a peer's
 # public address from).
 PUBLIC_MAP_ACTIONS = ("DescribeInstances",)
@@ -241,6 +250,24 @@ def read_request(conn):
     return head, body[:length], parts[1], action_of(parts[1], body[:length])
 
 
+# struct tcp_info (linux/tcp.h): 8 one-byte fields, then 32-bit fields; tcpi_last_data_recv,
+# milliseconds since the last data segment arrived, is the twelfth of those.
+TCP_INFO_LAST_DATA_RECV = 8 + 11 * 4
+
+
+def arrival_time(conn):
+    """time.monotonic() when the last data segment of the request read from `conn` reached
+    this host (the kernel keeps it in jiffies, a few milliseconds apart); now when the
+    kernel cannot say."""
+    now = time.monotonic()
+    try:
+        info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        (ago_ms,) = struct.unpack_from("I", info, TCP_INFO_LAST_DATA_RECV)
+    except (OSError, struct.error):
+        return now
+    return now - ago_ms / 1000.0
+
+
 def rewrite_public(reply, mapping):
     """A whole HTTP reply with every address of `mapping` replaced where it is an XML
     element's whole text (">127.0.0.3<"), and its Content-Length fixed. A chunked reply
@@ -274,6 +301,10 @@ class Proxy:
         self.control_path = control
         self.log = open(log_path, "a", buffering=1)
         self.lock = threading.Lock()
+        # Bucket turns in accept order (turn_wait, turn_done).
+        self.turns = threading.Condition()
+        self.turn_low = 0  # every connection accepted before this one is past its turn
+        self.turn_passed = set()
         self.n_5xx = 0
         self.n_req = 0
         self.tokens = {}  # action -> (tokens, at) of the emulated EC2 buckets
@@ -297,15 +328,40 @@ class Proxy:
             return {}
         return {str(k): str(v) for k, v in m.items()} if isinstance(m, dict) else {}
 
-    def take_token(self, action, buckets):
-        """EC2's bucket for `action`: True when a token was taken (or none is emulated)."""
+    def turn_wait(self, seq):
+        """Waits until every connection accepted before `seq` has passed its bucket's
+        decision (turn_done), at most TURN_WAIT_S (a client that never sends its request)."""
+        end = time.monotonic() + TURN_WAIT_S
+        with self.turns:
+            while self.turn_low < seq:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self.turns.wait(left)
+
+    def turn_done(self, seq):
+        """Connection `seq` is past its bucket's decision (or has none): idempotent."""
+        with self.turns:
+            if seq < self.turn_low or seq in self.turn_passed:
+                return
+            self.turn_passed.add(seq)
+            while self.turn_low in self.turn_passed:
+                self.turn_passed.remove(self.turn_low)
+                self.turn_low += 1
+            self.turns.notify_all()
+
+    def take_token(self, action, buckets, arrived):
+        """EC2's bucket for `action` at the request's arrival (time.monotonic() seconds):
+        True when a token was taken (or none is emulated). Threads may charge arrivals out
+        of order; the bucket's clock never goes back, so a request charged after a later
+        one is charged at that later time (lenient by the reordering, milliseconds)."""
         spec = buckets.get(action) if isinstance(buckets, dict) else None
         if not spec:
             return True
         burst, refill = float(spec[0]), float(spec[1])
-        now = time.monotonic()
         with self.lock:
-            have, at = self.tokens.get(action, (burst, now))
+            have, at = self.tokens.get(action, (burst, arrived))
+            now = max(at, arrived)
             have = min(burst, have + (now - at) * refill)
             ok = have >= 1.0
             self.tokens[action] = (have - 1.0 if ok else have, now)
@@ -386,7 +442,13 @@ class Proxy:
                 conn.sendall(held)
         return status
 
-    def handle(self, conn):
+    def handle(self, conn, seq):
+        try:
+            self.handle_request(conn, seq)
+        finally:
+            self.turn_done(seq)
+
+    def handle_request(self, conn, seq):
         with self.lock:
             self.n_req += 1
         try:
@@ -407,6 +469,7 @@ class Proxy:
             conn.close()
             return
         head, body, target, action = req
+        arrived = arrival_time(conn)
         detail = route_detail(target, body)
         ctl = self.control()
         skew = ctl.get("skew")
@@ -424,14 +487,22 @@ class Proxy:
                 conn.close()
                 self.write_log(action, "skew", status, client)
                 return
-        if not self.take_token(action, ctl.get("buckets")):
+        buckets = ctl.get("buckets")
+        if isinstance(buckets, dict) and buckets.get(action):
+            self.turn_wait(seq)
+        charged = self.take_token(action, buckets, arrived)
+        self.turn_done(seq)
+        if not charged:
             status, data = error_reply("RequestLimitExceeded", f"hanatlab-{os.getpid()}")
             try:
                 conn.sendall(data)
             except OSError:
                 pass
             conn.close()
-            self.write_log(action, "bucket", status, client)
+            # How long the request waited in this proxy before it was charged: a refusal
+            # with a large lag points at the machine, not at the client's pacer.
+            self.write_log(action, "bucket", status, client,
+                           {"lag_ms": round((time.monotonic() - arrived) * 1000)})
             return
         mode = self.fault(action, known=True)
         if mode in ("unavailable", "reset"):
@@ -512,6 +583,19 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    accepted = 0  # connections accepted so far: each one's turn for the buckets
+
+    def process_request(self, request, client_address):
+        # Called in the accepting thread, in the kernel's accept order (a socket takes no
+        # attribute of its own: the turn waits in a map for the handler's thread).
+        with self.turn_lock:
+            self.turn_of[request] = self.accepted
+        self.accepted += 1
+        super().process_request(request, client_address)
+
+    def take_turn(self, request):
+        with self.turn_lock:
+            return self.turn_of.pop(request)
 
 
 def main(argv=None):
@@ -528,12 +612,13 @@ def main(argv=None):
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
-            proxy.handle(self.request)
+            proxy.handle(self.request, srv.take_turn(self.request))
 
         def finish(self):
             pass
 
     srv = Server((a.listen, 0), Handler)
+    srv.turn_lock, srv.turn_of = threading.Lock(), {}
 
     def stop(*_):
         threading.Thread(target=srv.shutdown, daemon=True).start()

@@ -188,5 +188,49 @@ TEST(TakeoverInstall, AnAbandonedClaimIsNotReleased) {
   EXPECT_THAT(tables(in.chunk_done(2, 0, 0, t0())), ElementsAre("rtb-2"));
 }
 
+engine::ObservedTable table(const std::string& id, const std::string& zone,
+                            const std::string& target) {
+  engine::ObservedTable t;
+  t.id = id;
+  t.zone = zone;
+  t.routes.push_back({"0.0.0.0/0", engine::Target{engine::TargetKind::Eni, target}});
+  return t;
+}
+
+// nat1 (i-1, eni-1) in zone a serves rtb-a; nat2 (eni-2) serves rtb-b.
+TEST(ServedTables, ATableThatRoutedHereAndNowRoutesElsewhereIsReportedOnce) {
+  ServedTables s;
+  const std::set<std::string> self{"i-1", "eni-1"};
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "eni-1"), table("rtb-b", "b", "eni-2")}, self), "");
+  // The peer took rtb-a (a cut of this host's private link, a partition, a gateway).
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "eni-2"), table("rtb-b", "b", "eni-2")}, self), "rtb-a");
+  // Still elsewhere at the next read-back: already told.
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "eni-2"), table("rtb-b", "b", "eni-2")}, self), "");
+  // Back here, then away again: told again.
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "i-1")}, self), "");
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "nat-0123")}, self), "rtb-a");
+}
+
+TEST(ServedTables, ATableNeverSeenRoutingHereIsNotTakenFromThisHost) {
+  ServedTables s;
+  const std::set<std::string> self{"i-1", "eni-1"};
+  // First read-back after start-up: rtb-a is on the peer (this host's previous process was
+  // killed, or a claim is in flight): nothing is known to have routed here.
+  EXPECT_EQ(s.observe({table("rtb-a", "a", "eni-2"), table("rtb-b", "b", "eni-2")}, self), "");
+  // A peer's table this host took over and handed back.
+  EXPECT_EQ(s.observe({table("rtb-b", "b", "eni-1")}, self), "");
+  EXPECT_EQ(s.observe({table("rtb-b", "b", "eni-2")}, self), "rtb-b");
+}
+
+TEST(ServedTables, AClaimOfATableOfThisHostsZoneBringsItsConnectionsBack) {
+  ServedTables s;
+  const std::set<std::string> self{"i-1", "eni-1"};
+  EXPECT_FALSE(s.claimed_own("rtb-a", "a")) << "a table never read back has no known zone";
+  (void)s.observe({table("rtb-a", "a", "eni-2"), table("rtb-b", "b", "eni-2")}, self);
+  EXPECT_TRUE(s.claimed_own("rtb-a", "a"));
+  EXPECT_FALSE(s.claimed_own("rtb-b", "a")) << "a peer's table taken over";
+  EXPECT_FALSE(s.claimed_own("rtb-a", "")) << "no zone of its own (identity unknown)";
+}
+
 }  // namespace
 }  // namespace hanat::daemon::takeover

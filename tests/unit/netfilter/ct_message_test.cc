@@ -239,6 +239,17 @@ TEST(FlowCarry, OtherFlowsAreNot) {
   EXPECT_FALSE(should_carry(parsed(s), f));
 }
 
+// A zone taken over leaves on a secondary IP (its Elastic IP there): a handover leaves its
+// flows out (the EIP leaves with the zone), and carries the rest.
+TEST(FlowCarry, AFlowTranslatedToANotAnsweringAddressIsNot) {
+  auto f = carry({"198.18.1.0/24"}, {"198.19.1.1", "198.19.1.5", "198.18.1.1"});
+  f.not_answering = {ip("198.19.1.5")};
+  CtSpec s = tcp_flow();
+  s.reply_dst = ip("198.19.1.5");
+  EXPECT_FALSE(should_carry(parsed(s), f));
+  EXPECT_TRUE(should_carry(parsed(tcp_flow()), f)) << "on the primary address: carried";
+}
+
 TEST(FlowCarry, UnparsableCidrIsNamed) {
   auto f = flow_filter({"198.18.1.0/24", "198.18.300.0/24"});
   ASSERT_FALSE(f);
