@@ -260,7 +260,7 @@ class Node {
   void release_stray_eips();
   // [failover] stateful: this host's ESTABLISHED entries get at most kInstallTimeoutMaxS
   // (their connections may go on, and end, on a peer); `why` says what moved them, for the
-  // log. Called back from its own data plane's failure, and by note_tables_served().
+  // log. Called by note_tables_served() and note_claimed().
   void bound_stale_entries(const std::string& why);
   // A route read-back: a table that routed through this host and now routes elsewhere (a
   // peer took it, an operator pointed it at a gateway) bounds this host's entries.

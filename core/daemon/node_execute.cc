@@ -95,9 +95,6 @@ void Node::execute(const engine::Action& a) {
                      {"HANAT_PREVIOUS", engine::to_string(x.from)},
                      {"HANAT_REASON", std::string(engine::to_string(x.reason)) +
                                           (x.detail.empty() ? "" : ": " + x.detail)}});
-          if ((x.from == engine::State::Failing || x.from == engine::State::Unhealthy) &&
-              (x.to == engine::State::Standby || x.to == engine::State::Active))
-            bound_stale_entries("back from its own data plane's failure");
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},

@@ -185,14 +185,15 @@ class Install {
 //
 // A peer that takes this host's tables with their flows continues its connections, and some
 // end there: this host never sees their FIN, and the kernel keeps an ESTABLISHED entry five
-// days after its last packet (nf_conntrack_tcp_timeout_established). The host's own failure
-// is one way its tables leave (the engine says so: Failing/Unhealthy -> Standby/Active);
-// others do not change its state: a cut of its private link (its own checks look outwards;
-// the peer no longer hears it and takes its tables while it stays Active), a partition, an
-// operator's route to a gateway, a kill (the next process finds the kernel's entries). Two
-// signs tell them: a route read-back shows a table that routed here routing elsewhere, or
-// this host's claim of a table of its own zone succeeds (the engine writes only a route
-// that points elsewhere: a failback, or the first claim after start-up).
+// days after its last packet (nf_conntrack_tcp_timeout_established). Its own failure is one
+// way its tables leave; others do not change its state: a cut of its private link (its own
+// checks look outwards; the peer no longer hears it and takes its tables while it stays
+// Active), a partition, an operator's route to a gateway, a kill (the next process finds
+// the kernel's entries). Whatever moved them, two signs tell it: a route read-back shows a
+// table that routed here routing elsewhere, or this host's claim of a table of its own zone
+// succeeds (the engine writes only a route that points elsewhere: a failback, or the first
+// claim after start-up). The host's recovery from its own failure needs no trigger of its
+// own: it reclaims its tables.
 class ServedTables {
  public:
   // A DescribeRouteTables answer; `self` are this host's instance and ENI ids. Returns the

@@ -173,14 +173,25 @@ def stateful_checks(ck, res, nat1_id):
              f"{res['route_moved_ms']} ms after the cut")
 
 
+def conntrack(lab, nat):
+    """NAT `nat`'s conntrack entries, one dict each: proto, state (TCP), timeout (s), and
+    the src, dst, sport and dport lists (original direction first, then the reply's)."""
+    cp = lab.exec(lab.nat(nat)["ns"], ["cat", "/proc/net/nf_conntrack"], check=False)
+    out = []
+    for line in cp.stdout.splitlines():
+        f = line.split()
+        if len(f) < 6:
+            continue
+        e = {"proto": f[2], "timeout": int(f[4]), "state": f[5] if f[2] == "tcp" else ""}
+        for key in ("src", "dst", "sport", "dport"):
+            e[key] = [x.split("=", 1)[1] for x in f if x.startswith(key + "=")]
+        out.append(e)
+    return out
+
+
 def answering(lab, nat, address):
     """NAT `nat`'s conntrack entries translated to `address` (their reply goes to it)."""
-    cp = lab.exec(lab.nat(nat)["ns"], ["cat", "/proc/net/nf_conntrack"], check=False)
-    n = 0
-    for line in cp.stdout.splitlines():
-        dsts = [x.split("=", 1)[1] for x in line.split() if x.startswith("dst=")]
-        n += len(dsts) >= 2 and dsts[1] == address
-    return n
+    return sum(1 for e in conntrack(lab, nat) if len(e["dst"]) >= 2 and e["dst"][1] == address)
 
 
 def failback_checks(lab, ck, hanatctl, zone, rt_a):
@@ -226,17 +237,13 @@ def failback_checks(lab, ck, hanatctl, zone, rt_a):
 def own_entries(lab, nat, host_addresses, sports):
     """NAT `nat`'s TCP entries of the connections from `host_addresses` with a source port
     in `sports`: {(source, port): (state, timeout s)}."""
-    cp = lab.exec(lab.nat(nat)["ns"], ["cat", "/proc/net/nf_conntrack"], check=False)
     out = {}
-    for line in cp.stdout.splitlines():
-        f = line.split()
-        if len(f) < 6 or f[2] != "tcp":
+    for e in conntrack(lab, nat):
+        if e["proto"] != "tcp" or not e["src"] or not e["sport"]:
             continue
-        # The first src= and sport= are the original direction's: the private host's.
-        src = next((x.split("=", 1)[1] for x in f if x.startswith("src=")), None)
-        sport = next((x.split("=", 1)[1] for x in f if x.startswith("sport=")), None)
-        if src in host_addresses and sport is not None and int(sport) in sports:
-            out[(src, int(sport))] = (f[5], int(f[4]))
+        src, sport = e["src"][0], int(e["sport"][0])  # the private host's (original) side
+        if src in host_addresses and sport in sports:
+            out[(src, sport)] = (e["state"], e["timeout"])
     return out
 
 

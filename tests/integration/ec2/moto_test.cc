@@ -745,28 +745,24 @@ TEST_F(MotoTest, FaultProxyChargesEc2sBucketWhenTheRequestArrived) {
   Ec2Proxy proxy(R"({"buckets": {"DescribeRouteTables": [1, 0.5]}})");
   ASSERT_TRUE(proxy.ok()) << "ec2proxy.py did not start";
   const std::string throttled = "RequestLimitExceeded";
-  proxy.pause();
-  const int first = send_raw(proxy.port(), "DescribeRouteTables");
-  let_time_pass(2200ms);  // the arrivals' spacing
-  const int second = send_raw(proxy.port(), "DescribeRouteTables");
-  proxy.resume();
-  ASSERT_GE(first, 0);
-  ASSERT_GE(second, 0);
-  const std::string r1 = read_reply(first);
-  const std::string r2 = read_reply(second);
+  // Two requests `gap` apart, which the stopped proxy reads together once it runs again.
+  auto while_stopped = [&](std::chrono::milliseconds gap) {
+    proxy.pause();
+    const int a = send_raw(proxy.port(), "DescribeRouteTables");
+    let_time_pass(gap);
+    const int b = send_raw(proxy.port(), "DescribeRouteTables");
+    proxy.resume();
+    EXPECT_GE(a, 0);
+    EXPECT_GE(b, 0);
+    return std::pair{a < 0 ? std::string() : read_reply(a), b < 0 ? std::string() : read_reply(b)};
+  };
+  const auto [r1, r2] = while_stopped(2200ms);
   EXPECT_TRUE(r1.starts_with("HTTP/1.")) << r1;
   EXPECT_EQ(r1.find(throttled), std::string::npos) << r1;
   EXPECT_TRUE(r2.starts_with("HTTP/1.")) << r2;
   EXPECT_EQ(r2.find(throttled), std::string::npos) << "spaced by the refill, charged as a burst";
   let_time_pass(2200ms);  // the bucket full again
-  proxy.pause();
-  const int third = send_raw(proxy.port(), "DescribeRouteTables");
-  const int fourth = send_raw(proxy.port(), "DescribeRouteTables");
-  proxy.resume();
-  ASSERT_GE(third, 0);
-  ASSERT_GE(fourth, 0);
-  const std::string r3 = read_reply(third);
-  const std::string r4 = read_reply(fourth);
+  const auto [r3, r4] = while_stopped(0ms);
   const int refused = static_cast<int>(r3.find(throttled) != std::string::npos) +
                       static_cast<int>(r4.find(throttled) != std::string::npos);
   EXPECT_EQ(refused, 1) << "one of two requests sent together is refused:\n" << r3 << "\n" << r4;

@@ -346,7 +346,7 @@ TEST_F(CtInstallNetns,
   EXPECT_GT(installed[0].flow.timeout_s, kInstallTimeoutMaxS);
   EXPECT_GE(installed[0].flow.timeout_s + 10, established);
 
-  // The router recovers from its own failure (Node::bound_stale_entries): the entry, whose
+  // The router takes its table back (Node::bound_stale_entries): the entry, whose
   // connection may have ended on a peer, gets the bound again; a second pass finds nothing.
   auto bounded = bound_timeouts(kInstallTimeoutMaxS);
   ASSERT_TRUE(bounded) << bounded.error().message;
