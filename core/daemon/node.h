@@ -261,6 +261,11 @@ class Node {
   // AssociateAddress for the zone that follows the route write is then answered with this
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
+  // [failover] stateful: a claim of a table of this host's own zone (a failback) moves the
+  // zone's Elastic IP back to the primary private IP first; the write is held until EC2
+  // answered that (at most takeover::kHoldBound). True when `w` is held (node_eips.cc).
+  bool early_home_eip(const engine::WriteRoute& w);
+  void release_failback_writes(const std::string& why);
   // A zone's EIP on a secondary IP of this host that the engine does not hold and whose
   // tables are not this host's: released as if the engine had said so (ReleaseEip).
   void release_stray_eips();
@@ -506,6 +511,9 @@ class Node {
   void forget_departed(engine::Time t);
   uv::Timer takeover_timer_{loop_};
   uv::Timer release_grace_timer_{loop_};  // finish_releases() at the next leaving_until
+  // A failback's route writes waiting for its early association (early_home_eip()).
+  std::vector<engine::WriteRoute> failback_held_;
+  uv::Timer failback_timer_{loop_};
 
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->

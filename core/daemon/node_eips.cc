@@ -501,6 +501,40 @@ void Node::record_association(const std::string& zone, const std::string& ip,
   e.private_ip = ip;
 }
 
+bool Node::early_home_eip(const engine::WriteRoute& w) {
+  // The failback of a zone whose Elastic IP a peer holds on its secondary IP: the engine
+  // associates it back only after the route write, and in between this host's packets of
+  // the zone leave without it (with the instance's public address, if it has one), which
+  // the far end answers with a RST. Associated first, the route write held for EC2's answer
+  // (at most takeover::kHoldBound), the peer's packets on its secondary IP are dropped
+  // instead (EC2's internet gateway drops a private source without a public address) until
+  // the route moves, and TCP retransmits them.
+  if (!cfg_->failover.stateful) return false;
+  if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return false;
+  if (!served_tables_.claimed_own(w.table, id_.zone)) return false;
+  if (eips_.find(id_.zone) == eips_.end()) return false;
+  early_associate(id_.zone, id_.private_ip);  // returns at once when it is here already
+  auto early = early_eips_.find(id_.zone);
+  if (early == early_eips_.end() || early->second.done) return false;
+  failback_held_.push_back(w);
+  if (failback_held_.size() == 1)
+    (void)failback_timer_.start(takeover::kHoldBound, milliseconds(0), [this] {
+      release_failback_writes("no answer to AssociateAddress within " +
+                              std::to_string(takeover::kHoldBound.count()) + " ms");
+    });
+  return true;
+}
+
+void Node::release_failback_writes(const std::string& why) {
+  (void)failback_timer_.stop();
+  auto held = std::move(failback_held_);
+  failback_held_.clear();
+  if (held.empty()) return;
+  if (!why.empty())
+    log::warning("failback: " + why + ": writing the routes, the zone's Elastic IP follows");
+  for (const auto& w : held) send_route(w);
+}
+
 void Node::early_associate(const std::string& zone, const std::string& ip) {
   auto it = eips_.find(zone);
   if (it == eips_.end()) return;
@@ -539,6 +573,7 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
                        ": AssociateAddress ahead of the route write: " + err->describe() +
                        ", retried after it");
         }
+        if (zone == id_.zone) release_failback_writes("");
         auto early = early_eips_.find(zone);
         if (early == early_eips_.end()) return;  // released meanwhile
         early->second.done = true;
