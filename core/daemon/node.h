@@ -241,12 +241,18 @@ class Node {
     // yet in use (no snat rule): where a takeover installs the zone's flows, and what
     // associate_eip() promotes to secondary_ip instead of assigning one then.
     std::string reserved_ip;
+    // release_eip() of a zone on secondary_ip: when its grace ends (release_grace_timer_).
+    std::optional<engine::Time> leaving_until;
   };
   void discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next);
   [[nodiscard]] std::vector<engine::ZoneEip> engine_eips() const;
   [[nodiscard]] std::vector<netfilter::SnatRule> snat_rules() const;
   void associate_eip(const engine::AssociateAddress& a);
   void release_eip(const engine::ReleaseEip& r);
+  // The second half of release_eip() for a zone on a secondary IP, once its grace is over:
+  // snat rule gone, entries on the address deleted, the address reserved or unassigned.
+  void finish_releases();
+  void finish_release(const std::string& zone);
   // [failover] stateful: a secondary private IP for every other zone with an Elastic IP,
   // assigned at engine start (reserved_ip).
   void reserve_addresses();
@@ -255,6 +261,11 @@ class Node {
   // AssociateAddress for the zone that follows the route write is then answered with this
   // call's outcome, without a second call (node_eips.cc).
   void early_associate(const std::string& zone, const std::string& ip);
+  // [failover] stateful: a claim of a table of this host's own zone (a failback) moves the
+  // zone's Elastic IP back to the primary private IP first; the write is held until EC2
+  // answered that (at most takeover::kHoldBound). True when `w` is held (node_eips.cc).
+  bool early_home_eip(const engine::WriteRoute& w);
+  void release_failback_writes(const std::string& why);
   // A zone's EIP on a secondary IP of this host that the engine does not hold and whose
   // tables are not this host's: released as if the engine had said so (ReleaseEip).
   void release_stray_eips();
@@ -499,6 +510,10 @@ class Node {
   std::map<std::string, engine::Time> departed_since_;
   void forget_departed(engine::Time t);
   uv::Timer takeover_timer_{loop_};
+  uv::Timer release_grace_timer_{loop_};  // finish_releases() at the next leaving_until
+  // A failback's route writes waiting for its early association (early_home_eip()).
+  std::vector<engine::WriteRoute> failback_held_;
+  uv::Timer failback_timer_{loop_};
 
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->

@@ -55,6 +55,12 @@ namespace {
 // succeeds, seconds later at most (write retries); an older answer may be stale, the EIP
 // moved since by another member.
 constexpr std::chrono::seconds kEarlyEipValid{30};
+// How long a zone's sources keep leaving from its secondary IP after its EIP left this host
+// (release_eip()). EC2 documents no bound for a route change to take effect; in practice it
+// is about a second or two, and the lab's VPC router applies one within its poll interval.
+// Long enough for a failback's route write and its propagation, short enough that a zone
+// whose route stays here (a move that failed) is masqueraded again soon.
+constexpr milliseconds kReleaseGrace{5000};
 }  // namespace
 
 void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> next) {
@@ -97,8 +103,8 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
                       ": no such Elastic IP in " + id_.region + " (InvalidAllocationID.NotFound)");
               continue;
             }
-            eips_[zone] = ZoneEipShell{
-                zone, alloc, a->public_ip, a->network_interface_id, a->private_ip, "", ""};
+            eips_[zone] = ZoneEipShell{zone,          alloc, a->public_ip, a->network_interface_id,
+                                       a->private_ip, "",    "",           {}};
           }
         } else {
           std::vector<const ec2::Address*> sorted;
@@ -118,9 +124,14 @@ void Node::discover_eips(std::shared_ptr<Discovered> d, std::function<void()> ne
                       log::quote(zone) + " (" + prev->second.allocation_id + " is used)");
               continue;
             }
-            eips_[zone] = ZoneEipShell{
-                zone, a->allocation_id, a->public_ip, a->network_interface_id, a->private_ip, "",
-                ""};
+            eips_[zone] = ZoneEipShell{zone,
+                                       a->allocation_id,
+                                       a->public_ip,
+                                       a->network_interface_id,
+                                       a->private_ip,
+                                       "",
+                                       "",
+                                       {}};
           }
         }
         bool restored = false;
@@ -228,6 +239,7 @@ void Node::associate_eip(const engine::AssociateAddress& x) {
     post(done_of(x.op, x.epoch, &err));
     return;
   }
+  e.leaving_until.reset();  // back before its release finished: the address stays in use
   if (!e.secondary_ip.empty()) return associate(e.secondary_ip);
   if (!e.reserved_ip.empty()) {
     // Assigned ahead of time (reserve_addresses()): a stateful takeover may have installed
@@ -285,11 +297,53 @@ void Node::release_eip(const engine::ReleaseEip& x) {
     e.eni_id.clear();
     e.private_ip.clear();
   }
-  if (x.home || e.secondary_ip.empty()) return;
+  if (x.home || e.secondary_ip.empty() || e.leaving_until) return;
+  // The zone's packets keep arriving here until its route table's move reaches the VPC
+  // router (EC2 applies a ReplaceRoute within seconds, not at once; a failback may also move
+  // the EIP before the route). Were the zone's sources masqueraded again at once, those
+  // packets would reach the far end from this host's own public address as segments of a
+  // connection it never saw, and it would reset the connection. For kReleaseGrace they
+  // keep their snat rule and entries: they leave from the secondary IP, which has no public
+  // address any more, and EC2's internet gateway drops them; TCP retransmits them through
+  // the table's new NAT.
+  e.leaving_until = now() + kReleaseGrace;
+  log::info("zone " + log::quote(x.zone) + ": its sources keep leaving from " + e.secondary_ip +
+            " for " + std::to_string(kReleaseGrace.count()) +
+            " ms (packets still routed here are dropped at the internet gateway, not reset)");
+  if (!release_grace_timer_.active())
+    (void)release_grace_timer_.start(kReleaseGrace, milliseconds(0), [this] { finish_releases(); });
+}
+
+void Node::finish_releases() {
+  const auto t = now();
+  std::optional<engine::Time> next;
+  std::vector<std::string> due;
+  for (const auto& [zone, e] : eips_) {
+    if (!e.leaving_until) continue;
+    if (*e.leaving_until <= t)
+      due.push_back(zone);
+    else if (!next || *e.leaving_until < *next)
+      next = e.leaving_until;
+  }
+  for (const auto& zone : due) finish_release(zone);
+  if (next)
+    (void)release_grace_timer_.start(std::chrono::ceil<milliseconds>(*next - t), milliseconds(0),
+                                     [this] { finish_releases(); });
+}
+
+void Node::finish_release(const std::string& zone) {
+  auto it = eips_.find(zone);
+  if (it == eips_.end()) return;
+  ZoneEipShell& e = it->second;
+  e.leaving_until.reset();
+  // Back here meanwhile (a takeover of the zone again): its address is in use.
+  if (e.secondary_ip.empty() || (e.eni_id == id_.eni_id && e.private_ip == e.secondary_ip) ||
+      early_eips_.count(zone) != 0)
+    return;
   const std::string ip = e.secondary_ip;
   e.secondary_ip.clear();
   apply_nat();  // the zone's sources (if any still come) masquerade again
-  purge_address(ip, "zone " + log::quote(x.zone) + " left this host");
+  purge_address(ip, "zone " + log::quote(zone) + " left this host");
   if (cfg_->failover.stateful) {
     // Kept for the next takeover of the zone (reserve_addresses()): no EC2 call.
     e.reserved_ip = ip;
@@ -354,7 +408,8 @@ void Node::release_stray_eips() {
   // of the zone (done or in flight), and neither allocates nor points any of the zone's
   // tables at this host, with no write of them in flight.
   bool any = false;
-  for (const auto& [zone, e] : eips_) any = any || (zone != id_.zone && !e.secondary_ip.empty());
+  for (const auto& [zone, e] : eips_)
+    any = any || (zone != id_.zone && !e.secondary_ip.empty() && !e.leaving_until);
   if (!any || !machine_) return;
   const auto snap = machine_->snapshot();
   if (snap.state != engine::State::Standby && snap.state != engine::State::Active) return;
@@ -364,7 +419,7 @@ void Node::release_stray_eips() {
   };
   std::vector<engine::ReleaseEip> stray;
   for (const auto& [zone, e] : eips_) {
-    if (zone == id_.zone || e.secondary_ip.empty()) continue;
+    if (zone == id_.zone || e.secondary_ip.empty() || e.leaving_until) continue;
     if (auto early = early_eips_.find(zone); early != early_eips_.end() && !early->second.done)
       continue;
     bool engine_has = false;
@@ -446,6 +501,40 @@ void Node::record_association(const std::string& zone, const std::string& ip,
   e.private_ip = ip;
 }
 
+bool Node::early_home_eip(const engine::WriteRoute& w) {
+  // The failback of a zone whose Elastic IP a peer holds on its secondary IP: the engine
+  // associates it back only after the route write, and in between this host's packets of
+  // the zone leave without it (with the instance's public address, if it has one), which
+  // the far end answers with a RST. Associated first, the route write held for EC2's answer
+  // (at most takeover::kHoldBound), the peer's packets on its secondary IP are dropped
+  // instead (EC2's internet gateway drops a private source without a public address) until
+  // the route moves, and TCP retransmits them.
+  if (!cfg_->failover.stateful) return false;
+  if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return false;
+  if (!served_tables_.claimed_own(w.table, id_.zone)) return false;
+  if (eips_.find(id_.zone) == eips_.end()) return false;
+  early_associate(id_.zone, id_.private_ip);  // returns at once when it is here already
+  auto early = early_eips_.find(id_.zone);
+  if (early == early_eips_.end() || early->second.done) return false;
+  failback_held_.push_back(w);
+  if (failback_held_.size() == 1)
+    (void)failback_timer_.start(takeover::kHoldBound, milliseconds(0), [this] {
+      release_failback_writes("no answer to AssociateAddress within " +
+                              std::to_string(takeover::kHoldBound.count()) + " ms");
+    });
+  return true;
+}
+
+void Node::release_failback_writes(const std::string& why) {
+  (void)failback_timer_.stop();
+  auto held = std::move(failback_held_);
+  failback_held_.clear();
+  if (held.empty()) return;
+  if (!why.empty())
+    log::warning("failback: " + why + ": writing the routes, the zone's Elastic IP follows");
+  for (const auto& w : held) send_route(w);
+}
+
 void Node::early_associate(const std::string& zone, const std::string& ip) {
   auto it = eips_.find(zone);
   if (it == eips_.end()) return;
@@ -454,6 +543,7 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
     early_eips_.erase(early);
   }
   ZoneEipShell& e = it->second;
+  e.leaving_until.reset();  // back before its release finished: the address stays in use
   if (e.eni_id == id_.eni_id && e.private_ip == ip) return;  // here already
   if (zone != id_.zone && e.secondary_ip.empty() && e.reserved_ip == ip) {
     // The zone's sources leave with it from now on (the snat rule), as associate_eip()
@@ -483,6 +573,7 @@ void Node::early_associate(const std::string& zone, const std::string& ip) {
                        ": AssociateAddress ahead of the route write: " + err->describe() +
                        ", retried after it");
         }
+        if (zone == id_.zone) release_failback_writes("");
         auto early = early_eips_.find(zone);
         if (early == early_eips_.end()) return;  // released meanwhile
         early->second.done = true;
@@ -603,6 +694,8 @@ json_t* Node::eips_json() const {
       json_object_set_new(j, "network_interface_id", json_string(e.eni_id.c_str()));
     if (!e.secondary_ip.empty())
       json_object_set_new(j, "secondary_ip", json_string(e.secondary_ip.c_str()));
+    // Released, its sources still leaving from secondary_ip (release_eip()'s grace).
+    if (e.leaving_until) json_object_set_new(j, "leaving", json_true());
     if (!e.reserved_ip.empty())
       json_object_set_new(j, "reserved_ip", json_string(e.reserved_ip.c_str()));
     if (auto p = snap.find(zone); p != snap.end()) {

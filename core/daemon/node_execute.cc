@@ -138,6 +138,7 @@ void Node::execute(const engine::Action& a) {
           log_path_change(x);
         } else if constexpr (std::is_same_v<T, engine::AbandonWrite>) {
           takeover_cancel(x.op);  // held for a stateful takeover: never sent
+          std::erase_if(failback_held_, [&](const auto& w) { return w.op == x.op; });
           abandon_early_eips();
           // Cancelled wherever it is; on the wire, its connection is reset and what the
           // kernel had not delivered yet is discarded (ec2/http_client.cc).
@@ -244,6 +245,7 @@ void Node::write_route(const engine::WriteRoute& w) {
   // A claim of a dead member's route under [failover] stateful: held until its replicated
   // flows are installed here (at most takeover::kHoldBound), node_takeover.cc.
   if (takeover_write(w)) return;
+  if (early_home_eip(w)) return;
   send_route(w);
 }
 

@@ -175,6 +175,9 @@ def eip_script(zone_eips, decided):
         if d is not None:
             pre += f'  fib daddr type local ip saddr {d[2]} ip saddr set {z["lab_address"]}\n'
             out += f'  ip daddr {z["lab_address"]} ip daddr set {d[2]}\n'
+    # EC2's internet gateway translates a private IP with an Elastic IP or a public IP and
+    # drops what comes from one without: a NAT's secondary private IP the zone's EIP left.
+    pre += '  fib daddr type local ip saddr 198.18.0.0/16 drop\n'
     return ("table ip lab_eip {}\ndelete table ip lab_eip\ntable ip lab_eip {\n"
             " chain pre { type filter hook prerouting priority -310; policy accept;\n"
             + pre + " }\n"
