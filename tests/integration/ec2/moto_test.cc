@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -572,9 +573,14 @@ TEST_F(MotoTest, DescribeInstancesFollowsNextToken) {
   ASSERT_TRUE(all.has_value()) << all.error().describe();
   EXPECT_EQ(all->instances.size(), 8u);
   EXPECT_TRUE(all->next_token.empty());
-  ASSERT_EQ(proxy.requests().size(), 2u);
-  EXPECT_EQ(proxy.requests()[0].body.find("NextToken"), std::string::npos);
-  EXPECT_NE(proxy.requests()[1].body.find("&NextToken="), std::string::npos);
+  // Two pages. A page whose answer came late under load may be asked again: the client
+  // retries a read after its attempt timeout, with the same body.
+  std::vector<std::string> pages;
+  for (const auto& req : proxy.requests())
+    if (std::find(pages.begin(), pages.end(), req.body) == pages.end()) pages.push_back(req.body);
+  ASSERT_EQ(pages.size(), 2u) << proxy.requests().size() << " requests";
+  EXPECT_EQ(pages[0].find("NextToken"), std::string::npos);
+  EXPECT_NE(pages[1].find("&NextToken="), std::string::npos);
   via_proxy.reset();
   proxy.close();
 }
