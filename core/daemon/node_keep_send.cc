@@ -44,17 +44,10 @@
 namespace hanat::daemon {
 
 using node_util::now;
+using node_util::sockaddr_of;
 using std::chrono::milliseconds;
 
 namespace {
-
-sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(host_order);
-  a.sin_port = htons(port);
-  return a;
-}
 
 // The kernel and the channel for one Sender.
 class NodePort final : public keep::SenderPort {

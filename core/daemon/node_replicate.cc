@@ -40,6 +40,7 @@
 namespace hanat::daemon {
 
 using node_util::now;
+using node_util::sockaddr_of;
 using std::chrono::milliseconds;
 
 namespace {
@@ -55,14 +56,6 @@ constexpr milliseconds kReadEvery = replica::kFlushEvery / 2;
 // A resync's conntrack dump reads this long per loop turn: a dump of 50,000 entries took
 // 260 ms on the loop in one piece (docs/benchmarks.md), long enough to delay probes.
 constexpr std::chrono::microseconds kDumpStep{10000};
-
-sockaddr_in sockaddr_of(uint32_t host_order, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(host_order);
-  a.sin_port = htons(port);
-  return a;
-}
 
 std::vector<netfilter::Ipv4Prefix> prefixes(const std::vector<std::string>& cidrs) {
   std::vector<netfilter::Ipv4Prefix> out;

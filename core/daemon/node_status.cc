@@ -9,6 +9,7 @@
 #include <ctime>
 #include <iterator>
 
+#include "core/daemon/daemon.h"
 #include "core/daemon/node.h"
 #include "core/daemon/node_util.h"
 
@@ -42,10 +43,6 @@ json_t* jstr(const std::string& s) {
 
 std::int64_t ms_ago(engine::Time t) {
   return std::chrono::duration_cast<milliseconds>(now() - t).count();
-}
-
-std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
 }
 
 // A steady-clock instant as wall-clock unix milliseconds: now's wall clock minus how long

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #pragma once
 // DOC: core/daemon/node_util.h holds the few helpers that several of the node's files
-// (see node.h) need: the clock, the error of an EC2 result, and the translation between
-// EC2 routes and the engine's targets. Internal to core/daemon: only node*.cc include it.
+// (see node.h) need: the clock, the error of an EC2 result, the translation between EC2
+// routes and the engine's targets, and the member channels' socket addresses. Internal to
+// core/daemon: only node*.cc include it.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +23,16 @@ using Clock = std::chrono::steady_clock;
 
 inline engine::Time now() {
   return Clock::now();
+}
+
+// The IPv4 socket address of a host-order address and port: both ends of the member
+// channels' connections (node_keep_send.cc, node_replicate.cc).
+inline sockaddr_in sockaddr_of(std::uint32_t host_order, std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(host_order);
+  a.sin_port = htons(port);
+  return a;
 }
 
 // DescribeRouteTables by tag asks for pages of this many tables (EC2 accepts MaxResults 5 to
