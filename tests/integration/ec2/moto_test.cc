@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "ec2/client.h"
+#include "tests/support/process.h"
 #include "tests/support/uv_test_util.h"
 #include "tests/unit/ec2/stub_server.h"
 
@@ -638,12 +639,13 @@ class Ec2Proxy {
         why_ = "ec2proxy.py exited at start (" +
                (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                   : "signal " + std::to_string(WTERMSIG(status))) +
-               "): " + slurp(stderr_);
+               "): " + hanat::testing::read_file(stderr_);
         return;
       }
       std::this_thread::sleep_for(20ms);  // polling a file with a deadline
     }
-    if (port_ == 0) why_ = "ec2proxy.py wrote no ready file within 60 s: " + slurp(stderr_);
+    if (port_ == 0)
+      why_ = "ec2proxy.py wrote no ready file within 60 s: " + hanat::testing::read_file(stderr_);
   }
   ~Ec2Proxy() {
     if (pid_ > 0) {
@@ -697,17 +699,6 @@ class Ec2Proxy {
   }
 
  private:
-  static std::string slurp(const std::string& path) {
-    std::string out;
-    if (std::FILE* f = std::fopen(path.c_str(), "r")) {
-      char buf[4096];
-      size_t n = 0;
-      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-      std::fclose(f);
-    }
-    return out;
-  }
-
   std::string dir_, control_, log_, stderr_, why_;
   pid_t pid_ = -1;
   int port_ = 0;
