@@ -191,8 +191,8 @@ class DecideEipsTest(unittest.TestCase):
                  {"AllocationId": "eipalloc-b", "NetworkInterfaceId": "eni-2",
                   "PrivateIpAddress": "198.18.102.12"}]
         # moto shows the primary IP; the proxy's record says zone a's went to a secondary.
-        rec = {"eipalloc-a": {"eni": "eni-2", "private_ip": "198.18.102.77"},
-               "eipalloc-b": {"eni": "eni-2", "private_ip": "198.18.102.12"}}
+        rec = {"eipalloc-a": {"eni-1": "198.18.101.50", "eni-2": "198.18.102.77"},
+               "eipalloc-b": {"eni-2": "198.18.102.12"}}
         d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
         self.assertEqual(d, {"a": ("nat2", "198.18.102.77", "198.18.102.77"),
                              "b": ("nat2", "198.18.102.12", "198.19.0.12")})
@@ -202,10 +202,15 @@ class DecideEipsTest(unittest.TestCase):
         self.assertIn("ip saddr 198.19.0.12 ip saddr set 198.19.1.102", script)
         self.assertIn("ip daddr 198.19.1.102 ip daddr set 198.19.0.12", script)
         self.assertNotIn("snat", script, "stateless, as EC2's internet gateway")
-        # A record of another ENI is stale (the EIP moved since): the primary IP counts.
+        # The EIP back on eni-1: the private IP last named for eni-1 counts, not eni-2's.
         addrs[0]["NetworkInterfaceId"] = "eni-1"
         d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
-        self.assertEqual(d["a"], ("nat1", "198.18.101.11", "198.19.0.11"))
+        self.assertEqual(d["a"], ("nat1", "198.18.101.50", "198.18.101.50"))
+        # Nothing named for an ENI (an association recorded for another ENI only, or one
+        # made before the proxy ran): the ENI's primary IP, as moto shows.
+        addrs[1]["NetworkInterfaceId"] = "eni-1"
+        d = fabric.decide_eips(self.ZONES, addrs, rec, self.NATS)
+        self.assertEqual(d["b"], ("nat1", "198.18.101.11", "198.19.0.11"))
         d = fabric.decide_eips(self.ZONES, [{"AllocationId": "eipalloc-a",
                                              "NetworkInterfaceId": ""}], {}, self.NATS)
         self.assertEqual(d, {"a": None, "b": None})
@@ -310,6 +315,47 @@ class Ec2ProxyTest(unittest.TestCase):
         self.assertEqual(head.lower().count(b"content-length"), 1)
         chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         self.assertEqual(ec2proxy.rewrite_public(chunked, {"hello": "x"}), chunked)
+
+    def test_association_is_recorded_before_moto_commits_it(self):
+        """The fabric that sees the EIP on the new ENI must find its private IP recorded:
+        the record is there while moto handles the request, and undone if moto refuses."""
+        import json
+        import socket
+        from hanatlab import ec2proxy
+        with tempfile.TemporaryDirectory() as d:
+            state = os.path.join(d, "eip-state.json")
+            proxy = ec2proxy.Proxy("127.0.0.1:9", os.path.join(d, "control.json"),
+                                   os.path.join(d, "proxy.log"), eip_state=state)
+            seen = []
+
+            def fake_moto(status):
+                def forward(conn, head, body, skew=None, public_map=None):
+                    with open(state) as f:
+                        seen.append(json.load(f))
+                    return status
+                return forward
+
+            def associate(private_ip, status):
+                proxy.forward = fake_moto(status)
+                body = ("Action=AssociateAddress&AllocationId=eipalloc-a&NetworkInterfaceId="
+                        f"eni-2&PrivateIpAddress={private_ip}").encode()
+                with socket.create_server(("127.0.0.1", 0)) as ls:
+                    c = socket.create_connection(ls.getsockname())
+                    s, _ = ls.accept()
+                    c.sendall(b"POST / HTTP/1.1\r\nContent-Length: " +
+                              str(len(body)).encode() + b"\r\n\r\n" + body)
+                    proxy.handle_request(s, 0)
+                    c.close()
+                with open(state) as f:
+                    return json.load(f)
+
+            after = associate("198.18.102.77", 200)
+            self.assertEqual(seen[-1], {"eipalloc-a": {"eni-2": "198.18.102.77"}})
+            self.assertEqual(after, {"eipalloc-a": {"eni-2": "198.18.102.77"}})
+            after = associate("198.18.102.88", 400)
+            self.assertEqual(seen[-1], {"eipalloc-a": {"eni-2": "198.18.102.88"}})
+            self.assertEqual(after, {"eipalloc-a": {"eni-2": "198.18.102.77"}},
+                             "a refused association leaves the record as it was")
 
     def test_error_replies_are_ec2s(self):
         from hanatlab import ec2proxy

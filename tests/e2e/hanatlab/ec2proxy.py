@@ -62,10 +62,12 @@ internet gateway translates to the NAT's private address, as EC2's does for an E
 
 Elastic IPs on a private IP: moto ignores AssociateAddress's PrivateIpAddress (the EIP shows
 on the ENI's primary IP whatever was asked). With --eip-state FILE the proxy records, for
-each AssociateAddress moto accepted, {allocation id: {"eni", "private_ip"}} (private_ip
-"" when none was named) in FILE (rewritten atomically), which the lab's fabric reads to
-deliver the EIP's traffic to the private IP EC2 would have associated. The proxy fakes only
-this record; moto keeps the association itself.
+each AssociateAddress, {allocation id: {ENI id: private IP}} (the private IP named for that
+ENI last; "" when none was named) in FILE (rewritten atomically), which the lab's fabric
+reads to deliver the EIP's traffic to the private IP EC2 would have associated. The record
+is written before the request goes to moto and undone when moto refuses it, so whoever sees
+the EIP on an ENI in DescribeAddresses finds its private IP recorded (EC2 moves both at
+once). The proxy fakes only this record; moto keeps the association itself.
 
 Every request is logged as a JSON line {t_ns, action, mode, status, client}: status is the
 HTTP status returned, or "reset", or "abandoned" (a stalled client that gave up); a request
@@ -551,32 +553,53 @@ class Proxy:
                         conn.close()
                         self.write_log(action, mode, "abandoned", client, detail)
                         return
+        # Recorded before moto commits the association, undone if it refuses: a fabric poll
+        # that finds the EIP on the new ENI in DescribeAddresses finds the private IP too, as
+        # EC2 moves the EIP and its private IP in one step.
+        undo = (self.record_association(target, body)
+                if action == "AssociateAddress" and self.eip_state_path else None)
         try:
             status = self.forward(conn, head, body, skew, self.public_map()
                                   if action in PUBLIC_MAP_ACTIONS else None)
         except OSError:
             status = None
         conn.close()
-        if action == "AssociateAddress" and status == 200 and self.eip_state_path:
-            self.record_association(target, body)
+        if undo is not None and status != 200:
+            self.restore_association(*undo)
         self.write_log(action, mode, status if status is not None else "upstream-error", client,
                        detail)
 
     def record_association(self, target, body):
-        """Keeps the private IP an accepted AssociateAddress named (see --eip-state)."""
+        """Records the private IP an AssociateAddress names for its ENI (see --eip-state);
+        returns what restore_association() needs to undo it, or None."""
         q = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
         if "Action" not in q:
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
         alloc = (q.get("AllocationId") or [""])[0]
-        if not alloc:
-            return
+        eni = (q.get("NetworkInterfaceId") or [""])[0]
+        if not alloc or not eni:
+            return None
         with self.lock:
-            self.eip_state[alloc] = {"eni": (q.get("NetworkInterfaceId") or [""])[0],
-                                     "private_ip": (q.get("PrivateIpAddress") or [""])[0]}
-            tmp = self.eip_state_path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(self.eip_state, f)
-            os.replace(tmp, self.eip_state_path)
+            by_eni = self.eip_state.setdefault(alloc, {})
+            before = by_eni.get(eni)
+            by_eni[eni] = (q.get("PrivateIpAddress") or [""])[0]
+            self.write_eip_state()
+        return alloc, eni, before
+
+    def restore_association(self, alloc, eni, before):
+        with self.lock:
+            by_eni = self.eip_state.setdefault(alloc, {})
+            if before is None:
+                by_eni.pop(eni, None)
+            else:
+                by_eni[eni] = before
+            self.write_eip_state()
+
+    def write_eip_state(self):
+        tmp = self.eip_state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.eip_state, f)
+        os.replace(tmp, self.eip_state_path)
 
 
 class Server(socketserver.ThreadingTCPServer):

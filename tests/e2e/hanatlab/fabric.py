@@ -136,7 +136,7 @@ def read_control(path):
 def decide_eips(zone_eips, addresses, recorded, nats):
     """Pure decision for the zone EIPs: {zone letter: (nat name, private ip, source)} or
     None for an EIP that is on no lab NAT. `addresses` is DescribeAddresses' list,
-    `recorded` the proxy's {allocation id: {"eni", "private_ip"}}, `nats` the lab's NATs."""
+    `recorded` the proxy's {allocation id: {ENI id: private IP}}, `nats` the lab's NATs."""
     by_alloc = {a.get("AllocationId"): a for a in addresses}
     by_eni = {n["eni_id"]: n for n in nats}
     out = {}
@@ -147,8 +147,7 @@ def decide_eips(zone_eips, addresses, recorded, nats):
             out[z["zone_letter"]] = None
             continue
         rec = recorded.get(z["allocation_id"]) or {}
-        ip = rec.get("private_ip") if rec.get("eni") == nat["eni_id"] else None
-        ip = ip or nat["private_address"]
+        ip = rec.get(nat["eni_id"]) or nat["private_address"]
         source = nat["public_address"] if ip == nat["private_address"] else ip
         out[z["zone_letter"]] = (nat["name"], ip, source)
     return out

@@ -378,6 +378,9 @@ class Lab:
         self.nats, self.hosts_per_zone, self.group, self.region = (nats, hosts_per_zone,
                                                                     group, region)
         self.forwarding, self.masquerade = forwarding, masquerade
+        # HANAT_LAB_KEEP=1 keeps every lab's directory (logs, status, the fabric's events)
+        # after teardown, for a look at a run that failed.
+        keep_dir = keep_dir or os.environ.get("HANAT_LAB_KEEP", "") == "1"
         self.fabric_interval_ms, self.agent_port, self.keep_dir = (fabric_interval_ms,
                                                                     agent_port, keep_dir)
         self.tables_per_zone, self.tag_everything = tables_per_zone, bool(tag_everything)
