@@ -20,10 +20,13 @@ Checks, each a FAIL line, on top of run.py's:
 
 - replica leak, continuously: holder H's store for origin O (status takeover.replicas.<O>.
   flows) <= O's conntrack entries for what O streams to H (O's /proc/net/nf_conntrack:
-  source-NATed, original source a host of O's home zone) + SLACK_S x rate + 50 (the two
-  reads are not simultaneous; events travel in 50 ms batches), checked once H completed a
-  resync of O's stream after the last fault cleared (a resync sweeps what a lost event or a
-  kill left; before it a cut or a kill may legitimately leave stale entries);
+  source-NATed, original source a host of a zone whose table O streams to H: its status
+  replication.targets[].tables, its home zone's and one it holds until the home NAT fails
+  back) + SLACK_S x rate + 50 (the two reads are not simultaneous; events travel in 50 ms
+  batches), checked once H completed a resync of O's stream after the last fault cleared
+  and after those tables last changed (a resync sweeps what a lost event or a kill left,
+  and replaces the flows of a table that left; before it a cut or a kill may legitimately
+  leave stale entries);
 - replica leak, at the end: the churn stopped and one more resync of each stream completed,
   the store equals the origin's entries within EQUAL_TOL + EQUAL_PCT of them;
 - memory: run.py's RSS growth bound (1 MiB after warm-up) plus RSS_PER_FLOW bytes per flow of
@@ -148,6 +151,13 @@ class ChurnSoak(Soak):
         self.home_sources = {k: {h["address"] for h in lab.desc["hosts"]
                                  if h["zone_letter"] == lab.nat(k)["zone_letter"]}
                              for k in (1, 2)}
+        # Route table id -> the addresses of its zone's hosts (one table per zone here).
+        self.table_sources = {rt["id"]: {h["address"] for h in lab.desc["hosts"]
+                                         if h["zone_letter"] == rt["zone_letter"]}
+                              for rt in lab.desc["route_tables"]}
+        # (origin, holder) -> (the tables the origin streams to the holder, monotonic when
+        # that set last changed).
+        self.streamed = {}
         self.primary = {k: lab.nat(k)["private_address"] for k in (1, 2)}
         # A NAT's own addresses: its primary private IP (its zone's EIP) and, in the lab, its
         # public leg's, which its masquerade picks (the fabric maps both to the EIP).
@@ -341,11 +351,19 @@ class ChurnSoak(Soak):
             elif n > prev[0]:
                 self.resync_seen[h] = (n, time.monotonic())
             _, rose = self.resync_seen[h]
-            if self.quiet_since is None or rose is None or rose <= self.quiet_since:
+            tables = self.streamed_tables(o, sts[o], h)
+            seen = self.streamed.get((o, h))
+            if seen is None or seen[0] != tables:
+                self.streamed[(o, h)] = seen = (tables, time.monotonic())
+            if self.quiet_since is None or rose is None or rose <= self.quiet_since or \
+                    rose <= seen[1]:
                 continue
             store = (((node.get("takeover") or {}).get("replicas") or {}).get(
                 self.iid[o]) or {}).get("flows", 0)
-            live = len(conntrack(self.lab, o, self.home_sources[o]))
+            # Streaming nothing to it now (no link): the last stream's, its home zone's.
+            sources = ({a for t in tables for a in self.table_sources.get(t, ())}
+                       if tables else self.home_sources[o])
+            live = len(conntrack(self.lab, o, sources))
             over = store - live
             with self.lock:
                 self.leak["samples"] += 1
@@ -354,6 +372,14 @@ class ChurnSoak(Soak):
             if over > self.leak["slack"]:
                 self.fail(f"replica leak: NAT {h} holds {store} flows of NAT {o}, which has "
                           f"{live} (slack {self.leak['slack']})")
+
+    def streamed_tables(self, o, st, h):
+        """The route tables NAT o streams the flows of to NAT h (o's status
+        replication.targets[].tables), sorted; () when it streams nothing to h."""
+        for t in (((st or {}).get("node", {}).get("replication") or {}).get("targets") or []):
+            if t.get("member") == self.iid[h]:
+                return tuple(sorted(t.get("tables") or []))
+        return ()
 
     def rss_bound(self, r):
         return MIB + RSS_PER_FLOW * self.peak_store.get((r["nat"], r["generation"]), 0)

@@ -265,6 +265,9 @@ class Node {
   // zone's Elastic IP back to the primary private IP first; the write is held until EC2
   // answered that (at most takeover::kHoldBound). True when `w` is held (node_eips.cc).
   bool early_home_eip(const engine::WriteRoute& w);
+  // The EIP part of early_home_eip(): associates it back and holds `w` for the answer; false
+  // when the EIP is here already (send `w`).
+  bool hold_for_home_eip(const engine::WriteRoute& w);
   void release_failback_writes(const std::string& why);
   // A zone's EIP on a secondary IP of this host that the engine does not hold and whose
   // tables are not this host's: released as if the engine had said so (ReleaseEip).
@@ -487,6 +490,24 @@ class Node {
   void finish_takeover(const takeover::Install& job, engine::Time t);
   // The member a route target names ("" none); also one that left but whose flows are held.
   [[nodiscard]] std::string member_of(const engine::Target& t) const;
+  // The member the route `w` writes points at now, in the engine's view ("" none).
+  [[nodiscard]] std::string holder_of(const engine::WriteRoute& w) const;
+  // A failback (a claim of a table of this host's own zone) from a live holder: the flows it
+  // translated for the zone meanwhile, replicated here (replica_targets() counts a table
+  // routed to the holder as its), are installed first, translated to the address this
+  // host's masquerade gives the zone, so that the connections opened during the outage go
+  // on here with their public port. Held as a takeover::Install under "failback of
+  // <holder>"; the EIP (hold_for_home_eip()) and then the route follow. True when held.
+  bool failback_write(const engine::WriteRoute& w);
+  // Starts the installation for `holder` with what its replica holds now.
+  void failback_proceed(const std::string& holder);
+  // A resync of `member`'s replication stream completed, or the wait for one ended.
+  void failback_sync_check();
+  // The address this host's masquerade translates its own zone's sources to: the source of
+  // a route lookup towards the first egress self-check target (the egress interface's
+  // address), else the primary private IP.
+  [[nodiscard]] uint32_t masquerade_source() const;
+  static bool is_failback(const std::string& key);
   // The local address zone `zone`'s traffic leaves with here, if it has an Elastic IP.
   [[nodiscard]] std::optional<uint32_t> zone_address(const std::string& zone) const;
   [[nodiscard]] json_t* takeover_json() const;
@@ -514,6 +535,18 @@ class Node {
   // A failback's route writes waiting for its early association (early_home_eip()).
   std::vector<engine::WriteRoute> failback_held_;
   uv::Timer failback_timer_{loop_};
+  // Failbacks waiting for a resync of the holder's stream (failback_write()): holder ->
+  struct FailbackWait {
+    engine::Time since{};  // a resync completed at or after this counts
+    engine::Time until{};  // then the installation starts with what is held
+    std::vector<engine::WriteRoute> writes;
+  };
+  std::map<std::string, FailbackWait> failback_waits_;
+  uv::Timer failback_wait_timer_{loop_};
+  std::map<std::string, engine::Time> replica_synced_at_;  // member -> its last completed resync
+  // When this host last became healthy (Standby or Active from any other state): its peers
+  // count it a replication target from about `rise` probes later, and resync to it then.
+  engine::Time serving_since_{};
 
   uv::DeferredDelete keep_graveyard_{loop_};  // before senders_: their ports park here
   std::map<std::string, std::unique_ptr<keep::Sender>> senders_;  // taking peer ->

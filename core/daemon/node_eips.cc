@@ -513,6 +513,12 @@ bool Node::early_home_eip(const engine::WriteRoute& w) {
   if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return false;
   if (!served_tables_.claimed_own(w.table, id_.zone)) return false;
   if (eips_.find(id_.zone) == eips_.end()) return false;
+  // The connections the holder opened for the zone meanwhile go first (node_takeover.cc).
+  if (failback_write(w)) return true;
+  return hold_for_home_eip(w);
+}
+
+bool Node::hold_for_home_eip(const engine::WriteRoute& w) {
   early_associate(id_.zone, id_.private_ip);  // returns at once when it is here already
   auto early = early_eips_.find(id_.zone);
   if (early == early_eips_.end() || early->second.done) return false;

@@ -95,6 +95,10 @@ void Node::execute(const engine::Action& a) {
                      {"HANAT_PREVIOUS", engine::to_string(x.from)},
                      {"HANAT_REASON", std::string(engine::to_string(x.reason)) +
                                           (x.detail.empty() ? "" : ": " + x.detail)}});
+          auto serving = [](engine::State st) {
+            return st == engine::State::Standby || st == engine::State::Active;
+          };
+          if (serving(x.to) && !serving(x.from)) serving_since_ = node_util::now();
           log::event(log::Level::Notice, log::message_id::kStateChanged,
                      {{"HANAT_STATE", engine::to_string(x.to)},
                       {"HANAT_REASON", engine::to_string(x.reason)}},
@@ -139,6 +143,8 @@ void Node::execute(const engine::Action& a) {
         } else if constexpr (std::is_same_v<T, engine::AbandonWrite>) {
           takeover_cancel(x.op);  // held for a stateful takeover: never sent
           std::erase_if(failback_held_, [&](const auto& w) { return w.op == x.op; });
+          for (auto& [holder, wait] : failback_waits_)
+            std::erase_if(wait.writes, [&](const auto& w) { return w.op == x.op; });
           abandon_early_eips();
           // Cancelled wherever it is; on the wire, its connection is reset and what the
           // kernel had not delivered yet is discarded (ec2/http_client.cc).

@@ -3,10 +3,10 @@
 // "Connection survival"; issue #21), active only with `[failover] stateful = true`.
 //
 //   targets     every second (and at engine start) replica::replica_targets() over the
-//               engine's view: the members healthy and allocatable now, the route tables and
-//               their zones. A member that becomes a target gets a link; one that is no
-//               longer a target loses it (its receiver keeps the last replicas until their
-//               timeouts, or until this member's next stream replaces them).
+//               engine's view: the members healthy and allocatable now, the route tables,
+//               their zones and whether they route here. A member that becomes a target gets a
+//               link; one that is no longer a target loses it (its receiver keeps the last replicas
+//               until their timeouts, or until this member's next stream replaces them).
 //   a link      a ChannelClient from this member's private address to the target's channel
 //               port (the member channel; the target admits members by address), with the
 //               handover's pre-shared key. Closed: connect again after a backoff (0.5 s,
@@ -91,7 +91,13 @@ void Node::replicate_review() {
     members.push_back(std::move(tm));
   }
   std::vector<replica::TargetTable> tables;
-  for (const auto& t : snap.tables) tables.push_back({t.id, t.zone});
+  for (const auto& t : snap.tables) {
+    bool here = false;
+    for (const auto& r : t.routes)
+      here = here || r.current.id == id_.instance_id ||
+             (!id_.eni_id.empty() && r.current.id == id_.eni_id);
+    tables.push_back({t.id, t.zone, here});
+  }
   auto targets = replica::replica_targets(id_.instance_id, members, tables);
 
   std::vector<std::string> nat;

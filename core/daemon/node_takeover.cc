@@ -21,11 +21,25 @@
 //   the end    once every flow was tried and the claims went out, the outcome is logged
 //              and counted (status `takeover`, hanat_takeover_flows_total) and the member's
 //              replica is dropped: its flows live in this host's kernel now.
+//   failback   the same installation for a claim of a table of this host's own zone from
+//              a live peer (failback_write(), called by node_eips.cc's early_home_eip()):
+//              the flows the peer opened for the zone while it held the table, replicated
+//              here because replica_targets() counts a table routed to the peer as the
+//              peer's, go in first (after a resync of the peer's stream that began once
+//              this host was back, at most kFailbackSyncWait), on the address this host's
+//              masquerade gives the zone; then the zone's EIP, then the route. The job runs
+//              under the key "failback of <peer>" and keeps the peer's replica.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <set>
+#include <string_view>
 
 #include "core/base/ipv4.h"
 #include "core/daemon/node.h"
@@ -87,6 +101,10 @@ void Node::on_replica_batch(const std::string& member,
   const auto t = now();
   replicas_.apply(member, b, store_time(t));
   forget_departed(t);
+  if (resync_complete) {
+    replica_synced_at_[member] = t;
+    if (failback_waits_.count(member) != 0) failback_sync_check();
+  }
   const auto after = replicas_.refused(member);
   replica_refused_ += after - before;
   if (after > before && before == 0)
@@ -129,6 +147,17 @@ std::string Node::member_of(const engine::Target& t) const {
   return "";
 }
 
+std::string Node::holder_of(const engine::WriteRoute& w) const {
+  if (!machine_) return "";
+  const auto snap = machine_->snapshot();
+  for (const auto& t : snap.tables) {
+    if (t.id != w.table) continue;
+    for (const auto& r : t.routes)
+      if (r.destination == w.destination) return member_of(r.current);
+  }
+  return "";
+}
+
 std::optional<uint32_t> Node::zone_address(const std::string& zone) const {
   auto e = eips_.find(zone);
   if (e == eips_.end()) return std::nullopt;  // no Elastic IP: no public address to keep
@@ -141,14 +170,9 @@ std::optional<uint32_t> Node::zone_address(const std::string& zone) const {
 bool Node::takeover_write(const engine::WriteRoute& w) {
   if (!machine_ || !cfg_->failover.stateful) return false;
   if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return false;  // not a claim
-  const auto snap = machine_->snapshot();
-  std::string previous;
-  for (const auto& t : snap.tables) {
-    if (t.id != w.table) continue;
-    for (const auto& r : t.routes)
-      if (r.destination == w.destination) previous = member_of(r.current);
-  }
+  const std::string previous = holder_of(w);
   if (previous.empty() || previous == id_.instance_id) return false;
+  const auto snap = machine_->snapshot();
   const auto t = now();
   if (auto it = takeovers_.find(previous); it != takeovers_.end()) {
     release_claims(previous, it->second->hold(w, t));
@@ -232,9 +256,13 @@ bool Node::takeover_write(const engine::WriteRoute& w) {
 void Node::release_claims(const std::string& member, takeover::Install::Release r) {
   if (r.writes.empty()) return;
   if (!r.why.empty())
-    log::warning("stateful failover of " + member + ": " + r.why +
+    log::warning("stateful failover (" + member + "): " + r.why +
                  ": writing the routes, flows not installed yet are reset");
-  for (const auto& w : r.writes) send_route(w);
+  for (const auto& w : r.writes) {
+    // A failback's write waits for the zone's Elastic IP next.
+    if (is_failback(member) && hold_for_home_eip(w)) continue;
+    send_route(w);
+  }
 }
 
 void Node::takeover_cancel(engine::OpId op) {
@@ -313,19 +341,143 @@ void Node::finish_takeover(const takeover::Install& job, engine::Time t) {
       std::chrono::duration_cast<milliseconds>(job.finished_at().value_or(t) - job.started());
   res.error = job.error();
   last_takeover_[job.member()] = res;
-  const size_t dropped = replicas_.drop(job.member());
-  const std::string line = "stateful failover of " + job.member() + ": " +
-                           std::to_string(c.installed) + " flows installed, " +
-                           std::to_string(c.collided) + " collided with this host's ports, " +
-                           std::to_string(c.failed) + " failed, " + std::to_string(c.unroutable) +
-                           " without an address here, in " + std::to_string(res.took.count()) +
-                           " ms" + (job.error().empty() ? "" : " (" + job.error() + ")") +
-                           "; its replica (" + std::to_string(dropped) + " flows) dropped";
+  // A failback's holder is alive: its replica stays (it still translates other tables, and
+  // its stream replaces the zone's flows at its next resync).
+  const bool failback = is_failback(job.member());
+  const size_t dropped = failback ? 0 : replicas_.drop(job.member());
+  const std::string line =
+      "stateful failover (" + job.member() + "): " + std::to_string(c.installed) +
+      " flows installed, " + std::to_string(c.collided) + " collided with this host's ports, " +
+      std::to_string(c.failed) + " failed, " + std::to_string(c.unroutable) +
+      " without an address here, in " + std::to_string(res.took.count()) + " ms" +
+      (job.error().empty() ? "" : " (" + job.error() + ")") +
+      (failback ? std::string() : "; its replica (" + std::to_string(dropped) + " flows) dropped");
   if (c.failed > 0 || !job.error().empty()) {
     log::warning(line);
   } else {
     log::notice(line);
   }
+}
+
+namespace {
+constexpr std::string_view kFailbackOf = "failback of ";
+// How long a failback waits for a completed resync of the holder's stream since this host
+// became healthy (serving_since_): the holder resyncs as soon as its share changes
+// (replica_sender.h), when it sees this host healthy, about `rise` probes later; the
+// engine's failback_delay (30 s by default) usually covers it. Past the wait, what the
+// replica holds is installed: the holder's events since its last resync are in it.
+constexpr milliseconds kFailbackSyncWait{3000};
+}  // namespace
+
+bool Node::is_failback(const std::string& key) {
+  return key.starts_with(kFailbackOf);
+}
+
+uint32_t Node::masquerade_source() const {
+  const auto fallback = core::parse_ipv4(id_.private_ip).value_or(0);
+  if (cfg_->egress.targets.empty()) return fallback;
+  auto dst = core::parse_ipv4(cfg_->egress.targets.front().address);
+  if (!dst) return fallback;
+  // connect() on a UDP socket sends nothing: the kernel picks the route and its source
+  // address, the one masquerade gives a flow leaving that way (nf_nat_masquerade_ipv4()
+  // takes the preferred source of the route's device for the next hop).
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fallback;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port =
+      htons(cfg_->egress.targets.front().port == 0 ? 9 : cfg_->egress.targets.front().port);
+  to.sin_addr.s_addr = htonl(*dst);
+  sockaddr_in me{};
+  socklen_t len = sizeof me;
+  uint32_t out = fallback;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len) == 0 && me.sin_addr.s_addr != 0)
+    out = ntohl(me.sin_addr.s_addr);
+  ::close(fd);
+  return out;
+}
+
+bool Node::failback_write(const engine::WriteRoute& w) {
+  const std::string holder = holder_of(w);
+  if (holder.empty() || holder == id_.instance_id || !machine_) return false;
+  const std::string key = std::string(kFailbackOf) + holder;
+  const auto t = now();
+  if (auto it = takeovers_.find(key); it != takeovers_.end()) {
+    release_claims(key, it->second->hold(w, t));
+    takeover_kick();
+    return true;
+  }
+  if (auto it = failback_waits_.find(holder); it != failback_waits_.end()) {
+    it->second.writes.push_back(w);
+    return true;
+  }
+  failback_waits_[holder] = FailbackWait{serving_since_, t + kFailbackSyncWait, {w}};
+  failback_sync_check();
+  return true;
+}
+
+void Node::failback_sync_check() {
+  const auto t = now();
+  std::optional<engine::Time> next;
+  std::vector<std::string> ready;
+  for (const auto& [holder, wait] : failback_waits_) {
+    auto synced = replica_synced_at_.find(holder);
+    const bool fresh = synced != replica_synced_at_.end() && synced->second >= wait.since;
+    if (fresh || t >= wait.until) {
+      if (!fresh)
+        log::warning("failback: no complete resync of " + holder + "'s flows within " +
+                     std::to_string(kFailbackSyncWait.count()) +
+                     " ms: installing the ones held (connections it opened since its last "
+                     "resync may be reset)");
+      ready.push_back(holder);
+    } else if (!next || wait.until < *next) {
+      next = wait.until;
+    }
+  }
+  for (const auto& h : ready) failback_proceed(h);
+  if (next) {
+    (void)failback_wait_timer_.start(std::chrono::ceil<milliseconds>(*next - t) + milliseconds(1),
+                                     milliseconds(0), [this] { failback_sync_check(); });
+  } else {
+    (void)failback_wait_timer_.stop();
+  }
+}
+
+void Node::failback_proceed(const std::string& holder) {
+  auto wait = failback_waits_.find(holder);
+  if (wait == failback_waits_.end()) return;
+  auto writes = std::move(wait->second.writes);
+  failback_waits_.erase(wait);
+  if (writes.empty()) return;  // abandoned meanwhile
+  const auto t = now();
+  const uint32_t address = masquerade_source();
+  std::vector<takeover::AddressRoute> routes;
+  if (auto c = zone_cidrs_.find(id_.zone); c != zone_cidrs_.end())
+    for (const auto& cidr : c->second)
+      if (auto r = route_of(cidr, address)) routes.push_back(*r);
+  // Only the zone's flows: the holder's others (its own zone, tables it still holds) stay
+  // its own, and stay in the replica for a takeover.
+  auto split = takeover::split_by_address(replicas_.take(holder, store_time(t)), routes);
+  split.unroutable = 0;
+  size_t n = 0;
+  for (const auto& g : split.groups) n += g.flows.size();
+  const std::string key = std::string(kFailbackOf) + holder;
+  if (n == 0) {
+    for (const auto& w : writes)
+      if (!hold_for_home_eip(w)) send_route(w);
+    return;
+  }
+  log::notice("failback: installing the " + std::to_string(n) + " flows " + holder +
+              " translated for zone " + log::quote(id_.zone) + " meanwhile (replicated here), on " +
+              core::ipv4_text(address) + ", before the route writes (at most " +
+              std::to_string(takeover::kHoldBound.count()) + " ms)");
+  auto job =
+      std::make_unique<takeover::Install>(key, std::move(split), t, takeover::Install::Settings{});
+  auto* raw = job.get();
+  takeovers_.emplace(key, std::move(job));
+  for (const auto& w : writes) release_claims(key, raw->hold(w, t));
+  takeover_kick();
 }
 
 json_t* Node::takeover_json() const {

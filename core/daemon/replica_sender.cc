@@ -35,7 +35,9 @@ std::vector<Target> replica_targets(const std::string& self,
   const auto a_without = engine::allocate(without, at, false);
   std::map<std::string, std::vector<std::string>> by_member;
   for (size_t i = 0; i < tables.size(); ++i) {
-    if (a_with[i] < 0 || with[static_cast<size_t>(a_with[i])].id != self) continue;
+    const bool held =
+        tables[i].here || (a_with[i] >= 0 && with[static_cast<size_t>(a_with[i])].id == self);
+    if (!held) continue;
     if (a_without[i] < 0) continue;
     by_member[without_src[static_cast<size_t>(a_without[i])]->id].push_back(tables[i].id);
   }

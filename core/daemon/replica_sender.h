@@ -55,6 +55,9 @@ struct TargetMember {
 struct TargetTable {
   std::string id;
   std::string zone;
+  // Its route points at this member now (a table of a member that failed and has not
+  // failed back yet): this member translates the table's flows whatever the allocation says.
+  bool here = false;
 };
 // A member that would take some of this member's tables, and which.
 struct Target {
@@ -64,8 +67,11 @@ struct Target {
 };
 
 // The tables this member holds are the ones the allocation over the healthy members with
-// this member (counted healthy: the question is what happens when it dies) gives it; their
-// takers are those the allocation over the healthy members without it gives them. Sorted by
+// this member (counted healthy: the question is what happens when it dies) gives it, and the
+// ones routed here now; their takers are those the allocation over the healthy members
+// without it gives them. A table routed here but allocated to a healthy peer (its home NAT,
+// back and waiting for failback_delay) thus goes to that peer, which takes it with the
+// connections opened here meanwhile, at the failback or if this member dies first. Sorted by
 // member id. Empty when no other member is healthy (nobody would take anything: the fallback
 // NAT Gateway cannot install flows) or when this member holds no table.
 [[nodiscard]] std::vector<Target> replica_targets(const std::string& self,

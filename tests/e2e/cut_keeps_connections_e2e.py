@@ -22,7 +22,12 @@ connection of each pair (as a busy NAT does for hosts talking to one popular add
      (`takeover.last.<nat1>`), >= 99 % of the connections survive (the server sees the same
      address and port, no RST) and the longest stall is at most the failover outage (the
      route's move after the cut) + 1 s.
-  3. nat1 back: zone a fails back with its EIP; nat2 keeps the secondary private IP the EIP
+  3. 10 connections opened through nat2 while nat1 is still cut (zone a's hosts share their
+     source ports: nat2 remaps half). nat1 back: nat2, which still holds zone a's table,
+     replicates the zone's flows to nat1 (the member that takes the table), and nat1
+     installs them on its own address before its failback's route write (status
+     `takeover.last["failback of <nat2>"]`): the 10 connections survive the failback.
+     Zone a fails back with its EIP; nat2 keeps the secondary private IP the EIP
      left as the zone's source for a grace (status `eips.zones[].leaving`: packets still
      routed to nat2 are dropped at the internet gateway, not masqueraded afresh and reset),
      then deletes the conntrack entries translated to it (status
@@ -69,6 +74,10 @@ ZONE_B_COUNT = 10
 # Step 4: connections of zone a that end while nat2 has the table, and as many that live on.
 ENDING = 10
 ENDING_SPORT, LIVING_SPORT = 48000, 48100
+# Step 3: connections opened through nat2 while nat1 is cut (zone a's two hosts share the
+# ports, so nat2 remaps half of them): they must survive the failback too.
+DURING = 10
+DURING_SPORT = 48200
 BOUND_S = 350  # netfilter/ct_install.h kInstallTimeoutMaxS
 # How long zone b's EIP is watched after nat1's links return: its dropped EC2 leg's queued
 # request would reach EC2 within a TCP retransmission or a client retry.
@@ -195,7 +204,7 @@ def answering(lab, nat, address):
     return sum(1 for e in conntrack(lab, nat) if len(e["dst"]) >= 2 and e["dst"][1] == address)
 
 
-def failback_checks(lab, ck, hanatctl, zone, rt_a):
+def failback_checks(lab, ck, server, hanatctl, zone, rt_a):
     """3. nat1 back: zone a fails back, its EIP leaves nat2's secondary address, and nat2
     deletes what it translated to that address: the installed entries of connections that
     live on through nat1 would otherwise keep their ports there for days (a packet refreshes
@@ -212,8 +221,12 @@ def failback_checks(lab, ck, hanatctl, zone, rt_a):
              before)
     ck.need("nat1 found its own data plane failed while cut", lambda: (checks.status_json(
         lab, hanatctl, 1) or {}).get("state") in ("failing", "unhealthy"), 15)
-    sc.cut_links(lab, 1, up=True)
     nat1, nat2 = lab.nat(1), lab.nat(2)
+    during = connkeep._open(lab, server, connkeep.zone_hosts(lab, "a"), DURING,
+                            sport_base=DURING_SPORT)
+    ck.check(f"{DURING} connections opened through nat2 while nat1 is cut",
+             during.established() == DURING, during.established())
+    sc.cut_links(lab, 1, up=True)
 
     def leaving_with_entries():
         # Released, and its grace running: the zone's sources still leave from the address
@@ -248,6 +261,16 @@ def failback_checks(lab, ck, hanatctl, zone, rt_a):
     ck.check(f"once zone a's EIP left it and its grace ended, nat2 deleted its entries "
              f"translated to {addr} ({before} before; status takeover.purged_on_release "
              f"{purged})", bool(left) and purged > 0, f"{answering(lab, 2, addr)} left")
+    # nat2 replicated the zone's flows to nat1 once nat1 was back (the table still routed
+    # to nat2); nat1 installed them before its route write, on its own address.
+    fb = ((takeover(lab, hanatctl, 1).get("last") or {}).get(
+        "failback of " + nat2["instance_id"]) or {})
+    ck.check(f"nat1 installed the flows nat2 opened for zone a meanwhile before its failback "
+             f"(status takeover.last[\"failback of {nat2['instance_id']}\"])",
+             fb.get("installed", 0) >= DURING, fb)
+    r = during.stop()
+    ck.check(f"the {DURING} connections opened through nat2 during the cut survived the "
+             f"failback ({r['line']})", r["summary"]["survived"] == DURING, r["line"])
 
 
 def own_entries(lab, nat, host_addresses, sports):
@@ -394,7 +417,11 @@ def body(lab, ck, hanatd, hanatctl):
             while connkeep._OPEN:
                 connkeep._OPEN.pop().stop()
         stateful_checks(ck, r, nat1["instance_id"])
-        failback_checks(lab, ck, hanatctl, eips["a"]["zone"], rt_a)
+        try:
+            failback_checks(lab, ck, server, hanatctl, eips["a"]["zone"], rt_a)
+        finally:
+            while connkeep._OPEN:
+                connkeep._OPEN.pop().stop()
         try:
             private_cut_checks(lab, ck, server, hanatctl, rt_a)
         finally:

@@ -33,7 +33,9 @@ the ENI's primary IP: MOTO.md), and keeps in the internet namespace one nft tabl
 the EIP's lab address (198.19.1.(100+Z)) and the internet host's packets to that address
 back to the holder: the NAT's public-leg address when the EIP is on its primary private IP
 (what its masquerade leaves with), else that secondary private IP, routed back via the
-NAT's public leg (eip_script). Each change is logged as {"eip": zone, "nat", "private_ip",
+NAT's public leg (eip_script). The EIPs are read after the route tables and applied before
+the hosts' routes in each poll (an association hanatd waited for never takes effect after
+the route write that followed it). Each change is logged as {"eip": zone, "nat", "private_ip",
 "source", "address"} and the status file gains "eips" {zone: [nat, private_ip]}.
 
 Usage (inside the API namespace, where moto is reachable):
@@ -295,49 +297,10 @@ def main(argv=None):
             if str(e) != last_error:
                 log.write(json.dumps(dict(stamp(t0), error=str(e))) + "\n")
             last_error = str(e)
-        if tables is not None:
-            wanted = decide(tables, list(hosts_by_subnet), targets, read_blackhole(fab["control"]))
-            for subnet, (via, target, nat, rtb) in wanted.items():
-                for h in hosts_by_subnet[subnet]:
-                    if applied.get(h["name"], "unset") == via:
-                        continue
-                    # Logged (and flushed: line buffered) just before the route changes, so
-                    # whoever sees the new route also finds its log entry.
-                    rec = dict(stamp(time.time()), host=h["name"], subnet=subnet,
-                               route_table=rtb, target=target, nat=nat,
-                               **{"from": applied.get(h["name"]), "to": via})
-                    log.write(json.dumps(rec) + "\n")
-                    ok, err = apply_route(h["ns"], h["dev"], via)
-                    if ok:
-                        applied[h["name"]] = via
-                    else:
-                        # Retried at the next poll (and logged again).
-                        log.write(json.dumps(dict(stamp(time.time()), host=h["name"],
-                                                  error=err, to=via, failed=True)) + "\n")
-        if read_control(fab["control"]).get("follow_enis"):
-            try:
-                nis = ec2.describe_network_interfaces(
-                    Filters=[{"Name": "vpc-id", "Values": [desc["vpc"]["id"]]}])[
-                        "NetworkInterfaces"]
-            except Exception as e:  # keep the addresses where they are until moto answers
-                nis = None
-                log.write(json.dumps(dict(stamp(t0), error=f"enis: {e}")) + "\n")
-            if nis is not None:
-                for addr, nat in decide_enis(nis, enis).items():
-                    if addr in eni_applied and eni_applied[addr] == nat:
-                        continue
-                    old = eni_applied.get(addr)
-                    log.write(json.dumps(dict(stamp(time.time()), address=addr, nat=nat,
-                                              from_nat=old, eni=True)) + "\n")
-                    old_ns = namespaces.get(old, (None, None))[0] if old else None
-                    new_ns, dev = namespaces.get(nat, (None, "priv")) if nat else (None, "priv")
-                    ok, err = move_address(addr, old_ns, new_ns, dev,
-                                           [h["ns"] for h in desc["hosts"]])
-                    if ok:
-                        eni_applied[addr] = nat
-                    else:
-                        log.write(json.dumps(dict(stamp(time.time()), address=addr, error=err,
-                                                  failed=True)) + "\n")
+        # The EIPs are read after the route tables and applied before the routes: hanatd
+        # associates an EIP ahead of a route write and waits for EC2's answer, so a route
+        # this poll saw comes with the association made before it, and the hosts' new
+        # route (one `ip route` per host, tens of ms) never precedes the EIP's move.
         if zone_eips and tables is not None:
             try:
                 addrs = ec2.describe_addresses(
@@ -387,6 +350,49 @@ def main(argv=None):
                     else:
                         log.write(json.dumps(dict(stamp(time.time()), eip_failed=True,
                                                   error=cp.stderr.strip())) + "\n")
+        if tables is not None:
+            wanted = decide(tables, list(hosts_by_subnet), targets, read_blackhole(fab["control"]))
+            for subnet, (via, target, nat, rtb) in wanted.items():
+                for h in hosts_by_subnet[subnet]:
+                    if applied.get(h["name"], "unset") == via:
+                        continue
+                    # Logged (and flushed: line buffered) just before the route changes, so
+                    # whoever sees the new route also finds its log entry.
+                    rec = dict(stamp(time.time()), host=h["name"], subnet=subnet,
+                               route_table=rtb, target=target, nat=nat,
+                               **{"from": applied.get(h["name"]), "to": via})
+                    log.write(json.dumps(rec) + "\n")
+                    ok, err = apply_route(h["ns"], h["dev"], via)
+                    if ok:
+                        applied[h["name"]] = via
+                    else:
+                        # Retried at the next poll (and logged again).
+                        log.write(json.dumps(dict(stamp(time.time()), host=h["name"],
+                                                  error=err, to=via, failed=True)) + "\n")
+        if read_control(fab["control"]).get("follow_enis"):
+            try:
+                nis = ec2.describe_network_interfaces(
+                    Filters=[{"Name": "vpc-id", "Values": [desc["vpc"]["id"]]}])[
+                        "NetworkInterfaces"]
+            except Exception as e:  # keep the addresses where they are until moto answers
+                nis = None
+                log.write(json.dumps(dict(stamp(t0), error=f"enis: {e}")) + "\n")
+            if nis is not None:
+                for addr, nat in decide_enis(nis, enis).items():
+                    if addr in eni_applied and eni_applied[addr] == nat:
+                        continue
+                    old = eni_applied.get(addr)
+                    log.write(json.dumps(dict(stamp(time.time()), address=addr, nat=nat,
+                                              from_nat=old, eni=True)) + "\n")
+                    old_ns = namespaces.get(old, (None, None))[0] if old else None
+                    new_ns, dev = namespaces.get(nat, (None, "priv")) if nat else (None, "priv")
+                    ok, err = move_address(addr, old_ns, new_ns, dev,
+                                           [h["ns"] for h in desc["hosts"]])
+                    if ok:
+                        eni_applied[addr] = nat
+                    else:
+                        log.write(json.dumps(dict(stamp(time.time()), address=addr, error=err,
+                                                  failed=True)) + "\n")
         polls += 1
         st = {"polls": polls, "last_poll_ms": round(t0 * 1000, 1), "last_error": last_error,
               "routes": applied, "eni_addresses": eni_applied, "pid": os.getpid(),

@@ -61,6 +61,21 @@ TEST(ReplicaTargets, UnhealthyPeersTakeNothingAndNoPeerMeansNoTarget) {
   EXPECT_TRUE(replica_targets("i-x", {member("i-b", "b")}, tables).empty());
 }
 
+TEST(ReplicaTargets, ATableRoutedHereGoesToItsTakerAlthoughAllocatedElsewhere) {
+  // i-a (zone a) failed, this member took rtb-a; i-a is back and healthy, so the allocation
+  // gives rtb-a to it again, but until its failback the route and the flows are here.
+  const std::vector<TargetMember> members = {member("i-self", "b"), member("i-a", "a")};
+  std::vector<TargetTable> tables = {{"rtb-a", "a", true}, {"rtb-b", "b", false}};
+  auto t = replica_targets("i-self", members, tables);
+  ASSERT_EQ(t.size(), 1U);
+  EXPECT_EQ(t[0], (Target{"i-a", {"rtb-a", "rtb-b"}}));
+  // After the failback rtb-a routes to i-a: only this member's own table is left.
+  tables[0].here = false;
+  t = replica_targets("i-self", members, tables);
+  ASSERT_EQ(t.size(), 1U);
+  EXPECT_EQ(t[0], (Target{"i-a", {"rtb-b"}}));
+}
+
 TEST(ReplicaTargets, UnionOfSources) {
   EXPECT_EQ(union_sources({{"198.18.2.0/24"}, {"198.18.1.0/24", "198.18.2.0/24"}}),
             (std::vector<std::string>{"198.18.1.0/24", "198.18.2.0/24"}));
