@@ -20,14 +20,12 @@ core::Result<std::unique_ptr<CtEvents>, Error> CtEvents::open(
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
-    return fail(std::error_code(e, std::generic_category()),
-                "conntrack event socket: " + std::string(std::strerror(e)));
+    return fail(errno_code(e), "conntrack event socket: " + std::string(std::strerror(e)));
   }
   auto close_on_error = [sock](const std::string& what) {
     const int e = errno;
     mnl_socket_close(sock);
-    return fail(std::error_code(e, std::generic_category()),
-                "conntrack event socket: " + what + ": " + std::strerror(e));
+    return fail(errno_code(e), "conntrack event socket: " + what + ": " + std::strerror(e));
   };
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return close_on_error("bind");
   // Updates (NFNLGRP_CONNTRACK_UPDATE: every TCP state change) are not needed by the

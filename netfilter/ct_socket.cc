@@ -17,8 +17,7 @@ constexpr size_t kRxBufSize = 64 * 1024;
 }  // namespace
 
 core::Unexpected<Error> fail_errno(int e, const std::string& what) {
-  return fail(std::error_code(e, std::generic_category()),
-              "conntrack: " + what + ": " + std::strerror(e));
+  return fail(errno_code(e), "conntrack: " + what + ": " + std::strerror(e));
 }
 
 nlmsghdr* put_ct_header(uint8_t* buf, uint16_t msg, uint16_t flags, uint32_t seq) {

@@ -70,13 +70,12 @@ core::Result<std::unique_ptr<NftMonitor>, Error> NftMonitor::open(
   mnl_socket* sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (sock == nullptr) {
     const int e = errno;
-    return fail(std::error_code(e, std::generic_category()),
-                "nftables notification socket: " + std::string(std::strerror(e)));
+    return fail(errno_code(e), "nftables notification socket: " + std::string(std::strerror(e)));
   }
   auto close_on_error = [sock](const char* what) {
     const int e = errno;
     mnl_socket_close(sock);
-    return fail(std::error_code(e, std::generic_category()),
+    return fail(errno_code(e),
                 std::string("nftables notification socket: ") + what + ": " + std::strerror(e));
   };
   if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0) return close_on_error("bind");

@@ -24,10 +24,6 @@ namespace hanat::netfilter {
 
 namespace {
 
-std::error_code errno_code(int e) {
-  return {e, std::generic_category()};
-}
-
 std::string errno_text(int e) {
   return std::strerror(e);
 }

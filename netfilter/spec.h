@@ -91,6 +91,10 @@ using Status = core::Result<std::monostate, Error>;
 [[nodiscard]] inline core::Unexpected<Error> fail(std::error_code code, std::string message) {
   return core::Unexpected<Error>(Error{code, std::move(message)});
 }
+// The code of a failed system call or a netlink error (the kernel's errno), as Error keeps it.
+[[nodiscard]] inline std::error_code errno_code(int e) {
+  return {e, std::generic_category()};
+}
 
 struct Ipv4Prefix {
   uint32_t addr = 0;  // host byte order, host bits zero

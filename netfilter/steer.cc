@@ -31,10 +31,6 @@ namespace hanat::netfilter {
 
 namespace {
 
-std::error_code steer_errno(int e) {
-  return {e, std::generic_category()};
-}
-
 // One netlink socket (NETLINK_ROUTE or NETLINK_NETFILTER) for requests that are answered by an
 // ACK or a dump. Sequence numbers are per socket; answers to other numbers are skipped.
 class Socket {
@@ -45,18 +41,18 @@ class Socket {
     s.sock_ = mnl_socket_open2(bus, SOCK_CLOEXEC);
     if (s.sock_ == nullptr) {
       const int e = errno;
-      return fail(steer_errno(e), what + " socket: " + std::strerror(e));
+      return fail(errno_code(e), what + " socket: " + std::strerror(e));
     }
     if (mnl_socket_bind(s.sock_, 0, MNL_SOCKET_AUTOPID) < 0) {
       const int e = errno;
-      return fail(steer_errno(e), what + " socket: bind: " + std::strerror(e));
+      return fail(errno_code(e), what + " socket: bind: " + std::strerror(e));
     }
     timeval tv{};
     tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
     tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
     if (setsockopt(mnl_socket_get_fd(s.sock_), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
       const int e = errno;
-      return fail(steer_errno(e), what + " socket: SO_RCVTIMEO: " + std::strerror(e));
+      return fail(errno_code(e), what + " socket: SO_RCVTIMEO: " + std::strerror(e));
     }
     s.portid_ = mnl_socket_get_portid(s.sock_);
     return s;
@@ -129,7 +125,7 @@ core::Result<Socket, Error> rtnl_open() {
 
 Error err(int neg_errno, const std::string& what) {
   const int e = neg_errno < 0 ? -neg_errno : neg_errno;
-  return Error{steer_errno(e), what + ": " + std::strerror(e)};
+  return Error{errno_code(e), what + ": " + std::strerror(e)};
 }
 
 // The tunnel device's MAC address, derived from the member's own private address so the
@@ -241,7 +237,7 @@ Status make_tunnel(Socket& s, const SteerTunnel& t) {
   if (const int rc = delete_link(s, name); rc < 0) return core::Unexpected(err(rc, what));
   if (const int rc = create_vxlan(s, name, t); rc < 0) {
     if (rc == -EOPNOTSUPP) {
-      return fail(steer_errno(EOPNOTSUPP),
+      return fail(errno_code(EOPNOTSUPP),
                   what + ": the kernel has no VXLAN support (module vxlan, CONFIG_VXLAN)");
     }
     return core::Unexpected(err(rc, what));
@@ -328,7 +324,7 @@ Status Steering::install(const SteerSpec& spec) {
   const unsigned ifindex = if_nametoindex(link.c_str());
   Status st = ok();
   if (ifindex == 0) {
-    st = fail(steer_errno(ENODEV), peer + ": tunnel " + link + " vanished after creation");
+    st = fail(errno_code(ENODEV), peer + ": tunnel " + link + " vanished after creation");
   }
   // The table first, then the route, then the rule: a mark with no rule yet is harmless
   // (the packet follows main), a rule is added only once its route exists.

@@ -17,8 +17,7 @@ std::string trim(std::string s) {
 }
 
 Error sys_error(std::string_view name, const char* op, int e) {
-  return Error{std::error_code(e, std::generic_category()),
-               "sysctl " + std::string(name) + ": " + op + std::strerror(e)};
+  return Error{errno_code(e), "sysctl " + std::string(name) + ": " + op + std::strerror(e)};
 }
 
 }  // namespace

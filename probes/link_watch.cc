@@ -16,14 +16,6 @@
 
 namespace hanat::probes {
 
-namespace {
-
-std::string link_errno_text(int e) {
-  return std::strerror(e);
-}
-
-}  // namespace
-
 core::Result<std::unique_ptr<LinkWatch>, std::string> LinkWatch::create(uv::Loop& loop,
                                                                         std::string ifname,
                                                                         OnChange on_change) {
@@ -31,14 +23,14 @@ core::Result<std::unique_ptr<LinkWatch>, std::string> LinkWatch::create(uv::Loop
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) return core::Unexpected(what + "no such interface");
   const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return core::Unexpected(what + "netlink socket: " + link_errno_text(errno));
+  if (fd < 0) return core::Unexpected(what + "netlink socket: " + std::strerror(errno));
   sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
   sa.nl_groups = RTMGRP_LINK;  // RTM_NEWLINK / RTM_DELLINK for every interface
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
     const int e = errno;
     ::close(fd);
-    return core::Unexpected(what + "netlink bind: " + link_errno_text(e));
+    return core::Unexpected(what + "netlink bind: " + std::strerror(e));
   }
   std::unique_ptr<LinkWatch> w(new LinkWatch(loop, fd, std::move(ifname), std::move(on_change)));
   w->ifindex_ = index;
@@ -119,7 +111,8 @@ core::Result<std::string, std::string> interface_with_address(const std::string&
     return core::Unexpected("\"" + address + "\" is not a numeric IPv4 address");
   }
   ifaddrs* all = nullptr;
-  if (getifaddrs(&all) != 0) return core::Unexpected("getifaddrs: " + link_errno_text(errno));
+  if (getifaddrs(&all) != 0)
+    return core::Unexpected(std::string("getifaddrs: ") + std::strerror(errno));
   std::string found;
   for (ifaddrs* a = all; a != nullptr && found.empty(); a = a->ifa_next) {
     if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
