@@ -491,7 +491,8 @@ class Node {
   // The member a route target names ("" none); also one that left but whose flows are held.
   [[nodiscard]] std::string member_of(const engine::Target& t) const;
   // The member the route `w` writes points at now, in the engine's view ("" none).
-  [[nodiscard]] std::string holder_of(const engine::WriteRoute& w) const;
+  [[nodiscard]] std::string holder_of(const engine::Snapshot& snap,
+                                      const engine::WriteRoute& w) const;
   // A failback (a claim of a table of this host's own zone) from a live holder: the flows it
   // translated for the zone meanwhile, replicated here (replica_targets() counts a table
   // routed to the holder as its), are installed first, translated to the address this

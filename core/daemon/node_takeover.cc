@@ -147,9 +147,7 @@ std::string Node::member_of(const engine::Target& t) const {
   return "";
 }
 
-std::string Node::holder_of(const engine::WriteRoute& w) const {
-  if (!machine_) return "";
-  const auto snap = machine_->snapshot();
+std::string Node::holder_of(const engine::Snapshot& snap, const engine::WriteRoute& w) const {
   for (const auto& t : snap.tables) {
     if (t.id != w.table) continue;
     for (const auto& r : t.routes)
@@ -170,9 +168,9 @@ std::optional<uint32_t> Node::zone_address(const std::string& zone) const {
 bool Node::takeover_write(const engine::WriteRoute& w) {
   if (!machine_ || !cfg_->failover.stateful) return false;
   if (w.target.id != id_.instance_id && w.target.id != id_.eni_id) return false;  // not a claim
-  const std::string previous = holder_of(w);
-  if (previous.empty() || previous == id_.instance_id) return false;
   const auto snap = machine_->snapshot();
+  const std::string previous = holder_of(snap, w);
+  if (previous.empty() || previous == id_.instance_id) return false;
   const auto t = now();
   if (auto it = takeovers_.find(previous); it != takeovers_.end()) {
     release_claims(previous, it->second->hold(w, t));
@@ -399,8 +397,9 @@ uint32_t Node::masquerade_source() const {
 }
 
 bool Node::failback_write(const engine::WriteRoute& w) {
-  const std::string holder = holder_of(w);
-  if (holder.empty() || holder == id_.instance_id || !machine_) return false;
+  if (!machine_) return false;
+  const std::string holder = holder_of(machine_->snapshot(), w);
+  if (holder.empty() || holder == id_.instance_id) return false;
   const std::string key = std::string(kFailbackOf) + holder;
   const auto t = now();
   if (auto it = takeovers_.find(key); it != takeovers_.end()) {
@@ -463,11 +462,7 @@ void Node::failback_proceed(const std::string& holder) {
   size_t n = 0;
   for (const auto& g : split.groups) n += g.flows.size();
   const std::string key = std::string(kFailbackOf) + holder;
-  if (n == 0) {
-    for (const auto& w : writes)
-      if (!hold_for_home_eip(w)) send_route(w);
-    return;
-  }
+  if (n == 0) return release_claims(key, {std::move(writes), ""});  // on to the EIP
   log::notice("failback: installing the " + std::to_string(n) + " flows " + holder +
               " translated for zone " + log::quote(id_.zone) + " meanwhile (replicated here), on " +
               core::ipv4_text(address) + ", before the route writes (at most " +
